@@ -1,0 +1,232 @@
+"""The Celery app: ``afirgen_tasks.celery_app:app``.
+
+``celery -A afirgen_tasks.celery_app worker -l info`` consumes all five queues;
+``-Q email -c 4`` or ``--autoscale=8,2`` work as usual.  :func:`create_app` builds an
+app from explicit settings (tests, the console, the demo sandbox).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task, signals
+from celery.app.amqp import AMQP
+from kombu import Exchange, Queue
+
+from .priority import (
+    AMQP_MAX_PRIORITY,
+    DEFAULT_PRIORITY,
+    PRIORITY_HEADER,
+    REDIS_PRIORITY_STEPS,
+    is_redis_transport,
+    to_wire,
+    validate_priority,
+)
+from .routing import QUEUES, celery_task_routes, route_for
+from .settings import Settings, load_settings_or_exit
+
+#: Separator between a queue's name and its priority step in Redis keys (``email:7``).
+REDIS_PRIORITY_SEP = ":"
+
+TASK_MODULES = (
+    "afirgen_tasks.email",
+    "afirgen_tasks.reports",
+    "afirgen_tasks.analytics",
+    "afirgen_tasks.cleanup",
+)
+
+
+class PriorityAMQP(AMQP):
+    """Maps the operator priority (1-10, higher = urgent) to the transport's wire priority.
+
+    Every publish path (``delay``, ``apply_async``, ``send_task``, retries, canvas) ends in
+    ``send_task_message``; wrapping it is the one place the mapping cannot be bypassed.
+    The operator value also travels in a header (retries reuse it instead of the wire value)
+    and in the ``task-sent`` event (the console shows it).
+    """
+
+    def _create_task_sender(self):  # type: ignore[override]
+        send = super()._create_task_sender()
+        broker_url = self.app.conf.broker_url or ""
+
+        def send_task_message(producer, name, message, **kwargs):
+            headers, _properties, _body, sent_event = message
+            raw = kwargs.get("priority")
+            if raw is None:
+                raw = headers.get(PRIORITY_HEADER)
+            priority = DEFAULT_PRIORITY if raw is None else validate_priority(raw)
+            headers[PRIORITY_HEADER] = priority
+            kwargs["priority"] = to_wire(priority, broker_url)
+            if sent_event is not None:
+                sent_event["priority"] = priority
+            return send(producer, name, message, **kwargs)
+
+        return send_task_message
+
+
+class AFIRGenTask(Task):
+    """Base class of every AFIRGen task: retries keep the operator's priority, not the wire one."""
+
+    def signature_from_request(self, request=None, args=None, kwargs=None, queue=None, **extra_options):  # type: ignore[override]
+        sig = super().signature_from_request(request, args, kwargs, queue, **extra_options)
+        request = self.request if request is None else request
+        operator = getattr(request, PRIORITY_HEADER, None)
+        if operator is None:
+            operator = (getattr(request, "headers", None) or {}).get(PRIORITY_HEADER)
+        if operator is not None:
+            sig.options["priority"] = operator
+        else:
+            sig.options.pop("priority", None)
+        return sig
+
+
+def make_queues(broker_url: str) -> tuple[Queue, ...]:
+    """The five queues, each on its own direct exchange, with priorities enabled."""
+    args = {} if is_redis_transport(broker_url) else {"x-max-priority": AMQP_MAX_PRIORITY}
+    return tuple(
+        Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=dict(args))
+        for name in QUEUES
+    )
+
+
+def tls_options(settings: Settings) -> dict[str, Any] | None:
+    """``broker_use_ssl`` / ``redis_backend_use_ssl`` from the [tls] settings, or None."""
+    if not (settings.tls_ca_certs or settings.tls_certfile or settings.tls_keyfile):
+        return None
+    import ssl
+
+    reqs = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}[settings.tls_cert_reqs]
+    opts: dict[str, Any] = {"ssl_cert_reqs": reqs}
+    if settings.tls_ca_certs:
+        opts["ssl_ca_certs"] = settings.tls_ca_certs
+    if settings.tls_certfile:
+        opts["ssl_certfile"] = settings.tls_certfile
+    if settings.tls_keyfile:
+        opts["ssl_keyfile"] = settings.tls_keyfile
+    return opts
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Every Celery setting AFIRGen uses, derived from ``settings``."""
+    broker = settings.celery_broker_url
+    transport_options: dict[str, Any] = {
+        "visibility_timeout": settings.celery_visibility_timeout,
+        # Publisher side: retry a lost broker 10 times before the caller sees the error.
+        "max_retries": settings.celery_broker_connection_max_retries,
+        "interval_start": 0,
+        "interval_step": 0.5,
+        "interval_max": 5,
+    }
+    if is_redis_transport(broker):
+        transport_options.update(
+            priority_steps=REDIS_PRIORITY_STEPS,
+            sep=REDIS_PRIORITY_SEP,
+            queue_order_strategy="priority",
+        )
+    conf: dict[str, Any] = {
+        "broker_url": broker,
+        "result_backend": settings.celery_result_backend,
+        "broker_transport_options": transport_options,
+        "result_backend_transport_options": {"visibility_timeout": settings.celery_visibility_timeout},
+        "broker_connection_retry": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": settings.celery_broker_connection_max_retries,
+        "broker_channel_error_retry": True,
+        "task_queues": make_queues(broker),
+        "task_default_queue": "default",
+        "task_default_exchange": "default",
+        "task_default_routing_key": "default",
+        "task_default_priority": DEFAULT_PRIORITY,
+        "task_create_missing_queues": False,
+        "task_routes": celery_task_routes(),
+        "task_queue_max_priority": None if is_redis_transport(broker) else AMQP_MAX_PRIORITY,
+        # Reliability: ack after the task ran, requeue when the pool process dies.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {
+            "max_retries": settings.celery_broker_connection_max_retries,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 5,
+        },
+        "task_time_limit": settings.celery_task_time_limit,
+        "task_soft_time_limit": settings.celery_task_soft_time_limit,
+        "result_expires": settings.celery_result_expires,
+        "result_extended": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        # Events on by default so the console sees each job from the moment it is queued.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "worker_pool": settings.celery_worker_pool,
+        "worker_concurrency": settings.celery_worker_concurrency,
+        "worker_prefetch_multiplier": settings.celery_worker_prefetch_multiplier,
+        "worker_max_tasks_per_child": settings.celery_worker_max_tasks_per_child or None,
+        "worker_autoscaler": "celery.worker.autoscale:Autoscaler",
+        "worker_consumer": "afirgen_tasks.reliability:BackoffConsumer",
+        # Revoked ids survive restarts: %n is the node name (one file per worker).
+        "worker_state_db": str(settings.paths_data_dir / "worker-%n.state"),
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "worker_hijack_root_logger": True,
+    }
+    tls = tls_options(settings)
+    if tls and broker.startswith(("rediss", "amqps")):
+        conf["broker_use_ssl"] = tls
+    if tls and settings.celery_result_backend.startswith("rediss"):
+        conf["redis_backend_use_ssl"] = tls
+    return conf
+
+
+def create_app(settings: Settings, main: str = "afirgen") -> Celery:
+    """A Celery app configured from ``settings`` with every AFIRGen task registered."""
+    app = Celery(main, amqp=PriorityAMQP, task_cls=AFIRGenTask)
+    app.conf.update(celery_config(settings))
+    app.afirgen_settings = settings  # type: ignore[attr-defined]
+    app.conf.afirgen_worker_autoscale = settings.celery_worker_autoscale
+    settings.ensure_dirs()
+    for module in TASK_MODULES:
+        __import__(module)
+    app.set_current()
+    return app
+
+
+@signals.celeryd_init.connect
+def _default_autoscale(sender=None, instance=None, conf=None, options=None, **_: Any) -> None:
+    """Apply CELERY_WORKER_AUTOSCALE to workers started without ``--autoscale``.
+
+    Celery has no config key for autoscale (only the CLI flag); the worker passes its
+    options through ``prepare_args`` right after this signal, so we add ours there.
+    """
+    default = getattr(conf, "afirgen_worker_autoscale", "") if conf is not None else ""
+    if not default or instance is None or (options or {}).get("autoscale"):
+        return
+    original = instance.prepare_args
+
+    def prepare_args(**kwargs: Any) -> dict[str, Any]:
+        kwargs = original(**kwargs)
+        if not kwargs.get("autoscale"):
+            kwargs["autoscale"] = default
+        return kwargs
+
+    instance.prepare_args = prepare_args
+
+
+def task_names(app: Celery) -> list[str]:
+    """The AFIRGen task names registered on ``app`` (no Celery built-ins)."""
+    return sorted(n for n in app.tasks if n.startswith("afirgen_tasks."))
+
+
+def default_route(task_name: str) -> tuple[str, int]:
+    """``(queue, priority)`` a task gets when the caller names neither."""
+    route = route_for(task_name)
+    return route.queue, route.priority
+
+
+settings = load_settings_or_exit()
+app = create_app(settings)

@@ -1,0 +1,71 @@
+"""Backoff policy shared by workers, task retries and the console's reconnect loops."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from celery.worker.consumer.consumer import Consumer
+
+#: Seconds before the first reconnect attempt and the cap between attempts.
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 30.0
+
+
+def backoff_delay(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP, jitter: bool = True) -> float:
+    """Exponential backoff: ``base * 2**attempt`` capped at ``cap``, with "full jitter" in [50%, 100%].
+
+    ``attempt`` counts from 0.  Jitter keeps a fleet of workers (or consoles) that lost
+    the broker together from reconnecting in lockstep.
+    """
+    delay = min(cap, base * (2 ** max(0, attempt)))
+    if jitter:
+        delay *= random.uniform(0.5, 1.0)
+    return delay
+
+
+class BackoffConsumer(Consumer):
+    """The worker's broker consumer, reconnecting with exponential backoff instead of kombu's linear steps.
+
+    Celery's own ``ensure_connected`` sleeps 2, 4, 6 ... 30 s; we sleep ~1, 2, 4, 8, 16, 30 s,
+    with jitter, up to ``broker_connection_max_retries`` tries, checking for shutdown every
+    second like Celery does.
+    """
+
+    def ensure_connected(self, conn):  # type: ignore[override]
+        conf = self.app.conf
+        retry = conf.broker_connection_retry_on_startup if self.first_connection_attempt else conf.broker_connection_retry
+        if retry is False:
+            return super().ensure_connected(conn)
+        from celery.worker.consumer.consumer import maybe_shutdown
+
+        max_retries = conf.broker_connection_max_retries
+        attempt = 0
+        while True:
+            try:
+                conn.connect()
+                break
+            except conn.recoverable_connection_errors as exc:
+                if max_retries is not None and attempt >= max_retries:
+                    raise
+                delay = backoff_delay(attempt)
+                attempt += 1
+                self.broker_connection_retry_attempt = attempt
+                from celery.utils.log import get_logger
+
+                get_logger(__name__).error(
+                    "consumer: cannot connect to %s: %s; trying again in %.1f s (%d/%s)",
+                    conn.as_uri(), exc, delay, attempt, max_retries,
+                )
+                _sleep_checking(delay, maybe_shutdown)
+        self.first_connection_attempt = False
+        self.broker_connection_retry_attempt = 0
+        return conn
+
+
+def _sleep_checking(seconds: float, check: Callable[[], object]) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        check()
+        time.sleep(min(1.0, left))

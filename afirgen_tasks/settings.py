@@ -1,0 +1,432 @@
+"""AFIRGen settings: one model, read from ``config.toml`` and overridden by the environment.
+
+Every setting has a *field name* (``celery_broker_url``), an *environment name*
+(``CELERY_BROKER_URL`` for the Celery ones operators already know, ``AFIRGEN_<FIELD>``
+for the rest) and a place in ``config.toml`` (``[celery] broker_url``: the section
+is the field name's first word).  Precedence, highest first: keyword arguments,
+environment, ``config.toml`` (``AFIRGEN_CONFIG`` names another file), defaults.
+
+Bad values raise :class:`SettingsError`, whose ``lines`` hold one message per problem,
+naming the setting, the value given and what is allowed.  Callers print the lines and
+exit 2 (see :func:`load_settings_or_exit`).  Secrets are ``SecretStr`` and URLs are
+shown only through :func:`mask_url`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+QUEUE_NAMES: tuple[str, ...] = ("default", "email", "reports", "analytics", "cleanup")
+POOLS: tuple[str, ...] = ("prefork", "solo", "threads", "gevent")
+
+#: config.toml sections; a field ``<section>_<key>`` lives at ``[section] key``.
+SECTIONS: tuple[str, ...] = ("celery", "paths", "smtp", "console", "check", "history", "redact", "tls")
+
+_DEFAULT_CONFIG = "config.toml"
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; ``lines`` holds one human message per problem."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def mask_url(url: str | None) -> str:
+    """Return ``url`` with any password replaced by ``***`` (safe to show or log).
+
+    ``redis://:s3cret@host:6379/0`` -> ``redis://:***@host:6379/0``;
+    ``amqp://user:pw@host//`` -> ``amqp://user:***@host//``.  Query parameters that
+    look like secrets (``password=``) are masked as well.
+    """
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, sep, _password = userinfo.partition(":")
+        netloc = f"{user}:***@{hostport}" if sep else f"{user}@{hostport}"
+        if not sep and user and parts.scheme.startswith("redis"):
+            # redis://secret@host is a password-only URL (redis-py reads it as password)
+            netloc = f"***@{hostport}"
+    query = re.sub(r"(?i)((?:pass(?:word)?|secret|token)=)[^&]*", r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def env_name(field: str) -> str:
+    """The environment variable that overrides ``field``."""
+    return field.upper() if field.startswith("celery_") else f"AFIRGEN_{field.upper()}"
+
+
+def toml_location(field: str) -> str:
+    """Where ``field`` lives in config.toml, e.g. ``[celery] broker_url``."""
+    section, _, key = field.partition("_")
+    return f"[{section}] {key}"
+
+
+def _env(field: str) -> AliasChoices:
+    return AliasChoices(env_name(field))
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads config.toml and flattens ``[section] key`` into ``section_key`` fields."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None):
+        super().__init__(settings_cls)
+        self.path = path
+        self.unknown: list[str] = []
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        # unused: __call__ returns the whole mapping at once
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        try:
+            raw = tomllib.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SettingsError([f"config file {self.path} does not exist (AFIRGEN_CONFIG or --config)"]) from None
+        except OSError as exc:
+            raise SettingsError([f"config file {self.path} cannot be read: {exc.strerror}"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError([f"config file {self.path} is not valid TOML: {exc}"]) from None
+        fields = self.settings_cls.model_fields
+        out: dict[str, Any] = {}
+        problems: list[str] = []
+        for section, body in raw.items():
+            if section not in SECTIONS or not isinstance(body, dict):
+                problems.append(f"{self.path}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
+                continue
+            for key, value in body.items():
+                name = f"{section}_{key}"
+                if name not in fields:
+                    problems.append(f"{self.path}: unknown setting [{section}] {key}")
+                    continue
+                out[name] = value
+        if problems:
+            raise SettingsError(problems)
+        return out
+
+
+class Settings(BaseSettings):
+    """Every AFIRGen setting.  See ``config.toml`` for each one's meaning and default."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore",
+        populate_by_name=True,
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # ---- [celery] -------------------------------------------------------------------
+    celery_broker_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("celery_broker_url"))
+    celery_result_backend: str = Field("redis://127.0.0.1:6379/1", validation_alias=_env("celery_result_backend"))
+    celery_worker_pool: Literal["prefork", "solo", "threads", "gevent"] = Field(
+        "prefork", validation_alias=_env("celery_worker_pool")
+    )
+    celery_worker_concurrency: int = Field(4, ge=1, le=512, validation_alias=_env("celery_worker_concurrency"))
+    celery_worker_prefetch_multiplier: int = Field(
+        4, ge=0, le=1000, validation_alias=_env("celery_worker_prefetch_multiplier")
+    )
+    celery_worker_max_tasks_per_child: int = Field(
+        1000, ge=0, validation_alias=_env("celery_worker_max_tasks_per_child")
+    )
+    celery_worker_autoscale: str = Field("", validation_alias=_env("celery_worker_autoscale"))
+    celery_visibility_timeout: int = Field(3600, ge=1, validation_alias=_env("celery_visibility_timeout"))
+    celery_task_time_limit: int = Field(600, ge=1, validation_alias=_env("celery_task_time_limit"))
+    celery_task_soft_time_limit: int = Field(540, ge=1, validation_alias=_env("celery_task_soft_time_limit"))
+    celery_result_expires: int = Field(86400, ge=0, validation_alias=_env("celery_result_expires"))
+    celery_broker_connection_max_retries: int = Field(
+        10, ge=0, validation_alias=_env("celery_broker_connection_max_retries")
+    )
+    celery_task_max_retries: int = Field(3, ge=0, le=100, validation_alias=_env("celery_task_max_retries"))
+    celery_task_retry_backoff_max: int = Field(
+        300, ge=1, validation_alias=_env("celery_task_retry_backoff_max")
+    )
+
+    # ---- [tls] ----------------------------------------------------------------------
+    tls_ca_certs: str = Field("", validation_alias=_env("tls_ca_certs"))
+    tls_certfile: str = Field("", validation_alias=_env("tls_certfile"))
+    tls_keyfile: str = Field("", validation_alias=_env("tls_keyfile"))
+    tls_cert_reqs: Literal["required", "optional", "none"] = Field("required", validation_alias=_env("tls_cert_reqs"))
+
+    # ---- [paths] --------------------------------------------------------------------
+    paths_data_dir: Path = Field(Path("var"), validation_alias=_env("paths_data_dir"))
+    paths_report_dir: Path = Field(Path("var/reports"), validation_alias=_env("paths_report_dir"))
+    paths_outbox_dir: Path = Field(Path("var/outbox"), validation_alias=_env("paths_outbox_dir"))
+    paths_temp_dir: Path = Field(Path("var/tmp"), validation_alias=_env("paths_temp_dir"))
+
+    # ---- [smtp] ---------------------------------------------------------------------
+    smtp_host: str = Field("", validation_alias=_env("smtp_host"))
+    smtp_port: int = Field(587, ge=1, le=65535, validation_alias=_env("smtp_port"))
+    smtp_username: str = Field("", validation_alias=_env("smtp_username"))
+    smtp_password: SecretStr = Field(SecretStr(""), validation_alias=_env("smtp_password"))
+    smtp_security: Literal["starttls", "ssl", "none"] = Field("starttls", validation_alias=_env("smtp_security"))
+    smtp_sender: str = Field("AFIRGen <no-reply@afirgen.local>", validation_alias=_env("smtp_sender"))
+    smtp_timeout: float = Field(10.0, gt=0, le=300, validation_alias=_env("smtp_timeout"))
+
+    # ---- [console] ------------------------------------------------------------------
+    console_max_tasks: int = Field(100_000, ge=100, le=10_000_000, validation_alias=_env("console_max_tasks"))
+    console_event_buffer: int = Field(200_000, ge=1000, validation_alias=_env("console_event_buffer"))
+    console_refresh_interval: float = Field(0.25, ge=0.05, le=5, validation_alias=_env("console_refresh_interval"))
+    console_queue_poll_interval: float = Field(1.0, ge=0.1, le=60, validation_alias=_env("console_queue_poll_interval"))
+    console_inspect_interval: float = Field(5.0, ge=0.5, le=600, validation_alias=_env("console_inspect_interval"))
+    console_heartbeat_timeout: float = Field(
+        6.0, ge=1, le=600, validation_alias=_env("console_heartbeat_timeout")
+    )
+    console_read_only: bool = Field(False, validation_alias=_env("console_read_only"))
+    console_audit_log: Path = Field(Path("var/audit.log"), validation_alias=_env("console_audit_log"))
+    console_control_timeout: float = Field(2.0, gt=0, le=60, validation_alias=_env("console_control_timeout"))
+
+    # ---- [check] --------------------------------------------------------------------
+    check_min_workers: int = Field(1, ge=0, validation_alias=_env("check_min_workers"))
+    check_timeout: float = Field(5.0, gt=0, le=300, validation_alias=_env("check_timeout"))
+    check_backlog_warn: int = Field(1000, ge=0, validation_alias=_env("check_backlog_warn"))
+    check_backlog_fail: int = Field(10_000, ge=0, validation_alias=_env("check_backlog_fail"))
+    check_queue_backlog_warn: dict[str, int] = Field(default_factory=dict, validation_alias=_env("check_queue_backlog_warn"))
+    check_queue_backlog_fail: dict[str, int] = Field(default_factory=dict, validation_alias=_env("check_queue_backlog_fail"))
+    check_busy_seconds: float = Field(0.0, ge=0, validation_alias=_env("check_busy_seconds"))
+
+    # ---- [history] ------------------------------------------------------------------
+    history_db: Path = Field(Path("var/history.sqlite3"), validation_alias=_env("history_db"))
+    history_max_rows: int = Field(1_000_000, ge=1000, validation_alias=_env("history_max_rows"))
+    history_max_age_days: float = Field(30.0, gt=0, validation_alias=_env("history_max_age_days"))
+
+    # ---- [redact] -------------------------------------------------------------------
+    redact_arg_names: list[str] = Field(
+        default_factory=lambda: ["recipient_email", "email", "contact_email", "phone", "complainant"],
+        validation_alias=_env("redact_arg_names"),
+    )
+    redact_emails: bool = Field(True, validation_alias=_env("redact_emails"))
+    redact_phones: bool = Field(True, validation_alias=_env("redact_phones"))
+    redact_patterns: list[str] = Field(default_factory=list, validation_alias=_env("redact_patterns"))
+
+    #: The config file these settings were read from (None: defaults and environment only).
+    _config_path: Path | None = PrivateAttr(None)
+
+    # ---- validation -----------------------------------------------------------------
+    @field_validator("celery_broker_url", "celery_result_backend")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be a URL like redis://host:6379/0")
+        scheme = value.split("://", 1)[0]
+        if scheme not in {"redis", "rediss", "amqp", "amqps", "pyamqp", "memory", "redis+socket", "sentinel", "db+sqlite", "rpc", "cache+memory", "disabled"}:
+            raise ValueError(f"has unsupported scheme {scheme!r}")
+        return value
+
+    @field_validator("celery_worker_autoscale")
+    @classmethod
+    def _autoscale(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        m = re.fullmatch(r"(\d+)\s*,\s*(\d+)", value)
+        if not m:
+            raise ValueError("must be 'max,min' like 8,2")
+        hi, lo = int(m.group(1)), int(m.group(2))
+        if hi < 1 or lo < 0 or lo > hi:
+            raise ValueError("must be 'max,min' with max >= min >= 0 and max >= 1")
+        return f"{hi},{lo}"
+
+    @field_validator("redact_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from None
+        return value
+
+    @field_validator("check_queue_backlog_warn", "check_queue_backlog_fail")
+    @classmethod
+    def _non_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = [q for q, n in value.items() if n < 0]
+        if bad:
+            raise ValueError(f"thresholds must be >= 0 (queue {bad[0]!r})")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.celery_task_soft_time_limit >= self.celery_task_time_limit:
+            raise ValueError(
+                f"CELERY_TASK_SOFT_TIME_LIMIT={self.celery_task_soft_time_limit} must be below "
+                f"CELERY_TASK_TIME_LIMIT={self.celery_task_time_limit}"
+            )
+        if self.celery_visibility_timeout <= self.celery_task_time_limit:
+            raise ValueError(
+                f"CELERY_VISIBILITY_TIMEOUT={self.celery_visibility_timeout} must exceed "
+                f"CELERY_TASK_TIME_LIMIT={self.celery_task_time_limit}, or running jobs are redelivered twice"
+            )
+        if self.check_backlog_warn > self.check_backlog_fail:
+            raise ValueError(
+                f"AFIRGEN_CHECK_BACKLOG_WARN={self.check_backlog_warn} must not exceed "
+                f"AFIRGEN_CHECK_BACKLOG_FAIL={self.check_backlog_fail}"
+            )
+        self._config_path = _CONFIG_PATH.get()
+        if self._config_path is not None:
+            base = self._config_path.parent
+            for name in ("paths_data_dir", "paths_report_dir", "paths_outbox_dir", "paths_temp_dir", "console_audit_log", "history_db"):
+                path = getattr(self, name).expanduser()
+                if not path.is_absolute():
+                    path = base / path
+                object.__setattr__(self, name, path)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls, _CONFIG_PATH.get()))
+
+    # ---- derived values -------------------------------------------------------------
+    @cached_property
+    def autoscale(self) -> tuple[int, int] | None:
+        """``(max, min)`` from ``celery_worker_autoscale``, or None."""
+        if not self.celery_worker_autoscale:
+            return None
+        hi, lo = self.celery_worker_autoscale.split(",")
+        return int(hi), int(lo)
+
+    @property
+    def config_path(self) -> Path | None:
+        """The config file these settings were read from (None: defaults and environment only)."""
+        return self._config_path
+
+    @property
+    def broker_display(self) -> str:
+        """The broker URL with its password masked, for screens and logs."""
+        return mask_url(self.celery_broker_url)
+
+    @property
+    def backend_display(self) -> str:
+        """The result backend URL with its password masked."""
+        return mask_url(self.celery_result_backend)
+
+    @property
+    def fir_db_path(self) -> Path:
+        """The SQLite database of FIR records the tasks read."""
+        return self.paths_data_dir / "firs.sqlite3"
+
+    def secrets(self) -> list[str]:
+        """Every secret value these settings hold, for leak tests and scrubbing."""
+        found = [self.smtp_password.get_secret_value()]
+        for url in (self.celery_broker_url, self.celery_result_backend):
+            try:
+                parts = urlsplit(url)
+                if parts.password:
+                    found.append(parts.password)
+                elif parts.username and parts.scheme.startswith("redis") and "@" in parts.netloc:
+                    found.append(parts.username)
+            except ValueError:
+                continue
+        return [s for s in found if s]
+
+    def ensure_dirs(self) -> None:
+        """Create the data, report, outbox and temp directories."""
+        for path in (self.paths_data_dir, self.paths_report_dir, self.paths_outbox_dir, self.paths_temp_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+class _ConfigPathHolder:
+    """Which config file the next ``Settings()`` reads (pydantic sources cannot take arguments)."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+
+    def get(self) -> Path | None:
+        return self.path
+
+
+_CONFIG_PATH = _ConfigPathHolder()
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to read: ``explicit``, else ``$AFIRGEN_CONFIG``, else ./config.toml if present."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("AFIRGEN_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    default = Path(_DEFAULT_CONFIG)
+    return default if default.is_file() else None
+
+
+_FIELD_BY_ENV = {env_name(f): f for f in Settings.model_fields}
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = err.get("loc") or ()
+    field = str(loc[0]) if loc else ""
+    if field not in Settings.model_fields:
+        field = _FIELD_BY_ENV.get(field.upper(), field)
+    value = err.get("input")
+    msg = err.get("msg", "is invalid")
+    kind = err.get("type", "")
+    if field in Settings.model_fields:
+        where = env_name(field)
+        if field == "smtp_password":
+            value = "***"
+        elif isinstance(value, str) and "://" in value:
+            value = mask_url(value)
+        if kind == "literal_error":
+            expected = (err.get("ctx") or {}).get("expected", "")
+            allowed = ", ".join(re.findall(r"'([^']*)'", expected)) or expected
+            return f"{where}={value!r} is not one of {allowed}"
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        elif kind.startswith(("int_", "float_", "bool_", "greater", "less")):
+            msg = msg[0].lower() + msg[1:]
+        return f"{where}={value!r}: {msg} (config.toml {toml_location(field)})"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    return msg
+
+
+def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load settings from ``config`` (or ``AFIRGEN_CONFIG`` / ./config.toml) and the environment.
+
+    Raises :class:`SettingsError` with one line per problem.
+    """
+    path = resolve_config_path(config)
+    _CONFIG_PATH.path = path.resolve() if path else None
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError([_format_error(e) for e in exc.errors()]) from None
+    finally:
+        _CONFIG_PATH.path = None
+    return settings
+
+
+def load_settings_or_exit(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Like :func:`load_settings`, but print each problem on one line and exit 2."""
+    try:
+        return load_settings(config, **overrides)
+    except SettingsError as exc:
+        for line in exc.lines:
+            print(f"afirgen: config error: {line}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,80 @@
+"""Command line of ``afirgen-tui``.
+
+``--check`` is dispatched before Textual is imported: the health check must run
+without a TTY and without Textual (a test proves it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from afirgen_tasks import __version__
+
+EXIT_CODES = """\
+exit codes (--check):
+  0  every check OK (warnings allowed unless --strict)
+  1  a check failed (or warned, with --strict)
+  2  could not check: bad settings or options, broker unreachable
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option in one line and exits 2 (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"afirgen-tui: {message} (see afirgen-tui --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 3600 seconds")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the docs and tests)."""
+    p = _Parser(
+        prog="afirgen-tui",
+        description="Keyboard-driven console for the AFIRGen Celery + Redis task queue.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"afirgen-tui {__version__}")
+    p.add_argument("--config", metavar="PATH", help="settings file (default: $AFIRGEN_CONFIG or ./config.toml)")
+    p.add_argument("--broker", metavar="URL", help="broker URL (overrides CELERY_BROKER_URL and the config file)")
+    p.add_argument("--demo", action="store_true", help="open on a self-contained sandbox cluster (Redis + 2 workers + jobs)")
+    p.add_argument("--read-only", action="store_true", help="disable every mutating action (enqueue, revoke, scale, pause, purge)")
+    p.add_argument("--check", action="store_true", help="headless health check; prints one line per check and exits 0/1/2")
+    p.add_argument("--json", action="store_true", help="with --check: print one JSON document instead of lines")
+    p.add_argument("--strict", action="store_true", help="with --check: warnings fail the check (exit 1)")
+    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="with --check: bound the whole run (default 5)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``afirgen-tui`` console script."""
+    args = build_parser().parse_args(argv)
+    if (args.json or args.strict or args.timeout is not None) and not args.check:
+        print("afirgen-tui: --json, --strict and --timeout only apply with --check", file=sys.stderr)
+        return 2
+    if args.check and args.demo:
+        print("afirgen-tui: --check and --demo cannot be combined", file=sys.stderr)
+        return 2
+    if args.check:
+        from tui.check import run_check_cli
+
+        return run_check_cli(args)
+    from tui.run import run_console
+
+    return run_console(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
