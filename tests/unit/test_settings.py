@@ -1,0 +1,228 @@
+"""Settings: precedence, one-line errors for every bad value, exit code 2, masked secrets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from afirgen_tasks.settings import SettingsError, load_settings, mask_url
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SECRET = "s3cretPW-9f2"
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No CELERY_*/AFIRGEN_* in the environment; AFIRGEN_CONFIG is an empty file."""
+    for name in list(os.environ):
+        if name.startswith(("CELERY_", "AFIRGEN_")) and not name.startswith("AFIRGEN_TEST_"):
+            monkeypatch.delenv(name)
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    monkeypatch.setenv("AFIRGEN_CONFIG", str(empty))
+    return monkeypatch
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file(clean_env):
+    s = load_settings()
+    assert s.celery_broker_url == "redis://127.0.0.1:6379/0"
+    assert s.celery_worker_concurrency == 4
+    assert s.autoscale is None
+
+
+def test_precedence_keyword_over_env_over_file(clean_env, tmp_path):
+    cfg = write_config(tmp_path, '[celery]\nworker_concurrency = 3\nworker_pool = "solo"\n[smtp]\nport = 2525\n')
+    assert load_settings(cfg).celery_worker_concurrency == 3
+    clean_env.setenv("CELERY_WORKER_CONCURRENCY", "7")
+    clean_env.setenv("AFIRGEN_SMTP_PORT", "2626")
+    s = load_settings(cfg)
+    assert (s.celery_worker_concurrency, s.celery_worker_pool, s.smtp_port) == (7, "solo", 2626)
+    assert load_settings(cfg, celery_worker_concurrency=9).celery_worker_concurrency == 9
+
+
+def test_afirgen_config_env_names_the_file_and_relative_paths_follow_it(clean_env, tmp_path):
+    cfg = write_config(tmp_path, '[paths]\ndata_dir = "data"\n[celery]\nworker_autoscale = " 8 , 2 "\n')
+    clean_env.setenv("AFIRGEN_CONFIG", str(cfg))
+    s = load_settings()
+    assert s.config_path == cfg.resolve()
+    assert s.paths_data_dir == tmp_path.resolve() / "data"
+    assert s.fir_db_path == tmp_path.resolve() / "data" / "firs.sqlite3"
+    assert (s.celery_worker_autoscale, s.autoscale) == ("8,2", (8, 2))
+
+
+#: (environment variable, bad value, a fragment the one-line message must contain)
+BAD_VALUES = [
+    ("CELERY_BROKER_URL", "localhost:6379", "must be a URL like redis://"),
+    ("CELERY_BROKER_URL", "http://broker:80/", "unsupported scheme 'http'"),
+    ("CELERY_RESULT_BACKEND", "nourl", "must be a URL"),
+    ("CELERY_WORKER_POOL", "eventlet", "is not one of prefork, solo, threads, gevent"),
+    ("CELERY_WORKER_CONCURRENCY", "0", "greater than or equal to 1"),
+    ("CELERY_WORKER_CONCURRENCY", "abc", "valid integer"),
+    ("CELERY_WORKER_CONCURRENCY", "513", "less than or equal to 512"),
+    ("CELERY_WORKER_PREFETCH_MULTIPLIER", "-1", "greater than or equal to 0"),
+    ("CELERY_WORKER_MAX_TASKS_PER_CHILD", "-5", "greater than or equal to 0"),
+    ("CELERY_WORKER_AUTOSCALE", "2,8", "max >= min"),
+    ("CELERY_WORKER_AUTOSCALE", "eight", "must be 'max,min'"),
+    ("CELERY_VISIBILITY_TIMEOUT", "100", "must exceed CELERY_TASK_TIME_LIMIT=600"),
+    ("CELERY_TASK_SOFT_TIME_LIMIT", "700", "must be below CELERY_TASK_TIME_LIMIT=600"),
+    ("CELERY_TASK_MAX_RETRIES", "101", "less than or equal to 100"),
+    ("CELERY_TASK_RETRY_BACKOFF_MAX", "0", "greater than or equal to 1"),
+    ("AFIRGEN_TLS_CERT_REQS", "maybe", "is not one of required, optional, none"),
+    ("AFIRGEN_SMTP_PORT", "70000", "less than or equal to 65535"),
+    ("AFIRGEN_SMTP_SECURITY", "tls", "is not one of starttls, ssl, none"),
+    ("AFIRGEN_SMTP_TIMEOUT", "0", "greater than 0"),
+    ("AFIRGEN_CONSOLE_MAX_TASKS", "5", "greater than or equal to 100"),
+    ("AFIRGEN_CONSOLE_EVENT_BUFFER", "10", "greater than or equal to 1000"),
+    ("AFIRGEN_CONSOLE_REFRESH_INTERVAL", "0.01", "greater than or equal to 0.05"),
+    ("AFIRGEN_CONSOLE_READ_ONLY", "maybe", "valid boolean"),
+    ("AFIRGEN_CONSOLE_CONTROL_TIMEOUT", "0", "greater than 0"),
+    ("AFIRGEN_CHECK_MIN_WORKERS", "-1", "greater than or equal to 0"),
+    ("AFIRGEN_CHECK_BACKLOG_WARN", "20000", "must not exceed AFIRGEN_CHECK_BACKLOG_FAIL=10000"),
+    ("AFIRGEN_CHECK_QUEUE_BACKLOG_WARN", '{"email": -1}', "thresholds must be >= 0 (queue 'email')"),
+    ("AFIRGEN_HISTORY_MAX_ROWS", "10", "greater than or equal to 1000"),
+    ("AFIRGEN_HISTORY_MAX_AGE_DAYS", "-1", "greater than 0"),
+    ("AFIRGEN_REDACT_PATTERNS", '["("]', "not a valid regular expression"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "fragment"), BAD_VALUES, ids=[f"{n}={v}" for n, v, _ in BAD_VALUES])
+def test_every_bad_value_is_rejected_with_one_line(clean_env, name, value, fragment):
+    clean_env.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    lines = info.value.lines
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+    assert name in lines[0] and fragment in lines[0], lines[0]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="settings.py: a list/dict env value that is not JSON escapes as pydantic_settings.SettingsError "
+    "(a traceback from load_settings_or_exit) instead of a one-line SettingsError",
+)
+@pytest.mark.parametrize("name", ["AFIRGEN_REDACT_PATTERNS", "AFIRGEN_CHECK_QUEUE_BACKLOG_FAIL"])
+def test_non_json_collection_env_value_is_a_one_line_error(clean_env, name):
+    clean_env.setenv(name, "not json")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert name in info.value.lines[0]
+
+
+def test_several_problems_give_one_line_each(clean_env):
+    clean_env.setenv("CELERY_WORKER_POOL", "eventlet")
+    clean_env.setenv("AFIRGEN_SMTP_PORT", "0")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert len(info.value.lines) == 2
+    assert {line.split("=")[0] for line in info.value.lines} == {"CELERY_WORKER_POOL", "AFIRGEN_SMTP_PORT"}
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[nope]\nx = 1\n", "unknown section [nope]"),
+        ("[celery]\nbrokr_url = 'redis://h/0'\n", "unknown setting [celery] brokr_url"),
+        (f"[smtp]\npassword = {SECRET}\n", "is not valid TOML"),
+        ("[celery]\nworker_pool = 'eventlet'\n", "CELERY_WORKER_POOL='eventlet' is not one of"),
+    ],
+)
+def test_bad_config_files(clean_env, tmp_path, text, fragment):
+    cfg = write_config(tmp_path, text)
+    with pytest.raises(SettingsError) as info:
+        load_settings(cfg)
+    assert len(info.value.lines) == 1
+    assert fragment in info.value.lines[0]
+    assert SECRET not in info.value.lines[0]
+
+
+def test_missing_config_file(clean_env, tmp_path):
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://:pw@host:6379/0", "redis://:***@host:6379/0"),
+        ("redis://user:pw@host:6379/0", "redis://user:***@host:6379/0"),
+        ("redis://pw@host:6379/0", "redis://***@host:6379/0"),
+        ("amqp://guest:guest@127.0.0.1:5672//", "amqp://guest:***@127.0.0.1:5672//"),
+        ("amqp://guest@host//", "amqp://guest@host//"),
+        ("redis://host:6379/0", "redis://host:6379/0"),
+        ("sentinel://h:26379?password=pw&x=1", "sentinel://h:26379?password=***&x=1"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_mask_url(url, masked):
+    assert mask_url(url) == masked
+
+
+def test_secrets_are_listed_and_masked_in_display(clean_env):
+    clean_env.setenv("CELERY_BROKER_URL", f"redis://:{SECRET}@h:6379/0")
+    clean_env.setenv("CELERY_RESULT_BACKEND", f"redis://{SECRET}x@h:6379/1")
+    clean_env.setenv("AFIRGEN_SMTP_PASSWORD", SECRET + "smtp")
+    s = load_settings()
+    assert set(s.secrets()) == {SECRET, SECRET + "x", SECRET + "smtp"}
+    assert SECRET not in s.broker_display + s.backend_display
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="settings.py: broker/backend URLs are plain str fields, so repr(settings) shows their passwords",
+)
+def test_repr_of_settings_hides_url_passwords(clean_env):
+    clean_env.setenv("CELERY_BROKER_URL", f"redis://:{SECRET}@h:6379/0")
+    s = load_settings()
+    assert SECRET not in repr(s)
+
+
+def test_secret_never_in_error_lines(clean_env):
+    clean_env.setenv("CELERY_BROKER_URL", f"ftp://user:{SECRET}@h/")
+    clean_env.setenv("CELERY_RESULT_BACKEND", f"redis://:{SECRET}@h:6379/1")
+    clean_env.setenv("AFIRGEN_SMTP_PASSWORD", SECRET)
+    clean_env.setenv("CELERY_WORKER_POOL", "eventlet")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    text = "\n".join(info.value.lines)
+    assert "ftp://user:***@h/" in text
+    assert SECRET not in text
+
+
+def _run_load_or_exit(env_overrides: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "AFIRGEN_"))}
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    env.update({"AFIRGEN_CONFIG": str(empty), "PYTHONPATH": str(REPO_ROOT)}, **env_overrides)
+    return subprocess.run(
+        [sys.executable, "-c", "from afirgen_tasks.settings import load_settings_or_exit; load_settings_or_exit()"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_load_settings_or_exit_prints_lines_and_exits_2(tmp_path):
+    proc = _run_load_or_exit(
+        {"CELERY_WORKER_CONCURRENCY": "zero", "CELERY_BROKER_URL": f"ftp://u:{SECRET}@h/", "AFIRGEN_SMTP_PASSWORD": SECRET},
+        tmp_path,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 2, proc.stderr
+    assert all(line.startswith("afirgen: config error: ") for line in lines)
+    assert "Traceback" not in proc.stderr
+    assert SECRET not in proc.stderr + proc.stdout
+
+
+def test_load_settings_or_exit_succeeds_quietly(tmp_path):
+    proc = _run_load_or_exit({}, tmp_path)
+    assert (proc.returncode, proc.stderr) == (0, "")
