@@ -189,7 +189,6 @@ def create_app(settings: Settings, main: str = "afirgen") -> Celery:
     app.conf.update(celery_config(settings))
     app.afirgen_settings = settings  # type: ignore[attr-defined]
     app.conf.afirgen_worker_autoscale = settings.celery_worker_autoscale
-    settings.ensure_dirs()
     for module in TASK_MODULES:
         __import__(module)
     app.set_current()
@@ -197,12 +196,16 @@ def create_app(settings: Settings, main: str = "afirgen") -> Celery:
 
 
 @signals.celeryd_init.connect
-def _default_autoscale(sender=None, instance=None, conf=None, options=None, **_: Any) -> None:
-    """Apply CELERY_WORKER_AUTOSCALE to workers started without ``--autoscale``.
+def _prepare_worker(sender=None, instance=None, conf=None, options=None, **_: Any) -> None:
+    """Create the data directories, and apply CELERY_WORKER_AUTOSCALE to workers started without ``--autoscale``.
 
     Celery has no config key for autoscale (only the CLI flag); the worker passes its
     options through ``prepare_args`` right after this signal, so we add ours there.
     """
+    settings = getattr(getattr(instance, "app", None), "afirgen_settings", None)
+    if settings is not None:
+        # The worker state db (revoked ids) and the task outputs live in these directories.
+        settings.ensure_dirs()
     default = getattr(conf, "afirgen_worker_autoscale", "") if conf is not None else ""
     if not default or instance is None or (options or {}).get("autoscale"):
         return

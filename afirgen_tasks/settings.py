@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 QUEUE_NAMES: tuple[str, ...] = ("default", "email", "reports", "analytics", "cleanup")
 POOLS: tuple[str, ...] = ("prefork", "solo", "threads", "gevent")
@@ -302,6 +303,13 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls, _CONFIG_PATH.get()))
 
+    def __repr_args__(self):  # type: ignore[override]
+        # repr() and str() must not show URL passwords (SecretStr already hides the SMTP one).
+        for name, value in super().__repr_args__():
+            if name in ("celery_broker_url", "celery_result_backend") and isinstance(value, str):
+                value = mask_url(value)
+            yield name, value
+
     # ---- derived values -------------------------------------------------------------
     @cached_property
     def autoscale(self) -> tuple[int, int] | None:
@@ -417,6 +425,11 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
         settings = Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError([_format_error(e) for e in exc.errors()]) from None
+    except PydanticSettingsError as exc:
+        # An environment value for a list/dict setting that is not JSON.
+        match = re.search(r'field "([a-z_]+)"', str(exc))
+        field = match.group(1) if match else "?"
+        raise SettingsError([f"{env_name(field)}: not valid JSON (this setting takes a JSON list or object)"]) from None
     finally:
         _CONFIG_PATH.path = None
     return settings

@@ -105,11 +105,6 @@ def test_every_bad_value_is_rejected_with_one_line(clean_env, name, value, fragm
     assert name in lines[0] and fragment in lines[0], lines[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py: a list/dict env value that is not JSON escapes as pydantic_settings.SettingsError "
-    "(a traceback from load_settings_or_exit) instead of a one-line SettingsError",
-)
 @pytest.mark.parametrize("name", ["AFIRGEN_REDACT_PATTERNS", "AFIRGEN_CHECK_QUEUE_BACKLOG_FAIL"])
 def test_non_json_collection_env_value_is_a_one_line_error(clean_env, name):
     clean_env.setenv(name, "not json")
@@ -177,10 +172,6 @@ def test_secrets_are_listed_and_masked_in_display(clean_env):
     assert SECRET not in s.broker_display + s.backend_display
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.py: broker/backend URLs are plain str fields, so repr(settings) shows their passwords",
-)
 def test_repr_of_settings_hides_url_passwords(clean_env):
     clean_env.setenv("CELERY_BROKER_URL", f"redis://:{SECRET}@h:6379/0")
     s = load_settings()
