@@ -3,10 +3,54 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+from afirgen_tasks.settings import SettingsError, load_settings
+
+
+def _fail(lines: list[str]) -> int:
+    for line in lines:
+        print(f"afirgen-tui: config error: {line}", file=sys.stderr)
+    return 2
 
 
 def run_console(args: argparse.Namespace) -> int:
     """Open the console for ``args``; returns the process exit code."""
-    print("afirgen-tui: the console is not built yet; try --check or --help", file=sys.stderr)
-    return 2
+    sandbox = None
+    banner = ""
+    try:
+        if args.demo:
+            if args.broker:
+                return _fail(["--broker cannot be combined with --demo (the demo brings its own broker)"])
+            from tui.demo import Sandbox
+
+            sandbox = Sandbox()
+            print("afirgen-tui: starting the demo sandbox (Redis, 2 workers, jobs)…", file=sys.stderr)
+            sandbox.start()
+            os.environ.update(sandbox.env)
+            banner = (f"demo sandbox: {sandbox.redis_kind} on port {sandbox.redis_port}, 2 workers, "
+                      "a job every ~0.3 s — everything stops when you quit")
+        overrides = {"celery_broker_url": args.broker} if args.broker else {}
+        try:
+            settings = load_settings(args.config, **overrides)
+        except SettingsError as exc:
+            return _fail(exc.lines)
+
+        from afirgen_tasks.celery_app import create_app
+        from tui.app import AfirgenApp
+        from tui.redaction import Redactor
+        from tui.sources.cluster import BrokerSources
+
+        celery_app = create_app(settings, main="afirgen-tui")
+        sources = BrokerSources(settings, celery_app, scrub=Redactor.from_settings(settings))
+        app = AfirgenApp(settings, sources, celery_app=celery_app, read_only=args.read_only, banner=banner)
+        app.run()
+        sources.stop()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if sandbox is not None:
+            print("afirgen-tui: stopping the demo sandbox…", file=sys.stderr)
+            sandbox.stop()

@@ -1,0 +1,392 @@
+"""Mutating actions: enqueue, revoke/terminate, scale, pause/resume and purge.
+
+Every action is validated first (nothing is sent when input is bad), refused in
+read-only mode *here* (not only by hiding keys), sent, and written to the audit log as
+one JSON line — attempted, refused or failed alike.  Workers' replies, including
+refusals ("pool_grow is not supported by the solo pool"), come back as words.
+
+No Textual here: the screens call these from thread workers and show the outcome.
+"""
+
+from __future__ import annotations
+
+import getpass
+import inspect
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from afirgen_tasks.priority import PriorityError, validate_priority
+from afirgen_tasks.routing import route_for
+
+FINISHED_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED", "REJECTED"})
+MAX_COUNTDOWN_S = 30 * 86400
+
+
+class ValidationFailed(Exception):
+    """Bad input: ``errors`` maps each form field to its message. Nothing was sent."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class ReadOnlyRefused(Exception):
+    """The console is read-only; the action was not sent."""
+
+
+@dataclass(slots=True)
+class EnqueueRequest:
+    """A validated job, ready to send."""
+
+    task: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    queue: str
+    priority: int
+    countdown: float | None = None
+    eta: datetime | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened, in words for the operator; ``replies`` holds each worker's answer."""
+
+    ok: bool
+    message: str
+    task_id: str | None = None
+    replies: dict[str, str] = field(default_factory=dict)
+    count: int | None = None
+
+
+# ---- validation (pure) -----------------------------------------------------------------
+def parse_json(text: str, kind: type, label: str) -> Any:
+    """Parse ``text`` as a JSON array (``kind=list``) or object (``dict``); empty means empty.
+
+    Errors name the line, column and character position.
+    """
+    text = text.strip()
+    if not text:
+        return kind()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed({label: f"invalid JSON at line {exc.lineno} column {exc.colno} (char {exc.pos}): {exc.msg}"}) from None
+    except RecursionError:
+        raise ValidationFailed({label: "JSON nested too deeply"}) from None
+    if not isinstance(value, kind):
+        want = "a JSON array like [1, \"x\"]" if kind is list else "a JSON object like {\"days\": 30}"
+        raise ValidationFailed({label: f"must be {want}, not {type(value).__name__}"})
+    return value
+
+
+def task_parameters(app: Celery, name: str) -> inspect.Signature | None:
+    """The call signature of task ``name`` (without ``self``), or None when unknown."""
+    task = app.tasks.get(name)
+    if task is None:
+        return None
+    try:
+        return inspect.signature(task.run)
+    except (TypeError, ValueError):
+        return None
+
+
+def describe_parameters(app: Celery, name: str) -> str:
+    """``fir_id, recipient_email`` / ``days=365`` — what the enqueue form shows for a task."""
+    sig = task_parameters(app, name)
+    if sig is None:
+        return "?"
+    parts = [str(p) for p in sig.parameters.values()]
+    return ", ".join(parts) or "(no parameters)"
+
+
+def validate_enqueue(
+    app: Celery,
+    task: str,
+    args_text: str,
+    kwargs_text: str,
+    queue: str,
+    priority_text: str,
+    countdown_text: str = "",
+    eta_text: str = "",
+    known_queues: Sequence[str] = (),
+) -> EnqueueRequest:
+    """Check every field of the enqueue form; raise :class:`ValidationFailed` naming each bad one."""
+    errors: dict[str, str] = {}
+    task = task.strip()
+    if task not in app.tasks or not task.startswith("afirgen_tasks."):
+        errors["task"] = f"unknown task {task!r}" if task else "choose a task"
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    try:
+        args = parse_json(args_text, list, "args")
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+    try:
+        kwargs = parse_json(kwargs_text, dict, "kwargs")
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+    if "task" not in errors and "args" not in errors and "kwargs" not in errors:
+        sig = task_parameters(app, task)
+        if sig is not None:
+            try:
+                sig.bind(*args, **kwargs)
+            except TypeError as exc:
+                errors["args"] = f"arguments do not fit {task.rsplit('.', 1)[-1]}({describe_parameters(app, task)}): {exc}"
+    queue = queue.strip() or (route_for(task).queue if task else "")
+    if known_queues and queue not in known_queues:
+        errors["queue"] = f"queue {queue!r} does not exist (known: {', '.join(known_queues)})"
+    priority = 0
+    try:
+        priority = validate_priority(priority_text.strip() if priority_text.strip() else route_for(task).priority)
+    except PriorityError as exc:
+        errors["priority"] = str(exc)
+    countdown: float | None = None
+    if countdown_text.strip():
+        try:
+            countdown = float(countdown_text)
+            if not 0 <= countdown <= MAX_COUNTDOWN_S or countdown != countdown:
+                raise ValueError
+        except ValueError:
+            errors["countdown"] = f"countdown {countdown_text.strip()!r} must be seconds from 0 to {MAX_COUNTDOWN_S}"
+    eta: datetime | None = None
+    if eta_text.strip():
+        if countdown is not None:
+            errors["eta"] = "give a countdown or an ETA, not both"
+        else:
+            try:
+                eta = datetime.fromisoformat(eta_text.strip())
+                if eta.tzinfo is None:
+                    eta = eta.astimezone()  # local time, as typed
+                if eta < datetime.now(UTC).replace(microsecond=0) and (datetime.now(UTC) - eta).total_seconds() > 60:
+                    errors["eta"] = f"ETA {eta_text.strip()!r} is in the past"
+            except ValueError:
+                errors["eta"] = f"ETA {eta_text.strip()!r} is not an ISO time like 2026-11-24T15:30"
+    if errors:
+        raise ValidationFailed(errors)
+    return EnqueueRequest(task, args, kwargs, queue, priority, countdown, eta)
+
+
+# ---- audit -----------------------------------------------------------------------------
+def operator_identity() -> dict[str, str]:
+    """Who is acting: the local user, and the SSH client address when over SSH."""
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid())
+    who = {"user": user}
+    ssh = os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_CLIENT")
+    if ssh:
+        who["ssh_client"] = ssh.split()[0]
+    return who
+
+
+class AuditLog:
+    """Append-only JSON lines, created with mode 0600; secrets are scrubbed from every line."""
+
+    def __init__(self, path: Path, scrub: Callable[[str], str] | None = None):
+        self.path = Path(path)
+        self.scrub = scrub or (lambda s: s)
+        self.identity = operator_identity()
+
+    def write(self, action: str, target: str, params: dict[str, Any], outcome: str, ok: bool) -> None:
+        """Append one line: who, when, what, target, parameters, outcome."""
+        record = {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            **self.identity,
+            "action": action,
+            "target": target,
+            "params": params,
+            "ok": ok,
+            "outcome": outcome,
+        }
+        line = self.scrub(json.dumps(record, default=str, ensure_ascii=False)) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every record (for reports and tests)."""
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ---- sending ---------------------------------------------------------------------------
+def _replies_to_words(replies: list[dict[str, Any]] | None, hosts: Sequence[str] | None) -> tuple[bool, dict[str, str]]:
+    """Map control replies to ``{host: words}``; a missing reply is a failure too."""
+    words: dict[str, str] = {}
+    ok = True
+    for reply in replies or []:
+        if not isinstance(reply, dict):
+            continue
+        for host, body in reply.items():
+            if isinstance(body, dict) and "error" in body:
+                words[host] = f"refused: {body['error']}"
+                ok = False
+            elif isinstance(body, dict) and "ok" in body:
+                words[host] = str(body["ok"])
+            else:
+                words[host] = str(body)
+    for host in hosts or []:
+        if host not in words:
+            words[host] = "no reply (worker down or busy?)"
+            ok = False
+    if not words:
+        return False, {"*": "no worker replied"}
+    return ok, words
+
+
+class Actions:
+    """The action layer: validate, refuse when read-only, send, audit, return an :class:`Outcome`."""
+
+    def __init__(self, app: Celery, audit: AuditLog, read_only: bool = False, timeout: float = 2.0):
+        self.app = app
+        self.audit = audit
+        self.read_only = read_only
+        self.timeout = timeout
+
+    def _guard(self, action: str, target: str, params: dict[str, Any]) -> None:
+        if self.read_only:
+            self.audit.write(action, target, params, "refused: read-only mode", ok=False)
+            raise ReadOnlyRefused(f"{action} refused: the console is read-only (--read-only or [console] read_only)")
+
+    def _done(self, action: str, target: str, params: dict[str, Any], outcome: Outcome) -> Outcome:
+        detail = outcome.message
+        if outcome.replies:
+            detail += " | " + "; ".join(f"{h}: {w}" for h, w in sorted(outcome.replies.items()))
+        self.audit.write(action, target, params, detail, outcome.ok)
+        return outcome
+
+    def _attempt(self, action: str, target: str, params: dict[str, Any], send: Callable[[], Outcome]) -> Outcome:
+        self._guard(action, target, params)
+        try:
+            outcome = send()
+        except Exception as exc:  # broker down, timeouts: an outcome, never a crash
+            outcome = Outcome(False, self.audit.scrub(f"{action} failed: {type(exc).__name__}: {exc}"))
+        return self._done(action, target, params, outcome)
+
+    # -- enqueue --
+    def enqueue(self, req: EnqueueRequest) -> Outcome:
+        """Send a validated job with the operator's priority."""
+        params = {"args": req.args, "kwargs": req.kwargs, "queue": req.queue, "priority": req.priority,
+                  "countdown": req.countdown, "eta": req.eta.isoformat() if req.eta else None}
+
+        def send() -> Outcome:
+            result = self.app.send_task(req.task, args=req.args, kwargs=req.kwargs, queue=req.queue,
+                                        priority=req.priority, countdown=req.countdown, eta=req.eta)
+            return Outcome(True, f"sent {req.task.rsplit('.', 1)[-1]} to {req.queue} at priority {req.priority}"
+                           f" as {result.id[:8]}", task_id=result.id)
+
+        return self._attempt("enqueue", req.task, params, send)
+
+    # -- revoke / terminate / kill --
+    def revoke(self, task_id: str, state: str | None, mode: str = "revoke") -> Outcome:
+        """``mode``: revoke (discard when it reaches a worker), terminate (SIGTERM) or kill (SIGKILL)."""
+        params = {"mode": mode, "state": state}
+        self._guard(mode, task_id, params)
+        if state in FINISHED_STATES:
+            return self._done(mode, task_id, params,
+                              Outcome(False, f"task {task_id[:8]} already finished ({state}): nothing to {mode}"))
+
+        def send() -> Outcome:
+            terminate = mode in ("terminate", "kill")
+            signal = {"terminate": "SIGTERM", "kill": "SIGKILL"}.get(mode)
+            kwargs: dict[str, Any] = {"terminate": terminate}
+            if signal:
+                kwargs["signal"] = signal
+            replies = self.app.control.revoke(task_id, reply=True, timeout=self.timeout, **kwargs)
+            ok, words = _replies_to_words(replies, None)
+            verb = {"revoke": "revoke", "terminate": "terminate (SIGTERM)", "kill": "kill (SIGKILL)"}[mode]
+            if not ok and words.get("*"):
+                # No live worker answered: the id is still broadcast and persisted by the
+                # workers that come up later only if they were running; say so plainly.
+                return Outcome(False, f"{verb} of {task_id[:8]} sent, but no worker acknowledged it", task_id=task_id)
+            return Outcome(ok, f"{verb} of {task_id[:8]} requested", task_id=task_id, replies=words)
+
+        return self._attempt_sent(mode, task_id, params, send)
+
+    def _attempt_sent(self, action: str, target: str, params: dict[str, Any], send: Callable[[], Outcome]) -> Outcome:
+        try:
+            outcome = send()
+        except Exception as exc:
+            outcome = Outcome(False, self.audit.scrub(f"{action} failed: {type(exc).__name__}: {exc}"))
+        return self._done(action, target, params, outcome)
+
+    # -- worker pool --
+    def pool_resize(self, hosts: Sequence[str], delta: int) -> Outcome:
+        """Grow (delta > 0) or shrink (delta < 0) each worker's pool by ``abs(delta)``."""
+        if delta == 0 or abs(delta) > 64:
+            raise ValidationFailed({"n": f"pool change {delta} must be between 1 and 64 processes"})
+        if not hosts:
+            raise ValidationFailed({"worker": "no worker selected"})
+        action = "pool_grow" if delta > 0 else "pool_shrink"
+        params = {"n": abs(delta), "workers": list(hosts)}
+
+        def send() -> Outcome:
+            call = self.app.control.pool_grow if delta > 0 else self.app.control.pool_shrink
+            replies = call(abs(delta), destination=list(hosts), reply=True, timeout=self.timeout)
+            ok, words = _replies_to_words(replies, hosts)
+            verb = "grow" if delta > 0 else "shrink"
+            return Outcome(ok, f"{verb} pool by {abs(delta)} on {len(hosts)} worker(s)" + ("" if ok else ": refused or no reply"),
+                           replies=words)
+
+        return self._attempt(action, ",".join(hosts), params, send)
+
+    def autoscale(self, hosts: Sequence[str], max_c: int, min_c: int) -> Outcome:
+        """Set the autoscaler's bounds on each worker."""
+        if not (1 <= max_c <= 512) or not (0 <= min_c <= max_c):
+            raise ValidationFailed({"autoscale": f"need 1 <= max ({max_c}) <= 512 and 0 <= min ({min_c}) <= max"})
+        if not hosts:
+            raise ValidationFailed({"worker": "no worker selected"})
+        params = {"max": max_c, "min": min_c, "workers": list(hosts)}
+
+        def send() -> Outcome:
+            replies = self.app.control.autoscale(max_c, min_c, destination=list(hosts), reply=True, timeout=self.timeout)
+            ok, words = _replies_to_words(replies, hosts)
+            return Outcome(ok, f"autoscale {max_c},{min_c} on {len(hosts)} worker(s)" + ("" if ok else ": refused or no reply"),
+                           replies=words)
+
+        return self._attempt("autoscale", ",".join(hosts), params, send)
+
+    # -- queues --
+    def set_consuming(self, queue: str, consume: bool, hosts: Sequence[str] | None = None) -> Outcome:
+        """Pause (cancel_consumer) or resume (add_consumer) ``queue`` on every worker (or ``hosts``)."""
+        action = "resume_queue" if consume else "pause_queue"
+        params = {"workers": list(hosts) if hosts else "all"}
+
+        def send() -> Outcome:
+            dest = list(hosts) if hosts else None
+            if consume:
+                replies = self.app.control.add_consumer(queue, reply=True, destination=dest, timeout=self.timeout)
+            else:
+                replies = self.app.control.cancel_consumer(queue, reply=True, destination=dest, timeout=self.timeout)
+            ok, words = _replies_to_words(replies, hosts)
+            verb = "resumed" if consume else "paused"
+            return Outcome(ok, f"{queue} {verb} on {len(words)} worker(s)" if ok else f"{action} {queue}: some workers refused",
+                           replies=words)
+
+        return self._attempt(action, queue, params, send)
+
+    def purge(self, queue: str, typed_name: str, expected_count: int | None) -> Outcome:
+        """Delete every waiting message of ``queue``; ``typed_name`` must equal the queue name."""
+        params = {"expected": expected_count}
+        if typed_name.strip() != queue:
+            raise ValidationFailed({"confirm": f"type the queue name {queue!r} to confirm (got {typed_name.strip()!r})"})
+
+        def send() -> Outcome:
+            with self.app.connection_for_write() as conn:
+                deleted = conn.default_channel.queue_purge(queue) or 0
+            return Outcome(True, f"purged {deleted:,} message(s) from {queue}", count=int(deleted))
+
+        return self._attempt("purge", queue, params, send)
+

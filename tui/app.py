@@ -1,0 +1,458 @@
+"""The Textual app: wires sources -> model -> panes, in one direction.
+
+* The receiver thread fills a bounded buffer; :meth:`AfirgenApp.tick` (a timer on the
+  UI thread) drains it within a time budget, applies the batch to the model and updates
+  the panes by key inside ``batch_update()``.
+* Queue lengths and ``inspect`` are thread workers that post a message with the result;
+  the handler updates the pane and schedules the next poll, so polls never overlap.
+* Broker lost: the status line says so with a countdown, panes keep their last data and
+  are marked stale; the sources reconnect by themselves and the app resyncs when back.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from celery import Celery
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from afirgen_tasks.routing import QUEUES
+from afirgen_tasks.settings import Settings
+from tui.model import ClusterModel, TaskFilter
+from tui.redaction import Redactor
+from tui.screens.help import HelpScreen
+from tui.screens.task_detail import TaskDetailScreen
+from tui.sources.cluster import QueuePoll, Sources
+from tui.sources.events import CONNECTED, RECONNECTING
+from tui.sources.inspection import InspectionResult
+from tui.widgets.keyed_table import KeyedTable
+from tui.widgets.panes import QueueRow, QueuesPane, TasksPane, WorkersPane
+
+#: Longest the UI thread spends applying events per tick (the rest of the tick stays interactive).
+TICK_BUDGET_S = 0.05
+#: Events applied per model call inside a tick.
+CHUNK = 2000
+#: Seconds of history behind the in/out rates.
+RATE_WINDOW_S = 5.0
+TREND_POINTS = 10
+
+
+class QueueLengthsPolled(Message):
+    """A queue-length poll finished (successfully or not)."""
+
+    def __init__(self, poll: QueuePoll):
+        super().__init__()
+        self.poll = poll
+
+
+class WorkersInspected(Message):
+    """An ``inspect`` round finished."""
+
+    def __init__(self, result: InspectionResult, resync: bool):
+        super().__init__()
+        self.result = result
+        self.resync = resync
+
+
+class AfirgenApp(App[None]):
+    """afirgen-tui: queues, workers and task history of a Celery cluster, live."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "afirgen-tui"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("slash", "filter", "Filter"),
+        Binding("1", "focus_pane('queues')", "Queues", show=False),
+        Binding("2", "focus_pane('workers')", "Workers", show=False),
+        Binding("3", "focus_pane('tasks')", "Tasks", show=False),
+        Binding("tab", "cycle_pane(1)", "Next pane", show=False, priority=True),
+        Binding("shift+tab", "cycle_pane(-1)", "Previous pane", show=False, priority=True),
+        Binding("z", "zoom", "Zoom"),
+        Binding("escape", "escape", "Clear filter", show=False),
+    ]
+
+    #: (key, description) of every binding, for the help screen and the command palette.
+    HELP: list[tuple[str, str, str]] = [
+        ("Tab / Shift+Tab", "next / previous pane", "cycle_pane(1)"),
+        ("1 2 3", "focus queues / workers / tasks", "focus_pane('tasks')"),
+        ("↑ ↓ PgUp PgDn", "move the cursor (it stays on its row as rows stream in)", ""),
+        ("Home", "back to the top row, follow the newest tasks", ""),
+        ("Enter", "task detail (on the Tasks pane)", "open_detail"),
+        ("/", "filter tasks: words, state:failure queue:email worker:w1 name:pdf uuid:ab12 prio:>=8", "filter"),
+        ("Esc", "clear the filter / close a dialog", "escape"),
+        ("z", "zoom the focused pane (again to restore)", "zoom"),
+        ("Ctrl+P", "command palette: every action by name", ""),
+        ("?", "this help", "help"),
+        ("q", "quit", "quit"),
+    ]
+
+    def __init__(self, settings: Settings, sources: Sources, celery_app: Celery | None = None,
+                 read_only: bool = False, banner: str = "", autostart: bool = True):
+        super().__init__()
+        self.settings = settings
+        self.sources = sources
+        self.celery_app = celery_app
+        self.read_only = read_only or settings.console_read_only
+        self.banner = banner
+        self.autostart = autostart
+        self.model = ClusterModel(max_tasks=settings.console_max_tasks,
+                                  heartbeat_timeout=settings.console_heartbeat_timeout)
+        self.redact: Callable[[str], str] = Redactor.from_settings(settings)
+        self.task_filter = TaskFilter("")
+        self.paused_queues: set[str] = set()
+        self.queue_rows: dict[str, QueueRow] = {name: QueueRow(name, None) for name in QUEUES}
+        self._rates: dict[str, collections.deque[tuple[float, int, int]]] = collections.defaultdict(collections.deque)
+        self._trend: dict[str, collections.deque[float]] = collections.defaultdict(lambda: collections.deque(maxlen=TREND_POINTS))
+        self.last_poll: QueuePoll | None = None
+        self.last_inspection: InspectionResult | None = None
+        self.events_applied = 0
+        self.tick_count = 0
+        self.last_tick_ms = 0.0
+        self._was_connected = False
+        self._events_enabled_on: set[str] = set()
+        self._stale = False
+
+    # ---- layout ----------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static(id="status")
+        with Vertical(id="panes"):
+            yield QueuesPane(id="queues")
+            yield WorkersPane(id="workers")
+            with Vertical(id="tasks-box"):
+                yield Input(placeholder="filter: words, state:failure queue:email worker:w1 prio:>=8 (Enter keeps, Esc clears)",
+                            id="filter")
+                yield TasksPane(id="tasks")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for pane_id in ("queues", "workers", "tasks"):
+            pane = self.query_one(f"#{pane_id}", KeyedTable)
+            pane.border_title = pane.BORDER_TITLE
+        self.query_one("#filter", Input).display = False
+        self.query_one("#tasks", TasksPane).focus()
+        self._show_queues()
+        self._update_status()
+        self._apply_size_class()
+        if self.banner:
+            self.notify(self.banner, timeout=8)
+        if self.read_only:
+            self.notify("read-only: enqueue, revoke, scale, pause and purge are disabled", timeout=6)
+        if self.autostart:
+            self.sources.start()
+            self.set_interval(self.settings.console_refresh_interval, self.tick)
+            self.poll_queues()
+            self.inspect_workers(resync=True)
+
+    def on_resize(self) -> None:
+        self._apply_size_class()
+
+    def _apply_size_class(self) -> None:
+        # Borders cost two lines per pane: drop them on short terminals (80x24).
+        self.screen.set_class(self.size.height < 30, "-compact")
+
+    # ---- the tick: buffer -> model -> panes ------------------------------------------
+    def tick(self) -> None:
+        """Drain buffered events within the time budget, apply them, update panes by key."""
+        started = time.perf_counter()
+        now = time.time()
+        new: list[str] = []
+        changed: set[str] = set()
+        evicted: set[str] = set()
+        workers: set[str] = set()
+        flow: dict[str, list[int]] = {}
+        while time.perf_counter() - started < TICK_BUDGET_S:
+            batch = self.sources.drain(CHUNK)
+            if not batch:
+                break
+            changes = self.model.apply(batch)
+            self.events_applied += len(batch)
+            new.extend(changes.new_tasks)
+            changed |= changes.tasks
+            evicted |= changes.evicted
+            workers |= changes.workers
+            self._count_flow(batch, flow)
+        workers |= self.model.refresh_liveness(now)
+        self._record_rates(now, flow)
+        with self.batch_update():
+            tasks = self.query_one("#tasks", TasksPane)
+            tasks.update_rows(self.model.get_task, new, changed - evicted, evicted, self.task_filter)
+            self.query_one("#workers", WorkersPane).show(self.model.workers(), now)
+            if flow or self.tick_count % 4 == 0:
+                self._show_queues()
+            self._update_status()
+        self.tick_count += 1
+        self.last_tick_ms = (time.perf_counter() - started) * 1000
+        self._watch_connection()
+
+    def _count_flow(self, batch: Iterable[dict[str, Any]], flow: dict[str, list[int]]) -> None:
+        # in = task-sent into a queue; out = task-received (a worker took it off the queue)
+        for ev in batch:
+            kind = ev.get("type") if isinstance(ev, dict) else None
+            if kind == "task-sent":
+                queue = ev.get("queue")
+                if isinstance(queue, str):
+                    flow.setdefault(queue, [0, 0])[0] += 1
+            elif kind == "task-received":
+                task = self.model.get_task(ev.get("uuid", ""))
+                queue = getattr(task, "queue", None) if task is not None else None
+                if isinstance(queue, str):
+                    flow.setdefault(queue, [0, 0])[1] += 1
+
+    def _record_rates(self, now: float, flow: dict[str, list[int]]) -> None:
+        for queue, (n_in, n_out) in flow.items():
+            self._rates[queue].append((now, n_in, n_out))
+        for queue, window in self._rates.items():
+            while window and now - window[0][0] > RATE_WINDOW_S:
+                window.popleft()
+            row = self.queue_rows.get(queue)
+            if row is not None:
+                row.rate_in = sum(x[1] for x in window) / RATE_WINDOW_S
+                row.rate_out = sum(x[2] for x in window) / RATE_WINDOW_S
+
+    # ---- queue-length poll (thread worker) -------------------------------------------
+    @work(thread=True, exclusive=True, group="queue-poll")
+    def poll_queues(self) -> None:
+        # runs in a worker thread
+        self.post_message(QueueLengthsPolled(self.sources.poll_queues()))
+
+    def on_queue_lengths_polled(self, message: QueueLengthsPolled) -> None:
+        poll = message.poll
+        self.last_poll = poll
+        if not poll.error:
+            seen = set()
+            for q in poll.queues:
+                seen.add(q.name)
+                row = self.queue_rows.setdefault(q.name, QueueRow(q.name, None, configured=q.name in QUEUES))
+                row.waiting, row.by_priority, row.reserved = q.waiting, q.by_priority, q.reserved
+                self._trend[q.name].append(float(q.waiting))
+                row.trend = list(self._trend[q.name])
+            for name in list(self.queue_rows):
+                if name not in seen and name not in QUEUES:
+                    del self.queue_rows[name]
+        self._show_queues()
+        self._update_status()
+        if poll.supported:
+            self.set_timer(self.settings.console_queue_poll_interval, self.poll_queues)
+
+    def _show_queues(self) -> None:
+        consumers: dict[str, int] = collections.Counter()
+        for w in self.model.workers():
+            if getattr(w, "online", False):
+                for q in getattr(w, "queues", None) or ():
+                    consumers[q] += 1
+        rows = []
+        for name in sorted(self.queue_rows, key=lambda n: (n not in QUEUES, QUEUES.index(n) if n in QUEUES else 0, n)):
+            row = self.queue_rows[name]
+            row.consumers = consumers.get(name, 0)
+            row.paused = name in self.paused_queues
+            rows.append(row)
+        self.query_one("#queues", QueuesPane).show(rows)
+
+    # ---- inspect (thread worker) -------------------------------------------------------
+    @work(thread=True, exclusive=True, group="inspect")
+    def inspect_workers(self, resync: bool = False) -> None:
+        # runs in a worker thread; blocks on the broker for up to control_timeout
+        online = sum(1 for w in self.model.workers() if getattr(w, "online", False))
+        result = self.sources.inspect(online or None, tasks=resync)
+        self.post_message(WorkersInspected(result, resync))
+
+    def on_workers_inspected(self, message: WorkersInspected) -> None:
+        result = message.result
+        self.last_inspection = result
+        changed: set[str] = set()
+        for host, stats in result.stats.items():
+            if self.model.set_worker_stats(host, stats):
+                changed.add(host)
+        for host, queues in result.active_queues.items():
+            if self.model.set_worker_queues(host, queues):
+                changed.add(host)
+        if message.resync:
+            for state, replies in (("STARTED", result.active), ("RECEIVED", result.reserved)):
+                for host, infos in replies.items():
+                    for info in infos:
+                        if isinstance(info, dict) and info.get("id"):
+                            self.model.merge_task_info(info["id"], name=info.get("name"), hostname=host,
+                                                       state=state, args=str(info.get("args")),
+                                                       kwargs=str(info.get("kwargs")))
+        self._enable_events_if_needed(result)
+        self.query_one("#workers", WorkersPane).show(self.model.workers())
+        self._show_queues()
+        self.set_timer(self.settings.console_inspect_interval, self.inspect_workers)
+
+    def _enable_events_if_needed(self, result: InspectionResult) -> None:
+        # A worker that answers inspect but never sent a heartbeat has events off.
+        silent = [h for h in result.stats if self.model.get_worker(h) is None and h not in self._events_enabled_on]
+        if not silent or self.celery_app is None or self.read_only:
+            if silent and self.read_only:
+                self.notify(f"events are off on {', '.join(silent)} (read-only: not enabling them)", severity="warning")
+                self._events_enabled_on.update(silent)
+            return
+        self._events_enabled_on.update(silent)
+        self._enable_events(silent)
+
+    @work(thread=True, group="enable-events")
+    def _enable_events(self, hosts: list[str]) -> None:
+        # runs in a worker thread
+        try:
+            self.celery_app.control.enable_events(destination=hosts)  # type: ignore[union-attr]
+            self.call_from_thread(self.notify, f"enabled task events on {', '.join(hosts)} (they were off)", timeout=8)
+        except Exception as exc:
+            self.call_from_thread(self.notify, self.redact(f"could not enable events on {', '.join(hosts)}: {exc}"),
+                                  severity="error")
+
+    # ---- connection state ------------------------------------------------------------
+    def connection_state(self) -> tuple[str, str]:
+        """``(label, style)`` for the status line: connected / reconnecting in Ns / connecting."""
+        st = self.sources.status
+        poll_error = self.last_poll.error if self.last_poll and self.last_poll.supported else ""
+        if st.state == RECONNECTING:
+            wait = max(0.0, (st.next_attempt_at or time.time()) - time.time())
+            return f"✘ disconnected, retry in {wait:.0f}s", "bold red"
+        if st.state == CONNECTED and poll_error:
+            return "✘ broker not answering", "bold red"
+        if st.state == CONNECTED:
+            return "● connected", "green"
+        return "… connecting", "yellow"
+
+    def _watch_connection(self) -> None:
+        connected = self.sources.status.state == CONNECTED and not (self.last_poll and self.last_poll.error)
+        stale = not connected
+        if stale != self._stale:
+            self._stale = stale
+            for pane_id in ("queues", "workers", "tasks"):
+                pane = self.query_one(f"#{pane_id}", KeyedTable)
+                pane.set_class(stale, "-stale")
+                pane.border_subtitle = "stale: broker lost, showing last known data" if stale else ""
+        if connected and not self._was_connected and self.tick_count > 1:
+            # Back after an outage: re-read workers, active and reserved tasks.
+            self.inspect_workers(resync=True)
+            self.poll_queues()
+        self._was_connected = connected
+
+    def _update_status(self) -> None:
+        label, style = self.connection_state()
+        workers = self.model.workers()
+        online = sum(1 for w in workers if getattr(w, "online", False))
+        rate = self.model.tasks_per_second(time.time())
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f"{self.settings.broker_display} ", style="bold")
+        text.append(label, style=style)
+        text.append(f" │ {online}/{len(workers)} workers │ {rate:.1f} tasks/s │ ev ")
+        dropped = self.sources.dropped
+        text.append(f"{self.sources.received:,}↓ {self.events_applied:,}✓ ")
+        text.append(f"{dropped:,}✗", style="bold red" if dropped else "")
+        if self.sources.buffered:
+            text.append(f" {self.sources.buffered:,}…", style="yellow")
+        if self.read_only:
+            text.append(" │ READ-ONLY", style="bold yellow")
+        if self.task_filter.text:
+            text.append(f" │ filter: {self.task_filter.text}", style="bold cyan")
+        self.query_one("#status", Static).update(text)
+
+    # ---- actions -----------------------------------------------------------------------
+    def action_focus_pane(self, pane: str) -> None:
+        """Focus the queues, workers or tasks pane."""
+        self.query_one(f"#{pane}", KeyedTable).focus()
+
+    def action_cycle_pane(self, step: int) -> None:
+        """Focus the next (or previous) pane."""
+        order = ["queues", "workers", "tasks"]
+        focused = self.focused
+        current = focused.id if focused is not None and focused.id in order else "tasks"
+        if isinstance(self.screen, Screen) and self.screen is not self.screen_stack[0]:
+            return
+        self.action_focus_pane(order[(order.index(current) + step) % len(order)])
+
+    def action_zoom(self) -> None:
+        """Maximise the focused pane, or restore the layout."""
+        if self.screen.maximized is not None:
+            self.screen.minimize()
+        elif self.focused is not None and isinstance(self.focused, KeyedTable):
+            self.screen.maximize(self.focused, container=False)
+
+    def action_filter(self) -> None:
+        """Open the task filter."""
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_escape(self) -> None:
+        """Clear the filter (or leave zoom)."""
+        box = self.query_one("#filter", Input)
+        if box.display or self.task_filter.text:
+            box.value = ""
+            self._set_filter("")
+            box.display = False
+            self.query_one("#tasks", TasksPane).focus()
+        elif self.screen.maximized is not None:
+            self.screen.minimize()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self._set_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self.query_one("#filter", Input).display = bool(event.value)
+        self.query_one("#tasks", TasksPane).focus()
+
+    def _set_filter(self, text: str) -> None:
+        flt = TaskFilter(text)
+        if flt.text == self.task_filter.text:
+            return
+        self.task_filter = flt
+        self.query_one("#tasks", TasksPane).rebuild(self.model.iter_tasks(newest_first=True), flt)
+        self._update_status()
+
+    def on_key(self, event: Any) -> None:
+        # Esc inside the filter box clears it (Input swallows the app binding otherwise).
+        if event.key == "escape" and isinstance(self.focused, Input) and self.focused.id == "filter":
+            event.stop()
+            self.action_escape()
+
+    @on(TasksPane.RowSelected, "#tasks")
+    def _task_selected(self, event: TasksPane.RowSelected) -> None:
+        self.action_open_detail(event.row_key.value)
+
+    def action_open_detail(self, uuid: str | None = None) -> None:
+        """Show the highlighted task's detail screen."""
+        pane = self.query_one("#tasks", TasksPane)
+        uuid = uuid or pane.cursor_key()
+        task = self.model.get_task(uuid) if uuid else None
+        if task is None:
+            self.notify("no task highlighted", severity="warning")
+            return
+        self.push_screen(TaskDetailScreen(task, self.redact, self.sources.fetch_result))
+
+    def action_help(self) -> None:
+        """Show every binding."""
+        self.push_screen(HelpScreen(self.help_rows()))
+
+    def help_rows(self) -> list[tuple[str, str]]:
+        """(keys, what it does) for the help screen."""
+        return [(k, d) for k, d, _ in self.HELP]
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for keys, desc, action in self.HELP:
+            if action:
+                yield SystemCommand(f"{desc.split(':')[0].capitalize()} [{keys}]", desc,
+                                    lambda a=action: self.run_action(a))
+
+    async def action_quit(self) -> None:
+        """Stop the sources and leave."""
+        self.sources.stop()
+        self.exit()

@@ -1,0 +1,301 @@
+"""``afirgen-tui --demo``: a self-contained sandbox cluster the console opens on.
+
+It starts, in a private temp directory:
+
+* a Redis: ``redis-server`` on a free port when one is on PATH, else fakeredis's TCP
+  server (with Lua, which Celery's Redis transport needs) inside this process;
+* a flaky, slow SMTP sink on a free port, so e-mail jobs take a while and sometimes
+  answer ``421`` (transient: the job retries with backoff, as in production);
+* a sample FIR database, and two real ``celery worker`` processes on all five queues;
+* a job generator publishing a steady mix of jobs at every priority, including ones
+  that fail (unknown FIR ids) and ones that retry.
+
+:meth:`Sandbox.stop` stops everything it started and removes the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+DEMO_WORKERS = ("demo-a", "demo-b")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_port(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class _FlakySMTPHandler(socketserver.StreamRequestHandler):
+    """Just enough SMTP to accept a message: slow, and ~15% of sessions refused with 421."""
+
+    def _send(self, line: str) -> None:
+        self.wfile.write(line.encode() + b"\r\n")
+
+    def handle(self) -> None:
+        rng = random.Random()
+        if rng.random() < 0.15:
+            self._send("421 4.3.2 demo sink busy, try again later")
+            return
+        self._send("220 afirgen-demo ESMTP")
+        in_data = False
+        while True:
+            raw = self.rfile.readline(65536)
+            if not raw:
+                return
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if in_data:
+                if line == ".":
+                    in_data = False
+                    time.sleep(rng.uniform(0.3, 3.0))  # a slow mail relay
+                    self._send("250 2.0.0 queued")
+                continue
+            verb = line[:4].upper()
+            if verb in ("HELO", "EHLO"):
+                self._send("250 afirgen-demo")
+            elif verb == "DATA":
+                in_data = True
+                self._send("354 end with .")
+            elif verb == "QUIT":
+                self._send("221 bye")
+                return
+            else:
+                self._send("250 ok")
+
+
+class _SMTPServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class Sandbox:
+    """The demo cluster; use as a context manager or call :meth:`start` / :meth:`stop`."""
+
+    def __init__(self, workers: int = 2, jobs_per_second: float = 3.0):
+        self.dir = Path(tempfile.mkdtemp(prefix="afirgen-demo-"))
+        self.n_workers = workers
+        self.jobs_per_second = jobs_per_second
+        self.redis_kind = ""
+        self.redis_port = 0
+        self.env: dict[str, str] = {}
+        self._redis_proc: subprocess.Popen[bytes] | None = None
+        self._fake_server: Any = None
+        self._smtp: _SMTPServer | None = None
+        self._workers: list[subprocess.Popen[bytes]] = []
+        self._stop = threading.Event()
+        self._generator: threading.Thread | None = None
+        self.jobs_sent = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, progress: Any = None) -> None:
+        """Start Redis, the SMTP sink, the workers and the job generator."""
+        say = progress or (lambda msg: None)
+        try:
+            say("starting Redis")
+            self._start_redis()
+            self._start_smtp()
+            self._write_env()
+            say("creating the sample FIR database")
+            self._seed()
+            say("starting workers")
+            self._start_workers()
+            self._generator = threading.Thread(target=self._generate, name="afirgen-demo-jobs", daemon=True)
+            self._generator.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop everything started, leave no processes or files behind (idempotent)."""
+        self._stop.set()
+        if self._generator is not None:
+            self._generator.join(timeout=3)
+        for proc in self._workers:
+            _terminate(proc, sig=signal.SIGTERM, timeout=6)
+        self._workers.clear()
+        if self._smtp is not None:
+            self._smtp.shutdown()
+            self._smtp.server_close()
+            self._smtp = None
+        if self._redis_proc is not None:
+            _terminate(self._redis_proc, sig=signal.SIGTERM, timeout=3)
+            self._redis_proc = None
+        if self._fake_server is not None:
+            with contextlib.suppress(Exception):
+                self._fake_server.shutdown()
+                self._fake_server.server_close()
+            self._fake_server = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # ---- pieces ------------------------------------------------------------------------
+    def _start_redis(self) -> None:
+        self.redis_port = free_port()
+        binary = shutil.which("redis-server")
+        if binary and not os.environ.get("AFIRGEN_DEMO_FAKEREDIS"):
+            self._redis_proc = subprocess.Popen(
+                [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            )
+            self.redis_kind = "redis-server"
+        else:
+            from fakeredis import TcpFakeServer
+
+            self._fake_server = TcpFakeServer(("127.0.0.1", self.redis_port), server_type="redis")
+            threading.Thread(target=self._fake_server.serve_forever, name="afirgen-demo-redis", daemon=True).start()
+            self.redis_kind = "embedded fakeredis"
+        if not _wait_port(self.redis_port, 10):
+            raise RuntimeError(f"the demo Redis ({self.redis_kind}) did not start on port {self.redis_port}")
+
+    def _start_smtp(self) -> None:
+        self._smtp = _SMTPServer(("127.0.0.1", 0), _FlakySMTPHandler)
+        threading.Thread(target=self._smtp.serve_forever, name="afirgen-demo-smtp", daemon=True).start()
+
+    def _write_env(self) -> None:
+        config = self.dir / "config.toml"
+        config.write_text("# afirgen-tui --demo sandbox: everything else is the default\n", encoding="utf-8")
+        assert self._smtp is not None
+        self.env = {
+            "AFIRGEN_CONFIG": str(config),
+            "CELERY_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "CELERY_RESULT_BACKEND": f"redis://127.0.0.1:{self.redis_port}/1",
+            "CELERY_WORKER_CONCURRENCY": "2",
+            "CELERY_WORKER_PREFETCH_MULTIPLIER": "1",
+            "CELERY_TASK_RETRY_BACKOFF_MAX": "8",
+            "AFIRGEN_PATHS_DATA_DIR": str(self.dir / "data"),
+            "AFIRGEN_PATHS_REPORT_DIR": str(self.dir / "reports"),
+            "AFIRGEN_PATHS_OUTBOX_DIR": str(self.dir / "outbox"),
+            "AFIRGEN_PATHS_TEMP_DIR": str(self.dir / "tmp"),
+            "AFIRGEN_SMTP_HOST": "127.0.0.1",
+            "AFIRGEN_SMTP_PORT": str(self._smtp.server_address[1]),
+            "AFIRGEN_SMTP_SECURITY": "none",
+            "AFIRGEN_CONSOLE_AUDIT_LOG": str(self.dir / "audit.log"),
+            "AFIRGEN_HISTORY_DB": str(self.dir / "history.sqlite3"),
+        }
+
+    def settings(self) -> Any:
+        """The sandbox's settings (what the console and the generator use)."""
+        from afirgen_tasks.settings import load_settings
+
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        try:
+            return load_settings(self.env["AFIRGEN_CONFIG"])
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def _seed(self) -> None:
+        from afirgen_tasks.records import create_sample_db
+
+        settings = self.settings()
+        settings.ensure_dirs()
+        create_sample_db(settings.fir_db_path, count=300, seed=7)
+
+    def _start_workers(self) -> None:
+        env = {**os.environ, **self.env}
+        for name in DEMO_WORKERS[: self.n_workers]:
+            log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "afirgen_tasks.celery_app", "worker",
+                 "-n", f"{name}@%h", "-l", "INFO", "--without-mingle", "--without-gossip"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=self.dir,
+            )
+            log.close()
+            self._workers.append(proc)
+
+    # runs in the generator thread
+    def _generate(self) -> None:
+        from afirgen_tasks.celery_app import create_app
+
+        app = create_app(self.settings(), main="afirgen-demo")
+        rng = random.Random(11)
+        fir_ids = list(range(1, 301))  # the sample set has ids 1..300
+        while not self._stop.is_set():
+            try:
+                self._send_one(app, rng, fir_ids)
+                self.jobs_sent += 1
+            except Exception:
+                pass  # the sandbox broker restarting: keep going
+            self._stop.wait(rng.expovariate(self.jobs_per_second))
+
+    @staticmethod
+    def _send_one(app: Any, rng: random.Random, fir_ids: list[int]) -> None:
+        fir = rng.choice(fir_ids)
+        priority = rng.randint(1, 10)
+        roll = rng.random()
+        if roll < 0.30:
+            app.send_task("afirgen_tasks.email.send_fir_confirmation_email",
+                          args=[fir, f"citizen{rng.randint(1, 999)}@example.in"], priority=priority)
+        elif roll < 0.40:
+            app.send_task("afirgen_tasks.email.send_notification_email",
+                          args=[f"officer{rng.randint(1, 99)}@police.example.in", f"Update on FIR {fir}",
+                                "Status changed."], priority=priority)
+        elif roll < 0.60:
+            app.send_task("afirgen_tasks.reports.generate_pdf_report", args=[fir], priority=priority)
+        elif roll < 0.66:
+            # an FIR that does not exist: fails at once, no retry
+            app.send_task("afirgen_tasks.reports.generate_pdf_report", args=[rng.randint(90_000, 99_999)],
+                          priority=priority)
+        elif roll < 0.74:
+            app.send_task("afirgen_tasks.reports.generate_excel_report", args=[rng.sample(fir_ids, 20)],
+                          priority=priority)
+        elif roll < 0.84:
+            app.send_task("afirgen_tasks.analytics.update_dashboard_stats", priority=priority)
+        elif roll < 0.90:
+            app.send_task("afirgen_tasks.analytics.process_analytics_data", args=["2024-01-01", "2024-12-31"],
+                          priority=priority)
+        elif roll < 0.94:
+            app.send_task("afirgen_tasks.cleanup.clear_expired_cache", priority=priority)
+        elif roll < 0.97:
+            app.send_task("afirgen_tasks.cleanup.cleanup_temp_files", priority=priority)
+        else:
+            app.send_task("afirgen_tasks.cleanup.archive_old_records", kwargs={"days": 365}, priority=priority)
+
+
+def _terminate(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
+    """Signal ``proc``'s process group, wait, then SIGKILL what is left."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(3)

@@ -1,0 +1,139 @@
+"""Task detail (Enter on a task): everything the events said, completed from the result backend."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from tui.formatting import duration, state_text
+
+TIMESTAMPS = (("sent", "Sent"), ("received", "Received"), ("started", "Started"), ("finished", "Finished"),
+              ("eta", "ETA"), ("expires", "Expires"))
+
+
+def _ts(value: Any) -> str:
+    if value in (None, ""):
+        return "-"
+    if isinstance(value, (int, float)):
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value)) + f".{int(value % 1 * 1000):03d}"
+    return str(value)
+
+
+class BackendFetched(Message):
+    """The result backend answered (or failed to) for the task on screen."""
+
+    def __init__(self, meta: dict[str, Any] | None, error: str = ""):
+        super().__init__()
+        self.meta = meta
+        self.error = error
+
+
+class TaskDetailScreen(ModalScreen[None]):
+    """Full uuid, args, kwargs, result or exception with traceback, retries, timestamps, ids."""
+
+    BINDINGS = [
+        Binding("escape,q,enter", "dismiss_screen", "Close"),
+    ]
+
+    DEFAULT_CSS = """
+    TaskDetailScreen { align: center middle; }
+    TaskDetailScreen > VerticalScroll {
+        width: 96%; height: 92%; border: round $accent; background: $surface; padding: 0 1;
+    }
+    """
+
+    def __init__(self, task: Any, redact: Callable[[str], str], fetch: Callable[[str], dict[str, Any]] | None):
+        super().__init__()
+        self.task_record = task
+        self.redact = redact
+        self.fetch = fetch
+        self.backend: dict[str, Any] | None = None
+        self.backend_error = ""
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll() as scroll:
+            scroll.border_title = f"Task {self.task_record.uuid}"
+            scroll.border_subtitle = "Esc close"
+            yield Static(self.render_text(), id="detail-body")
+
+    def on_mount(self) -> None:
+        if self.fetch is not None:
+            self._fetch_backend()
+
+    @work(thread=True, exclusive=True)
+    def _fetch_backend(self) -> None:
+        # runs in a worker thread: the backend may be slow or down
+        try:
+            meta = self.fetch(self.task_record.uuid) if self.fetch else None
+            self.post_message(BackendFetched(meta))
+        except Exception as exc:
+            self.post_message(BackendFetched(None, self.redact(f"{type(exc).__name__}: {exc}")[:200]))
+
+    def on_backend_fetched(self, message: BackendFetched) -> None:
+        self.backend = message.meta
+        self.backend_error = message.error
+        self.query_one("#detail-body", Static).update(self.render_text())
+
+    def render_text(self) -> Text:
+        """The whole detail as one Rich Text (also what tests read)."""
+        t = self.task_record
+        meta = self.backend or {}
+        out = Text()
+
+        def line(label: str, value: Any, style: str = "") -> None:
+            out.append(f"{label:<12}", style="bold")
+            out.append(f"{value}\n", style=style)
+
+        label, style = state_text(t.state, getattr(t, "revoke_requested", False))
+        line("UUID", t.uuid)
+        line("Name", t.name or meta.get("name") or "?")
+        line("State", label + (f"   (backend: {meta['status']})" if meta.get("status") else ""), style)
+        line("Queue", getattr(t, "queue", None) or meta.get("queue") or "-")
+        line("Priority", "-" if getattr(t, "priority", None) is None else f"{t.priority} (1-10, 10 = most urgent)")
+        line("Worker", getattr(t, "hostname", None) or meta.get("worker") or "-")
+        line("Retries", getattr(t, "retries", None) if getattr(t, "retries", None) is not None else meta.get("retries", "-"))
+        line("Root id", getattr(t, "root_id", None) or "-")
+        line("Parent id", getattr(t, "parent_id", None) or "-")
+        for attr, name in TIMESTAMPS:
+            line(name, _ts(getattr(t, attr, None)))
+        if meta.get("date_done"):
+            line("Done (bknd)", meta["date_done"])
+        line("Wait", duration(getattr(t, "wait_time", None)))
+        line("Runtime", duration(getattr(t, "runtime", None)))
+        args = getattr(t, "args", None) or (repr(meta["args"]) if meta.get("args") is not None else None)
+        kwargs = getattr(t, "kwargs", None) or (repr(meta["kwargs"]) if meta.get("kwargs") is not None else None)
+        line("Args", self.redact(args or "-"))
+        line("Kwargs", self.redact(kwargs or "-"))
+        result = getattr(t, "result", None)
+        if result is None and meta.get("status") == "SUCCESS":
+            result = repr(meta.get("result"))
+        if result is not None:
+            line("Result", self.redact(str(result)))
+        exc = getattr(t, "exception", None) or (repr(meta.get("result")) if meta.get("status") == "FAILURE" else None)
+        if exc:
+            line("Exception", self.redact(str(exc)), "bold red")
+        tb = getattr(t, "traceback", None) or meta.get("traceback")
+        if tb:
+            out.append("Traceback\n", style="bold")
+            out.append(self.redact(str(tb)).rstrip() + "\n", style="red")
+        if self.fetch is not None:
+            if self.backend_error:
+                out.append(f"\nresult backend: {self.backend_error}\n", style="yellow")
+            elif self.backend is None:
+                out.append("\nresult backend: asking…\n", style="dim")
+            elif not meta or meta.get("status") == "PENDING":
+                out.append("\nresult backend: nothing stored for this task\n", style="dim")
+        return out
+
+    def action_dismiss_screen(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,193 @@
+"""Everything the console reads from the cluster, behind one object the app owns.
+
+The app never touches the broker itself: it calls these methods from thread workers
+(polls) and drains the receiver's buffer on its timer.  Tests of the screens substitute
+:class:`StaticSources` (fed by the test) — the model, panes and app stay real.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from celery import Celery
+
+from afirgen_tasks.settings import Settings
+from tui.sources.events import CONNECTED, CONNECTING, EventReceiverThread, ReceiverStatus
+from tui.sources.inspection import InspectionResult, inspect_workers
+
+
+@dataclass(slots=True)
+class QueueLengths:
+    """Waiting messages of one queue, by operator priority, and its reserved (unacked) count."""
+
+    name: str
+    waiting: int
+    by_priority: dict[int, int] = field(default_factory=dict)
+    reserved: int | None = None
+
+
+@dataclass(slots=True)
+class QueuePoll:
+    """One refresh of every queue's lengths (one pipelined round trip), or the error."""
+
+    queues: list[QueueLengths] = field(default_factory=list)
+    error: str = ""
+    supported: bool = True
+    duration: float = 0.0
+    taken_at: float = 0.0
+
+
+class Sources(Protocol):
+    """What the app needs from the cluster."""
+
+    settings: Settings
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def drain(self, budget: int) -> list[dict[str, Any]]: ...
+    @property
+    def received(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def buffered(self) -> int: ...
+    @property
+    def status(self) -> ReceiverStatus: ...
+    def poll_queues(self) -> QueuePoll: ...
+    def inspect(self, expected: int | None, tasks: bool) -> InspectionResult: ...
+    def fetch_result(self, uuid: str) -> dict[str, Any]: ...
+
+
+class BrokerSources:
+    """The real sources: Celery's event receiver thread, the Redis queue poller, inspect, the backend."""
+
+    def __init__(self, settings: Settings, app: Celery, scrub: Any = None):
+        self.settings = settings
+        self.app = app
+        self.scrub = scrub or (lambda text: text)
+        self.events = EventReceiverThread(app, settings.console_event_buffer, scrub=self.scrub)
+        self._poller: Any = None
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the receiver thread (it connects, and reconnects, by itself)."""
+        self.events.start()
+
+    def stop(self) -> None:
+        """Stop the receiver thread and close broker connections."""
+        self.events.stop()
+        client = getattr(self._poller, "client", None)
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
+
+    # ---- events ------------------------------------------------------------------------
+    def drain(self, budget: int) -> list[dict[str, Any]]:
+        return self.events.drain(budget)
+
+    @property
+    def received(self) -> int:
+        return self.events.received
+
+    @property
+    def dropped(self) -> int:
+        return self.events.dropped
+
+    @property
+    def buffered(self) -> int:
+        return len(self.events.buffer)
+
+    @property
+    def status(self) -> ReceiverStatus:
+        return self.events.status
+
+    # ---- polls (called from thread workers) ---------------------------------------------
+    def poll_queues(self) -> QueuePoll:
+        """All queue lengths in one pipelined round trip (the poller rediscovers queue names itself)."""
+        started = time.monotonic()
+        try:
+            if self._poller is None:
+                from tui.sources.queue_lengths import make_queue_poller
+
+                timeout = max(1.0, self.settings.console_queue_poll_interval * 2)
+                self._poller = make_queue_poller(self.app, settings=self.settings,
+                                                 socket_connect_timeout=timeout, socket_timeout=timeout)
+            snap = self._poller.poll()
+            if not snap.available:
+                return QueuePoll(supported=False, error=snap.error or "queue lengths need a Redis broker",
+                                 taken_at=time.time())
+            queues = [QueueLengths(q.name, q.waiting, dict(q.by_priority), q.reserved) for q in snap.queues.values()]
+            return QueuePoll(queues, duration=time.monotonic() - started, taken_at=time.time())
+        except Exception as exc:  # broker down: say so, keep the last data on screen
+            return QueuePoll(error=self.scrub(f"{type(exc).__name__}: {exc}")[:200],
+                             duration=time.monotonic() - started, taken_at=time.time())
+
+    def inspect(self, expected: int | None, tasks: bool) -> InspectionResult:
+        return inspect_workers(self.app, self.settings.console_control_timeout, expected, tasks, self.scrub)
+
+    def fetch_result(self, uuid: str) -> dict[str, Any]:
+        """What the result backend holds for ``uuid`` (status, result, traceback, args...)."""
+        meta = self.app.AsyncResult(uuid).backend.get_task_meta(uuid)
+        return dict(meta or {})
+
+
+class StaticSources:
+    """Sources fed by the caller (screen tests, benchmarks): no broker, same interface."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.buffer: collections.deque[dict[str, Any]] = collections.deque()
+        self.queue_poll = QueuePoll(taken_at=time.time())
+        self.inspection = InspectionResult(taken_at=time.time())
+        self.results: dict[str, dict[str, Any]] = {}
+        self._received = 0
+        self._dropped = 0
+        self._status = ReceiverStatus(CONNECTING, time.time())
+
+    def feed(self, events: list[dict[str, Any]]) -> None:
+        """Queue events as if they came off the wire."""
+        self.buffer.extend(events)
+        self._received += len(events)
+
+    def set_status(self, status: ReceiverStatus) -> None:
+        self._status = status
+
+    def start(self) -> None:
+        self._status = ReceiverStatus(CONNECTED, time.time(), connects=1)
+
+    def stop(self) -> None:
+        pass
+
+    def drain(self, budget: int) -> list[dict[str, Any]]:
+        n = min(budget, len(self.buffer))
+        return [self.buffer.popleft() for _ in range(n)]
+
+    @property
+    def received(self) -> int:
+        return self._received
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    @property
+    def buffered(self) -> int:
+        return len(self.buffer)
+
+    @property
+    def status(self) -> ReceiverStatus:
+        return self._status
+
+    def poll_queues(self) -> QueuePoll:
+        return self.queue_poll
+
+    def inspect(self, expected: int | None, tasks: bool) -> InspectionResult:
+        return self.inspection
+
+    def fetch_result(self, uuid: str) -> dict[str, Any]:
+        return self.results.get(uuid, {})

@@ -1,0 +1,61 @@
+"""Periodic ``inspect`` of the workers: pool sizes, queues consumed, active and reserved tasks.
+
+Runs in a thread worker of the UI (it blocks on the broker for up to ``timeout``); the
+result is a plain :class:`InspectionResult` posted back to the UI thread.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery
+
+
+@dataclass(slots=True)
+class InspectionResult:
+    """What the workers answered; ``error`` is set (scrubbed) when the broker could not be asked."""
+
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    active_queues: dict[str, list[str]] = field(default_factory=dict)
+    active: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    reserved: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    error: str = ""
+    duration: float = 0.0
+    taken_at: float = 0.0
+
+
+def inspect_workers(
+    app: Celery,
+    timeout: float,
+    expected: int | None = None,
+    tasks: bool = False,
+    scrub: Any = None,
+) -> InspectionResult:
+    """Ask every worker for ``stats`` and ``active_queues`` (and ``active``/``reserved`` if ``tasks``).
+
+    ``expected`` (the number of workers known to be online) lets the call return as soon as
+    all of them replied instead of always waiting the full ``timeout``.
+    """
+    started = time.monotonic()
+    out = InspectionResult(taken_at=time.time())
+    try:
+        insp = app.control.inspect(timeout=timeout, limit=expected or None)
+        out.stats = insp.stats() or {}
+        # Workers that answered stats are the ones to wait for in the next calls.
+        insp = app.control.inspect(timeout=timeout, limit=len(out.stats) or expected or None)
+        replies = insp.active_queues() or {}
+        out.active_queues = {
+            host: [q.get("name", "?") for q in queues if isinstance(q, dict)]
+            for host, queues in replies.items()
+            if isinstance(queues, list)
+        }
+        if tasks:
+            out.active = {h: v for h, v in (insp.active() or {}).items() if isinstance(v, list)}
+            out.reserved = {h: v for h, v in (insp.reserved() or {}).items() if isinstance(v, list)}
+    except Exception as exc:  # the broker is down or answered garbage: report, never raise
+        text = f"{type(exc).__name__}: {exc}"
+        out.error = (scrub(text) if scrub else text)[:200]
+    out.duration = time.monotonic() - started
+    return out

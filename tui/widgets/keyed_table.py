@@ -1,0 +1,129 @@
+"""A DataTable updated by row key, whose cursor stays on the operator's row.
+
+Panes never ``clear()`` and rebuild: they add, update and remove rows by key, and
+:meth:`KeyedTable.set_order` puts the rows in the wanted order in one step.  When the
+order changes, the cursor follows the *row* it was on (not the row number) and the
+viewport scrolls by the same amount, so the highlighted row does not jump on screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.widgets import DataTable
+from textual.widgets._data_table import RowKey
+
+
+class KeyedTable(DataTable):
+    """DataTable with keyed upserts, ordered rows and a cursor pinned to its row key."""
+
+    DEFAULT_CSS = """
+    KeyedTable { height: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None):
+        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=False)
+        self._keys: set[str] = set()
+        #: True once the operator moved the cursor; until then it stays on the top row.
+        self.pinned = False
+
+    # ---- queries -----------------------------------------------------------------------
+    def has_key(self, key: str) -> bool:
+        """True when a row with ``key`` is shown."""
+        return key in self._keys
+
+    @property
+    def row_keys(self) -> set[str]:
+        """Keys of every row shown (a live view; do not mutate)."""
+        return self._keys
+
+    def cursor_key(self) -> str | None:
+        """The key of the highlighted row, or None when the table is empty."""
+        if not self.row_count:
+            return None
+        try:
+            return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except Exception:
+            return None
+
+    # ---- updates -------------------------------------------------------------------------
+    def upsert(self, key: str, cells: Sequence[str | Text]) -> bool:
+        """Add the row ``key`` or update its changed cells; returns True when it was new."""
+        if key in self._keys:
+            row = self.get_row(key)
+            for column, (old, new) in zip(self.ordered_columns, zip(row, cells, strict=False), strict=False):
+                if old != new:
+                    self.update_cell(key, column.key, new)
+            return False
+        self.add_row(*cells, key=key)
+        self._keys.add(key)
+        return True
+
+    def drop(self, key: str) -> None:
+        """Remove the row ``key`` if shown."""
+        if key in self._keys:
+            self._keys.discard(key)
+            self.remove_row(key)
+
+    def set_order(self, keys: Sequence[str]) -> None:
+        """Show rows in the order of ``keys`` (every shown key must be listed), keeping the cursor's row."""
+        before_key = self.cursor_key()
+        before_row = self.cursor_row
+        current = [rk.value for rk in sorted(self._row_locations, key=self._row_locations.get)]  # type: ignore[arg-type]
+        if current == list(keys):
+            return
+        # No public API reorders rows by key; sort() does exactly this assignment internally.
+        from textual._two_way_dict import TwoWayDict
+
+        self._row_locations = TwoWayDict({RowKey(k): i for i, k in enumerate(keys)})
+        self._update_count += 1
+        self.refresh()
+        if before_key is None:
+            return
+        if not self.pinned:
+            self.move_cursor(row=0, animate=False, scroll=False)
+            return
+        new_row = self.get_row_index(before_key)
+        if new_row != before_row:
+            self.move_cursor(row=new_row, animate=False, scroll=False)
+            self.scroll_to(y=max(0, self.scroll_y + (new_row - before_row)), animate=False, immediate=True)
+
+    def unpin(self) -> None:
+        """Follow the top row again (the operator pressed Home)."""
+        self.pinned = False
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+
+    # ---- the operator moving the cursor pins it ---------------------------------------
+    def action_cursor_down(self) -> None:
+        self.pinned = True
+        super().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.pinned = True
+        super().action_cursor_up()
+
+    def action_page_down(self) -> None:
+        self.pinned = True
+        super().action_page_down()
+
+    def action_page_up(self) -> None:
+        self.pinned = True
+        super().action_page_up()
+
+    def action_scroll_end(self) -> None:
+        self.pinned = True
+        super().action_scroll_end()
+
+    def action_scroll_home(self) -> None:
+        self.unpin()
+        super().action_scroll_home()
+
+    def action_scroll_top(self) -> None:
+        self.unpin()
+        super().action_scroll_top()
+
+    def action_scroll_bottom(self) -> None:
+        self.pinned = True
+        super().action_scroll_bottom()

@@ -1,0 +1,240 @@
+"""The three live panes: queues, workers and tasks.  They render what they are given;
+they never talk to the broker (the app feeds them from the model and the pollers)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from rich.text import Text
+
+from tui.formatting import age, clock, count, duration, sparkline, state_text
+from tui.widgets.keyed_table import KeyedTable
+
+# Priority bands on the operator scale (10 = most urgent).
+BANDS: tuple[tuple[str, range], ...] = (("urgent", range(8, 11)), ("normal", range(4, 8)), ("low", range(1, 4)))
+
+
+@dataclass(slots=True)
+class QueueRow:
+    """One line of the Queues pane."""
+
+    name: str
+    waiting: int | None
+    by_priority: dict[int, int] = field(default_factory=dict)
+    reserved: int | None = None
+    consumers: int = 0
+    rate_in: float = 0.0
+    rate_out: float = 0.0
+    trend: list[float] = field(default_factory=list)
+    paused: bool = False
+    configured: bool = True
+
+    def band(self, levels: range) -> int | None:
+        """Waiting messages whose operator priority is in ``levels``."""
+        if self.waiting is None:
+            return None
+        return sum(self.by_priority.get(p, 0) for p in levels)
+
+
+class QueuesPane(KeyedTable):
+    """Every configured queue and every queue the broker knows of, with lengths by priority band."""
+
+    BORDER_TITLE = "1 Queues"
+
+    def on_mount(self) -> None:
+        self.add_column("Queue", width=10, key="name")
+        self.add_column("Wait", width=6, key="waiting")
+        self.add_column("P8-10", width=5, key="urgent")
+        self.add_column("P4-7", width=5, key="normal")
+        self.add_column("P1-3", width=5, key="low")
+        self.add_column("Rsv", width=4, key="reserved")
+        self.add_column("Cons", width=4, key="consumers")
+        self.add_column("In/s", width=5, key="in")
+        self.add_column("Out/s", width=5, key="out")
+        self.add_column("Trend", width=10, key="trend")
+
+    def show(self, rows: Iterable[QueueRow]) -> None:
+        """Upsert one row per queue, in the given order."""
+        order = []
+        for row in rows:
+            order.append(row.name)
+            name = Text(row.name, style="bold" if row.configured else "italic")
+            if row.paused:
+                name = Text(f"{row.name} ⏸", style="bold yellow")
+            urgent = row.band(BANDS[0][1])
+            cells = [
+                name,
+                Text(count(row.waiting), justify="right"),
+                Text(count(urgent), justify="right", style="bold red" if urgent else ""),
+                Text(count(row.band(BANDS[1][1])), justify="right"),
+                Text(count(row.band(BANDS[2][1])), justify="right"),
+                Text(count(row.reserved), justify="right"),
+                Text(str(row.consumers), justify="right", style="" if row.consumers or not row.configured else "bold red"),
+                Text(f"{row.rate_in:.1f}", justify="right"),
+                Text(f"{row.rate_out:.1f}", justify="right"),
+                Text(sparkline(row.trend), style="cyan"),
+            ]
+            self.upsert(row.name, cells)
+        for gone in set(self.row_keys) - set(order):
+            self.drop(gone)
+        self.set_order(order)
+
+
+class WorkersPane(KeyedTable):
+    """Workers from events (heartbeats) completed by ``inspect`` (pool, concurrency, queues)."""
+
+    BORDER_TITLE = "2 Workers"
+
+    def on_mount(self) -> None:
+        self.add_column("Worker", width=18, key="host")
+        self.add_column("State", width=9, key="state")
+        self.add_column("Pool", width=7, key="pool")
+        self.add_column("Conc", width=8, key="conc")
+        self.add_column("Act", width=3, key="active")
+        self.add_column("Done", width=6, key="processed")
+        self.add_column("Fail", width=4, key="failed")
+        self.add_column("HB", width=5, key="hb")
+        self.add_column("Load", width=14, key="load")
+        self.add_column("Queues", width=40, key="queues")
+
+    def show(self, workers: Iterable[object], now: float | None = None) -> None:
+        """Upsert one row per worker (``tui.model.WorkerRecord``-like objects), sorted by hostname."""
+        now = now or time.time()
+        order = []
+        for w in sorted(workers, key=lambda w: w.hostname):  # type: ignore[attr-defined]
+            order.append(w.hostname)
+            online = bool(getattr(w, "online", False))
+            conc = _concurrency(w)
+            load = getattr(w, "loadavg", None)
+            queues = getattr(w, "queues", None)
+            cells = [
+                Text(w.hostname, style="bold" if online else "dim"),
+                Text("● online" if online else "○ offline", style="green" if online else "bold red"),
+                Text(getattr(w, "pool", None) or "-"),
+                Text(conc, justify="right"),
+                Text(count(getattr(w, "active", None)), justify="right"),
+                Text(count(getattr(w, "processed", None)), justify="right"),
+                Text(count(getattr(w, "failed", None)), justify="right", style="red" if getattr(w, "failed", 0) else ""),
+                Text(age(getattr(w, "last_heartbeat", None), now), justify="right"),
+                Text(" ".join(f"{x:.2f}" for x in load[:3]) if load else "-"),
+                Text(",".join(queues) if queues else "-"),
+            ]
+            self.upsert(w.hostname, cells)
+        for gone in set(self.row_keys) - set(order):
+            self.drop(gone)
+        self.set_order(order)
+
+
+def _concurrency(w: object) -> str:
+    cur = getattr(w, "concurrency", None)
+    mx = getattr(w, "max_concurrency", None)
+    auto = getattr(w, "autoscale", None)
+    if cur is None and mx is None:
+        return "-"
+    text = f"{count(cur)}/{count(mx)}" if mx is not None and mx != cur else count(cur)
+    if auto:
+        text += f" a{auto[0]},{auto[1]}"
+    return text
+
+
+TASK_ROW_CAP = 1000
+
+
+class TasksPane(KeyedTable):
+    """Task history, newest first; rows are updated by uuid as states move."""
+
+    BORDER_TITLE = "3 Tasks"
+
+    def __init__(self, **kwargs: object):
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.order: list[str] = []  # newest first, the keys shown
+        self.highlight_uuid: str | None = None
+
+    def on_mount(self) -> None:
+        self.add_column("State", width=11, key="state")
+        self.add_column("Task", width=20, key="name")
+        self.add_column("Queue", width=9, key="queue")
+        self.add_column("Pri", width=3, key="prio")
+        self.add_column("Worker", width=10, key="worker")
+        self.add_column("Runtime", width=7, key="runtime")
+        self.add_column("Wait", width=6, key="wait")
+        self.add_column("Time", width=8, key="time")
+        self.add_column("UUID", width=8, key="uuid")
+
+    def cells(self, task: object) -> list[Text]:
+        """The row for a ``tui.model.TaskRecord``-like object."""
+        t = task
+        label, style = state_text(t.state, getattr(t, "revoke_requested", False))  # type: ignore[attr-defined]
+        host = (getattr(t, "hostname", None) or "-").split("@")[0]
+        prio = getattr(t, "priority", None)
+        first = getattr(t, "sent", None) or getattr(t, "received", None) or getattr(t, "started", None)
+        mark = "➤ " if t.uuid == self.highlight_uuid else ""  # type: ignore[attr-defined]
+        return [
+            Text(mark + label, style=style),
+            Text(getattr(t, "short_name", None) or t.name or "?"),  # type: ignore[attr-defined]
+            Text(getattr(t, "queue", None) or "-"),
+            Text("-" if prio is None else str(prio), justify="right", style="bold red" if (prio or 0) >= 8 else ""),
+            Text(host),
+            Text(duration(getattr(t, "runtime", None)), justify="right"),
+            Text(duration(getattr(t, "wait_time", None)), justify="right"),
+            Text(clock(first)),
+            Text(t.uuid[:8], style="dim"),  # type: ignore[attr-defined]
+        ]
+
+    def update_rows(self, get: Callable[[str], object | None], new: list[str], changed: Iterable[str],
+                    removed: Iterable[str], keep: Callable[[object], bool]) -> None:
+        """Apply one tick: ``new`` uuids in arrival order, ``changed`` and ``removed`` ones."""
+        for uuid in removed:
+            if self.has_key(uuid):
+                self.drop(uuid)
+        fresh: list[str] = []
+        for uuid in new[-TASK_ROW_CAP:]:
+            task = get(uuid)
+            if task is not None and keep(task) and not self.has_key(uuid):
+                self.upsert(uuid, self.cells(task))
+                fresh.append(uuid)
+        for uuid in changed:
+            task = get(uuid)
+            if task is None:
+                continue
+            if self.has_key(uuid):
+                if keep(task):
+                    self.upsert(uuid, self.cells(task))
+                else:
+                    self.drop(uuid)
+        fresh.reverse()
+        order = fresh + [k for k in self.order if self.has_key(k)]
+        for stale in order[TASK_ROW_CAP:]:
+            self.drop(stale)
+        self.order = order[:TASK_ROW_CAP]
+        self.set_order(self.order)
+
+    def rebuild(self, tasks_newest_first: Iterable[object], keep: Callable[[object], bool]) -> None:
+        """Show the newest matching tasks again (after the filter changed)."""
+        wanted: list[object] = []
+        for task in tasks_newest_first:
+            if keep(task):
+                wanted.append(task)
+                if len(wanted) >= TASK_ROW_CAP:
+                    break
+        keys = {t.uuid for t in wanted}  # type: ignore[attr-defined]
+        for k in list(self.row_keys):
+            if k not in keys:
+                self.drop(k)
+        for t in wanted:
+            self.upsert(t.uuid, self.cells(t))  # type: ignore[attr-defined]
+        self.order = [t.uuid for t in wanted]  # type: ignore[attr-defined]
+        self.set_order(self.order)
+        self.pinned = False
+        if self.row_count:
+            self.move_cursor(row=0, animate=False)
+
+    def select(self, uuid: str) -> bool:
+        """Move the cursor to ``uuid``'s row (pinning it); False when not shown."""
+        if not self.has_key(uuid):
+            return False
+        self.pinned = True
+        self.move_cursor(row=self.get_row_index(uuid), animate=False)
+        return True
