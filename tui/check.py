@@ -1,0 +1,628 @@
+"""``afirgen-tui --check``: the headless health check.
+
+Runs without a TTY and without Textual (imports are stdlib, afirgen_tasks, celery/kombu,
+redis and ``tui.sources``; a test proves it).  Each check prints one line::
+
+    OK    broker            redis://127.0.0.1:6379/0 answered PING in 0.3 ms
+
+Exit codes (see ``tui.cli.EXIT_CODES``): 0 every check OK (warnings allowed unless
+``--strict``), 1 a check failed (or warned, with ``--strict``), 2 could not check (bad
+settings, broker unreachable).
+
+Speed: on Redis the ``celery.pidbox`` binding set names every live worker, so the check
+knows how many replies to expect and stops waiting the moment all of them have answered
+(``ping(limit=n)``), instead of sitting out a fixed timeout like ``celery inspect ping``.
+The remote-control calls, the event listener and the result-backend probe run in parallel
+threads; the whole run is bounded by ``--timeout`` (connect timeouts and reply waits are
+derived from what is left of it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from afirgen_tasks.settings import Settings, SettingsError, load_settings, mask_url
+
+from .sources.queue_lengths import (
+    QueueSnapshot,
+    make_queue_poller,
+    pidbox_hostnames,
+    transport_layout,
+)
+from .sources.redis_conn import is_redis_url, redis_client
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+#: Overall status when the check could not run (exit 2).
+ERROR = "ERROR"
+_RANK = {OK: 0, WARN: 1, FAIL: 2}
+
+#: Seconds kept back from the budget for printing and teardown.
+RESERVE_S = 0.15
+#: With no pidbox binding on Redis no worker is expected; listen this long just in case.
+NO_WORKER_GRACE_S = 0.5
+#: Shortest socket timeout handed to a connect, however little budget is left.
+MIN_SOCKET_TIMEOUT_S = 0.05
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
+
+
+@dataclass(slots=True)
+class CheckResult:
+    """One check's outcome: ``status`` is OK, WARN or FAIL; ``value``/``threshold`` are JSON-able."""
+
+    name: str
+    status: str
+    detail: str
+    value: Any = None
+    threshold: Any = None
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """Every check's result, the overall status and the exit code."""
+
+    checks: list[CheckResult]
+    status: str
+    exit_code: int
+    elapsed: float
+    broker: str
+    timeout: float
+    strict: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` document."""
+        return {
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "elapsed": round(self.elapsed, 4),
+            "broker": self.broker,
+            "timeout": self.timeout,
+            "strict": self.strict,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+class Budget:
+    """The time left of ``--timeout`` (monotonic), minus a small reserve for output."""
+
+    def __init__(self, total: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
+        self._clock = clock
+        self.started = clock()
+        self.deadline = self.started + max(total - RESERVE_S, total * 0.5)
+
+    def remaining(self) -> float:
+        """Seconds left (never negative)."""
+        return max(0.0, self.deadline - self._clock())
+
+    def socket_timeout(self) -> float:
+        """A connect/read timeout that cannot outlive the budget."""
+        return max(MIN_SOCKET_TIMEOUT_S, self.remaining())
+
+    def elapsed(self) -> float:
+        """Seconds since the check started."""
+        return self._clock() - self.started
+
+
+class Scrubber:
+    """Removes secrets from any text before it is printed: masks URLs, blanks known secrets."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        text = _URL.sub(lambda m: mask_url(m.group(0)), text)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def _describe_error(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+class _Job(threading.Thread):
+    """A daemon thread holding one check's result (daemon: a wedged broker call never blocks exit)."""
+
+    def __init__(self, name: str, fn: Callable[[], Any]) -> None:
+        super().__init__(name=f"afirgen-check-{name}", daemon=True)
+        self._fn = fn
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._fn()
+        except BaseException as exc:  # reported as the check's detail
+            self.error = exc
+
+    def wait(self, budget: Budget) -> bool:
+        """Join until the budget runs out; True if the job finished."""
+        self.join(budget.remaining() + RESERVE_S / 2)
+        return not self.is_alive()
+
+
+# ---- the checks ------------------------------------------------------------------------
+
+
+def _ping_broker_redis(app: Any, settings: Settings, budget: Budget) -> tuple[Any, float]:
+    client = redis_client(
+        settings.celery_broker_url,
+        settings,
+        socket_connect_timeout=budget.socket_timeout(),
+        socket_timeout=budget.socket_timeout(),
+    )
+    started = time.perf_counter()
+    client.ping()
+    return client, time.perf_counter() - started
+
+
+def _ping_broker_kombu(app: Any, budget: Budget) -> float:
+    started = time.perf_counter()
+    conn = app.connection_for_write(connect_timeout=budget.socket_timeout())
+    try:
+        conn.ensure_connection(max_retries=1, timeout=budget.socket_timeout())
+    finally:
+        conn.release()
+    return time.perf_counter() - started
+
+
+def _check_backend(app: Any, settings: Settings, budget: Budget) -> CheckResult:
+    url = settings.celery_result_backend
+    shown = mask_url(url)
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "disabled":
+        return CheckResult("backend", OK, "result backend disabled: nothing to reach")
+    if scheme == "rpc":
+        return CheckResult("backend", OK, "rpc:// results travel over the broker (checked above)")
+    started = time.perf_counter()
+    try:
+        if is_redis_url(url):
+            client = redis_client(
+                url, settings, socket_connect_timeout=budget.socket_timeout(), socket_timeout=budget.socket_timeout()
+            )
+            try:
+                client.ping()
+            finally:
+                client.close()
+        else:
+            app.backend.get_task_meta("afirgen-check-probe")
+    except Exception as exc:
+        return CheckResult("backend", FAIL, f"{shown} unreachable: {_describe_error(exc)}")
+    ms = (time.perf_counter() - started) * 1000
+    return CheckResult("backend", OK, f"{shown} answered in {ms:.1f} ms", value=round(ms, 2))
+
+
+def _workers_result(replies: list[dict[str, Any]] | None, minimum: int, expected: list[str] | None) -> CheckResult:
+    names = sorted(name for reply in replies or [] for name in reply)
+    value = len(names)
+    missing = sorted(set(expected or ()) - set(names))
+    if value < minimum:
+        detail = f"{value} worker(s) answered ping, {minimum} required"
+        status = FAIL
+    else:
+        detail = f"{value} worker(s) answered ping" + (f": {', '.join(names)}" if names else "")
+        status = OK
+    if missing:
+        detail += f"; bound but silent: {', '.join(missing)}"
+        status = FAIL if status == FAIL else WARN
+    return CheckResult("workers", status, detail, value=value, threshold=minimum)
+
+
+def _queues_result(replies: dict[str, list[dict[str, Any]]] | None, configured: Sequence[str]) -> CheckResult:
+    consumers: dict[str, list[str]] = {q: [] for q in configured}
+    for host, queues in (replies or {}).items():
+        if not isinstance(queues, list):
+            continue
+        for queue in queues:
+            name = queue.get("name") if isinstance(queue, dict) else None
+            if name in consumers:
+                consumers[name].append(host)
+    unconsumed = [q for q in configured if not consumers[q]]
+    value = {q: len(hosts) for q, hosts in consumers.items()}
+    if unconsumed:
+        return CheckResult(
+            "queues", FAIL, f"no consumer on {len(unconsumed)} queue(s): {', '.join(unconsumed)}",
+            value=value, threshold=1,
+        )
+    return CheckResult("queues", OK, f"all {len(configured)} queues have a consumer", value=value, threshold=1)
+
+
+def backlog_results(snapshot: QueueSnapshot, settings: Settings) -> list[CheckResult]:
+    """One ``backlog[<queue>]`` result per queue: waiting messages against warn/fail thresholds."""
+    results = []
+    for name, queue in snapshot.queues.items():
+        warn = settings.check_queue_backlog_warn.get(name, settings.check_backlog_warn)
+        fail = settings.check_queue_backlog_fail.get(name, settings.check_backlog_fail)
+        threshold = {"warn": warn, "fail": fail}
+        if queue.waiting > fail:
+            status, level = FAIL, f"over fail threshold {fail}"
+        elif queue.waiting > warn:
+            status, level = WARN, f"over warn threshold {warn}"
+        else:
+            status, level = OK, f"warn > {warn}, fail > {fail}"
+        detail = f"{queue.waiting} waiting, {queue.reserved} reserved ({level})"
+        results.append(CheckResult(f"backlog[{name}]", status, detail, value=queue.waiting, threshold=threshold))
+    return results
+
+
+def busy_result(
+    stats: dict[str, dict[str, Any]] | None,
+    active: dict[str, list[dict[str, Any]]] | None,
+    busy_seconds: float,
+    now: float | None = None,
+) -> CheckResult:
+    """FAIL when a worker has had every pool slot busy for longer than ``busy_seconds``.
+
+    All slots have been busy since the most recent of the active tasks started, so that
+    task's ``time_start`` (epoch seconds, set by the worker) gives the duration.
+    """
+    now = time.time() if now is None else now
+    stuck = []
+    for host, tasks in (active or {}).items():
+        pool = ((stats or {}).get(host) or {}).get("pool") or {}
+        slots = pool.get("max-concurrency")
+        if not isinstance(slots, int) or slots <= 0 or not isinstance(tasks, list) or len(tasks) < slots:
+            continue
+        starts = [t.get("time_start") for t in tasks if isinstance(t, dict)]
+        if not starts or any(not isinstance(s, int | float) for s in starts):
+            continue
+        busy_for = now - max(starts)
+        if busy_for > busy_seconds:
+            stuck.append(f"{host} ({len(tasks)}/{slots} slots busy for {busy_for:.0f} s)")
+    if stuck:
+        return CheckResult("busy", FAIL, "stuck: " + "; ".join(stuck), value=len(stuck), threshold=busy_seconds)
+    return CheckResult(
+        "busy", OK, f"no worker has had every slot busy for over {busy_seconds:g} s", value=0, threshold=busy_seconds
+    )
+
+
+class _HeartbeatListener:
+    """Subscribes to worker heartbeats, asks every worker for one at once, collects hostnames.
+
+    The subscription is made (one drain) BEFORE the ``heartbeat`` broadcast, so the replies
+    cannot be missed.
+    """
+
+    def __init__(self, app: Any, budget: Budget, ping_done: threading.Event, responders: list[str]) -> None:
+        self.app = app
+        self.budget = budget
+        self.ping_done = ping_done
+        self.responders = responders  # filled by the ping job before ping_done is set
+        self.heard: set[str] = set()
+        self.expected: set[str] = set()
+
+    def _on_heartbeat(self, event: dict[str, Any]) -> None:
+        hostname = event.get("hostname")
+        if hostname:
+            self.heard.add(hostname)
+
+    def _satisfied(self) -> bool:
+        if self.ping_done.is_set():
+            return set(self.responders) <= self.heard
+        return bool(self.expected) and self.expected <= self.heard
+
+    def run(self) -> set[str]:
+        app = self.app
+        with app.connection_for_read(connect_timeout=self.budget.socket_timeout()) as conn:
+            receiver = app.events.Receiver(
+                conn, handlers={"worker-heartbeat": self._on_heartbeat}, routing_key="worker.heartbeat"
+            )
+            with receiver.consumer_context(wakeup=False) as (rconn, channel, _consumers):
+                try:
+                    rconn.drain_events(timeout=0.01)  # makes the subscription
+                except TimeoutError:
+                    pass
+                app.control.broadcast("heartbeat", connection=rconn, channel=channel)
+                while not self._satisfied():
+                    left = self.budget.remaining()
+                    if left <= 0:
+                        break
+                    try:
+                        rconn.drain_events(timeout=min(0.2, left))
+                    except TimeoutError:
+                        continue
+        return self.heard
+
+
+def _events_result(heard: set[str] | None, responders: list[str], error: str = "") -> CheckResult:
+    if error:
+        return CheckResult("events", WARN, f"could not listen for events: {error}")
+    heard = heard or set()
+    if not responders:
+        return CheckResult("events", WARN, "no worker answered ping, so no events to hear", value=0)
+    silent = sorted(set(responders) - heard)
+    value = len(set(responders) & heard)
+    if silent:
+        return CheckResult(
+            "events", WARN,
+            f"no worker-heartbeat from {', '.join(silent)} (events disabled there? "
+            "start with -E / worker_send_task_events, or check the event exchange)",
+            value=value, threshold=len(responders),
+        )
+    return CheckResult(
+        "events", OK, f"worker-heartbeat received from all {value} worker(s)", value=value, threshold=len(responders)
+    )
+
+
+# ---- the run ---------------------------------------------------------------------------
+
+
+@contextmanager
+def _config_env(settings: Settings):
+    """Point AFIRGEN_CONFIG at our config while afirgen_tasks.celery_app (which loads
+    settings at import time) is imported, so --config is honoured there too."""
+    saved = os.environ.get("AFIRGEN_CONFIG")
+    if settings.config_path is not None:
+        os.environ["AFIRGEN_CONFIG"] = str(settings.config_path)
+    try:
+        yield
+    finally:
+        if settings.config_path is not None:
+            if saved is None:
+                os.environ.pop("AFIRGEN_CONFIG", None)
+            else:
+                os.environ["AFIRGEN_CONFIG"] = saved
+
+
+def _make_app(settings: Settings, budget: Budget) -> Any:
+    with _config_env(settings):
+        from afirgen_tasks.celery_app import create_app
+
+    app = create_app(settings, main="afirgen-check")
+    # Celery's conf prefers $CELERY_BROKER_URL over the configured broker_url; the read and
+    # write URLs take precedence over both, so --broker really is the broker checked.
+    app.conf.broker_read_url = app.conf.broker_write_url = settings.celery_broker_url
+    # Connects made by kombu (control, events) must not outlive the budget either.
+    options = dict(app.conf.broker_transport_options or {})
+    options.setdefault("socket_connect_timeout", budget.socket_timeout())
+    options["max_retries"] = 0
+    app.conf.broker_transport_options = options
+    app.conf.broker_connection_timeout = budget.socket_timeout()
+    app.conf.broker_connection_max_retries = 0
+    return app
+
+
+def run_check(settings: Settings, *, timeout: float | None = None, strict: bool = False) -> CheckReport:
+    """Run every check against ``settings``' cluster within ``timeout`` seconds (default
+    ``settings.check_timeout``) and return the report.  Never raises for broker problems."""
+    total = float(timeout or settings.check_timeout)
+    budget = Budget(total)
+    broker = settings.broker_display
+    where = settings.config_path or "defaults and environment"
+    checks = [CheckResult("settings", OK, f"loaded from {where}")]
+
+    def finish(could_not_check: bool = False) -> CheckReport:
+        worst = max((_RANK[c.status] for c in checks), default=0)
+        if could_not_check:
+            status, code = ERROR, 2
+        else:
+            status = {0: OK, 1: WARN, 2: FAIL}[worst]
+            code = 1 if worst == 2 or (worst == 1 and strict) else 0
+        return CheckReport(checks, status, code, budget.elapsed(), broker, total, strict)
+
+    try:
+        app = _make_app(settings, budget)
+    except Exception as exc:
+        checks.append(CheckResult("app", FAIL, f"could not build the Celery app: {_describe_error(exc)}"))
+        return finish(could_not_check=True)
+
+    try:
+        return _run_checks(app, settings, budget, checks, finish)
+    finally:
+        try:
+            app.close()
+        except Exception:  # a wedged connection must not turn a report into a traceback
+            pass
+
+
+def _run_checks(
+    app: Any, settings: Settings, budget: Budget, checks: list[CheckResult], finish: Callable[..., CheckReport]
+) -> CheckReport:
+    broker = settings.broker_display
+    redis_broker = is_redis_url(settings.celery_broker_url)
+    configured = [q.name for q in (app.conf.task_queues or ())]
+    snapshot: QueueSnapshot | None = None
+    snapshot_error = ""
+    expected: list[str] | None = None
+
+    # 1. The broker (everything else depends on it).
+    try:
+        if redis_broker:
+            client, latency = _ping_broker_redis(app, settings, budget)
+        else:
+            client, latency = None, _ping_broker_kombu(app, budget)
+    except Exception as exc:
+        checks.append(CheckResult("broker", FAIL, f"{broker} unreachable: {_describe_error(exc)}"))
+        return finish(could_not_check=True)
+    ms = latency * 1000
+    checks.append(CheckResult("broker", OK, f"{broker} answered in {ms:.1f} ms", value=round(ms, 2)))
+
+    # 2. What Redis tells us directly: the live workers' mailboxes and the queue lengths.
+    poller = make_queue_poller(
+        app, client, settings=settings, configured_queues=configured, broker_url=settings.celery_broker_url
+    )
+    try:
+        if client is not None:
+            layout = transport_layout(app)
+            exchange = f"{app.control.mailbox.namespace}.pidbox"
+            expected = pidbox_hostnames(client, layout["sep"], layout["keyprefix"], exchange)
+        snapshot = poller.poll()
+    except Exception as exc:
+        snapshot_error = _describe_error(exc)
+    finally:
+        if client is not None:
+            client.close()
+
+    # 3. Remote control, events and the result backend, in parallel.
+    if expected is None:
+        reply_wait, limit = None, None  # unknown: wait out the budget
+    elif expected:
+        reply_wait, limit = None, len(expected)
+    else:
+        reply_wait, limit = NO_WORKER_GRACE_S, None
+
+    def wait_s() -> float:
+        left = budget.remaining()
+        return max(0.01, min(left, reply_wait) if reply_wait is not None else left)
+
+    ping_done = threading.Event()
+    responders: list[str] = []
+
+    def ping() -> list[dict[str, Any]]:
+        try:
+            replies = app.control.ping(timeout=wait_s(), limit=limit) or []
+            responders.extend(name for reply in replies for name in reply)
+            return replies
+        finally:
+            ping_done.set()
+
+    def inspect(method: str) -> Callable[[], Any]:
+        return lambda: getattr(app.control.inspect(timeout=wait_s(), limit=limit), method)()
+
+    listener = _HeartbeatListener(app, budget, ping_done, responders)
+    listener.expected = set(expected or ())
+    jobs = {
+        "ping": _Job("ping", ping),
+        "active_queues": _Job("active_queues", inspect("active_queues")),
+        "events": _Job("events", listener.run),
+        "backend": _Job("backend", lambda: _check_backend(app, settings, budget)),
+    }
+    busy_seconds = settings.check_busy_seconds
+    if busy_seconds > 0:
+        jobs["stats"] = _Job("stats", inspect("stats"))
+        jobs["active"] = _Job("active", inspect("active"))
+    for job in jobs.values():
+        job.start()
+    finished = {name: job.wait(budget) for name, job in jobs.items()}
+
+    def outcome(name: str) -> tuple[Any, str]:
+        job = jobs[name]
+        if not finished[name]:
+            return None, "no answer within the time budget"
+        if job.error is not None:
+            return None, _describe_error(job.error)
+        return job.result, ""
+
+    backend, error = outcome("backend")
+    checks.append(backend if isinstance(backend, CheckResult) else CheckResult("backend", FAIL, error))
+
+    replies, error = outcome("ping")
+    if error:
+        checks.append(CheckResult("workers", FAIL, f"ping failed: {error}", value=0, threshold=settings.check_min_workers))
+    else:
+        checks.append(_workers_result(replies, settings.check_min_workers, expected))
+
+    queues, error = outcome("active_queues")
+    if error:
+        checks.append(CheckResult("queues", FAIL, f"inspect active_queues failed: {error}"))
+    else:
+        checks.append(_queues_result(queues, configured))
+
+    if snapshot is not None and snapshot.available:
+        checks.extend(backlog_results(snapshot, settings))
+    elif snapshot is not None:
+        checks.append(CheckResult("backlog", OK, f"not checked: {snapshot.error}"))
+    else:
+        checks.append(CheckResult("backlog", FAIL, f"could not read queue lengths: {snapshot_error}"))
+
+    if busy_seconds > 0:
+        stats, error1 = outcome("stats")
+        active, error2 = outcome("active")
+        if error1 or error2:
+            checks.append(CheckResult("busy", WARN, f"inspect stats/active failed: {error1 or error2}"))
+        else:
+            checks.append(busy_result(stats, active, busy_seconds))
+    else:
+        checks.append(CheckResult("busy", OK, "not checked (check_busy_seconds = 0)"))
+
+    events_error = jobs["events"].error if finished["events"] else None
+    checks.append(_events_result(listener.heard, list(responders), _describe_error(events_error) if events_error else ""))
+    return finish()
+
+
+# ---- the command line ------------------------------------------------------------------
+
+
+def format_line(result: CheckResult) -> str:
+    """``OK    broker            detail``: status, name, detail on one line."""
+    detail = " ".join(result.detail.split())
+    return f"{result.status:<5} {result.name:<18} {detail}"
+
+
+def _settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "broker", None):
+        overrides["celery_broker_url"] = args.broker
+    return load_settings(getattr(args, "config", None), **overrides)
+
+
+def _quiet_logging() -> None:
+    # Without handlers Python prints WARNINGs of kombu/celery to stderr (lastResort);
+    # the check reports problems itself, scrubbed.
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
+
+
+def run_check_cli(args: argparse.Namespace) -> int:
+    """``afirgen-tui --check``: print the report (lines or ``--json``), return the exit code."""
+    _quiet_logging()
+    as_json = bool(getattr(args, "json", False))
+    strict = bool(getattr(args, "strict", False))
+    scrub = Scrubber()
+    if getattr(args, "broker", None):
+        scrub = Scrubber(_url_secrets(args.broker))
+    try:
+        settings = _settings_from_args(args)
+    except SettingsError as exc:
+        lines = [scrub(line) for line in exc.lines]
+        for line in lines:
+            print(f"afirgen-tui: config error: {line}", file=sys.stderr)
+        if as_json:
+            report = {
+                "status": ERROR, "exit_code": 2, "elapsed": 0.0, "broker": scrub(mask_url(getattr(args, "broker", "") or "")),
+                "timeout": getattr(args, "timeout", None), "strict": strict,
+                "checks": [asdict(CheckResult("settings", FAIL, "; ".join(lines)))],
+            }
+            print(json.dumps(report, indent=2))
+        return 2
+    scrub = Scrubber([*settings.secrets(), *scrub.secrets])
+    report = run_check(settings, timeout=getattr(args, "timeout", None), strict=strict)
+    for check in report.checks:
+        check.detail = scrub(check.detail)
+    report.broker = scrub(report.broker)
+    if as_json:
+        print(scrub(json.dumps(report.to_dict(), indent=2, default=str)))
+    else:
+        for check in report.checks:
+            print(scrub(format_line(check)))
+        verdict = {0: "healthy", 1: "unhealthy", 2: "could not check"}[report.exit_code]
+        print(f"{report.status:<5} {'overall':<18} {verdict} in {report.elapsed:.2f} s (exit {report.exit_code})")
+    sys.stdout.flush()
+    return report.exit_code
+
+
+def _url_secrets(url: str) -> list[str]:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = [parts.password or ""]
+    if not parts.password and parts.username and "@" in parts.netloc:
+        found.append(parts.username)
+    return [s for s in found if s]

@@ -1,0 +1,410 @@
+"""Queue lengths on the Redis broker, read in one pipelined round trip per poll.
+
+kombu's Redis transport keeps one list per queue and priority step: the list for queue
+``q`` at wire step ``w`` is ``q`` when ``w == 0``, else ``q<sep>w``
+(:func:`afirgen_tasks.priority.redis_step_key`).  Messages a worker has reserved but not
+acknowledged sit in the ``unacked`` hash (values are JSON ``[message, exchange,
+routing_key]``).  Queues are named by the ``_kombu.binding.<exchange>`` sets, whose members
+are ``routing_key<sep>pattern<sep>queue`` joined with the transport's ``sep`` (``:`` for
+AFIRGen; a direct binding reads ``email::email``).  Every key carries the transport's
+``global_keyprefix``.
+
+:class:`QueueLengthPoller` is used by the console's Queues pane (from a thread worker) and
+by ``afirgen-tui --check``.  It never imports Textual.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from afirgen_tasks.priority import MAX_PRIORITY, MIN_PRIORITY, from_wire, redis_step_key
+
+#: kombu's binding-table key prefix (``Channel.keyprefix_queue``).
+BINDING_PREFIX = "_kombu.binding."
+#: Exchanges whose bindings are Celery plumbing, not work queues.
+INTERNAL_EXCHANGES: tuple[str, ...] = ("celeryev",)
+#: Reserved messages read per poll at most; above it the hash is sampled and scaled.
+DEFAULT_RESERVED_CAP = 10_000
+#: Seconds between binding scans (queues appear and disappear rarely).
+DEFAULT_DISCOVER_INTERVAL = 10.0
+
+NOT_AVAILABLE = "queue lengths are not available on this transport"
+
+# The tail of an unacked value: ``, "exchange", "routing_key"]``.  Reading only the tail
+# avoids decoding the message body of every reserved task.
+_TAIL = re.compile(rb',\s*("(?:[^"\\]|\\.)*"|null)\s*,\s*("(?:[^"\\]|\\.)*"|null)\s*\]\s*$')
+_TAIL_BYTES = 512
+_REDIS = "redis://"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLength:
+    """One queue's numbers in a snapshot.
+
+    ``by_priority`` maps the operator priority (1-10, 10 = most urgent) to the messages
+    waiting at it; every priority is present.  ``reserved`` counts messages workers have
+    taken but not yet acknowledged (with ``task_acks_late`` that includes running tasks).
+    """
+
+    name: str
+    waiting: int
+    by_priority: dict[int, int]
+    reserved: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSnapshot:
+    """Queue lengths at one moment.
+
+    ``available`` is False (and ``error`` says why) when the broker has no readable lengths
+    (AMQP) or could not be read.  ``reserved_exact`` is False when the ``unacked`` hash was
+    larger than the poller's cap and per-queue ``reserved`` numbers were scaled from a sample.
+    """
+
+    queues: dict[str, QueueLength] = field(default_factory=dict)
+    unacked: int = 0
+    reserved_exact: bool = True
+    taken_at: float = 0.0
+    duration: float = 0.0
+    available: bool = True
+    error: str = ""
+
+    @property
+    def total_waiting(self) -> int:
+        """Messages waiting in every queue."""
+        return sum(q.waiting for q in self.queues.values())
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def parse_binding_member(member: bytes | str, sep: str) -> tuple[str, str, str]:
+    """``(routing_key, pattern, queue)`` from a ``_kombu.binding.*`` member.
+
+    With ``sep=':'`` a name may itself contain ``:``; a direct binding's routing key equals
+    its queue and its pattern is empty, which resolves the ambiguity; otherwise the last
+    field is taken as the queue.
+    """
+    text = _text(member)
+    parts = text.split(sep)
+    if len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    for i, part in enumerate(parts):
+        if part == "" and sep.join(parts[:i]) == sep.join(parts[i + 1:]):
+            name = sep.join(parts[:i])
+            return name, "", name
+    if len(parts) < 3:
+        return "", "", parts[-1]
+    return parts[0], parts[1], sep.join(parts[2:])
+
+
+def parse_unacked_route(value: bytes | str) -> tuple[str, str] | None:
+    """``(exchange, routing_key)`` of an ``unacked`` hash value, reading only its tail."""
+    raw = value.encode() if isinstance(value, str) else value
+    match = _TAIL.search(raw, max(0, len(raw) - _TAIL_BYTES))
+    try:
+        if match is not None:
+            exchange, routing_key = json.loads(match.group(1)), json.loads(match.group(2))
+        else:
+            _message, exchange, routing_key = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    return exchange or "", routing_key or ""
+
+
+def _is_internal(exchange: str, queue: str, internal_exchanges: Iterable[str]) -> bool:
+    return (
+        exchange in internal_exchanges
+        or exchange.endswith(".pidbox")
+        or queue.endswith(".pidbox")
+        or queue.startswith("celeryev.")
+    )
+
+
+class QueueLengthPoller:
+    """Reads every queue's waiting messages by priority, and reserved messages, from Redis.
+
+    ``poll()`` sends LLEN for every queue x priority step, HLEN of the ``unacked`` hash and
+    HVALS (or a capped HSCAN) of it in ONE pipelined round trip.  Queues are the configured
+    ones plus those named by kombu's binding sets, re-scanned (SCAN, never KEYS) at most every
+    ``discover_interval`` seconds.  ``round_trips`` and ``commands`` count what was sent.
+
+    Not thread-safe: one poller per thread (the console polls from one thread worker).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        configured_queues: Sequence[str],
+        priority_steps: Sequence[int],
+        sep: str,
+        keyprefix: str = "",
+        *,
+        unacked_key: str = "unacked",
+        internal_exchanges: Iterable[str] = INTERNAL_EXCHANGES,
+        discover_interval: float = DEFAULT_DISCOVER_INTERVAL,
+        reserved_cap: int = DEFAULT_RESERVED_CAP,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.configured_queues: tuple[str, ...] = tuple(configured_queues)
+        self.priority_steps: tuple[int, ...] = tuple(sorted(set(priority_steps))) or (0,)
+        self.sep = sep
+        self.keyprefix = keyprefix
+        self.unacked_key = unacked_key
+        self.internal_exchanges = frozenset(internal_exchanges)
+        self.discover_interval = discover_interval
+        self.reserved_cap = max(1, reserved_cap)
+        self._clock = clock
+        #: Pipelines executed and single commands sent (discovery included).
+        self.round_trips = 0
+        #: Redis commands sent (each pipelined command counts once).
+        self.commands = 0
+        self._queues: list[str] = list(self.configured_queues)
+        self._routes: dict[tuple[str, str], str] = {(q, q): q for q in self.configured_queues}
+        self._discovered_at: float | None = None
+        self._last_unacked: int | None = None
+        # (key, operator priority) for each step, per queue; rebuilt on discovery.
+        self._plan: list[tuple[str, list[tuple[str, int]]]] = []
+        self._build_plan()
+
+    # ---- discovery ------------------------------------------------------------------
+    @property
+    def queues(self) -> list[str]:
+        """The queues the next poll reads (configured first, then discovered, sorted)."""
+        return list(self._queues)
+
+    def discover(self) -> list[str]:
+        """Re-read kombu's binding sets; return configured + discovered queues.
+
+        SCAN (a few round trips) plus one pipelined SMEMBERS; internal pidbox and event
+        bindings are left out.
+        """
+        pattern = _glob_escape(self.keyprefix + BINDING_PREFIX) + "*"
+        keys: list[bytes] = []
+        cursor: int | bytes = 0
+        while True:
+            cursor, batch = self.client.scan(cursor=cursor, match=pattern, count=1000)
+            self.round_trips += 1
+            self.commands += 1
+            keys.extend(batch)
+            if not int(cursor):
+                break
+        found: dict[tuple[str, str], str] = {}
+        if keys:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.smembers(key)
+            members = pipe.execute(raise_on_error=False)
+            self.round_trips += 1
+            self.commands += len(keys)
+            strip = len(self.keyprefix + BINDING_PREFIX)
+            for key, values in zip(keys, members, strict=True):
+                if isinstance(values, Exception):
+                    continue
+                exchange = _text(key)[strip:]
+                for member in values:
+                    routing_key, _pattern, queue = parse_binding_member(member, self.sep)
+                    if queue and not _is_internal(exchange, queue, self.internal_exchanges):
+                        found[(exchange, routing_key)] = queue
+        routes = {(q, q): q for q in self.configured_queues}
+        routes.update(found)
+        extra = sorted(set(found.values()) - set(self.configured_queues))
+        self._routes = routes
+        self._queues = [*self.configured_queues, *extra]
+        self._discovered_at = self._clock()
+        self._build_plan()
+        return list(self._queues)
+
+    def _build_plan(self) -> None:
+        plan = []
+        for queue in self._queues:
+            keys = [
+                (self.keyprefix + redis_step_key(queue, step, self.sep), from_wire(step, _REDIS))
+                for step in self.priority_steps
+            ]
+            plan.append((queue, keys))
+        self._plan = plan
+
+    # ---- polling --------------------------------------------------------------------
+    def poll(self) -> QueueSnapshot:
+        """Read every length in one round trip (plus a binding scan when one is due).
+
+        Raises redis errors (ConnectionError, TimeoutError) to the caller, which decides how
+        to show them; the console keeps its last snapshot.
+        """
+        now = self._clock()
+        if self._discovered_at is None or now - self._discovered_at >= self.discover_interval:
+            self.discover()
+        started = time.perf_counter()
+        unacked = self.keyprefix + self.unacked_key
+        exact_read = self._last_unacked is not None and self._last_unacked <= self.reserved_cap
+        pipe = self.client.pipeline(transaction=False)
+        n = 0
+        for _queue, keys in self._plan:
+            for key, _priority in keys:
+                pipe.llen(key)
+                n += 1
+        pipe.hlen(unacked)
+        if exact_read:
+            pipe.hvals(unacked)
+        else:
+            pipe.hscan(unacked, 0, count=self.reserved_cap)
+        results = pipe.execute(raise_on_error=False)
+        self.round_trips += 1
+        self.commands += n + 2
+        lengths, hlen, reserved_raw = results[:n], results[n], results[n + 1]
+        hlen = hlen if isinstance(hlen, int) else 0
+        self._last_unacked = hlen
+
+        if isinstance(reserved_raw, Exception):
+            values: list[Any] = []
+        elif exact_read:
+            values = reserved_raw
+        else:
+            values = list(reserved_raw[1].values())
+        reserved, exact = self._count_reserved(values, hlen)
+
+        queues: dict[str, QueueLength] = {}
+        i = 0
+        for queue, keys in self._plan:
+            bands = dict.fromkeys(range(MIN_PRIORITY, MAX_PRIORITY + 1), 0)
+            for _key, priority in keys:
+                value = lengths[i]
+                i += 1
+                if isinstance(value, int):
+                    bands[priority] += value
+            queues[queue] = QueueLength(queue, sum(bands.values()), bands, reserved.get(queue, 0))
+        return QueueSnapshot(
+            queues=queues,
+            unacked=hlen,
+            reserved_exact=exact,
+            taken_at=time.time(),
+            duration=time.perf_counter() - started,
+        )
+
+    def _count_reserved(self, values: list[Any], hlen: int) -> tuple[dict[str, int], bool]:
+        counts: dict[str, int] = {}
+        routes = self._routes
+        for value in values[: self.reserved_cap]:
+            route = parse_unacked_route(value)
+            if route is None:
+                continue
+            queue = routes.get(route)
+            if queue is None:
+                # A queue on an exchange we have not seen bound yet: kombu's default
+                # exchange routes by queue name.
+                queue = route[1]
+            counts[queue] = counts.get(queue, 0) + 1
+        read = min(len(values), self.reserved_cap)
+        if read >= hlen or read == 0:
+            return counts, read >= hlen
+        scale = hlen / read
+        return {q: round(c * scale) for q, c in counts.items()}, False
+
+
+class UnavailableQueuePoller:
+    """Stands in for :class:`QueueLengthPoller` on brokers without readable lengths (AMQP)."""
+
+    def __init__(self, configured_queues: Sequence[str], reason: str = NOT_AVAILABLE) -> None:
+        self.configured_queues = tuple(configured_queues)
+        self.reason = reason
+        self.round_trips = 0
+        self.commands = 0
+
+    @property
+    def queues(self) -> list[str]:
+        """The configured queues (nothing can be discovered)."""
+        return list(self.configured_queues)
+
+    def discover(self) -> list[str]:
+        """The configured queues."""
+        return self.queues
+
+    def poll(self) -> QueueSnapshot:
+        """An unavailable snapshot saying why."""
+        return QueueSnapshot(available=False, error=self.reason, taken_at=time.time())
+
+
+def transport_layout(app: Any) -> dict[str, Any]:
+    """``priority_steps``, ``sep``, ``keyprefix`` and ``unacked_key`` from the app's
+    ``broker_transport_options`` (kombu's defaults where unset)."""
+    from kombu.transport.redis import Channel
+
+    opts = dict(app.conf.broker_transport_options or {})
+    return {
+        "priority_steps": list(opts.get("priority_steps", Channel.priority_steps)),
+        "sep": opts.get("sep", Channel.sep),
+        "keyprefix": opts.get("global_keyprefix", Channel.global_keyprefix) or "",
+        "unacked_key": opts.get("unacked_key", Channel.unacked_key),
+    }
+
+
+def make_queue_poller(
+    app: Any,
+    client: redis.Redis | None = None,
+    *,
+    settings: Any = None,
+    configured_queues: Sequence[str] | None = None,
+    broker_url: str | None = None,
+    socket_connect_timeout: float = 5.0,
+    socket_timeout: float = 5.0,
+    **kwargs: Any,
+) -> QueueLengthPoller | UnavailableQueuePoller:
+    """The poller for ``app``'s broker: a :class:`QueueLengthPoller` on Redis, else an
+    :class:`UnavailableQueuePoller`.  Queues default to the app's ``task_queues``; the URL to
+    ``settings.celery_broker_url`` (Celery's own conf would prefer ``$CELERY_BROKER_URL``)."""
+    from .redis_conn import is_redis_url, redis_client
+
+    if configured_queues is None:
+        configured_queues = [q.name for q in (app.conf.task_queues or ())]
+    if broker_url is None:
+        broker_url = settings.celery_broker_url if settings is not None else app.conf.broker_write_url
+    url = broker_url or ""
+    if client is None:
+        if not is_redis_url(url):
+            scheme = url.split("://", 1)[0] or "unknown"
+            return UnavailableQueuePoller(configured_queues, f"{NOT_AVAILABLE} ({scheme})")
+        client = redis_client(
+            url, settings, socket_connect_timeout=socket_connect_timeout, socket_timeout=socket_timeout
+        )
+    layout = transport_layout(app)
+    return QueueLengthPoller(
+        client,
+        configured_queues,
+        layout["priority_steps"],
+        layout["sep"],
+        layout["keyprefix"],
+        unacked_key=layout["unacked_key"],
+        internal_exchanges=(app.conf.event_exchange or "celeryev",),
+        **kwargs,
+    )
+
+
+def pidbox_hostnames(
+    client: redis.Redis, sep: str, keyprefix: str = "", exchange: str = "celery.pidbox"
+) -> list[str]:
+    """Hostnames of the workers bound to the broadcast mailbox (one SMEMBERS).
+
+    Each live worker binds its ``<hostname>.celery.pidbox`` queue to the ``celery.pidbox``
+    fanout exchange; kombu expires the binding of a worker that stopped refreshing it.
+    """
+    suffix = "." + exchange
+    names = []
+    for member in client.smembers(keyprefix + BINDING_PREFIX + exchange):
+        _rk, _pattern, queue = parse_binding_member(member, sep)
+        if queue.endswith(suffix):
+            names.append(queue[: -len(suffix)])
+    return sorted(set(names))
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
