@@ -1,0 +1,1070 @@
+"""The cluster model: workers and task history, fed plain Celery event dicts.
+
+Pure Python (stdlib only): no Textual, no redis, no network.  Only the UI thread
+mutates a :class:`ClusterModel`, so there are no locks.
+
+The model follows :class:`celery.events.state.State`'s semantics where they make sense,
+but is built for a console that keeps a large, bounded history:
+
+* a task's state never regresses: every state has a rank and an event only moves a
+  task to a higher rank (RETRY and a requeued REJECTED form a cycle: the next
+  attempt's ``task-received``/``task-started`` moves on again);
+* tasks live in one insertion-ordered dict (first seen first), so newest-first
+  iteration is ``reversed(dict)``;
+* eviction pops the oldest *finished* task from a FIFO of finished tasks (O(1)),
+  falling back to the oldest task of all when nothing has finished;
+* bad input (non-dicts, missing or mistyped fields, huge strings) is skipped, coerced
+  or clipped and counted, never raised.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+__all__ = [
+    "ALL_STATES",
+    "FAILURE",
+    "PENDING",
+    "RECEIVED",
+    "REJECTED",
+    "RETRY",
+    "REVOKED",
+    "SENT",
+    "STARTED",
+    "SUCCESS",
+    "Changes",
+    "ClusterModel",
+    "TaskFilter",
+    "TaskRecord",
+    "WorkerRecord",
+    "matches",
+]
+
+_intern = sys.intern
+
+PENDING = "PENDING"  # known only from the backend or inspect, no event yet
+SENT = "SENT"
+RECEIVED = "RECEIVED"
+STARTED = "STARTED"
+RETRY = "RETRY"
+REJECTED = "REJECTED"
+REVOKED = "REVOKED"
+FAILURE = "FAILURE"
+SUCCESS = "SUCCESS"
+ALL_STATES: tuple[str, ...] = (
+    PENDING, SENT, RECEIVED, STARTED, RETRY, REJECTED, REVOKED, FAILURE, SUCCESS,
+)
+
+# Ranks.  A task only moves to a higher rank, except out of the retry cycle (rank 4:
+# RETRY, or REJECTED with requeue) into the next attempt.  Finals (>= 5) follow
+# celery.states.precedence: SUCCESS > FAILURE > REVOKED > REJECTED.
+_R_PENDING, _R_SENT, _R_RECEIVED, _R_STARTED, _R_CYCLE = 0, 1, 2, 3, 4
+_R_REJECTED, _R_REVOKED, _R_FAILURE, _R_SUCCESS = 5, 6, 7, 8
+_FINAL = 5
+_WORKER_ONLINE, _WORKER_HEARTBEAT, _WORKER_OFFLINE = 10, 11, 12
+
+#: event type -> kind; a task kind equals the rank of the state it reports.
+_KINDS: dict[str, int] = {
+    "task-sent": _R_SENT,
+    "task-received": _R_RECEIVED,
+    "task-started": _R_STARTED,
+    "task-retried": _R_CYCLE,
+    "task-rejected": _R_REJECTED,
+    "task-revoked": _R_REVOKED,
+    "task-failed": _R_FAILURE,
+    "task-succeeded": _R_SUCCESS,
+    "worker-online": _WORKER_ONLINE,
+    "worker-heartbeat": _WORKER_HEARTBEAT,
+    "worker-offline": _WORKER_OFFLINE,
+}
+_KIND_STATE: tuple[str, ...] = (
+    PENDING, SENT, RECEIVED, STARTED, RETRY, REJECTED, REVOKED, FAILURE, SUCCESS,
+)
+_STATE_RANK: dict[str, int] = {s: i for i, s in enumerate(_KIND_STATE)}
+_FINISH_EVENT: dict[str, str] = {
+    REJECTED: "task-rejected",
+    REVOKED: "task-revoked",
+    FAILURE: "task-failed",
+    SUCCESS: "task-succeeded",
+}
+
+#: Longest hostname / uuid accepted; longer ones are garbage and the event is skipped.
+MAX_KEY_CHARS = 255
+
+
+def _clip(text: str, limit: int) -> str:
+    return f"{text[:limit]}… [clipped {len(text) - limit} of {len(text)} chars]"
+
+
+def _as_float(value: object) -> float | None:
+    cls = value.__class__
+    if cls is float:
+        return value  # type: ignore[return-value]
+    if cls is int:
+        return float(value)  # type: ignore[arg-type]
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _short_name(name: str) -> str:
+    return name.rpartition(".")[2]
+
+
+class TaskRecord:
+    """One task as the console knows it (first seen by an event, the backend or inspect).
+
+    Timestamps are the event's own (worker/client clock): ``sent`` is the first
+    ``task-sent``; ``received``/``started`` are the latest attempt's; ``finished``
+    is the time of the event that finished it (``finish_event`` says which).
+    """
+
+    __slots__ = (
+        "uuid", "name", "state", "rank", "revoke_requested", "queue", "priority",
+        "hostname", "args", "kwargs", "result", "exception", "traceback", "retries",
+        "sent", "received", "started", "retried", "finished", "runtime", "eta",
+        "expires", "root_id", "parent_id", "routing_key", "exchange", "revoke_reason",
+    )
+
+    uuid: str
+    name: str | None
+    state: str
+    rank: int
+    revoke_requested: bool
+    queue: str | None
+    priority: int | None
+    hostname: str | None
+    args: str | None
+    kwargs: str | None
+    result: str | None
+    exception: str | None
+    traceback: str | None
+    retries: int | None
+    sent: float | None
+    received: float | None
+    started: float | None
+    retried: float | None
+    finished: float | None
+    runtime: float | None
+    eta: str | None
+    expires: str | None
+    root_id: str | None
+    parent_id: str | None
+    routing_key: str | None
+    exchange: str | None
+    revoke_reason: str | None
+
+    def __init__(self, uuid: str) -> None:
+        self.uuid = uuid
+        self.state = PENDING
+        self.rank = _R_PENDING
+        self.revoke_requested = False
+        self.name = self.queue = self.priority = self.hostname = None
+        self.args = self.kwargs = self.result = self.exception = self.traceback = None
+        self.retries = self.sent = self.received = self.started = self.retried = None
+        self.finished = self.runtime = self.eta = self.expires = None
+        self.root_id = self.parent_id = self.routing_key = self.exchange = None
+        self.revoke_reason = None
+
+    @property
+    def is_finished(self) -> bool:
+        """SUCCESS, FAILURE, REVOKED or REJECTED (not requeued): nothing more will happen."""
+        return self.rank >= _FINAL
+
+    @property
+    def finish_event(self) -> str | None:
+        """The event type that finished the task (``task-succeeded``...), or None."""
+        return _FINISH_EVENT.get(self.state) if self.rank >= _FINAL else None
+
+    @property
+    def wait_time(self) -> float | None:
+        """Seconds between sent (or received, when sent is unknown) and started."""
+        started = self.started
+        if started is None:
+            return None
+        first = self.sent if self.sent is not None else self.received
+        return None if first is None else started - first
+
+    @property
+    def short_name(self) -> str:
+        """The last dotted part of the task name (``generate_fir_pdf``)."""
+        return _short_name(self.name) if self.name else "?"
+
+    @property
+    def short_uuid(self) -> str:
+        """The first 8 characters of the task id."""
+        return self.uuid[:8]
+
+    def __repr__(self) -> str:
+        return f"<TaskRecord {self.name} {self.uuid} {self.state}>"
+
+
+@dataclass(slots=True, eq=False)
+class WorkerRecord:
+    """One worker: liveness from events, pool and queues from inspect."""
+
+    hostname: str
+    online: bool = True
+    #: receive time (``local_received``, the console's clock) of the last sign of life
+    last_heartbeat: float | None = None
+    freq: float | None = None
+    pid: int | None = None
+    #: pool implementation, short: ``prefork``, ``solo``, ``threads``, ``gevent``...
+    pool: str | None = None
+    #: current pool processes (``len(stats['pool']['processes'])``)
+    concurrency: int | None = None
+    max_concurrency: int | None = None
+    #: ``(max, min)`` when the worker runs an autoscaler
+    autoscale: tuple[int, int] | None = None
+    active: int | None = None
+    processed: int | None = None
+    #: ``task-failed`` events seen from this worker
+    failed: int = 0
+    loadavg: tuple[float, ...] | None = None
+    queues: tuple[str, ...] = ()
+    sw_ident: str | None = None
+    sw_ver: str | None = None
+    sw_sys: str | None = None
+    #: tasks processed per task name since the worker started (``stats()['total']``)
+    totals: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def short_name(self) -> str:
+        """The machine part of ``celery@machine`` (the whole hostname without ``@``)."""
+        return self.hostname.partition("@")[2] or self.hostname
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one :meth:`ClusterModel.apply` changed, by key.
+
+    Apply to a pane in this order: remove ``evicted``, add ``new_tasks`` (arrival
+    order), update ``tasks``.  ``tasks`` holds every changed task still in the model,
+    new ones included; a task added and evicted in the same batch appears nowhere.
+    """
+
+    tasks: set[str] = field(default_factory=set)
+    new_tasks: list[str] = field(default_factory=list)
+    evicted: set[str] = field(default_factory=set)
+    workers: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.tasks or self.new_tasks or self.evicted or self.workers)
+
+
+_TEXT_FIELDS = ("args", "kwargs", "result", "exception")
+_KEY_FIELDS = ("name", "queue", "routing_key", "exchange", "hostname")
+_STR_FIELDS = ("eta", "expires", "root_id", "parent_id")
+_TIME_FIELDS = ("sent", "received", "started", "finished", "runtime")
+_INT_FIELDS = ("priority", "retries")
+
+
+class ClusterModel:
+    """Workers and a bounded task history, updated from Celery event dicts.
+
+    Counters (ints): ``events_applied``, ``events_skipped`` (non-dicts, missing or
+    mistyped type/uuid/hostname), ``events_unknown`` (unknown event types),
+    ``fields_clipped`` (strings cut to the size limit), ``fields_invalid`` (optional
+    fields of the wrong type, dropped) and ``tasks_evicted``.
+    """
+
+    def __init__(self, max_tasks: int = 100_000, heartbeat_timeout: float = 6.0,
+                 max_field_chars: int = 2000, max_traceback_chars: int = 20_000,
+                 rate_window: float = 5.0) -> None:
+        if max_tasks < 1:
+            raise ValueError("max_tasks must be at least 1")
+        self.max_tasks = max_tasks
+        self.heartbeat_timeout = heartbeat_timeout
+        self.max_field_chars = max_field_chars
+        self.max_traceback_chars = max_traceback_chars
+        self.rate_window = rate_window
+        self.events_applied = 0
+        self.events_skipped = 0
+        self.events_unknown = 0
+        self.fields_clipped = 0
+        self.fields_invalid = 0
+        self.tasks_evicted = 0
+        #: the last unexpected error swallowed while applying an event (a bug if set)
+        self.last_error: str | None = None
+        self._tasks: dict[str, TaskRecord] = {}
+        self._workers: dict[str, WorkerRecord] = {}
+        # FIFO of records in the order they finished: the eviction order.
+        self._finished: deque[TaskRecord] = deque()
+        # FIFO of records in first-seen order: the fallback when nothing finished.
+        # Holds evicted records until they reach the front or a compaction.
+        self._order: deque[TaskRecord] = deque()
+        self._order_limit = max_tasks + max(1024, max_tasks // 4)
+        # [second, finished count] buckets for tasks_per_second()
+        self._rate: deque[list[int]] = deque()
+        self._pending: Changes | None = None
+
+    # ---- queries ----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def task_count(self) -> int:
+        """Tasks currently held (never more than ``max_tasks``)."""
+        return len(self._tasks)
+
+    def get_task(self, uuid: str) -> TaskRecord | None:
+        """The task with this id, or None."""
+        return self._tasks.get(uuid)
+
+    def get_worker(self, hostname: str) -> WorkerRecord | None:
+        """The worker with this hostname, or None."""
+        return self._workers.get(hostname)
+
+    def iter_tasks(self, newest_first: bool = True) -> Iterator[TaskRecord]:
+        """Tasks by first-seen time; do not mutate the model while iterating."""
+        values = self._tasks.values()
+        return reversed(values) if newest_first else iter(values)
+
+    def workers(self) -> list[WorkerRecord]:
+        """Every worker seen, online or not, sorted by hostname."""
+        return [self._workers[h] for h in sorted(self._workers)]
+
+    def tasks_per_second(self, now: float) -> float:
+        """Tasks finished (succeeded + failed) per second over the last ``rate_window`` s.
+
+        ``now`` is on the console's clock (events are bucketed by ``local_received``).
+        """
+        window = self.rate_window
+        low = now - window
+        total = 0
+        for sec, count in reversed(self._rate):
+            if sec + 1 <= low:
+                break
+            if sec <= now:
+                total += count
+        return total / window if window > 0 else 0.0
+
+    # ---- the hot path -----------------------------------------------------------------
+    def apply(self, events: Iterable[dict[str, Any]]) -> Changes:
+        """Apply a batch of Celery event dicts; return what changed.
+
+        Also reports what :meth:`merge_task_info`, :meth:`set_worker_stats`,
+        :meth:`set_worker_queues` and :meth:`mark_revoke_requested` changed since the
+        last call.
+        """
+        ch = self._pending or Changes()
+        self._pending = None
+        if isinstance(events, dict):
+            events = (events,)
+        changed = ch.tasks
+        changed_add = changed.add
+        new: dict[str, None] = dict.fromkeys(ch.new_tasks)
+        evicted = ch.evicted
+        wchanged = ch.workers
+        tasks = self._tasks
+        tasks_get = tasks.get
+        workers = self._workers
+        workers_get = workers.get
+        kinds_get = _KINDS.get
+        kind_state = _KIND_STATE
+        order_append = self._order.append
+        finished_append = self._finished.append
+        max_tasks = self.max_tasks
+        maxc = self.max_field_chars
+        maxtb = self.max_traceback_chars
+        fix = self._fix_text
+        intern = _intern
+        applied = skipped = unknown = invalid = 0
+        try:
+            for ev in events:
+                try:
+                    if ev.__class__ is not dict and not isinstance(ev, dict):
+                        skipped += 1
+                        continue
+                    get = ev.get
+                    etype = get("type")
+                    if etype.__class__ is not str:
+                        skipped += 1
+                        continue
+                    kind = kinds_get(etype)
+                    if kind is None:
+                        unknown += 1
+                        continue
+                    host = get("hostname")
+                    if host.__class__ is not str or not host or len(host) > MAX_KEY_CHARS:
+                        skipped += 1
+                        continue
+                    lr = get("local_received")
+                    if lr.__class__ is not float:
+                        lr = _as_float(lr)
+
+                    if kind >= _WORKER_ONLINE:
+                        self._worker_event(kind, host, lr, ev)
+                        wchanged.add(host)
+                        applied += 1
+                        continue
+
+                    uuid = get("uuid")
+                    if uuid.__class__ is not str or not uuid or len(uuid) > MAX_KEY_CHARS:
+                        skipped += 1
+                        continue
+                    ts = get("timestamp")
+                    if ts.__class__ is not float:
+                        ts = _as_float(ts)
+
+                    rec = tasks_get(uuid)
+                    if rec is None:
+                        rec = TaskRecord(uuid)
+                        tasks[uuid] = rec
+                        order_append(rec)
+                        new[uuid] = None
+                        if len(tasks) > max_tasks:
+                            self._evict(new, changed, evicted)
+                    changed_add(uuid)
+
+                    # the worker: any event from it is a sign of life
+                    if kind != _R_SENT:
+                        w = workers_get(host)
+                        if w is None:
+                            w = workers[host] = WorkerRecord(intern(host))
+                            wchanged.add(host)
+                        if lr is not None:
+                            last = w.last_heartbeat
+                            if last is None or lr > last:
+                                w.last_heartbeat = lr
+                        if not w.online:
+                            w.online = True
+                            wchanged.add(host)
+                    else:
+                        w = None
+
+                    # does this event move the state?
+                    cur = rec.rank
+                    new_rank = kind
+                    if kind == _R_REJECTED and get("requeue") is True:
+                        new_rank = _R_CYCLE
+                    if new_rank > cur:
+                        move = True
+                        if new_rank == _R_CYCLE and cur >= _R_RECEIVED and ts is not None:
+                            # a late retry of an earlier attempt must not undo the next one
+                            last = rec.received
+                            if rec.started is not None and (last is None or rec.started > last):
+                                last = rec.started
+                            move = last is None or ts >= last
+                    elif new_rank == cur:
+                        move = True
+                    elif cur == _R_CYCLE:
+                        # the next attempt after a retry / requeue
+                        move = ts is None or rec.retried is None or ts >= rec.retried
+                    elif kind <= _R_RECEIVED and cur < _FINAL:
+                        # a higher retry count is a newer attempt, whatever arrived first
+                        v = get("retries")
+                        move = v.__class__ is int and v > (rec.retries or 0)
+                    else:
+                        move = False
+
+                    if move:
+                        if new_rank != cur:
+                            rec.state = kind_state[kind]
+                            rec.rank = new_rank
+                            if new_rank >= _FINAL and cur < _FINAL:
+                                finished_append(rec)
+                                rec.revoke_requested = False
+                                if kind >= _R_FAILURE:
+                                    if kind == _R_FAILURE and w is not None:
+                                        w.failed += 1
+                                        wchanged.add(host)
+                                    self._count_finish(lr if lr is not None else ts)
+                        if w is not None:
+                            rec.hostname = w.hostname
+                    elif w is not None and rec.hostname is None:
+                        rec.hostname = w.hostname
+
+                    if kind <= _R_RECEIVED:
+                        # sent / received describe the task whatever its state
+                        if kind == _R_SENT:
+                            if ts is not None and (rec.sent is None or ts < rec.sent):
+                                rec.sent = ts
+                            v = get("queue")
+                            if v is not None:
+                                if v.__class__ is str and len(v) <= MAX_KEY_CHARS:
+                                    if v != rec.queue:
+                                        rec.queue = intern(v)
+                                else:
+                                    invalid += 1
+                            v = get("routing_key")
+                            if v is not None:
+                                if v.__class__ is str and len(v) <= MAX_KEY_CHARS:
+                                    if v != rec.routing_key:
+                                        rec.routing_key = intern(v)
+                                else:
+                                    invalid += 1
+                            v = get("exchange")
+                            if v is not None:
+                                if v.__class__ is str and len(v) <= MAX_KEY_CHARS:
+                                    if v != rec.exchange:
+                                        rec.exchange = intern(v)
+                                else:
+                                    invalid += 1
+                            v = get("priority")
+                            if v is not None:
+                                if v.__class__ is int:
+                                    rec.priority = v
+                                else:
+                                    invalid += 1
+                        elif ts is not None and (rec.received is None or ts > rec.received):
+                            rec.received = ts
+                        v = get("name")
+                        if v is not None:
+                            if v.__class__ is str and len(v) <= MAX_KEY_CHARS:
+                                if v != rec.name:
+                                    rec.name = intern(v)
+                            else:
+                                invalid += 1
+                        v = get("args")
+                        if v is not None:
+                            if v.__class__ is not str or len(v) > maxc:
+                                v = fix(v, maxc)
+                            rec.args = v
+                        v = get("kwargs")
+                        if v is not None:
+                            if v.__class__ is not str or len(v) > maxc:
+                                v = fix(v, maxc)
+                            rec.kwargs = v
+                        v = get("retries")
+                        if v is not None:
+                            if v.__class__ is int:
+                                if rec.retries is None or v > rec.retries:
+                                    rec.retries = v
+                            else:
+                                invalid += 1
+                        v = get("root_id")
+                        if v is not None:
+                            if v == uuid:
+                                rec.root_id = rec.uuid  # share the string
+                            elif v.__class__ is str and len(v) <= MAX_KEY_CHARS:
+                                rec.root_id = v
+                            else:
+                                invalid += 1
+                        v = get("parent_id")
+                        if v is not None:
+                            if v.__class__ is str and len(v) <= MAX_KEY_CHARS:
+                                rec.parent_id = v
+                            else:
+                                invalid += 1
+                        v = get("eta")
+                        if v is not None:
+                            if v.__class__ is not str or len(v) > maxc:
+                                v = fix(v, maxc)
+                            rec.eta = v
+                        v = get("expires")
+                        if v is not None:
+                            if v.__class__ is not str or len(v) > maxc:
+                                v = fix(v, maxc)
+                            rec.expires = v
+                    elif kind == _R_STARTED:
+                        if ts is not None and (rec.started is None or ts > rec.started):
+                            rec.started = ts
+                    elif move:
+                        # a finishing event (or a retry) that took effect
+                        if kind == _R_CYCLE:
+                            if ts is not None and (rec.retried is None or ts > rec.retried):
+                                rec.retried = ts
+                        elif kind == _R_REJECTED and new_rank == _R_CYCLE:
+                            if ts is not None and (rec.retried is None or ts > rec.retried):
+                                rec.retried = ts
+                        elif new_rank != cur or rec.finished is None:
+                            rec.finished = ts
+                        if kind == _R_SUCCESS:
+                            v = get("result")
+                            if v is not None:
+                                if v.__class__ is not str or len(v) > maxc:
+                                    v = fix(v, maxc)
+                                rec.result = v
+                            v = get("runtime")
+                            if v is not None:
+                                if v.__class__ is float or v.__class__ is int:
+                                    rec.runtime = v
+                                else:
+                                    invalid += 1
+                        elif kind == _R_FAILURE or kind == _R_CYCLE:
+                            v = get("exception")
+                            if v is not None:
+                                if v.__class__ is not str or len(v) > maxc:
+                                    v = fix(v, maxc)
+                                rec.exception = v
+                            v = get("traceback")
+                            if v is not None:
+                                if v.__class__ is not str or len(v) > maxtb:
+                                    v = fix(v, maxtb)
+                                rec.traceback = v
+                        elif kind == _R_REVOKED:
+                            rec.revoke_reason = _revoke_reason(ev)
+                    applied += 1
+                except Exception as exc:  # noqa: BLE001 - one bad event must not stop the console
+                    skipped += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.events_applied += applied
+            self.events_skipped += skipped
+            self.events_unknown += unknown
+            self.fields_invalid += invalid
+            ch.new_tasks = list(new)
+        return ch
+
+    def _fix_text(self, value: object, limit: int) -> str:
+        """Coerce a non-string to text and clip it to ``limit`` characters (counted)."""
+        if value.__class__ is not str:
+            if isinstance(value, str):
+                value = str.__str__(value)
+            elif isinstance(value, bytes | bytearray):
+                value = bytes(value[: limit * 4 + 4]).decode("utf-8", "replace")
+            else:
+                try:
+                    value = repr(value)
+                except Exception:  # noqa: BLE001
+                    value = f"<unrepresentable {type(value).__name__}>"
+        assert isinstance(value, str)
+        if len(value) > limit:
+            self.fields_clipped += 1
+            return _clip(value, limit)
+        return value
+
+    def _evict(self, new: dict[str, None], changed: set[str], evicted: set[str]) -> None:
+        """Drop tasks until the bound holds: oldest finished first, else the oldest."""
+        tasks = self._tasks
+        finished = self._finished
+        order = self._order
+        while len(tasks) > self.max_tasks:
+            victim = None
+            while finished:
+                rec = finished.popleft()
+                if tasks.get(rec.uuid) is rec:
+                    victim = rec
+                    break
+            if victim is None:
+                while True:  # never runs dry: every live record is in the order
+                    rec = order.popleft()
+                    if tasks.get(rec.uuid) is rec:
+                        victim = rec
+                        break
+            uuid = victim.uuid
+            del tasks[uuid]
+            self.tasks_evicted += 1
+            changed.discard(uuid)
+            if uuid in new:
+                del new[uuid]  # added and evicted in one batch: never shown
+            else:
+                evicted.add(uuid)
+        # release evicted records from the front of the first-seen FIFO
+        while order and tasks.get(order[0].uuid) is not order[0]:
+            order.popleft()
+        if len(order) > self._order_limit:
+            live = [r for r in order if tasks.get(r.uuid) is r]
+            order.clear()
+            order.extend(live)
+
+    def _count_finish(self, when: float | None) -> None:
+        if when is None:
+            return
+        sec = int(when)
+        rate = self._rate
+        if rate:
+            last = rate[-1]
+            if last[0] == sec:
+                last[1] += 1
+                return
+            if sec < last[0]:
+                # late event: find its bucket (rare, and only a few buckets are kept)
+                for bucket in rate:
+                    if bucket[0] == sec:
+                        bucket[1] += 1
+                        return
+                return  # older than what is kept
+        rate.append([sec, 1])
+        horizon = sec - max(60, int(self.rate_window) + 1)
+        while rate[0][0] < horizon:
+            rate.popleft()
+
+    def _worker_event(self, kind: int, host: str, lr: float | None, ev: dict[str, Any]) -> None:
+        w = self._workers.get(host)
+        if w is None:
+            w = self._workers[host] = WorkerRecord(_intern(host), online=False)
+        if kind == _WORKER_OFFLINE:
+            w.online = False
+        else:
+            w.online = True
+            if lr is not None and (w.last_heartbeat is None or lr > w.last_heartbeat):
+                w.last_heartbeat = lr
+        get = ev.get
+        invalid = 0
+        v = get("freq")
+        if v is not None:
+            f = _as_float(v)
+            if f is None:
+                invalid += 1
+            else:
+                w.freq = f
+        for key in ("active", "processed", "pid"):
+            v = get(key)
+            if v is not None:
+                if v.__class__ is int:
+                    setattr(w, key, v)
+                else:
+                    invalid += 1
+        v = get("loadavg")
+        if v is not None:
+            if isinstance(v, list | tuple) and len(v) <= 3 and all(
+                    _as_float(x) is not None for x in v):
+                w.loadavg = tuple(float(x) for x in v)
+            else:
+                invalid += 1
+        for key in ("sw_ident", "sw_ver", "sw_sys"):
+            v = get(key)
+            if v is not None:
+                if v.__class__ is str and len(v) <= MAX_KEY_CHARS:
+                    if v != getattr(w, key):
+                        setattr(w, key, _intern(v))
+                else:
+                    invalid += 1
+        self.fields_invalid += invalid
+
+    # ---- liveness, out-of-band updates ------------------------------------------------
+    def refresh_liveness(self, now: float) -> set[str]:
+        """Mark workers offline whose last sign of life is older than the timeout.
+
+        The timeout is ``heartbeat_timeout``, or twice the worker's heartbeat
+        ``freq`` if that is longer.  ``now`` is on the console's clock.  Returns the
+        hostnames whose ``online`` flag changed (only online -> offline here; events
+        bring workers back).
+        """
+        flipped: set[str] = set()
+        base = self.heartbeat_timeout
+        for host, w in self._workers.items():
+            if not w.online or w.last_heartbeat is None:
+                continue
+            timeout = base
+            if w.freq is not None and w.freq * 2 > timeout:
+                timeout = w.freq * 2
+            if now - w.last_heartbeat > timeout:
+                w.online = False
+                flipped.add(host)
+        return flipped
+
+    def _changes(self) -> Changes:
+        if self._pending is None:
+            self._pending = Changes()
+        return self._pending
+
+    def mark_revoke_requested(self, uuid: str) -> bool:
+        """Flag a task the console asked to revoke, until an event finishes it.
+
+        Returns False (and flags nothing) for unknown or already finished tasks.
+        """
+        rec = self._tasks.get(uuid)
+        if rec is None or rec.rank >= _FINAL:
+            return False
+        if not rec.revoke_requested:
+            rec.revoke_requested = True
+            self._changes().tasks.add(uuid)
+        return True
+
+    def merge_task_info(self, uuid: str, **fields: Any) -> bool:
+        """Fill gaps from the result backend or ``inspect().active()/reserved()``.
+
+        Fields are TaskRecord attribute names (``worker`` is an alias of ``hostname``);
+        unknown ones and None values are ignored.  Only empty fields are filled and
+        ``state`` (a Celery state name) only moves the task forward.  An unknown task
+        is created (inspect shows tasks the console never saw an event for).
+        Returns True if anything changed.
+        """
+        if uuid.__class__ is not str or not uuid or len(uuid) > MAX_KEY_CHARS:
+            return False
+        tasks = self._tasks
+        rec = tasks.get(uuid)
+        created = rec is None
+        changed = created
+        if rec is None:
+            rec = tasks[uuid] = TaskRecord(uuid)
+            self._order.append(rec)
+        if "worker" in fields and "hostname" not in fields:
+            fields["hostname"] = fields["worker"]
+        maxc = self.max_field_chars
+        for key in _TEXT_FIELDS:
+            v = fields.get(key)
+            if v is not None and getattr(rec, key) is None:
+                setattr(rec, key, self._fix_text(v, maxc))
+                changed = True
+        v = fields.get("traceback")
+        if v is not None and rec.traceback is None:
+            rec.traceback = self._fix_text(v, self.max_traceback_chars)
+            changed = True
+        for key in _KEY_FIELDS + _STR_FIELDS:
+            v = fields.get(key)
+            if v.__class__ is str and v and len(v) <= MAX_KEY_CHARS and getattr(rec, key) is None:
+                setattr(rec, key, _intern(v) if key in _KEY_FIELDS else v)
+                changed = True
+        for key in _TIME_FIELDS:
+            v = _as_float(fields.get(key))
+            if v is not None and getattr(rec, key) is None:
+                setattr(rec, key, v)
+                changed = True
+        for key in _INT_FIELDS:
+            v = fields.get(key)
+            if v.__class__ is int and getattr(rec, key) is None:
+                setattr(rec, key, v)
+                changed = True
+        state = fields.get("state")
+        if state.__class__ is str:
+            state = state.upper()
+            rank = _STATE_RANK.get(state, _R_PENDING)
+            if rank > rec.rank:
+                was = rec.rank
+                rec.state = _KIND_STATE[rank]
+                rec.rank = rank
+                changed = True
+                if rank >= _FINAL and was < _FINAL:
+                    self._finished.append(rec)
+                    rec.revoke_requested = False
+        if changed:
+            ch = self._changes()
+            ch.tasks.add(uuid)
+            if created:
+                ch.new_tasks.append(uuid)
+            if len(tasks) > self.max_tasks:
+                new = dict.fromkeys(ch.new_tasks)
+                self._evict(new, ch.tasks, ch.evicted)
+                ch.new_tasks = list(new)
+        return changed
+
+    def set_worker_stats(self, hostname: str, stats: dict[str, Any]) -> bool:
+        """Merge one worker's ``inspect().stats()`` reply; True if anything changed.
+
+        An unknown worker is created online (it just answered) with no heartbeat: the
+        heartbeat timeout then does not apply until its first event.
+        """
+        if hostname.__class__ is not str or not hostname or not isinstance(stats, dict):
+            return False
+        w = self._workers.get(hostname)
+        created = w is None
+        if w is None:
+            w = self._workers[hostname] = WorkerRecord(_intern(hostname))
+        before = (w.pool, w.concurrency, w.max_concurrency, w.autoscale, w.pid, w.totals)
+        pool = stats.get("pool")
+        if isinstance(pool, dict):
+            impl = pool.get("implementation")
+            if isinstance(impl, str) and impl:
+                w.pool = _intern(_pool_name(impl))
+            limit = pool.get("max-concurrency")
+            if limit.__class__ is int:
+                w.max_concurrency = limit
+            procs = pool.get("processes")
+            if isinstance(procs, list | tuple):
+                w.concurrency = len(procs)
+            elif limit.__class__ is int:
+                w.concurrency = limit  # solo / threads / green pools: no process list
+        scaler = stats.get("autoscaler")
+        if isinstance(scaler, dict) and scaler.get("max").__class__ is int \
+                and scaler.get("min").__class__ is int:
+            w.autoscale = (scaler["max"], scaler["min"])
+        elif "pool" in stats:
+            w.autoscale = None
+        pid = stats.get("pid")
+        if pid.__class__ is int:
+            w.pid = pid
+        total = stats.get("total")
+        if isinstance(total, dict):
+            w.totals = {_intern(str(k)): v for k, v in total.items() if v.__class__ is int}
+        changed = created or before != (
+            w.pool, w.concurrency, w.max_concurrency, w.autoscale, w.pid, w.totals)
+        if changed:
+            self._changes().workers.add(hostname)
+        return changed
+
+    def set_worker_queues(self, hostname: str, queues: Iterable[Any]) -> bool:
+        """Set the queues a worker consumes (names, or ``active_queues()`` dicts)."""
+        if hostname.__class__ is not str or not hostname:
+            return False
+        names: list[str] = []
+        for q in queues or ():
+            name = q.get("name") if isinstance(q, dict) else q
+            if isinstance(name, str) and name and len(name) <= MAX_KEY_CHARS:
+                names.append(_intern(name))
+        w = self._workers.get(hostname)
+        created = w is None
+        if w is None:
+            w = self._workers[hostname] = WorkerRecord(_intern(hostname))
+        value = tuple(sorted(set(names)))
+        if not created and w.queues == value:
+            return False
+        w.queues = value
+        self._changes().workers.add(hostname)
+        return True
+
+
+def _pool_name(implementation: str) -> str:
+    """``celery.concurrency.prefork:TaskPool`` -> ``prefork``."""
+    module = implementation.partition(":")[0]
+    return module.rpartition(".")[2] or implementation
+
+
+def _revoke_reason(ev: dict[str, Any]) -> str:
+    if ev.get("expired"):
+        return "expired"
+    if ev.get("terminated"):
+        signum = ev.get("signum")
+        return f"terminated (signal {signum})" if signum not in (None, "") else "terminated"
+    return "revoked"
+
+
+# ---- the Tasks pane's filter ---------------------------------------------------------
+_LOWER: dict[str, str] = {}
+
+
+def _lower(text: str) -> str:
+    # names, hostnames, queues and states are interned and few: lowercase them once
+    low = _LOWER.get(text)
+    if low is None:
+        if len(_LOWER) > 50_000:
+            _LOWER.clear()
+        low = _LOWER[text] = text.lower()
+    return low
+
+
+_FIELD_ALIASES = {
+    "state": "state", "s": "state",
+    "queue": "queue", "q": "queue",
+    "worker": "worker", "host": "worker", "w": "worker",
+    "name": "name", "n": "name", "task": "name",
+    "uuid": "uuid", "id": "uuid",
+    "prio": "prio", "priority": "prio", "p": "prio",
+}
+
+_Pred = Callable[[TaskRecord], bool]
+
+
+def _text_pred(attr: str, needles: list[str], prefix: bool) -> _Pred:
+    def pred(task: TaskRecord) -> bool:
+        value = getattr(task, attr)
+        if value is None:
+            return False
+        low = _lower(value)
+        if prefix:
+            return any(low.startswith(n) for n in needles)
+        return any(n in low for n in needles)
+    return pred
+
+
+def _uuid_pred(needles: list[str]) -> _Pred:
+    prefixes = tuple(needles)
+    return lambda task: task.uuid.lower().startswith(prefixes)
+
+
+def _prio_pred(spec: str) -> _Pred | None:
+    tests: list[Callable[[int], bool]] = []
+    for part in spec.split(","):
+        part = part.strip()
+        for op in (">=", "<=", "!=", "==", ">", "<", "="):
+            if part.startswith(op):
+                num = part[len(op):]
+                break
+        else:
+            op, num = "=", part
+            lo, dash, hi = part.partition("-")
+            if dash and lo.isdigit() and hi.isdigit():
+                a, b = int(lo), int(hi)
+                tests.append(lambda p, a=a, b=b: a <= p <= b)
+                continue
+        if not num.strip().isdigit():
+            return None
+        n = int(num)
+        tests.append({
+            ">=": lambda p, n=n: p >= n, "<=": lambda p, n=n: p <= n,
+            ">": lambda p, n=n: p > n, "<": lambda p, n=n: p < n,
+            "!=": lambda p, n=n: p != n,
+        }.get(op, lambda p, n=n: p == n))
+
+    def pred(task: TaskRecord) -> bool:
+        p = task.priority
+        return p is not None and any(t(p) for t in tests)
+    return pred
+
+
+def _bare_pred(needle: str) -> _Pred:
+    def pred(task: TaskRecord) -> bool:
+        if task.uuid.startswith(needle):
+            return True
+        for value in (task.name, task.state, task.queue, task.hostname):
+            if value is not None and needle in _lower(value):
+                return True
+        return False
+    return pred
+
+
+class TaskFilter:
+    """The Tasks pane's filter, compiled once per query; call it with a TaskRecord.
+
+    Space-separated terms are ANDed.  A bare term matches case-insensitively as a
+    substring of name, state, queue or worker, or as a uuid prefix.  Field terms:
+    ``state:failure`` (prefix), ``queue:email``, ``worker:w1``, ``name:pdf``
+    (substrings), ``uuid:abc`` (prefix), ``prio:10``, ``prio:>=8``, ``prio:3-7``;
+    commas give alternatives (``state:failure,retry``).  A field term with no value
+    is ignored (the operator is still typing); an unreadable ``prio:`` matches
+    nothing and is listed in ``errors``.
+    """
+
+    __slots__ = ("text", "errors", "_preds")
+
+    def __init__(self, text: str) -> None:
+        self.text = text.strip()
+        self.errors: list[str] = []
+        preds: list[_Pred] = []
+        for term in self.text.split():
+            key, colon, value = term.partition(":")
+            fieldname = _FIELD_ALIASES.get(key.lower()) if colon else None
+            if fieldname is None:
+                preds.append(_bare_pred(term.lower()))
+                continue
+            needles = [n for n in value.lower().split(",") if n]
+            if not needles:
+                continue
+            if fieldname == "prio":
+                pred = _prio_pred(value)
+                if pred is None:
+                    self.errors.append(f"bad priority in {term!r}")
+                    pred = _never
+                preds.append(pred)
+            elif fieldname == "uuid":
+                preds.append(_uuid_pred(needles))
+            elif fieldname == "state":
+                preds.append(_text_pred("state", needles, prefix=True))
+            elif fieldname == "worker":
+                preds.append(_text_pred("hostname", needles, prefix=False))
+            else:
+                preds.append(_text_pred(fieldname, needles, prefix=False))
+        self._preds = tuple(preds)
+
+    @property
+    def empty(self) -> bool:
+        """True when the filter keeps every task."""
+        return not self._preds
+
+    def __call__(self, task: TaskRecord) -> bool:
+        for pred in self._preds:
+            if not pred(task):
+                return False
+        return True
+
+
+def _never(task: TaskRecord) -> bool:
+    return False
+
+
+@lru_cache(maxsize=64)
+def compile_filter(query: str) -> TaskFilter:
+    """A cached :class:`TaskFilter` for ``query``."""
+    return TaskFilter(query)
+
+
+def matches(task: TaskRecord, query: str) -> bool:
+    """Whether ``task`` passes the Tasks pane filter ``query`` (see :class:`TaskFilter`)."""
+    return compile_filter(query)(task)
