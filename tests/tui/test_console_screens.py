@@ -1,0 +1,307 @@
+"""Pilot tests of the console: panes show what the model holds; filter, detail, switching, sizes."""
+
+from __future__ import annotations
+
+import time
+
+from textual.widgets import Input
+
+from tui.screens.help import HelpScreen
+from tui.screens.task_detail import TaskDetailScreen
+from tui.sources.cluster import QueueLengths, QueuePoll
+from tui.sources.events import RECONNECTING, ReceiverStatus
+from tui.sources.inspection import InspectionResult
+from tui.widgets.panes import QueuesPane, TasksPane, WorkersPane
+
+
+def cell_text(table, key: str, column: str) -> str:
+    return str(table.get_cell(key, column))
+
+
+async def test_tasks_pane_shows_model_states_newest_first(console, sources, events):
+    async with console.run_test(size=(100, 30)) as pilot:
+        sources.feed([events.worker_online()])
+        ok_id, ok_evs = events.task("success", priority=9)
+        bad_id, bad_evs = events.task("failure", queue="reports", priority=2)
+        run_id, run_evs = events.task("started", name="afirgen_tasks.email.send_notification_email", queue="email")
+        sources.feed(ok_evs + bad_evs + run_evs)
+        console.tick()
+        await pilot.pause()
+        pane = console.query_one("#tasks", TasksPane)
+        assert pane.row_count == 3
+        # newest first: the last task sent is the top row
+        assert pane.order == [run_id, bad_id, ok_id]
+        assert "SUCCESS" in cell_text(pane, ok_id, "state") and "✔" in cell_text(pane, ok_id, "state")
+        assert "FAILURE" in cell_text(pane, bad_id, "state")
+        assert "STARTED" in cell_text(pane, run_id, "state")
+        assert cell_text(pane, ok_id, "prio") == "9"
+        assert cell_text(pane, run_id, "name") == "send_notification_email"
+        assert cell_text(pane, bad_id, "queue") == "reports"
+        assert cell_text(pane, ok_id, "worker") == "w1"
+        assert cell_text(pane, ok_id, "runtime") == "250ms"
+        # the running task finishes: its row is updated in place, not re-added
+        sources.feed([events._ev("task-succeeded", uuid=run_id, hostname="w1@box", result="{}", runtime=1.5)])
+        console.tick()
+        await pilot.pause()
+        assert pane.row_count == 3
+        assert "SUCCESS" in cell_text(pane, run_id, "state")
+        assert cell_text(pane, run_id, "runtime") == "1.5s"
+
+
+async def test_cursor_stays_on_the_operators_row_while_rows_stream_in(console, sources, events):
+    async with console.run_test(size=(100, 30)) as pilot:
+        for _ in range(10):
+            sources.feed(events.task("success")[1])
+        console.tick()
+        await pilot.pause()
+        pane = console.query_one("#tasks", TasksPane)
+        pane.focus()
+        await pilot.press("down", "down", "down")
+        chosen = pane.cursor_key()
+        assert chosen == pane.order[3]
+        for _ in range(5):
+            sources.feed(events.task("success")[1])
+        console.tick()
+        await pilot.pause()
+        assert pane.row_count == 15
+        assert pane.cursor_key() == chosen
+        assert pane.cursor_row == 8  # five new rows above it
+        # Home returns to the top and follows the newest again
+        await pilot.press("home")
+        sources.feed(events.task("success")[1])
+        console.tick()
+        await pilot.pause()
+        assert pane.cursor_row == 0 and pane.cursor_key() == pane.order[0]
+
+
+async def test_workers_pane_from_events_completed_by_inspect(console, sources, events):
+    async with console.run_test(size=(100, 30)) as pilot:
+        sources.feed([events.worker_online("alpha@host"), events.heartbeat("alpha@host", active=1, processed=12)])
+        sources.inspection = InspectionResult(
+            stats={"alpha@host": {"pool": {"implementation": "celery.concurrency.prefork:TaskPool",
+                                           "max-concurrency": 4, "processes": [11, 12, 13]},
+                                  "autoscaler": {"max": 4, "min": 2}}},
+            active_queues={"alpha@host": ["default", "email"]},
+            taken_at=time.time(),
+        )
+        console.tick()
+        console.inspect_workers()
+        await console.workers.wait_for_complete()
+        await pilot.pause()
+        pane = console.query_one("#workers", WorkersPane)
+        assert pane.has_key("alpha@host")
+        assert "online" in cell_text(pane, "alpha@host", "state")
+        assert cell_text(pane, "alpha@host", "pool") == "prefork"
+        conc = cell_text(pane, "alpha@host", "conc")
+        assert conc.startswith("3/4") and "a4,2" in conc
+        assert cell_text(pane, "alpha@host", "active") == "1"
+        assert cell_text(pane, "alpha@host", "processed") == "12"
+        assert cell_text(pane, "alpha@host", "queues") == "default,email"
+        # the queues pane counts it as a consumer of default and email
+        queues = console.query_one("#queues", QueuesPane)
+        assert cell_text(queues, "default", "consumers") == "1"
+        assert cell_text(queues, "reports", "consumers") == "0"
+
+
+async def test_worker_goes_offline_after_missed_heartbeats(console, sources, events, screen_settings):
+    async with console.run_test(size=(100, 30)) as pilot:
+        online = events.worker_online("beta@host")
+        online["local_received"] = time.time() - screen_settings.console_heartbeat_timeout - 5
+        sources.feed([online])
+        console.tick()
+        await pilot.pause()
+        assert "offline" in cell_text(console.query_one("#workers", WorkersPane), "beta@host", "state")
+
+
+async def test_queues_pane_shows_bands_reserved_and_unknown_queues(console, sources):
+    async with console.run_test(size=(100, 30)) as pilot:
+        sources.queue_poll = QueuePoll(
+            [QueueLengths("email", 45, {10: 40, 5: 3, 1: 2}, 2), QueueLengths("default", 0, {}, 0),
+             QueueLengths("legacy", 7, {5: 7}, 0)],
+            taken_at=time.time(),
+        )
+        console.poll_queues()
+        await console.workers.wait_for_complete()
+        await pilot.pause()
+        pane = console.query_one("#queues", QueuesPane)
+        assert cell_text(pane, "email", "waiting") == "45"
+        assert cell_text(pane, "email", "urgent") == "40"
+        assert cell_text(pane, "email", "normal") == "3"
+        assert cell_text(pane, "email", "low") == "2"
+        assert cell_text(pane, "email", "reserved") == "2"
+        # a queue only the broker knows of is listed too, after the configured five
+        assert pane.has_key("legacy")
+        keys = [r.key.value for r in pane.ordered_rows]
+        assert keys[:5] == ["default", "email", "reports", "analytics", "cleanup"] and keys[5] == "legacy"
+        # never polled yet: the configured queue shows unknown, not zero
+        assert cell_text(pane, "reports", "waiting") == "-"
+
+
+async def test_filter_by_text_and_escape_clears(console, sources, events):
+    async with console.run_test(size=(100, 30)) as pilot:
+        ok_id, ok_evs = events.task("success")
+        bad_id, bad_evs = events.task("failure")
+        mail_id, mail_evs = events.task("success", name="afirgen_tasks.email.send_notification_email",
+                                        queue="email", host="mailer@box")
+        sources.feed(ok_evs + bad_evs + mail_evs)
+        console.tick()
+        await pilot.pause()
+        pane = console.query_one("#tasks", TasksPane)
+        await pilot.press("slash")
+        assert isinstance(console.focused, Input)
+        await pilot.press(*"state:fail")
+        await pilot.pause()
+        assert pane.row_keys == {bad_id}
+        # new tasks that do not match stay out; matching ones come in
+        new_bad, evs = events.task("failure")
+        sources.feed(evs + events.task("success")[1])
+        console.tick()
+        await pilot.pause()
+        assert pane.row_keys == {bad_id, new_bad}
+        await pilot.press("escape")
+        await pilot.pause()
+        assert pane.row_count == 5
+        assert not console.query_one("#filter", Input).display
+        # other filter forms: worker, uuid prefix, bare word
+        for query, expected in ((f"worker:mailer", {mail_id}), (ok_id[:6], {ok_id}), ("email", {mail_id})):
+            console._set_filter(query)
+            await pilot.pause()
+            assert pane.row_keys == expected, query
+
+
+async def test_enter_opens_detail_with_traceback_and_backend_fill(console, sources, events):
+    async with console.run_test(size=(100, 30)) as pilot:
+        bad_id, bad_evs = events.task("failure", args="[99999]")
+        sources.feed(bad_evs)
+        sources.results[bad_id] = {"status": "FAILURE", "date_done": "2026-11-24T07:00:00", "retries": 0}
+        console.tick()
+        await pilot.pause()
+        console.query_one("#tasks", TasksPane).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        screen = console.screen
+        assert isinstance(screen, TaskDetailScreen)
+        await screen.workers.wait_for_complete()
+        await pilot.pause()
+        text = screen.render_text().plain
+        assert bad_id in text
+        assert "[99999]" in text
+        assert "PermanentTaskError: FIR 99999 does not exist" in text  # the traceback
+        assert "backend: FAILURE" in text and "2026-11-24T07:00:00" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(console.screen, TaskDetailScreen)
+
+
+async def test_detail_redacts_personal_data(console, sources, events):
+    async with console.run_test(size=(100, 30)) as pilot:
+        uid, evs = events.task("success", name="afirgen_tasks.email.send_fir_confirmation_email",
+                               args="[12, 'ravi.kumar@example.in']", kwargs="{'phone': '+91 98765 43210'}")
+        sources.feed(evs)
+        console.tick()
+        await pilot.pause()
+        console.action_open_detail(uid)
+        await pilot.pause()
+        text = console.screen.render_text().plain
+        assert "ravi.kumar@example.in" not in text and "98765" not in text
+        assert "[12, '***']" in text
+
+
+async def test_pane_switching_with_tab_and_numbers(console):
+    async with console.run_test(size=(100, 30)) as pilot:
+        assert console.focused.id == "tasks"
+        await pilot.press("tab")
+        assert console.focused.id == "queues"
+        await pilot.press("tab")
+        assert console.focused.id == "workers"
+        await pilot.press("shift+tab")
+        assert console.focused.id == "queues"
+        await pilot.press("3")
+        assert console.focused.id == "tasks"
+        await pilot.press("2")
+        assert console.focused.id == "workers"
+        await pilot.press("z")
+        assert console.screen.maximized is console.query_one("#workers")
+        await pilot.press("z")
+        assert console.screen.maximized is None
+
+
+async def test_help_lists_every_binding_and_palette_has_actions(console):
+    async with console.run_test(size=(100, 30)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(console.screen, HelpScreen)
+        keys = [k for k, _ in console.screen.rows]
+        for key in ("Tab / Shift+Tab", "Enter", "/", "Esc", "?", "q", "z"):
+            assert key in keys
+        await pilot.press("escape")
+        titles = [c.title for c in console.get_system_commands(console.screen)]
+        assert any("Filter" in t for t in titles) and any("Zoom" in t for t in titles)
+
+
+def _key_columns_fit(table, n_key: int) -> bool:
+    used = sum(col.get_render_width(table) for col in table.ordered_columns[:n_key])
+    return used <= table.scrollable_content_region.width
+
+
+async def test_80x24_shows_the_key_columns_unclipped(console, sources, events):
+    async with console.run_test(size=(80, 24)) as pilot:
+        sources.feed([events.worker_online()] + events.task("success")[1])
+        console.tick()
+        await pilot.pause()
+        tasks = console.query_one("#tasks", TasksPane)
+        queues = console.query_one("#queues", QueuesPane)
+        workers = console.query_one("#workers", WorkersPane)
+        assert console.screen.has_class("-compact")
+        # state, task, queue, priority, worker, runtime
+        assert _key_columns_fit(tasks, 6)
+        # queue, waiting, three bands, reserved, consumers
+        assert _key_columns_fit(queues, 7)
+        # worker, state, pool, concurrency, active
+        assert _key_columns_fit(workers, 5)
+        # every queue row and at least a few task rows are on screen
+        assert queues.size.height >= 6 and tasks.size.height >= 4
+
+
+async def test_disconnected_status_countdown_and_stale_panes(console, sources, events):
+    async with console.run_test(size=(100, 30)) as pilot:
+        sources.feed(events.task("success")[1])
+        console.tick()
+        await pilot.pause()
+        sources.set_status(ReceiverStatus(RECONNECTING, time.time(), next_attempt_at=time.time() + 4.2,
+                                          error="ConnectionError: Connection refused", attempt=2))
+        console.tick()
+        await pilot.pause()
+        label, _ = console.connection_state()
+        assert label.startswith("✘ disconnected, retry in")
+        assert console.query_one("#tasks", TasksPane).has_class("-stale")
+        # last data kept
+        assert console.query_one("#tasks", TasksPane).row_count == 1
+        status = str(console.query_one("#status").render())
+        assert "disconnected" in status
+        sources.start()  # connected again
+        console.tick()
+        await pilot.pause()
+        assert not console.query_one("#tasks", TasksPane).has_class("-stale")
+
+
+async def test_status_line_counts_and_masks_password(tmp_path, monkeypatch, events):
+    from afirgen_tasks.settings import load_settings
+    from tui.app import AfirgenApp
+    from tui.sources.cluster import StaticSources
+
+    (tmp_path / "c.toml").write_text("")
+    monkeypatch.setenv("AFIRGEN_CONFIG", str(tmp_path / "c.toml"))
+    settings = load_settings(None, celery_broker_url="redis://:hunter2secret@10.0.0.5:6379/0",
+                             console_audit_log=tmp_path / "a.log")
+    src = StaticSources(settings)
+    app = AfirgenApp(settings, src, autostart=False)
+    src.start()
+    async with app.run_test(size=(120, 30)) as pilot:
+        src.feed(events.task("success")[1])
+        app.tick()
+        await pilot.pause()
+        status = str(app.query_one("#status").render())
+        assert "hunter2secret" not in status
+        assert "redis://:***@10.0.0.5:6379/0" in status
+        assert "4↓ 4✓ 0✗" in status
