@@ -249,13 +249,14 @@ def _replies_to_words(replies: list[dict[str, Any]] | None, hosts: Sequence[str]
 class Actions:
     """The action layer: validate, refuse when read-only, send, audit, return an :class:`Outcome`."""
 
-    def __init__(self, app: Celery, audit: AuditLog, read_only: bool = False, timeout: float = 2.0):
+    def __init__(self, app: Celery | None, audit: AuditLog, read_only: bool = False, timeout: float = 2.0):
         self.app = app
         self.audit = audit
         self.read_only = read_only
         self.timeout = timeout
 
-    def _guard(self, action: str, target: str, params: dict[str, Any]) -> None:
+    def guard(self, action: str, target: str, params: dict[str, Any]) -> None:
+        """Refuse (and audit the refusal) when read-only; every mutating path calls this first."""
         if self.read_only:
             self.audit.write(action, target, params, "refused: read-only mode", ok=False)
             raise ReadOnlyRefused(f"{action} refused: the console is read-only (--read-only or [console] read_only)")
@@ -268,7 +269,7 @@ class Actions:
         return outcome
 
     def _attempt(self, action: str, target: str, params: dict[str, Any], send: Callable[[], Outcome]) -> Outcome:
-        self._guard(action, target, params)
+        self.guard(action, target, params)
         try:
             outcome = send()
         except Exception as exc:  # broker down, timeouts: an outcome, never a crash
@@ -293,7 +294,7 @@ class Actions:
     def revoke(self, task_id: str, state: str | None, mode: str = "revoke") -> Outcome:
         """``mode``: revoke (discard when it reaches a worker), terminate (SIGTERM) or kill (SIGKILL)."""
         params = {"mode": mode, "state": state}
-        self._guard(mode, task_id, params)
+        self.guard(mode, task_id, params)
         if state in FINISHED_STATES:
             return self._done(mode, task_id, params,
                               Outcome(False, f"task {task_id[:8]} already finished ({state}): nothing to {mode}"))

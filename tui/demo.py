@@ -4,7 +4,7 @@ It starts, in a private temp directory:
 
 * a Redis: ``redis-server`` on a free port when one is on PATH, else fakeredis's TCP
   server (with Lua, which Celery's Redis transport needs) inside this process;
-* a flaky, slow SMTP sink on a free port, so e-mail jobs take a while and sometimes
+* a flaky, slow SMTP sink (:class:`SMTPSink`) on a free port, so e-mail jobs take a while and sometimes
   answer ``421`` (transient: the job retries with backoff, as in production);
 * a sample FIR database, and two real ``celery worker`` processes on all five queues;
 * a job generator publishing a steady mix of jobs at every priority, including ones
@@ -49,18 +49,21 @@ def _wait_port(port: int, timeout: float) -> bool:
     return False
 
 
-class _FlakySMTPHandler(socketserver.StreamRequestHandler):
-    """Just enough SMTP to accept a message: slow, and ~15% of sessions refused with 421."""
+class _SinkHandler(socketserver.StreamRequestHandler):
+    """Just enough SMTP to accept a message, slowly; some sessions are refused with 421."""
+
+    server: SMTPSink
 
     def _send(self, line: str) -> None:
         self.wfile.write(line.encode() + b"\r\n")
 
     def handle(self) -> None:
-        rng = random.Random()
-        if rng.random() < 0.15:
+        sink = self.server
+        sink.sessions += 1
+        if sink.rng.random() < sink.refuse_rate:
             self._send("421 4.3.2 demo sink busy, try again later")
             return
-        self._send("220 afirgen-demo ESMTP")
+        self._send("220 afirgen-sink ESMTP")
         in_data = False
         while True:
             raw = self.rfile.readline(65536)
@@ -70,12 +73,13 @@ class _FlakySMTPHandler(socketserver.StreamRequestHandler):
             if in_data:
                 if line == ".":
                     in_data = False
-                    time.sleep(rng.uniform(0.3, 3.0))  # a slow mail relay
+                    time.sleep(sink.rng.uniform(*sink.delay))  # a slow mail relay
+                    sink.delivered += 1
                     self._send("250 2.0.0 queued")
                 continue
             verb = line[:4].upper()
             if verb in ("HELO", "EHLO"):
-                self._send("250 afirgen-demo")
+                self._send("250 afirgen-sink")
             elif verb == "DATA":
                 in_data = True
                 self._send("354 end with .")
@@ -86,9 +90,37 @@ class _FlakySMTPHandler(socketserver.StreamRequestHandler):
                 self._send("250 ok")
 
 
-class _SMTPServer(socketserver.ThreadingTCPServer):
+class SMTPSink(socketserver.ThreadingTCPServer):
+    """A local SMTP sink on a free port: answers after ``delay`` seconds, refuses ``refuse_rate`` of sessions.
+
+    The demo uses it to make e-mail jobs slow and sometimes retried; tests use it for a
+    job that runs long enough to revoke, terminate or kill.
+    """
+
     daemon_threads = True
     allow_reuse_address = True
+
+    def __init__(self, delay: tuple[float, float] = (0.3, 3.0), refuse_rate: float = 0.15, seed: int | None = None):
+        super().__init__(("127.0.0.1", 0), _SinkHandler)
+        self.delay = delay
+        self.refuse_rate = refuse_rate
+        self.rng = random.Random(seed)
+        self.sessions = 0
+        self.delivered = 0
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def start(self) -> SMTPSink:
+        """Serve in a daemon thread."""
+        threading.Thread(target=self.serve_forever, name="afirgen-smtp-sink", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self.shutdown()
+        self.server_close()
 
 
 class Sandbox:
@@ -103,7 +135,7 @@ class Sandbox:
         self.env: dict[str, str] = {}
         self._redis_proc: subprocess.Popen[bytes] | None = None
         self._fake_server: Any = None
-        self._smtp: _SMTPServer | None = None
+        self._smtp: SMTPSink | None = None
         self._workers: list[subprocess.Popen[bytes]] = []
         self._stop = threading.Event()
         self._generator: threading.Thread | None = None
@@ -144,8 +176,7 @@ class Sandbox:
             _terminate(proc, sig=signal.SIGTERM, timeout=6)
         self._workers.clear()
         if self._smtp is not None:
-            self._smtp.shutdown()
-            self._smtp.server_close()
+            self._smtp.stop()
             self._smtp = None
         if self._redis_proc is not None:
             _terminate(self._redis_proc, sig=signal.SIGTERM, timeout=3)
@@ -178,8 +209,7 @@ class Sandbox:
             raise RuntimeError(f"the demo Redis ({self.redis_kind}) did not start on port {self.redis_port}")
 
     def _start_smtp(self) -> None:
-        self._smtp = _SMTPServer(("127.0.0.1", 0), _FlakySMTPHandler)
-        threading.Thread(target=self._smtp.serve_forever, name="afirgen-demo-smtp", daemon=True).start()
+        self._smtp = SMTPSink().start()
 
     def _write_env(self) -> None:
         config = self.dir / "config.toml"
@@ -197,7 +227,7 @@ class Sandbox:
             "AFIRGEN_PATHS_OUTBOX_DIR": str(self.dir / "outbox"),
             "AFIRGEN_PATHS_TEMP_DIR": str(self.dir / "tmp"),
             "AFIRGEN_SMTP_HOST": "127.0.0.1",
-            "AFIRGEN_SMTP_PORT": str(self._smtp.server_address[1]),
+            "AFIRGEN_SMTP_PORT": str(self._smtp.port),
             "AFIRGEN_SMTP_SECURITY": "none",
             "AFIRGEN_CONSOLE_AUDIT_LOG": str(self.dir / "audit.log"),
             "AFIRGEN_HISTORY_DB": str(self.dir / "history.sqlite3"),

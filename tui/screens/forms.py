@@ -1,0 +1,269 @@
+"""Modal forms and confirmations for the mutating actions.
+
+Forms validate through :mod:`tui.actions` before dismissing: bad input keeps the form
+open with the message next to the field, and nothing is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from celery import Celery
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+from afirgen_tasks.routing import route_for
+from tui.actions import EnqueueRequest, ValidationFailed, describe_parameters, validate_enqueue
+
+FORM_CSS = """
+ModalScreen { align: center middle; }
+.form { width: 84; max-width: 96%; height: auto; max-height: 96%; border: round $accent;
+        background: $surface; padding: 0 1; }
+.form .row { height: auto; }
+.form Label.field { width: 12; }
+.form Input { width: 1fr; height: 1; border: none; padding: 0 1; background: $boost; }
+.form Input:focus { background: $accent 30%; }
+.form Select { width: 1fr; }
+.form SelectCurrent { height: 1; border: none; padding: 0 1; }
+.form .row { margin-top: 1; }
+.form .error { display: none; }
+.form .error.-shown { display: block; }
+.form .error { color: $error; height: auto; padding-left: 12; }
+.form .hint { color: $text-muted; height: auto; padding-left: 12; }
+.form .buttons { height: 3; align-horizontal: right; margin-top: 1; }
+.form Button { margin-left: 1; min-width: 10; }
+.form .question { padding: 1 0; }
+"""
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Yes/no: ``y`` or Enter confirms, ``n`` or Esc cancels."""
+
+    DEFAULT_CSS = FORM_CSS
+    BINDINGS = [
+        Binding("y,enter", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, title: str, question: str):
+        super().__init__()
+        self.title_text = title
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="form") as box:
+            box.border_title = self.title_text
+            box.border_subtitle = "y / Enter confirm · n / Esc cancel"
+            yield Static(self.question, classes="question", id="question")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class TypedConfirmScreen(ModalScreen[str | None]):
+    """A destructive confirmation: the operator must type ``expected`` (e.g. the queue name)."""
+
+    DEFAULT_CSS = FORM_CSS
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, question: str, expected: str):
+        super().__init__()
+        self.title_text = title
+        self.question = question
+        self.expected = expected
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="form") as box:
+            box.border_title = self.title_text
+            box.border_subtitle = "Enter confirm · Esc cancel"
+            yield Static(self.question, classes="question", id="question")
+            yield Input(placeholder=f"type {self.expected} to confirm", id="typed")
+            yield Static("", classes="error", id="typed-error")
+
+    def on_mount(self) -> None:
+        self.query_one("#typed", Input).focus()
+
+    @on(Input.Submitted, "#typed")
+    def _submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip() != self.expected:
+            box = self.query_one("#typed-error", Static)
+            box.update(f"✘ that is not {self.expected!r}: type the name exactly, or Esc to cancel")
+            box.add_class("-shown")
+            return
+        self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
+    """The enqueue form: task, args, kwargs, queue, priority, countdown or ETA."""
+
+    DEFAULT_CSS = FORM_CSS
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "submit", "Send"),
+    ]
+
+    FIELDS = ("task", "args", "kwargs", "queue", "priority", "countdown", "eta")
+
+    def __init__(self, app: Celery, tasks: Sequence[str], queues: Sequence[str], initial: dict[str, Any] | None = None):
+        super().__init__()
+        self.celery_app = app
+        self.task_names = list(tasks)
+        self.queues = list(queues)
+        self.initial = initial or {}
+
+    def compose(self) -> ComposeResult:
+        first = self.initial.get("task") or (self.task_names[0] if self.task_names else "")
+        with VerticalScroll(classes="form") as box:
+            box.border_title = "Enqueue a job"
+            box.border_subtitle = "Enter / Ctrl+S send · Esc cancel"
+            with Horizontal(classes="row"):
+                yield Label("Task", classes="field")
+                yield Select([(n.removeprefix("afirgen_tasks."), n) for n in self.task_names], value=first,
+                             allow_blank=False, id="task")
+            yield Static("", classes="hint", id="params")
+            yield Static("", classes="error", id="task-error")
+            for name, placeholder in (
+                ("args", 'JSON array, e.g. [42, "a@b.in"]'),
+                ("kwargs", 'JSON object, e.g. {"days": 30}'),
+                ("queue", "queue"),
+                ("priority", "1-10, 10 = most urgent"),
+                ("countdown", "seconds from now (optional)"),
+                ("eta", "ISO time, e.g. 2026-11-24T15:30 (optional)"),
+            ):
+                with Horizontal(classes="row"):
+                    yield Label(name.capitalize(), classes="field")
+                    yield Input(placeholder=placeholder, id=name)
+                yield Static("", classes="error", id=f"{name}-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Send", variant="primary", id="send")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        for name in ("args", "kwargs", "countdown", "eta"):
+            if name in self.initial:
+                self.query_one(f"#{name}", Input).value = str(self.initial[name])
+        task = self.query_one("#task", Select).value
+        self._prefill(str(task), keep=True)
+        self.query_one("#args", Input).focus()
+
+    def _prefill(self, task: str, keep: bool = False) -> None:
+        route = route_for(task)
+        queue, priority = self.query_one("#queue", Input), self.query_one("#priority", Input)
+        if not keep or not queue.value:
+            queue.value = str(self.initial.get("queue", route.queue)) if keep else route.queue
+        if not keep or not priority.value:
+            priority.value = str(self.initial.get("priority", route.priority)) if keep else str(route.priority)
+        self.query_one("#params", Static).update(
+            f"{task.rsplit('.', 1)[-1]}({describe_parameters(self.celery_app, task)}) → route {route.queue}, "
+            f"priority {route.priority}")
+
+    @on(Select.Changed, "#task")
+    def _task_changed(self, event: Select.Changed) -> None:
+        self._prefill(str(event.value))
+
+    @on(Input.Submitted)
+    def _enter(self) -> None:
+        self.action_submit()
+
+    @on(Button.Pressed, "#send")
+    def _send(self) -> None:
+        self.action_submit()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_button(self) -> None:
+        self.action_cancel()
+
+    def values(self) -> dict[str, str]:
+        """The form's raw text, by field."""
+        out = {name: self.query_one(f"#{name}", Input).value for name in self.FIELDS if name != "task"}
+        out["task"] = str(self.query_one("#task", Select).value)
+        return out
+
+    def action_submit(self) -> None:
+        """Validate; on error show each message beside its field and stay open."""
+        v = self.values()
+        for name in self.FIELDS:
+            self._error(name, "")
+        try:
+            req = validate_enqueue(self.celery_app, v["task"], v["args"], v["kwargs"], v["queue"], v["priority"],
+                                   v["countdown"], v["eta"], known_queues=self.queues)
+        except ValidationFailed as exc:
+            self.errors = exc.errors
+            for name, message in exc.errors.items():
+                self._error(name if name in self.FIELDS else "task", f"✘ {message}")
+            first = next(iter(exc.errors))
+            if first in self.FIELDS and first != "task":
+                self.query_one(f"#{first}", Input).focus()
+            return
+        self.errors = {}
+        self.dismiss(req)
+
+    def _error(self, field: str, message: str) -> None:
+        box = self.query_one(f"#{field}-error", Static)
+        box.update(message)
+        box.set_class(bool(message), "-shown")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class NumberFormScreen(ModalScreen[dict[str, Any] | None]):
+    """A small form of integer fields plus an "all workers" checkbox (pool resize, autoscale)."""
+
+    DEFAULT_CSS = FORM_CSS
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, fields: Sequence[tuple[str, str, str]], target: str,
+                 check: Callable[[dict[str, int]], str | None]):
+        """``fields``: (name, label, initial); ``check`` returns an error message or None."""
+        super().__init__()
+        self.title_text = title
+        self.fields = list(fields)
+        self.target = target
+        self.check = check
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="form") as box:
+            box.border_title = self.title_text
+            box.border_subtitle = "Enter apply · Esc cancel"
+            for name, label, initial in self.fields:
+                with Horizontal(classes="row"):
+                    yield Label(label, classes="field")
+                    yield Input(value=initial, id=name)
+            yield Checkbox(f"all workers (not only {self.target})", id="all")
+            yield Static("", classes="error", id="form-error")
+
+    def on_mount(self) -> None:
+        self.query_one(f"#{self.fields[0][0]}", Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        values: dict[str, int] = {}
+        for name, label, _ in self.fields:
+            text = self.query_one(f"#{name}", Input).value.strip()
+            try:
+                values[name] = int(text)
+            except ValueError:
+                self._problem(f"✘ {label} {text!r} is not a whole number")
+                return
+        problem = self.check(values)
+        if problem:
+            self._problem(f"✘ {problem}")
+            return
+        self.dismiss({**values, "all": self.query_one("#all", Checkbox).value})
+
+    def _problem(self, message: str) -> None:
+        box = self.query_one("#form-error", Static)
+        box.update(message)
+        box.add_class("-shown")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
