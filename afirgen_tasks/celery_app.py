@@ -125,6 +125,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         )
     conf: dict[str, Any] = {
         "broker_url": broker,
+        # Celery lets $CELERY_BROKER_URL beat broker_url; explicit read/write URLs make
+        # create_app(settings) use the settings' broker even when the environment differs.
+        "broker_read_url": broker,
+        "broker_write_url": broker,
         "result_backend": settings.celery_result_backend,
         "broker_transport_options": transport_options,
         "result_backend_transport_options": {"visibility_timeout": settings.celery_visibility_timeout},

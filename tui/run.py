@@ -31,9 +31,11 @@ def run_console(args: argparse.Namespace) -> int:
             os.environ.update(sandbox.env)
             banner = (f"demo sandbox: {sandbox.redis_kind} on port {sandbox.redis_port}, 2 workers, "
                       "a job every ~0.3 s — everything stops when you quit")
-        overrides = {"celery_broker_url": args.broker} if args.broker else {}
+        if args.broker:
+            # Celery reads $CELERY_BROKER_URL itself (it beats its config): make both agree.
+            os.environ["CELERY_BROKER_URL"] = args.broker
         try:
-            settings = load_settings(args.config, **overrides)
+            settings = load_settings(args.config)
         except SettingsError as exc:
             return _fail(exc.lines)
 
