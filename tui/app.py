@@ -217,10 +217,14 @@ class AfirgenApp(App[None]):
         evicted: set[str] = set()
         workers: set[str] = set()
         flow: dict[str, list[int]] = {}
+        first = True
         while time.perf_counter() - started < TICK_BUDGET_S:
             batch = self.sources.drain(CHUNK)
-            if not batch:
+            # The first apply runs even without events: it also returns what merge_task_info,
+            # set_worker_stats and mark_revoke_requested changed since the last tick.
+            if not batch and not first:
                 break
+            first = False
             changes = self.model.apply(batch)
             self.events_applied += len(batch)
             new.extend(changes.new_tasks)
@@ -228,6 +232,8 @@ class AfirgenApp(App[None]):
             evicted |= changes.evicted
             workers |= changes.workers
             self._count_flow(batch, flow)
+            if not batch:
+                break
         workers |= self.model.refresh_liveness(now)
         self._record_rates(now, flow)
         with self.batch_update():
@@ -723,8 +729,11 @@ class AfirgenApp(App[None]):
         if message.action in ("revoke", "terminate", "kill") and not out.ok:
             task = self.model.get_task(message.target)
             if task is not None and task.revoke_requested and not task.is_finished:
+                # nobody took the request: do not leave "revoke requested" on the row
                 task.revoke_requested = False
-                self.tick()
+                tasks = self.query_one("#tasks", TasksPane)
+                if tasks.has_key(task.uuid):
+                    tasks.upsert(task.uuid, tasks.cells(task))
         if message.action in ("pause_queue", "resume_queue") and out.ok:
             if message.action == "pause_queue":
                 self.paused_queues.add(message.target)

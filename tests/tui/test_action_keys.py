@@ -1,0 +1,420 @@
+"""Pilot tests for every action binding: forms, validation (nothing sent), confirmations, cancels.
+
+The Celery app here is real but on kombu's in-memory transport: what the console sends is
+really published (we count messages), and control commands get no replies (no workers).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+import pytest
+from textual.widgets import Checkbox, Input, Select, Static
+
+from afirgen_tasks.celery_app import create_app
+from afirgen_tasks.routing import QUEUES
+from afirgen_tasks.settings import load_settings
+from tui.actions import Actions, AuditLog, ReadOnlyRefused
+from tui.app import AfirgenApp
+from tui.screens.forms import ConfirmScreen, EnqueueScreen, NumberFormScreen, TypedConfirmScreen
+from tui.sources.cluster import QueueLengths, QueuePoll, StaticSources
+from tui.widgets.panes import TasksPane
+
+
+@pytest.fixture
+def mem_settings(tmp_path, monkeypatch):
+    (tmp_path / "config.toml").write_text("")
+    monkeypatch.setenv("AFIRGEN_CONFIG", str(tmp_path / "config.toml"))
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    return load_settings(None, celery_broker_url="memory://", celery_result_backend="cache+memory://",
+                         paths_data_dir=tmp_path / "var", console_audit_log=tmp_path / "audit.log",
+                         console_control_timeout=0.2)
+
+
+def _purge_all(app) -> None:
+    # kombu's memory transport keeps its queues per process: start and end each test empty
+    with app.connection_for_write() as conn:
+        for queue in QUEUES:
+            conn.default_channel.queue_purge(queue)
+
+
+@pytest.fixture
+def mem_app(mem_settings):
+    app = create_app(mem_settings, main="pilot")
+    _purge_all(app)
+    yield app
+    _purge_all(app)
+    app.close()
+
+
+def waiting(app, queue: str) -> int:
+    with app.connection_for_write() as conn:
+        return conn.default_channel._size(queue)
+
+
+def audit_lines(settings) -> list[dict]:
+    return AuditLog(settings.console_audit_log).read()
+
+
+def make_console(settings, app, read_only=False):
+    sources = StaticSources(settings)
+    console = AfirgenApp(settings, sources, celery_app=app, autostart=False, read_only=read_only)
+    sources.start()
+    return console, sources
+
+
+async def settle(pilot, console, predicate=lambda: True, timeout=5.0):
+    """Let thread workers finish and messages be handled until ``predicate()``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await console.workers.wait_for_complete()
+        await pilot.pause()
+        if predicate() or time.monotonic() > deadline:
+            return
+
+
+async def open_enqueue(pilot, console, task="afirgen_tasks.cleanup.archive_old_records"):
+    await pilot.press("e")
+    await pilot.pause()
+    screen = console.screen
+    assert isinstance(screen, EnqueueScreen)
+    screen.query_one("#task", Select).value = task
+    await pilot.pause()
+    return screen
+
+
+def fill(screen, **values):
+    for name, value in values.items():
+        screen.query_one(f"#{name}", Input).value = value
+
+
+INVALID = [
+    ({"args": "[1,"}, "args", "invalid JSON at line 1 column 4"),
+    ({"args": '{"days": 3}'}, "args", "must be a JSON array"),
+    ({"kwargs": "[1]"}, "kwargs", "must be a JSON object"),
+    ({"kwargs": '{"days": 30'}, "kwargs", "invalid JSON"),
+    ({"args": "[1, 2, 3]"}, "args", "arguments do not fit archive_old_records"),
+    ({"kwargs": '{"weeks": 2}'}, "args", "unexpected keyword argument 'weeks'"),
+    ({"priority": "0"}, "priority", "outside 1-10"),
+    ({"priority": "11"}, "priority", "outside 1-10"),
+    ({"priority": "urgent"}, "priority", "not a whole number"),
+    ({"queue": "nope"}, "queue", "does not exist"),
+    ({"countdown": "-5"}, "countdown", "must be seconds"),
+    ({"countdown": "soon"}, "countdown", "must be seconds"),
+    ({"eta": "tomorrow"}, "eta", "not an ISO time"),
+    ({"eta": "2001-01-01T00:00"}, "eta", "in the past"),
+    ({"countdown": "5", "eta": "2099-01-01T00:00"}, "eta", "not both"),
+]
+
+
+@pytest.mark.parametrize(("values", "field", "message"), INVALID, ids=[f"{i[1]}-{n}" for n, i in enumerate(INVALID)])
+async def test_enqueue_invalid_input_keeps_form_open_and_sends_nothing(mem_settings, mem_app, values, field, message):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 40)) as pilot:
+        screen = await open_enqueue(pilot, console)
+        fill(screen, **values)
+        await pilot.press("ctrl+s")
+        await settle(pilot, console)
+        assert console.screen is screen, "the form must stay open"
+        error = screen.query_one(f"#{field}-error", Static)
+        assert message in str(error.render()), str(error.render())
+        assert error.has_class("-shown")
+    assert waiting(mem_app, "cleanup") == 0
+    assert audit_lines(mem_settings) == []
+    assert console.action_log == []
+
+
+async def test_enqueue_sends_with_priority_highlights_and_repeats(mem_settings, mem_app):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 40)) as pilot:
+        screen = await open_enqueue(pilot, console)
+        # the route pre-fills queue and priority
+        assert screen.query_one("#queue", Input).value == "cleanup"
+        assert screen.query_one("#priority", Input).value == "1"
+        fill(screen, kwargs='{"days": 90}', priority="9")
+        await pilot.press("enter")
+        await settle(pilot, console, lambda: bool(console.action_log))
+        assert not isinstance(console.screen, EnqueueScreen)
+        done = console.action_log[-1]
+        assert done.outcome.ok and "priority 9" in done.outcome.message
+        task_id = done.outcome.task_id
+        pane = console.query_one("#tasks", TasksPane)
+        assert pane.highlight_uuid == task_id and pane.cursor_key() == task_id
+        assert str(pane.get_cell(task_id, "prio")) == "9"
+        assert waiting(mem_app, "cleanup") == 1
+        await pilot.press("R")
+        await settle(pilot, console, lambda: len(console.action_log) == 2)
+        assert console.action_log[-1].outcome.task_id not in (None, task_id)
+        assert waiting(mem_app, "cleanup") == 2
+    lines = audit_lines(mem_settings)
+    assert [line["action"] for line in lines] == ["enqueue", "enqueue"]
+    assert lines[0]["params"]["priority"] == 9 and lines[0]["params"]["kwargs"] == {"days": 90}
+    assert stat.S_IMODE(os.stat(mem_settings.console_audit_log).st_mode) == 0o600
+
+
+async def test_enqueue_cancel_and_repeat_with_nothing(mem_settings, mem_app):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 40)) as pilot:
+        await pilot.press("R")
+        await pilot.pause()
+        screen = await open_enqueue(pilot, console)
+        fill(screen, kwargs='{"days": 90}')
+        await pilot.press("escape")
+        await settle(pilot, console)
+        assert not isinstance(console.screen, EnqueueScreen)
+    assert waiting(mem_app, "cleanup") == 0 and audit_lines(mem_settings) == []
+
+
+async def _with_tasks(console, pilot, events):
+    done_id, done = events.task("success")
+    run_id, run = events.task("started", name="afirgen_tasks.email.send_notification_email", queue="email")
+    console.sources.feed([events.worker_online("w1@box")] + done + run)
+    console.tick()
+    await pilot.pause()
+    await pilot.press("3")
+    return done_id, run_id
+
+
+async def test_revoke_finished_task_says_so_and_sends_nothing(mem_settings, mem_app, events):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        done_id, _ = await _with_tasks(console, pilot, events)
+        console.query_one("#tasks", TasksPane).select(done_id)
+        await pilot.press("r")
+        await settle(pilot, console, lambda: bool(console.action_log))
+        assert not isinstance(console.screen, ConfirmScreen)
+        outcome = console.action_log[-1].outcome
+        assert not outcome.ok and "already finished (SUCCESS)" in outcome.message
+    [line] = audit_lines(mem_settings)
+    assert line["action"] == "revoke" and line["ok"] is False and "already finished" in line["outcome"]
+
+
+@pytest.mark.parametrize(("key", "mode", "wording"), [("r", "revoke", "Revoke"), ("t", "terminate", "SIGTERM"),
+                                                      ("k", "kill", "SIGKILL")])
+async def test_revoke_terminate_kill_confirm_and_cancel(mem_settings, mem_app, events, key, mode, wording):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        _, run_id = await _with_tasks(console, pilot, events)
+        pane = console.query_one("#tasks", TasksPane)
+        pane.select(run_id)
+        # cancel with n: nothing sent
+        await pilot.press(key)
+        await pilot.pause()
+        assert isinstance(console.screen, ConfirmScreen)
+        question = str(console.screen.query_one("#question", Static).render())
+        assert run_id in question and wording in question and "send_notification_email" in question
+        await pilot.press("n")
+        await pilot.pause()
+        assert audit_lines(mem_settings) == []
+        # confirm with y: "revoke requested" at once, then the outcome in words
+        await pilot.press(key)
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert console.model.get_task(run_id).revoke_requested or console.action_log
+        await settle(pilot, console, lambda: bool(console.action_log))
+        outcome = console.action_log[-1].outcome
+        # no worker on the in-memory broker: the operator is told nobody acknowledged it
+        assert "no worker acknowledged" in outcome.message
+        assert "revoke req" not in str(pane.get_cell(run_id, "state"))
+    [line] = audit_lines(mem_settings)
+    assert line["action"] == mode and line["target"] == run_id
+
+
+async def test_revoke_requested_shows_on_the_row_at_once(mem_settings, mem_app, events):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        _, run_id = await _with_tasks(console, pilot, events)
+        pane = console.query_one("#tasks", TasksPane)
+        pane.select(run_id)
+        await pilot.press("r")
+        await pilot.pause()
+        console.screen.action_answer(True)
+        await pilot.pause()
+        # before any reply (workers get control_timeout=0.2 s to answer): the row says so already
+        assert "revoke req" in str(pane.get_cell(run_id, "state"))
+        await settle(pilot, console, lambda: bool(console.action_log))
+
+
+async def test_pane_specific_keys_elsewhere_explain_instead_of_acting(mem_settings, mem_app, events):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        await _with_tasks(console, pilot, events)
+        await pilot.press("1")  # queues pane focused
+        assert console.check_action("revoke", ("revoke",)) is None  # greyed in the footer
+        console.action_revoke("revoke")
+        await pilot.pause()
+        assert not isinstance(console.screen, ConfirmScreen)
+        assert any("Tasks pane" in n.message for n in console._notifications)
+    assert audit_lines(mem_settings) == []
+
+
+async def _with_worker(console, pilot, events):
+    console.sources.feed([events.worker_online("w1@box"), events.worker_online("w2@box")])
+    console.tick()
+    await pilot.pause()
+    await pilot.press("2")
+    console.query_one("#workers").move_cursor(row=0)
+
+
+@pytest.mark.parametrize(("key", "action"), [("plus", "pool_grow"), ("minus", "pool_shrink")])
+async def test_grow_shrink_keys_send_to_the_highlighted_worker(mem_settings, mem_app, events, key, action):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        await _with_worker(console, pilot, events)
+        await pilot.press(key)
+        await settle(pilot, console, lambda: bool(console.action_log))
+        outcome = console.action_log[-1].outcome
+        assert not outcome.ok and outcome.replies == {"w1@box": "no reply (worker down or busy?)"}
+    [line] = audit_lines(mem_settings)
+    assert line["action"] == action and line["target"] == "w1@box" and line["params"]["n"] == 1
+
+
+async def test_resize_form_validates_and_applies_to_all(mem_settings, mem_app, events):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        await _with_worker(console, pilot, events)
+        await pilot.press("equals_sign")
+        await pilot.pause()
+        form = console.screen
+        assert isinstance(form, NumberFormScreen)
+        form.query_one("#n", Input).value = "0"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert console.screen is form and "between -64 and 64" in str(form.query_one("#form-error").render())
+        form.query_one("#n", Input).value = "-2"
+        form.query_one("#all", Checkbox).value = True
+        form.query_one("#n", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot, console, lambda: bool(console.action_log))
+    [line] = audit_lines(mem_settings)
+    assert line["action"] == "pool_shrink" and line["params"] == {"n": 2, "workers": ["w1@box", "w2@box"]}
+
+
+async def test_autoscale_form_rejects_min_above_max_then_sends(mem_settings, mem_app, events):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        await _with_worker(console, pilot, events)
+        await pilot.press("a")
+        await pilot.pause()
+        form = console.screen
+        form.query_one("#max", Input).value = "2"
+        form.query_one("#min", Input).value = "5"
+        form.query_one("#max", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert console.screen is form and "min <= max" in str(form.query_one("#form-error").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert audit_lines(mem_settings) == []
+        await pilot.press("a")
+        await pilot.pause()
+        form = console.screen
+        form.query_one("#max", Input).value = "6"
+        form.query_one("#min", Input).value = "2"
+        form.query_one("#max", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot, console, lambda: bool(console.action_log))
+    [line] = audit_lines(mem_settings)
+    assert line["action"] == "autoscale" and line["params"]["max"] == 6 and line["params"]["min"] == 2
+
+
+async def _queues_focused(console, pilot, queue="reports", count=3):
+    console.sources.queue_poll = QueuePoll([QueueLengths(queue, count, {5: count}, 0)], taken_at=time.time())
+    console.poll_queues()
+    await settle(pilot, console)
+    await pilot.press("1")
+    pane = console.query_one("#queues")
+    pane.move_cursor(row=pane.get_row_index(queue))
+    await pilot.pause()
+
+
+async def test_pause_key_sends_cancel_consumer(mem_settings, mem_app):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        await _queues_focused(console, pilot)
+        await pilot.press("p")
+        await settle(pilot, console, lambda: bool(console.action_log))
+        # no worker answered: not marked paused, and the operator is told
+        assert "reports" not in console.paused_queues
+        assert not console.action_log[-1].outcome.ok
+    [line] = audit_lines(mem_settings)
+    assert line["action"] == "pause_queue" and line["target"] == "reports"
+
+
+async def test_purge_requires_the_typed_name_and_says_how_many(mem_settings, mem_app):
+    for _ in range(3):
+        mem_app.send_task("afirgen_tasks.reports.generate_pdf_report", args=[1])
+    assert waiting(mem_app, "reports") == 3
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        await _queues_focused(console, pilot, "reports", 3)
+        await pilot.press("x")
+        await pilot.pause()
+        dialog = console.screen
+        assert isinstance(dialog, TypedConfirmScreen)
+        assert "3 waiting message(s)" in str(dialog.query_one("#question").render())
+        # Esc cancels
+        await pilot.press("escape")
+        await settle(pilot, console)
+        assert waiting(mem_app, "reports") == 3
+        # a wrong name keeps the dialog open, deletes nothing
+        await pilot.press("x")
+        await pilot.pause()
+        dialog = console.screen
+        await pilot.press(*"report", "enter")
+        await pilot.pause()
+        assert console.screen is dialog and "not 'reports'" in str(dialog.query_one("#typed-error").render())
+        assert waiting(mem_app, "reports") == 3
+        dialog.query_one("#typed", Input).value = "reports"
+        await pilot.press("enter")
+        await settle(pilot, console, lambda: bool(console.action_log))
+        outcome = console.action_log[-1].outcome
+        assert outcome.ok and outcome.count == 3 and "purged 3" in outcome.message
+    assert waiting(mem_app, "reports") == 0
+    [line] = audit_lines(mem_settings)
+    assert line["action"] == "purge" and line["ok"] is True
+
+
+async def test_read_only_every_key_explains_and_sends_nothing(mem_settings, mem_app, events):
+    console, _ = make_console(mem_settings, mem_app, read_only=True)
+    async with console.run_test(size=(100, 30)) as pilot:
+        _, run_id = await _with_tasks(console, pilot, events)
+        console.query_one("#tasks", TasksPane).select(run_id)
+        for key in ("e", "R", "r", "t", "k"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert not isinstance(console.screen, (EnqueueScreen, ConfirmScreen)), key
+        await _with_worker(console, pilot, events)
+        await pilot.press("plus")
+        await _queues_focused(console, pilot)
+        await pilot.press("p")
+        await pilot.press("x")
+        await settle(pilot, console, lambda: len(console.action_log) >= 8)
+        assert not isinstance(console.screen, TypedConfirmScreen)
+        assert all("read-only" in done.outcome.message for done in console.action_log)
+    assert waiting(mem_app, "cleanup") == waiting(mem_app, "email") == 0
+    lines = audit_lines(mem_settings)
+    assert len(lines) >= 8 and all(line["ok"] is False and "read-only" in line["outcome"] for line in lines)
+
+
+def test_read_only_is_enforced_in_the_action_layer(mem_settings, mem_app):
+    from tui.actions import EnqueueRequest
+
+    actions = Actions(mem_app, AuditLog(mem_settings.console_audit_log), read_only=True)
+    calls = [
+        lambda: actions.enqueue(EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {}, "cleanup", 5)),
+        lambda: actions.revoke("abc", "STARTED", "kill"),
+        lambda: actions.pool_resize(["w1@box"], 1),
+        lambda: actions.autoscale(["w1@box"], 4, 1),
+        lambda: actions.set_consuming("email", consume=False),
+        lambda: actions.purge("email", "email", 3),
+    ]
+    for call in calls:
+        with pytest.raises(ReadOnlyRefused):
+            call()
+    assert waiting(mem_app, "cleanup") == 0
+    assert len(audit_lines(mem_settings)) == len(calls)
