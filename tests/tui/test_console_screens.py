@@ -163,7 +163,7 @@ async def test_filter_by_text_and_escape_clears(console, sources, events):
         assert pane.row_count == 5
         assert not console.query_one("#filter", Input).display
         # other filter forms: worker, uuid prefix, bare word
-        for query, expected in ((f"worker:mailer", {mail_id}), (ok_id[:6], {ok_id}), ("email", {mail_id})):
+        for query, expected in (("worker:mailer", {mail_id}), (ok_id[:6], {ok_id}), ("email", {mail_id})):
             console._set_filter(query)
             await pilot.pause()
             assert pane.row_keys == expected, query
