@@ -232,7 +232,7 @@ WorkerFactory = Callable[..., WorkerProcess]
 def worker_factory(
     request: pytest.FixtureRequest, afirgen_app, afirgen_env: dict[str, str], tmp_path: Path
 ) -> Iterator[WorkerFactory]:
-    """Start real ``celery worker`` subprocesses for this test; all are stopped at teardown.
+    """Start real ``celery worker`` subprocesses for this test; all are killed at teardown.
 
     ``make(queues=("default",), concurrency=1, pool="prefork", prefetch_multiplier=1,
     name=None, extra_args=(), env=None, app=None, start=True, ready_timeout=30)``

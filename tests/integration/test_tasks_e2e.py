@@ -16,6 +16,7 @@ import pytest
 from celery.result import AsyncResult
 
 from afirgen_tasks.celery_app import task_names
+from afirgen_tasks.records import utc_iso, utc_now
 from afirgen_tasks.routing import QUEUES
 
 pytestmark = pytest.mark.integration
@@ -67,8 +68,7 @@ def test_every_task_succeeds_with_its_structured_result(afirgen_app, afirgen_set
     start = today - timedelta(days=2999)
     in_range = query(fir_db, "SELECT count(*) FROM firs WHERE filed_at >= ? AND filed_at < ?",
                      start.isoformat(), (today + timedelta(days=1)).isoformat())
-    expired_cache = query(fir_db, "SELECT count(*) FROM cache WHERE expires_at <= ?",
-                          datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    expired_cache = query(fir_db, "SELECT count(*) FROM cache WHERE expires_at <= ?", utc_iso(utc_now()))
 
     calls = {
         "afirgen_tasks.email.send_fir_confirmation_email": {"fir_id": 7, "recipient_email": "asha@example.org"},
