@@ -169,6 +169,10 @@ class AfirgenApp(App[None]):
         self.actions = Actions(celery_app, AuditLog(settings.console_audit_log, scrub=self.redact),
                                read_only=self.read_only, timeout=settings.console_control_timeout)
 
+    def notify(self, message: str, *, markup: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
+        """Notifications carry task ids, JSON and worker replies: plain text, never markup."""
+        super().notify(message, markup=markup, **kwargs)
+
     # ---- layout ----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(id="status")

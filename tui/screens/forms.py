@@ -59,7 +59,7 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(classes="form") as box:
             box.border_title = self.title_text
             box.border_subtitle = "y / Enter confirm · n / Esc cancel"
-            yield Static(self.question, classes="question", id="question")
+            yield Static(self.question, classes="question", id="question", markup=False)
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
@@ -81,9 +81,9 @@ class TypedConfirmScreen(ModalScreen[str | None]):
         with Vertical(classes="form") as box:
             box.border_title = self.title_text
             box.border_subtitle = "Enter confirm · Esc cancel"
-            yield Static(self.question, classes="question", id="question")
+            yield Static(self.question, classes="question", id="question", markup=False)
             yield Input(placeholder=f"type {self.expected} to confirm", id="typed")
-            yield Static("", classes="error", id="typed-error")
+            yield Static("", classes="error", id="typed-error", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#typed", Input).focus()
@@ -128,8 +128,8 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
                 yield Label("Task", classes="field")
                 yield Select([(n.removeprefix("afirgen_tasks."), n) for n in self.task_names], value=first,
                              allow_blank=False, id="task")
-            yield Static("", classes="hint", id="params")
-            yield Static("", classes="error", id="task-error")
+            yield Static("", classes="hint", id="params", markup=False)
+            yield Static("", classes="error", id="task-error", markup=False)
             for name, placeholder in (
                 ("args", 'JSON array, e.g. [42, "a@b.in"]'),
                 ("kwargs", 'JSON object, e.g. {"days": 30}'),
@@ -141,7 +141,7 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
                 with Horizontal(classes="row"):
                     yield Label(name.capitalize(), classes="field")
                     yield Input(placeholder=placeholder, id=name)
-                yield Static("", classes="error", id=f"{name}-error")
+                yield Static("", classes="error", id=f"{name}-error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Send", variant="primary", id="send")
                 yield Button("Cancel", id="cancel")
@@ -239,7 +239,7 @@ class NumberFormScreen(ModalScreen[dict[str, Any] | None]):
                     yield Label(label, classes="field")
                     yield Input(value=initial, id=name)
             yield Checkbox(f"all workers (not only {self.target})", id="all")
-            yield Static("", classes="error", id="form-error")
+            yield Static("", classes="error", id="form-error", markup=False)
 
     def on_mount(self) -> None:
         self.query_one(f"#{self.fields[0][0]}", Input).focus()
