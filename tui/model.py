@@ -366,14 +366,18 @@ class ClusterModel:
         workers_get = workers.get
         kinds_get = _KINDS.get
         kind_state = _KIND_STATE
-        order_append = self._order.append
-        finished_append = self._finished.append
+        order = self._order
+        order_append = order.append
+        order_limit = self._order_limit
+        finished = self._finished
+        finished_append = finished.append
+        finished_popleft = finished.popleft
         max_tasks = self.max_tasks
         maxc = self.max_field_chars
         maxtb = self.max_traceback_chars
         fix = self._fix_text
         intern = _intern
-        applied = skipped = unknown = invalid = 0
+        applied = skipped = unknown = invalid = evicted_n = 0
         try:
             for ev in events:
                 try:
@@ -418,7 +422,22 @@ class ClusterModel:
                         order_append(rec)
                         new[uuid] = None
                         if len(tasks) > max_tasks:
-                            self._evict(new, changed, evicted)
+                            # fast path: the oldest finished task, if it is still here
+                            victim = finished_popleft() if finished else None
+                            if victim is not None and tasks_get(victim.uuid) is victim:
+                                vid = victim.uuid
+                                del tasks[vid]
+                                evicted_n += 1
+                                changed.discard(vid)
+                                if vid in new:
+                                    del new[vid]
+                                else:
+                                    evicted.add(vid)
+                                head = order[0]
+                                if head is victim or len(order) > order_limit:
+                                    self._trim_order()
+                            else:
+                                self._evict(new, changed, evicted)
                     changed_add(uuid)
 
                     # the worker: any event from it is a sign of life
@@ -603,11 +622,17 @@ class ClusterModel:
                 except Exception as exc:  # noqa: BLE001 - one bad event must not stop the console
                     skipped += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"
+        except BaseException:
+            # the iterable itself failed: keep what was applied for the next call
+            ch.new_tasks = list(new)
+            self._pending = ch
+            raise
         finally:
             self.events_applied += applied
             self.events_skipped += skipped
             self.events_unknown += unknown
             self.fields_invalid += invalid
+            self.tasks_evicted += evicted_n
             ch.new_tasks = list(new)
         return ch
 
@@ -655,7 +680,12 @@ class ClusterModel:
                 del new[uuid]  # added and evicted in one batch: never shown
             else:
                 evicted.add(uuid)
-        # release evicted records from the front of the first-seen FIFO
+        self._trim_order()
+
+    def _trim_order(self) -> None:
+        """Release evicted records from the first-seen FIFO (front first, else compact)."""
+        tasks = self._tasks
+        order = self._order
         while order and tasks.get(order[0].uuid) is not order[0]:
             order.popleft()
         if len(order) > self._order_limit:
