@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -22,6 +23,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
@@ -45,6 +47,21 @@ CHUNK = 2000
 #: Seconds of history behind the in/out rates.
 RATE_WINDOW_S = 5.0
 TREND_POINTS = 10
+
+
+def _while_panes_exist(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Timer and message callbacks can fire while the app shuts down and its panes are gone."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except NoMatches:
+            if self.is_running and self.screen_stack and self.screen_stack[0].is_attached:
+                raise
+            return None
+
+    return wrapper
 
 
 class QueueLengthsPolled(Message):
@@ -162,6 +179,8 @@ class AfirgenApp(App[None]):
         self._was_connected = False
         self._events_enabled_on: set[str] = set()
         self._stale = False
+        self._dropped_seen = 0
+        self._connects_seen = 0
         self.last_enqueue: Any = None
         self.action_log: list[ActionCompleted] = []
         from tui.actions import Actions, AuditLog
@@ -212,6 +231,7 @@ class AfirgenApp(App[None]):
         self.screen.set_class(self.size.height < 30, "-compact")
 
     # ---- the tick: buffer -> model -> panes ------------------------------------------
+    @_while_panes_exist
     def tick(self) -> None:
         """Drain buffered events within the time budget, apply them, update panes by key."""
         started = time.perf_counter()
@@ -250,6 +270,15 @@ class AfirgenApp(App[None]):
         self.tick_count += 1
         self.last_tick_ms = (time.perf_counter() - started) * 1000
         self._watch_connection()
+        self._resync_after_loss()
+
+    def _resync_after_loss(self) -> None:
+        """Events were dropped (buffer full) or the receiver reconnected: re-read what was missed."""
+        dropped, connects = self.sources.dropped, self.sources.status.connects
+        lost = dropped > self._dropped_seen or connects > max(1, self._connects_seen)
+        self._dropped_seen, self._connects_seen = dropped, max(connects, self._connects_seen)
+        if lost and self.autostart:
+            self.inspect_workers(resync=True)
 
     def _count_flow(self, batch: Iterable[dict[str, Any]], flow: dict[str, list[int]]) -> None:
         # in = task-sent into a queue; out = task-received (a worker took it off the queue)
@@ -282,6 +311,7 @@ class AfirgenApp(App[None]):
         # runs in a worker thread
         self.post_message(QueueLengthsPolled(self.sources.poll_queues()))
 
+    @_while_panes_exist
     def on_queue_lengths_polled(self, message: QueueLengthsPolled) -> None:
         poll = message.poll
         self.last_poll = poll
@@ -323,6 +353,7 @@ class AfirgenApp(App[None]):
         result = self.sources.inspect(online or None, tasks=resync)
         self.post_message(WorkersInspected(result, resync))
 
+    @_while_panes_exist
     def on_workers_inspected(self, message: WorkersInspected) -> None:
         result = message.result
         self.last_inspection = result
@@ -412,6 +443,9 @@ class AfirgenApp(App[None]):
         text.append(f"{dropped:,}✗", style="bold red" if dropped else "")
         if self.sources.buffered:
             text.append(f" {self.sources.buffered:,}…", style="yellow")
+        reconnects = self.sources.status.connects - 1
+        if reconnects > 0:
+            text.append(f" │ reconnected {reconnects}×", style="yellow")
         if self.read_only:
             text.append(" │ READ-ONLY", style="bold yellow")
         if self.task_filter.text:
@@ -715,6 +749,7 @@ class AfirgenApp(App[None]):
             outcome = Outcome(False, self.redact(f"{action} failed: {type(exc).__name__}: {exc}"))
         self.post_message(ActionCompleted(action, target, outcome, reinspect))
 
+    @_while_panes_exist
     def on_action_completed(self, message: ActionCompleted) -> None:
         out = message.outcome
         self.action_log.append(message)

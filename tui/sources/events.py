@@ -127,7 +127,8 @@ class EventReceiverThread(threading.Thread):
             except Exception as exc:  # any broker failure: report, back off, reconnect
                 if self._stop_event.is_set():
                     break
-                delay = backoff_delay(attempt, base=0.5, cap=10.0)
+                # Capped low: the console must be live again within seconds of the broker answering.
+                delay = backoff_delay(attempt, base=0.5, cap=4.0)
                 attempt += 1
                 self._status = ReceiverStatus(
                     RECONNECTING,
