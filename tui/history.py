@@ -1,0 +1,1016 @@
+"""Persistent task history: a local SQLite file that survives restarts and crashes.
+
+Pure Python (stdlib ``sqlite3``, ``json``, ``threading``): no Textual, and redis only
+through the client handed to :func:`backfill_from_backend`.
+
+* :class:`HistoryStore` owns the file: WAL mode, ``synchronous=NORMAL``, a busy
+  timeout and short ``BEGIN IMMEDIATE`` transactions, so several consoles (several
+  operators) can write the same file.  A task is one row keyed by uuid; an upsert
+  never moves a task's state backwards (the model's state ranks) and never replaces a
+  known field with an unknown one.
+* :class:`HistoryWriter` is the only writer of a running console: a daemon thread
+  that takes the changed tasks of each UI tick (:meth:`HistoryWriter.submit` never
+  blocks) and writes them in one transaction at most every ``interval`` seconds, so a
+  crash or ``kill -9`` loses at most the last interval's rows.
+* :meth:`HistoryStore.search` takes the Tasks pane's filter syntax
+  (:class:`tui.model.TaskFilter`) plus ``args:text`` and a time range, and picks a
+  plan itself (SQLite has no per-value statistics here): the most selective indexed
+  term drives the query when it matches few rows, otherwise the newest rows are
+  scanned in time order until ``limit`` of them match.
+* :func:`backfill_from_backend` fills in tasks the console never saw from Celery's
+  Redis result backend (``celery-task-meta-<uuid>``); they are marked
+  ``source='backend'``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tui.model import ALL_STATES, TaskRecord
+
+__all__ = [
+    "FIELDS",
+    "BackfillResult",
+    "HistoryStore",
+    "HistoryWriter",
+    "SearchQuery",
+    "backfill_from_backend",
+    "load_into_model",
+    "parse_query",
+    "task_to_row",
+]
+
+log = logging.getLogger(__name__)
+
+#: TaskRecord fields persisted, in column order (wide text last: reads of the narrow
+#: columns then never touch overflow pages).
+FIELDS: tuple[str, ...] = (
+    "uuid", "name", "state", "queue", "priority", "hostname", "retries",
+    "sent", "received", "started", "retried", "finished", "runtime",
+    "eta", "expires", "root_id", "parent_id", "routing_key", "exchange", "revoke_reason",
+    "args", "kwargs", "result", "exception", "traceback",
+)
+#: Extra keys of the dicts :meth:`HistoryStore.load_recent` and ``search`` return.
+EXTRA_KEYS: tuple[str, ...] = ("source", "first_seen", "seen_by")
+
+SOURCE_EVENTS = "events"
+SOURCE_BACKEND = "backend"
+
+# The model's state ranks (tui/model.py): a task only moves to a higher rank, except
+# out of the retry cycle (4) into the next attempt, which has a higher retry count.
+_STATE_RANK: dict[str, int] = {s: i for i, s in enumerate(ALL_STATES)}
+_R_CYCLE = 4
+_FINAL = 5
+
+SCHEMA_VERSION = 1
+
+_TIME_FIELDS = ("sent", "received", "started", "retried", "finished")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY,
+    uuid TEXT NOT NULL,
+    name TEXT, state TEXT NOT NULL, rank INTEGER NOT NULL DEFAULT 0,
+    queue TEXT, priority INTEGER, hostname TEXT, retries INTEGER,
+    sent REAL, received REAL, started REAL, retried REAL, finished REAL, runtime REAL,
+    eta TEXT, expires TEXT, root_id TEXT, parent_id TEXT, routing_key TEXT, exchange TEXT,
+    revoke_reason TEXT,
+    source TEXT NOT NULL DEFAULT '{SOURCE_EVENTS}',
+    seen_by TEXT,
+    first_seen REAL NOT NULL,
+    updated REAL NOT NULL,
+    args TEXT, kwargs TEXT, result TEXT, exception TEXT, traceback TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ix_tasks_uuid ON tasks(uuid);
+-- newest-first scans: covering every filterable column but args, so a scan that
+-- filters by them never reads the table
+CREATE INDEX IF NOT EXISTS ix_tasks_scan
+    ON tasks(first_seen, state, name, queue, hostname, priority, uuid);
+CREATE INDEX IF NOT EXISTS ix_tasks_name ON tasks(name, first_seen);
+CREATE INDEX IF NOT EXISTS ix_tasks_state ON tasks(state, first_seen);
+CREATE INDEX IF NOT EXISTS ix_tasks_queue ON tasks(queue, first_seen);
+CREATE INDEX IF NOT EXISTS ix_tasks_hostname ON tasks(hostname, first_seen);
+CREATE INDEX IF NOT EXISTS ix_tasks_priority ON tasks(priority, first_seen);
+-- the distinct names / states / queues / hostnames: substring terms resolve here to
+-- exact values, which the indexes above can look up
+CREATE TABLE IF NOT EXISTS vocab (
+    field TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (field, value)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+"""
+
+_FTS_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS tasks_fts USING fts5(
+    args, kwargs, content='tasks', content_rowid='id', tokenize='trigram'
+);
+CREATE TRIGGER IF NOT EXISTS tasks_fts_ai AFTER INSERT ON tasks BEGIN
+    INSERT INTO tasks_fts(rowid, args, kwargs) VALUES (new.id, new.args, new.kwargs);
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_fts_ad AFTER DELETE ON tasks BEGIN
+    INSERT INTO tasks_fts(tasks_fts, rowid, args, kwargs)
+    VALUES ('delete', old.id, old.args, old.kwargs);
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_fts_au AFTER UPDATE OF args, kwargs ON tasks
+WHEN old.args IS NOT new.args OR old.kwargs IS NOT new.kwargs BEGIN
+    INSERT INTO tasks_fts(tasks_fts, rowid, args, kwargs)
+    VALUES ('delete', old.id, old.args, old.kwargs);
+    INSERT INTO tasks_fts(rowid, args, kwargs) VALUES (new.id, new.args, new.kwargs);
+END;
+"""
+
+
+def _upsert_sql() -> str:
+    cols = (*FIELDS, "rank", "source", "seen_by", "first_seen", "updated")
+    # "wins": the incoming row is at least as advanced as the stored one (or is the
+    # next attempt out of the retry cycle).  The winner's known fields are preferred;
+    # a known field is never replaced by NULL.
+    wins = (
+        "(excluded.rank >= tasks.rank OR (tasks.rank = 4 AND excluded.rank < 5"
+        " AND coalesce(excluded.retries, 0) > coalesce(tasks.retries, 0)))"
+    )
+    sets = []
+    for col in FIELDS[1:]:
+        if col == "state":
+            sets.append(f"state = CASE WHEN {wins} THEN excluded.state ELSE tasks.state END")
+        else:
+            sets.append(
+                f"{col} = CASE WHEN {wins} THEN coalesce(excluded.{col}, tasks.{col})"
+                f" ELSE coalesce(tasks.{col}, excluded.{col}) END"
+            )
+    sets.append(f"rank = CASE WHEN {wins} THEN excluded.rank ELSE tasks.rank END")
+    sets.append("first_seen = min(tasks.first_seen, excluded.first_seen)")
+    sets.append("seen_by = coalesce(tasks.seen_by, excluded.seen_by)")
+    sets.append("updated = excluded.updated")
+    # a task seen by events is 'events' for good; the backend only fills gaps
+    sets.append(f"source = CASE WHEN excluded.source = '{SOURCE_EVENTS}'"
+                f" THEN '{SOURCE_EVENTS}' ELSE tasks.source END")
+    placeholders = ", ".join("?" for _ in cols)
+    return (
+        f"INSERT INTO tasks ({', '.join(cols)}) VALUES ({placeholders})"
+        f" ON CONFLICT(uuid) DO UPDATE SET {', '.join(sets)}"
+    )
+
+
+_UPSERT = _upsert_sql()
+_SELECT_COLS = ", ".join((*FIELDS, *EXTRA_KEYS))
+
+
+def task_to_row(task: TaskRecord) -> dict[str, Any]:
+    """A plain dict of ``task`` for :meth:`HistoryWriter.submit` (runs in the UI thread).
+
+    Cheap: one ``getattr`` per field, no copies of the (already clipped) strings.
+    """
+    row = {f: getattr(task, f) for f in FIELDS}
+    row["rank"] = task.rank
+    return row
+
+
+def _first_seen(row: dict[str, Any], now: float) -> float:
+    best = None
+    for key in _TIME_FIELDS:
+        v = row.get(key)
+        if v is not None and (best is None or v < best):
+            best = v
+    return float(best) if best is not None else now
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return repr(value)
+
+
+def _row_values(row: dict[str, Any], source: str, seen_by: str | None, now: float) -> tuple:
+    state = row.get("state")
+    state = state.upper() if isinstance(state, str) and state else "PENDING"
+    rank = row.get("rank")
+    if rank.__class__ is not int:
+        rank = _STATE_RANK.get(state, 0)
+    values: list[Any] = []
+    for key in FIELDS:
+        v = row.get(key)
+        if key == "state":
+            v = state
+        elif key in ("priority", "retries"):
+            v = v if v.__class__ is int else None
+        elif key in ("sent", "received", "started", "retried", "finished", "runtime"):
+            v = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+        else:
+            v = _as_text(v)
+        values.append(v)
+    values.extend((rank, source, seen_by, _first_seen(row, now), now))
+    return tuple(values)
+
+
+def console_id() -> str:
+    """``user@host:pid``: which console wrote a row (the ``seen_by`` column)."""
+    try:
+        user = os.getlogin()
+    except OSError:
+        user = os.environ.get("USER") or str(os.getuid())
+    return f"{user}@{socket.gethostname()}:{os.getpid()}"
+
+
+# ---- the filter syntax ----------------------------------------------------------------
+# Same aliases as tui.model._FIELD_ALIASES, plus args (args or kwargs text).
+_FIELD_ALIASES = {
+    "state": "state", "s": "state",
+    "queue": "queue", "q": "queue",
+    "worker": "worker", "host": "worker", "w": "worker",
+    "name": "name", "n": "name", "task": "name",
+    "uuid": "uuid", "id": "uuid",
+    "prio": "prio", "priority": "prio", "p": "prio",
+    "args": "args", "a": "args", "kwargs": "args",
+}
+_VOCAB_COLUMN = {"state": "state", "queue": "queue", "worker": "hostname", "name": "name"}
+_PRIO_OPS = (">=", "<=", "!=", "==", ">", "<", "=")
+
+
+@dataclass(slots=True)
+class Term:
+    """One ANDed term: ``kind`` is bare, state, queue, worker, name, uuid, prio or args."""
+
+    kind: str
+    needles: list[str]
+    #: prio: (op, n) or ("range", a, b) alternatives
+    prio: list[tuple] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class SearchQuery:
+    """A parsed filter: ``terms`` are ANDed; ``errors`` lists unreadable terms."""
+
+    terms: list[Term]
+    errors: list[str]
+    never: bool = False
+
+
+def _parse_prio(spec: str) -> list[tuple] | None:
+    """Like tui.model._prio_pred: alternatives, or None when unreadable."""
+    alts: list[tuple] = []
+    for part in spec.split(","):
+        part = part.strip()
+        for op in _PRIO_OPS:
+            if part.startswith(op):
+                num = part[len(op):]
+                break
+        else:
+            op, num = "=", part
+            lo, dash, hi = part.partition("-")
+            if dash and lo.isdigit() and hi.isdigit():
+                alts.append(("range", int(lo), int(hi)))
+                continue
+        num = num.strip()
+        if not (num.isascii() and num.isdigit()):
+            return None
+        alts.append(("=" if op == "==" else op, int(num)))
+    return alts
+
+
+def parse_query(text: str) -> SearchQuery:
+    """Parse the Tasks pane's filter syntax (see :class:`tui.model.TaskFilter`) plus ``args:``."""
+    terms: list[Term] = []
+    errors: list[str] = []
+    never = False
+    for term in text.strip().split():
+        key, colon, value = term.partition(":")
+        kind = _FIELD_ALIASES.get(key.lower()) if colon else None
+        if kind is None:
+            terms.append(Term("bare", [term.lower()]))
+            continue
+        needles = [n for n in value.lower().split(",") if n]
+        if not needles:
+            continue  # the operator is still typing
+        if kind == "args" and any(len(n) < 3 for n in needles):
+            # shorter needles cannot use the trigram index; a scan of the whole file
+            # for them is too slow to offer
+            errors.append(f"args: needs 3 or more characters in {term!r}")
+            continue
+        if kind == "prio":
+            alts = _parse_prio(value)
+            if alts is None:
+                errors.append(f"bad priority in {term!r}")
+                never = True
+                continue
+            terms.append(Term("prio", needles, alts))
+        else:
+            terms.append(Term(kind, needles))
+    return SearchQuery(terms, errors, never)
+
+
+def _prefix_range(prefix: str) -> tuple[str, str]:
+    """``[lo, hi)`` of strings starting with ``prefix`` (BINARY collation, UTF-8 order)."""
+    last = prefix[-1]
+    if ord(last) >= 0x10FFFF:
+        return prefix, prefix + "\U0010ffff"
+    return prefix, prefix[:-1] + chr(ord(last) + 1)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _in_list(values: list[str]) -> tuple[str, list[Any]]:
+    """``IN (?, ?)`` for a few values (fastest to probe), a JSON array for many."""
+    if len(values) <= 200:
+        return f"IN ({', '.join('?' for _ in values)})", list(values)
+    return "IN (SELECT value FROM json_each(?))", [json.dumps(values)]
+
+
+def _fts_phrase(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+@dataclass(slots=True)
+class _Clause:
+    """A term in SQL: a filter (``cond``) and, when an index can find its rows, a driver."""
+
+    cond: str
+    params: list[Any]
+    #: ``SELECT id ...`` subqueries (UNIONed) that list the rows the term can match
+    drivers: list[tuple[str, list[Any]]] | None
+
+
+# ---- the store --------------------------------------------------------------------------
+class HistoryStore:
+    """The task history file (SQLite, WAL).  Safe to share between processes.
+
+    One connection per thread (thread-local), so the writer thread, a search worker and
+    the UI thread never share a connection.  ``max_rows`` and ``max_age_days`` bound
+    the file; :meth:`prune` applies them (the writer calls it periodically).
+    """
+
+    #: an indexed term that matches fewer rows than this drives the query
+    DRIVER_CAP = 20_000
+    BUSY_TIMEOUT_MS = 5_000
+
+    def __init__(self, path: str | os.PathLike[str], max_rows: int = 1_000_000,
+                 max_age_days: float = 30.0, seen_by: str | None = None) -> None:
+        self.path = Path(path)
+        self.max_rows = max_rows
+        self.max_age_days = max_age_days
+        self.seen_by = seen_by if seen_by is not None else console_id()
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._vocab_seen: set[tuple[str, str]] = set()
+        self._vocab_lock = threading.Lock()
+        self.has_fts = False
+        if self.path.parent and str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._init_schema()
+
+    # ---- connections --------------------------------------------------------------
+    def connect(self) -> sqlite3.Connection:
+        """A new connection configured for this store (autocommit; explicit transactions)."""
+        conn = sqlite3.connect(self.path, timeout=self.BUSY_TIMEOUT_MS / 1000,
+                               isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {self.BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        conn.execute("PRAGMA cache_size = -32000")  # 32 MB per connection
+        # scans read the covering index through the OS page cache without a copy per
+        # page: 2-3x faster full scans (address space only; nothing is preloaded)
+        conn.execute("PRAGMA mmap_size = 1073741824")
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.connect()
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this store opened (in any thread)."""
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _init_schema(self) -> None:
+        conn = self._conn()
+        # journal_mode=WAL is persistent and needs a moment alone with the file; another
+        # console creating it at the same time gets "locked" once: retry.
+        deadline = time.monotonic() + self.BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        if str(mode).lower() != "wal":
+            log.warning("history %s: journal_mode is %s, not wal", self.path, mode)
+        with self.transaction() as c:
+            for stmt in _split_sql(_SCHEMA):
+                c.execute(stmt)
+            try:
+                for stmt in _split_sql(_FTS_SCHEMA):
+                    c.execute(stmt)
+            except sqlite3.OperationalError as exc:  # no FTS5 or no trigram: LIKE scans
+                log.warning("history: no FTS5 trigram index (%s); args search scans", exc)
+            c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)",
+                      (str(SCHEMA_VERSION),))
+        self.has_fts = bool(conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'tasks_fts'").fetchone())
+
+    class _Tx:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, exc_type: object, *rest: object) -> None:
+            if exc_type is None:
+                self.conn.execute("COMMIT")
+            else:
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+
+    def transaction(self) -> HistoryStore._Tx:
+        """``with store.transaction() as conn:`` a write transaction (BEGIN IMMEDIATE).
+
+        IMMEDIATE takes the write lock up front, so the busy timeout applies and two
+        writers never deadlock upgrading a read lock.
+        """
+        return HistoryStore._Tx(self._conn())
+
+    # ---- writing ------------------------------------------------------------------
+    def upsert(self, rows: Iterable[dict[str, Any]], source: str = SOURCE_EVENTS,
+               now: float | None = None) -> int:
+        """Insert or merge ``rows`` (TaskRecord-field dicts) in one transaction; returns the count."""
+        now = time.time() if now is None else now
+        values = []
+        vocab: set[tuple[str, str]] = set()
+        seen_by = self.seen_by
+        for row in rows:
+            uuid = row.get("uuid")
+            if not isinstance(uuid, str) or not uuid:
+                continue
+            v = _row_values(row, source, seen_by, now)
+            values.append(v)
+            vocab.add(("state", v[2]))
+            for key, idx in (("name", 1), ("queue", 3), ("hostname", 5)):
+                if v[idx] is not None:
+                    vocab.add((key, v[idx]))
+        if not values:
+            return 0
+        with self._vocab_lock:
+            new_vocab = vocab - self._vocab_seen
+        with self.transaction() as conn:
+            conn.executemany(_UPSERT, values)
+            if new_vocab:
+                conn.executemany("INSERT OR IGNORE INTO vocab(field, value) VALUES (?, ?)",
+                                 sorted(new_vocab))
+        with self._vocab_lock:
+            self._vocab_seen |= new_vocab
+        return len(values)
+
+    def prune(self, now: float | None = None, chunk: int = 20_000,
+              max_chunks: int = 50) -> int:
+        """Delete rows past ``max_age_days`` and past ``max_rows``, in short transactions.
+
+        Count retention keeps the ``max_rows`` most recently *inserted* rows (row ids
+        only grow), which needs no count of the table.  Returns the rows deleted.
+        """
+        now = time.time() if now is None else now
+        conn = self._conn()
+        deleted = 0
+        horizon = now - self.max_age_days * 86400
+        for _ in range(max_chunks):
+            with self.transaction() as c:
+                cur = c.execute(
+                    "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks"
+                    " WHERE first_seen < ? LIMIT ?)", (horizon, chunk))
+                n = cur.rowcount
+            deleted += n
+            if n < chunk:
+                break
+        row = conn.execute("SELECT max(id) FROM tasks").fetchone()
+        top = row[0] if row else None
+        if top is not None and top > self.max_rows:
+            cutoff = top - self.max_rows
+            for _ in range(max_chunks):
+                with self.transaction() as c:
+                    cur = c.execute(
+                        "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks"
+                        " WHERE id <= ? ORDER BY id LIMIT ?)", (cutoff, chunk))
+                    n = cur.rowcount
+                deleted += n
+                if n < chunk:
+                    break
+        return deleted
+
+    # ---- reading ------------------------------------------------------------------
+    def count(self) -> int:
+        """Rows held (a full count: for tests and the status line, not per tick)."""
+        return self._conn().execute("SELECT count(*) FROM tasks").fetchone()[0]
+
+    def _rows(self, sql: str, params: Iterable[Any]) -> list[dict[str, Any]]:
+        cur = self._conn().execute(sql, tuple(params))
+        keys = [d[0] for d in cur.description]
+        return [dict(zip(keys, r, strict=True)) for r in cur.fetchall()]
+
+    def load_recent(self, limit: int = 10_000) -> list[dict[str, Any]]:
+        """The ``limit`` newest tasks (by first-seen time), newest first.
+
+        Dicts with TaskRecord field names plus ``source`` ('events' / 'backend'),
+        ``first_seen`` and ``seen_by``; see :func:`load_into_model`.
+        """
+        return self._rows(
+            f"SELECT {_SELECT_COLS} FROM tasks INDEXED BY ix_tasks_scan"
+            " ORDER BY first_seen DESC LIMIT ?", (limit,))
+
+    def get(self, uuid: str) -> dict[str, Any] | None:
+        """One task by uuid, or None."""
+        rows = self._rows(f"SELECT {_SELECT_COLS} FROM tasks WHERE uuid = ?", (uuid,))
+        return rows[0] if rows else None
+
+    def existing(self, uuids: Collection[str]) -> dict[str, int]:
+        """``{uuid: rank}`` for those of ``uuids`` the store holds."""
+        if not uuids:
+            return {}
+        cur = self._conn().execute(
+            "SELECT uuid, rank FROM tasks WHERE uuid IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(uuids)),))
+        return dict(cur.fetchall())
+
+    def _vocab(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {"state": [], "queue": [], "hostname": [], "name": []}
+        for fld, value in self._conn().execute("SELECT field, value FROM vocab"):
+            out.setdefault(fld, []).append(value)
+        return out
+
+    def search(self, query: str = "", since: float | None = None, until: float | None = None,
+               limit: int = 500) -> list[dict[str, Any]]:
+        """Tasks matching the Tasks pane filter ``query`` (plus ``args:text``), newest first.
+
+        ``since``/``until`` bound the first-seen time (epoch seconds, inclusive).  A query
+        with an unreadable ``prio:`` matches nothing (like the pane).  Runs on the caller's
+        thread: call it from a thread worker, not the UI thread.
+        """
+        rows, _plan = self.search_with_plan(query, since, until, limit)
+        return rows
+
+    def search_with_plan(self, query: str = "", since: float | None = None,
+                         until: float | None = None, limit: int = 500,
+                         ) -> tuple[list[dict[str, Any]], str]:
+        """:meth:`search`, also returning which plan ran (``scan`` or ``driver:<term>``)."""
+        parsed = parse_query(query)
+        if parsed.never or limit <= 0:
+            return [], "never"
+        vocab = self._vocab() if any(
+            t.kind in ("bare", "state", "queue", "worker", "name") for t in parsed.terms) else {}
+        clauses: list[tuple[str, _Clause]] = []
+        for term in parsed.terms:
+            clause = self._clause(term, vocab)
+            if clause is None:
+                return [], "never"  # a term no row can match
+            clauses.append((term.kind, clause))
+        time_conds: list[str] = []
+        time_params: list[Any] = []
+        if since is not None:
+            time_conds.append("first_seen >= ?")
+            time_params.append(float(since))
+        if until is not None:
+            time_conds.append("first_seen <= ?")
+            time_params.append(float(until))
+        conds, params = list(time_conds), list(time_params)
+        for _kind, clause in clauses:
+            conds.append(clause.cond)
+            params.extend(clause.params)
+        where = " AND ".join(conds) if conds else "1"
+        conn = self._conn()
+
+        # The plan: the indexed term matching the fewest rows drives, if it matches
+        # fewer than DRIVER_CAP (counting stops there, so choosing costs little);
+        # otherwise scan newest first: every term then matches often, and ``limit``
+        # matches come soon.  A small time window alone makes the scan cheap.
+        best: tuple[int, str, str, list[Any]] | None = None
+        cap = self.DRIVER_CAP
+        small_window = bool(time_conds) and self._count_capped(
+            conn, "SELECT id FROM tasks WHERE " + " AND ".join(time_conds),
+            time_params, cap) < cap
+        if clauses and not small_window:
+            for kind, clause in sorted(clauses, key=lambda kc: _KIND_ORDER.get(kc[0], 9)):
+                if not clause.drivers:
+                    continue
+                sub = " UNION ".join(s for s, _ in clause.drivers)
+                sub_params = [p for _, ps in clause.drivers for p in ps]
+                n = self._count_capped(conn, sub, sub_params, cap)
+                if n < cap and (best is None or n < best[0]):
+                    best = (n, kind, sub, sub_params)
+                if best is not None and best[0] <= limit:
+                    break
+        if best is None:
+            plan = "scan"
+            ids_sql = (f"SELECT id FROM tasks INDEXED BY ix_tasks_scan WHERE {where}"
+                       " ORDER BY first_seen DESC LIMIT ?")
+            ids_params = [*params, limit]
+        else:
+            _n, kind, sub, sub_params = best
+            plan = f"driver:{kind}"
+            ids_sql = (f"SELECT id FROM tasks NOT INDEXED WHERE id IN ({sub}) AND {where}"
+                       " ORDER BY first_seen DESC LIMIT ?")
+            ids_params = [*sub_params, *params, limit]
+        sql = (f"SELECT {_SELECT_COLS} FROM tasks WHERE id IN ({ids_sql})"
+               " ORDER BY first_seen DESC")
+        return self._rows(sql, ids_params), plan
+
+    @staticmethod
+    def _count_capped(conn: sqlite3.Connection, sub: str, params: list[Any], cap: int) -> int:
+        return conn.execute(f"SELECT count(*) FROM ({sub} LIMIT ?)", (*params, cap)).fetchone()[0]
+
+    def _clause(self, term: Term, vocab: dict[str, list[str]]) -> _Clause | None:
+        """SQL for one term, or None when no row can match it."""
+        kind = term.kind
+        needles = term.needles
+        if kind == "uuid" or kind == "bare":
+            uuid_conds, uuid_params, uuid_drivers = [], [], []
+            for n in needles:
+                lo, hi = _prefix_range(n)
+                uuid_conds.append("(+uuid >= ? AND +uuid < ?)")
+                uuid_params += [lo, hi]
+                uuid_drivers.append(("SELECT id FROM tasks WHERE uuid >= ? AND uuid < ?", [lo, hi]))
+            if kind == "uuid":
+                return _Clause("(" + " OR ".join(uuid_conds) + ")", uuid_params, uuid_drivers)
+            # bare: uuid prefix, or a substring of name, state, queue or worker
+            needle = needles[0]
+            conds, params, drivers = list(uuid_conds), list(uuid_params), list(uuid_drivers)
+            for col in ("name", "state", "queue", "hostname"):
+                values = [v for v in vocab.get(col, ()) if needle in v.lower()]
+                if values:
+                    in_sql, in_params = _in_list(values)
+                    conds.append(f"+{col} {in_sql}")
+                    params += in_params
+                    drivers.append((f"SELECT id FROM tasks WHERE {col} {in_sql}", in_params))
+            return _Clause("(" + " OR ".join(conds) + ")", params, drivers)
+        if kind in _VOCAB_COLUMN:
+            col = _VOCAB_COLUMN[kind]
+            if kind == "state":
+                values = [v for v in vocab.get(col, ()) if v.lower().startswith(tuple(needles))]
+            else:
+                values = [v for v in vocab.get(col, ()) if any(n in v.lower() for n in needles)]
+            if not values:
+                return None
+            in_sql, in_params = _in_list(values)
+            return _Clause(f"+{col} {in_sql}", in_params, [
+                (f"SELECT id FROM tasks WHERE {col} {in_sql}", in_params)])
+        if kind == "prio":
+            conds, params, drivers = [], [], []
+            for alt in term.prio:
+                if alt[0] == "range":
+                    expr, ps = "BETWEEN ? AND ?", [alt[1], alt[2]]
+                else:
+                    expr, ps = f"{'<>' if alt[0] == '!=' else alt[0]} ?", [alt[1]]
+                conds.append(f"+priority {expr}")
+                params += ps
+                drivers.append((f"SELECT id FROM tasks WHERE priority {expr}", ps))
+            return _Clause("(" + " OR ".join(conds) + ")", params, drivers)
+        if kind == "args":
+            conds, params = [], []
+            for n in needles:
+                pat = f"%{_like_escape(n)}%"
+                conds.append("(args LIKE ? ESCAPE '\\' OR kwargs LIKE ? ESCAPE '\\')")
+                params += [pat, pat]
+            drivers = None
+            if self.has_fts:
+                match = " OR ".join(_fts_phrase(n) for n in needles)
+                drivers = [("SELECT rowid AS id FROM tasks_fts WHERE tasks_fts MATCH ?", [match])]
+            return _Clause("(" + " OR ".join(conds) + ")", params, drivers)
+        raise ValueError(f"unknown term kind {kind!r}")
+
+
+# uuid prefixes are the most selective, args the costliest to count
+_KIND_ORDER = {"uuid": 0, "name": 1, "worker": 2, "queue": 3, "state": 4, "prio": 5,
+               "bare": 6, "args": 7}
+
+
+def _split_sql(script: str) -> Iterator[str]:
+    """Statements of a schema script (triggers hold ';' inside BEGIN ... END)."""
+    buf: list[str] = []
+    for line in script.splitlines():
+        if line.strip().startswith("--") or not line.strip():
+            continue
+        buf.append(line)
+        text = "\n".join(buf)
+        if sqlite3.complete_statement(text):
+            yield text
+            buf = []
+    if buf:
+        yield "\n".join(buf)
+
+
+def load_into_model(model: Any, rows: list[dict[str, Any]]) -> set[str]:
+    """Feed ``rows`` (newest first, as :meth:`HistoryStore.load_recent` returns them) to a
+    :class:`tui.model.ClusterModel`, oldest first so the model's first-seen order holds.
+
+    Returns the uuids filled from the result backend (``source == 'backend'``), for the
+    pane to mark.  Runs in the UI thread (only the UI thread mutates the model).
+    """
+    backend: set[str] = set()
+    limit = getattr(model, "max_tasks", len(rows))
+    for row in reversed(rows[:limit]):
+        fields = {k: v for k, v in row.items() if v is not None and k != "uuid"}
+        model.merge_task_info(row["uuid"], **fields)
+        if row.get("source") == SOURCE_BACKEND:
+            backend.add(row["uuid"])
+    return backend
+
+
+# ---- the writer thread --------------------------------------------------------------------
+class HistoryWriter:
+    """Writes submitted rows to a :class:`HistoryStore` from a daemon thread.
+
+    :meth:`submit` (UI thread) never blocks for long: it puts rows in a dict keyed by uuid
+    under a lock the writer holds only to swap the dict.  A task submitted twice before a
+    flush is written once (the later snapshot).  Past ``max_pending`` rows the oldest are
+    dropped and counted (``dropped``).  The thread flushes at most every ``interval``
+    seconds, one transaction per flush, and prunes every ``prune_every`` seconds.
+
+    Counters: ``submitted``, ``written``, ``dropped``, ``flushes``, ``errors``,
+    ``pruned``; ``last_error`` holds the last write error (rows are kept and retried).
+    """
+
+    def __init__(self, store: HistoryStore, interval: float = 0.5,
+                 max_pending: int = 200_000, prune_every: float = 60.0,
+                 source: str = SOURCE_EVENTS) -> None:
+        self.store = store
+        self.interval = interval
+        self.max_pending = max_pending
+        self.prune_every = prune_every
+        self.source = source
+        self.submitted = self.written = self.dropped = 0
+        self.flushes = self.errors = self.pruned = 0
+        self.last_error: str | None = None
+        self.last_flush_seconds = 0.0
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
+        self._thread.start()
+
+    # runs in the UI thread
+    def submit(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Queue changed tasks (dicts from :func:`task_to_row`) for the next flush."""
+        with self._lock:
+            pending = self._pending
+            n = 0
+            for row in rows:
+                uuid = row.get("uuid")
+                if uuid is None:
+                    continue
+                pending.pop(uuid, None)  # move to the end: it is the newest again
+                pending[uuid] = row
+                n += 1
+            self.submitted += n
+            over = len(pending) - self.max_pending
+            if over > 0:
+                it = iter(pending)
+                for key in [next(it) for _ in range(over)]:
+                    del pending[key]
+                self.dropped += over
+
+    @property
+    def pending(self) -> int:
+        """Rows waiting for the next flush."""
+        return len(self._pending)
+
+    def flush(self) -> int:
+        """Write what is pending now (any thread; the writer thread calls this)."""
+        with self._lock:
+            batch, self._pending = self._pending, {}
+        if not batch:
+            return 0
+        started = time.perf_counter()
+        try:
+            n = self.store.upsert(batch.values(), source=self.source)
+        except sqlite3.Error as exc:
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("history write failed (%s); %d rows kept for the next try",
+                        exc, len(batch))
+            with self._lock:  # put them back unless a newer snapshot arrived meanwhile
+                newer = self._pending
+                batch.update(newer)
+                self._pending = batch
+            return 0
+        self.written += n
+        self.flushes += 1
+        self.last_flush_seconds = time.perf_counter() - started
+        return n
+
+    # runs in the writer thread
+    def _run(self) -> None:
+        next_prune = time.monotonic() + min(5.0, self.prune_every)
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(self.interval)
+                self._wake.clear()
+                self.flush()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + self.prune_every
+                    try:
+                        self.pruned += self.store.prune()
+                    except sqlite3.Error as exc:
+                        self.errors += 1
+                        self.last_error = f"prune: {type(exc).__name__}: {exc}"
+            self.flush()
+        finally:
+            conn = getattr(self.store._local, "conn", None)
+            if conn is not None:  # this thread's connection
+                with self.store._conns_lock:
+                    if conn in self.store._conns:
+                        self.store._conns.remove(conn)
+                conn.close()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what is pending and stop the thread (call on quit)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        """True while the writer thread runs."""
+        return self._thread.is_alive()
+
+
+# ---- backfill from the result backend --------------------------------------------------------
+@dataclass(slots=True)
+class BackfillResult:
+    """What :func:`backfill_from_backend` did."""
+
+    scanned: int = 0
+    inserted: int = 0
+    updated: int = 0
+    skipped: int = 0
+    unreadable: int = 0
+    uuids: list[str] = field(default_factory=list)
+
+
+def _parse_date(value: Any) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)  # Celery's date_done is UTC (enable_utc)
+    return dt.timestamp()
+
+
+def _exception_text(result: Any) -> str | None:
+    if isinstance(result, dict) and "exc_type" in result:
+        msg = result.get("exc_message")
+        if isinstance(msg, list | tuple):
+            inner = ", ".join(repr(m) for m in msg)
+        elif msg is None:
+            inner = ""
+        else:
+            inner = repr(msg)
+        return f"{result['exc_type']}({inner})"
+    return None if result is None else repr(result)
+
+
+def meta_to_row(uuid: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """A history row from one ``celery-task-meta-<uuid>`` value (decoded JSON)."""
+    state = str(meta.get("status") or "PENDING").upper()
+    result = meta.get("result")
+    done = _parse_date(meta.get("date_done"))
+    row: dict[str, Any] = {
+        "uuid": uuid,
+        "state": state,
+        "name": meta.get("name"),
+        "hostname": meta.get("worker"),
+        "queue": meta.get("queue"),
+        "retries": meta.get("retries") if meta.get("retries").__class__ is int else None,
+        "parent_id": meta.get("parent_id"),
+        "traceback": meta.get("traceback"),
+        "finished": done if state in ("SUCCESS", "FAILURE", "REVOKED", "REJECTED") else None,
+    }
+    for key in ("args", "kwargs"):
+        v = meta.get(key)
+        if isinstance(v, bytes | str) and v:
+            try:  # encoded by the backend (result_extended with encode=True)
+                v = json.loads(v)
+            except ValueError:
+                pass
+        row[key] = None if v is None else repr(tuple(v) if key == "args" and isinstance(v, list) else v)
+    if state == "SUCCESS":
+        row["result"] = None if result is None else repr(result)
+    elif state in ("FAILURE", "RETRY"):
+        row["exception"] = _exception_text(result)
+    elif state == "REVOKED":
+        row["revoke_reason"] = "revoked"
+        row["exception"] = _exception_text(result)
+    if row["finished"] is None and done is not None:
+        row["retried"] = done
+    return row
+
+
+def _scan_keys(redis_client: Any, pattern: str, count: int) -> Iterator[bytes | str]:
+    cursor: int | str = 0
+    while True:
+        cursor, keys = redis_client.scan(cursor=cursor, match=pattern, count=count)
+        yield from keys
+        if int(cursor) == 0:
+            break
+
+
+def backfill_from_backend(redis_client: Any, store: HistoryStore,
+                          known_uuids: Collection[str] = (), limit: int = 50_000,
+                          prefix: str = "celery-task-meta-", batch: int = 500,
+                          scan_count: int = 1000) -> BackfillResult:
+    """Fill the history with tasks the console did not see, from Celery's Redis result backend.
+
+    SCANs (never KEYS) ``<prefix>*``, skips ``known_uuids`` (the live model's tasks) and
+    tasks the store already holds in a finished state, and upserts the rest with
+    ``source='backend'`` (a task the store knew from events keeps ``source='events'`` and
+    only gains the outcome).  At most ``limit`` keys are read.  Blocking network I/O:
+    call it from a thread worker, with a client on the result backend's database.
+    """
+    res = BackfillResult()
+    known = known_uuids if isinstance(known_uuids, set | frozenset | dict) else set(known_uuids)
+    pending: list[tuple[str, bytes | str]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        uuids = [u for u, _ in pending]
+        values = redis_client.mget([k for _, k in pending])
+        have = store.existing(uuids)
+        new_rows, upd_rows = [], []
+        for uuid, raw in zip(uuids, values, strict=True):
+            if raw is None:
+                continue  # expired between SCAN and MGET
+            try:
+                meta = json.loads(raw)
+            except ValueError:
+                res.unreadable += 1
+                continue
+            if not isinstance(meta, dict):
+                res.unreadable += 1
+                continue
+            rank = have.get(uuid)
+            if rank is not None and rank >= _FINAL:
+                res.skipped += 1
+                continue
+            row = meta_to_row(uuid, meta)
+            (new_rows if rank is None else upd_rows).append(row)
+        if new_rows:
+            store.upsert(new_rows, source=SOURCE_BACKEND)
+            res.inserted += len(new_rows)
+            res.uuids.extend(r["uuid"] for r in new_rows)
+        if upd_rows:
+            store.upsert(upd_rows, source=SOURCE_BACKEND)  # stays 'events' on conflict
+            res.updated += len(upd_rows)
+        pending.clear()
+
+    plen = len(prefix)
+    for key in _scan_keys(redis_client, prefix + "*", scan_count):
+        text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+        uuid = text[plen:]
+        res.scanned += 1
+        if uuid in known or not uuid:
+            res.skipped += 1
+        else:
+            pending.append((uuid, key))
+            if len(pending) >= batch:
+                flush()
+        if res.scanned >= limit:
+            break
+    flush()
+    return res
