@@ -443,6 +443,10 @@ class AfirgenApp(App[None]):
         text.append(f"{dropped:,}✗", style="bold red" if dropped else "")
         if self.sources.buffered:
             text.append(f" {self.sources.buffered:,}…", style="yellow")
+        m = self.model
+        bad = m.events_skipped + m.events_unknown
+        if bad or m.fields_clipped:
+            text.append(f" │ {bad:,} bad/unknown events skipped, {m.fields_clipped:,} fields clipped", style="yellow")
         reconnects = self.sources.status.connects - 1
         if reconnects > 0:
             text.append(f" │ reconnected {reconnects}×", style="yellow")

@@ -305,3 +305,19 @@ async def test_status_line_counts_and_masks_password(tmp_path, monkeypatch, even
         assert "hunter2secret" not in status
         assert "redis://:***@10.0.0.5:6379/0" in status
         assert "4↓ 4✓ 0✗" in status
+
+
+async def test_malformed_events_are_skipped_clipped_and_counted_on_screen(console, sources, events):
+    async with console.run_test(size=(160, 30)) as pilot:
+        uid, evs = events.task("success", args="[" + "x" * 3_000_000 + "]")  # MB-sized args
+        garbage = ["not a dict", {"type": "task-sent"}, {"type": "worker-bogus", "hostname": "h"},
+                   {"type": "task-succeeded", "uuid": 42, "hostname": "w"}, {"no": "type"}, None]
+        sources.feed(evs + garbage)
+        console.tick()
+        await pilot.pause()
+        task = console.model.get_task(uid)
+        assert task is not None and task.state == "SUCCESS"
+        assert len(task.args) < 10_000  # clipped
+        status = str(console.query_one("#status").render())
+        assert "bad/unknown events skipped" in status and "fields clipped" in status
+        assert console.model.events_skipped + console.model.events_unknown >= 5
