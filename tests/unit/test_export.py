@@ -1,0 +1,192 @@
+"""Exports read back: CSV (csv module), .xlsx (openpyxl) and the incident PDF (pypdf text)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+from pypdf import PdfReader
+
+from tui.actions import AuditLog
+from tui.export import COLUMNS, export_csv, export_incident_pdf, export_path, export_xlsx
+from tui.history import HistoryStore
+from tui.model import TaskRecord
+from tui.redaction import Redactor
+
+T0 = 1_714_557_600.0  # 2024-05-01 10:00:00 UTC
+REDACT = Redactor(arg_names=["recipient_email", "phone"])
+
+
+def _rows() -> list[dict]:
+    rows = []
+    for i in range(12):
+        state = ("SUCCESS", "FAILURE", "RETRY")[i % 3]
+        row = {
+            "uuid": f"00000000-0000-4000-8000-{i:012d}", "state": state,
+            "name": "afirgen_tasks.email.send_notification_email", "queue": "email",
+            "priority": 3, "hostname": "celery@w1", "retries": i % 2, "source": "events",
+            "sent": T0 + i * 60, "started": T0 + i * 60 + 1, "first_seen": T0 + i * 60,
+            "args": "()",
+            "kwargs": f"{{'recipient_email': 'officer{i}@police.example.in', 'subject': 'FIR {i}'}}",
+        }
+        if state == "SUCCESS":
+            row.update(finished=T0 + i * 60 + 2, runtime=1.25, result="{'status': 'ok'}")
+        elif state == "FAILURE":
+            row.update(finished=T0 + i * 60 + 2,
+                       exception=f"SMTPRecipientsRefused('officer{i}@police.example.in')",
+                       traceback=("Traceback (most recent call last):\n"
+                                  f'  File "email.py", line 88, in send\n'
+                                  f"SMTPRecipientsRefused: officer{i}@police.example.in refused; "
+                                  "call +91 98765 43210\n"))
+        rows.append(row)
+    rows.append({"uuid": "backend-1", "state": "SUCCESS", "name": "=HYPERLINK(\"http://x\")",
+                 "source": "backend", "finished": T0 + 30, "first_seen": T0 + 30,
+                 "kwargs": "{'note': 'contact desk@example.org'}", "result": "@SUM(A1)"})
+    return rows
+
+
+def _all_text(values) -> str:
+    return "\n".join("" if v is None else str(v) for v in values)
+
+
+def test_csv_holds_every_row_redacted(tmp_path: Path):
+    path = tmp_path / "out" / "tasks.csv"
+    assert export_csv(_rows(), path, REDACT) == 13
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        table = list(csv.reader(fh))
+    assert table[0] == [h for _, h in COLUMNS]
+    assert len(table) == 14
+    body = _all_text(v for r in table for v in r)
+    assert "@police.example.in" not in body and "desk@example.org" not in body
+    assert "98765" not in body and "***" in body
+    by_id = {r[0]: dict(zip(table[0], r, strict=True)) for r in table[1:]}
+    assert by_id["00000000-0000-4000-8000-000000000001"]["State"] == "FAILURE"
+    assert by_id["00000000-0000-4000-8000-000000000001"]["Finished (UTC)"] == "2024-05-01 10:01:02.000"
+    assert by_id["backend-1"]["Source"] == "backend"
+    assert by_id["backend-1"]["Task"].startswith("'=")  # no formula injection
+    assert by_id["backend-1"]["Result"] == "'@SUM(A1)"
+    assert list(path.parent.iterdir()) == [path]  # no temp file left behind
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_xlsx_has_styled_frozen_header_a_state_column_and_a_sheet_per_state(tmp_path: Path):
+    path = tmp_path / "tasks.xlsx"
+    assert export_xlsx(_rows(), path, REDACT) == 13
+    wb = load_workbook(path)
+    assert wb.sheetnames == ["Tasks", "RETRY", "FAILURE", "SUCCESS"]
+    ws = wb["Tasks"]
+    header = [c.value for c in ws[1]]
+    assert header == [h for _, h in COLUMNS] and "State" in header
+    assert ws.freeze_panes == "A2"
+    assert all(c.font.bold for c in ws[1]) and ws["A1"].fill.fgColor.rgb.endswith("1F4E78")
+    assert ws.column_dimensions["A"].width >= 36  # uuids fit
+    assert ws.column_dimensions["B"].width > ws.column_dimensions["F"].width
+    assert ws.max_row == 14
+    state_col = header.index("State")
+    counts = {name: wb[name].max_row - 1 for name in wb.sheetnames[1:]}
+    assert counts == {"RETRY": 4, "FAILURE": 4, "SUCCESS": 5}
+    assert all(r[state_col].value == "FAILURE" for r in wb["FAILURE"].iter_rows(min_row=2))
+    assert wb["FAILURE"].freeze_panes == "A2"
+    text = _all_text(c.value for sheet in wb for row in sheet.iter_rows() for c in row)
+    assert "@police.example.in" not in text and "desk@example.org" not in text and "***" in text
+    name_cell = ws.cell(row=14, column=2)
+    # stored as a string cell (Excel shows it, never evaluates it), not as a formula
+    assert name_cell.data_type == "s" and name_cell.value == '=HYPERLINK("http://x")'
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_exports_take_task_records_and_store_rows(tmp_path: Path):
+    rec = TaskRecord("abc")
+    rec.name, rec.state, rec.kwargs = "t", "SUCCESS", "{'email': 'x@example.org'}"
+    store = HistoryStore(tmp_path / "h.sqlite3")
+    store.upsert([{"uuid": "def", "state": "FAILURE", "kwargs": "{'email': 'y@example.org'}"}])
+    rows = [rec, *store.search("")]
+    store.close()
+    assert export_csv(rows, tmp_path / "a.csv", REDACT) == 2
+    text = (tmp_path / "a.csv").read_text(encoding="utf-8-sig")
+    assert "example.org" not in text and "abc" in text and "def" in text
+
+
+def test_a_failed_export_leaves_the_old_file_and_no_debris(tmp_path: Path):
+    path = tmp_path / "tasks.csv"
+    path.write_text("old")
+
+    def boom(text: str) -> str:
+        raise RuntimeError("redactor broke")
+
+    with pytest.raises(RuntimeError):
+        export_csv(_rows(), path, boom)
+    assert path.read_text() == "old" and list(tmp_path.iterdir()) == [path]
+
+
+def _audit(tmp_path: Path) -> list[dict]:
+    log = AuditLog(tmp_path / "audit.log")
+    log.write("revoke", "00000000-0000-4000-8000-000000000004", {"terminate": True},
+              "revoked on 1 worker", ok=True)
+    log.write("purge", "email", {"confirm": "email", "requested_by": "sp@police.example.in"},
+              "purged 42 messages", ok=True)
+    log.write("pool_grow", "celery@w1", {"n": 2}, "refused: solo pool", ok=False)
+    records = log.read()
+    # the log stamps now; put them inside the report window
+    for i, rec in enumerate(records):
+        rec["ts"] = f"2024-05-01T10:{10 + i:02d}:00.000+00:00"
+    records.append({"ts": "2024-04-30T09:00:00.000+00:00", "user": "old", "action": "enqueue",
+                    "target": "x", "params": {}, "ok": True, "outcome": "outside the window"})
+    return records
+
+
+def test_incident_pdf_has_window_plots_failures_tracebacks_and_actions(tmp_path: Path):
+    path = tmp_path / "incident.pdf"
+    queue_samples = [(T0 + i * 30, {"email": max(0, 40 - abs(i - 20) * 2), "reports": i % 5})
+                     for i in range(0, 121)]
+    workers = [(T0 + i * 60, {"celery@w1": True, "celery@w2": i < 20 or i > 40})
+               for i in range(0, 61)]
+    counts = export_incident_pdf(
+        path, _rows(), window=(T0, T0 + 3600), queue_samples=queue_samples,
+        worker_timeline=workers, audit_records=_audit(tmp_path), redact=REDACT,
+        author="duty@police.example.in")
+    assert counts == {"tasks": 13, "failures": 4, "actions": 3}
+    reader = PdfReader(path)
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    flat = " ".join(text.split())
+    assert "Incident report" in flat
+    assert "2024-05-01 10:00:00 to 2024-05-01 11:00:00 UTC" in flat
+    assert "Queue backlog" in flat and "Worker timeline" in flat
+    assert "Failures (4)" in flat and "SMTPRecipientsRefused" in flat
+    assert flat.count("Traceback (most recent call last)") == 4
+    assert 'File "email.py", line 88' in flat
+    assert "Actions taken (3)" in flat
+    assert "revoke" in flat and "purged 42 messages" in flat and "refused: solo pool" in flat
+    assert "FAILED" in flat and "outside the window" not in flat
+    assert "@police.example.in" not in flat and "98765" not in flat and "***" in flat
+    # the plots are vector drawings: the legend and axis labels are text too
+    assert "email" in flat and "reports" in flat and "celery@w2" in flat
+    assert "messages waiting" in flat and "minutes since the window start" in flat
+    assert reader.metadata.title == "Incident report"
+
+
+def test_incident_pdf_with_active_counts_and_nothing_else(tmp_path: Path):
+    path = tmp_path / "quiet.pdf"
+    counts = export_incident_pdf(path, [], window=(T0, T0 + 600),
+                                 worker_timeline=[(T0, {"celery@w1": 2}), (T0 + 300, {"celery@w1": 4})])
+    assert counts == {"tasks": 0, "failures": 0, "actions": 0}
+    flat = " ".join("\n".join(p.extract_text() for p in PdfReader(path).pages).split())
+    assert "No failed tasks in this window." in flat and "No console actions" in flat
+    assert "No queue samples" in flat and "active tasks" in flat
+
+
+def test_export_path_names_files_by_time(tmp_path: Path):
+    assert export_path(tmp_path, "xlsx", now=T0).name == "tasks-20240501-100000.xlsx"
+    assert export_path(tmp_path, "pdf", now=T0).name == "incident-20240501-100000.pdf"
+
+
+def test_audit_lines_are_json(tmp_path: Path):
+    # guards the assumption the report relies on: AuditLog.read gives dicts with these keys
+    rec = _audit(tmp_path)[0]
+    assert {"ts", "user", "action", "target", "params", "ok", "outcome"} <= set(rec)
+    json.dumps(rec)
+    assert os.path.exists(tmp_path / "audit.log")

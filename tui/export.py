@@ -1,0 +1,490 @@
+"""Exports of the task history: CSV, Excel (.xlsx) and an incident report PDF.
+
+No Textual here: the app calls these from a thread worker (they write files).  Every
+text field of every export goes through the redactor (``tui.redaction.Redactor`` or any
+``str -> str`` callable), and every file is written to a temporary file in the target
+directory and renamed over the target (``os.replace``), so a reader never sees half a
+file and a failed export leaves no debris.
+
+Rows are the dicts :class:`tui.history.HistoryStore` returns (``load_recent``,
+``search``) or :class:`tui.model.TaskRecord` objects (the pane's in-memory view).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from tui.model import ALL_STATES
+
+__all__ = [
+    "COLUMNS",
+    "export_csv",
+    "export_incident_pdf",
+    "export_path",
+    "export_xlsx",
+]
+
+Redact = Callable[[str], str]
+
+#: (key, header) of every exported column, in order.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("uuid", "Task id"), ("name", "Task"), ("state", "State"), ("source", "Source"),
+    ("queue", "Queue"), ("priority", "Priority"), ("hostname", "Worker"), ("retries", "Retries"),
+    ("sent", "Sent (UTC)"), ("received", "Received (UTC)"), ("started", "Started (UTC)"),
+    ("finished", "Finished (UTC)"), ("runtime", "Runtime (s)"), ("args", "Args"),
+    ("kwargs", "Kwargs"), ("result", "Result"), ("exception", "Exception"),
+    ("traceback", "Traceback"), ("revoke_reason", "Revoke reason"),
+)
+_TIME_KEYS = frozenset({"sent", "received", "started", "finished", "retried", "first_seen"})
+_NUMBER_KEYS = frozenset({"priority", "retries", "runtime"})
+# Spreadsheet formula injection (CSV/DDE): a text cell starting with one of these is
+# run as a formula by Excel/LibreOffice; exported text is prefixed with ' instead.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_XLSX_CELL_MAX = 32_767
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+def _get(row: Any, key: str) -> Any:
+    if isinstance(row, Mapping):
+        return row.get(key)
+    return getattr(row, key, None)
+
+
+def _fmt_time(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return ""
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _text(value: Any, redact: Redact) -> str:
+    """Redacted text of any value ('' for None)."""
+    if value is None:
+        return ""
+    return redact(value if isinstance(value, str) else str(value)) or ""
+
+
+def _safe_formula(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _cell(row: Any, key: str, redact: Redact) -> Any:
+    """The value of one exported cell: numbers stay numbers, times are UTC text."""
+    value = _get(row, key)
+    if key in _TIME_KEYS:
+        return _fmt_time(value)
+    if key in _NUMBER_KEYS and isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    if key == "source" and value is None:
+        value = "events" if not isinstance(row, Mapping) else ""
+    return _text(value, redact)
+
+
+@contextmanager
+def _atomic(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it over ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o600)  # exports hold task arguments: owner only, like the audit log
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def export_path(directory: str | os.PathLike[str], kind: str, now: float | None = None) -> Path:
+    """``<directory>/tasks-20240501-100000.<kind>`` (``incident-...pdf`` for the report)."""
+    stamp = datetime.fromtimestamp(now if now is not None else datetime.now(UTC).timestamp(),
+                                   UTC).strftime("%Y%m%d-%H%M%S")
+    stem = "incident" if kind == "pdf" else "tasks"
+    return Path(directory) / f"{stem}-{stamp}.{kind}"
+
+
+# ---- CSV -------------------------------------------------------------------------------
+def export_csv(rows: Iterable[Any], path: str | os.PathLike[str],
+               redact: Redact | None = None) -> int:
+    """Write ``rows`` as CSV (UTF-8 with BOM, so Excel reads the accents); returns the count."""
+    redact = redact or _identity
+    n = 0
+    with _atomic(path) as tmp, open(tmp, "w", newline="", encoding="utf-8-sig") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([h for _, h in COLUMNS])
+        for row in rows:
+            out = []
+            for key, _ in COLUMNS:
+                v = _cell(row, key, redact)
+                out.append(_safe_formula(v) if isinstance(v, str) else v)
+            writer.writerow(out)
+            n += 1
+    return n
+
+
+# ---- Excel -----------------------------------------------------------------------------
+def export_xlsx(rows: Iterable[Any], path: str | os.PathLike[str],
+                redact: Redact | None = None) -> int:
+    """Write ``rows`` to an .xlsx: a "Tasks" sheet with a State column, then one sheet per state.
+
+    Each sheet has a bold, filled header row that stays frozen, sized column widths and
+    an autofilter.  Returns the number of task rows.
+    """
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    redact = redact or _identity
+    table: list[list[Any]] = []
+    for row in rows:
+        values = []
+        for key, _ in COLUMNS:
+            v = _cell(row, key, redact)
+            if isinstance(v, str):
+                v = ILLEGAL_CHARACTERS_RE.sub("", v)
+                if len(v) > _XLSX_CELL_MAX:
+                    v = v[: _XLSX_CELL_MAX - 20] + " … [clipped]"
+            values.append(v)
+        table.append(values)
+    state_col = [k for k, _ in COLUMNS].index("state")
+    widths = [max(len(h) + 2, 8) for _, h in COLUMNS]
+    for values in table:
+        for i, v in enumerate(values):
+            # the first line decides: tracebacks are long but read in the cell editor
+            length = len(v.partition("\n")[0]) if isinstance(v, str) else len(str(v))
+            if length + 2 > widths[i]:
+                widths[i] = min(length + 2, 60)
+
+    wb = Workbook(write_only=True)
+    header_font = Font(bold=True, color="FFFFFF")
+    header_fill = PatternFill("solid", fgColor="1F4E78")
+    top = Alignment(vertical="top")
+    by_state: dict[str, list[list[Any]]] = {}
+    for values in table:
+        by_state.setdefault(str(values[state_col]) or "UNKNOWN", []).append(values)
+    order = [s for s in ALL_STATES if s in by_state] + sorted(
+        s for s in by_state if s not in ALL_STATES)
+    sheets = [("Tasks", table)] + [(s[:31], by_state[s]) for s in order]
+    for title, body in sheets:
+        ws = wb.create_sheet(title)
+        for i, w in enumerate(widths, start=1):
+            ws.column_dimensions[get_column_letter(i)].width = w
+        ws.freeze_panes = "A2"
+        last = get_column_letter(len(COLUMNS))
+        ws.auto_filter.ref = f"A1:{last}{len(body) + 1}"
+        header = []
+        for _, h in COLUMNS:
+            c = WriteOnlyCell(ws, value=h)
+            c.font = header_font
+            c.fill = header_fill
+            header.append(c)
+        ws.append(header)
+        for values in body:
+            cells = []
+            for v in values:
+                if isinstance(v, str):
+                    c = WriteOnlyCell(ws, value=v)
+                    c.data_type = "s"  # text, never a formula (openpyxl reads '=...' as one)
+                    c.alignment = top
+                    cells.append(c)
+                else:
+                    cells.append(v)
+            ws.append(cells)
+    with _atomic(path) as tmp:
+        wb.save(tmp)
+    return len(table)
+
+
+# ---- the incident report PDF -----------------------------------------------------------------
+_QUEUE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+                 "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+_MAX_SERIES = 10
+_MAX_FAILURES = 200
+_MAX_TRACEBACK_LINES = 60
+
+
+def _parse_iso(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def _para(text: str, style: Any) -> Any:
+    from reportlab.platypus import Paragraph
+
+    return Paragraph(escape(text).replace("\n", "<br/>"), style)
+
+
+def _line_chart(series: dict[str, list[tuple[float, float]]], since: float, until: float,
+                y_label: str, width: float, height: float = 170) -> Any:
+    """A LinePlot of ``{label: [(ts, value)]}`` over the window, x in minutes, with a legend."""
+    from reportlab.graphics.charts.legends import Legend
+    from reportlab.graphics.charts.lineplots import LinePlot
+    from reportlab.graphics.shapes import Drawing, String
+    from reportlab.lib import colors
+
+    labels = list(series)[:_MAX_SERIES]
+    legend_rows = max(1, -(-len(labels) // 3))  # three legend columns
+    plot = LinePlot()
+    # from the bottom: legend, axis title, tick labels, the plot, the y-axis title
+    plot.x, plot.y = 45, 12 * legend_rows + 34
+    plot.width, plot.height = width - 60, height - 30
+    drawing = Drawing(width, plot.y + plot.height + 16)
+    span_min = max((until - since) / 60, 1e-6)
+    data = []
+    ymax = 1.0
+    for label in labels:
+        pts = [((ts - since) / 60, float(v)) for ts, v in series[label] if since <= ts <= until]
+        if not pts:
+            pts = [(0.0, 0.0)]
+        ymax = max(ymax, max(v for _, v in pts))
+        data.append(pts)
+    plot.data = data
+    plot.xValueAxis.valueMin, plot.xValueAxis.valueMax = 0, span_min
+    plot.yValueAxis.valueMin, plot.yValueAxis.valueMax = 0, ymax * 1.1
+    plot.xValueAxis.labelTextFormat = "%.0f"
+    plot.yValueAxis.labelTextFormat = "%.0f"
+    for i in range(len(labels)):
+        plot.lines[i].strokeColor = colors.HexColor(_QUEUE_COLORS[i % len(_QUEUE_COLORS)])
+        plot.lines[i].strokeWidth = 1.5
+    drawing.add(plot)
+    drawing.add(String(plot.x + plot.width / 2, plot.y - 24, "minutes since the window start",
+                       fontSize=7, textAnchor="middle"))
+    drawing.add(String(8, plot.y + plot.height + 6, y_label, fontSize=7))
+    legend = Legend()
+    legend.x, legend.y = plot.x, plot.y - 30  # y is the legend's top
+    legend.dx = legend.dy = 6
+    legend.fontSize = 7
+    legend.columnMaximum = legend_rows
+    legend.alignment = "right"
+    legend.deltax = (width - 60) / 3
+    legend.colorNamePairs = [(colors.HexColor(_QUEUE_COLORS[i % len(_QUEUE_COLORS)]), lab)
+                             for i, lab in enumerate(labels)]
+    drawing.add(legend)
+    return drawing
+
+
+def _online_timeline(series: dict[str, list[tuple[float, bool]]], since: float, until: float,
+                     width: float) -> Any:
+    """One bar per worker: green while online, red while offline, grey before it was seen."""
+    from reportlab.graphics.shapes import Drawing, Line, Rect, String
+    from reportlab.lib import colors
+
+    hosts = list(series)[:30]
+    row_h, left, top_pad = 14, 130, 8
+    drawing = Drawing(width, top_pad + row_h * len(hosts) + 24)
+    span = max(until - since, 1e-6)
+    plot_w = width - left - 10
+
+    def x_of(ts: float) -> float:
+        return left + plot_w * min(max((ts - since) / span, 0.0), 1.0)
+
+    for i, host in enumerate(hosts):
+        y = drawing.height - top_pad - row_h * (i + 1)
+        drawing.add(String(left - 4, y + 3, host[:28], fontSize=7, textAnchor="end"))
+        drawing.add(Rect(left, y, plot_w, row_h - 3, fillColor=colors.HexColor("#eeeeee"),
+                         strokeColor=None))
+        points = sorted(series[host])
+        for j, (ts, online) in enumerate(points):
+            end = points[j + 1][0] if j + 1 < len(points) else until
+            if end < since or ts > until:
+                continue
+            x0, x1 = x_of(ts), x_of(end)
+            color = colors.HexColor("#2ca02c" if online else "#d62728")
+            drawing.add(Rect(x0, y, max(x1 - x0, 0.5), row_h - 3, fillColor=color, strokeColor=None))
+    base = 14
+    drawing.add(Line(left, base + 4, left + plot_w, base + 4, strokeWidth=0.5))
+    for k in range(5):
+        ts = since + span * k / 4
+        x = x_of(ts)
+        drawing.add(String(x, base - 6, datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S"),
+                           fontSize=6, textAnchor="middle"))
+    drawing.add(String(left, 0, "green: online, red: offline (UTC)", fontSize=6))
+    return drawing
+
+
+def _series(samples: Sequence[tuple[float, Mapping[str, Any]]]) -> dict[str, list[tuple[float, Any]]]:
+    out: dict[str, list[tuple[float, Any]]] = {}
+    for ts, values in samples:
+        for key, v in values.items():
+            out.setdefault(str(key), []).append((float(ts), v))
+    return out
+
+
+def export_incident_pdf(
+    path: str | os.PathLike[str],
+    rows: Iterable[Any],
+    window: tuple[float, float],
+    queue_samples: Sequence[tuple[float, Mapping[str, int]]] = (),
+    worker_timeline: Sequence[tuple[float, Mapping[str, bool | int]]] = (),
+    audit_records: Sequence[Mapping[str, Any]] = (),
+    redact: Redact | None = None,
+    title: str = "Incident report",
+    author: str | None = None,
+) -> dict[str, int]:
+    """Write the incident report: window, queue backlog and worker timeline plots, failures
+    with their tracebacks, and the operators' actions (audit log) in the window.
+
+    ``rows`` are the window's tasks; ``queue_samples`` are ``(ts, {queue: waiting})``;
+    ``worker_timeline`` is ``(ts, {hostname: online})`` (a bar per worker) or
+    ``(ts, {hostname: active_count})`` (a line per worker); ``audit_records`` are
+    :meth:`tui.actions.AuditLog.read` dicts (those outside the window are left out).
+    Returns counts: ``tasks``, ``failures``, ``actions``.
+    """
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+    from reportlab.lib.units import mm
+    from reportlab.platypus import (
+        KeepTogether,
+        Preformatted,
+        SimpleDocTemplate,
+        Spacer,
+        Table,
+        TableStyle,
+    )
+
+    redact = redact or _identity
+    since, until = float(window[0]), float(window[1])
+    rows = list(rows)
+    styles = getSampleStyleSheet()
+    body = styles["BodyText"]
+    small = ParagraphStyle("small", parent=body, fontSize=7.5, leading=9)
+    code = ParagraphStyle("code", parent=styles["Code"], fontSize=6.5, leading=7.8)
+    h2 = styles["Heading2"]
+    h3 = ParagraphStyle("h3", parent=styles["Heading4"], spaceBefore=6, spaceAfter=2)
+    width = A4[0] - 36 * mm
+
+    story: list[Any] = [_para(redact(title), styles["Title"])]
+    minutes = (until - since) / 60
+    story.append(_para(
+        f"Window: {_fmt_time(since)[:19]} to {_fmt_time(until)[:19]} UTC ({minutes:,.0f} min)",
+        styles["Heading3"]))
+    generated = f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    if author:
+        generated += f" by {redact(author)}"
+    story.append(_para(generated, small))
+    states = Counter(str(_get(r, "state") or "?") for r in rows)
+    summary = ", ".join(f"{s}: {states[s]}" for s in (*ALL_STATES, "?") if states.get(s))
+    story.append(_para(f"{len(rows):,} tasks in the window" + (f" ({summary})" if summary else ""),
+                       body))
+    story.append(Spacer(1, 4 * mm))
+
+    # -- plots
+    story.append(_para("Queue backlog", h2))
+    queues = _series(queue_samples)
+    if queues:
+        ranked = sorted(queues, key=lambda q: -max(v for _, v in queues[q]))
+        story.append(_line_chart({redact(q): queues[q] for q in ranked}, since, until,
+                                 "messages waiting", width))
+    else:
+        story.append(_para("No queue samples in this window.", body))
+    story.append(_para("Worker timeline", h2))
+    workers = _series(worker_timeline)
+    if workers and all(isinstance(v, bool) for pts in workers.values() for _, v in pts):
+        story.append(_online_timeline({redact(h): workers[h] for h in sorted(workers)},
+                                      since, until, width))
+    elif workers:
+        story.append(_line_chart({redact(h): [(t, int(v)) for t, v in workers[h]]
+                                  for h in sorted(workers)}, since, until, "active tasks", width))
+    else:
+        story.append(_para("No worker samples in this window.", body))
+
+    # -- failures
+    failures = [r for r in rows if _get(r, "state") == "FAILURE"]
+    failures.sort(key=lambda r: _get(r, "finished") or _get(r, "first_seen") or 0)
+    story.append(_para(f"Failures ({len(failures)})", h2))
+    if not failures:
+        story.append(_para("No failed tasks in this window.", body))
+    for r in failures[:_MAX_FAILURES]:
+        when = _fmt_time(_get(r, "finished") or _get(r, "started") or _get(r, "first_seen"))
+        head = (f"{_text(_get(r, 'name'), redact) or '?'} · {_text(_get(r, 'uuid'), redact)}"
+                f" · {_text(_get(r, 'hostname'), redact) or 'worker ?'} · {when} UTC")
+        block = [_para(head, h3)]
+        args = _text(_get(r, "args"), redact)
+        kwargs = _text(_get(r, "kwargs"), redact)
+        if args or kwargs:
+            block.append(_para(f"args {args or '()'} kwargs {kwargs or '{}'}", small))
+        exc = _text(_get(r, "exception"), redact)
+        if exc:
+            block.append(_para(exc, small))
+        tb = _text(_get(r, "traceback"), redact)
+        if tb:
+            lines = tb.rstrip("\n").splitlines()
+            if len(lines) > _MAX_TRACEBACK_LINES:
+                cut = len(lines) - _MAX_TRACEBACK_LINES
+                lines = lines[:10] + [f"... {cut} lines ..."] + lines[-(_MAX_TRACEBACK_LINES - 10):]
+            block.append(Preformatted("\n".join(lines), code, maxLineLength=120, newLineChars=""))
+        story.append(KeepTogether(block) if len(tb) < 3000 else block[0])
+        if len(tb) >= 3000:
+            story.extend(block[1:])
+    if len(failures) > _MAX_FAILURES:
+        story.append(_para(f"... and {len(failures) - _MAX_FAILURES} more failures "
+                           "(the CSV/Excel export lists them all).", body))
+
+    # -- actions
+    actions = []
+    for rec in audit_records:
+        ts = _parse_iso(rec.get("ts"))
+        if ts is None or since <= ts <= until:
+            actions.append((ts, rec))
+    actions.sort(key=lambda a: a[0] or 0)
+    story.append(_para(f"Actions taken ({len(actions)})", h2))
+    if not actions:
+        story.append(_para("No console actions in this window.", body))
+    else:
+        data = [[_para(h, small) for h in ("Time (UTC)", "Operator", "Action", "Target",
+                                             "Result", "Parameters / outcome")]]
+        for ts, rec in actions:
+            who = str(rec.get("user") or "?")
+            if rec.get("ssh_client"):
+                who += f" (ssh {rec['ssh_client']})"
+            params = rec.get("params")
+            params_text = json.dumps(params, default=str, ensure_ascii=False) if params else ""
+            detail = "\n".join(x for x in (params_text, str(rec.get("outcome") or "")) if x)
+            data.append([
+                _para(_fmt_time(ts)[:19] if ts else _text(rec.get("ts"), redact), small),
+                _para(redact(who), small),
+                _para(_text(rec.get("action"), redact), small),
+                _para(_text(rec.get("target"), redact), small),
+                _para("ok" if rec.get("ok") else "FAILED", small),
+                _para(redact(detail), small),
+            ])
+        table = Table(data, colWidths=[w * width for w in (0.15, 0.15, 0.11, 0.17, 0.08, 0.34)],
+                      repeatRows=1)
+        table.setStyle(TableStyle([
+            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#1F4E78")),
+            ("TEXTCOLOR", (0, 0), (-1, 0), colors.white),
+            ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ]))
+        story.append(table)
+
+    with _atomic(path) as tmp:
+        doc = SimpleDocTemplate(str(tmp), pagesize=A4, title=redact(title),
+                                leftMargin=18 * mm, rightMargin=18 * mm,
+                                topMargin=15 * mm, bottomMargin=15 * mm)
+        doc.build(story)
+    return {"tasks": len(rows), "failures": len(failures), "actions": len(actions)}
