@@ -180,6 +180,7 @@ class AfirgenApp(App[None]):
         self._events_enabled_on: set[str] = set()
         self._stale = False
         self._dropped_seen = 0
+        self._new_worker_inspect_at = 0.0
         self._connects_seen = 0
         self.last_enqueue: Any = None
         self.action_log: list[ActionCompleted] = []
@@ -259,6 +260,7 @@ class AfirgenApp(App[None]):
             if not batch:
                 break
         workers |= self.model.refresh_liveness(now)
+        self._inspect_new_workers(workers, now)
         self._record_rates(now, flow)
         with self.batch_update():
             tasks = self.query_one("#tasks", TasksPane)
@@ -279,6 +281,18 @@ class AfirgenApp(App[None]):
         self._dropped_seen, self._connects_seen = dropped, max(connects, self._connects_seen)
         if lost and self.autostart:
             self.inspect_workers(resync=True)
+
+    def _inspect_new_workers(self, hosts: set[str], now: float) -> None:
+        # A worker that just appeared in events has no pool or queues yet: inspect it now
+        # rather than at the next interval (at most once a second).
+        if not self.autostart or now - self._new_worker_inspect_at < 1.0:
+            return
+        for host in hosts:
+            w = self.model.get_worker(host)
+            if w is not None and w.online and w.pool is None:
+                self._new_worker_inspect_at = now
+                self.inspect_workers()
+                return
 
     def _count_flow(self, batch: Iterable[dict[str, Any]], flow: dict[str, list[int]]) -> None:
         # in = task-sent into a queue; out = task-received (a worker took it off the queue)
@@ -437,7 +451,7 @@ class AfirgenApp(App[None]):
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{self.settings.broker_display} ", style="bold")
         text.append(label, style=style)
-        text.append(f" │ {online}/{len(workers)} workers │ {rate:.1f} tasks/s │ ev ")
+        text.append(f" │ {online}/{len(workers)} workers │ {rate:.1f}/s │ ev ")
         dropped = self.sources.dropped
         text.append(f"{self.sources.received:,}↓ {self.events_applied:,}✓ ")
         text.append(f"{dropped:,}✗", style="bold red" if dropped else "")
