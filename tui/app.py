@@ -81,6 +81,15 @@ class WorkersInspected(Message):
         self.resync = resync
 
 
+class EventsEnabled(Message):
+    """``enable_events`` was sent to new workers; ``hosts`` had task events off and now have them on."""
+
+    def __init__(self, hosts: list[str], error: str):
+        super().__init__()
+        self.hosts = hosts
+        self.error = error
+
+
 class ActionCompleted(Message):
     """A mutating action finished; ``outcome`` says what happened, in words."""
 
@@ -178,6 +187,8 @@ class AfirgenApp(App[None]):
         self.last_tick_ms = 0.0
         self._was_connected = False
         self._events_enabled_on: set[str] = set()
+        #: workers whose task events the console switched on (they had them off)
+        self.events_switched_on: list[str] = []
         self._stale = False
         self._dropped_seen = 0
         self._new_worker_inspect_at = 0.0
@@ -394,25 +405,36 @@ class AfirgenApp(App[None]):
         self.set_timer(0.5 if pending else self.settings.console_inspect_interval, self.inspect_workers)
 
     def _enable_events_if_needed(self, result: InspectionResult) -> None:
-        # A worker that answers inspect but never sent a heartbeat has events off.
-        silent = [h for h in result.stats if self.model.get_worker(h) is None and h not in self._events_enabled_on]
-        if not silent or self.celery_app is None or self.read_only:
-            if silent and self.read_only:
-                self.notify(f"events are off on {', '.join(silent)} (read-only: not enabling them)", severity="warning")
-                self._events_enabled_on.update(silent)
+        # Every worker is asked once: "task events already enabled" means nothing to do;
+        # "task events enabled" means they were off (started without -E) and now are on.
+        new = [h for h in result.stats if h not in self._events_enabled_on]
+        if not new or self.celery_app is None:
             return
-        self._events_enabled_on.update(silent)
-        self._enable_events(silent)
+        self._events_enabled_on.update(new)
+        if self.read_only:
+            return  # read-only never changes a worker, not even its event settings
+        self._enable_events(new)
 
     @work(thread=True, group="enable-events")
     def _enable_events(self, hosts: list[str]) -> None:
         # runs in a worker thread
         try:
-            self.celery_app.control.enable_events(destination=hosts)  # type: ignore[union-attr]
-            self.call_from_thread(self.notify, f"enabled task events on {', '.join(hosts)} (they were off)", timeout=8)
+            replies = self.celery_app.control.enable_events(  # type: ignore[union-attr]
+                destination=hosts, reply=True, timeout=self.settings.console_control_timeout)
         except Exception as exc:
-            self.call_from_thread(self.notify, self.redact(f"could not enable events on {', '.join(hosts)}: {exc}"),
-                                  severity="error")
+            self.post_message(EventsEnabled([], self.redact(f"could not enable events on {', '.join(hosts)}: {exc}")))
+            return
+        switched = sorted(host for reply in replies or [] if isinstance(reply, dict) for host, body in reply.items()
+                          if isinstance(body, dict) and body.get("ok") == "task events enabled")
+        self.post_message(EventsEnabled(switched, ""))
+
+    def on_events_enabled(self, message: EventsEnabled) -> None:
+        if message.error:
+            self.notify(message.error, severity="error")
+        elif message.hosts:
+            self.events_switched_on.extend(message.hosts)
+            self.notify(f"task events were off on {', '.join(message.hosts)}: enabled them (enable_events)",
+                        timeout=10)
 
     # ---- connection state ------------------------------------------------------------
     def connection_state(self) -> tuple[str, str]:

@@ -78,3 +78,31 @@ async def test_console_follows_a_real_worker(live_settings, afirgen_app, worker_
         await until(pilot, lambda: cell(queues, "cleanup", "waiting") == "0", message="cleanup back to 0")
         await pilot.press("q")
     await asyncio.sleep(0)
+
+
+async def test_console_enables_task_events_on_a_worker_that_has_them_off(live_settings, afirgen_app, afirgen_env,
+                                                                         tmp_path):
+    from tests.support.workers import WorkerProcess
+
+    class EventsOffWorker(WorkerProcess):
+        @property
+        def argv(self) -> list[str]:
+            return [a.replace("afirgen_tasks.celery_app", "tests.support.events_off_app") for a in super().argv]
+
+    worker = EventsOffWorker(afirgen_app, afirgen_env, tmp_path / "events-off.log", name="quiet",
+                             queues=("default", "cleanup"))
+    try:
+        worker.start().wait_ready(30)
+        # with events off, a task leaves no trace in the event stream
+        silent = afirgen_app.send_task("afirgen_tasks.cleanup.cleanup_temp_files")
+        silent.get(timeout=30)
+        app = AfirgenApp(live_settings, BrokerSources(live_settings, afirgen_app), celery_app=afirgen_app)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await until(pilot, lambda: worker.hostname in app.events_switched_on, 20, "events switched on")
+            assert any("task events were off" in n.message for n in app._notifications)
+            loud = afirgen_app.send_task("afirgen_tasks.cleanup.cleanup_temp_files")
+            tasks = app.query_one("#tasks", TasksPane)
+            await until(pilot, lambda: tasks.has_key(loud.id) and "SUCCESS" in cell(tasks, loud.id, "state"),
+                        20, "task events flow after enable_events")
+    finally:
+        worker.cleanup()
