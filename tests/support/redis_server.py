@@ -170,6 +170,7 @@ def _fakeredis() -> RedisServer:
     except ImportError as exc:
         raise RedisUnavailable(f"fakeredis[lua] is not installed ({exc})") from None
     server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+    server.RequestHandlerClass = _error_tolerant_handler()
     # Handler threads must not keep the interpreter alive if a test run is interrupted.
     server.daemon_threads = True
     host, port = server.server_address[:2]
@@ -188,6 +189,34 @@ def _fakeredis() -> RedisServer:
     import fakeredis
 
     return RedisServer(host, port, "fakeredis", detail=f"fakeredis {fakeredis.__version__} TcpFakeServer in-process", _stop=[stop])
+
+
+def _error_tolerant_handler() -> type:
+    """fakeredis' TCP handler, except that an error reply keeps the connection open.
+
+    fakeredis 2.40's handler closes the connection after *any* error reply, so redis-py's
+    ``EVALSHA`` -> NOSCRIPT -> ``SCRIPT LOAD`` fallback (kombu's Lua scripts) fails with
+    "Connection closed by server" and workers lose messages.  A real Redis keeps the
+    connection; so do we, by handing the error to the writer as a reply.
+    """
+    from fakeredis._clients._tcp_server import TCPFakeRequestHandler
+    from fakeredis._typing import RaiseErrorTypes
+
+    class ErrorTolerantHandler(TCPFakeRequestHandler):
+        def setup(self) -> None:
+            super().setup()
+            client = self.current_client
+            read_response = client.read_response
+
+            def read_response_or_error(**kwargs):
+                try:
+                    return read_response(**kwargs)
+                except RaiseErrorTypes as exc:
+                    return exc  # Writer.dump encodes an exception as a RESP error reply
+
+            client.read_response = read_response_or_error
+
+    return ErrorTolerantHandler
 
 
 _FINDERS = {"env": _from_env, "local": _local, "spawned": _spawned, "fakeredis": _fakeredis}
@@ -218,7 +247,7 @@ def find_redis(force: str | None = None) -> RedisServer:
 
 
 class DbAllocator:
-    """Hands out one database per test, safe across parallel pytest processes.
+    """Hands out one database per test (round robin), safe across parallel pytest processes.
 
     A db is taken by ``SET afirgen-test:lock <token> NX EX 900`` inside it; the flush that
     follows runs in one MULTI/EXEC with a fresh lock, so no other process can slip in
@@ -229,12 +258,18 @@ class DbAllocator:
         self.server = server
         self.dbs = dbs
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        # Round robin: a db just released is reused last.  A worker killed at teardown may
+        # leave a BRPOP pending on its db for up to a second (fakeredis answers it even
+        # though the client is gone), which would swallow the next test's first message.
+        self._next = 0
 
     def acquire(self, timeout: float = 60.0) -> int:
         """Lock a free db, flush it and return its number (waits while all are taken)."""
         deadline = time.monotonic() + timeout
         while True:
-            for db in self.dbs:
+            for offset in range(len(self.dbs)):
+                index = (self._next + offset) % len(self.dbs)
+                db = self.dbs[index]
                 client = self.server.client(db)
                 try:
                     token = f"{self.owner}:{uuid.uuid4().hex}"
@@ -243,6 +278,7 @@ class DbAllocator:
                         pipe.flushdb()
                         pipe.set(LOCK_KEY, token, ex=LOCK_TTL_S)
                         pipe.execute()
+                        self._next = index + 1
                         return db
                 finally:
                     client.close()

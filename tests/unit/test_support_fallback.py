@@ -54,6 +54,11 @@ def test_fakeredis_tcp_server_runs_lua_and_blocking_pops():
         msg = wait_until(lambda: pubsub.get_message(timeout=0.1), timeout=2, message="no pub/sub message")
         assert msg["data"] == b"hello"
         pubsub.close()
+        # An error reply must not close the connection (EVALSHA -> NOSCRIPT -> SCRIPT LOAD).
+        with pytest.raises(Exception, match="No matching script"):
+            client.evalsha("0" * 40, 0)
+        assert client.ping()
+        assert client.register_script("return 7")() == 7
         client.close()
     finally:
         server.stop()
