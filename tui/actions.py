@@ -190,9 +190,13 @@ def operator_identity() -> dict[str, str]:
 class AuditLog:
     """Append-only JSON lines, created with mode 0600; secrets are scrubbed from every line."""
 
-    def __init__(self, path: Path, scrub: Callable[[str], str] | None = None):
+    def __init__(self, path: Path, scrub: Callable[[str], str] | None = None,
+                 redact_value: Callable[[Any], Any] | None = None):
+        """``scrub`` masks secrets in the finished line; ``redact_value`` masks personal data in
+        parameter values before they are serialised (so the line stays valid JSON)."""
         self.path = Path(path)
         self.scrub = scrub or (lambda s: s)
+        self.redact_value = redact_value or (lambda v: v)
         self.identity = operator_identity()
 
     def write(self, action: str, target: str, params: dict[str, Any], outcome: str, ok: bool) -> None:
@@ -202,7 +206,7 @@ class AuditLog:
             **self.identity,
             "action": action,
             "target": target,
-            "params": params,
+            "params": self.redact_value(params),
             "ok": ok,
             "outcome": outcome,
         }

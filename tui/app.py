@@ -81,6 +81,35 @@ class WorkersInspected(Message):
         self.resync = resync
 
 
+class HistoryLoaded(Message):
+    """The newest persisted tasks were read (or could not be)."""
+
+    def __init__(self, rows: list[dict[str, Any]], error: str):
+        super().__init__()
+        self.rows = rows
+        self.error = error
+
+
+class HistoryBackfilled(HistoryLoaded):
+    """Tasks the console never saw were read from the result backend into the history."""
+
+
+class ExportDone(Message):
+    """An export finished: ``path`` written with ``count`` tasks, or ``error``."""
+
+    def __init__(self, path: str, count: int, error: str):
+        super().__init__()
+        self.path = path
+        self.count = count
+        self.error = error
+
+
+def _first_time(row: Any) -> float | None:
+    get = row.get if isinstance(row, dict) else (lambda k: getattr(row, k, None))
+    value = get("sent") or get("received") or get("first_seen")
+    return value if isinstance(value, (int, float)) else None
+
+
 class EventsEnabled(Message):
     """``enable_events`` was sent to new workers; ``hosts`` had task events off and now have them on."""
 
@@ -130,6 +159,8 @@ class AfirgenApp(App[None]):
         Binding("a", "autoscale", "Autoscale", show=False),
         Binding("p", "pause_queue", "Pause/resume"),
         Binding("x", "purge_queue", "Purge"),
+        Binding("H", "search_history", "History"),
+        Binding("E", "export", "Export"),
     ]
 
     #: action -> the pane it works on (the footer greys it out elsewhere).
@@ -157,6 +188,8 @@ class AfirgenApp(App[None]):
         ("=", "grow or shrink by N, this or all workers (Workers pane)", "resize_form"),
         ("a", "set autoscale max,min, this or all workers (Workers pane)", "autoscale"),
         ("p", "pause / resume the highlighted queue on every worker (Queues pane)", "pause_queue"),
+        ("H", "search all persisted history (filter syntax + args:text since:2h until:30m)", "search_history"),
+        ("E", "export the filtered history: CSV, Excel (.xlsx) or incident report (PDF)", "export"),
         ("x", "purge the highlighted queue, after typing its name (Queues pane)", "purge_queue"),
         ("Ctrl+P", "command palette: every action by name", ""),
         ("?", "this help", "help"),
@@ -164,7 +197,7 @@ class AfirgenApp(App[None]):
     ]
 
     def __init__(self, settings: Settings, sources: Sources, celery_app: Celery | None = None,
-                 read_only: bool = False, banner: str = "", autostart: bool = True):
+                 read_only: bool = False, banner: str = "", autostart: bool = True, history: Any = None):
         super().__init__()
         self.settings = settings
         self.sources = sources
@@ -174,7 +207,7 @@ class AfirgenApp(App[None]):
         self.autostart = autostart
         self.model = ClusterModel(max_tasks=settings.console_max_tasks,
                                   heartbeat_timeout=settings.console_heartbeat_timeout)
-        self.redact: Callable[[str], str] = Redactor.from_settings(settings)
+        self.redact: Redactor = Redactor.from_settings(settings)
         self.task_filter = TaskFilter("")
         self.paused_queues: set[str] = set()
         self.queue_rows: dict[str, QueueRow] = {name: QueueRow(name, None) for name in QUEUES}
@@ -197,7 +230,18 @@ class AfirgenApp(App[None]):
         self.action_log: list[ActionCompleted] = []
         from tui.actions import Actions, AuditLog
 
-        self.actions = Actions(celery_app, AuditLog(settings.console_audit_log, scrub=self.redact),
+        #: tui.history.HistoryStore (None: no persistence) and its writer thread
+        self.history = history
+        self.history_writer: Any = None
+        self.history_loaded = 0
+        #: (ts, {queue: waiting}) and (ts, {hostname: online}) for the incident report
+        self.queue_samples: collections.deque[tuple[float, dict[str, int]]] = collections.deque(maxlen=7200)
+        self.worker_samples: collections.deque[tuple[float, dict[str, bool]]] = collections.deque(maxlen=7200)
+        self.started_at = time.time()
+        self.exports: list[ExportDone] = []
+        redactor = self.redact
+        audit = AuditLog(settings.console_audit_log, scrub=redactor.scrub_secrets, redact_value=redactor.value)
+        self.actions = Actions(celery_app, audit,
                                read_only=self.read_only, timeout=settings.console_control_timeout)
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
@@ -229,11 +273,84 @@ class AfirgenApp(App[None]):
             self.notify(self.banner, timeout=8)
         if self.read_only:
             self.notify("read-only: enqueue, revoke, scale, pause and purge are disabled", timeout=6)
-        if self.autostart:
-            self.sources.start()
-            self.set_interval(self.settings.console_refresh_interval, self.tick)
-            self.poll_queues()
-            self.inspect_workers(resync=True)
+        if self.history is not None:
+            from tui.history import HistoryWriter
+
+            self.history_writer = HistoryWriter(self.history)
+            self.load_history()  # the sources start once the recent history is in the model
+        elif self.autostart:
+            self.start_live()
+
+    def start_live(self) -> None:
+        """Start the receiver, the refresh timer and the polls."""
+        if not self.autostart:
+            return
+        self.sources.start()
+        self.set_interval(self.settings.console_refresh_interval, self.tick)
+        self.poll_queues()
+        self.inspect_workers(resync=True)
+
+    # ---- persisted history -----------------------------------------------------------
+    @work(thread=True, exclusive=True, group="history-load")
+    def load_history(self) -> None:
+        # runs in a worker thread: read the newest rows off the UI thread
+        try:
+            rows = self.history.load_recent(self.model.max_tasks)
+            self.post_message(HistoryLoaded(rows, ""))
+        except Exception as exc:
+            self.post_message(HistoryLoaded([], self.redact(f"{type(exc).__name__}: {exc}")))
+
+    def on_history_loaded(self, message: HistoryLoaded) -> None:
+        from tui.history import load_into_model
+
+        if message.error:
+            self.notify(f"history not loaded: {message.error}", severity="error")
+        else:
+            tasks = self.query_one("#tasks", TasksPane)
+            tasks.backend_uuids |= load_into_model(self.model, message.rows)
+            self.history_loaded = len(message.rows)
+            self.model.apply([])  # the loaded tasks are not news: drop the pending changes
+            tasks.rebuild(self.model.iter_tasks(newest_first=True), self.task_filter)
+            if message.rows:
+                self.notify(f"loaded {len(message.rows):,} task(s) from the history", timeout=4)
+        self.start_live()
+        self.backfill_history()
+
+    @work(thread=True, exclusive=True, group="history-backfill")
+    def backfill_history(self) -> None:
+        # runs in a worker thread: scan the result backend for tasks the console never saw
+        from afirgen_tasks.priority import is_redis_transport
+        from tui.history import backfill_from_backend
+        from tui.sources.redis_conn import redis_client
+
+        url = self.settings.celery_result_backend
+        if not is_redis_transport(url):
+            return
+        try:
+            client = redis_client(url, self.settings, socket_connect_timeout=3, socket_timeout=10)
+            try:
+                result = backfill_from_backend(client, self.history, known_uuids=set())
+            finally:
+                client.close()
+            rows = [r for u in result.uuids if (r := self.history.get(u)) is not None]
+            self.post_message(HistoryBackfilled(rows, ""))
+        except Exception as exc:
+            self.post_message(HistoryBackfilled([], self.redact(f"{type(exc).__name__}: {exc}")))
+
+    def on_history_backfilled(self, message: HistoryBackfilled) -> None:
+        from tui.history import load_into_model
+
+        if message.error:
+            self.notify(f"result backend not read: {message.error}", severity="warning")
+            return
+        fresh = [r for r in message.rows if self.model.get_task(r["uuid"]) is None]
+        if fresh:
+            tasks = self.query_one("#tasks", TasksPane)
+            tasks.backend_uuids |= load_into_model(self.model, fresh) | {r["uuid"] for r in fresh}
+            self.model.apply([])
+            tasks.rebuild(self.model.iter_tasks(newest_first=True), self.task_filter)
+            self.notify(f"{len(fresh):,} task(s) the console did not see were filled in from the result backend",
+                        timeout=6)
 
     def on_resize(self) -> None:
         self._apply_size_class()
@@ -272,6 +389,11 @@ class AfirgenApp(App[None]):
                 break
         workers |= self.model.refresh_liveness(now)
         self._inspect_new_workers(workers, now)
+        if self.history_writer is not None and (changed or new):
+            from tui.history import task_to_row
+
+            get = self.model.get_task
+            self.history_writer.submit([task_to_row(t) for u in changed.union(new) if (t := get(u)) is not None])
         self._record_rates(now, flow)
         with self.batch_update():
             tasks = self.query_one("#tasks", TasksPane)
@@ -348,6 +470,7 @@ class AfirgenApp(App[None]):
                 row.waiting, row.by_priority, row.reserved = q.waiting, q.by_priority, q.reserved
                 self._trend[q.name].append(float(q.waiting))
                 row.trend = list(self._trend[q.name])
+            self.queue_samples.append((poll.taken_at, {q.name: q.waiting for q in poll.queues}))
             for name in list(self.queue_rows):
                 if name not in seen and name not in QUEUES:
                     del self.queue_rows[name]
@@ -398,7 +521,9 @@ class AfirgenApp(App[None]):
                                                        state=state, args=str(info.get("args")),
                                                        kwargs=str(info.get("kwargs")))
         self._enable_events_if_needed(result)
-        self.query_one("#workers", WorkersPane).show(self.model.workers())
+        workers = self.model.workers()
+        self.query_one("#workers", WorkersPane).show(workers)
+        self.worker_samples.append((time.time(), {w.hostname: w.online for w in workers}))
         self._show_queues()
         # A worker seen in events but not yet inspected (it just started): ask again soon.
         pending = any(w.online and w.pool is None for w in self.model.workers())
@@ -565,7 +690,74 @@ class AfirgenApp(App[None]):
         if task is None:
             self.notify("no task highlighted", severity="warning")
             return
-        self.push_screen(TaskDetailScreen(task, self.redact, self.sources.fetch_result))
+        note = ""
+        if uuid in pane.backend_uuids:
+            note = "filled in from the result backend: the console did not see this task live"
+        self.push_screen(TaskDetailScreen(task, self.redact, self.sources.fetch_result, note=note))
+
+    def action_search_history(self) -> None:
+        """Search the whole persisted history (not only what is in memory)."""
+        if self.history is None:
+            self.notify("no history store: [history] db is not set up", severity="warning")
+            return
+        from tui.screens.history_search import HistorySearchScreen
+
+        self.push_screen(HistorySearchScreen(self.history.search, self.redact, self.task_filter.text))
+
+    def action_export(self) -> None:
+        """Export the filtered history to CSV, Excel or an incident report PDF."""
+        from tui.screens.forms import ChoiceScreen
+
+        what = f"tasks matching {self.task_filter.text!r}" if self.task_filter.text else "all tasks"
+        source = "the persisted history" if self.history is not None else "memory"
+        self.push_screen(ChoiceScreen("Export", f"Export {what} from {source} (redaction applies):",
+                                      [("c", "csv", "CSV"), ("x", "xlsx", "Excel workbook (.xlsx)"),
+                                       ("p", "pdf", "incident report (PDF): backlog and worker plots, "
+                                                    "failures with tracebacks, actions taken")]),
+                         self._export_chosen)
+
+    def _export_chosen(self, kind: str | None) -> None:
+        if kind is None:
+            self.notify("export cancelled", timeout=3)
+            return
+        rows: Any = None
+        if self.history is None:
+            rows = [t for t in self.model.iter_tasks(newest_first=True) if self.task_filter(t)]
+        self.notify(f"exporting {kind}…", timeout=3)
+        self._export(kind, self.task_filter.text, rows)
+
+    @work(thread=True, group="export")
+    def _export(self, kind: str, query: str, rows: Any) -> None:
+        # runs in a worker thread: queries and file writes off the UI thread
+        from tui.actions import AuditLog
+        from tui.export import export_csv, export_incident_pdf, export_path, export_xlsx
+
+        try:
+            if rows is None:
+                if self.history_writer is not None:
+                    self.history_writer.flush()  # what is on screen is in the file too
+                rows = self.history.search(query, limit=1_000_000)
+            path = export_path(self.settings.paths_report_dir, kind)
+            if kind == "csv":
+                export_csv(rows, path, self.redact)
+            elif kind == "xlsx":
+                export_xlsx(rows, path, self.redact)
+            else:
+                now = time.time()
+                firsts = [t for r in rows if (t := _first_time(r))]
+                since = min([self.started_at, *firsts]) if firsts else self.started_at
+                export_incident_pdf(path, rows, (since, now), list(self.queue_samples), list(self.worker_samples),
+                                    AuditLog(self.settings.console_audit_log).read(), self.redact)
+            self.post_message(ExportDone(str(path), len(rows), ""))
+        except Exception as exc:
+            self.post_message(ExportDone("", 0, self.redact(f"{type(exc).__name__}: {exc}")))
+
+    def on_export_done(self, message: ExportDone) -> None:
+        self.exports.append(message)
+        if message.error:
+            self.notify(f"export failed: {message.error}", severity="error", timeout=10)
+        else:
+            self.notify(f"exported {message.count:,} task(s) to {message.path}", timeout=10)
 
     def action_help(self) -> None:
         """Show every binding."""
@@ -802,8 +994,13 @@ class AfirgenApp(App[None]):
             self.model.merge_task_info(out.task_id, name=req.task if req else None, queue=req.queue if req else None,
                                        priority=req.priority if req else None, state="SENT")
             tasks = self.query_one("#tasks", TasksPane)
-            tasks.highlight_uuid = out.task_id
+            previous, tasks.highlight_uuid = tasks.highlight_uuid, out.task_id
             self.tick()
+            # redraw both rows: the mark moves even when the task-sent event came first
+            for uuid in (previous, out.task_id):
+                task = self.model.get_task(uuid) if uuid else None
+                if task is not None and tasks.has_key(uuid):
+                    tasks.upsert(uuid, tasks.cells(task))
             tasks.select(out.task_id)
         if message.action in ("revoke", "terminate", "kill") and not out.ok:
             task = self.model.get_task(message.target)
@@ -825,7 +1022,14 @@ class AfirgenApp(App[None]):
             self.inspect_workers()
         self._update_status()
 
+    def close_history(self) -> None:
+        """Flush the history writer and close the store (idempotent)."""
+        if self.history_writer is not None:
+            self.history_writer.close()
+            self.history_writer = None
+
     async def action_quit(self) -> None:
-        """Stop the sources and leave."""
+        """Stop the sources, flush the history and leave."""
         self.sources.stop()
+        self.close_history()
         self.exit()

@@ -13,6 +13,14 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _PHONE = re.compile(r"(?<![\w.-])\+?\(?\d[\d\s().-]{6,}\d(?![\w.-])")
 
 
+def _mask_named(m: re.Match[str]) -> str:
+    value = m.group(6)
+    masked = f'"{MASK}"' if value.startswith('"') else f"'{MASK}'"  # keep JSON valid JSON
+    if m.group(2) is not None:  # quoted key and a colon
+        return f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{masked}"
+    return f"{m.group(4)}{m.group(5)}{masked}"
+
+
 def _mask_phone(match: re.Match[str]) -> str:
     digits = sum(ch.isdigit() for ch in match.group(0))
     return MASK if 10 <= digits <= 13 else match.group(0)
@@ -28,9 +36,14 @@ class Redactor:
 
     def __init__(self, arg_names: Iterable[str] = (), emails: bool = True, phones: bool = True,
                  patterns: Iterable[str] = (), secrets: Iterable[str] = ()):
+        self._names = frozenset(n for n in arg_names if n)
         names = [re.escape(n) for n in arg_names if n]
+        # 'email': 'x' / "email": "x" (reprs, JSON) or email='x' (keyword arguments); a bare
+        # "email: text" is prose (an outcome message, a queue name), not an argument.
+        alternatives = "|".join(names)
         self._named = (
-            re.compile(r"""(['"]?)\b(""" + "|".join(names) + r""")\1(\s*[:=]\s*)('[^']*'|"[^"]*"|[^,)}\]]+)""")
+            re.compile(r"""(?:(['"])(""" + alternatives + r""")\1(\s*:\s*)|\b(""" + alternatives + r""")(\s*=\s*))"""
+                       r"""('[^']*'|"[^"]*"|[^,)}\]\s]+)""")
             if names else None
         )
         self._regexes = [re.compile(p) for p in patterns]
@@ -38,6 +51,22 @@ class Redactor:
             self._regexes.append(_EMAIL)
         self._phones = phones
         self._secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+
+    def value(self, obj: object) -> object:
+        """Redact every string inside ``obj`` (dicts by key name too), keeping its structure."""
+        if isinstance(obj, str):
+            return self(obj)
+        if isinstance(obj, dict):
+            return {k: (MASK if isinstance(k, str) and k in self._names else self.value(v)) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [self.value(v) for v in obj]
+        return obj
+
+    def scrub_secrets(self, text: str) -> str:
+        """Only the secrets (passwords) masked: for text that must stay machine-readable."""
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
 
     @classmethod
     def from_settings(cls, settings) -> Redactor:  # noqa: ANN001 - afirgen_tasks.settings.Settings
@@ -52,7 +81,7 @@ class Redactor:
         for secret in self._secrets:
             text = text.replace(secret, MASK)
         if self._named is not None:
-            text = self._named.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(1)}{m.group(3)}{MASK!r}", text)
+            text = self._named.sub(_mask_named, text)
         for rx in self._regexes:
             text = rx.sub(MASK, text)
         if self._phones:

@@ -41,14 +41,26 @@ def run_console(args: argparse.Namespace) -> int:
 
         from afirgen_tasks.celery_app import create_app
         from tui.app import AfirgenApp
+        from tui.history import HistoryStore
         from tui.redaction import Redactor
         from tui.sources.cluster import BrokerSources
 
         celery_app = create_app(settings, main="afirgen-tui")
         sources = BrokerSources(settings, celery_app, scrub=Redactor.from_settings(settings))
-        app = AfirgenApp(settings, sources, celery_app=celery_app, read_only=args.read_only, banner=banner)
-        app.run()
-        sources.stop()
+        try:
+            history = HistoryStore(settings.history_db, settings.history_max_rows, settings.history_max_age_days)
+        except Exception as exc:  # a history problem must not keep the operator from the console
+            history = None
+            banner = (banner + " · " if banner else "") + f"history disabled: {type(exc).__name__}: {exc}"
+        app = AfirgenApp(settings, sources, celery_app=celery_app, read_only=args.read_only, banner=banner,
+                         history=history)
+        try:
+            app.run()
+        finally:
+            sources.stop()
+            app.close_history()
+            if history is not None:
+                history.close()
         return 0
     except KeyboardInterrupt:
         return 130

@@ -611,11 +611,7 @@ async def test_audit_lines_for_every_attempt_without_secrets(afirgen_env, passwo
     assert lines[3]["target"] == sent.outcome.task_id and "no worker acknowledged" in lines[3]["outcome"]
 
 
-# ---- found bugs (strict xfail: they pass once fixed, and then must be un-marked) --------------
-@pytest.mark.xfail(strict=True, reason="AuditLog.write scrubs the serialised JSON line with the display Redactor: its "
-                   "named-argument rule for 'email' matches the queue name in 'pause_queue email: ...' and swallows the "
-                   "rest of the line, closing quote included, so the audit line is not JSON and the reason is lost; "
-                   "the notification shows \"pause_queue email: '***'\" too")
+# ---- regressions: bugs found by these tests, fixed in tui/ -----------------------------------
 async def test_audit_line_of_a_refusal_on_the_email_queue(live_settings, afirgen_app):
     async with live_console(live_settings, afirgen_app) as (console, pilot):
         queues = console.query_one("#queues", QueuesPane)
@@ -631,9 +627,6 @@ async def test_audit_line_of_a_refusal_on_the_email_queue(live_settings, afirgen
     assert "no worker replied" in shown
 
 
-@pytest.mark.xfail(strict=True, reason="on_action_completed sets TasksPane.highlight_uuid but only re-renders the new "
-                   "row when merge_task_info changed it: when the task-sent event was applied first (the usual case on "
-                   "a real broker) the row never gets its highlight mark")
 async def test_enqueued_row_is_marked_even_when_its_event_came_first(live_settings, afirgen_app):
     async with live_console(live_settings, afirgen_app) as (console, pilot):
         tasks = console.query_one("#tasks", TasksPane)

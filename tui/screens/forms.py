@@ -65,6 +65,37 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
+class ChoiceScreen(ModalScreen[str | None]):
+    """Pick one of a few options by its key; Esc cancels."""
+
+    DEFAULT_CSS = FORM_CSS
+    BINDINGS = [Binding("escape", "choose(None)", "Cancel")]
+
+    def __init__(self, title: str, question: str, options: Sequence[tuple[str, str, str]]):
+        """``options``: (key, value, description)."""
+        super().__init__()
+        self.title_text = title
+        self.question = question
+        self.options = list(options)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="form") as box:
+            box.border_title = self.title_text
+            box.border_subtitle = "press a key · Esc cancel"
+            yield Static(self.question, classes="question", markup=False)
+            for key, _value, description in self.options:
+                yield Static(f"  {key}  {description}", markup=False)
+
+    def on_key(self, event: Any) -> None:
+        for key, value, _ in self.options:
+            if event.key == key:
+                event.stop()
+                self.dismiss(value)
+
+    def action_choose(self, value: str | None) -> None:
+        self.dismiss(value)
+
+
 class TypedConfirmScreen(ModalScreen[str | None]):
     """A destructive confirmation: the operator must type ``expected`` (e.g. the queue name)."""
 

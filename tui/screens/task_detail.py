@@ -52,8 +52,11 @@ class TaskDetailScreen(ModalScreen[None]):
     }
     """
 
-    def __init__(self, task: Any, redact: Callable[[str], str], fetch: Callable[[str], dict[str, Any]] | None):
+    def __init__(self, task: Any, redact: Callable[[str], str], fetch: Callable[[str], dict[str, Any]] | None,
+                 note: str = ""):
         super().__init__()
+        self.note = note or ("filled in from the result backend: the console did not see this task live"
+                             if getattr(task, "source", None) == "backend" else "")
         self.task_record = task
         self.redact = redact
         self.fetch = fetch
@@ -95,6 +98,8 @@ class TaskDetailScreen(ModalScreen[None]):
             out.append(f"{value}\n", style=style)
 
         label, style = state_text(t.state, getattr(t, "revoke_requested", False))
+        if self.note:
+            out.append(f"{self.note}\n\n", style="italic yellow")
         line("UUID", t.uuid)
         line("Name", t.name or meta.get("name") or "?")
         line("State", label + (f"   (backend: {meta['status']})" if meta.get("status") else ""), style)

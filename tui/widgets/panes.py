@@ -151,6 +151,8 @@ class TasksPane(KeyedTable):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.order: list[str] = []  # newest first, the keys shown
         self.highlight_uuid: str | None = None
+        #: tasks filled in from the result backend (the console did not see them live)
+        self.backend_uuids: set[str] = set()
 
     def on_mount(self) -> None:
         self.add_column("State", width=11, key="state")
@@ -179,7 +181,7 @@ class TasksPane(KeyedTable):
             Text(host),
             Text(duration(getattr(t, "runtime", None)), justify="right"),
             Text(duration(getattr(t, "wait_time", None)), justify="right"),
-            Text(clock(first)),
+            Text("backend", style="italic yellow") if t.uuid in self.backend_uuids else Text(clock(first)),  # type: ignore[attr-defined]
             Text(t.uuid[:8], style="dim"),  # type: ignore[attr-defined]
         ]
 
