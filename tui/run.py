@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from afirgen_tasks.settings import SettingsError, load_settings
 
@@ -38,6 +39,10 @@ def run_console(args: argparse.Namespace) -> int:
             settings = load_settings(args.config)
         except SettingsError as exc:
             return _fail(exc.lines)
+
+        if sandbox is not None:
+            # the sandbox directory goes when the demo quits; exports the operator asked for stay
+            settings = settings.model_copy(update={"paths_report_dir": Path.cwd() / "afirgen-exports"})
 
         from afirgen_tasks.celery_app import create_app
         from tui.app import AfirgenApp

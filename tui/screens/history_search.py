@@ -55,7 +55,7 @@ class HistorySearchScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HistorySearchScreen { align: center middle; }
     HistorySearchScreen > Vertical { width: 96%; height: 92%; border: round $accent; background: $surface; }
-    HistorySearchScreen Input { height: 1; border: none; background: $boost; }
+    HistorySearchScreen #history-query { height: 1; border: none; background: $boost; padding: 0 1; }
     HistorySearchScreen #history-status { height: 1; color: $text-muted; }
     HistorySearchScreen DataTable { height: 1fr; }
     """
@@ -79,7 +79,7 @@ class HistorySearchScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#history-results", DataTable)
-        for label, width in (("State", 11), ("Task", 24), ("Queue", 9), ("Pri", 3), ("Worker", 12),
+        for label, width in (("State", 11), ("Task", 20), ("Queue", 9), ("Pri", 3), ("Worker", 12),
                              ("Runtime", 7), ("Time", 8), ("Src", 7), ("UUID", 8)):
             table.add_column(label, width=width)
         self.query_one("#history-query", Input).focus()
