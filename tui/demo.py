@@ -33,6 +33,17 @@ from typing import Any
 DEMO_WORKERS = ("demo-a", "demo-b")
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM when the console dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: Sandbox.stop() and the signal handlers still clean up
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:
@@ -197,6 +208,7 @@ class Sandbox:
                 [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                  "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
             self.redis_kind = "redis-server"
         else:
@@ -263,7 +275,7 @@ class Sandbox:
                 [sys.executable, "-m", "celery", "-A", "afirgen_tasks.celery_app", "worker",
                  "-n", f"{name}@%h", "-l", "INFO", "--without-mingle", "--without-gossip"],
                 env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.dir,
+                start_new_session=True, cwd=self.dir, preexec_fn=_die_with_parent,
             )
             log.close()
             self._workers.append(proc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -14,6 +15,18 @@ def _fail(lines: list[str]) -> int:
     for line in lines:
         print(f"afirgen-tui: config error: {line}", file=sys.stderr)
     return 2
+
+
+def _stop_sandbox_on_hangup(sandbox) -> None:  # noqa: ANN001 - tui.demo.Sandbox
+    """The SSH session drops (SIGHUP) or the console is told to stop (SIGTERM): stop the
+    sandbox's processes and remove its files before leaving."""
+
+    def handler(signum: int, _frame: object) -> None:
+        sandbox.stop()
+        os._exit(128 + signum)
+
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, handler)
 
 
 def run_console(args: argparse.Namespace) -> int:
@@ -27,6 +40,7 @@ def run_console(args: argparse.Namespace) -> int:
             from tui.demo import Sandbox
 
             sandbox = Sandbox()
+            _stop_sandbox_on_hangup(sandbox)
             print("afirgen-tui: starting the demo sandbox (Redis, 2 workers, jobs)…", file=sys.stderr)
             sandbox.start()
             os.environ.update(sandbox.env)
