@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import tempfile
 from collections import Counter
@@ -264,8 +265,10 @@ def _line_chart(series: dict[str, list[tuple[float, float]]], since: float, unti
     plot.data = data
     plot.xValueAxis.valueMin, plot.xValueAxis.valueMax = 0, span_min
     plot.yValueAxis.valueMin, plot.yValueAxis.valueMax = 0, ymax * 1.1
-    plot.xValueAxis.labelTextFormat = "%.0f"
+    # whole-message ticks (no "2, 2, 1, 1" from rounding half steps); decimals on short windows
+    plot.yValueAxis.valueStep = max(1, math.ceil(ymax * 1.1 / 5))
     plot.yValueAxis.labelTextFormat = "%.0f"
+    plot.xValueAxis.labelTextFormat = "%.1f" if span_min < 10 else "%.0f"
     for i in range(len(labels)):
         plot.lines[i].strokeColor = colors.HexColor(_QUEUE_COLORS[i % len(_QUEUE_COLORS)])
         plot.lines[i].strokeWidth = 1.5
