@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from celery.worker.consumer.consumer import Consumer
 
@@ -69,3 +70,43 @@ def _sleep_checking(seconds: float, check: Callable[[], object]) -> None:
     while (left := deadline - time.monotonic()) > 0:
         check()
         time.sleep(min(1.0, left))
+
+
+def persist_revoked(state: Any) -> None:
+    """Write the worker's revoked ids to its state db (``worker_state_db``) now.
+
+    ``state`` is the remote-control handler state (``state.consumer.controller`` is the
+    WorkController).  No-op when the worker has no state db.
+    """
+    controller = getattr(getattr(state, "consumer", None), "controller", None)
+    persistence = getattr(controller, "_persistence", None)
+    if persistence is not None:
+        persistence.sync()
+
+
+def install_revoke_persistence() -> None:
+    """Make the ``revoke`` remote-control command save the revoked ids at once.
+
+    Celery writes ``worker_state_db`` only in an exit handler, which a SIGKILLed (or
+    OOM-killed) worker never runs: a job revoked while it waited in the queue ran after
+    the worker was restarted (tests/integration/test_worker_faults.py, "crash").  Idempotent.
+    """
+    from celery.worker import control
+
+    original = control.Panel.data["revoke"]
+    if getattr(original, "_afirgen_persists", False):
+        return
+
+    def revoke(state: Any, task_id: Any, terminate: bool = False, signal: Any = None, **kwargs: Any) -> Any:
+        reply = original(state, task_id, terminate=terminate, signal=signal, **kwargs)
+        persist_revoked(state)
+        return reply
+
+    revoke.__doc__ = original.__doc__
+    revoke._afirgen_persists = True  # type: ignore[attr-defined]
+    control.Panel.data["revoke"] = revoke
+
+
+# Workers import this module for BackoffConsumer (``worker_consumer``) before the
+# remote-control mailbox starts, so every AFIRGen worker gets the persistent revoke.
+install_revoke_persistence()
