@@ -12,9 +12,8 @@
 from __future__ import annotations
 
 import collections
-import functools
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
@@ -23,13 +22,21 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.css.query import NoMatches
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from afirgen_tasks.routing import QUEUES
 from afirgen_tasks.settings import Settings
+from tui.app_actions import ActionsMixin
+from tui.app_history import HistoryMixin
+from tui.lifecycle import while_panes_exist
+from tui.messages import (
+    ActionCompleted,
+    EventsEnabled,
+    ExportDone,
+    QueueLengthsPolled,
+    WorkersInspected,
+)
 from tui.model import ClusterModel, TaskFilter
 from tui.redaction import Redactor
 from tui.screens.help import HelpScreen
@@ -49,88 +56,7 @@ RATE_WINDOW_S = 5.0
 TREND_POINTS = 10
 
 
-def _while_panes_exist(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Timer and message callbacks can fire while the app shuts down and its panes are gone."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except NoMatches:
-            if self.is_running and self.screen_stack and self.screen_stack[0].is_attached:
-                raise
-            return None
-
-    return wrapper
-
-
-class QueueLengthsPolled(Message):
-    """A queue-length poll finished (successfully or not)."""
-
-    def __init__(self, poll: QueuePoll):
-        super().__init__()
-        self.poll = poll
-
-
-class WorkersInspected(Message):
-    """An ``inspect`` round finished."""
-
-    def __init__(self, result: InspectionResult, resync: bool):
-        super().__init__()
-        self.result = result
-        self.resync = resync
-
-
-class HistoryLoaded(Message):
-    """The newest persisted tasks were read (or could not be)."""
-
-    def __init__(self, rows: list[dict[str, Any]], error: str):
-        super().__init__()
-        self.rows = rows
-        self.error = error
-
-
-class HistoryBackfilled(HistoryLoaded):
-    """Tasks the console never saw were read from the result backend into the history."""
-
-
-class ExportDone(Message):
-    """An export finished: ``path`` written with ``count`` tasks, or ``error``."""
-
-    def __init__(self, path: str, count: int, error: str):
-        super().__init__()
-        self.path = path
-        self.count = count
-        self.error = error
-
-
-def _first_time(row: Any) -> float | None:
-    get = row.get if isinstance(row, dict) else (lambda k: getattr(row, k, None))
-    value = get("sent") or get("received") or get("first_seen")
-    return value if isinstance(value, (int, float)) else None
-
-
-class EventsEnabled(Message):
-    """``enable_events`` was sent to new workers; ``hosts`` had task events off and now have them on."""
-
-    def __init__(self, hosts: list[str], error: str):
-        super().__init__()
-        self.hosts = hosts
-        self.error = error
-
-
-class ActionCompleted(Message):
-    """A mutating action finished; ``outcome`` says what happened, in words."""
-
-    def __init__(self, action: str, target: str, outcome: Any, reinspect: bool):
-        super().__init__()
-        self.action = action
-        self.target = target
-        self.outcome = outcome
-        self.reinspect = reinspect
-
-
-class AfirgenApp(App[None]):
+class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
     """afirgen-tui: queues, workers and task history of a Celery cluster, live."""
 
     CSS_PATH = "app.tcss"
@@ -290,68 +216,6 @@ class AfirgenApp(App[None]):
         self.poll_queues()
         self.inspect_workers(resync=True)
 
-    # ---- persisted history -----------------------------------------------------------
-    @work(thread=True, exclusive=True, group="history-load")
-    def load_history(self) -> None:
-        # runs in a worker thread: read the newest rows off the UI thread
-        try:
-            rows = self.history.load_recent(self.model.max_tasks)
-            self.post_message(HistoryLoaded(rows, ""))
-        except Exception as exc:
-            self.post_message(HistoryLoaded([], self.redact(f"{type(exc).__name__}: {exc}")))
-
-    def on_history_loaded(self, message: HistoryLoaded) -> None:
-        from tui.history import load_into_model
-
-        if message.error:
-            self.notify(f"history not loaded: {message.error}", severity="error")
-        else:
-            tasks = self.query_one("#tasks", TasksPane)
-            tasks.backend_uuids |= load_into_model(self.model, message.rows)
-            self.history_loaded = len(message.rows)
-            self.model.apply([])  # the loaded tasks are not news: drop the pending changes
-            tasks.rebuild(self.model.iter_tasks(newest_first=True), self.task_filter)
-            if message.rows:
-                self.notify(f"loaded {len(message.rows):,} task(s) from the history", timeout=4)
-        self.start_live()
-        self.backfill_history()
-
-    @work(thread=True, exclusive=True, group="history-backfill")
-    def backfill_history(self) -> None:
-        # runs in a worker thread: scan the result backend for tasks the console never saw
-        from afirgen_tasks.priority import is_redis_transport
-        from tui.history import backfill_from_backend
-        from tui.sources.redis_conn import redis_client
-
-        url = self.settings.celery_result_backend
-        if not is_redis_transport(url):
-            return
-        try:
-            client = redis_client(url, self.settings, socket_connect_timeout=3, socket_timeout=10)
-            try:
-                result = backfill_from_backend(client, self.history, known_uuids=set())
-            finally:
-                client.close()
-            rows = [r for u in result.uuids if (r := self.history.get(u)) is not None]
-            self.post_message(HistoryBackfilled(rows, ""))
-        except Exception as exc:
-            self.post_message(HistoryBackfilled([], self.redact(f"{type(exc).__name__}: {exc}")))
-
-    def on_history_backfilled(self, message: HistoryBackfilled) -> None:
-        from tui.history import load_into_model
-
-        if message.error:
-            self.notify(f"result backend not read: {message.error}", severity="warning")
-            return
-        fresh = [r for r in message.rows if self.model.get_task(r["uuid"]) is None]
-        if fresh:
-            tasks = self.query_one("#tasks", TasksPane)
-            tasks.backend_uuids |= load_into_model(self.model, fresh) | {r["uuid"] for r in fresh}
-            self.model.apply([])
-            tasks.rebuild(self.model.iter_tasks(newest_first=True), self.task_filter)
-            self.notify(f"{len(fresh):,} task(s) the console did not see were filled in from the result backend",
-                        timeout=6)
-
     def on_resize(self) -> None:
         self._apply_size_class()
 
@@ -360,7 +224,7 @@ class AfirgenApp(App[None]):
         self.screen.set_class(self.size.height < 30, "-compact")
 
     # ---- the tick: buffer -> model -> panes ------------------------------------------
-    @_while_panes_exist
+    @while_panes_exist
     def tick(self) -> None:
         """Drain buffered events within the time budget, apply them, update panes by key."""
         started = time.perf_counter()
@@ -458,7 +322,7 @@ class AfirgenApp(App[None]):
         # runs in a worker thread
         self.post_message(QueueLengthsPolled(self.sources.poll_queues()))
 
-    @_while_panes_exist
+    @while_panes_exist
     def on_queue_lengths_polled(self, message: QueueLengthsPolled) -> None:
         poll = message.poll
         self.last_poll = poll
@@ -501,7 +365,7 @@ class AfirgenApp(App[None]):
         result = self.sources.inspect(online or None, tasks=resync)
         self.post_message(WorkersInspected(result, resync))
 
-    @_while_panes_exist
+    @while_panes_exist
     def on_workers_inspected(self, message: WorkersInspected) -> None:
         result = message.result
         self.last_inspection = result
@@ -695,70 +559,6 @@ class AfirgenApp(App[None]):
             note = "filled in from the result backend: the console did not see this task live"
         self.push_screen(TaskDetailScreen(task, self.redact, self.sources.fetch_result, note=note))
 
-    def action_search_history(self) -> None:
-        """Search the whole persisted history (not only what is in memory)."""
-        if self.history is None:
-            self.notify("no history store: [history] db is not set up", severity="warning")
-            return
-        from tui.screens.history_search import HistorySearchScreen
-
-        self.push_screen(HistorySearchScreen(self.history.search, self.redact, self.task_filter.text))
-
-    def action_export(self) -> None:
-        """Export the filtered history to CSV, Excel or an incident report PDF."""
-        from tui.screens.forms import ChoiceScreen
-
-        what = f"tasks matching {self.task_filter.text!r}" if self.task_filter.text else "all tasks"
-        source = "the persisted history" if self.history is not None else "memory"
-        self.push_screen(ChoiceScreen("Export", f"Export {what} from {source} (redaction applies):",
-                                      [("c", "csv", "CSV"), ("x", "xlsx", "Excel workbook (.xlsx)"),
-                                       ("p", "pdf", "incident report (PDF): backlog and worker plots, "
-                                                    "failures with tracebacks, actions taken")]),
-                         self._export_chosen)
-
-    def _export_chosen(self, kind: str | None) -> None:
-        if kind is None:
-            self.notify("export cancelled", timeout=3)
-            return
-        rows: Any = None
-        if self.history is None:
-            rows = [t for t in self.model.iter_tasks(newest_first=True) if self.task_filter(t)]
-        self.notify(f"exporting {kind}…", timeout=3)
-        self._export(kind, self.task_filter.text, rows)
-
-    @work(thread=True, group="export")
-    def _export(self, kind: str, query: str, rows: Any) -> None:
-        # runs in a worker thread: queries and file writes off the UI thread
-        from tui.actions import AuditLog
-        from tui.export import export_csv, export_incident_pdf, export_path, export_xlsx
-
-        try:
-            if rows is None:
-                if self.history_writer is not None:
-                    self.history_writer.flush()  # what is on screen is in the file too
-                rows = self.history.search(query, limit=1_000_000)
-            path = export_path(self.settings.paths_report_dir, kind)
-            if kind == "csv":
-                export_csv(rows, path, self.redact)
-            elif kind == "xlsx":
-                export_xlsx(rows, path, self.redact)
-            else:
-                now = time.time()
-                firsts = [t for r in rows if (t := _first_time(r))]
-                since = min([self.started_at, *firsts]) if firsts else self.started_at
-                export_incident_pdf(path, rows, (since, now), list(self.queue_samples), list(self.worker_samples),
-                                    AuditLog(self.settings.console_audit_log).read(), self.redact)
-            self.post_message(ExportDone(str(path), len(rows), ""))
-        except Exception as exc:
-            self.post_message(ExportDone("", 0, self.redact(f"{type(exc).__name__}: {exc}")))
-
-    def on_export_done(self, message: ExportDone) -> None:
-        self.exports.append(message)
-        if message.error:
-            self.notify(f"export failed: {message.error}", severity="error", timeout=10)
-        else:
-            self.notify(f"exported {message.count:,} task(s) to {message.path}", timeout=10)
-
     def action_help(self) -> None:
         """Show every binding."""
         self.push_screen(HelpScreen(self.help_rows()))
@@ -777,256 +577,6 @@ class AfirgenApp(App[None]):
                               ("Shrink every worker's pool by one", "resize_all(-1)"),
                               ("Set autoscale on every worker", "autoscale_all")):
             yield SystemCommand(title, "applies to all online workers", lambda a=action: self.run_action(a))
-
-    # ---- mutating actions (issue: validated, confirmed, audited) ------------------------
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Grey out pane-specific keys in the footer when another pane has focus.
-        pane = self.PANE_ACTIONS.get(action)
-        if pane is None or not isinstance(self.screen, Screen) or self.screen is not self.screen_stack[0]:
-            return True
-        focused = self.focused
-        return True if focused is not None and focused.id == pane else None
-
-    def _pane_key(self, pane: str, what: str) -> str | None:
-        table = self.query_one(f"#{pane}", KeyedTable)
-        key = table.cursor_key() if self.focused is table else None
-        if key is None:
-            self.notify(f"highlight a {what} in the {pane.capitalize()} pane first "
-                        f"({ {'queues': 1, 'workers': 2, 'tasks': 3}[pane]} focuses it)", severity="warning")
-        return key
-
-    def _refuse_read_only(self, action: str, target: str) -> bool:
-        """In read-only mode: say why (and audit the refusal) instead of acting."""
-        if not self.read_only:
-            return False
-        self.run_action_worker(action, target, {}, None)
-        return True
-
-    def action_enqueue(self) -> None:
-        """Open the enqueue form."""
-        if self._refuse_read_only("enqueue", "-"):
-            return
-        if self.celery_app is None:
-            self.notify("no broker connection to send jobs to", severity="error")
-            return
-        from afirgen_tasks.celery_app import task_names
-        from tui.screens.forms import EnqueueScreen
-
-        queues = sorted(set(QUEUES) | set(self.queue_rows))
-        self.push_screen(EnqueueScreen(self.celery_app, task_names(self.celery_app), queues), self._enqueue_chosen)
-
-    def _enqueue_chosen(self, req: Any) -> None:
-        if req is None:
-            self.notify("enqueue cancelled: nothing sent", timeout=3)
-            return
-        self.last_enqueue = req
-        self.run_action_worker("enqueue", req.task, {"request": req}, lambda: self.actions.enqueue(req))
-
-    def action_repeat_enqueue(self) -> None:
-        """Send the previous job again (a new task id)."""
-        if self._refuse_read_only("enqueue", "-"):
-            return
-        if self.last_enqueue is None:
-            self.notify("nothing to repeat yet: enqueue a job with e first", severity="warning")
-            return
-        req = self.last_enqueue
-        self.run_action_worker("enqueue", req.task, {"request": req}, lambda: self.actions.enqueue(req))
-
-    def action_revoke(self, mode: str) -> None:
-        """Revoke, terminate (SIGTERM) or kill (SIGKILL) the highlighted task, after confirmation."""
-        uuid = self._pane_key("tasks", "task")
-        if uuid is None:
-            return
-        task = self.model.get_task(uuid)
-        state = task.state if task is not None else None
-        name = (task.short_name if task is not None else "?")
-        if self.read_only or (task is not None and task.is_finished):
-            # the action layer says why (read-only, or finished) and audits it; nothing is sent
-            self.run_action_worker(mode, uuid, {}, lambda: self.actions.revoke(uuid, state, mode))
-            return
-        verbs = {"revoke": "Revoke", "terminate": "Terminate (SIGTERM)", "kill": "Kill (SIGKILL)"}
-        effect = {"revoke": "a waiting job is discarded when it reaches a worker; a scheduled one never runs",
-                  "terminate": "the worker sends SIGTERM to the process running it",
-                  "kill": "the worker sends SIGKILL to the process running it (no clean-up)"}[mode]
-        from tui.screens.forms import ConfirmScreen
-
-        def answered(yes: bool | None) -> None:
-            if not yes:
-                self.notify(f"{mode} cancelled: nothing sent", timeout=3)
-                return
-            self.model.mark_revoke_requested(uuid)
-            self.tick()
-            self.run_action_worker(mode, uuid, {}, lambda: self.actions.revoke(uuid, state, mode))
-
-        self.push_screen(ConfirmScreen(f"{verbs[mode]} task", f"{verbs[mode]} {name} [{uuid}] ({state})?\n{effect}."),
-                         answered)
-
-    def _worker_targets(self, all_workers: bool) -> list[str]:
-        if all_workers:
-            return [w.hostname for w in self.model.workers() if w.online]
-        key = self._pane_key("workers", "worker")
-        return [key] if key else []
-
-    def action_resize(self, delta: int, all_workers: bool = False) -> None:
-        """Grow (+) or shrink (-) the highlighted worker's pool (or every worker's)."""
-        hosts = self._worker_targets(all_workers)
-        if not hosts:
-            return
-        self.run_action_worker("pool_grow" if delta > 0 else "pool_shrink", ",".join(hosts), {},
-                               lambda: self.actions.pool_resize(hosts, delta), reinspect=True)
-
-    def action_resize_all(self, delta: int) -> None:
-        """Grow or shrink every online worker's pool (command palette)."""
-        self.action_resize(delta, all_workers=True)
-
-    def action_resize_form(self) -> None:
-        """Ask for N (negative shrinks) and whether to apply to all workers."""
-        target = self._pane_key("workers", "worker")
-        if target is None:
-            return
-        from tui.screens.forms import NumberFormScreen
-
-        def chosen(values: dict[str, Any] | None) -> None:
-            if values is not None:
-                hosts = self._worker_targets(values["all"]) if values["all"] else [target]
-                n = values["n"]
-                self.run_action_worker("pool_grow" if n > 0 else "pool_shrink", ",".join(hosts), {},
-                                       lambda: self.actions.pool_resize(hosts, n), reinspect=True)
-
-        self.push_screen(NumberFormScreen("Resize pool", [("n", "By N", "1")], target,
-                                          lambda v: None if v["n"] and abs(v["n"]) <= 64 else
-                                          "N must be between -64 and 64, not 0"), chosen)
-
-    def action_autoscale(self, all_workers: bool = False) -> None:
-        """Set autoscale max,min on the highlighted worker (or all, from the form)."""
-        target = "all workers" if all_workers else self._pane_key("workers", "worker")
-        if target is None:
-            return
-        worker = self.model.get_worker(target) if not all_workers else None
-        cur = worker.autoscale if worker is not None and worker.autoscale else (8, 2)
-        from tui.screens.forms import NumberFormScreen
-
-        def chosen(values: dict[str, Any] | None) -> None:
-            if values is not None:
-                hosts = self._worker_targets(True) if (values["all"] or all_workers) else [target]
-                self.run_action_worker("autoscale", ",".join(hosts), {},
-                                       lambda: self.actions.autoscale(hosts, values["max"], values["min"]),
-                                       reinspect=True)
-
-        def check(v: dict[str, int]) -> str | None:
-            if not 1 <= v["max"] <= 512 or not 0 <= v["min"] <= v["max"]:
-                return "need 1 <= max <= 512 and 0 <= min <= max"
-            return None
-
-        self.push_screen(NumberFormScreen("Autoscale", [("max", "Max", str(cur[0])), ("min", "Min", str(cur[1]))],
-                                          target, check), chosen)
-
-    def action_autoscale_all(self) -> None:
-        """Set autoscale on every online worker (command palette)."""
-        self.action_autoscale(all_workers=True)
-
-    def action_pause_queue(self) -> None:
-        """Pause (or resume) consumption of the highlighted queue on every worker."""
-        queue = self._pane_key("queues", "queue")
-        if queue is None:
-            return
-        resume = queue in self.paused_queues
-        action = "resume_queue" if resume else "pause_queue"
-        self.run_action_worker(action, queue, {"queue": queue, "resume": resume},
-                               lambda: self.actions.set_consuming(queue, consume=resume), reinspect=True)
-
-    def action_purge_queue(self) -> None:
-        """Purge the highlighted queue after the operator types its name."""
-        queue = self._pane_key("queues", "queue")
-        if queue is None:
-            return
-        if self._refuse_read_only("purge", queue):
-            return
-        row = self.queue_rows.get(queue)
-        waiting = row.waiting if row is not None else None
-        count = f"{waiting:,} waiting message(s)" if waiting is not None else "every waiting message (count unknown)"
-        from tui.screens.forms import TypedConfirmScreen
-
-        def typed(name: str | None) -> None:
-            if name is None:
-                self.notify("purge cancelled: nothing deleted", timeout=3)
-                return
-            self.run_action_worker("purge", queue, {}, lambda: self.actions.purge(queue, name, waiting))
-
-        self.push_screen(TypedConfirmScreen(f"Purge {queue}",
-                                            f"This deletes {count} from {queue}. Reserved (running) jobs are "
-                                            f"not affected. Type the queue name to confirm.", queue), typed)
-
-    def run_action_worker(self, action: str, target: str, params: dict[str, Any], call: Callable[[], Any] | None,
-                          reinspect: bool = False) -> None:
-        """Run an action in a thread worker; the outcome comes back as :class:`ActionCompleted`."""
-        self._run_action(action, target, call, reinspect)
-
-    @work(thread=True, group="actions")
-    def _run_action(self, action: str, target: str, call: Callable[[], Any] | None, reinspect: bool) -> None:
-        # runs in a worker thread: the broker may be slow; the outcome is posted back
-        from tui.actions import Outcome, ReadOnlyRefused, ValidationFailed
-
-        try:
-            if self.read_only or call is None:
-                self.actions.guard(action, target, {})
-                outcome = Outcome(False, f"{action}: not available")
-            else:
-                outcome = call()
-        except ReadOnlyRefused as exc:
-            outcome = Outcome(False, str(exc))
-        except ValidationFailed as exc:
-            outcome = Outcome(False, "; ".join(exc.errors.values()))
-        except Exception as exc:  # never into the event loop: shown as words
-            outcome = Outcome(False, self.redact(f"{action} failed: {type(exc).__name__}: {exc}"))
-        self.post_message(ActionCompleted(action, target, outcome, reinspect))
-
-    @_while_panes_exist
-    def on_action_completed(self, message: ActionCompleted) -> None:
-        out = message.outcome
-        self.action_log.append(message)
-        text = out.message
-        if out.replies:
-            text += "\n" + "\n".join(f"{h}: {w}" for h, w in sorted(out.replies.items()))
-        self.notify(self.redact(text), severity="information" if out.ok else "error", timeout=6 if out.ok else 10)
-        if message.action == "enqueue" and out.ok and out.task_id:
-            req = self.last_enqueue
-            self.model.merge_task_info(out.task_id, name=req.task if req else None, queue=req.queue if req else None,
-                                       priority=req.priority if req else None, state="SENT")
-            tasks = self.query_one("#tasks", TasksPane)
-            previous, tasks.highlight_uuid = tasks.highlight_uuid, out.task_id
-            self.tick()
-            # redraw both rows: the mark moves even when the task-sent event came first
-            for uuid in (previous, out.task_id):
-                task = self.model.get_task(uuid) if uuid else None
-                if task is not None and tasks.has_key(uuid):
-                    tasks.upsert(uuid, tasks.cells(task))
-            tasks.select(out.task_id)
-        if message.action in ("revoke", "terminate", "kill") and not out.ok:
-            task = self.model.get_task(message.target)
-            if task is not None and task.revoke_requested and not task.is_finished:
-                # nobody took the request: do not leave "revoke requested" on the row
-                task.revoke_requested = False
-                tasks = self.query_one("#tasks", TasksPane)
-                if tasks.has_key(task.uuid):
-                    tasks.upsert(task.uuid, tasks.cells(task))
-        if message.action in ("pause_queue", "resume_queue") and out.ok:
-            if message.action == "pause_queue":
-                self.paused_queues.add(message.target)
-            else:
-                self.paused_queues.discard(message.target)
-            self._show_queues()
-        if message.action == "purge" and out.ok:
-            self.poll_queues()
-        if message.reinspect:
-            self.inspect_workers()
-        self._update_status()
-
-    def close_history(self) -> None:
-        """Flush the history writer and close the store (idempotent)."""
-        if self.history_writer is not None:
-            self.history_writer.close()
-            self.history_writer = None
 
     async def action_quit(self) -> None:
         """Stop the sources, flush the history and leave."""

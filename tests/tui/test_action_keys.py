@@ -226,6 +226,7 @@ async def test_revoke_terminate_kill_confirm_and_cancel(mem_settings, mem_app, e
 
 async def test_revoke_requested_shows_on_the_row_at_once(mem_settings, mem_app, events):
     console, _ = make_console(mem_settings, mem_app)
+    console.actions.timeout = 3.0  # nobody answers: the request stays pending for 3 s
     async with console.run_test(size=(100, 30)) as pilot:
         _, run_id = await _with_tasks(console, pilot, events)
         pane = console.query_one("#tasks", TasksPane)

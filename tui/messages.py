@@ -1,0 +1,70 @@
+"""Messages the app's thread workers post back to the UI thread (past-tense facts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+from tui.sources.cluster import QueuePoll
+from tui.sources.inspection import InspectionResult
+
+
+class QueueLengthsPolled(Message):
+    """A queue-length poll finished (successfully or not)."""
+
+    def __init__(self, poll: QueuePoll):
+        super().__init__()
+        self.poll = poll
+
+
+class WorkersInspected(Message):
+    """An ``inspect`` round finished."""
+
+    def __init__(self, result: InspectionResult, resync: bool):
+        super().__init__()
+        self.result = result
+        self.resync = resync
+
+
+class HistoryLoaded(Message):
+    """The newest persisted tasks were read (or could not be)."""
+
+    def __init__(self, rows: list[dict[str, Any]], error: str):
+        super().__init__()
+        self.rows = rows
+        self.error = error
+
+
+class HistoryBackfilled(HistoryLoaded):
+    """Tasks the console never saw were read from the result backend into the history."""
+
+
+class ExportDone(Message):
+    """An export finished: ``path`` written with ``count`` tasks, or ``error``."""
+
+    def __init__(self, path: str, count: int, error: str):
+        super().__init__()
+        self.path = path
+        self.count = count
+        self.error = error
+
+
+class EventsEnabled(Message):
+    """``enable_events`` was sent to new workers; ``hosts`` had task events off and now have them on."""
+
+    def __init__(self, hosts: list[str], error: str):
+        super().__init__()
+        self.hosts = hosts
+        self.error = error
+
+
+class ActionCompleted(Message):
+    """A mutating action finished; ``outcome`` says what happened, in words."""
+
+    def __init__(self, action: str, target: str, outcome: Any, reinspect: bool):
+        super().__init__()
+        self.action = action
+        self.target = target
+        self.outcome = outcome
+        self.reinspect = reinspect
