@@ -1,0 +1,330 @@
+"""Scale: 200 workers and 100k tasks in history — memory, time to first paint, tick time.
+
+    python -m bench.bench_scale                   # ~1-2 minutes
+    python -m bench.bench_scale --ticks 100 --trickle 250 25
+
+Each figure comes from a fresh child process (this script with ``--child``), so nothing
+else lives in the process that is measured:
+
+* **first paint**: ``redis-server`` (own, free port) + ``bench/publisher.py`` sending
+  1000 events/s from 200 worker hostnames; the child starts the real console
+  (``AfirgenApp`` + ``BrokerSources``, headless, 120x40) and reports the time from process
+  start (``psutil`` create time) and from ``App.run_test`` entry to the first frame, and to
+  the first frame that shows data (a task row and a worker row);
+* **RSS and tick**: the headless console with test-fed sources (``StaticSources``) and its
+  timers off; the model is filled with the synthetic stream of ``bench/events.py`` widened
+  to 200 workers (heart-beating every 2 s) until it holds 100k tasks and evicts, the last
+  20k events go through ``tick()`` so the panes fill; whole-process RSS is read after a
+  ``gc.collect()``.  Then ``--ticks`` times: feed a trickle of the stream's next events
+  (``--trickle`` per tick; the stream's own rate, 200 tasks/s, is ~250 events per 0.25 s
+  tick; 1250 is a 5k events/s flood), time ``app.tick()`` (wall and UI-thread CPU), then
+  ``pilot.pause()`` (idle work such as DataTable's re-measuring, and the screen update, with
+  ``render_segments`` as a terminal would need) and take its UI-thread CPU as the paint cost.
+  CPU time (``time.thread_time``) is what makes these figures usable on a busy machine.  An empty console
+  (no events) gives the baseline RSS.
+
+Run by hand; never in CI.  Needs psutil (``pip install psutil`` in the venv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+WORKERS = 200
+MAX_TASKS = 100_000
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q / 100 * len(s)))] if s else float("nan")
+
+
+def rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def bench_app_class() -> type:
+    import tui.app
+    from tui.app import AfirgenApp
+
+    class ProbedApp(AfirgenApp):
+        """The real console; records frames (and renders them to terminal bytes, as a terminal would need)."""
+
+        CSS_PATH = str(Path(tui.app.__file__).with_name("app.tcss"))
+        frames: list[tuple[float, float]]  # (perf_counter at end, ms)
+        first_any: float | None = None
+        first_data: float | None = None
+
+        def _display(self, screen: Any, renderable: Any) -> None:
+            started = time.perf_counter()
+            super()._display(screen, renderable)
+            if renderable is None or self._batch_count:
+                return
+            if hasattr(renderable, "render_segments"):
+                renderable.render_segments(self.console)
+            now = time.perf_counter()
+            self.frames.append((now, (now - started) * 1000))
+            if self.first_any is None:
+                self.first_any = now
+            if self.first_data is None:
+                try:
+                    if self.query_one("#tasks").row_count and self.query_one("#workers").row_count:
+                        self.first_data = now
+                except Exception:
+                    pass
+
+    return ProbedApp
+
+
+def env_for(tmp: Path, broker: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "AFIRGEN_"))}
+    (tmp / "config.toml").write_text("")
+    env.update(
+        CELERY_BROKER_URL=broker, CELERY_RESULT_BACKEND=broker, AFIRGEN_CONFIG=str(tmp / "config.toml"),
+        AFIRGEN_PATHS_DATA_DIR=str(tmp / "var"), AFIRGEN_PATHS_REPORT_DIR=str(tmp / "var/reports"),
+        AFIRGEN_PATHS_OUTBOX_DIR=str(tmp / "var/outbox"), AFIRGEN_PATHS_TEMP_DIR=str(tmp / "var/tmp"),
+        AFIRGEN_CONSOLE_AUDIT_LOG=str(tmp / "var/audit.log"), AFIRGEN_HISTORY_DB=str(tmp / "var/history.sqlite3"),
+        PYTHONPATH=str(REPO),
+    )
+    return env
+
+
+# ---- child: first paint against a live event stream -------------------------------------
+async def child_first_paint() -> dict[str, Any]:
+    from afirgen_tasks.celery_app import create_app
+    from afirgen_tasks.settings import load_settings
+    from tui.sources.cluster import BrokerSources
+
+    imported = time.perf_counter()
+    settings = load_settings(os.environ["AFIRGEN_CONFIG"])
+    celery_app = create_app(settings, main="afirgen-tui")
+    sources = BrokerSources(settings, celery_app)
+    app = bench_app_class()(settings, sources, celery_app=celery_app, read_only=True)
+    app.frames = []
+    entered = time.perf_counter()
+    async with app.run_test(headless=True, size=(120, 40)) as pilot:
+        deadline = time.perf_counter() + 30
+        while app.first_data is None and time.perf_counter() < deadline:
+            await pilot.pause(0.01)
+        workers = app.query_one("#workers").row_count
+        sources.stop()
+    return {"imported": imported, "entered": entered, "first_any": app.first_any, "first_data": app.first_data,
+            "workers_rows": workers}
+
+
+# ---- child: memory and tick time with 100k tasks / 200 workers ------------------------------
+def stream_200(seed: int) -> Any:
+    """The bench/events.py stream (200 tasks/s), widened to 200 worker hostnames."""
+    import bench.events as events
+
+    events.WORKERS = tuple(f"celery@afirgen-worker-{i:03d}" for i in range(1, WORKERS + 1))
+    return events.iter_events(seed, workers=WORKERS)
+
+
+def take(stream: Any, n: int, now: bool = False) -> list[dict[str, Any]]:
+    """The next ``n`` events, JSON round-tripped; ``now``: their clock moved so the first is 'now'
+    (the console judges worker liveness on its own clock)."""
+    chunk = [next(stream) for _ in range(n)]
+    if now and chunk:
+        delta = time.time() - chunk[0]["local_received"]
+        for ev in chunk:
+            ev["local_received"] += delta
+            ev["timestamp"] += delta
+    return json.loads(json.dumps(chunk))
+
+
+async def child_scale(ticks: int, trickles: list[int], empty: bool, profile: str | None) -> dict[str, Any]:
+    from afirgen_tasks.settings import load_settings
+    from tui.sources.cluster import StaticSources
+
+    settings = load_settings(os.environ["AFIRGEN_CONFIG"], console_max_tasks=MAX_TASKS)
+    sources = StaticSources(settings)
+    app = bench_app_class()(settings, sources, read_only=True, autostart=False)
+    app.frames = []
+    out: dict[str, Any] = {}
+    async with app.run_test(headless=True, size=(120, 40)) as pilot:
+        sources.start()
+        app.tick()
+        await pilot.pause()
+        gc.collect()
+        out["rss_empty"] = rss_mb()
+        if empty:
+            return out
+        stream = stream_200(1)
+        fill_started = time.perf_counter()
+        model = app.model
+        # history: straight into the model (as hours of ticks would have), until full and evicting
+        while model.tasks_evicted < 5_000:
+            model.apply(take(stream, 2000))
+        # the last 20k events through the console's own path, so the panes fill by key
+        for _ in range(10):
+            sources.feed(take(stream, 2000, now=True))
+            while sources.buffered:
+                app.tick()
+        await pilot.pause()
+        out["fill_s"] = time.perf_counter() - fill_started
+        gc.collect()
+        await pilot.pause()
+        out.update(rss_full=rss_mb(), tasks=len(model), workers=len(model.workers()),
+                   online=sum(w.online for w in model.workers()), task_rows=app.query_one("#tasks").row_count,
+                   worker_rows=app.query_one("#workers").row_count, evicted=model.tasks_evicted)
+        for trickle in trickles:
+            tick_ms: list[float] = []
+            tick_cpu: list[float] = []
+            paint_cpu: list[float] = []
+            prof = None
+            if profile:
+                import cProfile
+
+                prof = cProfile.Profile()
+                prof.enable()
+            for _ in range(ticks):
+                sources.feed(take(stream, trickle, now=True))
+                cpu0 = time.thread_time()
+                started = time.perf_counter()
+                app.tick()
+                tick_ms.append((time.perf_counter() - started) * 1000)
+                cpu1 = time.thread_time()
+                await pilot.pause()  # idle work (DataTable re-measures) and the screen update
+                paint_cpu.append((time.thread_time() - cpu1) * 1000)
+                tick_cpu.append((cpu1 - cpu0) * 1000)
+            if prof is not None:
+                prof.disable()
+                prof.dump_stats(f"{profile}.{trickle}.prof")
+            out[f"trickle_{trickle}"] = {
+                "tick_p50": statistics.median(tick_ms), "tick_p95": pct(tick_ms, 95), "tick_max": max(tick_ms),
+                "tick_cpu_p50": statistics.median(tick_cpu), "paint_cpu_p50": statistics.median(paint_cpu),
+                "paint_cpu_p95": pct(paint_cpu, 95),
+                "cpu_per_event_us": (sum(tick_cpu) + sum(paint_cpu)) * 1000 / (ticks * trickle),
+            }
+        gc.collect()
+        out["rss_end"] = rss_mb()
+    return out
+
+
+def child_main(args: argparse.Namespace) -> int:
+    t_start = psutil.Process().create_time()
+    offset = time.time() - time.perf_counter()  # perf_counter -> wall clock
+    if args.child == "first-paint":
+        r = asyncio.run(child_first_paint())
+        for key in ("imported", "entered", "first_any", "first_data"):
+            if r[key] is not None:
+                r[key + "_from_start_s"] = r[key] + offset - t_start
+        r["data_after_entry_s"] = (r["first_data"] - r["entered"]) if r["first_data"] else None
+        r["any_after_entry_s"] = (r["first_any"] - r["entered"]) if r["first_any"] else None
+    else:
+        r = asyncio.run(child_scale(args.ticks, args.trickle, empty=args.child == "empty", profile=args.profile))
+    print(json.dumps(r), flush=True)
+    return 0
+
+
+def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("redis-server did not start")
+
+
+def run_child(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", "bench.bench_scale", *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    if proc.returncode:
+        raise SystemExit(f"child {argv} failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", choices=("first-paint", "scale", "empty"), help=argparse.SUPPRESS)
+    parser.add_argument("--ticks", type=int, default=100, help="timed ticks per trickle size")
+    parser.add_argument("--trickle", type=int, nargs="+", default=[1250, 250, 25],
+                        help="events fed per tick (1250 = a 5k events/s stream at 4 ticks/s)")
+    parser.add_argument("--profile", metavar="PREFIX", help="cProfile the timed ticks into PREFIX.<trickle>.prof")
+    parser.add_argument("--paints", type=int, default=3, help="first-paint runs (median reported)")
+    args = parser.parse_args()
+    if args.child:
+        return child_main(args)
+    cmd = "python -m bench.bench_scale " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    tmp = Path(tempfile.mkdtemp(prefix="afirgen-scale-"))
+    redis_proc, broker = start_redis(tmp)
+    paints: list[dict[str, Any]] = []
+    try:
+        env = env_for(tmp, broker)
+        child_args = ["--ticks", str(args.ticks), "--trickle", *map(str, args.trickle)]
+        if args.profile:
+            child_args += ["--profile", os.path.abspath(args.profile)]
+        empty = run_child(["--child", "empty", *child_args], env)
+        scale = run_child(["--child", "scale", *child_args], env)
+        publisher = subprocess.Popen([sys.executable, "-m", "bench.publisher", "--url", broker, "--rate", "1000",
+                                      "--seconds", str(20 * args.paints + 10), "--workers", str(WORKERS)],
+                                     cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+        try:
+            time.sleep(2.5)  # every worker has sent worker-online and a heartbeat
+            for _ in range(args.paints):
+                paints.append(run_child(["--child", "first-paint"], env))
+        finally:
+            publisher.terminate()
+            publisher.wait(10)
+    finally:
+        redis_proc.terminate()
+        redis_proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def med(key: str) -> float:
+        vals = [p[key] for p in paints if p.get(key) is not None]
+        return statistics.median(vals) if vals else float("nan")
+
+    print(f"$ {cmd.strip()}")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
+          f"{WORKERS} workers, max_tasks={MAX_TASKS:,}")
+    print(f"whole-process RSS, empty console:            {empty['rss_empty']:.0f} MB")
+    print(f"whole-process RSS, {scale['tasks']:,} tasks / {scale['workers']} workers "
+          f"({scale['online']} online, {scale['evicted']:,} evicted; {scale['task_rows']} task rows, "
+          f"{scale['worker_rows']} worker rows): {scale['rss_full']:.0f} MB (goal < 300 MB); "
+          f"after the timed ticks {scale['rss_end']:.0f} MB")
+    print(f"time to first paint with data (median of {len(paints)}, live stream 1000 events/s from "
+          f"{WORKERS} workers): {med('first_data_from_start_s'):.2f} s from process start "
+          f"(imports done at {med('imported_from_start_s'):.2f} s), {med('data_after_entry_s'):.2f} s from App start; "
+          f"first frame of any kind {med('any_after_entry_s'):.2f} s from App start")
+    for trickle in args.trickle:
+        t = scale[f"trickle_{trickle}"]
+        print(f"tick with {trickle} events fed, {args.ticks} ticks: app.tick() p50 {t['tick_p50']:.1f} ms, "
+              f"p95 {t['tick_p95']:.1f} ms, max {t['tick_max']:.1f} ms (goal < 20 ms); UI-thread CPU: tick p50 "
+              f"{t['tick_cpu_p50']:.1f} ms + paint p50 {t['paint_cpu_p50']:.1f} ms (p95 {t['paint_cpu_p95']:.1f}); "
+              f"{t['cpu_per_event_us']:.0f} us CPU per event -> one core paints at most "
+              f"~{1e6 / t['cpu_per_event_us']:,.0f} events/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
