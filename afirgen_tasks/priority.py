@@ -43,7 +43,8 @@ def validate_priority(value: object) -> int:
         raise PriorityError(f"priority {value!r} is not a whole number from 1 to 10")
     if isinstance(value, str):
         text = value.strip()
-        if not text.lstrip("-").isdigit():
+        # ASCII only: str.isdigit() accepts digits like '𑁒' that int() then rejects
+        if not (text.isascii() and text.lstrip("-").isdigit()):
             raise PriorityError(f"priority {value!r} is not a whole number from 1 to 10")
         value = int(text)
     if isinstance(value, float) and value.is_integer():

@@ -205,7 +205,7 @@ def parse_fir_id(value: object) -> int:
     """``value`` as a FIR id (a positive whole number), or :class:`PermanentTaskError`."""
     if isinstance(value, bool):
         raise PermanentTaskError(f"FIR id {value!r} is not a positive whole number")
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())
     if not isinstance(value, int) or value < 1:
         raise PermanentTaskError(f"FIR id {value!r} is not a positive whole number")

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tui.model import ALL_STATES, TaskRecord
+from tui.model import ALL_STATES, TaskRecord, _is_ascii_int
 
 __all__ = [
     "FIELDS",
@@ -270,11 +270,11 @@ def _parse_prio(spec: str) -> list[tuple] | None:
         else:
             op, num = "=", part
             lo, dash, hi = part.partition("-")
-            if dash and lo.isdigit() and hi.isdigit():
+            if dash and _is_ascii_int(lo) and _is_ascii_int(hi):
                 alts.append(("range", int(lo), int(hi)))
                 continue
         num = num.strip()
-        if not (num.isascii() and num.isdigit()):
+        if not _is_ascii_int(num):
             return None
         alts.append(("=" if op == "==" else op, int(num)))
     return alts

@@ -989,6 +989,11 @@ def _uuid_pred(needles: list[str]) -> _Pred:
     return lambda task: task.uuid.lower().startswith(prefixes)
 
 
+def _is_ascii_int(text: str) -> bool:  # shared with tui.history
+    """``0-9`` digits only: ``str.isdigit()`` also accepts digits ``int()`` rejects (e.g. '𑁒')."""
+    return text.isascii() and text.isdigit()
+
+
 def _prio_pred(spec: str) -> _Pred | None:
     tests: list[Callable[[int], bool]] = []
     for part in spec.split(","):
@@ -1000,11 +1005,11 @@ def _prio_pred(spec: str) -> _Pred | None:
         else:
             op, num = "=", part
             lo, dash, hi = part.partition("-")
-            if dash and lo.isdigit() and hi.isdigit():
+            if dash and _is_ascii_int(lo) and _is_ascii_int(hi):
                 a, b = int(lo), int(hi)
                 tests.append(lambda p, a=a, b=b: a <= p <= b)
                 continue
-        if not num.strip().isdigit():
+        if not _is_ascii_int(num.strip()):
             return None
         n = int(num)
         tests.append({

@@ -429,27 +429,8 @@ def test_search_picks_an_index_for_rare_terms_and_scans_for_common_ones(search_s
         del search_store.DRIVER_CAP
 
 
-def test_search_on_200k_rows_is_proportionally_under_200ms_per_million(tmp_path: Path):
-    """1M rows is measured in bench/bench_history.py; here 200k rows and a bound of 200 ms x 0.2."""
-    from bench.bench_history import build, queries
-
-    n = 200_000
-    now = time.time()
-    store = build(tmp_path / "big.sqlite3", n, end=now)
-    bound_ms = 200 * n / 1_000_000
-    slow = []
-    for label, query, since, until in queries(store, now):
-        best = min(_timed(store, query, since, until) for _ in range(3))
-        if best > bound_ms:
-            slow.append(f"{label}: {best:.1f} ms")
-    store.close()
-    assert not slow, f"slower than {bound_ms:.0f} ms on {n:,} rows: {slow}"
-
-
-def _timed(store: HistoryStore, query: str, since: float | None, until: float | None) -> float:
-    start = time.perf_counter()
-    store.search(query, since, until, limit=500)
-    return (time.perf_counter() - start) * 1000
+# Search speed on 1M rows (goal < 200 ms) is a benchmark, not a timed test (CI machines are
+# shared): `python -m bench.bench_history` prints every term kind; results in docs/performance.md.
 
 
 # ---- backfill (unit: fakeredis; the real thing is in tests/integration) ----------------------

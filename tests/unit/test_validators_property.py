@@ -13,7 +13,14 @@ from afirgen_tasks.celery_app import create_app, task_names
 from afirgen_tasks.priority import PriorityError, validate_priority
 from afirgen_tasks.routing import QUEUES
 from afirgen_tasks.settings import load_settings
-from tui.actions import Actions, AuditLog, EnqueueRequest, ValidationFailed, parse_json, validate_enqueue
+from tui.actions import (
+    Actions,
+    AuditLog,
+    EnqueueRequest,
+    ValidationFailed,
+    parse_json,
+    validate_enqueue,
+)
 from tui.model import TaskFilter
 
 
@@ -107,3 +114,26 @@ def test_rejected_input_sends_nothing(app, tmp_path):
     assert out.ok and len(audit.read()) == 1
     with app.connection_for_write() as conn:
         assert conn.default_channel.queue_purge("cleanup") == 1
+
+
+@FIELDS
+@given(spec=st.text(max_size=8), op=st.sampled_from(["", ">=", "<=", ">", "<", "="]))
+def test_priority_filter_terms_never_crash(spec, op):
+    # found by the property test above: '𑁒'.isdigit() is True but int('𑁒') raises
+    from tui.history import parse_query
+
+    flt = TaskFilter(f"prio:{op}{spec}")
+    assert isinstance(flt.errors, list)
+    assert isinstance(parse_query(f"prio:{op}{spec}").errors, list)
+
+
+@pytest.mark.parametrize("text", ["𑁒", "٣", "3-٣", "١٠"])
+def test_non_ascii_digits_are_rejected_with_a_message(text):
+    from afirgen_tasks.base import PermanentTaskError
+    from afirgen_tasks.records import parse_fir_id
+
+    with pytest.raises(PriorityError):
+        validate_priority(text)
+    with pytest.raises(PermanentTaskError):
+        parse_fir_id(text)
+    assert TaskFilter(f"prio:{text}").errors

@@ -77,10 +77,10 @@ def redis_db(url: str) -> int:
     """The database number in a Redis URL (``/3`` or ``?db=3``; 0 when absent)."""
     parts = urlsplit(url)
     path = parts.path.strip("/")
-    if path.isdigit():
+    if path.isascii() and path.isdigit():
         return int(path)
     for pair in parts.query.split("&"):
         key, _, value = pair.partition("=")
-        if key == "db" and value.isdigit():
+        if key == "db" and value.isascii() and value.isdigit():
             return int(value)
     return 0
