@@ -193,7 +193,7 @@ class Settings(BaseSettings):
 
     # ---- [console] ------------------------------------------------------------------
     console_max_tasks: int = Field(100_000, ge=100, le=10_000_000, validation_alias=_env("console_max_tasks"))
-    console_event_buffer: int = Field(200_000, ge=1000, validation_alias=_env("console_event_buffer"))
+    console_event_buffer: int = Field(50_000, ge=1000, validation_alias=_env("console_event_buffer"))
     console_refresh_interval: float = Field(0.25, ge=0.05, le=5, validation_alias=_env("console_refresh_interval"))
     console_queue_poll_interval: float = Field(1.0, ge=0.1, le=60, validation_alias=_env("console_queue_poll_interval"))
     console_inspect_interval: float = Field(5.0, ge=0.5, le=600, validation_alias=_env("console_inspect_interval"))

@@ -251,7 +251,10 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
             self._count_flow(batch, flow)
             if not batch:
                 break
-        workers |= self.model.refresh_liveness(now)
+        # With events still buffered, heartbeats may be waiting too: judging liveness by the
+        # wall clock would show every worker offline while the console catches up.
+        if not self.sources.buffered:
+            workers |= self.model.refresh_liveness(now)
         self._inspect_new_workers(workers, now)
         if self.history_writer is not None and (changed or new):
             from tui.history import task_to_row
@@ -262,7 +265,7 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         with self.batch_update():
             tasks = self.query_one("#tasks", TasksPane)
             tasks.update_rows(self.model.get_task, new, changed - evicted, evicted, self.task_filter)
-            self.query_one("#workers", WorkersPane).show(self.model.workers(), now)
+            self.query_one("#workers", WorkersPane).show(self.model.workers(), now, changed=workers)
             if flow or self.tick_count % 4 == 0:
                 self._show_queues()
             self._update_status()

@@ -321,3 +321,31 @@ async def test_malformed_events_are_skipped_clipped_and_counted_on_screen(consol
         status = str(console.query_one("#status").render())
         assert "bad/unknown events skipped" in status and "fields clipped" in status
         assert console.model.events_skipped + console.model.events_unknown >= 5
+
+
+async def test_tasks_pane_caps_rows_keeping_the_newest(console, sources, events):
+    from tui.widgets.panes import TASK_ROW_CAP
+
+    async with console.run_test(size=(100, 30)) as pilot:
+        ids = []
+        for _ in range(TASK_ROW_CAP + 150):
+            uid, evs = events.task("success")
+            ids.append(uid)
+            sources.feed(evs)
+        console.tick()
+        await pilot.pause()
+        pane = console.query_one("#tasks", TasksPane)
+        assert pane.row_count == TASK_ROW_CAP
+        assert pane.order == list(reversed(ids))[:TASK_ROW_CAP]
+        assert [r.key.value for r in pane.ordered_rows][:3] == pane.order[:3]
+        # more arrive one tick at a time: the oldest shown rows go, the index stays consistent
+        for _ in range(3):
+            more = [events.task("success") for _ in range(40)]
+            for _, evs in more:
+                sources.feed(evs)
+            console.tick()
+            await pilot.pause()
+            ids.extend(u for u, _ in more)
+        assert pane.row_count == TASK_ROW_CAP
+        assert [r.key.value for r in pane.ordered_rows] == list(reversed(ids))[:TASK_ROW_CAP]
+        assert pane.get_row_index(ids[-1]) == 0

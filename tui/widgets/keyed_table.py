@@ -8,11 +8,11 @@ viewport scrolls by the same amount, so the highlighted row does not jump on scr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets._data_table import RowKey
+from textual.widgets._data_table import CellKey, RowKey
 
 
 class KeyedTable(DataTable):
@@ -62,9 +62,34 @@ class KeyedTable(DataTable):
 
     def drop(self, key: str) -> None:
         """Remove the row ``key`` if shown."""
-        if key in self._keys:
-            self._keys.discard(key)
-            self.remove_row(key)
+        self.drop_many((key,))
+
+    def drop_many(self, keys: Iterable[str]) -> None:
+        """Remove many rows with one re-index.
+
+        ``DataTable.remove_row`` rebuilds the whole row index per call (O(rows)); a full
+        Tasks pane drops a row for every new task, which made removal the main cost of a
+        tick under load (bench/bench_e2e.py, docs/performance.md).
+        """
+        gone = [RowKey(k) for k in dict.fromkeys(keys) if k in self._keys]
+        if not gone:
+            return
+        for row_key in gone:
+            self._keys.discard(row_key.value)
+            for column_key in self._data.get(row_key, ()):
+                self._updated_cells.discard(CellKey(row_key, column_key))
+            del self.rows[row_key]
+            del self._data[row_key]
+        from textual._two_way_dict import TwoWayDict
+
+        locations = self._row_locations
+        kept = sorted((rk for rk in locations if rk in self.rows), key=locations.get)  # type: ignore[arg-type]
+        self._row_locations = TwoWayDict({rk: i for i, rk in enumerate(kept)})
+        self._require_update_dimensions = True
+        self._update_count += 1
+        self.cursor_coordinate = self.cursor_coordinate  # clamp into the remaining rows
+        self.hover_coordinate = self.hover_coordinate
+        self.refresh(layout=True)
 
     def set_order(self, keys: Sequence[str]) -> None:
         """Show rows in the order of ``keys`` (every shown key must be listed), keeping the cursor's row."""

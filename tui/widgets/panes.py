@@ -77,8 +77,7 @@ class QueuesPane(KeyedTable):
                 Text(sparkline(row.trend), style="cyan"),
             ]
             self.upsert(row.name, cells)
-        for gone in set(self.row_keys) - set(order):
-            self.drop(gone)
+        self.drop_many(set(self.row_keys) - set(order))
         self.set_order(order)
 
 
@@ -99,32 +98,50 @@ class WorkersPane(KeyedTable):
         self.add_column("Load", width=14, key="load")
         self.add_column("Queues", width=40, key="queues")
 
-    def show(self, workers: Iterable[object], now: float | None = None) -> None:
-        """Upsert one row per worker (``tui.model.WorkerRecord``-like objects), sorted by hostname."""
+    def __init__(self, **kwargs: object):
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._ages_at = 0.0
+
+    def show(self, workers: Iterable[object], now: float | None = None, changed: set[str] | None = None) -> None:
+        """Upsert worker rows (``tui.model.WorkerRecord``-like), sorted by hostname.
+
+        With ``changed``, only those rows are rebuilt; the heartbeat-age column of the others
+        is refreshed once a second (200 workers re-rendered every tick cost more than the tick).
+        """
         now = now or time.time()
+        workers = sorted(workers, key=lambda w: w.hostname)  # type: ignore[attr-defined]
+        ages_due = now - self._ages_at >= 1.0
+        if ages_due:
+            self._ages_at = now
         order = []
-        for w in sorted(workers, key=lambda w: w.hostname):  # type: ignore[attr-defined]
-            order.append(w.hostname)
-            online = bool(getattr(w, "online", False))
-            conc = _concurrency(w)
-            load = getattr(w, "loadavg", None)
-            queues = getattr(w, "queues", None)
-            cells = [
-                Text(w.hostname, style="bold" if online else "dim"),
-                Text("● online" if online else "○ offline", style="green" if online else "bold red"),
-                Text(getattr(w, "pool", None) or "-"),
-                Text(conc, justify="right"),
-                Text(count(getattr(w, "active", None)), justify="right"),
-                Text(count(getattr(w, "processed", None)), justify="right"),
-                Text(count(getattr(w, "failed", None)), justify="right", style="red" if getattr(w, "failed", 0) else ""),
-                Text(age(getattr(w, "last_heartbeat", None), now), justify="right"),
-                Text(" ".join(f"{x:.2f}" for x in load[:3]) if load else "-"),
-                Text(",".join(queues) if queues else "-"),
-            ]
-            self.upsert(w.hostname, cells)
-        for gone in set(self.row_keys) - set(order):
-            self.drop(gone)
+        for w in workers:
+            host = w.hostname  # type: ignore[attr-defined]
+            order.append(host)
+            if changed is None or host in changed or not self.has_key(host):
+                self.upsert(host, self._cells(w, now))
+            elif ages_due:
+                hb = Text(age(getattr(w, "last_heartbeat", None), now), justify="right")
+                if self.get_cell(host, "hb") != hb:
+                    self.update_cell(host, "hb", hb)
+        self.drop_many(set(self.row_keys) - set(order))
         self.set_order(order)
+
+    def _cells(self, w: object, now: float) -> list[Text]:
+        online = bool(getattr(w, "online", False))
+        load = getattr(w, "loadavg", None)
+        queues = getattr(w, "queues", None)
+        return [
+            Text(w.hostname, style="bold" if online else "dim"),  # type: ignore[attr-defined]
+            Text("● online" if online else "○ offline", style="green" if online else "bold red"),
+            Text(getattr(w, "pool", None) or "-"),
+            Text(_concurrency(w), justify="right"),
+            Text(count(getattr(w, "active", None)), justify="right"),
+            Text(count(getattr(w, "processed", None)), justify="right"),
+            Text(count(getattr(w, "failed", None)), justify="right", style="red" if getattr(w, "failed", 0) else ""),
+            Text(age(getattr(w, "last_heartbeat", None), now), justify="right"),
+            Text(" ".join(f"{x:.2f}" for x in load[:3]) if load else "-"),
+            Text(",".join(queues) if queues else "-"),
+        ]
 
 
 def _concurrency(w: object) -> str:
@@ -188,9 +205,7 @@ class TasksPane(KeyedTable):
     def update_rows(self, get: Callable[[str], object | None], new: list[str], changed: Iterable[str],
                     removed: Iterable[str], keep: Callable[[object], bool]) -> None:
         """Apply one tick: ``new`` uuids in arrival order, ``changed`` and ``removed`` ones."""
-        for uuid in removed:
-            if self.has_key(uuid):
-                self.drop(uuid)
+        drops = [uuid for uuid in removed if self.has_key(uuid)]
         fresh: list[str] = []
         for uuid in new[-TASK_ROW_CAP:]:
             task = get(uuid)
@@ -199,17 +214,17 @@ class TasksPane(KeyedTable):
                 fresh.append(uuid)
         for uuid in changed:
             task = get(uuid)
-            if task is None:
+            if task is None or not self.has_key(uuid):
                 continue
-            if self.has_key(uuid):
-                if keep(task):
-                    self.upsert(uuid, self.cells(task))
-                else:
-                    self.drop(uuid)
+            if keep(task):
+                self.upsert(uuid, self.cells(task))
+            else:
+                drops.append(uuid)
         fresh.reverse()
-        order = fresh + [k for k in self.order if self.has_key(k)]
-        for stale in order[TASK_ROW_CAP:]:
-            self.drop(stale)
+        dropped = set(drops)
+        order = fresh + [k for k in self.order if k not in dropped and self.has_key(k)]
+        drops.extend(order[TASK_ROW_CAP:])  # past the row cap: the oldest rows go
+        self.drop_many(drops)  # one re-index for all of them
         self.order = order[:TASK_ROW_CAP]
         self.set_order(self.order)
 
@@ -222,9 +237,7 @@ class TasksPane(KeyedTable):
                 if len(wanted) >= TASK_ROW_CAP:
                     break
         keys = {t.uuid for t in wanted}  # type: ignore[attr-defined]
-        for k in list(self.row_keys):
-            if k not in keys:
-                self.drop(k)
+        self.drop_many([k for k in self.row_keys if k not in keys])
         for t in wanted:
             self.upsert(t.uuid, self.cells(t))  # type: ignore[attr-defined]
         self.order = [t.uuid for t in wanted]  # type: ignore[attr-defined]
