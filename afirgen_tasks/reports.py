@@ -14,14 +14,6 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from celery import Task
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
-from reportlab.lib import colors
-from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import getSampleStyleSheet
-from reportlab.lib.units import mm
-from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from . import records
 from .base import PermanentTaskError, afirgen_task, result, task_settings
@@ -72,6 +64,14 @@ def render_pdf(fir: records.FIR) -> bytes:
 
     ``invariant`` rendering: the same FIR gives the same bytes.
     """
+    # reportlab is imported here, not at module level: everything that imports the Celery
+    # app (the console, --check) would otherwise pay ~0.1 s for it.
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
     styles = getSampleStyleSheet()
     cell = styles["BodyText"]
     buffer = io.BytesIO()
@@ -132,6 +132,10 @@ def _parse_ids(fir_ids: object) -> list[int]:
 
 def render_xlsx(firs: list[records.FIR]) -> bytes:
     """A workbook with one row per FIR: bold filled header, frozen, columns sized to content."""
+    from openpyxl import Workbook  # imported on use, like reportlab above
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
     wb = Workbook()
     ws = wb.active
     ws.title = "FIRs"
