@@ -5,7 +5,7 @@ Fallback chain (the first that works wins; the choice is printed in the pytest h
 1. ``env``       -- the server at ``$AFIRGEN_TEST_REDIS_URL``;
 2. ``local``     -- 127.0.0.1:6379 if it answers PING within half a second;
 3. ``spawned``   -- ``redis-server`` from PATH on a free port, no persistence, killed at exit;
-4. ``fakeredis`` -- fakeredis' ``TcpFakeServer`` in a thread of the test process.  It is a
+4. ``fakeredis`` -- fakeredis' ``TcpFakeServer`` (pure Python) in a child process.  It is a
    real TCP server, so ``celery worker`` subprocesses can use it; Celery's Redis transport
    runs Lua scripts, so it needs ``fakeredis[lua]`` (lupa).
 
@@ -23,8 +23,8 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -33,6 +33,8 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 Kind = Literal["env", "local", "spawned", "fakeredis"]
 KINDS: tuple[Kind, ...] = ("env", "local", "spawned", "fakeredis")
@@ -166,29 +168,48 @@ def _spawned() -> RedisServer:
 def _fakeredis() -> RedisServer:
     try:
         import lupa  # noqa: F401  (Celery's Redis transport runs Lua scripts)
-        from fakeredis import TcpFakeServer
+        from fakeredis import TcpFakeServer  # noqa: F401
     except ImportError as exc:
         raise RedisUnavailable(f"fakeredis[lua] is not installed ({exc})") from None
-    server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
-    server.RequestHandlerClass = _error_tolerant_handler()
-    # Handler threads must not keep the interpreter alive if a test run is interrupted.
-    server.daemon_threads = True
-    host, port = server.server_address[:2]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              name="fakeredis-tcp", daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-    if not _pings(host, port, timeout=2):
-        stop()
-        raise RedisUnavailable("fakeredis TcpFakeServer did not answer PING")
     import fakeredis
 
-    return RedisServer(host, port, "fakeredis", detail=f"fakeredis {fakeredis.__version__} TcpFakeServer in-process", _stop=[stop])
+    # A child process, not a thread of the test process: every client connection costs
+    # fakeredis a handler thread polling every 10 ms, and under the test process's GIL a
+    # full session (hundreds of connections) slowed everything else to a crawl.
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.fake_redis_server", "--port", str(port)],
+        cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+    def stop() -> None:
+        proc.kill()
+        proc.wait(5)
+        if proc.stderr:
+            proc.stderr.close()
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _pings("127.0.0.1", port, timeout=0.2):
+            return RedisServer("127.0.0.1", port, "fakeredis",
+                               detail=f"fakeredis {fakeredis.__version__} TcpFakeServer, pid {proc.pid}", _stop=[stop])
+        time.sleep(0.05)
+    err = ""
+    if proc.poll() is not None and proc.stderr:
+        err = proc.stderr.read().decode(errors="replace")[-500:]
+    stop()
+    raise RedisUnavailable(f"fakeredis TcpFakeServer did not answer PING on port {port}: {err}")
+
+
+def serve_fakeredis(port: int, host: str = "127.0.0.1") -> None:
+    """Run fakeredis' TCP server in this process until killed (see fake_redis_server.py)."""
+    from fakeredis import TcpFakeServer
+
+    server = TcpFakeServer((host, port), server_type="redis")
+    server.RequestHandlerClass = _error_tolerant_handler()
+    server.daemon_threads = True
+    server.serve_forever(poll_interval=0.1)
 
 
 def _error_tolerant_handler() -> type:
