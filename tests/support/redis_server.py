@@ -213,7 +213,10 @@ def serve_fakeredis(port: int, host: str = "127.0.0.1") -> None:
 
 
 def _error_tolerant_handler() -> type:
-    """fakeredis' TCP handler, except that an error reply keeps the connection open.
+    """fakeredis' TCP handler with two fixes (fakeredis 2.40) that Celery workers need.
+
+    1. An error reply keeps the connection open (see below).
+    2. A blocked BRPOP of a client that has disconnected (a killed worker) never pops.
 
     fakeredis 2.40's handler closes the connection after *any* error reply, so redis-py's
     ``EVALSHA`` -> NOSCRIPT -> ``SCRIPT LOAD`` fallback (kombu's Lua scripts) fails with
@@ -236,6 +239,32 @@ def _error_tolerant_handler() -> type:
                     return exc  # Writer.dump encodes an exception as a RESP error reply
 
             client.read_response = read_response_or_error
+
+            # A blocked BRPOP runs in this thread, so the handler cannot see its client go
+            # away; fakeredis would pop the next pushed message and write it to a dead
+            # socket (real Redis drops a disconnected client's blocked command at once).
+            # Before each attempt, check the peer and refuse to pop for a closed one.
+            fake_socket = client.get_socket()
+            blocking = fake_socket._blocking
+            conn = self.connection
+
+            def peer_closed() -> bool:
+                try:
+                    return conn.recv(1, socket.MSG_PEEK) == b""
+                except BlockingIOError:
+                    return False  # open, nothing sent
+                except OSError:
+                    return True
+
+            def guarded_blocking(timeout, func, shape=None):
+                def attempt(first_pass: bool):
+                    if peer_closed():
+                        return None  # keep the data; the command times out unanswered
+                    return func(first_pass)
+
+                return blocking(timeout, attempt, shape)
+
+            fake_socket._blocking = guarded_blocking
 
     return ErrorTolerantHandler
 

@@ -64,6 +64,22 @@ def test_fakeredis_tcp_server_runs_lua_and_blocking_pops():
         server.stop()
 
 
+def test_fakeredis_blocked_pop_of_a_dead_client_takes_nothing():
+    """A worker killed during BRPOP must not swallow the next message (real Redis doesn't)."""
+    server = find_redis(force="fakeredis")
+    try:
+        ghost = socket.create_connection((server.host, server.port))
+        ghost.sendall(b"*2\r\n$6\r\nSELECT\r\n$1\r\n4\r\n*3\r\n$5\r\nBRPOP\r\n$1\r\nq\r\n$1\r\n5\r\n")
+        wait_until(lambda: ghost.recv(5), timeout=2, message="no reply to SELECT")
+        ghost.close()  # the worker dies while (or just before) its BRPOP blocks
+        client = server.client(4)
+        client.lpush("q", "message")
+        assert client.brpop(["q"], timeout=3) == (b"q", b"message")
+        client.close()
+    finally:
+        server.stop()
+
+
 def test_spawned_redis_server_is_killed_on_stop():
     try:
         server = find_redis(force="spawned")
