@@ -349,3 +349,17 @@ async def test_tasks_pane_caps_rows_keeping_the_newest(console, sources, events)
         assert pane.row_count == TASK_ROW_CAP
         assert [r.key.value for r in pane.ordered_rows] == list(reversed(ids))[:TASK_ROW_CAP]
         assert pane.get_row_index(ids[-1]) == 0
+
+
+async def test_fixed_width_columns_keep_their_width_and_virtual_size(console, sources, events):
+    async with console.run_test(size=(100, 30)) as pilot:
+        uid, evs = events.task("success", name="afirgen_tasks." + "x" * 80)  # longer than its column
+        sources.feed(evs)
+        console.tick()
+        await pilot.pause()
+        pane = console.query_one("#tasks", TasksPane)
+        widths = [c.get_render_width(pane) for c in pane.ordered_columns]
+        assert [c.width for c in pane.ordered_columns][:2] == [11, 20]
+        assert pane.virtual_size.width == sum(widths)
+        assert pane.virtual_size.height == pane.row_count + 1  # rows + header
+        assert str(pane.get_cell(uid, "name")).startswith("xxxx")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from rich.text import Text
+from textual.geometry import Size
 from textual.widgets import DataTable
 from textual.widgets._data_table import CellKey, RowKey
 
@@ -119,6 +120,26 @@ class KeyedTable(DataTable):
         self.pinned = False
         if self.row_count:
             self.move_cursor(row=0, animate=False)
+
+    # ---- fixed widths: nothing to measure -------------------------------------------------
+    # Every pane declares its column widths. DataTable still measures each cell of every new
+    # row when idle (a Rich render per cell), which changes nothing for fixed widths and was
+    # the largest UI cost under an event flood (docs/performance.md, "B"). These two
+    # overrides of DataTable internals skip it; textual is pinned below 9 in pyproject.toml
+    # and tests/tui cover the rendering.
+    def _update_column_widths(self, updated_cells) -> None:  # type: ignore[no-untyped-def]
+        if any(column.auto_width for column in self.columns.values()):
+            super()._update_column_widths(updated_cells)
+
+    def _update_dimensions(self, new_rows) -> None:  # type: ignore[no-untyped-def]
+        if any(column.auto_width for column in self.columns.values()) or any(
+            row.auto_height or row.label is not None for row in self.rows.values()
+        ):
+            super()._update_dimensions(new_rows)
+            return
+        width = sum(column.get_render_width(self) for column in self.columns.values())
+        header = self.header_height if self.show_header else 0
+        self.virtual_size = Size(width + self._row_label_column_width, self._total_row_height + header)
 
     # ---- the operator moving the cursor pins it ---------------------------------------
     def action_cursor_down(self) -> None:
