@@ -90,20 +90,10 @@ def make_queues(broker_url: str) -> tuple[Queue, ...]:
 
 
 def tls_options(settings: Settings) -> dict[str, Any] | None:
-    """``broker_use_ssl`` / ``redis_backend_use_ssl`` from the [tls] settings, or None."""
+    """``broker_use_ssl`` / ``redis_backend_use_ssl`` from the [tls] settings, or None when none is set."""
     if not (settings.tls_ca_certs or settings.tls_certfile or settings.tls_keyfile):
         return None
-    import ssl
-
-    reqs = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}[settings.tls_cert_reqs]
-    opts: dict[str, Any] = {"ssl_cert_reqs": reqs}
-    if settings.tls_ca_certs:
-        opts["ssl_ca_certs"] = settings.tls_ca_certs
-    if settings.tls_certfile:
-        opts["ssl_certfile"] = settings.tls_certfile
-    if settings.tls_keyfile:
-        opts["ssl_keyfile"] = settings.tls_keyfile
-    return opts
+    return settings.ssl_options()
 
 
 def restore_sweep_interval(visibility_timeout: int) -> int:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import DatabaseLockedError, PermanentTaskError
+from .cli_parser import OneLineErrorParser
 
 #: Bumped when the schema changes; ``ensure_schema`` is a no-op once the file is at it.
 SCHEMA_VERSION = 1
@@ -501,14 +502,6 @@ def create_sample_db(
 
 
 # ---- command line --------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad option in one line and exits 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -528,8 +521,8 @@ def _iso_date(text: str) -> date:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m afirgen_tasks.records`` argument parser."""
-    p = _Parser(prog="python -m afirgen_tasks.records", description="The AFIRGen FIR records database.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = OneLineErrorParser(prog="python -m afirgen_tasks.records", description="The AFIRGen FIR records database.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineErrorParser)
     seed = sub.add_parser("seed", help="fill the database with realistic sample FIRs (replaces existing FIRs)")
     seed.add_argument("--count", type=_count, default=500, help="how many FIRs (default 500)")
     seed.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")

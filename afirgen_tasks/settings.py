@@ -347,6 +347,18 @@ class Settings(BaseSettings):
         """The SQLite database of FIR records the tasks read."""
         return self.paths_data_dir / "firs.sqlite3"
 
+    def ssl_options(self) -> dict[str, Any]:
+        """The [tls] settings as ``ssl_*`` options (redis-py, kombu and Celery's backend take these names)."""
+        import ssl
+
+        reqs = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+        opts: dict[str, Any] = {"ssl_cert_reqs": reqs[self.tls_cert_reqs]}
+        for key, value in (("ssl_ca_certs", self.tls_ca_certs), ("ssl_certfile", self.tls_certfile),
+                           ("ssl_keyfile", self.tls_keyfile)):
+            if value:
+                opts[key] = value
+        return opts
+
     def secrets(self) -> list[str]:
         """Every secret value these settings hold, for leak tests and scrubbing."""
         found = [self.smtp_password.get_secret_value()]

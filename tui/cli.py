@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from afirgen_tasks import __version__
+from afirgen_tasks.cli_parser import OneLineErrorParser
 
 EXIT_CODES = """\
 exit codes (--check):
@@ -18,14 +19,6 @@ exit codes (--check):
   1  a check failed (or warned, with --strict)
   2  could not check: bad settings or options, broker unreachable
 """
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad option in one line and exits 2 (no usage dump)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"afirgen-tui: {message} (see afirgen-tui --help)", file=sys.stderr)
-        raise SystemExit(2)
 
 
 def _positive_float(text: str) -> float:
@@ -40,7 +33,7 @@ def _positive_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the docs and tests)."""
-    p = _Parser(
+    p = OneLineErrorParser(
         prog="afirgen-tui",
         description="Keyboard-driven console for the AFIRGen Celery + Redis task queue.",
         epilog=EXIT_CODES,

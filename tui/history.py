@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tui.model import _FIELD_ALIASES as _MODEL_FIELD_ALIASES
 from tui.model import ALL_STATES, TaskRecord, _is_ascii_int
 
 __all__ = [
@@ -225,16 +226,8 @@ def console_id() -> str:
 
 
 # ---- the filter syntax ----------------------------------------------------------------
-# Same aliases as tui.model._FIELD_ALIASES, plus args (args or kwargs text).
-_FIELD_ALIASES = {
-    "state": "state", "s": "state",
-    "queue": "queue", "q": "queue",
-    "worker": "worker", "host": "worker", "w": "worker",
-    "name": "name", "n": "name", "task": "name",
-    "uuid": "uuid", "id": "uuid",
-    "prio": "prio", "priority": "prio", "p": "prio",
-    "args": "args", "a": "args", "kwargs": "args",
-}
+# The Tasks pane's field names, plus args (args or kwargs text), which only the store indexes.
+_FIELD_ALIASES = {**_MODEL_FIELD_ALIASES, "args": "args", "a": "args", "kwargs": "args"}
 _VOCAB_COLUMN = {"state": "state", "queue": "queue", "worker": "hostname", "name": "name"}
 _PRIO_OPS = (">=", "<=", "!=", "==", ">", "<", "=")
 

@@ -7,7 +7,6 @@ them).  URLs are only ever shown through :func:`afirgen_tasks.settings.mask_url`
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +19,6 @@ from afirgen_tasks.settings import Settings, mask_url
 #: Schemes redis-py can open directly (``redis+socket`` is rewritten to ``unix``).
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix")
 
-_CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
 
 
 class NotRedisError(ValueError):
@@ -60,13 +58,7 @@ def redis_client(
         "retry": Retry(NoBackoff(), 0),
     }
     if scheme == "rediss" and settings is not None:
-        options["ssl_cert_reqs"] = _CERT_REQS[settings.tls_cert_reqs]
-        if settings.tls_ca_certs:
-            options["ssl_ca_certs"] = settings.tls_ca_certs
-        if settings.tls_certfile:
-            options["ssl_certfile"] = settings.tls_certfile
-        if settings.tls_keyfile:
-            options["ssl_keyfile"] = settings.tls_keyfile
+        options.update(settings.ssl_options())
         if settings.tls_cert_reqs == "none":
             options["ssl_check_hostname"] = False
     options.update(kwargs)
