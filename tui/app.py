@@ -22,6 +22,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.markup import escape as escape_markup
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
@@ -574,7 +575,8 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         yield from super().get_system_commands(screen)
         for keys, desc, action in self.HELP:
             if action:
-                yield SystemCommand(f"{desc.split(':')[0].capitalize()} [{keys}]", desc,
+                # palette titles and help are parsed as markup: escape them
+                yield SystemCommand(escape_markup(f"{desc.split(':')[0].capitalize()} ({keys})"), escape_markup(desc),
                                     lambda a=action: self.run_action(a))
         for title, action in (("Grow every worker's pool by one", "resize_all(1)"),
                               ("Shrink every worker's pool by one", "resize_all(-1)"),

@@ -363,3 +363,26 @@ async def test_fixed_width_columns_keep_their_width_and_virtual_size(console, so
         assert pane.virtual_size.width == sum(widths)
         assert pane.virtual_size.height == pane.row_count + 1  # rows + header
         assert str(pane.get_cell(uid, "name")).startswith("xxxx")
+
+
+async def test_command_palette_lists_and_runs_actions(console):
+    from textual.command import CommandPalette
+
+    async with console.run_test(size=(100, 30)) as pilot:
+        for query in ("grow", "revoke", "purge", "export", "zoom", "help"):
+            await pilot.press("ctrl+p")
+            await pilot.pause(0.3)
+            assert isinstance(console.screen, CommandPalette)
+            await pilot.press(*query)
+            await pilot.pause(0.7)  # the search runs in a worker: let it build the prompts
+            assert console._exception is None, console._exception
+            assert isinstance(console.screen, CommandPalette), query
+            await pilot.press("escape")
+            await pilot.pause()
+        # running one from the palette works like its key
+        await pilot.press("ctrl+p")
+        await pilot.press(*"zoom the focused")
+        await pilot.pause(0.7)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert console.screen.maximized is not None
