@@ -28,6 +28,7 @@ from textual.widgets import Footer, Input, Static
 
 from afirgen_tasks.routing import QUEUES
 from afirgen_tasks.settings import Settings
+from tui.actions import Actions, AuditLog
 from tui.app_actions import ActionsMixin
 from tui.app_history import HistoryMixin
 from tui.lifecycle import while_panes_exist
@@ -115,9 +116,9 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         ("=", "grow or shrink by N, this or all workers (Workers pane)", "resize_form"),
         ("a", "set autoscale max,min, this or all workers (Workers pane)", "autoscale"),
         ("p", "pause / resume the highlighted queue on every worker (Queues pane)", "pause_queue"),
+        ("x", "purge the highlighted queue, after typing its name (Queues pane)", "purge_queue"),
         ("H", "search all persisted history (filter syntax + args:text since:2h until:30m)", "search_history"),
         ("E", "export the filtered history: CSV, Excel (.xlsx) or incident report (PDF)", "export"),
-        ("x", "purge the highlighted queue, after typing its name (Queues pane)", "purge_queue"),
         ("Ctrl+P", "command palette: every action by name", ""),
         ("?", "this help", "help"),
         ("q", "quit", "quit"),
@@ -155,8 +156,6 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         self._connects_seen = 0
         self.last_enqueue: Any = None
         self.action_log: list[ActionCompleted] = []
-        from tui.actions import Actions, AuditLog
-
         #: tui.history.HistoryStore (None: no persistence) and its writer thread
         self.history = history
         self.history_writer: Any = None
@@ -235,14 +234,10 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         evicted: set[str] = set()
         workers: set[str] = set()
         flow: dict[str, list[int]] = {}
-        first = True
-        while time.perf_counter() - started < TICK_BUDGET_S:
+        while True:
             batch = self.sources.drain(CHUNK)
-            # The first apply runs even without events: it also returns what merge_task_info,
+            # Applied even when empty: apply() also returns what merge_task_info,
             # set_worker_stats and mark_revoke_requested changed since the last tick.
-            if not batch and not first:
-                break
-            first = False
             changes = self.model.apply(batch)
             self.events_applied += len(batch)
             new.extend(changes.new_tasks)
@@ -250,7 +245,7 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
             evicted |= changes.evicted
             workers |= changes.workers
             self._count_flow(batch, flow)
-            if not batch:
+            if not batch or time.perf_counter() - started >= TICK_BUDGET_S:
                 break
         # With events still buffered, heartbeats may be waiting too: judging liveness by the
         # wall clock would show every worker offline while the console catches up.
