@@ -406,6 +406,11 @@ def resolve_config_path(explicit: str | os.PathLike[str] | None = None) -> Path 
 _FIELD_BY_ENV = {env_name(f): f for f in Settings.model_fields}
 
 
+def fields_from_env(env: dict[str, str]) -> dict[str, Any]:
+    """Keyword overrides for :func:`load_settings` from environment-style names (``CELERY_BROKER_URL``...)."""
+    return {_FIELD_BY_ENV[name]: value for name, value in env.items() if name in _FIELD_BY_ENV}
+
+
 def _format_error(err: dict[str, Any]) -> str:
     loc = err.get("loc") or ()
     field = str(loc[0]) if loc else ""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from celery import Celery
@@ -24,6 +24,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.markup import escape as escape_markup
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
 from afirgen_tasks.routing import QUEUES
@@ -154,6 +155,7 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         self._dropped_seen = 0
         self._new_worker_inspect_at = 0.0
         self._connects_seen = 0
+        self._poll_timers: dict[str, Timer] = {}
         self.last_enqueue: Any = None
         self.action_log: list[ActionCompleted] = []
         #: tui.history.HistoryStore (None: no persistence) and its writer thread
@@ -340,7 +342,7 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         self._show_queues()
         self._update_status()
         if poll.supported:
-            self.set_timer(self.settings.console_queue_poll_interval, self.poll_queues)
+            self._schedule("queue-poll", self.settings.console_queue_poll_interval, self.poll_queues)
 
     def _show_queues(self) -> None:
         consumers: dict[str, int] = collections.Counter()
@@ -390,7 +392,15 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         self._show_queues()
         # A worker seen in events but not yet inspected (it just started): ask again soon.
         pending = any(w.online and w.pool is None for w in self.model.workers())
-        self.set_timer(0.5 if pending else self.settings.console_inspect_interval, self.inspect_workers)
+        self._schedule("inspect", 0.5 if pending else self.settings.console_inspect_interval, self.inspect_workers)
+
+    def _schedule(self, name: str, delay: float, callback: Callable[[], object]) -> None:
+        """One pending timer per poll: extra polls (resync, after an action) replace it, so
+        the periodic polls never multiply."""
+        previous = self._poll_timers.pop(name, None)
+        if previous is not None:
+            previous.stop()
+        self._poll_timers[name] = self.set_timer(delay, callback)
 
     def _enable_events_if_needed(self, result: InspectionResult) -> None:
         # Every worker is asked once: "task events already enabled" means nothing to do;

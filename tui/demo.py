@@ -145,7 +145,6 @@ class Sandbox:
         self.redis_port = 0
         self.env: dict[str, str] = {}
         self._redis_proc: subprocess.Popen[bytes] | None = None
-        self._fake_server: Any = None
         self._smtp: SMTPSink | None = None
         self._workers: list[subprocess.Popen[bytes]] = []
         self._stop = threading.Event()
@@ -192,11 +191,6 @@ class Sandbox:
         if self._redis_proc is not None:
             _terminate(self._redis_proc, sig=signal.SIGTERM, timeout=3)
             self._redis_proc = None
-        if self._fake_server is not None:
-            with contextlib.suppress(Exception):
-                self._fake_server.shutdown()
-                self._fake_server.server_close()
-            self._fake_server = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
     # ---- pieces ------------------------------------------------------------------------
@@ -212,10 +206,12 @@ class Sandbox:
             )
             self.redis_kind = "redis-server"
         else:
-            from fakeredis import TcpFakeServer
-
-            self._fake_server = TcpFakeServer(("127.0.0.1", self.redis_port), server_type="redis")
-            threading.Thread(target=self._fake_server.serve_forever, name="afirgen-demo-redis", daemon=True).start()
+            # no redis-server: fakeredis over TCP (with Lua), in a child process of its own
+            self._redis_proc = subprocess.Popen(
+                [sys.executable, "-m", "tui.embedded_redis", "--port", str(self.redis_port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
             self.redis_kind = "embedded fakeredis"
         if not _wait_port(self.redis_port, 10):
             raise RuntimeError(f"the demo Redis ({self.redis_kind}) did not start on port {self.redis_port}")
@@ -246,19 +242,14 @@ class Sandbox:
         }
 
     def settings(self) -> Any:
-        """The sandbox's settings (what the console and the generator use)."""
-        from afirgen_tasks.settings import load_settings
+        """The sandbox's settings (what the console and the generator use).
 
-        saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
-        try:
-            return load_settings(self.env["AFIRGEN_CONFIG"])
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        Built from keyword overrides, never by changing ``os.environ``: the generator thread
+        calls this while the console starts.
+        """
+        from afirgen_tasks.settings import fields_from_env, load_settings
+
+        return load_settings(self.env["AFIRGEN_CONFIG"], **fields_from_env(self.env))
 
     def _seed(self) -> None:
         from afirgen_tasks.records import create_sample_db

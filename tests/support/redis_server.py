@@ -178,7 +178,7 @@ def _fakeredis() -> RedisServer:
     # full session (hundreds of connections) slowed everything else to a crawl.
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_redis_server", "--port", str(port)],
+        [sys.executable, "-m", "tui.embedded_redis", "--port", str(port)],
         cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True,
     )
@@ -200,73 +200,6 @@ def _fakeredis() -> RedisServer:
         err = proc.stderr.read().decode(errors="replace")[-500:]
     stop()
     raise RedisUnavailable(f"fakeredis TcpFakeServer did not answer PING on port {port}: {err}")
-
-
-def serve_fakeredis(port: int, host: str = "127.0.0.1") -> None:
-    """Run fakeredis' TCP server in this process until killed (see fake_redis_server.py)."""
-    from fakeredis import TcpFakeServer
-
-    server = TcpFakeServer((host, port), server_type="redis")
-    server.RequestHandlerClass = _error_tolerant_handler()
-    server.daemon_threads = True
-    server.serve_forever(poll_interval=0.1)
-
-
-def _error_tolerant_handler() -> type:
-    """fakeredis' TCP handler with two fixes (fakeredis 2.40) that Celery workers need.
-
-    1. An error reply keeps the connection open (see below).
-    2. A blocked BRPOP of a client that has disconnected (a killed worker) never pops.
-
-    fakeredis 2.40's handler closes the connection after *any* error reply, so redis-py's
-    ``EVALSHA`` -> NOSCRIPT -> ``SCRIPT LOAD`` fallback (kombu's Lua scripts) fails with
-    "Connection closed by server" and workers lose messages.  A real Redis keeps the
-    connection; so do we, by handing the error to the writer as a reply.
-    """
-    from fakeredis._clients._tcp_server import TCPFakeRequestHandler
-    from fakeredis._typing import RaiseErrorTypes
-
-    class ErrorTolerantHandler(TCPFakeRequestHandler):
-        def setup(self) -> None:
-            super().setup()
-            client = self.current_client
-            read_response = client.read_response
-
-            def read_response_or_error(**kwargs):
-                try:
-                    return read_response(**kwargs)
-                except RaiseErrorTypes as exc:
-                    return exc  # Writer.dump encodes an exception as a RESP error reply
-
-            client.read_response = read_response_or_error
-
-            # A blocked BRPOP runs in this thread, so the handler cannot see its client go
-            # away; fakeredis would pop the next pushed message and write it to a dead
-            # socket (real Redis drops a disconnected client's blocked command at once).
-            # Before each attempt, check the peer and refuse to pop for a closed one.
-            fake_socket = client.get_socket()
-            blocking = fake_socket._blocking
-            conn = self.connection
-
-            def peer_closed() -> bool:
-                try:
-                    return conn.recv(1, socket.MSG_PEEK) == b""
-                except BlockingIOError:
-                    return False  # open, nothing sent
-                except OSError:
-                    return True
-
-            def guarded_blocking(timeout, func, shape=None):
-                def attempt(first_pass: bool):
-                    if peer_closed():
-                        return None  # keep the data; the command times out unanswered
-                    return func(first_pass)
-
-                return blocking(timeout, attempt, shape)
-
-            fake_socket._blocking = guarded_blocking
-
-    return ErrorTolerantHandler
 
 
 _FINDERS = {"env": _from_env, "local": _local, "spawned": _spawned, "fakeredis": _fakeredis}

@@ -386,3 +386,14 @@ async def test_command_palette_lists_and_runs_actions(console):
         await pilot.press("enter")
         await pilot.pause()
         assert console.screen.maximized is not None
+
+
+async def test_extra_polls_do_not_multiply_the_periodic_timers(console, sources):
+    async with console.run_test(size=(100, 30)) as pilot:
+        for _ in range(5):  # resyncs and post-action re-reads each trigger a poll
+            console.inspect_workers()
+            console.poll_queues()
+            await pilot.pause(0.2)  # (exclusive polls cancel each other: no wait_for_complete)
+        pending = [t for t in console._poll_timers.values() if t._active.is_set()]
+        assert sorted(console._poll_timers) == ["inspect", "queue-poll"]
+        assert len(pending) == 2
