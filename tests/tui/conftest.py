@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import time
 import uuid as uuidlib
 from typing import Any
@@ -77,6 +78,8 @@ def screen_settings(tmp_path, monkeypatch):
     """Settings for screen tests: nothing read from the repository, files under tmp_path."""
     config = tmp_path / "config.toml"
     config.write_text("")
+    for name in [n for n in os.environ if n.startswith(("AFIRGEN_", "CELERY_"))]:
+        monkeypatch.delenv(name)  # nothing from the caller's environment either
     monkeypatch.setenv("AFIRGEN_CONFIG", str(config))
     return load_settings(None, paths_data_dir=tmp_path / "var", console_audit_log=tmp_path / "audit.log",
                          history_db=tmp_path / "history.sqlite3")

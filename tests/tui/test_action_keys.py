@@ -27,8 +27,8 @@ from tui.widgets.panes import TasksPane
 def mem_settings(tmp_path, monkeypatch):
     (tmp_path / "config.toml").write_text("")
     monkeypatch.setenv("AFIRGEN_CONFIG", str(tmp_path / "config.toml"))
-    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
-        monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith(("AFIRGEN_", "CELERY_"))]:
+        monkeypatch.delenv(name)
     return load_settings(None, celery_broker_url="memory://", celery_result_backend="cache+memory://",
                          paths_data_dir=tmp_path / "var", console_audit_log=tmp_path / "audit.log",
                          console_control_timeout=0.2)
