@@ -40,7 +40,7 @@ class ActionsMixin:
         """In read-only mode: say why (and audit the refusal) instead of acting."""
         if not self.read_only:
             return False
-        self.run_action_worker(action, target, {}, None)
+        self.run_action_worker(action, target, None)
         return True
 
     def action_enqueue(self) -> None:
@@ -61,7 +61,7 @@ class ActionsMixin:
             self.notify("enqueue cancelled: nothing sent", timeout=3)
             return
         self.last_enqueue = req
-        self.run_action_worker("enqueue", req.task, {"request": req}, lambda: self.actions.enqueue(req))
+        self.run_action_worker("enqueue", req.task, lambda: self.actions.enqueue(req))
 
     def action_repeat_enqueue(self) -> None:
         """Send the previous job again (a new task id)."""
@@ -71,7 +71,7 @@ class ActionsMixin:
             self.notify("nothing to repeat yet: enqueue a job with e first", severity="warning")
             return
         req = self.last_enqueue
-        self.run_action_worker("enqueue", req.task, {"request": req}, lambda: self.actions.enqueue(req))
+        self.run_action_worker("enqueue", req.task, lambda: self.actions.enqueue(req))
 
     def action_revoke(self, mode: str) -> None:
         """Revoke, terminate (SIGTERM) or kill (SIGKILL) the highlighted task, after confirmation."""
@@ -83,7 +83,7 @@ class ActionsMixin:
         name = (task.short_name if task is not None else "?")
         if self.read_only or (task is not None and task.is_finished):
             # the action layer says why (read-only, or finished) and audits it; nothing is sent
-            self.run_action_worker(mode, uuid, {}, lambda: self.actions.revoke(uuid, state, mode))
+            self.run_action_worker(mode, uuid, lambda: self.actions.revoke(uuid, state, mode))
             return
         verbs = {"revoke": "Revoke", "terminate": "Terminate (SIGTERM)", "kill": "Kill (SIGKILL)"}
         effect = {"revoke": "a waiting job is discarded when it reaches a worker; a scheduled one never runs",
@@ -97,7 +97,7 @@ class ActionsMixin:
                 return
             self.model.mark_revoke_requested(uuid)
             self.tick()
-            self.run_action_worker(mode, uuid, {}, lambda: self.actions.revoke(uuid, state, mode))
+            self.run_action_worker(mode, uuid, lambda: self.actions.revoke(uuid, state, mode))
 
         self.push_screen(ConfirmScreen(f"{verbs[mode]} task", f"{verbs[mode]} {name} [{uuid}] ({state})?\n{effect}."),
                          answered)
@@ -113,7 +113,7 @@ class ActionsMixin:
         hosts = self._worker_targets(all_workers)
         if not hosts:
             return
-        self.run_action_worker("pool_grow" if delta > 0 else "pool_shrink", ",".join(hosts), {},
+        self.run_action_worker("pool_grow" if delta > 0 else "pool_shrink", ",".join(hosts),
                                lambda: self.actions.pool_resize(hosts, delta), reinspect=True)
 
     def action_resize_all(self, delta: int) -> None:
@@ -131,7 +131,7 @@ class ActionsMixin:
             if values is not None:
                 hosts = self._worker_targets(values["all"]) if values["all"] else [target]
                 n = values["n"]
-                self.run_action_worker("pool_grow" if n > 0 else "pool_shrink", ",".join(hosts), {},
+                self.run_action_worker("pool_grow" if n > 0 else "pool_shrink", ",".join(hosts),
                                        lambda: self.actions.pool_resize(hosts, n), reinspect=True)
 
         self.push_screen(NumberFormScreen("Resize pool", [("n", "By N", "1")], target,
@@ -150,7 +150,7 @@ class ActionsMixin:
         def chosen(values: dict[str, Any] | None) -> None:
             if values is not None:
                 hosts = self._worker_targets(True) if (values["all"] or all_workers) else [target]
-                self.run_action_worker("autoscale", ",".join(hosts), {},
+                self.run_action_worker("autoscale", ",".join(hosts),
                                        lambda: self.actions.autoscale(hosts, values["max"], values["min"]),
                                        reinspect=True)
 
@@ -173,8 +173,7 @@ class ActionsMixin:
             return
         resume = queue in self.paused_queues
         action = "resume_queue" if resume else "pause_queue"
-        self.run_action_worker(action, queue, {"queue": queue, "resume": resume},
-                               lambda: self.actions.set_consuming(queue, consume=resume), reinspect=True)
+        self.run_action_worker(action, queue, lambda: self.actions.set_consuming(queue, consume=resume), reinspect=True)
 
     def action_purge_queue(self) -> None:
         """Purge the highlighted queue after the operator types its name."""
@@ -192,19 +191,19 @@ class ActionsMixin:
             if name is None:
                 self.notify("purge cancelled: nothing deleted", timeout=3)
                 return
-            self.run_action_worker("purge", queue, {}, lambda: self.actions.purge(queue, name, waiting))
+            self.run_action_worker("purge", queue, lambda: self.actions.purge(queue, name, waiting))
 
         self.push_screen(TypedConfirmScreen(f"Purge {queue}",
                                             f"This deletes {count} from {queue}. Reserved (running) jobs are "
                                             f"not affected. Type the queue name to confirm.", queue), typed)
 
-    def run_action_worker(self, action: str, target: str, params: dict[str, Any], call: Callable[[], Any] | None,
-                          reinspect: bool = False) -> None:
-        """Run an action in a thread worker; the outcome comes back as :class:`ActionCompleted`."""
-        self._run_action(action, target, call, reinspect)
-
     @work(thread=True, group="actions")
-    def _run_action(self, action: str, target: str, call: Callable[[], Any] | None, reinspect: bool) -> None:
+    def run_action_worker(self, action: str, target: str, call: Callable[[], Any] | None,
+                          reinspect: bool = False) -> None:
+        """Run an action in a thread worker; the outcome comes back as :class:`ActionCompleted`.
+
+        ``call`` None means "refuse": the action layer audits the refusal and says why.
+        """
         # runs in a worker thread: the broker may be slow; the outcome is posted back
         from tui.actions import Outcome, ReadOnlyRefused, ValidationFailed
 
