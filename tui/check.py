@@ -51,6 +51,10 @@ _RANK = {OK: 0, WARN: 1, FAIL: 2}
 RESERVE_S = 0.15
 #: With no pidbox binding on Redis no worker is expected; listen this long just in case.
 NO_WORKER_GRACE_S = 0.5
+#: Longest wait for workers named by pidbox bindings (a dead worker's binding lingers).
+KNOWN_WORKER_WAIT_S = 1.5
+#: Time kept back from a reply wait for connecting and publishing the request.
+REPLY_MARGIN_S = 0.5
 #: Shortest socket timeout handed to a connect, however little budget is left.
 MIN_SOCKET_TIMEOUT_S = 0.05
 
@@ -148,9 +152,9 @@ class _Job(threading.Thread):
         except BaseException as exc:  # reported as the check's detail
             self.error = exc
 
-    def wait(self, budget: Budget) -> bool:
-        """Join until the budget runs out; True if the job finished."""
-        self.join(budget.remaining() + RESERVE_S / 2)
+    def wait_until(self, end: float) -> bool:
+        """Join until ``end`` (time.monotonic); True if the job finished."""
+        self.join(max(0.0, end - time.monotonic()))
         return not self.is_alive()
 
 
@@ -470,12 +474,16 @@ def _run_checks(
     if expected is None:
         reply_wait, limit = None, None  # unknown: wait out the budget
     elif expected:
-        reply_wait, limit = None, len(expected)
+        # A SIGKILLed worker leaves its pidbox binding behind for a long time: the names are
+        # a hint, so a silent one costs at most KNOWN_WORKER_WAIT_S, not the whole budget.
+        reply_wait, limit = KNOWN_WORKER_WAIT_S, len(expected)
     else:
         reply_wait, limit = NO_WORKER_GRACE_S, None
 
     def wait_s() -> float:
-        left = budget.remaining()
+        # Celery's reply wait starts after connecting and publishing: stop it early enough
+        # that the job ends before its join gives up (or the answers that came are lost).
+        left = budget.remaining() - REPLY_MARGIN_S
         return max(0.01, min(left, reply_wait) if reply_wait is not None else left)
 
     ping_done = threading.Event()
@@ -506,7 +514,8 @@ def _run_checks(
         jobs["active"] = _Job("active", inspect("active"))
     for job in jobs.values():
         job.start()
-    finished = {name: job.wait(budget) for name, job in jobs.items()}
+    end = time.monotonic() + budget.remaining() + RESERVE_S / 2  # one end time for every join
+    finished = {name: job.wait_until(end) for name, job in jobs.items()}
 
     def outcome(name: str) -> tuple[Any, str]:
         job = jobs[name]

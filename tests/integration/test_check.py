@@ -226,3 +226,19 @@ def test_password_never_printed(afirgen_env, password_redis):
         for secret in ("s3cret", "wr0ngpw"):
             assert secret not in out and secret not in err, (args, out, err)
         assert ":***@" in out
+
+
+def test_a_dead_workers_stale_binding_does_not_hide_the_live_ones(afirgen_env, worker_factory, redis_client):
+    """A SIGKILLed worker leaves its pidbox binding: the live worker's answers still count."""
+    worker = worker_factory(queues=ALL_QUEUES)
+    redis_client.sadd("_kombu.binding.celery.pidbox", "::ghost@nowhere.celery.pidbox")
+    for timeout in ("3", "6"):
+        code, out, err, wall = run_check(afirgen_env, "--json", "--timeout", timeout)
+        doc = json.loads(out)
+        by_name = {c["name"]: c for c in doc["checks"]}
+        assert by_name["workers"]["value"] == 1, (timeout, by_name["workers"])
+        assert worker.hostname in by_name["workers"]["detail"]
+        assert "ghost@nowhere" in by_name["workers"]["detail"]  # named as silent
+        assert by_name["queues"]["status"] == "OK", by_name["queues"]
+        assert code == 0, out + err  # a warning, not a failure, without --strict
+        assert wall < float(timeout) + 3
