@@ -357,7 +357,8 @@ class HistoryStore:
         self.max_age_days = max_age_days
         self.seen_by = seen_by if seen_by is not None else console_id()
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        #: (owning thread, connection); each Textual thread worker is a new thread
+        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
         self._vocab_seen: set[tuple[str, str]] = set()
         self._vocab_lock = threading.Lock()
@@ -385,18 +386,24 @@ class HistoryStore:
         if conn is None:
             conn = self._local.conn = self.connect()
             with self._conns_lock:
-                self._conns.append(conn)
+                # Every search or export runs in a new worker thread: close the connections
+                # of threads that have ended instead of keeping one per search until quit.
+                alive = []
+                for thread, other in self._conns:
+                    if thread.is_alive():
+                        alive.append((thread, other))
+                    else:
+                        _close_quietly(other)
+                alive.append((threading.current_thread(), conn))
+                self._conns = alive
         return conn
 
     def close(self) -> None:
         """Close every connection this store opened (in any thread)."""
         with self._conns_lock:
             conns, self._conns = self._conns, []
-        for conn in conns:
-            try:
-                conn.close()
-            except sqlite3.Error:
-                pass
+        for _thread, conn in conns:
+            _close_quietly(conn)
         self._local = threading.local()
 
     def __enter__(self) -> HistoryStore:
@@ -709,6 +716,13 @@ _KIND_ORDER = {"uuid": 0, "name": 1, "worker": 2, "queue": 3, "state": 4, "prio"
                "bare": 6, "args": 7}
 
 
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass
+
+
 def _split_sql(script: str) -> Iterator[str]:
     """Statements of a schema script (triggers hold ';' inside BEGIN ... END)."""
     buf: list[str] = []
@@ -819,6 +833,13 @@ class HistoryWriter:
                 batch.update(newer)
                 self._pending = batch
             return 0
+        except Exception as exc:  # a row SQLite cannot take (e.g. an int beyond 64 bits)
+            # retrying the same rows would fail forever: drop this batch, count it, go on
+            self.errors += 1
+            self.dropped += len(batch)
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("history write failed (%s); %d rows dropped", exc, len(batch))
+            return 0
         self.written += n
         self.flushes += 1
         self.last_flush_seconds = time.perf_counter() - started
@@ -836,7 +857,7 @@ class HistoryWriter:
                     next_prune = time.monotonic() + self.prune_every
                     try:
                         self.pruned += self.store.prune()
-                    except sqlite3.Error as exc:
+                    except Exception as exc:  # the writer thread must not die of it
                         self.errors += 1
                         self.last_error = f"prune: {type(exc).__name__}: {exc}"
             self.flush()
@@ -844,8 +865,7 @@ class HistoryWriter:
             conn = getattr(self.store._local, "conn", None)
             if conn is not None:  # this thread's connection
                 with self.store._conns_lock:
-                    if conn in self.store._conns:
-                        self.store._conns.remove(conn)
+                    self.store._conns = [(t, c) for t, c in self.store._conns if c is not conn]
                 conn.close()
 
     def close(self, timeout: float = 10.0) -> None:

@@ -481,3 +481,32 @@ def test_backfill_reads_backend_meta_and_skips_what_the_console_knows(store: His
 def test_meta_to_row_handles_partial_meta():
     row = meta_to_row("x", {"status": "started", "result": {"pid": 1}, "date_done": None})
     assert row["state"] == "STARTED" and row["finished"] is None and row["name"] is None
+
+
+def test_connections_of_finished_threads_are_closed(store: HistoryStore):
+    """Each search runs in a new worker thread: their connections must not pile up."""
+    for _ in range(20):
+        t = threading.Thread(target=lambda: store.search("state:success"))
+        t.start()
+        t.join()
+    store.search("")  # this thread's connection; the finished threads' ones are closed now
+    assert len(store._conns) <= 2
+
+
+def test_writer_survives_a_row_sqlite_cannot_store(store: HistoryStore):
+    writer = HistoryWriter(store, interval=0.05)
+    try:
+        bad = {"uuid": "too-big", "name": "afirgen_tasks.x", "state": "SUCCESS", "priority": 2**70}
+        writer.submit([bad])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not writer.errors:
+            time.sleep(0.02)
+        assert writer.errors >= 1 and "int" in (writer.last_error or "").lower()
+        writer.submit([{"uuid": "fine", "name": "afirgen_tasks.x", "state": "SUCCESS", "priority": 5}])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and store.get("fine") is None:
+            time.sleep(0.02)
+        assert store.get("fine") is not None, "the writer thread kept running"
+        assert writer._thread.is_alive()
+    finally:
+        writer.close()
