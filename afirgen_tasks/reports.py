@@ -17,6 +17,7 @@ from celery import Task
 
 from . import records
 from .base import PermanentTaskError, afirgen_task, result, task_settings
+from .spreadsheet import xlsx_text
 
 #: Most FIRs one Excel report may hold.
 MAX_EXCEL_FIRS = 50_000
@@ -141,7 +142,12 @@ def render_xlsx(firs: list[records.FIR]) -> bytes:
     ws.title = "FIRs"
     ws.append([header for header, _attr in EXCEL_COLUMNS])
     for fir in firs:
-        ws.append([getattr(fir, attr) for _header, attr in EXCEL_COLUMNS])
+        # control characters would make openpyxl refuse the whole report
+        values = [getattr(fir, attr) for _header, attr in EXCEL_COLUMNS]
+        ws.append([xlsx_text(v) if isinstance(v, str) else v for v in values])
+        for cell in ws[ws.max_row]:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # record text (a complainant's words) is never a formula
     bold = Font(bold=True, color="FFFFFF")
     fill = PatternFill(fill_type="solid", start_color="1F4E79", end_color="1F4E79")
     for c in ws[1]:

@@ -25,6 +25,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from afirgen_tasks.spreadsheet import xlsx_text
 from tui.model import ALL_STATES
 
 __all__ = [
@@ -51,7 +52,6 @@ _NUMBER_KEYS = frozenset({"priority", "retries", "runtime"})
 # Spreadsheet formula injection (CSV/DDE): a text cell starting with one of these is
 # run as a formula by Excel/LibreOffice; exported text is prefixed with ' instead.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_XLSX_CELL_MAX = 32_767
 
 
 def _identity(text: str) -> str:
@@ -149,7 +149,6 @@ def export_xlsx(rows: Iterable[Any], path: str | os.PathLike[str],
     """
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
@@ -160,9 +159,7 @@ def export_xlsx(rows: Iterable[Any], path: str | os.PathLike[str],
         for key, _ in COLUMNS:
             v = _cell(row, key, redact)
             if isinstance(v, str):
-                v = ILLEGAL_CHARACTERS_RE.sub("", v)
-                if len(v) > _XLSX_CELL_MAX:
-                    v = v[: _XLSX_CELL_MAX - 20] + " … [clipped]"
+                v = xlsx_text(v)
             values.append(v)
         table.append(values)
     state_col = [k for k, _ in COLUMNS].index("state")

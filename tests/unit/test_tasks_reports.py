@@ -166,3 +166,18 @@ def test_excel_handles_many_ids(tmp_path: Path) -> None:
     assert res.result["rows"] == 1200 and res.result["fir_ids_truncated"] is True
     ws = openpyxl.load_workbook(res.result["path"], read_only=True).active
     assert ws.max_row == 1201
+
+
+def test_excel_text_is_never_a_formula_and_control_characters_do_not_fail_it(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    settings = app.afirgen_settings
+    with records.open_db(settings.fir_db_path) as conn, records.transaction(conn):
+        conn.execute("UPDATE firs SET complainant = ?, description = ? WHERE id = 4",
+                     ('=HYPERLINK("http://evil.example","click")', "line one\x0bvertical tab\x07bell"))
+    res = app.tasks[XLSX].apply(args=([4],))
+    assert res.state == "SUCCESS", res.traceback
+    ws = openpyxl.load_workbook(res.result["path"]).active
+    cells = {h: c for (h, _), c in zip(EXCEL_COLUMNS, ws[2], strict=True)}
+    assert cells["Complainant"].data_type == "s"
+    assert cells["Complainant"].value.startswith("=HYPERLINK")  # kept as text, not run
+    assert cells["Description"].value == "line onevertical tabbell"
