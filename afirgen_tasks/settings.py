@@ -78,6 +78,19 @@ def mask_url(url: str | None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def url_secrets(url: str) -> list[str]:
+    """The secrets in ``url``: its password, or the user part of a password-only Redis URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    if parts.password:
+        return [parts.password]
+    if parts.username and parts.scheme.startswith("redis") and "@" in parts.netloc:
+        return [parts.username]  # redis://secret@host is a password (redis-py reads it so)
+    return []
+
+
 def env_name(field: str) -> str:
     """The environment variable that overrides ``field``."""
     return field.upper() if field.startswith("celery_") else f"AFIRGEN_{field.upper()}"
@@ -363,14 +376,7 @@ class Settings(BaseSettings):
         """Every secret value these settings hold, for leak tests and scrubbing."""
         found = [self.smtp_password.get_secret_value()]
         for url in (self.celery_broker_url, self.celery_result_backend):
-            try:
-                parts = urlsplit(url)
-                if parts.password:
-                    found.append(parts.password)
-                elif parts.username and parts.scheme.startswith("redis") and "@" in parts.netloc:
-                    found.append(parts.username)
-            except ValueError:
-                continue
+            found.extend(url_secrets(url))
         return [s for s in found if s]
 
     def ensure_dirs(self) -> None:

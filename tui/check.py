@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from afirgen_tasks.settings import Settings, SettingsError, load_settings, mask_url
+from afirgen_tasks.settings import Settings, SettingsError, load_settings, mask_url, url_secrets
 
 from .sources.queue_lengths import (
     QueueSnapshot,
@@ -593,7 +593,7 @@ def run_check_cli(args: argparse.Namespace) -> int:
     strict = bool(getattr(args, "strict", False))
     scrub = Scrubber()
     if getattr(args, "broker", None):
-        scrub = Scrubber(_url_secrets(args.broker))
+        scrub = Scrubber(url_secrets(args.broker))
     try:
         settings = _settings_from_args(args)
     except SettingsError as exc:
@@ -622,16 +622,3 @@ def run_check_cli(args: argparse.Namespace) -> int:
         print(f"{report.status:<5} {'overall':<18} {verdict} in {report.elapsed:.2f} s (exit {report.exit_code})")
     sys.stdout.flush()
     return report.exit_code
-
-
-def _url_secrets(url: str) -> list[str]:
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return []
-    found = [parts.password or ""]
-    if not parts.password and parts.username and "@" in parts.netloc:
-        found.append(parts.username)
-    return [s for s in found if s]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from afirgen_tasks.spreadsheet import xlsx_text
+from tui.history import parse_utc_iso
 from tui.model import ALL_STATES
 
 __all__ = [
@@ -217,16 +218,6 @@ _QUEUE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b
 _MAX_SERIES = 10
 _MAX_FAILURES = 200
 _MAX_TRACEBACK_LINES = 60
-
-
-def _parse_iso(value: Any) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 def _para(text: str, style: Any) -> Any:
@@ -447,7 +438,7 @@ def export_incident_pdf(
     # -- actions
     actions = []
     for rec in audit_records:
-        ts = _parse_iso(rec.get("ts"))
+        ts = parse_utc_iso(rec.get("ts"))
         if ts is None or since <= ts <= until:
             actions.append((ts, rec))
     actions.sort(key=lambda a: a[0] or 0)

@@ -893,7 +893,8 @@ class BackfillResult:
     uuids: list[str] = field(default_factory=list)
 
 
-def _parse_date(value: Any) -> float | None:
+def parse_utc_iso(value: Any) -> float | None:
+    """Epoch seconds of an ISO time (no zone = UTC, as Celery's ``date_done``), or None."""
     if not isinstance(value, str) or not value:
         return None
     try:
@@ -922,7 +923,7 @@ def meta_to_row(uuid: str, meta: dict[str, Any]) -> dict[str, Any]:
     """A history row from one ``celery-task-meta-<uuid>`` value (decoded JSON)."""
     state = str(meta.get("status") or "PENDING").upper()
     result = meta.get("result")
-    done = _parse_date(meta.get("date_done"))
+    done = parse_utc_iso(meta.get("date_done"))
     row: dict[str, Any] = {
         "uuid": uuid,
         "state": state,
