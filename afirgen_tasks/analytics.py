@@ -89,10 +89,12 @@ def update_dashboard_stats(self: Task) -> dict[str, Any]:
     started = time.monotonic()
     settings = task_settings(self)
     now = records.utc_now()
-    with records.open_db(settings.fir_db_path) as conn, records.transaction(conn):
-        stats = dashboard_stats(conn, now.date())
-        for key, value in stats.items():
-            records.put_stat(conn, key, value, records.utc_iso(now))
+    with records.open_db(settings.fir_db_path) as conn:
+        with records.snapshot(conn):  # the scans do not hold the write lock
+            stats = dashboard_stats(conn, now.date())
+        with records.transaction(conn):
+            for key, value in stats.items():
+                records.put_stat(conn, key, value, records.utc_iso(now))
     totals = stats["dashboard:totals"]
     return result("ok", started, keys=sorted(stats), total=totals["total"], open=totals["open"],
                   districts=len(stats["dashboard:by_district"]), computed_at=records.utc_iso(now))
@@ -113,17 +115,19 @@ def process_analytics_data(self: Task, start_date: str, end_date: str) -> dict[s
     params = (start.isoformat(), (end + timedelta(days=1)).isoformat())
     key = f"range:{start}:{end}"
     now = records.utc_iso(records.utc_now())
-    with records.open_db(settings.fir_db_path) as conn, records.transaction(conn):
-        by_status = _by_status(conn, where, params)
-        value = {
-            "start_date": start.isoformat(),
-            "end_date": end.isoformat(),
-            "total": sum(by_status.values()),
-            "by_status": by_status,
-            "by_district": _counts(conn, "district", where, params),
-            "by_offence": _counts(conn, "offence", where, params),
-            "by_day": _day_series(conn, start, end),
-        }
-        records.put_stat(conn, key, value, now)
+    with records.open_db(settings.fir_db_path) as conn:
+        with records.snapshot(conn):  # the scans do not hold the write lock
+            by_status = _by_status(conn, where, params)
+            value = {
+                "start_date": start.isoformat(),
+                "end_date": end.isoformat(),
+                "total": sum(by_status.values()),
+                "by_status": by_status,
+                "by_district": _counts(conn, "district", where, params),
+                "by_offence": _counts(conn, "offence", where, params),
+                "by_day": _day_series(conn, start, end),
+            }
+        with records.transaction(conn):
+            records.put_stat(conn, key, value, now)
     return result("ok", started, key=key, total=value["total"], days=len(value["by_day"]),
                   districts=len(value["by_district"]), computed_at=now)

@@ -189,6 +189,17 @@ def open_db(path: str | os.PathLike[str], timeout: float | None = None) -> Itera
 
 
 @contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A read transaction: a consistent WAL snapshot that does not block writers (use it for
+    long aggregations, then write the result in :func:`transaction`)."""
+    conn.execute("BEGIN DEFERRED")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
+@contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction (``BEGIN IMMEDIATE``: take the write lock up front, so a busy
     database fails fast at the start instead of midway), committed or rolled back."""

@@ -138,3 +138,33 @@ def test_bad_dates_are_permanent(tmp_path: Path, start: object, end: object, mes
     assert res.state == "FAILURE"
     assert isinstance(res.result, PermanentTaskError)
     assert message in str(res.result)
+
+
+def test_aggregation_does_not_hold_the_write_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the dashboard figures are computed, other writers (e-mail deliveries, cleanup) go on."""
+    import sqlite3
+
+    from afirgen_tasks import analytics
+
+    app = make_app(tmp_path, count=50)
+    path = app.afirgen_settings.fir_db_path
+    real = analytics.dashboard_stats
+    wrote_meanwhile: list[bool] = []
+
+    def stats_with_a_concurrent_writer(conn, today):
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # fails at once if the task holds the write lock
+            other.execute("UPDATE firs SET status = status WHERE id = 1")
+            other.execute("COMMIT")
+            wrote_meanwhile.append(True)
+        except sqlite3.OperationalError:
+            wrote_meanwhile.append(False)
+        finally:
+            other.close()
+        return real(conn, today)
+
+    monkeypatch.setattr(analytics, "dashboard_stats", stats_with_a_concurrent_writer)
+    res = app.tasks["afirgen_tasks.analytics.update_dashboard_stats"].apply()
+    assert res.state == "SUCCESS", res.traceback
+    assert wrote_meanwhile == [True]
