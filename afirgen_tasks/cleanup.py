@@ -81,13 +81,17 @@ def clear_expired_cache(self: Task, max_entries: int | None = None) -> dict[str,
             expired += n
             if n < CACHE_DELETE_BATCH:
                 break
-        if max_entries is not None:
+        while max_entries is not None:
+            # in batches like the expiry purge: one huge DELETE would hold the write lock
             with records.transaction(conn):
-                evicted = conn.execute(
+                n = conn.execute(
                     "DELETE FROM cache WHERE rowid IN (SELECT rowid FROM cache ORDER BY expires_at DESC, key "
-                    "LIMIT -1 OFFSET ?)",
-                    (max_entries,),
+                    "LIMIT ? OFFSET ?)",
+                    (CACHE_DELETE_BATCH, max_entries),
                 ).rowcount
+            evicted += n
+            if n < CACHE_DELETE_BATCH:
+                break
         remaining = conn.execute("SELECT count(*) FROM cache").fetchone()[0]
     return result("ok", started, expired=expired, evicted=evicted, remaining=remaining)
 

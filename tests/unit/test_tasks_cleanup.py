@@ -195,3 +195,14 @@ def test_cleanup_temp_files_bad_age_is_permanent(tmp_path: Path, hours: object) 
     assert res.state == "FAILURE" and isinstance(res.result, PermanentTaskError)
     assert "max_age_hours" in str(res.result)
     assert victim.exists()
+
+
+def test_clear_expired_cache_max_entries_evicts_in_batches(tmp_path: Path, monkeypatch) -> None:
+    from afirgen_tasks import cleanup
+
+    monkeypatch.setattr(cleanup, "CACHE_DELETE_BATCH", 1)  # force several batches
+    app = make_app(tmp_path)
+    fill_cache(app)
+    res = app.tasks[CACHE].apply(kwargs={"max_entries": 1}).result
+    assert res["evicted"] == 3 and res["remaining"] == 1
+    assert cache_keys(app) == ["live3"]
