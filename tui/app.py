@@ -441,9 +441,10 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         poll_error = self.last_poll.error if self.last_poll and self.last_poll.supported else ""
         if st.state == RECONNECTING:
             wait = max(0.0, (st.next_attempt_at or time.time()) - time.time())
-            return f"✘ disconnected, retry in {wait:.0f}s", "bold red"
+            why = f" ({st.error[:60]})" if st.error else ""
+            return f"✘ disconnected, retry in {wait:.0f}s{why}", "bold red"
         if st.state == CONNECTED and poll_error:
-            return "✘ broker not answering", "bold red"
+            return f"✘ broker not answering ({poll_error[:60]})", "bold red"
         if st.state == CONNECTED:
             return "● connected", "green"
         return "… connecting", "yellow"

@@ -274,6 +274,7 @@ async def test_disconnected_status_countdown_and_stale_panes(console, sources, e
         await pilot.pause()
         label, _ = console.connection_state()
         assert label.startswith("✘ disconnected, retry in")
+        assert "Connection refused" in label  # why, not only that
         assert console.query_one("#tasks", TasksPane).has_class("-stale")
         # last data kept
         assert console.query_one("#tasks", TasksPane).row_count == 1
