@@ -398,3 +398,28 @@ async def test_extra_polls_do_not_multiply_the_periodic_timers(console, sources)
         pending = [t for t in console._poll_timers.values() if t._active.is_set()]
         assert sorted(console._poll_timers) == ["inspect", "queue-poll"]
         assert len(pending) == 2
+
+
+async def test_no_color_terminals_still_tell_states_apart(screen_settings, events, monkeypatch):
+    """With NO_COLOR the states keep their symbols and words (colour is never the only signal)."""
+    from tui.app import AfirgenApp
+    from tui.sources.cluster import StaticSources
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    src = StaticSources(screen_settings)
+    app = AfirgenApp(screen_settings, src, autostart=False)
+    src.start()
+    assert app.no_color
+    async with app.run_test(size=(100, 30)) as pilot:
+        ids = {}
+        for outcome in ("success", "failure", "started", "retry", "revoked"):
+            uid, evs = events.task(outcome)
+            ids[outcome] = uid
+            src.feed(evs)
+        app.tick()
+        await pilot.pause()
+        pane = app.query_one("#tasks", TasksPane)
+        labels = {o: str(pane.get_cell(u, "state")) for o, u in ids.items()}
+        assert labels == {"success": "✔ SUCCESS", "failure": "✘ FAILURE", "started": "▶ STARTED",
+                          "retry": "↻ RETRY", "revoked": "⊘ REVOKED"}
+        assert len({label.split()[0] for label in labels.values()}) == 5  # distinct symbols
