@@ -10,6 +10,7 @@ import math
 import os
 import stat
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -70,30 +71,32 @@ def clear_expired_cache(self: Task, max_entries: int | None = None) -> dict[str,
         max_entries = _number(max_entries, "max_entries", integer=True, maximum=10**12)
     settings = task_settings(self)
     now = records.utc_iso(records.utc_now())
-    expired = evicted = 0
+    evicted = 0
     with records.open_db(settings.fir_db_path) as conn:
-        while True:
-            with records.transaction(conn):
-                n = conn.execute(
-                    "DELETE FROM cache WHERE rowid IN (SELECT rowid FROM cache WHERE expires_at <= ? LIMIT ?)",
-                    (now, CACHE_DELETE_BATCH),
-                ).rowcount
-            expired += n
-            if n < CACHE_DELETE_BATCH:
-                break
-        while max_entries is not None:
-            # in batches like the expiry purge: one huge DELETE would hold the write lock
-            with records.transaction(conn):
-                n = conn.execute(
-                    "DELETE FROM cache WHERE rowid IN (SELECT rowid FROM cache ORDER BY expires_at DESC, key "
-                    "LIMIT ? OFFSET ?)",
-                    (CACHE_DELETE_BATCH, max_entries),
-                ).rowcount
-            evicted += n
-            if n < CACHE_DELETE_BATCH:
-                break
+        expired = _delete_in_batches(
+            conn, "DELETE FROM cache WHERE rowid IN (SELECT rowid FROM cache WHERE expires_at <= ? LIMIT ?)",
+            lambda: (now, CACHE_DELETE_BATCH))
+        if max_entries is not None:
+            evicted = _delete_in_batches(
+                conn, "DELETE FROM cache WHERE rowid IN (SELECT rowid FROM cache ORDER BY expires_at DESC, key "
+                "LIMIT ? OFFSET ?)", lambda: (CACHE_DELETE_BATCH, max_entries))
         remaining = conn.execute("SELECT count(*) FROM cache").fetchone()[0]
     return result("ok", started, expired=expired, evicted=evicted, remaining=remaining)
+
+
+def _delete_in_batches(conn: Any, sql: str, params: Callable[[], tuple[Any, ...]]) -> int:
+    """Run a ``... LIMIT <CACHE_DELETE_BATCH>`` DELETE until it deletes less than a batch.
+
+    One short transaction per batch: a single huge DELETE would hold the write lock.
+    ``params`` is called per batch so tests can shrink the batch size.
+    """
+    total = 0
+    while True:
+        with records.transaction(conn):
+            n = conn.execute(sql, params()).rowcount
+        total += n
+        if n < CACHE_DELETE_BATCH:
+            return total
 
 
 @afirgen_task("afirgen_tasks.cleanup.cleanup_temp_files")

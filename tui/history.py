@@ -507,28 +507,26 @@ class HistoryStore:
         conn = self._conn()
         deleted = 0
         horizon = now - self.max_age_days * 86400
-        for _ in range(max_chunks):
-            with self.transaction() as c:
-                cur = c.execute(
-                    "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks"
-                    " WHERE first_seen < ? LIMIT ?)", (horizon, chunk))
-                n = cur.rowcount
-            deleted += n
-            if n < chunk:
-                break
+        deleted += self._delete_chunks(
+            "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE first_seen < ? LIMIT ?)",
+            (horizon, chunk), chunk, max_chunks)
         row = conn.execute("SELECT max(id) FROM tasks").fetchone()
         top = row[0] if row else None
         if top is not None and top > self.max_rows:
-            cutoff = top - self.max_rows
-            for _ in range(max_chunks):
-                with self.transaction() as c:
-                    cur = c.execute(
-                        "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks"
-                        " WHERE id <= ? ORDER BY id LIMIT ?)", (cutoff, chunk))
-                    n = cur.rowcount
-                deleted += n
-                if n < chunk:
-                    break
+            deleted += self._delete_chunks(
+                "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE id <= ? ORDER BY id LIMIT ?)",
+                (top - self.max_rows, chunk), chunk, max_chunks)
+        return deleted
+
+    def _delete_chunks(self, sql: str, params: tuple[Any, ...], chunk: int, max_chunks: int) -> int:
+        """Run a ``LIMIT chunk`` DELETE, one short transaction each, until a chunk comes up short."""
+        deleted = 0
+        for _ in range(max_chunks):
+            with self.transaction() as c:
+                n = c.execute(sql, params).rowcount
+            deleted += n
+            if n < chunk:
+                break
         return deleted
 
     # ---- reading ------------------------------------------------------------------
