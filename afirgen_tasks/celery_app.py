@@ -96,6 +96,14 @@ def tls_options(settings: Settings) -> dict[str, Any] | None:
     return settings.ssl_options()
 
 
+REDIS_TRANSPORT = "afirgen_tasks.redis_transport:Transport"
+
+
+def uses_atomic_fetch(broker_url: str) -> bool:
+    """True when workers on ``broker_url`` use :data:`REDIS_TRANSPORT` (plain Redis and TLS, not Sentinel)."""
+    return broker_url.split("://", 1)[0].lower() in {"redis", "rediss"}
+
+
 def restore_sweep_interval(visibility_timeout: int) -> int:
     """Seconds between sweeps for unacknowledged jobs of dead workers: a quarter of the timeout, 1-10 s."""
     return max(1, min(10, visibility_timeout // 4))
@@ -128,6 +136,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         )
     conf: dict[str, Any] = {
         "broker_url": broker,
+        # Redis: kombu's transport with an atomic fetch (afirgen_tasks/redis_transport.py).
+        "broker_transport": REDIS_TRANSPORT if uses_atomic_fetch(broker) else None,
         # Celery lets $CELERY_BROKER_URL beat broker_url; explicit read/write URLs make
         # create_app(settings) use the settings' broker even when the environment differs.
         "broker_read_url": broker,
@@ -185,6 +195,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     tls = tls_options(settings)
     if tls and broker.startswith(("rediss", "amqps")):
         conf["broker_use_ssl"] = tls
+    elif broker.startswith("rediss") and conf["broker_transport"]:
+        # kombu picks TLS from the rediss scheme only when it also picks the transport from
+        # it (and then skips certificate checks); with ours named, TLS is asked for here,
+        # verified against the system CAs unless [tls] cert_reqs says otherwise.
+        conf["broker_use_ssl"] = settings.ssl_options()
     if tls and settings.celery_result_backend.startswith("rediss"):
         conf["redis_backend_use_ssl"] = tls
     return conf

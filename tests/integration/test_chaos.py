@@ -39,8 +39,6 @@ pytestmark = pytest.mark.integration
 JOBS = int(os.environ.get("AFIRGEN_TEST_CHAOS_JOBS", "120"))
 SEED = int(os.environ.get("AFIRGEN_TEST_CHAOS_SEED", "20261124"))
 RATE = float(os.environ.get("AFIRGEN_TEST_CHAOS_RATE", "5"))
-#: ``AFIRGEN_TEST_CHAOS_STRICT=1``: fail on any job not completed, even one lost in kombu's fetch window.
-STRICT = os.environ.get("AFIRGEN_TEST_CHAOS_STRICT", "") == "1"
 WORKERS = 3
 CONCURRENCY = 2
 KILL_GAP = (2.0, 5.0)
@@ -207,9 +205,9 @@ def test_chaos_every_job_completes_while_workers_are_killed(
         sink.stop()
 
     # A job that no worker ever logged as received and that is in no queue list and not in
-    # the unacked hash was popped by a worker's BRPOP that was SIGKILLed before it wrote the
-    # message to the unacked hash: kombu's Redis transport has that window (see
-    # docs/reliability.md).  Counted apart; anything else is a loss this test must not allow.
+    # the unacked hash was popped by a worker SIGKILLed before it recorded the job as
+    # unacked: stock kombu's BRPOP fetch has that window, afirgen_tasks.redis_transport's
+    # atomic fetch closes it.  Counted apart so a regression there is named as such.
     fetch_window = [i for i, d in diagnosis.items() if not d["received_by_a_worker"] and not d["in_broker"]]
     lost = len(stragglers)
     figures = {
@@ -226,10 +224,7 @@ def test_chaos_every_job_completes_while_workers_are_killed(
         for task_id, d in diagnosis.items():
             print(f"chaos: not completed {task_id}: {d}")
 
-    if STRICT:
-        assert lost == 0, diagnosis
-    assert lost - len(fetch_window) == 0, diagnosis
-    assert len(fetch_window) <= kills["worker"], diagnosis
+    assert lost == 0, diagnosis
     assert len(ids) == JOBS and figures["queues"] == len(QUEUES)
     assert figures["priorities"] == 10 or JOBS < 50
     assert kills["worker"] >= 1 and kills["pool"] >= 1, kills

@@ -106,9 +106,13 @@ def test_whole_worker_killed_reserved_jobs_come_back_after_visibility_timeout(
         results = [notify(afirgen_app, n) for n in range(4)]
         ids = [r.id for r in results]
         # concurrency 1 x prefetch 4: one job runs, three wait in the worker's buffer; all
-        # four are unacknowledged in Redis.
-        wait_until(lambda: redis_client.hlen("unacked") == 4 and events.running_on(victim.hostname),
-                   timeout=20, message=lambda: f"the victim never reserved 4 jobs ({redis_client.hlen('unacked')})")
+        # four are unacknowledged in Redis.  The fetch records a job in unacked before the
+        # worker has read it, so wait for its task-received events too: a job killed before
+        # that is delivered once, not twice, and proves nothing about reserved jobs.
+        wait_until(lambda: redis_client.hlen("unacked") == 4 and events.running_on(victim.hostname)
+                   and all(events.received[i] == 1 for i in ids),
+                   timeout=20, message=lambda: f"the victim never reserved 4 jobs ({redis_client.hlen('unacked')}, "
+                                               f"received {dict(events.received)})")
         reserved_at = time.monotonic()
         victim.kill(signal.SIGKILL, group=True)
         victim.proc.wait(5)

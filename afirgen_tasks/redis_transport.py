@@ -1,0 +1,267 @@
+"""kombu's Redis transport with an atomic fetch, so a killed worker cannot lose a job.
+
+Stock kombu fetches a job with ``BRPOP`` and records it in the ``unacked`` hash (what the
+visibility-timeout sweep restores from) afterwards, from Python.  A worker killed in between
+loses the job: it is in neither the queue nor ``unacked``.  The window is wider than it
+looks, because kombu leaves a popped reply unread in the socket while the worker's prefetch
+is full (``MultiChannelPoller._pause_brpop``).  The chaos test lost 1 job in 1,500 that way.
+
+Here one Lua script pops the job *and* records it in ``unacked`` and ``unacked_index``, so
+at every instant the job is in Redis in one of the two places.  Nothing else changes: the
+same keys, the same message format, kombu's own ack, reject and restore.
+
+Lua cannot block, so an idle consumer waits with ``BRPOP`` on *wake-up lists* instead, one
+per queue (``_afirgen.wakeup.<queue>``), which every publish and restore made through this
+transport pushes a token onto.  The wait times out after ``brpop_timeout`` (1 s), so jobs
+from producers that push no token (plain kombu) are still fetched within a second.  A fetch
+that finds the queues empty deletes their tokens, which keeps the wake-up lists no longer
+than the queues.
+
+If the server refuses the script (scripting disabled, a Redis-compatible server without
+``cjson``), the channel logs one warning and goes back to kombu's ``BRPOP``.
+"""
+
+from __future__ import annotations
+
+import logging
+from queue import Empty
+from time import monotonic, time
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import dumps, loads
+
+log = logging.getLogger(__name__)
+
+#: Prefix of the per-queue wake-up lists (kombu's own keys start with ``_kombu.``).
+WAKEUP_PREFIX = "_afirgen.wakeup."
+#: What a publish pushes onto a wake-up list; only its presence matters.
+WAKEUP_TOKEN = "1"
+
+#: Pop the first job found in the queue keys and record it as unacknowledged, in one step.
+#:
+#: KEYS: the unacked hash, the unacked index, the queue keys in the order to try, then the
+#: wake-up lists of those queues.  ARGV: the time to index the job under (seconds, like
+#: kombu's ``QoS.append``), the number of queue keys, and one ``1``/``0`` per queue key:
+#: record (the consumer acks) or not (a ``no_ack`` consumer such as a pidbox reply queue,
+#: which would otherwise be redelivered after the visibility timeout).
+#:
+#: Returns ``{index of the queue key, message, 1 if recorded}`` or nil when every queue is
+#: empty (and then deletes their wake-up tokens: the queues were seen empty atomically, and
+#: any later publish pushes a new one).  The hash value is built around the message's own
+#: bytes rather than re-encoded, because cjson would turn ``[]`` into ``{}``.
+FETCH_SCRIPT = """
+local nqueue = tonumber(ARGV[2])
+for i = 3, 2 + nqueue do
+  local item = redis.call('RPOP', KEYS[i])
+  if item then
+    local recorded = 0
+    if string.sub(ARGV[3], i - 2, i - 2) == '1' then
+      local ok, message = pcall(cjson.decode, item)
+      if ok and type(message) == 'table' and type(message.properties) == 'table' then
+        local tag = message.properties.delivery_tag
+        local info = message.properties.delivery_info
+        if type(tag) == 'string' and type(info) == 'table' then
+          redis.call('ZADD', KEYS[2], ARGV[1], tag)
+          redis.call('HSET', KEYS[1], tag, '[' .. item .. ',' .. cjson.encode(info.exchange or '')
+                     .. ',' .. cjson.encode(info.routing_key or '') .. ']')
+          recorded = 1
+        end
+      end
+    end
+    return {i - 3, item, recorded}
+  end
+end
+for i = 3 + nqueue, #KEYS do
+  redis.call('DEL', KEYS[i])
+end
+return false
+"""
+
+# What the pending command on the channel's fetch connection is.
+_FETCH = "fetch"
+_WAIT = "wait"
+
+
+def wakeup_key(queue: str) -> str:
+    """The wake-up list of ``queue`` (before any global key prefix)."""
+    return f"{WAKEUP_PREFIX}{queue}"
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's Redis QoS, minus the ``unacked`` write for a job the fetch script recorded."""
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if delivery_tag is not None and delivery_tag == self.channel._recorded_tag:
+            # Already in unacked and unacked_index (same tag, same value); only track it.
+            virtual.QoS.append(self, message, delivery_tag)
+        else:
+            super().append(message, delivery_tag)
+
+
+class Channel(kombu_redis.Channel):
+    """A Redis channel whose consumer fetch is atomic; see the module docstring."""
+
+    QoS = QoS
+    #: Use the fetch script; turned off for good on this channel if the server refuses it.
+    atomic_fetch = True
+    from_transport_options = kombu_redis.Channel.from_transport_options + ("atomic_fetch",)
+
+    _phase: str | None = None
+    #: Delivery tag of the job being delivered right now, if the script recorded it.
+    _recorded_tag: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._no_ack_queues: set[str] = set()
+        #: The queue each key of the fetch in flight belongs to.
+        self._fetch_dests: list[str] = []
+        super().__init__(*args, **kwargs)
+        if not self.ack_emulation:
+            # Without ack emulation there is no unacked hash to record into.
+            self.atomic_fetch = False
+
+    # ---- keys ---------------------------------------------------------------------------
+    def _raw_key(self, key: str) -> str:
+        """``key`` with the global prefix, for commands sent without kombu's prefixing client."""
+        return f"{self.global_keyprefix or ''}{key}"
+
+    # ---- consumers ----------------------------------------------------------------------
+    def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
+        no_ack = kwargs.get("no_ack", args[0] if args else False)
+        (self._no_ack_queues.add if no_ack else self._no_ack_queues.discard)(queue)
+        return super().basic_consume(queue, *args, **kwargs)
+
+    def _basic_cancel(self, consumer_tag: str) -> Any:
+        queue = self._tag_to_queue.get(consumer_tag)
+        ret = super()._basic_cancel(consumer_tag)
+        if queue is not None and queue not in self._active_queues:
+            self._no_ack_queues.discard(queue)
+        return ret
+
+    # ---- publishing: every job rings its queue's wake-up list ----------------------------
+    def _put(self, queue: str, message: dict, **kwargs: Any) -> None:
+        batch = kwargs.get("_publish_batch")
+        if batch is not None:
+            super()._put(queue, message, **kwargs)
+            batch.add("lpush", wakeup_key(queue), WAKEUP_TOKEN)
+            return
+        # kombu's _put, with the token in the same transaction: one round trip, as before.
+        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        with self.conn_or_acquire() as client, client.pipeline() as pipe:
+            pipe.lpush(key, dumps(message))
+            if self._expires and queue in self._expires:
+                for step in self.priority_steps:
+                    pipe.pexpire(self._q_for_pri(queue, step), self._expires[queue])
+            pipe.lpush(wakeup_key(queue), WAKEUP_TOKEN)
+            pipe.execute()
+
+    def _do_restore_message(self, payload: dict, exchange: str, routing_key: str, pipe: Any,
+                            leftmost: bool = False) -> None:
+        super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)
+        try:
+            queues = self._lookup(exchange, routing_key)
+        except self.connection_errors:
+            raise
+        except Exception:  # kombu has already logged why the message could not be routed
+            return
+        for queue in queues:
+            pipe.lpush(wakeup_key(queue), WAKEUP_TOKEN)
+
+    # ---- consuming ----------------------------------------------------------------------
+    def _send(self, phase: str, *args: Any) -> None:
+        self._phase = phase
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()
+        self.client.connection.send_command(*args)
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        if not self.atomic_fetch:
+            return super()._brpop_start(timeout)
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        # kombu's order: every queue's most urgent step first, then the next step.
+        pairs = [(self._q_for_pri(q, step), q) for step in self.priority_steps for q in queues]
+        self._fetch_dests = [q for _, q in pairs]
+        keys = [self._raw_key(self.unacked_key), self._raw_key(self.unacked_index_key)]
+        keys += [self._raw_key(k) for k, _ in pairs]
+        keys += [self._raw_key(wakeup_key(q)) for q in queues]
+        record = "".join("0" if q in self._no_ack_queues else "1" for _, q in pairs)
+        self._send(_FETCH, "EVAL", FETCH_SCRIPT, len(keys), *keys, repr(time()), len(pairs), record)
+
+    def _start_wait(self) -> None:
+        """Block (server side) until a wake-up token arrives or ``brpop_timeout`` passes."""
+        keys = [self._raw_key(wakeup_key(q)) for q in self.active_queues]
+        if not keys:
+            self._phase = self._in_poll = None
+            return
+        self._send(_WAIT, "BRPOP", *keys, self.brpop_timeout or 1)
+
+    def _idle(self) -> None:
+        """The fetch connection has no command in flight: kombu may re-authenticate it now."""
+        self._phase = self._in_poll = None
+        self._flush_brpop_reauth()
+
+    def _brpop_read(self, **options: Any) -> bool:
+        phase = self._phase
+        if phase is None:
+            return super()._brpop_read(**options)
+        connection = self.client.connection
+        try:
+            reply = self.client.parse_response(connection, "BRPOP" if phase == _WAIT else "EVAL", **options)
+        except self.connection_errors:
+            self._phase = self._in_poll = None
+            connection.disconnect()
+            raise
+        except self.ResponseError as exc:
+            self._idle()
+            self.atomic_fetch = False
+            log.warning("Redis refused the atomic fetch script (%s); using BRPOP from now on, "
+                        "so a worker killed while fetching can lose that job", exc)
+            raise Empty() from None
+        if phase == _WAIT:
+            # A token (a job may be waiting) or the timeout: look again.
+            self._idle()
+            if not self._closing:
+                self._brpop_start()
+            raise Empty()
+        if not reply:
+            self._start_wait()
+            raise Empty()
+        index, item, recorded = reply
+        self._idle()
+        dest = self._fetch_dests[int(index)]
+        self._queue_cycle.rotate(dest)
+        message = loads(bytes_to_str(item))
+        self._recorded_tag = message.get("properties", {}).get("delivery_tag") if int(recorded) else None
+        try:
+            self.connection._deliver(message, dest)
+        finally:
+            self._recorded_tag = None
+        return True
+
+    def close(self) -> None:
+        if self._phase is not None and self._in_poll:
+            self._finish_pending(self._phase)
+        super().close()
+
+    def _finish_pending(self, phase: str) -> None:
+        """Read the reply in flight as the channel closes; a fetched job goes straight back."""
+        try:
+            reply = self.client.parse_response(self.client.connection, "BRPOP" if phase == _WAIT else "EVAL")
+            if phase == _FETCH and reply and int(reply[2]):
+                tag = loads(bytes_to_str(reply[1]))["properties"]["delivery_tag"]
+                # Otherwise it would wait in unacked for the visibility timeout.
+                self.qos.restore_by_tag(tag)
+        except Exception:  # closing: the sweep restores anything left in unacked
+            log.debug("reply pending at channel close not read", exc_info=True)
+        finally:
+            self._phase = self._in_poll = None
+
+
+class Transport(kombu_redis.Transport):
+    """kombu's Redis transport with :class:`Channel` (atomic fetch)."""
+
+    Channel = Channel

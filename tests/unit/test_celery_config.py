@@ -1,0 +1,44 @@
+"""Which kombu transport and TLS options ``celery_config`` picks for each broker URL."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+from kombu import Connection
+
+from afirgen_tasks.celery_app import REDIS_TRANSPORT, celery_config
+from afirgen_tasks.redis_transport import Transport
+from afirgen_tasks.settings import load_settings
+
+
+def config_for(tmp_path, broker: str, **overrides) -> dict:
+    settings = load_settings(None, celery_broker_url=broker, celery_result_backend="redis://127.0.0.1:6379/1",
+                             paths_data_dir=tmp_path, **overrides)
+    return celery_config(settings)
+
+
+@pytest.mark.parametrize("broker", ["redis://127.0.0.1:6379/0", "rediss://u:p@cache.example:6380/0"])
+def test_redis_brokers_use_the_atomic_fetch_transport(tmp_path, broker):
+    conf = config_for(tmp_path, broker)
+    assert conf["broker_transport"] == REDIS_TRANSPORT
+    # kombu resolves the class named in the setting, not the one the URL scheme names.
+    conn = Connection(broker, transport=conf["broker_transport"])
+    assert type(conn.transport) is Transport
+
+
+@pytest.mark.parametrize("broker", ["amqp://guest:guest@127.0.0.1:5672//", "memory://",
+                                    "redis+socket:///tmp/redis.sock", "sentinel://127.0.0.1:26379"])
+def test_other_brokers_keep_kombus_transport(tmp_path, broker):
+    assert config_for(tmp_path, broker)["broker_transport"] is None
+
+
+def test_rediss_without_tls_files_verifies_against_system_cas(tmp_path):
+    """kombu alone would connect to rediss:// without checking the certificate."""
+    conf = config_for(tmp_path, "rediss://cache.example:6380/0")
+    assert conf["broker_use_ssl"] == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+
+
+def test_rediss_cert_reqs_none_is_honoured(tmp_path):
+    conf = config_for(tmp_path, "rediss://cache.example:6380/0", tls_cert_reqs="none")
+    assert conf["broker_use_ssl"] == {"ssl_cert_reqs": ssl.CERT_NONE}
