@@ -15,7 +15,7 @@ per queue (``_afirgen.wakeup.<queue>``), which every publish and restore made th
 transport pushes a token onto.  The wait times out after ``brpop_timeout`` (1 s), so jobs
 from producers that push no token (plain kombu) are still fetched within a second.  A fetch
 that finds the queues empty deletes their tokens, which keeps the wake-up lists no longer
-than the queues.
+than the queues, and a list nobody consumes expires after a minute.
 
 If the server refuses the script (scripting disabled, a Redis-compatible server without
 ``cjson``), the channel logs one warning and goes back to kombu's ``BRPOP``.
@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 WAKEUP_PREFIX = "_afirgen.wakeup."
 #: What a publish pushes onto a wake-up list; only its presence matters.
 WAKEUP_TOKEN = "1"
+#: Tokens are hints for consumers waiting *now*: one no consumer took within this time is
+#: stale, and the TTL stops lists of queues nobody consumes any more (a finished
+#: ``--check``'s reply queue) from staying in Redis for ever.
+WAKEUP_TTL_MS = 60_000
 
 #: Pop the first job found in the queue keys and record it as unacknowledged, in one step.
 #:
@@ -146,6 +150,7 @@ class Channel(kombu_redis.Channel):
         if batch is not None:
             super()._put(queue, message, **kwargs)
             batch.add("lpush", wakeup_key(queue), WAKEUP_TOKEN)
+            batch.add("pexpire", wakeup_key(queue), WAKEUP_TTL_MS)
             return
         # kombu's _put, with the token in the same transaction: one round trip, as before.
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
@@ -155,6 +160,7 @@ class Channel(kombu_redis.Channel):
                 for step in self.priority_steps:
                     pipe.pexpire(self._q_for_pri(queue, step), self._expires[queue])
             pipe.lpush(wakeup_key(queue), WAKEUP_TOKEN)
+            pipe.pexpire(wakeup_key(queue), WAKEUP_TTL_MS)
             pipe.execute()
 
     def _do_restore_message(self, payload: dict, exchange: str, routing_key: str, pipe: Any,
@@ -168,6 +174,7 @@ class Channel(kombu_redis.Channel):
             return
         for queue in queues:
             pipe.lpush(wakeup_key(queue), WAKEUP_TOKEN)
+            pipe.pexpire(wakeup_key(queue), WAKEUP_TTL_MS)
 
     # ---- consuming ----------------------------------------------------------------------
     def _send(self, phase: str, *args: Any) -> None:

@@ -20,7 +20,7 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.transport import redis as kombu_redis
 
 from afirgen_tasks import redis_transport
-from afirgen_tasks.redis_transport import WAKEUP_PREFIX
+from afirgen_tasks.redis_transport import WAKEUP_PREFIX, WAKEUP_TTL_MS
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -180,6 +180,8 @@ def test_no_ack_consumers_are_not_recorded(connections, url, redis_client) -> No
 def test_an_empty_fetch_clears_the_wakeup_tokens(connections, url, redis_client) -> None:
     publish(connect(connections, url), {"n": 1}, {"n": 2}, {"n": 3})
     assert redis_client.llen(WAKEUP_PREFIX + "jobs") == 3
+    # Left alone (nobody consumes the queue any more) they expire.
+    assert 0 < redis_client.pttl(WAKEUP_PREFIX + "jobs") <= WAKEUP_TTL_MS
     conn = connect(connections, url)
     got: list[dict] = []
     with Consumer(conn, [QUEUE], callbacks=[lambda body, message: (got.append(body), message.ack())]):
