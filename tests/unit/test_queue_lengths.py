@@ -172,6 +172,29 @@ def test_one_round_trip_per_poll_and_rare_discovery(fake):
     assert counting.commands == 2  # discovery again after the interval
 
 
+def test_slow_discovery_runs_less_often(fake, monkeypatch):
+    """A keyspace that takes 0.5 s to scan is scanned every 25 s, not every 10 s."""
+    clock = FakeClock()
+    scans: list[float] = []
+    real_scan = fake.scan
+
+    def slow_scan(*args, **kwargs):
+        scans.append(clock.now)
+        clock.now += 0.5
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(fake, "scan", slow_scan)
+    poller = make(fake, clock=clock, discover_interval=10.0)
+    poller.poll()
+    assert len(scans) == 1 and poller.next_discovery_in() == pytest.approx(25.0)
+    clock.now += 11
+    poller.poll()
+    assert len(scans) == 1
+    clock.now += 15
+    poller.poll()
+    assert len(scans) == 2
+
+
 def test_reserved_counted_per_queue_from_unacked_hash(fake):
     fake.sadd("_kombu.binding.email", "email::email")
     for i in range(3):

@@ -34,6 +34,10 @@ INTERNAL_EXCHANGES: tuple[str, ...] = ("celeryev",)
 DEFAULT_RESERVED_CAP = 10_000
 #: Seconds between binding scans (queues appear and disappear rarely).
 DEFAULT_DISCOVER_INTERVAL = 10.0
+#: A scan walks the whole keyspace (MATCH filters after the walk), so on a db with millions
+#: of keys it takes seconds; the next one waits at least this many times as long, which
+#: keeps discovery under 2 % of the server's time whatever the keyspace size.
+DISCOVER_COST_FACTOR = 50.0
 
 NOT_AVAILABLE = "queue lengths are not available on this transport"
 
@@ -135,7 +139,7 @@ class QueueLengthPoller:
     ``poll()`` sends LLEN for every queue x priority step, HLEN of the ``unacked`` hash and
     HVALS (or a capped HSCAN) of it in ONE pipelined round trip.  Queues are the configured
     ones plus those named by kombu's binding sets, re-scanned (SCAN, never KEYS) at most every
-    ``discover_interval`` seconds.  ``round_trips`` and ``commands`` count what was sent.
+    ``discover_interval`` seconds, or less often when a scan is slow (:meth:`next_discovery_in`).  ``round_trips`` and ``commands`` count what was sent.
 
     Not thread-safe: one poller per thread (the console polls from one thread worker).
     """
@@ -171,6 +175,8 @@ class QueueLengthPoller:
         self._queues: list[str] = list(self.configured_queues)
         self._routes: dict[tuple[str, str], str] = {(q, q): q for q in self.configured_queues}
         self._discovered_at: float | None = None
+        #: Seconds the last discovery took.
+        self._discover_cost = 0.0
         self._last_unacked: int | None = None
         # (key, operator priority) for each step, per queue; rebuilt on discovery.
         self._plan: list[tuple[str, list[tuple[str, int]]]] = []
@@ -188,6 +194,7 @@ class QueueLengthPoller:
         SCAN (a few round trips) plus one pipelined SMEMBERS; internal pidbox and event
         bindings are left out.
         """
+        started = self._clock()
         pattern = _glob_escape(self.keyprefix + BINDING_PREFIX) + "*"
         keys: list[bytes] = []
         cursor: int | bytes = 0
@@ -221,8 +228,13 @@ class QueueLengthPoller:
         self._routes = routes
         self._queues = [*self.configured_queues, *extra]
         self._discovered_at = self._clock()
+        self._discover_cost = self._discovered_at - started
         self._build_plan()
         return list(self._queues)
+
+    def next_discovery_in(self) -> float:
+        """Seconds between discoveries: ``discover_interval``, longer when a scan is slow."""
+        return max(self.discover_interval, DISCOVER_COST_FACTOR * self._discover_cost)
 
     def _build_plan(self) -> None:
         plan = []
@@ -242,7 +254,7 @@ class QueueLengthPoller:
         to show them; the console keeps its last snapshot.
         """
         now = self._clock()
-        if self._discovered_at is None or now - self._discovered_at >= self.discover_interval:
+        if self._discovered_at is None or now - self._discovered_at >= self.next_discovery_in():
             self.discover()
         started = time.perf_counter()
         unacked = self.keyprefix + self.unacked_key
