@@ -109,6 +109,11 @@ def restore_sweep_interval(visibility_timeout: int) -> int:
     return max(1, min(10, visibility_timeout // 4))
 
 
+def sweep_lock_expiry(visibility_timeout: int) -> int:
+    """Seconds before a dead sweeper's ``unacked_mutex`` frees itself: two sweep intervals, at least 5."""
+    return max(5, 2 * restore_sweep_interval(visibility_timeout))
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Every Celery setting AFIRGen uses, derived from ``settings``."""
     broker = settings.celery_broker_url
@@ -133,6 +138,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # a scan is one small ZRANGE.  (Synchronous consumers tick on each idle poll.)
             unacked_restore_interval=1,
             unacked_restore_throttle=restore_sweep_interval(settings.celery_visibility_timeout),
+            # The sweep holds a lock (``unacked_mutex``) that a SIGKILLed sweeper never
+            # releases; kombu's 300 s expiry then stops every worker's sweep for 5 minutes.
+            # A sweep takes milliseconds, and restoring is a WATCH transaction per job, so
+            # two overlapping sweeps cannot restore a job twice: a short expiry is safe.
+            unacked_mutex_expire=sweep_lock_expiry(settings.celery_visibility_timeout),
         )
     conf: dict[str, Any] = {
         "broker_url": broker,

@@ -17,8 +17,10 @@ from producers that push no token (plain kombu) are still fetched within a secon
 that finds the queues empty deletes their tokens, which keeps the wake-up lists no longer
 than the queues, and a list nobody consumes expires after a minute.
 
-If the server refuses the script (scripting disabled, a Redis-compatible server without
-``cjson``), the channel logs one warning and goes back to kombu's ``BRPOP``.
+If the server cannot run the script (scripting disabled, a Redis-compatible server without
+``cjson``), the channel logs one warning and goes back to kombu's ``BRPOP``; a transient
+error (BUSY, READONLY during a failover) is raised, as kombu raises BRPOP's, and Celery
+reconnects.
 """
 
 from __future__ import annotations
@@ -56,22 +58,34 @@ WAKEUP_TTL_MS = 60_000
 #: empty (and then deletes their wake-up tokens: the queues were seen empty atomically, and
 #: any later publish pushes a new one).  The hash value is built around the message's own
 #: bytes rather than re-encoded, because cjson would turn ``[]`` into ``{}``.
+#:
+#: Redis does not undo a script's writes when it fails, so nothing may fail after the
+#: ``RPOP``: ``cjson`` is looked up first (a server without it fails before popping), and
+#: the recording is guarded; a job it could not record is returned with ``0`` and kombu's
+#: QoS records it from Python, as stock kombu does.
 FETCH_SCRIPT = """
+local decode, encode = cjson.decode, cjson.encode
 local nqueue = tonumber(ARGV[2])
 for i = 3, 2 + nqueue do
   local item = redis.call('RPOP', KEYS[i])
   if item then
     local recorded = 0
     if string.sub(ARGV[3], i - 2, i - 2) == '1' then
-      local ok, message = pcall(cjson.decode, item)
+      local ok, message = pcall(decode, item)
       if ok and type(message) == 'table' and type(message.properties) == 'table' then
         local tag = message.properties.delivery_tag
         local info = message.properties.delivery_info
         if type(tag) == 'string' and type(info) == 'table' then
-          redis.call('ZADD', KEYS[2], ARGV[1], tag)
-          redis.call('HSET', KEYS[1], tag, '[' .. item .. ',' .. cjson.encode(info.exchange or '')
-                     .. ',' .. cjson.encode(info.routing_key or '') .. ']')
-          recorded = 1
+          local built, value = pcall(function()
+            return '[' .. item .. ',' .. encode(info.exchange or '') .. ',' .. encode(info.routing_key or '') .. ']'
+          end)
+          if built then
+            local indexed = redis.pcall('ZADD', KEYS[2], ARGV[1], tag)
+            local stored = redis.pcall('HSET', KEYS[1], tag, value)
+            if type(indexed) ~= 'table' and type(stored) ~= 'table' then
+              recorded = 1
+            end
+          end
         end
       end
     end
@@ -87,6 +101,22 @@ return false
 # What the pending command on the channel's fetch connection is.
 _FETCH = "fetch"
 _WAIT = "wait"
+
+#: A fetch reply read this many seconds after it was sent waited in the socket (kombu
+#: pauses reading while the worker's prefetch is full), and the job's visibility clock
+#: started when the script ran: check it is still ours before delivering it.
+LATE_READ_S = 1.0
+
+#: Words in a ResponseError that mean this server cannot run the script at all (EVAL
+#: renamed away or refused by an ACL, no cjson): fall back to BRPOP.  Anything else (BUSY,
+#: READONLY during a failover, LOADING, OOM) is raised, as kombu raises BRPOP's errors.
+_NO_SCRIPTING = ("unknown command", "unsupported", "noperm", "no permissions", "scripting",
+                 "cjson", "nonexistent global", "a nil value")
+
+
+def _scripting_unavailable(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in _NO_SCRIPTING)
 
 
 def wakeup_key(queue: str) -> str:
@@ -119,7 +149,8 @@ class Channel(kombu_redis.Channel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._no_ack_queues: set[str] = set()
-        #: The queue each key of the fetch in flight belongs to.
+        #: The keys (unprefixed) of the fetch in flight, and the queue each belongs to.
+        self._fetch_keys: list[str] = []
         self._fetch_dests: list[str] = []
         super().__init__(*args, **kwargs)
         if not self.ack_emulation:
@@ -191,6 +222,7 @@ class Channel(kombu_redis.Channel):
             return
         # kombu's order: every queue's most urgent step first, then the next step.
         pairs = [(self._q_for_pri(q, step), q) for step in self.priority_steps for q in queues]
+        self._fetch_keys = [k for k, _ in pairs]
         self._fetch_dests = [q for _, q in pairs]
         keys = [self._raw_key(self.unacked_key), self._raw_key(self.unacked_index_key)]
         keys += [self._raw_key(k) for k, _ in pairs]
@@ -224,30 +256,52 @@ class Channel(kombu_redis.Channel):
             raise
         except self.ResponseError as exc:
             self._idle()
-            self.atomic_fetch = False
-            log.warning("Redis refused the atomic fetch script (%s); using BRPOP from now on, "
-                        "so a worker killed while fetching can lose that job", exc)
-            raise Empty() from None
+            if phase == _FETCH and _scripting_unavailable(exc):
+                self.atomic_fetch = False
+                log.warning("Redis cannot run the atomic fetch script (%s); using BRPOP from now on, "
+                            "so a worker killed while fetching can lose that job", exc)
+                raise Empty() from None
+            raise
         if phase == _WAIT:
-            # A token (a job may be waiting) or the timeout: look again.
+            # A token (a job may be waiting) or the timeout.  The next poll sends the fetch:
+            # _register_BRPOP reconnects and re-registers first if re-auth dropped the socket.
             self._idle()
-            if not self._closing:
-                self._brpop_start()
             raise Empty()
         if not reply:
             self._start_wait()
             raise Empty()
         index, item, recorded = reply
+        waited = monotonic() - self._brpop_sent_at
         self._idle()
         dest = self._fetch_dests[int(index)]
         self._queue_cycle.rotate(dest)
         message = loads(bytes_to_str(item))
-        self._recorded_tag = message.get("properties", {}).get("delivery_tag") if int(recorded) else None
+        tag = message.get("properties", {}).get("delivery_tag") if int(recorded) else None
+        if tag is not None and waited > LATE_READ_S and not self._still_ours(tag):
+            log.warning("job %s was read %.0f s after it was fetched and the visibility sweep had "
+                        "requeued it meanwhile; left to the consumer that gets it next", tag, waited)
+            raise Empty()
+        self._recorded_tag = tag
         try:
             self.connection._deliver(message, dest)
         finally:
             self._recorded_tag = None
         return True
+
+    def _still_ours(self, tag: str) -> bool:
+        """Restart ``tag``'s visibility clock now, if it is still in unacked (not swept back)."""
+        with self.conn_or_acquire() as client, client.pipeline() as pipe:
+            pipe.zadd(self.unacked_index_key, {tag: time()}, xx=True)
+            # HEXISTS is not among the commands kombu's client prefixes.
+            pipe.hexists(self._raw_key(self.unacked_key), tag)
+            return bool(pipe.execute()[-1])
+
+    def _poll_error(self, type: str, **options: Any) -> None:
+        if type == "BRPOP" and self._phase is not None:
+            # Read the reply with the parser for what was sent (kombu's assumes BRPOP).
+            self._brpop_read(**options)
+            return
+        super()._poll_error(type, **options)
 
     def close(self) -> None:
         if self._phase is not None and self._in_poll:
@@ -258,12 +312,18 @@ class Channel(kombu_redis.Channel):
         """Read the reply in flight as the channel closes; a fetched job goes straight back."""
         try:
             reply = self.client.parse_response(self.client.connection, "BRPOP" if phase == _WAIT else "EVAL")
-            if phase == _FETCH and reply and int(reply[2]):
-                tag = loads(bytes_to_str(reply[1]))["properties"]["delivery_tag"]
-                # Otherwise it would wait in unacked for the visibility timeout.
-                self.qos.restore_by_tag(tag)
+            if phase == _FETCH and reply:
+                index, item, recorded = reply
+                if int(recorded):
+                    # Otherwise it would wait in unacked for the visibility timeout.
+                    self.qos.restore_by_tag(loads(bytes_to_str(item))["properties"]["delivery_tag"])
+                else:
+                    # Not recorded (a no_ack queue): nowhere else to find it.  The right end
+                    # is where the next fetch pops from.
+                    with self.conn_or_acquire() as client:
+                        client.rpush(self._fetch_keys[int(index)], item)
         except Exception:  # closing: the sweep restores anything left in unacked
-            log.debug("reply pending at channel close not read", exc_info=True)
+            log.warning("reply pending at channel close not read", exc_info=True)
         finally:
             self._phase = self._in_poll = None
 

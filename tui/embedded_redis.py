@@ -23,10 +23,12 @@ def serve_fakeredis(port: int, host: str = "127.0.0.1") -> None:
 
 
 def _error_tolerant_handler() -> type:
-    """fakeredis' TCP handler with two fixes (fakeredis 2.40) that Celery workers need.
+    """fakeredis' TCP handler with three fixes (fakeredis 2.40) that Celery workers need.
 
     1. An error reply keeps the connection open (see below).
     2. A blocked BRPOP of a client that has disconnected (a killed worker) never pops.
+    3. An error message on several lines (a Lua traceback) is sent on one, as Redis does;
+       fakeredis sends it as is, and the client can no longer parse the connection.
 
     fakeredis 2.40's handler closes the connection after *any* error reply, so redis-py's
     ``EVALSHA`` -> NOSCRIPT -> ``SCRIPT LOAD`` fallback (kombu's Lua scripts) fails with
@@ -46,7 +48,10 @@ def _error_tolerant_handler() -> type:
                 try:
                     return read_response(**kwargs)
                 except RaiseErrorTypes as exc:
-                    return exc  # Writer.dump encodes an exception as a RESP error reply
+                    # Writer.dump encodes an exception as a RESP error reply: one line.
+                    if exc.args and isinstance(exc.args[0], str) and ("\n" in exc.args[0] or "\r" in exc.args[0]):
+                        exc.args = (" ".join(exc.args[0].split()), *exc.args[1:])
+                    return exc
 
             client.read_response = read_response_or_error
 

@@ -201,17 +201,98 @@ def test_closing_with_a_fetch_in_flight_puts_the_job_back(connections, url, redi
     assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
 
 
-def test_a_refused_script_falls_back_to_brpop(connections, url, redis_client, monkeypatch, caplog) -> None:
-    monkeypatch.setattr(redis_transport, "FETCH_SCRIPT", "return redis.call('NO_SUCH_COMMAND')")
-    publish(connect(connections, url), {"n": 1})
+def test_a_server_without_cjson_falls_back_to_brpop_and_loses_nothing(
+        connections, url, redis_client, monkeypatch, caplog) -> None:
+    """The script fails before it pops anything, so the first job is not lost either."""
+    broken = redis_transport.FETCH_SCRIPT.replace("cjson.decode, cjson.encode", "nocjson.decode, nocjson.encode")
+    assert broken != redis_transport.FETCH_SCRIPT
+    monkeypatch.setattr(redis_transport, "FETCH_SCRIPT", broken)
+    publish(connect(connections, url), {"n": 1}, {"n": 2})
     conn = connect(connections, url)
     got: list[dict] = []
     with caplog.at_level(logging.WARNING, logger="afirgen_tasks.redis_transport"):
         with Consumer(conn, [QUEUE], callbacks=[lambda body, message: (got.append(body), message.ack())]):
-            wait_until(lambda: _drain(conn) or got, timeout=10, message="no fallback to BRPOP")
-    assert got == [{"n": 1}]
+            wait_until(lambda: _drain(conn) or len(got) == 2, timeout=10, message=lambda: f"got only {got}")
+    assert got == [{"n": 1}, {"n": 2}]
     assert conn.default_channel.atomic_fetch is False
     assert "using BRPOP from now on" in caplog.text
+
+
+def test_a_transient_error_is_raised_and_the_script_kept(connections, url, redis_client, monkeypatch) -> None:
+    """BUSY, READONLY, LOADING... are raised like kombu raises BRPOP's (Celery reconnects)."""
+    monkeypatch.setattr(redis_transport, "FETCH_SCRIPT", "return redis.error_reply('BUSY simulated slow script')")
+    conn = connect(connections, url)
+    with Consumer(conn, [QUEUE], callbacks=[lambda body, message: None]):
+        with pytest.raises(redis.ResponseError, match="BUSY"):
+            for _ in range(20):
+                _drain(conn, 0.2)
+    assert conn.default_channel.atomic_fetch is True
+
+
+def test_closing_with_an_unrecorded_fetch_in_flight_puts_the_job_back(connections, url, redis_client) -> None:
+    """A no_ack consumer's job is in no unacked hash; closing must not drop it."""
+    publish(connect(connections, url), {"n": 1})
+    conn = connect(connections, url)
+    Consumer(conn, [QUEUE], no_ack=True, callbacks=[lambda body, message: None]).consume()
+    conn.transport.cycle.on_poll_start()
+    wait_until(lambda: queued(redis_client) == 0, timeout=5, message="the fetch never reached Redis")
+    conn.default_channel.close()
+    assert queued(redis_client) == 1 and redis_client.hlen("unacked") == 0
+
+
+def late_reply(conn: Connection, client: redis.Redis, on_message) -> None:
+    """Send the fetch, let Redis run it, and make its reply look read 2 s late."""
+    Consumer(conn, [QUEUE], callbacks=[on_message]).consume()
+    conn.transport.cycle.on_poll_start()
+    wait_until(lambda: queued(client) == 0, timeout=5, message="the fetch never reached Redis")
+    conn.default_channel._brpop_sent_at -= redis_transport.LATE_READ_S + 1
+
+
+def test_a_reply_read_late_is_not_delivered_if_the_sweep_requeued_it(connections, url, redis_client,
+                                                                      caplog) -> None:
+    publish(connect(connections, url), {"n": 1})
+    conn = connect(connections, url)
+    got: list[dict] = []
+    late_reply(conn, redis_client, lambda body, message: (got.append(body), message.ack()))
+    # Meanwhile another worker's sweep found it past the visibility timeout and requeued it.
+    sweeper = connect(connections, url, visibility_timeout=0)
+    sweeper.default_channel.qos.restore_visible(num=10, interval=1)
+    assert queued(redis_client) == 1 and redis_client.hlen("unacked") == 0
+    with caplog.at_level(logging.WARNING, logger="afirgen_tasks.redis_transport"):
+        wait_until(lambda: _drain(conn) or (got and conn.default_channel._phase == "wait"), timeout=10,
+                   message="the requeued job was not delivered")
+    # Once: the requeued copy.  Without the check the late copy would have been delivered too.
+    assert got == [{"n": 1}]
+    assert "visibility sweep had requeued it" in caplog.text
+    assert queued(redis_client) == 0 and redis_client.hlen("unacked") == 0
+
+
+def test_a_reply_read_late_restarts_the_visibility_clock(connections, url, redis_client) -> None:
+    publish(connect(connections, url), {"n": 1})
+    conn = connect(connections, url)
+    scores: list[float] = []
+
+    def on_message(body, message) -> None:
+        scores.append(redis_client.zscore("unacked_index", message.delivery_tag))
+        message.ack()
+
+    late_reply(conn, redis_client, on_message)
+    fetched_at = redis_client.zrange("unacked_index", 0, -1, withscores=True)[0][1]
+    time.sleep(0.05)  # a later "now" at the score's resolution
+    wait_until(lambda: _drain(conn) or scores, timeout=10, message="the job was not delivered")
+    assert scores[0] > fetched_at
+    assert redis_client.hlen("unacked") == 0
+
+
+def test_poll_error_reads_the_fetch_reply_with_the_right_parser(connections, url, redis_client) -> None:
+    publish(connect(connections, url), {"n": 1})
+    conn = connect(connections, url)
+    got: list[dict] = []
+    Consumer(conn, [QUEUE], callbacks=[lambda body, message: (got.append(body), message.ack())]).consume()
+    conn.transport.cycle.on_poll_start()
+    wait_until(lambda: queued(redis_client) == 0, timeout=5, message="the fetch never reached Redis")
+    conn.default_channel._poll_error("BRPOP")
+    assert got == [{"n": 1}] and conn.default_channel._phase is None
 
 
 def _drain(conn: Connection, timeout: float = 0.5) -> bool:

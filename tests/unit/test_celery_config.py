@@ -42,3 +42,11 @@ def test_rediss_without_tls_files_verifies_against_system_cas(tmp_path):
 def test_rediss_cert_reqs_none_is_honoured(tmp_path):
     conf = config_for(tmp_path, "rediss://cache.example:6380/0", tls_cert_reqs="none")
     assert conf["broker_use_ssl"] == {"ssl_cert_reqs": ssl.CERT_NONE}
+
+
+@pytest.mark.parametrize(("visibility", "expiry"), [(8, 5), (40, 20), (3600, 20)])
+def test_a_dead_sweepers_lock_frees_itself_within_seconds(tmp_path, visibility, expiry):
+    """kombu's default (300 s) lets one worker SIGKILLed mid-sweep stop every sweep for 5 minutes."""
+    conf = config_for(tmp_path, "redis://127.0.0.1:6379/0", celery_visibility_timeout=visibility,
+                      celery_task_time_limit=min(6, visibility - 1), celery_task_soft_time_limit=min(5, visibility - 2))
+    assert conf["broker_transport_options"]["unacked_mutex_expire"] == expiry
