@@ -339,6 +339,31 @@ async def test_grow_and_shrink_a_prefork_pool(live_settings, afirgen_app, worker
         ("pool_grow", worker.hostname, True), ("pool_shrink", worker.hostname, True)]
 
 
+async def test_a_frozen_worker_is_reported_as_not_answering_within_the_timeout(live_settings, afirgen_app,
+                                                                               worker_factory):
+    """SIGSTOP: the worker is connected but answers nothing, the hardest case to tell apart."""
+    worker = worker_factory(queues=("default",), concurrency=1)
+    async with live_console(live_settings, afirgen_app) as (console, pilot):
+        workers = await show_worker(pilot, console, worker)
+        await highlight(pilot, "2", workers, worker.hostname)
+        worker.kill(signal.SIGSTOP, group=True)
+        try:
+            sent = time.monotonic()
+            await pilot.press("plus")
+            grown = await next_outcome(pilot, console, 0, timeout=console.actions.timeout + 10)
+            took = time.monotonic() - sent
+            assert not grown.outcome.ok
+            assert grown.outcome.replies == {worker.hostname: "no reply (worker down or busy?)"}
+            assert took < console.actions.timeout + 5, took
+            # The keyboard still works while the worker is silent.
+            await pilot.press("question_mark")
+            await until(pilot, lambda: console.screen.__class__.__name__ == "HelpScreen", message="help opens")
+        finally:
+            worker.kill(signal.SIGCONT, group=True)
+    assert [(x["action"], x["target"], x["ok"]) for x in audit(live_settings)] == [
+        ("pool_grow", worker.hostname, False)]
+
+
 async def test_autoscale_bounds_and_refusals_in_the_workers_words(live_settings, afirgen_app, worker_factory):
     scaled, solo = start_workers(worker_factory,
                                  {"queues": ("default",), "name": "scaled", "extra_args": ("--autoscale=4,1",)},
