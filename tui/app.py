@@ -589,6 +589,12 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
                               ("Set autoscale on every worker", "autoscale_all")):
             yield SystemCommand(title, "applies to all online workers", lambda a=action: self.run_action(a))
 
+    def on_unmount(self) -> None:
+        """However the app ends (quit key, Ctrl+C, an error, a test's exit): stop the receiver
+        thread, whose reconnect loop would otherwise outlive the app, and flush the history."""
+        self.sources.stop()
+        self.close_history()
+
     async def action_quit(self) -> None:
         """Stop the sources, flush the history and leave."""
         self.sources.stop()

@@ -116,6 +116,9 @@ async def test_console_started_with_broker_down_connects_when_it_appears(own_red
         answered_at = own_redis.start()
         await until(pilot, lambda: label(app) == "● connected", 8.0, "connects once the broker appears")
         assert time.monotonic() - answered_at <= 5.5
+    # Leaving the app any way (here run_test's exit, not the quit key) stops the receiver
+    # thread; its reconnect loop used to outlive the app.
+    assert not sources.events.is_alive() and sources.status.state == "stopped"
     celery_app.close()
 
 
