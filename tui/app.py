@@ -18,7 +18,7 @@ from typing import Any
 
 from celery import Celery
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -176,6 +176,10 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         """Notifications carry task ids, JSON and worker replies: plain text, never markup."""
         super().notify(message, markup=markup, **kwargs)
 
+    def action_help_quit(self) -> None:
+        """Ctrl+C does not quit (it copies in inputs); say what does, in plain text."""
+        self.notify("Press q to quit (or Ctrl+Q).", title="Do you want to quit?")
+
     # ---- layout ----------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(id="status")
@@ -218,12 +222,13 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         self.poll_queues()
         self.inspect_workers(resync=True)
 
-    def on_resize(self) -> None:
-        self._apply_size_class()
+    def on_resize(self, event: events.Resize) -> None:
+        # The event's size: self.size still holds the previous one while this runs.
+        self._apply_size_class(event.size.height)
 
-    def _apply_size_class(self) -> None:
+    def _apply_size_class(self, height: int | None = None) -> None:
         # Borders cost two lines per pane: drop them on short terminals (80x24).
-        self.screen.set_class(self.size.height < 30, "-compact")
+        self.screen.set_class((self.size.height if height is None else height) < 30, "-compact")
 
     # ---- the tick: buffer -> model -> panes ------------------------------------------
     @while_panes_exist
@@ -472,12 +477,17 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{self.settings.broker_display} ", style="bold")
         text.append(label, style=style)
+        if self.task_filter.text:
+            # Early in the line: a line cut at the right edge must not hide that rows are filtered.
+            text.append(f" │ filter: {self.task_filter.text}", style="bold cyan")
+            for error in self.task_filter.errors:
+                text.append(f" ⚠ {error}", style="bold red")
         text.append(f" │ {online}/{len(workers)} workers │ {rate:.1f}/s │ ev ")
         dropped = self.sources.dropped
         text.append(f"{self.sources.received:,}↓ {self.events_applied:,}✓ ")
         text.append(f"{dropped:,}✗", style="bold red" if dropped else "")
         if self.sources.buffered:
-            text.append(f" {self.sources.buffered:,}…", style="yellow")
+            text.append(f" {self.sources.buffered:,} buffered", style="yellow")
         m = self.model
         bad = m.events_skipped + m.events_unknown
         if bad or m.fields_clipped:
@@ -487,8 +497,6 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
             text.append(f" │ reconnected {reconnects}×", style="yellow")
         if self.read_only:
             text.append(" │ READ-ONLY", style="bold yellow")
-        if self.task_filter.text:
-            text.append(f" │ filter: {self.task_filter.text}", style="bold cyan")
         self.query_one("#status", Static).update(text)
 
     # ---- actions -----------------------------------------------------------------------
@@ -502,6 +510,9 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         focused = self.focused
         current = focused.id if focused is not None and focused.id in order else "tasks"
         if isinstance(self.screen, Screen) and self.screen is not self.screen_stack[0]:
+            # A dialog is open: Tab moves between its fields (this binding has priority,
+            # so the dialog never sees the key itself).
+            (self.screen.focus_next if step > 0 else self.screen.focus_previous)()
             return
         self.action_focus_pane(order[(order.index(current) + step) % len(order)])
 

@@ -423,3 +423,60 @@ async def test_no_color_terminals_still_tell_states_apart(screen_settings, event
         assert labels == {"success": "✔ SUCCESS", "failure": "✘ FAILURE", "started": "▶ STARTED",
                           "retry": "↻ RETRY", "revoked": "⊘ REVOKED"}
         assert len({label.split()[0] for label in labels.values()}) == 5  # distinct symbols
+
+
+async def test_tab_moves_between_a_dialogs_fields(console):
+    """Tab switches panes on the main screen; in a dialog it must reach every field."""
+    from tui.screens.forms import NumberFormScreen
+
+    async with console.run_test(size=(100, 30)) as pilot:
+        form = NumberFormScreen("Autoscale", [("max", "Max", "8"), ("min", "Min", "2")], "w1@box",
+                                check=lambda values: None)
+        console.push_screen(form)
+        await pilot.pause()
+        assert console.focused.id == "max"
+        await pilot.press("tab")
+        assert console.focused.id == "min"
+        await pilot.press("9")
+        assert form.query_one("#min").value.endswith("9") and form.query_one("#max").value == "8"
+        await pilot.press("tab")
+        assert console.focused.id == "all"
+        await pilot.press("shift+tab")
+        assert console.focused.id == "min"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert console.screen is console.screen_stack[0]
+        await pilot.press("tab")
+        assert console.focused.id == "queues"  # back on the main screen: panes again
+
+
+async def test_compact_layout_follows_each_resize_at_once(console):
+    async with console.run_test(size=(100, 30)) as pilot:
+        assert not console.screen.has_class("-compact")
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert console.screen.has_class("-compact")
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert not console.screen.has_class("-compact")
+
+
+async def test_filter_mistakes_are_shown_not_silently_empty(console, sources, events):
+    async with console.run_test(size=(120, 30)) as pilot:
+        sources.feed([events.worker_online()] + events.task("success")[1])
+        console.tick()
+        await pilot.press("slash")
+        for ch in "prio:>=abc":
+            await pilot.press(ch)
+        await pilot.pause()
+        status = str(console.query_one("#status").render())
+        assert "filter: prio:>=abc" in status and "bad priority" in status
+
+
+async def test_ctrl_c_says_how_to_quit_in_plain_words(console):
+    async with console.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        messages = [n.message for n in console._notifications]
+        assert any("Press q to quit" in m for m in messages), messages
+        assert not any("[b]" in m for m in messages)
