@@ -100,7 +100,7 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
 
     #: (key, description) of every binding, for the help screen and the command palette.
     HELP: list[tuple[str, str, str]] = [
-        ("Tab / Shift+Tab", "next / previous pane", "cycle_pane(1)"),
+        ("Tab / Shift+Tab", "next / previous pane (in a dialog: next / previous field)", "cycle_pane(1)"),
         ("1 2 3", "focus queues / workers / tasks", "focus_pane('tasks')"),
         ("↑ ↓ PgUp PgDn", "move the cursor (it stays on its row as rows stream in)", ""),
         ("Home", "back to the top row, follow the newest tasks", ""),
