@@ -480,3 +480,16 @@ async def test_ctrl_c_says_how_to_quit_in_plain_words(console):
         messages = [n.message for n in console._notifications]
         assert any("Press q to quit" in m for m in messages), messages
         assert not any("[b]" in m for m in messages)
+
+
+async def test_zoom_enlarges_the_queues_and_workers_panes_too(console):
+    async with console.run_test(size=(100, 30)) as pilot:
+        for key, pane_id in (("1", "queues"), ("2", "workers"), ("3", "tasks")):
+            await pilot.press(key)
+            normal = console.query_one(f"#{pane_id}").outer_size.height
+            await pilot.press("z")
+            await pilot.pause()
+            zoomed = console.query_one(f"#{pane_id}").outer_size.height
+            assert zoomed >= 25 > normal or pane_id == "tasks" and zoomed >= 25, (pane_id, normal, zoomed)
+            await pilot.press("z")
+            await pilot.pause()
