@@ -1,4 +1,8 @@
-"""Pure text helpers for the panes: state symbols and styles, durations, ages, sparklines."""
+"""Pure text helpers for the panes: state symbols and styles, durations, ages, sparklines.
+
+Also the values derived at display time rather than in the model's hot path: a task's
+runtime when its event carried none, and a wait that clock skew made slightly negative.
+"""
 
 from __future__ import annotations
 
@@ -28,26 +32,98 @@ def state_text(state: str, revoke_requested: bool = False) -> tuple[str, str]:
     return f"{symbol} {state}", style
 
 
-def duration(seconds: float | None) -> str:
-    """Compact duration: ``850ms``, ``4.2s``, ``3m05s``, ``2h10m``; ``-`` when unknown."""
+#: How far a start may precede the time it is measured from (clocks of two hosts, or a
+#: task-sent stamped after publishing) and still read as ~0 rather than unknown.
+SKEW_TOLERANCE_S = 1.0
+
+
+def duration(seconds: float | None, width: int | None = None) -> str:
+    """Compact duration: ``850ms``, ``4.2s``, ``3m05s``, ``2h10m``, ``4d03h``; ``-`` when unknown.
+
+    The text is at most 6 characters (up to 99 days).  With ``width``, a coarser form with
+    its unit is used when the precise one is longer (``3m05s`` -> ``3m``, ``850ms`` ->
+    ``0.8s``), so a column never cuts a value into something else (``2ms`` into ``2m``).
+    """
     if seconds is None or seconds != seconds or seconds < 0:
         return "-"
-    if seconds < 1:
+    text = _precise(seconds)
+    if width is None or len(text) <= width:
+        return text
+    for coarse in _coarser(seconds):
+        if len(coarse) <= width:
+            return coarse
+    return min(_coarser(seconds), key=len)
+
+
+def _precise(seconds: float) -> str:
+    # Round first, so a value at a unit's edge moves up a unit (999.6 ms is 1.0s, not 1000ms).
+    if round(seconds * 1000) < 1000:
         return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
+    if round(seconds, 1) < 60:
         return f"{seconds:.1f}s"
-    if seconds < 3600:
-        m, s = divmod(int(seconds), 60)
+    whole = int(round(seconds)) if seconds < 60 else int(seconds)
+    if whole < 3600:
+        m, s = divmod(whole, 60)
         return f"{m}m{s:02d}s"
-    h, m = divmod(int(seconds) // 60, 60)
-    return f"{h}h{m:02d}m"
+    if whole < 100 * 3600:
+        h, m = divmod(whole // 60, 60)
+        return f"{h}h{m:02d}m"
+    d, h = divmod(whole // 3600, 24)
+    return f"{d}d{h:02d}h" if d < 100 else f"{d}d"
 
 
-def age(ts: float | None, now: float | None = None) -> str:
+def _coarser(seconds: float) -> list[str]:
+    """Ever coarser forms of ``seconds``, each with its unit."""
+    out = []
+    if seconds < 1:
+        out.append(f"{seconds:.1f}s")
+    if seconds < 60:
+        out.append(f"{seconds:.0f}s")
+    if seconds < 3600:
+        out.append(f"{seconds / 60:.0f}m")
+    if seconds < 100 * 3600:
+        out.append(f"{seconds / 3600:.0f}h")
+    out.append(f"{seconds / 86400:.0f}d")
+    return out
+
+
+def span(start: float | None, end: float | None) -> float | None:
+    """``end - start`` in seconds; a start up to :data:`SKEW_TOLERANCE_S` after the end is 0.
+
+    None when a time is unknown or the start is later still (clock skew: no honest value).
+    """
+    if start is None or end is None:
+        return None
+    elapsed = end - start
+    if elapsed < 0:
+        return 0.0 if elapsed >= -SKEW_TOLERANCE_S else None
+    return elapsed
+
+
+def task_runtime(task: object) -> float | None:
+    """The runtime a task reported, else finished - started when both are known.
+
+    Celery's ``task-failed`` (and ``task-revoked``) carry no runtime; only ``task-succeeded`` does.
+    """
+    runtime = getattr(task, "runtime", None)
+    if runtime is not None:
+        return runtime
+    return span(getattr(task, "started", None), getattr(task, "finished", None))
+
+
+def task_wait(task: object) -> float | None:
+    """Seconds from sent (or received) to started, a small negative (clock skew) read as 0."""
+    wait = getattr(task, "wait_time", None)
+    if wait is None:
+        return None
+    return span(0.0, wait)
+
+
+def age(ts: float | None, now: float | None = None, width: int | None = None) -> str:
     """How long ago ``ts`` was, as :func:`duration`; ``never`` when unknown."""
     if not ts:
         return "never"
-    return duration(max(0.0, (now or time.time()) - ts))
+    return duration(max(0.0, (now or time.time()) - ts), width)
 
 
 def clock(ts: float | None) -> str:
