@@ -15,7 +15,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.formatting import duration, state_text
+from tui.formatting import duration, state_text, task_runtime, task_wait
 
 TIMESTAMPS = (("sent", "Sent"), ("received", "Received"), ("started", "Started"), ("finished", "Finished"),
               ("eta", "ETA"), ("expires", "Expires"))
@@ -113,8 +113,10 @@ class TaskDetailScreen(ModalScreen[None]):
             line(name, _ts(getattr(t, attr, None)))
         if meta.get("date_done"):
             line("Done (bknd)", meta["date_done"])
-        line("Wait", duration(getattr(t, "wait_time", None)))
-        line("Runtime", duration(getattr(t, "runtime", None)))
+        line("Wait", duration(task_wait(t)))
+        runtime = task_runtime(t)
+        derived = runtime is not None and getattr(t, "runtime", None) is None
+        line("Runtime", duration(runtime) + ("   (finished - started: the event carried no runtime)" if derived else ""))
         args = getattr(t, "args", None) or (repr(meta["args"]) if meta.get("args") is not None else None)
         kwargs = getattr(t, "kwargs", None) or (repr(meta["kwargs"]) if meta.get("kwargs") is not None else None)
         line("Args", self.redact(args or "-"))

@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 
 from rich.text import Text
 
-from tui.formatting import age, clock, count, duration, sparkline, state_text
+from tui.formatting import (
+    age,
+    clock,
+    count,
+    duration,
+    sparkline,
+    state_text,
+    task_runtime,
+    task_wait,
+)
 from tui.widgets.keyed_table import KeyedTable
 
 # Priority bands on the operator scale (10 = most urgent).
@@ -81,6 +90,9 @@ class QueuesPane(KeyedTable):
         self.set_order(order)
 
 
+HB_WIDTH = 5
+
+
 class WorkersPane(KeyedTable):
     """Workers from events (heartbeats) completed by ``inspect`` (pool, concurrency, queues)."""
 
@@ -94,7 +106,7 @@ class WorkersPane(KeyedTable):
         self.add_column("Act", width=3, key="active")
         self.add_column("Done", width=6, key="processed")
         self.add_column("Fail", width=4, key="failed")
-        self.add_column("HB", width=5, key="hb")
+        self.add_column("HB", width=HB_WIDTH, key="hb")
         self.add_column("Load", width=14, key="load")
         self.add_column("Queues", width=40, key="queues")
 
@@ -120,7 +132,7 @@ class WorkersPane(KeyedTable):
             if changed is None or host in changed or not self.has_key(host):
                 self.upsert(host, self._cells(w, now))
             elif ages_due:
-                hb = Text(age(getattr(w, "last_heartbeat", None), now), justify="right")
+                hb = Text(age(getattr(w, "last_heartbeat", None), now, HB_WIDTH), justify="right")
                 if self.get_cell(host, "hb") != hb:
                     self.update_cell(host, "hb", hb)
         self.drop_many(set(self.row_keys) - set(order))
@@ -138,7 +150,7 @@ class WorkersPane(KeyedTable):
             Text(count(getattr(w, "active", None)), justify="right"),
             Text(count(getattr(w, "processed", None)), justify="right"),
             Text(count(getattr(w, "failed", None)), justify="right", style="red" if getattr(w, "failed", 0) else ""),
-            Text(age(getattr(w, "last_heartbeat", None), now), justify="right"),
+            Text(age(getattr(w, "last_heartbeat", None), now, HB_WIDTH), justify="right"),
             Text(" ".join(f"{x:.2f}" for x in load[:3]) if load else "-"),
             Text(",".join(queues) if queues else "-"),
         ]
@@ -158,11 +170,52 @@ def _concurrency(w: object) -> str:
 
 TASK_ROW_CAP = 1000
 
+#: Marks the operator's own enqueued job in the State column.
+MARK = "➤ "
+#: (header, width, key) of the Tasks pane; the Task column's width is fitted to the pane.
+TASK_COLUMNS: tuple[tuple[str, int, str], ...] = (
+    # "➤ ◔ RECEIVED" fits; "… revoke req" with the mark gives up its symbol (see TasksPane.cells)
+    ("State", len(MARK) + len("◔ RECEIVED"), "state"),
+    ("Task", 20, "name"),
+    ("Queue", 9, "queue"),
+    ("Pri", 3, "prio"),
+    ("Worker", 10, "worker"),
+    ("Runtime", 7, "runtime"),
+    ("Wait", 6, "wait"),
+    ("Time", 8, "time"),
+    ("UUID", 8, "uuid"),
+)
+_W = {key: width for _, width, key in TASK_COLUMNS}
+#: The Task column gives way first, down to this, so the other columns stay whole.
+TASK_NAME_MIN, TASK_NAME_MAX = 12, 40
+
+
+def fit_name_width(available: int, widths: list[int], padding: int, name_index: int = 1) -> int:
+    """Width of the name column so that the row ends on a column boundary within ``available``.
+
+    All columns when they fit with the name at least :data:`TASK_NAME_MIN` wide, else as many
+    leading columns as fit, filling ``available`` exactly: the rest start beyond the edge and
+    are reached by scrolling, so no value is shown cut at the edge (``2ms`` as ``2m``).
+    """
+    for shown in range(len(widths), name_index, -1):
+        others = sum(w + 2 * padding for i, w in enumerate(widths[:shown]) if i != name_index)
+        name = available - others - 2 * padding
+        if name >= TASK_NAME_MIN:
+            return min(name, TASK_NAME_MAX)
+    return TASK_NAME_MIN
+
 
 class TasksPane(KeyedTable):
-    """Task history, newest first; rows are updated by uuid as states move."""
+    """Task history, newest first; rows are updated by uuid as states move.
+
+    The vertical scrollbar is always there, so the width the columns are fitted to does not
+    change when the rows outgrow the pane.
+    """
 
     BORDER_TITLE = "3 Tasks"
+    DEFAULT_CSS = """
+    TasksPane { overflow-y: scroll; }
+    """
 
     def __init__(self, **kwargs: object):
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -170,34 +223,49 @@ class TasksPane(KeyedTable):
         self.highlight_uuid: str | None = None
         #: tasks filled in from the result backend (the console did not see them live)
         self.backend_uuids: set[str] = set()
+        self._fitted_to = -1
 
     def on_mount(self) -> None:
-        self.add_column("State", width=11, key="state")
-        self.add_column("Task", width=20, key="name")
-        self.add_column("Queue", width=9, key="queue")
-        self.add_column("Pri", width=3, key="prio")
-        self.add_column("Worker", width=10, key="worker")
-        self.add_column("Runtime", width=7, key="runtime")
-        self.add_column("Wait", width=6, key="wait")
-        self.add_column("Time", width=8, key="time")
-        self.add_column("UUID", width=8, key="uuid")
+        for header, width, key in TASK_COLUMNS:
+            self.add_column(header, width=width, key=key)
+
+    def on_resize(self) -> None:
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Size the Task column to the pane's width (see :func:`fit_name_width`)."""
+        available = self.scrollable_content_region.width
+        if available <= 0 or available == self._fitted_to:
+            return
+        self._fitted_to = available
+        widths = [width for _, width, _ in TASK_COLUMNS]
+        name = self.columns.get("name")  # type: ignore[call-overload]
+        width = fit_name_width(available, widths, self.cell_padding)
+        if name is None or name.width == width:
+            return
+        name.width = width
+        self._clear_caches()
+        self._require_update_dimensions = True
+        self.refresh(layout=True)
 
     def cells(self, task: object) -> list[Text]:
         """The row for a ``tui.model.TaskRecord``-like object."""
         t = task
         label, style = state_text(t.state, getattr(t, "revoke_requested", False))  # type: ignore[attr-defined]
+        if t.uuid == self.highlight_uuid:  # type: ignore[attr-defined]
+            # the mark takes the symbol's place when both would not fit: the word stays whole
+            label = MARK + (label if len(MARK) + len(label) <= _W["state"] else label.split(" ", 1)[-1])
         host = (getattr(t, "hostname", None) or "-").split("@")[0]
         prio = getattr(t, "priority", None)
         first = getattr(t, "sent", None) or getattr(t, "received", None) or getattr(t, "started", None)
-        mark = "➤ " if t.uuid == self.highlight_uuid else ""  # type: ignore[attr-defined]
         return [
-            Text(mark + label, style=style),
+            Text(label, style=style),
             Text(getattr(t, "short_name", None) or t.name or "?"),  # type: ignore[attr-defined]
             Text(getattr(t, "queue", None) or "-"),
             Text("-" if prio is None else str(prio), justify="right", style="bold red" if (prio or 0) >= 8 else ""),
             Text(host),
-            Text(duration(getattr(t, "runtime", None)), justify="right"),
-            Text(duration(getattr(t, "wait_time", None)), justify="right"),
+            Text(duration(task_runtime(t), _W["runtime"]), justify="right"),
+            Text(duration(task_wait(t), _W["wait"]), justify="right"),
             Text("backend", style="italic yellow") if t.uuid in self.backend_uuids else Text(clock(first)),  # type: ignore[attr-defined]
             Text(t.uuid[:8], style="dim"),  # type: ignore[attr-defined]
         ]
