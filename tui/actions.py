@@ -14,7 +14,8 @@ import getpass
 import inspect
 import json
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -258,6 +259,10 @@ class Actions:
         self.audit = audit
         self.read_only = read_only
         self.timeout = timeout
+        # pool resizes run one at a time; {host: (size the caller reported, size after our
+        # change)}: a caller's figure that predates our last change is read as the newer one
+        self._pool_lock = threading.Lock()
+        self._pool_after: dict[str, tuple[int, int]] = {}
 
     def guard(self, action: str, target: str, params: dict[str, Any]) -> None:
         """Refuse (and audit the refusal) when read-only; every mutating path calls this first."""
@@ -328,24 +333,62 @@ class Actions:
         return self._done(action, target, params, outcome)
 
     # -- worker pool --
-    def pool_resize(self, hosts: Sequence[str], delta: int) -> Outcome:
-        """Grow (delta > 0) or shrink (delta < 0) each worker's pool by ``abs(delta)``."""
+    def pool_resize(self, hosts: Sequence[str], delta: int, current: Mapping[str, int | None] | None = None) -> Outcome:
+        """Grow (delta > 0) or shrink (delta < 0) each worker's pool by ``abs(delta)``.
+
+        ``current`` holds the pool sizes the caller knows (``inspect().stats()``).  A shrink
+        that would leave a worker with no pool process is refused and audited, nothing sent:
+        the jobs it has reserved would sit RECEIVED, never started, until the pool grew again.
+        """
         if delta == 0 or abs(delta) > 64:
             raise ValidationFailed({"n": f"pool change {delta} must be between 1 and 64 processes"})
         if not hosts:
             raise ValidationFailed({"worker": "no worker selected"})
         action = "pool_grow" if delta > 0 else "pool_shrink"
-        params = {"n": abs(delta), "workers": list(hosts)}
+        target = ",".join(hosts)
+        current = current or {}
+        with self._pool_lock:
+            known = self._known_pool_sizes(hosts, current)
+            params: dict[str, Any] = {"n": abs(delta), "workers": list(hosts)}
+            if known:
+                params["current"] = known
+            self.guard(action, target, params)
+            emptied = [h for h, size in known.items() if size + delta < 1]
+            if emptied:
+                each = "; ".join(f"would leave {h} with no pool process (it has {known[h]})" for h in emptied)
+                return self._done(action, target, params, Outcome(
+                    False, f"{action} refused: {each}: jobs {'it has' if len(emptied) == 1 else 'they have'} "
+                           f"reserved could not run; use pause (p) to stop {'it' if len(emptied) == 1 else 'them'} "
+                           "taking jobs"))
 
-        def send() -> Outcome:
-            call = self.app.control.pool_grow if delta > 0 else self.app.control.pool_shrink
-            replies = call(abs(delta), destination=list(hosts), reply=True, timeout=self.timeout)
-            ok, words = _replies_to_words(replies, hosts)
-            verb = "grow" if delta > 0 else "shrink"
-            return Outcome(ok, f"{verb} pool by {abs(delta)} on {len(hosts)} worker(s)" + ("" if ok else ": refused or no reply"),
-                           replies=words)
+            def send() -> Outcome:
+                call = self.app.control.pool_grow if delta > 0 else self.app.control.pool_shrink
+                replies = call(abs(delta), destination=list(hosts), reply=True, timeout=self.timeout)
+                ok, words = _replies_to_words(replies, hosts)
+                for host, size in known.items():
+                    if _acknowledged(replies, host):
+                        self._pool_after[host] = (current[host], size + delta)
+                verb = "grow" if delta > 0 else "shrink"
+                return Outcome(ok, f"{verb} pool by {abs(delta)} on {len(hosts)} worker(s)"
+                               + ("" if ok else ": refused or no reply"), replies=words)
 
-        return self._attempt(action, ",".join(hosts), params, send)
+            return self._attempt_sent(action, target, params, send)
+
+    def _known_pool_sizes(self, hosts: Sequence[str], current: Mapping[str, int | None]) -> dict[str, int]:
+        """The caller's sizes, corrected by our own resizes it has not seen yet (a second ``-``
+        pressed before the next ``inspect`` must not count the process the first one removed)."""
+        known: dict[str, int] = {}
+        for host in hosts:
+            size = current.get(host)
+            if not isinstance(size, int) or isinstance(size, bool):
+                continue
+            reported, after = self._pool_after.get(host, (None, None))
+            if reported == size and after is not None:
+                size = after
+            else:
+                self._pool_after.pop(host, None)  # the caller has a newer figure than ours
+            known[host] = size
+        return known
 
     def autoscale(self, hosts: Sequence[str], max_c: int, min_c: int) -> Outcome:
         """Set the autoscaler's bounds on each worker."""
@@ -394,4 +437,14 @@ class Actions:
             return Outcome(True, f"purged {deleted:,} message(s) from {queue}", count=int(deleted))
 
         return self._attempt("purge", queue, params, send)
+
+
+def _replies_by_host(replies: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {h: b for r in replies or [] if isinstance(r, dict) for h, b in r.items()}
+
+
+def _acknowledged(replies: list[dict[str, Any]] | None, host: str) -> bool:
+    """``host`` answered without an error."""
+    body = _replies_by_host(replies).get(host)
+    return isinstance(body, dict) and "ok" in body
 

@@ -108,13 +108,26 @@ class ActionsMixin:
         key = self._pane_key("workers", "worker")
         return [key] if key else []
 
+    def _pool_sizes(self, hosts: list[str]) -> dict[str, int | None]:
+        """Each worker's pool size as the Workers pane knows it (``inspect().stats()``); None
+        when not inspected yet.  The action layer refuses a shrink that would empty a pool."""
+        sizes: dict[str, int | None] = {}
+        for host in hosts:
+            worker = self.model.get_worker(host)
+            sizes[host] = worker.concurrency if worker is not None else None
+        return sizes
+
+    def _resize(self, hosts: list[str], delta: int) -> None:
+        sizes = self._pool_sizes(hosts)  # read on the UI thread, where the model lives
+        self.run_action_worker("pool_grow" if delta > 0 else "pool_shrink", ",".join(hosts),
+                               lambda: self.actions.pool_resize(hosts, delta, current=sizes), reinspect=True)
+
     def action_resize(self, delta: int, all_workers: bool = False) -> None:
         """Grow (+) or shrink (-) the highlighted worker's pool (or every worker's)."""
         hosts = self._worker_targets(all_workers)
         if not hosts:
             return
-        self.run_action_worker("pool_grow" if delta > 0 else "pool_shrink", ",".join(hosts),
-                               lambda: self.actions.pool_resize(hosts, delta), reinspect=True)
+        self._resize(hosts, delta)
 
     def action_resize_all(self, delta: int) -> None:
         """Grow or shrink every online worker's pool (command palette)."""
@@ -130,9 +143,7 @@ class ActionsMixin:
         def chosen(values: dict[str, Any] | None) -> None:
             if values is not None:
                 hosts = self._worker_targets(values["all"]) if values["all"] else [target]
-                n = values["n"]
-                self.run_action_worker("pool_grow" if n > 0 else "pool_shrink", ",".join(hosts),
-                                       lambda: self.actions.pool_resize(hosts, n), reinspect=True)
+                self._resize(hosts, values["n"])
 
         self.push_screen(NumberFormScreen("Resize pool", [("n", "By N", "1")], target,
                                           lambda v: None if v["n"] and abs(v["n"]) <= 64 else

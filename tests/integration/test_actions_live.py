@@ -339,6 +339,62 @@ async def test_grow_and_shrink_a_prefork_pool(live_settings, afirgen_app, worker
         ("pool_grow", worker.hostname, True), ("pool_shrink", worker.hostname, True)]
 
 
+async def test_shrink_that_would_leave_no_pool_process_is_refused(live_settings, afirgen_app, worker_factory):
+    worker = worker_factory(queues=("default",), concurrency=2)
+    host = worker.hostname
+    async with live_console(live_settings, afirgen_app) as (console, pilot):
+        workers = await show_worker(pilot, console, worker)
+        assert cell(workers, host, "conc") == "2"
+        await highlight(pilot, "2", workers, host)
+
+        # "=" with N = -2 on a pool of 2: refused, nothing sent
+        await pilot.press("equals_sign")
+        await pilot.pause()
+        form = console.screen
+        assert isinstance(form, NumberFormScreen)
+        form.query_one("#n", Input).value = "-2"
+        await pilot.press("enter")
+        first = await next_outcome(pilot, console, 0)
+        assert first.action == "pool_shrink" and not first.outcome.ok, first.outcome
+        assert f"would leave {host} with no pool process" in first.outcome.message
+        assert "use pause (p) to stop it taking jobs" in first.outcome.message
+        assert await asyncio.to_thread(pool_processes, worker) == 2
+
+        # "-" twice at once: the first shrinks to 1, the second is refused even before a new inspect
+        await highlight(pilot, "2", workers, host)
+        await pilot.press("minus", "minus")
+        second = await next_outcome(pilot, console, 1)
+        third = await next_outcome(pilot, console, 2)
+        assert sorted([second.outcome.ok, third.outcome.ok]) == [False, True], (second.outcome, third.outcome)
+        await until_polled(pilot, lambda: pool_processes(worker), lambda n: n == 1, message="stats: 1 process")
+        # (max-concurrency stays 2: the column reads 1/2)
+        await until(pilot, lambda: cell(workers, host, "conc").split("/")[0] == "1", message="Conc column shows 1")
+
+        # "-" on a pool of 1: refused, with the reason shown
+        await pilot.press("minus")
+        fourth = await next_outcome(pilot, console, 3)
+        assert not fourth.outcome.ok and f"would leave {host} with no pool process" in fourth.outcome.message
+        await until(pilot, lambda: any("no pool process" in n for n in notifications(console)),
+                    message="the refusal in a notification")
+
+        # a job still runs: the pool was never emptied
+        job = afirgen_app.send_task(CLEANUP, kwargs={"max_age_hours": 100000}, queue="default")
+        tasks = console.query_one("#tasks", TasksPane)
+        await until(pilot, lambda: has_state(tasks, job.id, "SUCCESS"), message="job ran on the 1-process pool")
+
+    # the action layer refuses whatever calls it, and audits it
+    layer = Actions(afirgen_app, AuditLog(live_settings.console_audit_log), timeout=1.0)
+    direct = layer.pool_resize([host], -1, current={host: 1})
+    assert not direct.ok and "no pool process" in direct.message
+    assert pool_processes(worker) == 1
+    lines = audit(live_settings)
+    assert [(x["action"], x["target"], x["ok"]) for x in lines] == [
+        ("pool_shrink", host, False), ("pool_shrink", host, True), ("pool_shrink", host, False),
+        ("pool_shrink", host, False), ("pool_shrink", host, False)]
+    assert lines[0]["params"] == {"n": 2, "workers": [host], "current": {host: 2}}
+    assert all("no pool process" in x["outcome"] for x in lines if not x["ok"])
+
+
 async def test_a_frozen_worker_is_reported_as_not_answering_within_the_timeout(live_settings, afirgen_app,
                                                                                worker_factory):
     """SIGSTOP: the worker is connected but answers nothing, the hardest case to tell apart."""

@@ -295,6 +295,67 @@ async def test_resize_form_validates_and_applies_to_all(mem_settings, mem_app, e
     assert line["action"] == "pool_shrink" and line["params"] == {"n": 2, "workers": ["w1@box", "w2@box"]}
 
 
+def _pool_of(console, host: str, processes: int) -> None:
+    """What ``inspect().stats()`` tells the Workers pane about ``host``'s prefork pool."""
+    console.model.set_worker_stats(host, {"pool": {"implementation": "celery.concurrency.prefork:TaskPool",
+                                                   "max-concurrency": processes,
+                                                   "processes": list(range(100, 100 + processes))}})
+
+
+async def test_shrink_to_no_pool_process_is_refused_with_the_reason(mem_settings, mem_app, events):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        await _with_worker(console, pilot, events)
+        _pool_of(console, "w1@box", 1)
+        await pilot.press("minus")
+        await settle(pilot, console, lambda: bool(console.action_log))
+        done = console.action_log[-1]
+        assert done.action == "pool_shrink" and not done.outcome.ok
+        assert done.outcome.replies == {}, "nothing may be sent"
+        assert done.outcome.message == ("pool_shrink refused: would leave w1@box with no pool process (it has 1): "
+                                        "jobs it has reserved could not run; use pause (p) to stop it taking jobs")
+        assert any("no pool process" in n.message for n in console._notifications)
+    [line] = audit_lines(mem_settings)
+    assert (line["action"], line["target"], line["ok"]) == ("pool_shrink", "w1@box", False)
+    assert line["params"] == {"n": 1, "workers": ["w1@box"], "current": {"w1@box": 1}}
+    assert line["outcome"] == done.outcome.message
+
+
+async def test_resize_form_refuses_a_shrink_below_one_on_any_worker(mem_settings, mem_app, events):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        await _with_worker(console, pilot, events)
+        _pool_of(console, "w1@box", 4)
+        _pool_of(console, "w2@box", 2)
+        await pilot.press("equals_sign")
+        await pilot.pause()
+        form = console.screen
+        form.query_one("#n", Input).value = "-2"
+        form.query_one("#all", Checkbox).value = True
+        form.query_one("#n", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot, console, lambda: bool(console.action_log))
+        outcome = console.action_log[-1].outcome
+        assert not outcome.ok and outcome.replies == {}
+        assert "would leave w2@box with no pool process (it has 2)" in outcome.message
+        assert "w1@box" not in outcome.message
+    [line] = audit_lines(mem_settings)
+    assert line["action"] == "pool_shrink" and line["ok"] is False
+    assert line["params"]["current"] == {"w1@box": 4, "w2@box": 2}
+
+
+def test_pool_resize_refusal_is_in_the_action_layer(mem_settings, mem_app):
+    actions = Actions(mem_app, AuditLog(mem_settings.console_audit_log), timeout=0.2)
+    refused = actions.pool_resize(["w1@box"], -3, current={"w1@box": 3})
+    assert not refused.ok and "would leave w1@box with no pool process (it has 3)" in refused.message
+    # shrinking to one process, or with the size unknown, is sent (no worker answers here)
+    for current in ({"w1@box": 4}, None, {}):
+        sent = actions.pool_resize(["w1@box"], -3, current=current)
+        assert sent.replies == {"w1@box": "no reply (worker down or busy?)"}, current
+    assert [line["ok"] for line in audit_lines(mem_settings)] == [False, False, False, False]
+    assert "no pool process" in audit_lines(mem_settings)[0]["outcome"]
+
+
 async def test_autoscale_form_rejects_min_above_max_then_sends(mem_settings, mem_app, events):
     console, _ = make_console(mem_settings, mem_app)
     async with console.run_test(size=(100, 30)) as pilot:
