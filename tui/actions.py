@@ -433,8 +433,16 @@ class Actions:
 
         def send() -> Outcome:
             with self.app.connection_for_write() as conn:
-                deleted = conn.default_channel.queue_purge(queue) or 0
-            return Outcome(True, f"purged {deleted:,} message(s) from {queue}", count=int(deleted))
+                deleted = int(conn.default_channel.queue_purge(queue) or 0)
+            params["purged"] = deleted  # the audit line keeps both numbers
+            message = f"purged {deleted:,} message(s) from {queue}"
+            # the operator confirmed the count the prompt showed; jobs keep arriving (or being
+            # taken) until the purge runs: say so when the numbers differ
+            if expected_count is not None and deleted > expected_count:
+                message += f" (the prompt said {expected_count:,}; {deleted - expected_count:,} more arrived since)"
+            elif expected_count is not None and deleted < expected_count:
+                message += f" (the prompt said {expected_count:,}; {expected_count - deleted:,} fewer: taken meanwhile)"
+            return Outcome(True, message, count=deleted)
 
         return self._attempt("purge", queue, params, send)
 

@@ -532,7 +532,8 @@ async def test_purge_needs_the_typed_name_and_reports_the_count(live_settings, a
         await until(pilot, lambda: cell(queues, "cleanup", "waiting") == "0", message="pane shows 0")
     assert queue_size(afirgen_app, "analytics") == 1
     [line] = audit(live_settings)
-    assert (line["action"], line["target"], line["ok"], line["params"]) == ("purge", "cleanup", True, {"expected": 5})
+    assert (line["action"], line["target"], line["ok"], line["params"]) == (
+        "purge", "cleanup", True, {"expected": 5, "purged": 5})
 
 
 # ---- safety ------------------------------------------------------------------------------

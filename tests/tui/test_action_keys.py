@@ -441,6 +441,42 @@ async def test_purge_requires_the_typed_name_and_says_how_many(mem_settings, mem
     assert line["action"] == "purge" and line["ok"] is True
 
 
+async def test_purge_says_both_counts_when_jobs_arrive_after_the_prompt(mem_settings, mem_app):
+    for _ in range(3):
+        mem_app.send_task("afirgen_tasks.reports.generate_pdf_report", args=[1])
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        await _queues_focused(console, pilot, "reports", 3)
+        await pilot.press("x")
+        await pilot.pause()
+        dialog = console.screen
+        assert "3 waiting message(s)" in str(dialog.query_one("#question").render())
+        for _ in range(2):  # jobs keep arriving while the operator types
+            mem_app.send_task("afirgen_tasks.reports.generate_pdf_report", args=[2])
+        await pilot.press(*"reports", "enter")
+        await settle(pilot, console, lambda: bool(console.action_log))
+        outcome = console.action_log[-1].outcome
+        assert outcome.ok and outcome.count == 5
+        assert outcome.message == "purged 5 message(s) from reports (the prompt said 3; 2 more arrived since)"
+        assert any(outcome.message in n.message for n in console._notifications)
+    assert waiting(mem_app, "reports") == 0
+    [line] = audit_lines(mem_settings)
+    assert line["params"] == {"expected": 3, "purged": 5} and line["outcome"] == outcome.message
+
+
+def test_purge_says_so_when_fewer_than_expected_were_left(mem_settings, mem_app):
+    mem_app.send_task("afirgen_tasks.reports.generate_pdf_report", args=[1])
+    actions = Actions(mem_app, AuditLog(mem_settings.console_audit_log))
+    fewer = actions.purge("reports", "reports", 4)
+    assert fewer.ok and fewer.message == "purged 1 message(s) from reports (the prompt said 4; 3 fewer: taken meanwhile)"
+    same = actions.purge("reports", "reports", 0)
+    assert same.ok and same.message == "purged 0 message(s) from reports"
+    unknown = actions.purge("reports", "reports", None)
+    assert unknown.message == "purged 0 message(s) from reports"
+    assert [line["params"] for line in audit_lines(mem_settings)] == [
+        {"expected": 4, "purged": 1}, {"expected": 0, "purged": 0}, {"expected": None, "purged": 0}]
+
+
 async def test_read_only_every_key_explains_and_sends_nothing(mem_settings, mem_app, events):
     console, _ = make_console(mem_settings, mem_app, read_only=True)
     async with console.run_test(size=(100, 30)) as pilot:
