@@ -14,6 +14,7 @@ import getpass
 import inspect
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,13 +58,19 @@ class EnqueueRequest:
 
 @dataclass(slots=True)
 class Outcome:
-    """What happened, in words for the operator; ``replies`` holds each worker's answer."""
+    """What happened, in words for the operator; ``replies`` holds each worker's answer.
+
+    ``warning``: not done as asked, yet the workers took the request (a terminate that found
+    nothing running: the id stays revoked).  ``ok`` is False; the console shows a warning,
+    not an error, and keeps the row's "revoke requested".
+    """
 
     ok: bool
     message: str
     task_id: str | None = None
     replies: dict[str, str] = field(default_factory=dict)
     count: int | None = None
+    warning: bool = False
 
 
 # ---- validation (pure) -----------------------------------------------------------------
@@ -227,6 +234,28 @@ class AuditLog:
 
 
 # ---- sending ---------------------------------------------------------------------------
+_REVOKED_REPLY = re.compile(r"tasks \{(.*)\} flagged as revoked")
+_SET_REPR = re.compile(r"\{('[^']*'(?:, '[^']*')*)\}")
+#: celery/worker/control.py ``_revoke``: the reply when a terminate found none of the ids
+TERMINATE_UNKNOWN = "terminate: tasks unknown"
+
+
+def _short_ids(text: str) -> str:
+    """``'87ed1a27-5a0e-...', 'b...'`` -> ``87ed1a27, b...``: the 8 characters the panes show."""
+    return ", ".join(i[:8] for i in re.findall(r"'([^']*)'", text))
+
+
+def _readable_reply(text: str) -> str:
+    """A worker's reply text without Python reprs: Celery puts a ``set`` of ids in some."""
+    if match := _REVOKED_REPLY.fullmatch(text):
+        return f"flagged {_short_ids(match[1])} as revoked"
+    if text == TERMINATE_UNKNOWN:
+        return "was not running it"
+    if text.startswith("terminate: "):
+        return "terminating " + ", ".join(i.strip()[:8] for i in text[len("terminate: "):].split(","))
+    return _SET_REPR.sub(lambda m: _short_ids(m[1]), text)
+
+
 def _replies_to_words(replies: list[dict[str, Any]] | None, hosts: Sequence[str] | None) -> tuple[bool, dict[str, str]]:
     """Map control replies to ``{host: words}``; a missing reply is a failure too."""
     words: dict[str, str] = {}
@@ -239,7 +268,7 @@ def _replies_to_words(replies: list[dict[str, Any]] | None, hosts: Sequence[str]
                 words[host] = f"refused: {body['error']}"
                 ok = False
             elif isinstance(body, dict) and "ok" in body:
-                words[host] = str(body["ok"])
+                words[host] = _readable_reply(str(body["ok"]))
             else:
                 words[host] = str(body)
     for host in hosts or []:
@@ -321,6 +350,12 @@ class Actions:
                 # No live worker answered: the id is still broadcast and persisted by the
                 # workers that come up later only if they were running; say so plainly.
                 return Outcome(False, f"{verb} of {task_id[:8]} sent, but no worker acknowledged it", task_id=task_id)
+            if ok and terminate and not _any_terminated(replies):
+                # Every worker flagged the id revoked but none held it: it finished (or has not
+                # started) since the operator looked.  Nothing was terminated: not a success.
+                return Outcome(False, f"{verb}: no worker was running {task_id[:8]} (it had already finished or "
+                                      "not started); it stays marked revoked", task_id=task_id, replies=words,
+                               warning=True)
             return Outcome(ok, f"{verb} of {task_id[:8]} requested", task_id=task_id, replies=words)
 
         return self._attempt_sent(mode, task_id, params, send)
@@ -456,3 +491,11 @@ def _acknowledged(replies: list[dict[str, Any]] | None, host: str) -> bool:
     body = _replies_by_host(replies).get(host)
     return isinstance(body, dict) and "ok" in body
 
+
+def _any_terminated(replies: list[dict[str, Any]] | None) -> bool:
+    """Some worker held the task and terminated it (``terminate: <id>``, not ``tasks unknown``)."""
+    for body in _replies_by_host(replies).values():
+        text = body.get("ok") if isinstance(body, dict) else None
+        if isinstance(text, str) and text.startswith("terminate: ") and text != TERMINATE_UNKNOWN:
+            return True
+    return False

@@ -239,7 +239,8 @@ class ActionsMixin:
         text = out.message
         if out.replies:
             text += "\n" + "\n".join(f"{h}: {w}" for h, w in sorted(out.replies.items()))
-        self.notify(self.redact(text), severity="information" if out.ok else "error", timeout=6 if out.ok else 10)
+        severity = "information" if out.ok else "warning" if out.warning else "error"
+        self.notify(self.redact(text), severity=severity, timeout=6 if out.ok else 10)
         if message.action == "enqueue" and out.ok and out.task_id:
             req = self.last_enqueue
             self.model.merge_task_info(out.task_id, name=req.task if req else None, queue=req.queue if req else None,
@@ -253,7 +254,7 @@ class ActionsMixin:
                 if task is not None and tasks.has_key(uuid):
                     tasks.upsert(uuid, tasks.cells(task))
             tasks.select(out.task_id)
-        if message.action in ("revoke", "terminate", "kill") and not out.ok:
+        if message.action in ("revoke", "terminate", "kill") and not out.ok and not out.warning:
             task = self.model.get_task(message.target)
             if task is not None and task.revoke_requested and not task.is_finished:
                 # nobody took the request: do not leave "revoke requested" on the row

@@ -297,7 +297,7 @@ async def test_terminate_stops_a_long_running_job_at_once(live_settings, afirgen
         await pilot.press("y")
         outcome = (await next_outcome(pilot, console, 0)).outcome
         assert len(seen) == 1 and "revoke req" in seen[0], seen
-        assert outcome.ok and job.id in outcome.replies.get(worker.hostname, ""), outcome
+        assert outcome.ok and outcome.replies == {worker.hostname: f"terminating {job.id[:8]}"}, outcome
         await until(pilot, lambda: has_state(tasks, job.id, "REVOKED"), timeout=15, message="job REVOKED")
         took = time.monotonic() - pressed
         record = console.model.get_task(job.id)
@@ -311,6 +311,86 @@ async def test_terminate_stops_a_long_running_job_at_once(live_settings, afirgen
     assert AsyncResult(job.id, app=afirgen_app).state == "REVOKED"
     assert slow_smtp.delivered == 0
     assert [(x["action"], x["target"]) for x in audit(live_settings)] == [("terminate", job.id)]
+
+
+@pytest.fixture
+def short_smtp():
+    sink = SMTPSink(delay=(2.5, 2.5), refuse_rate=0.0, seed=1).start()
+    yield sink
+    sink.stop()
+
+
+@pytest.mark.parametrize(("key", "mode"), [("t", "terminate"), ("k", "kill")])
+async def test_terminate_of_a_job_that_finished_before_the_send_is_not_shown_as_done(
+        live_settings, afirgen_app, afirgen_env, worker_factory, short_smtp, key, mode):
+    """The job runs when the operator presses t, and finishes while the confirm prompt is open:
+    every worker answers ``terminate: tasks unknown`` and the console must say nobody ran it."""
+    env = {**afirgen_env, "AFIRGEN_SMTP_HOST": "127.0.0.1", "AFIRGEN_SMTP_PORT": str(short_smtp.port),
+           "AFIRGEN_SMTP_SECURITY": "none", "AFIRGEN_SMTP_TIMEOUT": "60"}
+    worker = worker_factory(queues=("email",), env=env)
+    async with live_console(live_settings, afirgen_app) as (console, pilot):
+        job = afirgen_app.send_task(EMAIL, args=["officer9@police.example.in", "quick", "2.5 seconds"])
+        tasks = console.query_one("#tasks", TasksPane)
+        await until(pilot, lambda: has_state(tasks, job.id, "STARTED"), message="job running")
+        await highlight(pilot, "3", tasks, job.id)
+        await pilot.press(key)
+        await pilot.pause()
+        assert isinstance(console.screen, ConfirmScreen)
+        assert "(STARTED)" in str(console.screen.query_one("#question", Static).render())
+        # the operator hesitates: the job ends while the prompt is still open
+        await until_polled(pilot, lambda: AsyncResult(job.id, app=afirgen_app).state, lambda s: s == "SUCCESS",
+                           message="job SUCCESS in the result backend")
+        await pilot.press("y")
+        outcome = (await next_outcome(pilot, console, 0)).outcome
+        assert not outcome.ok, outcome
+        assert outcome.message.endswith(f"no worker was running {job.id[:8]} (it had already finished or not "
+                                        "started); it stays marked revoked"), outcome.message
+        assert outcome.replies == {worker.hostname: "was not running it"}, outcome.replies
+        shown = [n for n in console._notifications if "no worker was running" in n.message]
+        assert len(shown) == 1 and shown[0].severity == "warning", [(n.message, n.severity) for n in shown]
+        assert "tasks unknown" not in shown[0].message and "{" not in shown[0].message
+        await until(pilot, lambda: has_state(tasks, job.id, "SUCCESS"), message="row shows SUCCESS")
+    assert AsyncResult(job.id, app=afirgen_app).state == "SUCCESS"  # a revoke never overwrites a result
+    assert short_smtp.delivered == 1
+    [line] = audit(live_settings)
+    assert (line["action"], line["target"], line["ok"]) == (mode, job.id, False)
+    assert "no worker was running" in line["outcome"] and "was not running it" in line["outcome"]
+
+
+async def test_revoke_and_terminate_of_a_waiting_job_in_plain_words(live_settings, afirgen_app, worker_factory):
+    """Nobody consumes ``cleanup``: a revoke is flagged by the (default-queue) worker, a success;
+    a terminate finds nothing running, and the job stays revoked: it never runs."""
+    worker = worker_factory(queues=("default",))
+    async with live_console(live_settings, afirgen_app) as (console, pilot):
+        tasks = console.query_one("#tasks", TasksPane)
+        revoked = afirgen_app.send_task(CLEANUP, kwargs={"max_age_hours": 100000})
+        terminated = afirgen_app.send_task(CLEANUP, kwargs={"max_age_hours": 100000})
+        await until(pilot, lambda: has_state(tasks, revoked.id, "SENT") and has_state(tasks, terminated.id, "SENT"),
+                    message="both jobs waiting")
+        await highlight(pilot, "3", tasks, revoked.id)
+        await pilot.press("r", "y")
+        first = (await next_outcome(pilot, console, 0)).outcome
+        assert first.ok and first.message == f"revoke of {revoked.id[:8]} requested", first
+        assert first.replies == {worker.hostname: f"flagged {revoked.id[:8]} as revoked"}, first.replies
+        await until(pilot, lambda: any(first.replies[worker.hostname] in n for n in notifications(console)),
+                    message="the readable reply in a notification")
+        assert not any("{'" in n for n in notifications(console))
+
+        await highlight(pilot, "3", tasks, terminated.id)
+        await pilot.press("t", "y")
+        second = (await next_outcome(pilot, console, 1)).outcome
+        assert not second.ok and "no worker was running" in second.message, second
+        assert "revoke req" in cell(tasks, terminated.id, "state"), "the worker did take the revoke"
+
+        # the worker that answered starts consuming cleanup: both stay revoked, neither runs
+        await asyncio.to_thread(afirgen_app.control.add_consumer, "cleanup", destination=[worker.hostname],
+                                reply=True, timeout=2.0)
+        await until(pilot, lambda: has_state(tasks, revoked.id, "REVOKED") and has_state(tasks, terminated.id,
+                                                                                          "REVOKED"),
+                    timeout=20, message="both REVOKED")
+    assert f"Discarding revoked task: {CLEANUP}[{terminated.id}]" in worker.log_text()
+    assert AsyncResult(terminated.id, app=afirgen_app).state == "REVOKED"
+    assert [(x["action"], x["ok"]) for x in audit(live_settings)] == [("revoke", True), ("terminate", False)]
 
 
 # ---- worker concurrency ------------------------------------------------------------------
