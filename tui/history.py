@@ -38,7 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from tui.model import _FIELD_ALIASES as _MODEL_FIELD_ALIASES
-from tui.model import ALL_STATES, TaskRecord, _is_ascii_int
+from tui.model import (
+    ALL_STATES,
+    FILTER_FIELDS,
+    TaskRecord,
+    _is_ascii_int,
+    state_needles,
+    unknown_field_error,
+)
 
 __all__ = [
     "FIELDS",
@@ -282,11 +289,16 @@ def parse_query(text: str) -> SearchQuery:
         key, colon, value = term.partition(":")
         kind = _FIELD_ALIASES.get(key.lower()) if colon else None
         if kind is None:
+            if colon and value and (error := unknown_field_error(key, (*FILTER_FIELDS, "args"))):
+                errors.append(error)
             terms.append(Term("bare", [term.lower()]))
             continue
         needles = [n for n in value.lower().split(",") if n]
         if not needles:
             continue  # the operator is still typing
+        if kind == "state":
+            needles, state_errors = state_needles(needles)
+            errors.extend(state_errors)
         if kind == "args" and any(len(n) < 3 for n in needles):
             # shorter needles cannot use the trigram index; a scan of the whole file
             # for them is too slow to offer

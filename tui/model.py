@@ -969,6 +969,40 @@ _FIELD_ALIASES = {
     "prio": "prio", "priority": "prio", "p": "prio",
 }
 
+#: What operators type for a state: Celery's event words and everyday ones.
+_STATE_WORDS = {
+    "failed": "failure", "fail": "failure", "error": "failure", "errors": "failure",
+    "succeeded": "success", "ok": "success", "done": "success",
+    "retried": "retry", "retrying": "retry", "running": "started", "active": "started",
+    "queued": "sent", "waiting": "sent", "canceled": "revoked", "cancelled": "revoked",
+    "terminated": "revoked", "killed": "revoked",
+}
+_STATE_NAMES = tuple(s.lower() for s in ALL_STATES)
+
+
+def state_needles(needles: list[str]) -> tuple[list[str], list[str]]:
+    """``state:`` values as state prefixes (``failed`` -> ``failure``), and the errors for
+    values that start no state at all (shared with the history search)."""
+    out: list[str] = []
+    errors: list[str] = []
+    for needle in needles:
+        needle = _STATE_WORDS.get(needle, needle)
+        out.append(needle)
+        if not any(name.startswith(needle) for name in _STATE_NAMES):
+            errors.append(f"no state {needle!r} (states: {' '.join(_STATE_NAMES)})")
+    return out, errors
+
+
+FILTER_FIELDS = ("state", "queue", "worker", "name", "uuid", "prio")
+
+
+def unknown_field_error(key: str, fields: tuple[str, ...] = FILTER_FIELDS) -> str | None:
+    """The error for ``key:value`` when ``key`` looks like a field name but is none."""
+    if key.isascii() and key.isalpha():
+        return f"no field {key!r} (fields: {' '.join(fields)})"
+    return None
+
+
 _Pred = Callable[[TaskRecord], bool]
 
 
@@ -1042,9 +1076,10 @@ class TaskFilter:
     substring of name, state, queue or worker, or as a uuid prefix.  Field terms:
     ``state:failure`` (prefix), ``queue:email``, ``worker:w1``, ``name:pdf``
     (substrings), ``uuid:abc`` (prefix), ``prio:10``, ``prio:>=8``, ``prio:3-7``;
-    commas give alternatives (``state:failure,retry``).  A field term with no value
-    is ignored (the operator is still typing); an unreadable ``prio:`` matches
-    nothing and is listed in ``errors``.
+    commas give alternatives (``state:failure,retry``); ``state:failed`` and other
+    everyday words mean the state they name.  A field term with no value is ignored
+    (the operator is still typing); an unreadable ``prio:``, a value that is no state
+    and an unknown field (``foo:bar``) are listed in ``errors`` for the status line.
     """
 
     __slots__ = ("text", "errors", "_preds")
@@ -1057,11 +1092,16 @@ class TaskFilter:
             key, colon, value = term.partition(":")
             fieldname = _FIELD_ALIASES.get(key.lower()) if colon else None
             if fieldname is None:
+                if colon and value and (error := unknown_field_error(key)):
+                    self.errors.append(error)
                 preds.append(_bare_pred(term.lower()))
                 continue
             needles = [n for n in value.lower().split(",") if n]
             if not needles:
                 continue
+            if fieldname == "state":
+                needles, errors = state_needles(needles)
+                self.errors.extend(errors)
             if fieldname == "prio":
                 pred = _prio_pred(value)
                 if pred is None:

@@ -73,6 +73,13 @@ async def test_history_survives_a_restart_and_search_finds_it(screen_settings, e
         screen.run_search("since:nonsense")
         await pilot.pause()
         assert "neither an age" in str(screen.query_one("#history-status").render())
+        # an unreadable term is named, and the previous results do not stay as its answer
+        assert screen.rows == [] and screen.query_one("#history-results").row_count == 0
+        screen.run_search("prio:>=abc state:failed")
+        await pilot.pause()
+        assert "bad priority in 'prio:>=abc'" in str(screen.query_one("#history-status").render())
+        screen.run_search("state:failed")  # the everyday word for FAILURE
+        await settle(pilot, app, lambda: [r["uuid"] for r in screen.rows] == [failed], message="state:failed")
         # Enter on a result opens its detail, with e-mail addresses redacted
         screen.run_search("")
         await settle(pilot, app, lambda: len(screen.rows) == 3, message="all rows")

@@ -636,3 +636,22 @@ def test_random_event_streams_never_crash_or_regress(batches: list[list[Any]], m
                 assert value is None or (isinstance(value, str) and len(value) < 60)
         m.refresh_liveness(50.0)
     assert m.events_applied + m.events_skipped + m.events_unknown == total
+
+
+def test_filter_understands_everyday_state_words_and_names_its_mistakes():
+    from tui.model import TaskFilter
+
+    assert TaskFilter("state:failed").errors == []
+    model = ClusterModel(max_tasks=10)
+    for uuid, kind in (("a1", "task-failed"), ("b2", "task-succeeded")):
+        model.apply([{"type": "task-received", "uuid": uuid, "name": "t", "timestamp": 1.0, "hostname": "w1@h"},
+                     {"type": kind, "uuid": uuid, "timestamp": 2.0, "hostname": "w1@h"}])
+    failed = [t.uuid for t in model.iter_tasks(newest_first=True) if TaskFilter("state:failed")(t)]
+    assert failed == ["a1"]
+    assert [t.uuid for t in model.iter_tasks(newest_first=True) if TaskFilter("state:ok")(t)] == ["b2"]
+    assert TaskFilter("state:bogus").errors == [
+        "no state 'bogus' (states: pending sent received started retry rejected revoked failure success)"]
+    assert TaskFilter("foo:bar").errors == ["no field 'foo' (fields: state queue worker name uuid prio)"]
+    assert TaskFilter("prio:>=abc").errors == ["bad priority in 'prio:>=abc'"]
+    # still typing, and words with a colon that are no field name, are not mistakes
+    assert TaskFilter("state: 10:15").errors == []

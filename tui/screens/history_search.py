@@ -16,7 +16,8 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
-from tui.formatting import clock, duration, state_text
+from tui.formatting import clock, duration, state_text, task_runtime
+from tui.history import parse_query
 from tui.screens.task_detail import TaskDetailScreen
 from tui.timerange import split_time_terms
 
@@ -91,8 +92,12 @@ class HistorySearchScreen(ModalScreen[None]):
 
     def run_search(self, text: str) -> None:
         rest, since, until, errors = split_time_terms(text, time.time())
+        errors += parse_query(rest).errors
         if errors:
             self.query_one("#history-status", Static).update("✘ " + "; ".join(errors))
+            # The old results would read as the answer to this query.
+            self.rows = []
+            self.query_one("#history-results", DataTable).clear()
             return
         self.query_one("#history-status", Static).update("searching…")
         self._search(rest, since, until)
@@ -120,7 +125,7 @@ class HistorySearchScreen(ModalScreen[None]):
             first = row.get("sent") or row.get("received") or row.get("first_seen")
             table.add_row(Text(label, style=style), (row.get("name") or "?").rsplit(".", 1)[-1], row.get("queue") or "-",
                           str(row.get("priority") or "-"), (row.get("hostname") or "-").split("@")[0],
-                          duration(row.get("runtime")), clock(first),
+                          duration(task_runtime(row_as_task(row))), clock(first),
                           "backend" if row.get("source") == "backend" else "events", (row.get("uuid") or "")[:8],
                           key=str(i))
         more = " (first 500: narrow the search)" if len(message.rows) >= RESULT_LIMIT else ""
