@@ -562,6 +562,15 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         if event.key == "escape" and isinstance(self.focused, Input) and self.focused.id == "filter":
             event.stop()
             self.action_escape()
+            return
+        # A pane's key pressed on another pane is greyed in the footer and does nothing;
+        # say so rather than leave the operator wondering whether it was sent.
+        action = _PANE_KEYS.get(event.key)
+        if action is not None and self.check_action(action, ()) is None:
+            pane = self.PANE_ACTIONS[action]
+            number = {"queues": 1, "workers": 2, "tasks": 3}[pane]
+            self.notify(f"{event.character or event.key} works on the {pane.capitalize()} pane: "
+                        f"press {number} to focus it", severity="warning")
 
     @on(TasksPane.RowSelected, "#tasks")
     def _task_selected(self, event: TasksPane.RowSelected) -> None:
@@ -611,3 +620,10 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         self.sources.stop()
         self.close_history()
         self.exit()
+
+
+#: key -> action name, for the bindings that work on one pane only (see AfirgenApp.on_key).
+_PANE_KEYS: dict[str, str] = {
+    b.key: b.action.split("(")[0] for b in AfirgenApp.BINDINGS
+    if isinstance(b, Binding) and b.action.split("(")[0] in AfirgenApp.PANE_ACTIONS
+}

@@ -494,3 +494,21 @@ async def test_zoom_enlarges_the_queues_and_workers_panes_too(console):
             assert zoomed >= 25 > normal or pane_id == "tasks" and zoomed >= 25, (pane_id, normal, zoomed)
             await pilot.press("z")
             await pilot.pause()
+
+
+async def test_a_pane_key_pressed_on_another_pane_says_where_it_works(console):
+    async with console.run_test(size=(100, 30)) as pilot:
+        await pilot.press("3")  # Tasks focused: p (pause a queue) and + (grow a pool) do not apply
+        await pilot.press("p", "plus")
+        await pilot.pause()
+        messages = [n.message for n in console._notifications]
+        assert any("p works on the Queues pane: press 1" in m for m in messages), messages
+        assert any("+ works on the Workers pane: press 2" in m for m in messages), messages
+
+
+async def test_typing_in_the_filter_box_is_not_taken_for_pane_keys(console):
+    async with console.run_test(size=(100, 30)) as pilot:
+        await pilot.press("slash", "p", "x", "plus")
+        await pilot.pause()
+        assert console.query_one("#filter").value == "px+"
+        assert not [n for n in console._notifications if "works on the" in n.message]
