@@ -155,6 +155,12 @@ class ActionsMixin:
         if target is None:
             return
         worker = self.model.get_worker(target) if not all_workers else None
+        if worker is not None and worker.pool is not None and worker.autoscale is None:
+            # Known from stats: no autoscaler, and Celery cannot start one at runtime.
+            self.notify(f"{target} runs without an autoscaler and Celery cannot add one to a running worker: "
+                        "restart it with --autoscale=MAX,MIN (or CELERY_WORKER_AUTOSCALE); "
+                        "+ - = resize its pool now", severity="warning")
+            return
         cur = worker.autoscale if worker is not None and worker.autoscale else (8, 2)
         from tui.screens.forms import NumberFormScreen
 

@@ -512,3 +512,25 @@ async def test_typing_in_the_filter_box_is_not_taken_for_pane_keys(console):
         await pilot.pause()
         assert console.query_one("#filter").value == "px+"
         assert not [n for n in console._notifications if "works on the" in n.message]
+
+
+async def test_conc_reads_as_processes_and_autoscale_is_not_offered_without_an_autoscaler(console, sources, events):
+    async with console.run_test(size=(100, 30)) as pilot:
+        sources.feed([events.worker_online("beta@host")])
+        # grown by hand from 2 to 3: Celery still reports max-concurrency 2
+        sources.inspection = InspectionResult(
+            stats={"beta@host": {"pool": {"implementation": "celery.concurrency.prefork:TaskPool",
+                                          "max-concurrency": 2, "processes": [1, 2, 3]}}},
+            active_queues={"beta@host": ["default"]}, taken_at=time.time())
+        console.tick()
+        console.inspect_workers()
+        await console.workers.wait_for_complete()
+        await pilot.pause()
+        pane = console.query_one("#workers", WorkersPane)
+        assert cell_text(pane, "beta@host", "conc") == "3 +1"
+        await pilot.press("2")
+        pane.move_cursor(row=0)
+        await pilot.press("a")
+        await pilot.pause()
+        assert console.screen is console.screen_stack[0]  # no form: it could only be refused
+        assert any("without an autoscaler" in n.message for n in console._notifications)

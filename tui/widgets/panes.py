@@ -162,10 +162,15 @@ def _concurrency(w: object) -> str:
     auto = getattr(w, "autoscale", None)
     if cur is None and mx is None:
         return "-"
-    text = f"{count(cur)}/{count(mx)}" if mx is not None and mx != cur else count(cur)
     if auto:
-        text += f" a{auto[0]},{auto[1]}"
-    return text
+        # Autoscaled: processes now / the autoscaler's ceiling, then its max,min.
+        text = f"{count(cur)}/{count(mx)}" if mx is not None and mx != cur else count(cur)
+        return text + f" a{auto[0]},{auto[1]}"
+    if cur is not None and mx is not None and cur != mx:
+        # Grown or shrunk by hand: Celery keeps reporting the configured size as the
+        # maximum, so "3/2" read as nonsense; show the processes and the change instead.
+        return f"{cur} {cur - mx:+d}"
+    return count(cur if cur is not None else mx)
 
 
 TASK_ROW_CAP = 1000
