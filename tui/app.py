@@ -139,6 +139,8 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         self.redact: Redactor = Redactor.from_settings(settings)
         self.task_filter = TaskFilter("")
         self.paused_queues: set[str] = set()
+        #: queue -> when this console sent its purge (the tasks sent before it are marked PURGED)
+        self.purge_sent_at: dict[str, float] = {}
         self.queue_rows: dict[str, QueueRow] = {name: QueueRow(name, None) for name in QUEUES}
         self._rates: dict[str, collections.deque[tuple[float, int, int]]] = collections.defaultdict(collections.deque)
         self._trend: dict[str, collections.deque[float]] = collections.defaultdict(lambda: collections.deque(maxlen=TREND_POINTS))

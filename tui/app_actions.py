@@ -3,6 +3,7 @@ send in a thread worker, show the outcome.  Mixed into :class:`tui.app.AfirgenAp
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -208,6 +209,8 @@ class ActionsMixin:
             if name is None:
                 self.notify("purge cancelled: nothing deleted", timeout=3)
                 return
+            # Tasks sent before this instant were in the queue the purge empties.
+            self.purge_sent_at[queue] = time.time()
             self.run_action_worker("purge", queue, lambda: self.actions.purge(queue, name, waiting))
 
         self.push_screen(TypedConfirmScreen(f"Purge {queue}",
@@ -268,6 +271,10 @@ class ActionsMixin:
                 tasks = self.query_one("#tasks", TasksPane)
                 if tasks.has_key(task.uuid):
                     tasks.upsert(task.uuid, tasks.cells(task))
+        if message.action == "purge" and out.ok:
+            sent_at = self.purge_sent_at.pop(message.target, None)
+            if sent_at is not None and self.model.mark_purged(message.target, sent_at):
+                self.tick()
         if message.action in ("pause_queue", "resume_queue") and out.ok:
             if message.action == "pause_queue":
                 self.paused_queues.add(message.target)

@@ -18,6 +18,7 @@ STATE_STYLE: dict[str, tuple[str, str]] = {
     "RETRY": ("↻", "magenta"),
     "REVOKED": ("⊘", "red"),
     "REJECTED": ("⊗", "red"),
+    "PURGED": ("⌫", "red"),
 }
 REVOKE_REQUESTED = ("…", "bold red")
 
@@ -26,7 +27,7 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 def state_text(state: str, revoke_requested: bool = False) -> tuple[str, str]:
     """``(label, style)`` for a task state, e.g. ``("✔ SUCCESS", "green")``."""
-    if revoke_requested and state not in ("REVOKED", "SUCCESS", "FAILURE", "REJECTED"):
+    if revoke_requested and state not in ("REVOKED", "SUCCESS", "FAILURE", "REJECTED", "PURGED"):
         return f"{REVOKE_REQUESTED[0]} revoke req", REVOKE_REQUESTED[1]
     symbol, style = STATE_STYLE.get(state, ("?", ""))
     return f"{symbol} {state}", style

@@ -28,6 +28,7 @@ from typing import Any
 
 __all__ = [
     "ALL_STATES",
+    "PURGED",
     "FAILURE",
     "PENDING",
     "RECEIVED",
@@ -59,6 +60,11 @@ SUCCESS = "SUCCESS"
 ALL_STATES: tuple[str, ...] = (
     PENDING, SENT, RECEIVED, STARTED, RETRY, REJECTED, REVOKED, FAILURE, SUCCESS,
 )
+#: Console-only: this console purged the task's queue while the task was waiting in it.
+#: Celery has no such state (the message is simply deleted and the backend says PENDING);
+#: it keeps SENT's rank, so any later event about the task (a worker had it after all)
+#: replaces it.
+PURGED = "PURGED"
 
 # Ranks.  A task only moves to a higher rank, except out of the retry cycle (rank 4:
 # RETRY, or REJECTED with requeue) into the next attempt.  Finals (>= 5) follow
@@ -785,6 +791,21 @@ class ClusterModel:
             self._pending = Changes()
         return self._pending
 
+    def mark_purged(self, queue: str, before: float) -> int:
+        """Mark the tasks waiting in ``queue`` (SENT by ``before``) as :data:`PURGED`.
+
+        Called after this console purged ``queue``; returns how many were marked.  Without
+        it they would read SENT for ever, in the pane and in exports.
+        """
+        marked = 0
+        for rec in self._tasks.values():
+            if rec.rank == _R_SENT and rec.state == SENT and rec.queue == queue \
+                    and (rec.sent or 0) <= before:
+                rec.state = PURGED
+                self._changes().tasks.add(rec.uuid)
+                marked += 1
+        return marked
+
     def mark_revoke_requested(self, uuid: str) -> bool:
         """Flag a task the console asked to revoke, until an event finishes it.
 
@@ -977,7 +998,7 @@ _STATE_WORDS = {
     "queued": "sent", "waiting": "sent", "canceled": "revoked", "cancelled": "revoked",
     "terminated": "revoked", "killed": "revoked",
 }
-_STATE_NAMES = tuple(s.lower() for s in ALL_STATES)
+_STATE_NAMES = tuple(s.lower() for s in (*ALL_STATES, PURGED))
 
 
 def state_needles(needles: list[str]) -> tuple[list[str], list[str]]:

@@ -407,12 +407,15 @@ async def test_pause_key_sends_cancel_consumer(mem_settings, mem_app):
     assert line["action"] == "pause_queue" and line["target"] == "reports"
 
 
-async def test_purge_requires_the_typed_name_and_says_how_many(mem_settings, mem_app):
-    for _ in range(3):
-        mem_app.send_task("afirgen_tasks.reports.generate_pdf_report", args=[1])
+async def test_purge_requires_the_typed_name_and_says_how_many(mem_settings, mem_app, events):
+    sent = [mem_app.send_task("afirgen_tasks.reports.generate_pdf_report", args=[1]).id for _ in range(3)]
     assert waiting(mem_app, "reports") == 3
-    console, _ = make_console(mem_settings, mem_app)
+    console, sources = make_console(mem_settings, mem_app)
     async with console.run_test(size=(100, 30)) as pilot:
+        # the console saw them sent, and one more elsewhere that the purge does not touch
+        other, other_evs = events.task("sent", queue="email")
+        sources.feed([ev for uuid in sent for ev in events.task("sent", uuid=uuid, queue="reports")[1]] + other_evs)
+        console.tick()
         await _queues_focused(console, pilot, "reports", 3)
         await pilot.press("x")
         await pilot.pause()
@@ -436,6 +439,12 @@ async def test_purge_requires_the_typed_name_and_says_how_many(mem_settings, mem
         await settle(pilot, console, lambda: bool(console.action_log))
         outcome = console.action_log[-1].outcome
         assert outcome.ok and outcome.count == 3 and "purged 3" in outcome.message
+        # they are gone: the rows say so instead of "SENT" for ever
+        tasks = console.query_one("#tasks", TasksPane)
+        for uuid in sent:
+            assert console.model.get_task(uuid).state == "PURGED"
+            assert "PURGED" in str(tasks.get_cell(uuid, "state"))
+        assert console.model.get_task(other).state == "SENT"
     assert waiting(mem_app, "reports") == 0
     [line] = audit_lines(mem_settings)
     assert line["action"] == "purge" and line["ok"] is True

@@ -655,3 +655,21 @@ def test_filter_understands_everyday_state_words_and_names_its_mistakes():
     assert TaskFilter("prio:>=abc").errors == ["bad priority in 'prio:>=abc'"]
     # still typing, and words with a colon that are no field name, are not mistakes
     assert TaskFilter("state: 10:15").errors == []
+
+
+def test_mark_purged_marks_only_what_waited_in_that_queue_and_later_events_win():
+    from tui.model import PURGED
+
+    model = ClusterModel(max_tasks=10)
+    sent = lambda uuid, queue, ts: {"type": "task-sent", "uuid": uuid, "name": "t", "queue": queue,  # noqa: E731
+                                    "timestamp": ts, "hostname": "pub@h"}
+    model.apply([sent("a", "reports", 1.0), sent("b", "email", 1.0), sent("c", "reports", 5.0),
+                 sent("d", "reports", 1.0),
+                 {"type": "task-received", "uuid": "d", "timestamp": 2.0, "hostname": "w1@h"}])
+    assert model.mark_purged("reports", before=3.0) == 1
+    states = {t.uuid: t.state for t in model.iter_tasks(newest_first=True)}
+    # a: waited in reports; b: another queue; c: sent after the purge; d: a worker had it
+    assert states == {"a": PURGED, "b": "SENT", "c": "SENT", "d": "RECEIVED"}
+    # a worker had "a" after all: its event replaces the guess
+    model.apply([{"type": "task-received", "uuid": "a", "timestamp": 4.0, "hostname": "w1@h"}])
+    assert model.get_task("a").state == "RECEIVED"
