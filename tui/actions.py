@@ -323,8 +323,10 @@ class Actions:
         def send() -> Outcome:
             result = self.app.send_task(req.task, args=req.args, kwargs=req.kwargs, queue=req.queue,
                                         priority=req.priority, countdown=req.countdown, eta=req.eta)
+            when = (f", runs in {req.countdown:g} s" if req.countdown is not None
+                    else f", runs at {req.eta.isoformat(timespec='seconds')}" if req.eta is not None else "")
             return Outcome(True, f"sent {req.task.rsplit('.', 1)[-1]} to {req.queue} at priority {req.priority}"
-                           f" as {result.id[:8]}", task_id=result.id)
+                           f" as {result.id[:8]}{when}", task_id=result.id)
 
         return self._attempt("enqueue", req.task, params, send)
 

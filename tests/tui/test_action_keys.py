@@ -122,6 +122,11 @@ async def test_enqueue_invalid_input_keeps_form_open_and_sends_nothing(mem_setti
         error = screen.query_one(f"#{field}-error", Static)
         assert message in str(error.render()), str(error.render())
         assert error.has_class("-shown")
+        if field != "task":
+            # editing the field takes its message away (it was about the old text)
+            screen.query_one(f"#{field}", Input).value += " "
+            await pilot.pause()
+            assert not error.has_class("-shown")
     assert waiting(mem_app, "cleanup") == 0
     assert audit_lines(mem_settings) == []
     assert console.action_log == []
@@ -525,3 +530,20 @@ def test_read_only_is_enforced_in_the_action_layer(mem_settings, mem_app):
             call()
     assert waiting(mem_app, "cleanup") == 0
     assert len(audit_lines(mem_settings)) == len(calls)
+
+
+def test_enqueue_outcome_says_when_a_delayed_job_will_run(mem_settings, mem_app):
+    from datetime import UTC, datetime
+
+    from tui.actions import EnqueueRequest
+
+    actions = Actions(mem_app, AuditLog(mem_settings.console_audit_log))
+    later = actions.enqueue(EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {}, "cleanup", 5,
+                                           countdown=30))
+    assert later.ok and later.message.endswith("runs in 30 s"), later.message
+    at = datetime(2099, 1, 1, 6, 30, tzinfo=UTC)
+    scheduled = actions.enqueue(EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {}, "cleanup", 5,
+                                               eta=at))
+    assert scheduled.message.endswith("runs at 2099-01-01T06:30:00+00:00"), scheduled.message
+    now = actions.enqueue(EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {}, "cleanup", 5))
+    assert "runs" not in now.message

@@ -149,6 +149,8 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
         self.task_names = list(tasks)
         self.queues = list(queues)
         self.initial = initial or {}
+        #: field -> the message shown beside it since the last submit
+        self.errors: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         first = self.initial.get("task") or (self.task_names[0] if self.task_names else "")
@@ -203,6 +205,14 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
     @on(Input.Submitted)
     def _enter(self) -> None:
         self.action_submit()
+
+    @on(Input.Changed)
+    def _edited(self, event: Input.Changed) -> None:
+        # The message was about the old text; submitting checks the new text again.
+        name = event.input.id
+        if name in self.errors:
+            del self.errors[name]
+            self._error(name, "")
 
     @on(Button.Pressed, "#send")
     def _send(self) -> None:
