@@ -134,16 +134,18 @@ def clock(ts: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
-def sparkline(values: list[float], width: int = 10) -> str:
-    """A unicode sparkline of the last ``width`` values (scaled to their max)."""
+def sparkline(values: list[float], width: int = 10, floor: float = len(SPARK) - 1) -> str:
+    """A unicode sparkline of the last ``width`` values, scaled to their max but at least to
+    ``floor``: by default one step per unit up to 7, so one waiting job is a low bar, not a
+    full one that looks like a backlog."""
     tail = values[-width:]
     if not tail:
         return ""
-    top = max(tail)
+    top = max(max(tail), floor)
     if top <= 0:
         return SPARK[0] * len(tail)
     last = len(SPARK) - 1
-    return "".join(SPARK[min(last, round(v / top * last))] for v in tail)
+    return "".join(SPARK[min(last, max(0, round(v / top * last)))] for v in tail)
 
 
 def count(n: int | None) -> str:

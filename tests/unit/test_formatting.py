@@ -102,3 +102,12 @@ def test_age_narrow() -> None:
     assert age(T0 - 605, now=T0) == "10m05s"
     assert age(T0 - 605, now=T0, width=5) == "10m"
     assert age(None) == "never"
+
+
+def test_sparkline_one_waiting_job_is_a_low_bar_and_big_counts_still_scale():
+    from tui.formatting import sparkline
+
+    assert sparkline([0, 0, 1]) == "▁▁▂"
+    assert sparkline([0, 7]) == "▁█"
+    assert sparkline([0, 50, 100]) == "▁▅█"
+    assert sparkline([]) == "" and sparkline([0, 0]) == "▁▁"
