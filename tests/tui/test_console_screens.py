@@ -534,3 +534,22 @@ async def test_conc_reads_as_processes_and_autoscale_is_not_offered_without_an_a
         await pilot.pause()
         assert console.screen is console.screen_stack[0]  # no form: it could only be refused
         assert any("without an autoscaler" in n.message for n in console._notifications)
+
+
+async def test_detail_says_a_failed_task_was_terminated_first(console, sources, events):
+    """Terminate an e-mail job: smtplib turns the SIGTERM into an SMTP error, which outranks REVOKED."""
+    async with console.run_test(size=(100, 30)) as pilot:
+        uuid, evs = events.task("started", name="afirgen_tasks.email.send_notification_email", queue="email")
+        evs.append(events._ev("task-revoked", uuid=uuid, hostname="w1@box", terminated=True, signum=15,
+                              expired=False))
+        evs.append(events._ev("task-failed", uuid=uuid, hostname="w1@box",
+                              exception="SMTPResponseException(250, b'2.0.0 queued')", traceback="Traceback ..."))
+        sources.feed(evs)
+        console.tick()
+        await pilot.pause()
+        console.query_one("#tasks", TasksPane).focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        text = console.screen.render_text().plain
+        assert "FAILURE" in text
+        assert "terminated (signal 15)" in text and "then FAILURE" in text

@@ -126,6 +126,13 @@ class TaskDetailScreen(ModalScreen[None]):
             result = repr(meta.get("result"))
         if result is not None:
             line("Result", self.redact(str(result)))
+        reason = getattr(t, "revoke_reason", None)
+        if reason:
+            # A terminate's task-revoked comes first; the job's own failure (e.g. smtplib
+            # turning the SIGTERM into an SMTP error) outranks it, so say what came first.
+            after = (f"   (then {t.state}: the job kept running or failed as the signal hit it; "
+                     f"the exception below is its own)" if t.state in ("FAILURE", "SUCCESS") else "")
+            line("Revoked", reason + after, "red")
         exc = getattr(t, "exception", None) or (repr(meta.get("result")) if meta.get("status") == "FAILURE" else None)
         if exc:
             line("Exception", self.redact(str(exc)), "bold red")
