@@ -553,3 +553,21 @@ async def test_detail_says_a_failed_task_was_terminated_first(console, sources, 
         text = console.screen.render_text().plain
         assert "FAILURE" in text
         assert "terminated (signal 15)" in text and "then FAILURE" in text
+
+
+async def test_rows_added_in_one_step_behave_like_add_row(console):
+    """KeyedTable.add_many replaces DataTable.add_row for the Tasks pane's new rows."""
+    async with console.run_test(size=(100, 30)) as pilot:
+        tasks = console.query_one("#tasks", TasksPane)
+        width = len(tasks.columns)
+        tasks.add_many([("k1", ["a"] * width), ("k2", ["b"] * width), ("k1", ["dup"] * width)])
+        tasks.add_many([])
+        await pilot.pause()
+        assert tasks.row_count == 2 and tasks.row_keys == {"k1", "k2"}
+        assert str(tasks.get_cell("k1", "state")) == "a" and tasks.get_row_index("k2") == 1
+        assert tasks.cursor_key() == "k1"  # the first row appeared under the cursor
+        tasks.upsert("k2", ["c"] * width)
+        assert str(tasks.get_cell("k2", "queue")) == "c"
+        tasks.drop_many(["k1"])
+        await pilot.pause()
+        assert tasks.row_count == 1 and tasks.get_row_index("k2") == 0

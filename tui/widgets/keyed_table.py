@@ -9,11 +9,12 @@ viewport scrolls by the same amount, so the highlighted row does not jump on scr
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import zip_longest
 
 from rich.text import Text
 from textual.geometry import Size
 from textual.widgets import DataTable
-from textual.widgets._data_table import CellKey, RowKey
+from textual.widgets._data_table import CellKey, ColumnKey, Row, RowKey
 
 
 class KeyedTable(DataTable):
@@ -28,6 +29,7 @@ class KeyedTable(DataTable):
         self._keys: set[str] = set()
         #: True once the operator moved the cursor; until then it stays on the top row.
         self.pinned = False
+        self._column_keys_cache: list[ColumnKey] | None = None
 
     # ---- queries -----------------------------------------------------------------------
     def has_key(self, key: str) -> bool:
@@ -52,14 +54,59 @@ class KeyedTable(DataTable):
     def upsert(self, key: str, cells: Sequence[str | Text]) -> bool:
         """Add the row ``key`` or update its changed cells; returns True when it was new."""
         if key in self._keys:
-            row = self.get_row(key)
-            for column, (old, new) in zip(self.ordered_columns, zip(row, cells, strict=False), strict=False):
-                if old != new:
-                    self.update_cell(key, column.key, new)
+            # What DataTable.update_cell does per cell (store, bump the render caches'
+            # generation, refresh), once per row: get_row, ordered_columns and update_cell
+            # rebuilt lists per call, the largest cost of a tick under a flood.
+            data = self._data[RowKey(key)]
+            changed = False
+            for column_key, new in zip(self._ordered_column_keys(), cells, strict=False):
+                if data.get(column_key) != new:
+                    data[column_key] = new
+                    changed = True
+            if changed:
+                self._update_count += 1
+                self.refresh()
             return False
         self.add_row(*cells, key=key)
         self._keys.add(key)
         return True
+
+    def add_many(self, rows: Sequence[tuple[str, Sequence[str | Text]]]) -> None:
+        """Append rows (keys not shown yet) in one step.
+
+        DataTable.add_row, per row: rebuilds the ordered column list twice, sets the
+        cursor reactive (watchers and all) and checks idle; a flood adds ~250 rows per tick.
+        This does its bookkeeping per row and the rest once.
+        """
+        columns = self._ordered_column_keys()
+        start = index = self.row_count
+        for key, cells in rows:
+            if key in self._keys:
+                continue
+            if len(cells) > len(columns):
+                raise ValueError("More values provided than there are columns.")
+            row_key = RowKey(key)
+            self._row_locations[row_key] = index
+            index += 1
+            self._data[row_key] = dict(zip_longest(columns, cells))
+            self.rows[row_key] = Row(row_key, 1, None, False)
+            self._new_rows.add(row_key)
+            self._keys.add(key)
+        if index == start:
+            return  # nothing new
+        self._require_update_dimensions = True
+        self.cursor_coordinate = self.cursor_coordinate
+        if start == 0 and len(self.columns) > 0 and self.show_cursor and self.cursor_type != "none":
+            self._highlight_cursor()
+        self._update_count += 1
+        self.check_idle()
+
+    def _ordered_column_keys(self) -> list[ColumnKey]:
+        # Columns are added once, at mount; rebuild only when their number changes.
+        keys = self._column_keys_cache
+        if keys is None or len(keys) != len(self.columns):
+            keys = self._column_keys_cache = [column.key for column in self.ordered_columns]
+        return keys
 
     def drop(self, key: str) -> None:
         """Remove the row ``key`` if shown."""

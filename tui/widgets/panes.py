@@ -280,11 +280,13 @@ class TasksPane(KeyedTable):
         """Apply one tick: ``new`` uuids in arrival order, ``changed`` and ``removed`` ones."""
         drops = [uuid for uuid in removed if self.has_key(uuid)]
         fresh: list[str] = []
+        adds: list[tuple[str, list[Text]]] = []
         for uuid in new[-TASK_ROW_CAP:]:
             task = get(uuid)
             if task is not None and keep(task) and not self.has_key(uuid):
-                self.upsert(uuid, self.cells(task))
+                adds.append((uuid, self.cells(task)))
                 fresh.append(uuid)
+        self.add_many(adds)
         for uuid in changed:
             task = get(uuid)
             if task is None or not self.has_key(uuid):
