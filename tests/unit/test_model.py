@@ -650,7 +650,7 @@ def test_filter_understands_everyday_state_words_and_names_its_mistakes():
     assert failed == ["a1"]
     assert [t.uuid for t in model.iter_tasks(newest_first=True) if TaskFilter("state:ok")(t)] == ["b2"]
     assert TaskFilter("state:bogus").errors == [
-        "no state 'bogus' (states: pending sent received started retry rejected revoked failure success)"]
+        "no state 'bogus' (states: pending sent received started retry rejected revoked failure success purged)"]
     assert TaskFilter("foo:bar").errors == ["no field 'foo' (fields: state queue worker name uuid prio)"]
     assert TaskFilter("prio:>=abc").errors == ["bad priority in 'prio:>=abc'"]
     # still typing, and words with a colon that are no field name, are not mistakes

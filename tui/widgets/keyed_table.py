@@ -60,7 +60,8 @@ class KeyedTable(DataTable):
             data = self._data[RowKey(key)]
             changed = False
             for column_key, new in zip(self._ordered_column_keys(), cells, strict=False):
-                if data.get(column_key) != new:
+                old = data.get(column_key)
+                if old is not new and old != new:
                     data[column_key] = new
                     changed = True
             if changed:

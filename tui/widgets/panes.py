@@ -287,7 +287,10 @@ class TasksPane(KeyedTable):
                 adds.append((uuid, self.cells(task)))
                 fresh.append(uuid)
         self.add_many(adds)
+        just_added = set(fresh)
         for uuid in changed:
+            if uuid in just_added:
+                continue  # its row was built from the same record a moment ago
             task = get(uuid)
             if task is None or not self.has_key(uuid):
                 continue
