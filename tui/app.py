@@ -612,7 +612,7 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
             yield SystemCommand(title, "applies to all online workers", lambda a=action: self.run_action(a))
 
     def on_unmount(self) -> None:
-        """However the app ends (quit key, Ctrl+C, an error, a test's exit): stop the receiver
+        """However the app ends (q, Ctrl+Q, an error, a test's exit): stop the receiver
         thread, whose reconnect loop would otherwise outlive the app, and flush the history."""
         self.sources.stop()
         self.close_history()
