@@ -42,7 +42,7 @@ from tui.model import (
     ALL_STATES,
     FILTER_FIELDS,
     TaskRecord,
-    _is_ascii_int,
+    parse_prio_spec,
     state_needles,
     unknown_field_error,
 )
@@ -236,7 +236,6 @@ def console_id() -> str:
 # The Tasks pane's field names, plus args (args or kwargs text), which only the store indexes.
 _FIELD_ALIASES = {**_MODEL_FIELD_ALIASES, "args": "args", "a": "args", "kwargs": "args"}
 _VOCAB_COLUMN = {"state": "state", "queue": "queue", "worker": "hostname", "name": "name"}
-_PRIO_OPS = (">=", "<=", "!=", "==", ">", "<", "=")
 
 
 @dataclass(slots=True)
@@ -256,28 +255,6 @@ class SearchQuery:
     terms: list[Term]
     errors: list[str]
     never: bool = False
-
-
-def _parse_prio(spec: str) -> list[tuple] | None:
-    """Like tui.model._prio_pred: alternatives, or None when unreadable."""
-    alts: list[tuple] = []
-    for part in spec.split(","):
-        part = part.strip()
-        for op in _PRIO_OPS:
-            if part.startswith(op):
-                num = part[len(op):]
-                break
-        else:
-            op, num = "=", part
-            lo, dash, hi = part.partition("-")
-            if dash and _is_ascii_int(lo) and _is_ascii_int(hi):
-                alts.append(("range", int(lo), int(hi)))
-                continue
-        num = num.strip()
-        if not _is_ascii_int(num):
-            return None
-        alts.append(("=" if op == "==" else op, int(num)))
-    return alts
 
 
 def parse_query(text: str) -> SearchQuery:
@@ -305,7 +282,7 @@ def parse_query(text: str) -> SearchQuery:
             errors.append(f"args: needs 3 or more characters in {term!r}")
             continue
         if kind == "prio":
-            alts = _parse_prio(value)
+            alts = parse_prio_spec(value)
             if alts is None:
                 errors.append(f"bad priority in {term!r}")
                 never = True

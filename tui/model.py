@@ -1049,11 +1049,19 @@ def _is_ascii_int(text: str) -> bool:  # shared with tui.history
     return text.isascii() and text.isdigit()
 
 
-def _prio_pred(spec: str) -> _Pred | None:
-    tests: list[Callable[[int], bool]] = []
+_PRIO_OPS = (">=", "<=", "!=", "==", ">", "<", "=")
+
+
+def parse_prio_spec(spec: str) -> list[tuple] | None:
+    """``prio:`` alternatives: ``(op, n)`` with op one of ``>= <= != > < =``, or
+    ``("range", lo, hi)`` for ``lo-hi``; None when any part is unreadable.
+
+    Shared by the Tasks pane filter (:func:`_prio_pred`) and the history search's SQL.
+    """
+    alts: list[tuple] = []
     for part in spec.split(","):
         part = part.strip()
-        for op in (">=", "<=", "!=", "==", ">", "<", "="):
+        for op in _PRIO_OPS:
             if part.startswith(op):
                 num = part[len(op):]
                 break
@@ -1061,12 +1069,25 @@ def _prio_pred(spec: str) -> _Pred | None:
             op, num = "=", part
             lo, dash, hi = part.partition("-")
             if dash and _is_ascii_int(lo) and _is_ascii_int(hi):
-                a, b = int(lo), int(hi)
-                tests.append(lambda p, a=a, b=b: a <= p <= b)
+                alts.append(("range", int(lo), int(hi)))
                 continue
-        if not _is_ascii_int(num.strip()):
+        num = num.strip()
+        if not _is_ascii_int(num):
             return None
-        n = int(num)
+        alts.append(("=" if op == "==" else op, int(num)))
+    return alts
+
+
+def _prio_pred(spec: str) -> _Pred | None:
+    alts = parse_prio_spec(spec)
+    if alts is None:
+        return None
+    tests: list[Callable[[int], bool]] = []
+    for op, *nums in alts:
+        if op == "range":
+            tests.append(lambda p, a=nums[0], b=nums[1]: a <= p <= b)
+            continue
+        n = nums[0]
         tests.append({
             ">=": lambda p, n=n: p >= n, "<=": lambda p, n=n: p <= n,
             ">": lambda p, n=n: p > n, "<": lambda p, n=n: p < n,
