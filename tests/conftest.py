@@ -92,11 +92,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Said when the run starts (``-q`` hides the report header), so a developer knows at
+    # once which Redis the suite is about to use and flush test databases on.
     try:
-        return _get_server().describe()
+        line = _get_server().describe()
     except BaseException as exc:  # pytest.fail raises Failed, a BaseException
-        return f"afirgen tests: no Redis available ({exc})"
+        line = f"afirgen tests: no Redis available ({exc})"
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -119,7 +124,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.fixture(scope="session")
 def redis_server() -> RedisServer:
-    """The session's Redis: ``.host``, ``.port``, ``.kind`` (env/local/spawned/fakeredis), ``.url(db)``.
+    """The session's Redis: ``.host``, ``.port``, ``.kind`` (env/spawned/fakeredis), ``.url(db)``.
 
     Found by the fallback chain in :mod:`tests.support.redis_server`; stopped at session
     end if the session started it.  Use a db from ``redis_db``, never db 0.

@@ -219,10 +219,10 @@ def test_chaos_every_job_completes_while_workers_are_killed(
     }
     for key, value in figures.items():
         record_property(f"chaos_{key}", value)
-    with capsys.disabled():
-        print("\nchaos: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
-        for task_id, d in diagnosis.items():
-            print(f"chaos: not completed {task_id}: {d}")
+    # Captured (shown with -s or on failure), not printed among the progress dots.
+    print("\nchaos: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    for task_id, d in diagnosis.items():
+        print(f"chaos: not completed {task_id}: {d}")
 
     assert lost == 0, diagnosis
     assert len(ids) == JOBS and figures["queues"] == len(QUEUES)

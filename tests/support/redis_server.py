@@ -1,20 +1,23 @@
 """The Redis the tests run against, found or started once per session.
 
-Fallback chain (the first that works wins; the choice is printed in the pytest header):
+Fallback chain (the first that works wins; the choice is printed when the run starts):
 
-1. ``env``       -- the server at ``$AFIRGEN_TEST_REDIS_URL``;
-2. ``local``     -- 127.0.0.1:6379 if it answers PING within half a second;
-3. ``spawned``   -- ``redis-server`` from PATH on a free port, no persistence, killed at exit;
-4. ``fakeredis`` -- fakeredis' ``TcpFakeServer`` (pure Python) in a child process.  It is a
+1. ``env``       -- the server at ``$AFIRGEN_TEST_REDIS_URL``, and only when that names it;
+2. ``spawned``   -- a private ``redis-server`` from PATH on a free port, no persistence,
+   killed and its directory removed at exit;
+3. ``fakeredis`` -- fakeredis' ``TcpFakeServer`` (pure Python) in a child process.  It is a
    real TCP server, so ``celery worker`` subprocesses can use it; Celery's Redis transport
    runs Lua scripts, so it needs ``fakeredis[lua]`` (lupa).
 
-``AFIRGEN_TEST_FORCE_FALLBACK=env|local|spawned|fakeredis`` picks one kind and fails if it
+A Redis that merely answers on 127.0.0.1:6379 is never used: it may hold somebody's data,
+and the tests flush the databases they take.
+
+``AFIRGEN_TEST_FORCE_FALLBACK=env|spawned|fakeredis`` picks one kind and fails if it
 is unavailable (used to prove the suite passes with no Redis installed).
 
 Each test gets a database of its own (:class:`DbAllocator`): dbs 15 down to 2 (0 and 1
-are the application's defaults, where a developer's own data may live), locked with a
-``SET NX EX`` key inside the db so parallel pytest processes never share one.
+are the application's defaults), locked with a ``SET NX EX`` key inside the db so parallel
+pytest processes sharing one ``AFIRGEN_TEST_REDIS_URL`` server never share one.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ import redis
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-Kind = Literal["env", "local", "spawned", "fakeredis"]
-KINDS: tuple[Kind, ...] = ("env", "local", "spawned", "fakeredis")
+Kind = Literal["env", "spawned", "fakeredis"]
+KINDS: tuple[Kind, ...] = ("env", "spawned", "fakeredis")
 
 #: Databases handed to tests, most remote from the application's defaults first.
 TEST_DBS: tuple[int, ...] = tuple(range(15, 1, -1))
@@ -83,7 +86,7 @@ class RedisServer:
         return f"afirgen tests use Redis kind={self.kind} at {where}{extra}"
 
     def stop(self) -> None:
-        """Stop the server if this session started it (no-op for env/local)."""
+        """Stop the server if this session started it (no-op for env)."""
         while self._stop:
             self._stop.pop()()
 
@@ -120,12 +123,6 @@ def _from_env() -> RedisServer:
         masked = urlunsplit((parts.scheme, f"{host}:{port}", parts.path, "", ""))
         raise RedisUnavailable(f"AFIRGEN_TEST_REDIS_URL={masked} does not answer PING")
     return RedisServer(host, port, "env", parts.password, parts.username or None, "from AFIRGEN_TEST_REDIS_URL")
-
-
-def _local() -> RedisServer:
-    if not _pings("127.0.0.1", 6379):
-        raise RedisUnavailable("nothing answers PING on 127.0.0.1:6379")
-    return RedisServer("127.0.0.1", 6379, "local", detail="already running")
 
 
 def _spawned() -> RedisServer:
@@ -202,7 +199,7 @@ def _fakeredis() -> RedisServer:
     raise RedisUnavailable(f"fakeredis TcpFakeServer did not answer PING on port {port}: {err}")
 
 
-_FINDERS = {"env": _from_env, "local": _local, "spawned": _spawned, "fakeredis": _fakeredis}
+_FINDERS = {"env": _from_env, "spawned": _spawned, "fakeredis": _fakeredis}
 
 
 def find_redis(force: str | None = None) -> RedisServer:

@@ -18,7 +18,7 @@ def test_wait_until_returns_value_and_times_out_with_message():
 
 
 def test_unknown_forced_kind_is_rejected():
-    with pytest.raises(RedisUnavailable, match="not one of env, local, spawned, fakeredis"):
+    with pytest.raises(RedisUnavailable, match="not one of env, spawned, fakeredis"):
         find_redis(force="memcached")
 
 
@@ -28,8 +28,21 @@ def test_env_kind_needs_the_variable(monkeypatch):
         find_redis(force="env")
 
 
+def test_a_redis_already_running_is_not_taken_unless_named(monkeypatch):
+    """A server someone else runs (127.0.0.1:6379 here) may hold their data: never used unasked."""
+    monkeypatch.delenv("AFIRGEN_TEST_REDIS_URL", raising=False)
+    monkeypatch.delenv("AFIRGEN_TEST_FORCE_FALLBACK", raising=False)
+    server = find_redis()
+    try:
+        assert server.kind in {"spawned", "fakeredis"}
+        assert server.port != 6379
+        assert "skipped env: AFIRGEN_TEST_REDIS_URL is not set" in server.detail
+    finally:
+        server.stop()
+
+
 def test_session_server_answers_and_is_reported(redis_server):
-    assert redis_server.kind in {"env", "local", "spawned", "fakeredis"}
+    assert redis_server.kind in {"env", "spawned", "fakeredis"}
     client = redis_server.client(TEST_DBS[0])
     try:
         assert client.ping()
