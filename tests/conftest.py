@@ -160,6 +160,25 @@ def redis_client(redis_server: RedisServer, redis_db: int) -> Iterator[redis.Red
         client.close()
 
 
+@pytest.fixture(scope="session")
+def rabbitmq_vhost() -> Iterator:
+    """An AMQP URL on a RabbitMQ vhost of the run's own (:mod:`tests.support.rabbitmq`).
+
+    Deleted with every queue in it at session end; the test skips, saying why, when no
+    RabbitMQ (or no ``rabbitmqctl``) is available.
+    """
+    from tests.support.rabbitmq import RabbitUnavailable, make_vhost
+
+    try:
+        vhost = make_vhost()
+    except RabbitUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield vhost
+    finally:
+        vhost.remove()
+
+
 # ---- settings and app -------------------------------------------------------------------
 
 

@@ -12,7 +12,6 @@ backend (``result_extended``) is the start order.
 from __future__ import annotations
 
 import random
-import socket
 
 import pytest
 from celery.result import AsyncResult
@@ -23,7 +22,6 @@ TASK = "afirgen_tasks.cleanup.cleanup_temp_files"
 QUEUE = "cleanup"
 #: Repeats (1, 5, 10) check FIFO within one priority.
 PRIORITIES = [1, 10, 5, 5, 3, 8, 1, 10, 7, 2, 5, 9, 6, 4]
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 pytestmark = pytest.mark.integration
 
@@ -71,53 +69,27 @@ def test_redis_starts_waiting_jobs_most_urgent_first(afirgen_app, worker_factory
 # ---- RabbitMQ ---------------------------------------------------------------------------
 
 
-def _rabbitmq_answers(timeout: float = 1.0) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
-def rabbitmq_app(afirgen_settings, afirgen_env, monkeypatch):
-    """An app on the local RabbitMQ (results in the test's Redis db), its queue declared and purged.
-
-    RabbitMQ's five queues are shared by everyone on vhost ``/``: the test purges its queue
-    before and after and skips if another consumer is attached.
-    """
-    if not _rabbitmq_answers():
-        pytest.skip("RabbitMQ does not answer on 127.0.0.1:5672 within 1 s")
+def rabbitmq_app(afirgen_settings, afirgen_env, rabbitmq_vhost, monkeypatch):
+    """An app on a RabbitMQ vhost of the run's own (results in the test's Redis db)."""
     from celery._state import get_current_app
 
     from afirgen_tasks.celery_app import create_app
     from afirgen_tasks.settings import load_settings
 
     # Celery itself prefers $CELERY_BROKER_URL over the app's broker_url: keep them equal.
-    monkeypatch.setenv("CELERY_BROKER_URL", AMQP_URL)
+    monkeypatch.setenv("CELERY_BROKER_URL", rabbitmq_vhost.url)
     previous = get_current_app()
     app = create_app(load_settings())
-    env = dict(afirgen_env, CELERY_BROKER_URL=AMQP_URL)
+    env = dict(afirgen_env, CELERY_BROKER_URL=rabbitmq_vhost.url)
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
-            channel = conn.default_channel
-            queue = app.amqp.queues[QUEUE](channel)
-            try:
-                queue.declare()
-            except Exception as exc:  # e.g. PRECONDITION_FAILED: declared elsewhere without x-max-priority
-                pytest.skip(f"RabbitMQ queue {QUEUE!r} cannot be declared with x-max-priority: {exc}")
-            _, _, consumers = channel.queue_declare(queue=QUEUE, passive=True)
-            if consumers:
-                pytest.skip(f"RabbitMQ queue {QUEUE!r} already has {consumers} consumer(s)")
-            queue.purge()
+            queue = app.amqp.queues[QUEUE](conn.default_channel)
+            queue.declare()
+            queue.purge()  # the vhost is ours, but an earlier test in this run may have left jobs
         yield app, env
     finally:
-        try:
-            with app.connection_for_write() as conn:
-                app.amqp.queues[QUEUE](conn.default_channel).purge()
-        except Exception:
-            pass
         app.close()
         previous.set_current()
 
