@@ -1,4 +1,4 @@
-"""The Celery app: ``afirgen_tasks.celery_app:app``.
+"""The Celery app: ``afirgen_tasks.celery_app:app`` (built lazily, on first use).
 
 ``celery -A afirgen_tasks.celery_app worker -l info`` consumes all five queues;
 ``-Q email -c 4`` or ``--autoscale=8,2`` work as usual.  :func:`create_app` builds an
@@ -263,5 +263,17 @@ def default_route(task_name: str) -> tuple[str, int]:
     return route.queue, route.priority
 
 
-settings = load_settings_or_exit()
-app = create_app(settings)
+def __getattr__(name: str) -> Any:
+    """``app`` (and its ``settings``), built on first use, for ``celery -A afirgen_tasks.celery_app``.
+
+    Importing this module has no side effects: the console, ``--check`` and the tests build
+    their own app with :func:`create_app` from the settings they chose (``--config``), and a
+    broken ./config.toml must not stop them.  The worker's app reads the settings once, when
+    Celery asks for ``app`` (a config mistake exits 2 with one line per problem).
+    """
+    if name in ("app", "settings"):
+        settings = load_settings_or_exit()
+        app = create_app(settings)
+        globals().update(settings=settings, app=app)
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

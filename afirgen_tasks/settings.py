@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import tomllib
+from contextvars import ContextVar
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -385,17 +386,10 @@ class Settings(BaseSettings):
             path.mkdir(parents=True, exist_ok=True)
 
 
-class _ConfigPathHolder:
-    """Which config file the next ``Settings()`` reads (pydantic sources cannot take arguments)."""
-
-    def __init__(self) -> None:
-        self.path: Path | None = None
-
-    def get(self) -> Path | None:
-        return self.path
-
-
-_CONFIG_PATH = _ConfigPathHolder()
+#: Which config file the ``Settings()`` being built reads (pydantic sources cannot take
+#: arguments).  A ContextVar, not a module global: the console, the demo's job thread and
+#: tests build settings concurrently, each from its own file.
+_CONFIG_PATH: ContextVar[Path | None] = ContextVar("afirgen_config_path", default=None)
 
 
 def resolve_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -451,7 +445,7 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
     Raises :class:`SettingsError` with one line per problem.
     """
     path = resolve_config_path(config)
-    _CONFIG_PATH.path = path.resolve() if path else None
+    token = _CONFIG_PATH.set(path.resolve() if path else None)
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -462,7 +456,7 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
         field = match.group(1) if match else "?"
         raise SettingsError([f"{env_name(field)}: not valid JSON (this setting takes a JSON list or object)"]) from None
     finally:
-        _CONFIG_PATH.path = None
+        _CONFIG_PATH.reset(token)
     return settings
 
 

@@ -57,8 +57,8 @@ def _is_scrubbed(name: str) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     global _SESSION_DIR
-    # Hermetic session defaults: importing afirgen_tasks.celery_app loads settings at import
-    # time; it must not read ./config.toml or create ./var.
+    # Hermetic session defaults: code under test that loads settings itself (or asks for
+    # afirgen_tasks.celery_app.app) must not read ./config.toml or create ./var.
     _SESSION_DIR = Path(tempfile.mkdtemp(prefix="afirgen-tests-"))
     empty = _SESSION_DIR / "empty-config.toml"
     empty.write_text("")
