@@ -38,7 +38,12 @@ class RabbitVhost:
     def remove(self) -> None:
         """Delete the vhost (and every queue in it) if this run created it."""
         if self.created and self._ctl:
-            subprocess.run([self._ctl, "delete_vhost", self.vhost], capture_output=True, timeout=60, check=False)
+            subprocess.run(
+                [self._ctl, "delete_vhost", self.vhost],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
             self.created = False
 
 
@@ -59,16 +64,28 @@ def make_vhost(user: str = "guest", password: str = "guest") -> RabbitVhost:
         raise RabbitUnavailable("RabbitMQ does not answer on 127.0.0.1:5672 within 1 s")
     ctl = shutil.which("rabbitmqctl")
     if ctl is None:
-        raise RabbitUnavailable("rabbitmqctl is not on PATH (set AFIRGEN_TEST_AMQP_URL to a vhost the tests may use)")
+        raise RabbitUnavailable(
+            "rabbitmqctl is not on PATH (set AFIRGEN_TEST_AMQP_URL to a vhost the tests may use)"
+        )
     vhost = f"afirgen-test-{uuid.uuid4().hex[:10]}"
     steps = (["add_vhost", vhost], ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"])
     for step in steps:
         try:
-            done = subprocess.run([ctl, *step], capture_output=True, text=True, timeout=60, check=False)
+            done = subprocess.run(
+                [ctl, *step], capture_output=True, text=True, timeout=60, check=False
+            )
         except subprocess.TimeoutExpired:
             done = None
         if done is None or done.returncode != 0:
-            subprocess.run([ctl, "delete_vhost", vhost], capture_output=True, timeout=60, check=False)
-            why = "timed out" if done is None else (done.stderr or done.stdout).strip().splitlines()[-1:]
+            subprocess.run(
+                [ctl, "delete_vhost", vhost], capture_output=True, timeout=60, check=False
+            )
+            why = (
+                "timed out"
+                if done is None
+                else (done.stderr or done.stdout).strip().splitlines()[-1:]
+            )
             raise RabbitUnavailable(f"rabbitmqctl {step[0]} failed: {why}")
-    return RabbitVhost(f"amqp://{user}:{password}@127.0.0.1:5672/{quote(vhost, safe='')}", vhost, True, ctl)
+    return RabbitVhost(
+        f"amqp://{user}:{password}@127.0.0.1:5672/{quote(vhost, safe='')}", vhost, True, ctl
+    )

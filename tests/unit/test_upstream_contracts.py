@@ -11,7 +11,6 @@ import inspect
 
 import pytest
 
-
 # ---- textual: tui/widgets/keyed_table.py --------------------------------------------------
 # KeyedTable updates rows in place and adds a tick's new rows in one step by writing
 # DataTable's own bookkeeping.  If one of these fails, re-read DataTable.add_row,
@@ -50,7 +49,9 @@ def _check_datatable(table) -> None:
     for name in DATATABLE_PRIVATE_ATTRS:
         assert hasattr(table, name), f"DataTable.{name} is gone: revisit tui/widgets/keyed_table.py"
     for name in DATATABLE_PRIVATE_METHODS:
-        assert callable(getattr(DataTable, name, None)), f"DataTable.{name}() is gone: revisit keyed_table.py"
+        assert callable(getattr(DataTable, name, None)), (
+            f"DataTable.{name}() is gone: revisit keyed_table.py"
+        )
     # The shapes keyed_table writes into.
     from textual._two_way_dict import TwoWayDict
     from textual.widgets._data_table import CellKey, ColumnKey, Row, RowKey
@@ -79,8 +80,14 @@ KOMBU_CHANNEL_METHODS = {
     "_get_message_priority": ["message", "reverse"],
     "_lookup": ["exchange", "routing_key"],
 }
-KOMBU_CHANNEL_ATTRS = ("from_transport_options", "priority_steps", "unacked_key", "unacked_index_key",
-                       "unacked_mutex_key", "sep")
+KOMBU_CHANNEL_ATTRS = (
+    "from_transport_options",
+    "priority_steps",
+    "unacked_key",
+    "unacked_index_key",
+    "unacked_mutex_key",
+    "sep",
+)
 
 
 def test_kombu_redis_channel_internals_used_by_the_transport_exist():
@@ -89,7 +96,9 @@ def test_kombu_redis_channel_internals_used_by_the_transport_exist():
     channel = kombu_redis.Channel
     for name, params in KOMBU_CHANNEL_METHODS.items():
         method = getattr(channel, name, None)
-        assert callable(method), f"kombu Channel.{name} is gone: revisit afirgen_tasks/redis_transport.py"
+        assert callable(method), (
+            f"kombu Channel.{name} is gone: revisit afirgen_tasks/redis_transport.py"
+        )
         names = list(inspect.signature(method).parameters)
         for param in params:
             assert param in names, f"kombu Channel.{name} lost its {param!r} parameter ({names})"
@@ -107,7 +116,14 @@ def test_our_transport_still_overrides_what_it_means_to():
 
     from afirgen_tasks import redis_transport
 
-    for name in ("_brpop_start", "_brpop_read", "_poll_error", "_put", "_do_restore_message", "_basic_cancel"):
+    for name in (
+        "_brpop_start",
+        "_brpop_read",
+        "_poll_error",
+        "_put",
+        "_do_restore_message",
+        "_basic_cancel",
+    ):
         ours = getattr(redis_transport.Channel, name)
         assert ours is not getattr(kombu_redis.Channel, name), f"{name} is no longer overridden"
     assert issubclass(redis_transport.Transport, kombu_redis.Transport)
@@ -132,7 +148,9 @@ def test_fakeredis_private_modules_used_by_the_embedded_server_exist():
     assert "current_client" in source, "TCPFakeRequestHandler.current_client is gone"
     from fakeredis._socket._base import BaseFakeSocket
 
-    assert callable(getattr(BaseFakeSocket, "_blocking", None)), "fakeredis socket _blocking is gone"
+    assert callable(getattr(BaseFakeSocket, "_blocking", None)), (
+        "fakeredis socket _blocking is gone"
+    )
     assert list(inspect.signature(BaseFakeSocket._blocking).parameters)[1:3] == ["timeout", "func"]
 
 
