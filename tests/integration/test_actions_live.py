@@ -337,9 +337,13 @@ async def test_terminate_of_a_job_that_finished_before_the_send_is_not_shown_as_
         await pilot.pause()
         assert isinstance(console.screen, ConfirmScreen)
         assert "(STARTED)" in str(console.screen.query_one("#question", Static).render())
-        # the operator hesitates: the job ends while the prompt is still open
-        await until_polled(pilot, lambda: AsyncResult(job.id, app=afirgen_app).state, lambda s: s == "SUCCESS",
-                           message="job SUCCESS in the result backend")
+        # The operator hesitates: the job ends while the prompt is still open.  Wait for the
+        # worker's task-succeeded event, not the result backend: the pool child stores the
+        # result before the worker's main process forgets the request (celery's
+        # Request.on_success: task_ready, then the event), so in between a terminate is still
+        # answered "terminating" -- the job really was running as far as the worker knew.
+        await until(pilot, lambda: (rec := console.model.get_task(job.id)) is not None and rec.state == "SUCCESS",
+                    message="task-succeeded received while the prompt is open")
         await pilot.press("y")
         outcome = (await next_outcome(pilot, console, 0)).outcome
         assert not outcome.ok, outcome
