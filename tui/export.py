@@ -8,6 +8,27 @@ file and a failed export leaves no debris.
 
 Rows are the dicts :class:`tui.history.HistoryStore` returns (``load_recent``,
 ``search``) or :class:`tui.model.TaskRecord` objects (the pane's in-memory view).
+
+What a reader of the files can rely on:
+
+* **Runtime** is the runtime the worker reported, else finished - started
+  (:func:`tui.formatting.task_runtime`): Celery's ``task-failed`` and ``task-revoked``
+  carry none, so FAILURE rows and REVOKED rows that had started get one too.  It stays
+  empty when a task never started.
+* **No cell holds more than** :data:`CELL_MAX` **(32,000) characters**, in CSV and in
+  XLSX alike.  Longer text (in practice args, kwargs, result, exception, traceback) is
+  cut and ends with a visible ``(… N more characters)``.  32,000 is under Excel's cell
+  limit (32,767) and under the default ``csv.field_size_limit()`` (131,072), so both
+  Excel and Python's csv module read every file back.
+* **Timestamps are UTC**, as every header says.  In CSV they are ISO text
+  (``2024-05-01 10:01:02.000``); in XLSX they are date cells (naive ``datetime`` in
+  UTC, shown as ``yyyy-mm-dd hh:mm:ss.000``) that sort, filter and subtract.
+* **The incident PDF groups failures** by task and exception type: a table of the
+  groups (count, first and last seen, workers), then ONE sample traceback per group,
+  then a table of the failed tasks without tracebacks.  Table cells wrap only after a
+  space, ``_``, ``.``, ``-``, ``/`` or ``,`` (an identifier is never cut mid-word; a
+  single run longer than its column is the one exception), and all text from data is
+  escaped before reportlab's Paragraph markup sees it.
 """
 
 from __future__ import annotations
@@ -23,14 +44,18 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from afirgen_tasks.spreadsheet import xlsx_text
+from tui.formatting import task_runtime
 from tui.history import parse_utc_iso
 from tui.model import ALL_STATES
 
 __all__ = [
+    "CELL_MAX",
     "COLUMNS",
+    "clip",
     "export_csv",
     "export_incident_pdf",
     "export_path",
@@ -54,6 +79,12 @@ _NUMBER_KEYS = frozenset({"priority", "retries", "runtime"})
 # run as a formula by Excel/LibreOffice; exported text is prefixed with ' instead.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
+#: The most characters one CSV or XLSX cell holds, the clipping suffix included: under
+#: Excel's 32,767 and Python's default ``csv.field_size_limit()`` of 131,072.
+CELL_MAX = 32_000
+#: Excel's number format of the timestamp cells (their values are UTC).
+XLSX_TIME_FORMAT = "yyyy-mm-dd hh:mm:ss.000"
+
 
 def _identity(text: str) -> str:
     return text
@@ -65,10 +96,19 @@ def _get(row: Any, key: str) -> Any:
     return getattr(row, key, None)
 
 
+def _utc(value: Any) -> datetime | None:
+    """An aware UTC datetime of a POSIX timestamp; None when absent or not a sane time."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def _fmt_time(value: Any) -> str:
-    if not isinstance(value, int | float):
-        return ""
-    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    when = value if isinstance(value, datetime) else _utc(value)
+    return "" if when is None else when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _text(value: Any, redact: Redact) -> str:
@@ -82,11 +122,38 @@ def _safe_formula(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+def clip(text: str, limit: int = CELL_MAX) -> str:
+    """``text`` cut to at most ``limit`` characters, ending ``(… N more characters)`` when cut."""
+    if len(text) <= limit:
+        return text
+    # the suffix for all of text's length is at least as long as the one finally used
+    keep = max(limit - len(_more(len(text))) - 1, 0)
+    return f"{text[:keep]} {_more(len(text) - keep)}"
+
+
+def _more(n: int) -> str:
+    return f"(… {n:,} more characters)"
+
+
+def _runtime(row: Any) -> float | None:
+    """The reported runtime, else finished - started (FAILURE and REVOKED events carry none)."""
+    if isinstance(row, Mapping):
+        row = SimpleNamespace(runtime=row.get("runtime"), started=row.get("started"),
+                              finished=row.get("finished"))
+    value = task_runtime(row)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return round(value, 6)  # a difference of two float stamps: no 1.0000000000000002
+
+
 def _cell(row: Any, key: str, redact: Redact) -> Any:
-    """The value of one exported cell: numbers stay numbers, times are UTC text."""
-    value = _get(row, key)
+    """One exported cell: numbers stay numbers, times are aware UTC datetimes (or None),
+    everything else is redacted text (not yet clipped)."""
     if key in _TIME_KEYS:
-        return _fmt_time(value)
+        return _utc(_get(row, key))
+    if key == "runtime":
+        return _runtime(row)
+    value = _get(row, key)
     if key in _NUMBER_KEYS and isinstance(value, int | float) and not isinstance(value, bool):
         return value
     if key == "source" and value is None:
@@ -124,7 +191,11 @@ def export_path(directory: str | os.PathLike[str], kind: str, now: float | None 
 # ---- CSV -------------------------------------------------------------------------------
 def export_csv(rows: Iterable[Any], path: str | os.PathLike[str],
                redact: Redact | None = None) -> int:
-    """Write ``rows`` as CSV (UTF-8 with BOM, so Excel reads the accents); returns the count."""
+    """Write ``rows`` as CSV (UTF-8 with BOM, so Excel reads the accents); returns the count.
+
+    Timestamps are UTC text, runtimes and counts numbers, every cell at most
+    :data:`CELL_MAX` characters.
+    """
     redact = redact or _identity
     n = 0
     with _atomic(path) as tmp, open(tmp, "w", newline="", encoding="utf-8-sig") as fh:
@@ -134,7 +205,13 @@ def export_csv(rows: Iterable[Any], path: str | os.PathLike[str],
             out = []
             for key, _ in COLUMNS:
                 v = _cell(row, key, redact)
-                out.append(_safe_formula(v) if isinstance(v, str) else v)
+                if isinstance(v, datetime):
+                    v = _fmt_time(v)
+                elif isinstance(v, str):
+                    v = clip(_safe_formula(v))
+                elif v is None:
+                    v = ""
+                out.append(v)
             writer.writerow(out)
             n += 1
     return n
@@ -146,7 +223,8 @@ def export_xlsx(rows: Iterable[Any], path: str | os.PathLike[str],
     """Write ``rows`` to an .xlsx: a "Tasks" sheet with a State column, then one sheet per state.
 
     Each sheet has a bold, filled header row that stays frozen, sized column widths and
-    an autofilter.  Returns the number of task rows.
+    an autofilter.  Timestamps are date cells in UTC, text cells at most :data:`CELL_MAX`
+    characters.  Returns the number of task rows.
     """
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
@@ -160,7 +238,9 @@ def export_xlsx(rows: Iterable[Any], path: str | os.PathLike[str],
         for key, _ in COLUMNS:
             v = _cell(row, key, redact)
             if isinstance(v, str):
-                v = xlsx_text(v)
+                v = xlsx_text(clip(v))  # clipped first: xlsx_text's own cut would hide N
+            elif isinstance(v, datetime):
+                v = v.replace(tzinfo=None)  # Excel has no time zones; the header says UTC
             values.append(v)
         table.append(values)
     state_col = [k for k, _ in COLUMNS].index("state")
@@ -168,7 +248,10 @@ def export_xlsx(rows: Iterable[Any], path: str | os.PathLike[str],
     for values in table:
         for i, v in enumerate(values):
             # the first line decides: tracebacks are long but read in the cell editor
-            length = len(v.partition("\n")[0]) if isinstance(v, str) else len(str(v))
+            if isinstance(v, datetime):
+                length = len(XLSX_TIME_FORMAT)
+            else:
+                length = len(v.partition("\n")[0]) if isinstance(v, str) else len(str(v))
             if length + 2 > widths[i]:
                 widths[i] = min(length + 2, 60)
 
@@ -202,6 +285,11 @@ def export_xlsx(rows: Iterable[Any], path: str | os.PathLike[str],
                 if isinstance(v, str):
                     c = WriteOnlyCell(ws, value=v)
                     c.data_type = "s"  # text, never a formula (openpyxl reads '=...' as one)
+                    c.alignment = top
+                    cells.append(c)
+                elif isinstance(v, datetime):
+                    c = WriteOnlyCell(ws, value=v)
+                    c.number_format = XLSX_TIME_FORMAT
                     c.alignment = top
                     cells.append(c)
                 else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,16 @@ from openpyxl import load_workbook
 from pypdf import PdfReader
 
 from tui.actions import AuditLog
-from tui.export import COLUMNS, export_csv, export_incident_pdf, export_path, export_xlsx
+from tui.export import (
+    CELL_MAX,
+    COLUMNS,
+    XLSX_TIME_FORMAT,
+    clip,
+    export_csv,
+    export_incident_pdf,
+    export_path,
+    export_xlsx,
+)
 from tui.history import HistoryStore
 from tui.model import TaskRecord
 from tui.redaction import Redactor
@@ -47,6 +58,53 @@ def _rows() -> list[dict]:
                  "source": "backend", "finished": T0 + 30, "first_seen": T0 + 30,
                  "kwargs": "{'note': 'contact desk@example.org'}", "result": "@SUM(A1)"})
     return rows
+
+
+# a list of case numbers in one argument: 191,897 characters, as seen in the field
+HUGE_ARGS = ("([" + ", ".join(f"'FIR/2024/{i:06d}'" for i in range(12_000)))[:191_895] + "])"
+assert len(HUGE_ARGS) == 191_897
+
+
+def _incident_rows() -> list[dict]:
+    """_rows() plus what the night shift exported: a failure with a huge args value and no
+    runtime, a task revoked while running, one revoked before it started."""
+    return [*_rows(), {
+        "uuid": "huge-1", "state": "FAILURE", "name": "afirgen_tasks.reports.build_report",
+        "queue": "reports", "hostname": "celery@w2", "sent": T0 + 600.0, "started": T0 + 600.25,
+        "finished": T0 + 603.75, "first_seen": T0 + 600.0, "args": HUGE_ARGS, "kwargs": "{}",
+        "exception": "MemoryError()", "traceback": "Traceback (most recent call last):\nMemoryError\n",
+    }, {
+        "uuid": "revoked-running", "state": "REVOKED", "name": "afirgen_tasks.cleanup.pause_queue_now",
+        "queue": "cleanup", "hostname": "celery@w2", "sent": T0 + 700, "started": T0 + 701,
+        "finished": T0 + 705.5, "first_seen": T0 + 700, "revoke_reason": "terminated",
+    }, {
+        "uuid": "revoked-waiting", "state": "REVOKED", "name": "afirgen_tasks.cleanup.pause_queue_now",
+        "queue": "cleanup", "sent": T0 + 710, "finished": T0 + 720, "first_seen": T0 + 710,
+        "revoke_reason": "revoked",
+    }]
+
+
+_MORE = re.compile(r" \(… ([\d,]+) more characters\)$")
+
+
+def _assert_clipped(cell: str, original: str) -> None:
+    """``cell`` is ``original`` cut below every limit, and says how much was cut."""
+    assert len(cell) <= CELL_MAX < 32_767
+    m = _MORE.search(cell)
+    assert m, cell[-80:]
+    kept = cell[: m.start()]
+    assert original.startswith(kept)
+    assert len(kept) + int(m.group(1).replace(",", "")) == len(original)
+
+
+def test_clip_keeps_short_text_and_cuts_long_text_to_the_limit():
+    assert clip("short") == "short" and clip("x" * CELL_MAX) == "x" * CELL_MAX
+    for n in (CELL_MAX + 1, 99_999, 100_000, HUGE_ARGS.__len__()):
+        text = "y" * n
+        out = clip(text)
+        assert CELL_MAX - 10 <= len(out) <= CELL_MAX
+        _assert_clipped(out, text)
+    assert clip("abcdefghijklmnopqrstuvwxyz" * 4, 40) == "abcdefghijklmnop (… 88 more characters)"
 
 
 def _all_text(values) -> str:
@@ -97,6 +155,53 @@ def test_xlsx_has_styled_frozen_header_a_state_column_and_a_sheet_per_state(tmp_
     # stored as a string cell (Excel shows it, never evaluates it), not as a formula
     assert name_cell.data_type == "s" and name_cell.value == '=HYPERLINK("http://x")'
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_csv_reads_back_with_the_default_field_size_limit_clipped_and_with_runtimes(tmp_path: Path):
+    path = tmp_path / "tasks.csv"
+    assert export_csv(_incident_rows(), path, REDACT) == 16
+    assert csv.field_size_limit() == 131_072  # nobody raised it for us
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        table = list(csv.reader(fh))  # raised "field larger than field limit" before clipping
+    assert all(len(v) <= CELL_MAX for r in table for v in r)
+    by_id = {r[0]: dict(zip(table[0], r, strict=True)) for r in table[1:]}
+    huge = by_id["huge-1"]
+    _assert_clipped(huge["Args"], HUGE_ARGS)
+    assert huge["Started (UTC)"] == "2024-05-01 10:10:00.250"  # ISO text in CSV
+    # FAILURE and REVOKED events carry no runtime: finished - started
+    assert huge["Runtime (s)"] == "3.5"
+    assert all(r["Runtime (s)"] == "1.0" for r in by_id.values()
+               if r["State"] == "FAILURE" and r["Task id"] != "huge-1")
+    assert by_id["revoked-running"]["Runtime (s)"] == "4.5"
+    assert by_id["revoked-waiting"]["Runtime (s)"] == ""  # never started: no runtime to show
+    assert by_id["00000000-0000-4000-8000-000000000000"]["Runtime (s)"] == "1.25"  # reported wins
+
+
+def test_xlsx_times_are_utc_date_cells_and_no_cell_passes_excels_limit(tmp_path: Path):
+    path = tmp_path / "tasks.xlsx"
+    assert export_xlsx(_incident_rows(), path, REDACT) == 16
+    wb = load_workbook(path)
+    ws = wb["Tasks"]
+    header = [c.value for c in ws[1]]
+    assert "Sent (UTC)" in header and "Finished (UTC)" in header
+    rows = {r[0].value: dict(zip(header, r, strict=True)) for r in ws.iter_rows(min_row=2)}
+    first = rows["00000000-0000-4000-8000-000000000001"]
+    assert first["Sent (UTC)"].value == datetime(2024, 5, 1, 10, 1, 0)  # naive, in UTC
+    assert first["Finished (UTC)"].value == datetime(2024, 5, 1, 10, 1, 2)
+    assert first["Sent (UTC)"].is_date and first["Sent (UTC)"].number_format == XLSX_TIME_FORMAT
+    assert rows["huge-1"]["Started (UTC)"].value == datetime(2024, 5, 1, 10, 10, 0, 250_000)
+    for sheet in wb:
+        for row in sheet.iter_rows(min_row=2):
+            for c in row:
+                assert not isinstance(c.value, str) or len(c.value) <= CELL_MAX
+            times = [row[i].value for i, h in enumerate(header) if h.endswith("(UTC)")]
+            assert all(v is None or isinstance(v, datetime) for v in times)
+    _assert_clipped(rows["huge-1"]["Args"].value, HUGE_ARGS)
+    assert rows["huge-1"]["Runtime (s)"].value == 3.5
+    assert rows["revoked-running"]["Runtime (s)"].value == 4.5
+    assert rows["revoked-waiting"]["Runtime (s)"].value is None
+    assert rows["00000000-0000-4000-8000-000000000001"]["Runtime (s)"].value == 1.0
+    assert wb["REVOKED"].max_row == 3 and wb["FAILURE"].max_row == 6
 
 
 def test_exports_take_task_records_and_store_rows(tmp_path: Path):
