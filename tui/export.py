@@ -25,10 +25,11 @@ What a reader of the files can rely on:
   UTC, shown as ``yyyy-mm-dd hh:mm:ss.000``) that sort, filter and subtract.
 * **The incident PDF groups failures** by task and exception type: a table of the
   groups (count, first and last seen, workers), then ONE sample traceback per group,
-  then a table of the failed tasks without tracebacks.  Table cells wrap only after a
-  space, ``_``, ``.``, ``-``, ``/`` or ``,`` (an identifier is never cut mid-word; a
-  single run longer than its column is the one exception), and all text from data is
-  escaped before reportlab's Paragraph markup sees it.
+  then a table of the failed tasks without tracebacks.  Text wraps at spaces, and a word
+  too long for its column only after ``_``, ``.``, ``-``, ``/`` or ``,`` (an identifier
+  is never cut mid-word; a run with none of those that is wider than the column is the
+  one exception), and all text from data is escaped before reportlab's Paragraph markup
+  sees it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import csv
 import json
 import math
 import os
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -308,10 +310,159 @@ _MAX_FAILURES = 200
 _MAX_TRACEBACK_LINES = 60
 
 
-def _para(text: str, style: Any) -> Any:
+_MAX_GROUPS = 60
+_PDF_TEXT_MAX = 600  # args, kwargs, exception text in the report: the CSV/XLSX hold more
+# Where a line may end: at a space; inside a word too long for a line of its own, after
+# one of these.  A run between them is never cut unless it alone is wider than the line.
+_BREAK_AFTER = "_.-/,"
+_PIECE = re.compile(rf"[^{re.escape(_BREAK_AFTER)}]*[{re.escape(_BREAK_AFTER)}]+|[^{re.escape(_BREAK_AFTER)}]+")
+
+
+def _wrap(text: str, font: str, size: float, width: float, indent: str = "") -> list[str]:
+    """``text`` as lines no wider than ``width`` points.
+
+    Lines break at spaces; a word longer than a whole line (``afirgen_tasks.cleanup.
+    pause_queue_now`` in a narrow column) breaks after ``_ . - / ,``; only a run with none
+    of those that is still too long is cut where it must be.  reportlab itself breaks only
+    at spaces and cuts a long word anywhere ("pause_queu e"); lines that already fit are
+    left alone.  Each line of ``text`` keeps its indentation; continuation lines start
+    with ``indent``.
+    """
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    def sw(t: str) -> float:
+        return stringWidth(t, font, size)
+
+    space = sw(" ")
+    out: list[str] = []
+    for source in text.split("\n"):
+        line = start = source[: len(source) - len(source.lstrip())]
+        used = sw(line)
+
+        def new_line() -> None:
+            nonlocal line, start, used
+            out.append(line)
+            line = start = indent
+            used = sw(indent)
+
+        for word in source.split():
+            w = sw(word)
+            gap = space if line != start else 0.0
+            if used + gap + w <= width:
+                line += " " * bool(gap) + word
+                used += gap + w
+                continue
+            if line != start:
+                new_line()
+                if used + w <= width:
+                    line += word
+                    used += w
+                    continue
+            for piece in _PIECE.findall(word):
+                pw = sw(piece)
+                if line != start and used + pw > width:
+                    new_line()
+                while used + pw > width and len(piece) > 1:  # no boundary in a line's width
+                    cut, acc = 0, used
+                    for ch in piece:
+                        acc += sw(ch)
+                        if acc > width:
+                            break
+                        cut += 1
+                    line += piece[: max(cut, 1)]
+                    piece = piece[max(cut, 1):]
+                    new_line()
+                    pw = sw(piece)
+                line += piece
+                used += pw
+        out.append(line)
+    return out
+
+
+def _markup(text: str) -> str:
+    """Text from data as Paragraph markup: ``<``, ``>``, ``&`` and quotes escaped."""
+    return escape(text, quote=False)
+
+
+def _para(text: str, style: Any, width: float | None = None) -> Any:
+    """A Paragraph of plain ``text`` (escaped); wrapped at identifier boundaries in ``width``."""
     from reportlab.platypus import Paragraph
 
-    return Paragraph(escape(text).replace("\n", "<br/>"), style)
+    lines = _wrap(text, style.fontName, style.fontSize, width) if width else text.split("\n")
+    return Paragraph("<br/>".join(_markup(x) for x in lines), style)
+
+
+def _table(header: Sequence[str], body: Sequence[Sequence[str]], fractions: Sequence[float],
+           width: float, style: Any) -> Any:
+    """A grid of wrapped plain-text cells with a repeated dark header row."""
+    from reportlab.lib import colors
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.platypus import Table, TableStyle
+
+    widths = [f * width for f in fractions]
+    pad = 2
+    inner = [w - 2 * pad - 0.5 for w in widths]
+    head = ParagraphStyle(f"{style.name}-head", parent=style, textColor=colors.white)
+    data = [[_para(h, head, inner[i]) for i, h in enumerate(header)]]
+    data += [[_para(v, style, inner[i]) for i, v in enumerate(row)] for row in body]
+    table = Table(data, colWidths=widths, repeatRows=1)
+    table.setStyle(TableStyle([
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#1F4E78")),
+        ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+        ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ("LEFTPADDING", (0, 0), (-1, -1), pad),
+        ("RIGHTPADDING", (0, 0), (-1, -1), pad),
+    ]))
+    return table
+
+
+_EXC_NAME = re.compile(r"\s*([A-Za-z_][\w.]*)(?=\(|:|\s*$)")
+
+
+def _exception_type(exception: str, traceback: str) -> str:
+    """``SMTPRecipientsRefused`` of ``SMTPRecipientsRefused('...')`` or of the traceback's
+    last line (``SMTPRecipientsRefused: ...``); ``unknown`` when neither says."""
+    m = _EXC_NAME.match(exception)
+    if not m:
+        lines = traceback.rstrip().splitlines()
+        m = _EXC_NAME.match(lines[-1]) if lines else None
+    return m.group(1) if m else "unknown"
+
+
+def _when(row: Any) -> float | None:
+    for key in ("finished", "started", "first_seen", "sent"):
+        v = _get(row, key)
+        if _utc(v) is not None:
+            return float(v)
+    return None
+
+
+def _failure_groups(failures: Sequence[Any], redact: Redact) -> list[dict[str, Any]]:
+    """Failures grouped by (task, exception type), most frequent first.
+
+    Each group: ``name``, ``exc_type``, ``count``, ``first`` and ``last`` seen, ``workers``
+    and ``sample`` (the latest failure of the group that has a traceback, else the latest).
+    """
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in failures:
+        name = _text(_get(r, "name"), redact) or "?"
+        exc_type = _exception_type(_text(_get(r, "exception"), redact),
+                                   _text(_get(r, "traceback"), redact))
+        g = groups.setdefault((name, exc_type), {
+            "name": name, "exc_type": exc_type, "count": 0, "first": None, "last": None,
+            "workers": set(), "sample": r})
+        g["count"] += 1
+        ts = _when(r)
+        if ts is not None:
+            g["first"] = ts if g["first"] is None else min(g["first"], ts)
+            g["last"] = ts if g["last"] is None else max(g["last"], ts)
+        worker = _text(_get(r, "hostname"), redact)
+        if worker:
+            g["workers"].add(worker)
+        # failures come oldest first: the latest with a traceback is the sample
+        if _get(r, "traceback") or not _get(g["sample"], "traceback"):
+            g["sample"] = r
+    return sorted(groups.values(), key=lambda g: (-g["count"], -(g["last"] or 0), g["name"]))
 
 
 def _line_chart(series: dict[str, list[tuple[float, float]]], since: float, until: float,
@@ -424,7 +575,9 @@ def export_incident_pdf(
     author: str | None = None,
 ) -> dict[str, int]:
     """Write the incident report: window, queue backlog and worker timeline plots, failures
-    with their tracebacks, and the operators' actions (audit log) in the window.
+    grouped by task and exception type (count, first and last seen, workers, one sample
+    traceback per group, then a table of the failed tasks), and the operators' actions
+    (audit log) in the window.
 
     ``rows`` are the window's tasks; ``queue_samples`` are ``(ts, {queue: waiting})``;
     ``worker_timeline`` is ``(ts, {hostname: online})`` (a bar per worker) or
@@ -432,7 +585,6 @@ def export_incident_pdf(
     :meth:`tui.actions.AuditLog.read` dicts (those outside the window are left out).
     Returns counts: ``tasks``, ``failures``, ``actions``.
     """
-    from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
     from reportlab.lib.units import mm
@@ -441,8 +593,6 @@ def export_incident_pdf(
         Preformatted,
         SimpleDocTemplate,
         Spacer,
-        Table,
-        TableStyle,
     )
 
     redact = redact or _identity
@@ -455,6 +605,7 @@ def export_incident_pdf(
     h2 = styles["Heading2"]
     h3 = ParagraphStyle("h3", parent=styles["Heading4"], spaceBefore=6, spaceAfter=2)
     width = A4[0] - 36 * mm
+    text_width = width - 12  # a Frame pads 6 points on each side
 
     story: list[Any] = [_para(redact(title), styles["Title"])]
     minutes = (until - since) / 60
@@ -491,37 +642,69 @@ def export_incident_pdf(
     else:
         story.append(_para("No worker samples in this window.", body))
 
-    # -- failures
+    # -- failures: one group per task and exception type, one sample traceback each
     failures = [r for r in rows if _get(r, "state") == "FAILURE"]
-    failures.sort(key=lambda r: _get(r, "finished") or _get(r, "first_seen") or 0)
+    failures.sort(key=lambda r: _when(r) or 0)
+    groups = _failure_groups(failures, redact)
     story.append(_para(f"Failures ({len(failures)})", h2))
     if not failures:
         story.append(_para("No failed tasks in this window.", body))
-    for r in failures[:_MAX_FAILURES]:
-        when = _fmt_time(_get(r, "finished") or _get(r, "started") or _get(r, "first_seen"))
-        head = (f"{_text(_get(r, 'name'), redact) or '?'} · {_text(_get(r, 'uuid'), redact)}"
-                f" · {_text(_get(r, 'hostname'), redact) or 'worker ?'} · {when} UTC")
-        block = [_para(head, h3)]
-        args = _text(_get(r, "args"), redact)
-        kwargs = _text(_get(r, "kwargs"), redact)
+    else:
+        story.append(_para(
+            f"{len(failures):,} failed task(s) in {len(groups):,} group(s) of task and exception"
+            " type, most frequent first. Times are UTC.", body))
+        story.append(_table(
+            ("#", "Task", "Exception", "Count", "First seen", "Last seen", "Workers"),
+            [(str(i), g["name"], g["exc_type"], f"{g['count']:,}", _fmt_time(g["first"])[:19],
+              _fmt_time(g["last"])[:19], ", ".join(sorted(g["workers"])) or "?")
+             for i, g in enumerate(groups[:_MAX_GROUPS], start=1)],
+            (0.04, 0.24, 0.19, 0.06, 0.155, 0.155, 0.16), text_width, small))
+        if len(groups) > _MAX_GROUPS:
+            story.append(_para(f"... and {len(groups) - _MAX_GROUPS} more groups "
+                               "(the CSV/Excel export lists every failure).", body))
+        story.append(_para("One sample traceback per group", h2))
+    for i, g in enumerate(groups[:_MAX_GROUPS], start=1):
+        r = g["sample"]
+        block = [_para(f"{i}. {g['name']} · {g['exc_type']} · {g['count']:,} failure(s)", h3, text_width)]
+        block.append(_para(
+            f"sample: task {_text(_get(r, 'uuid'), redact)} on "
+            f"{_text(_get(r, 'hostname'), redact) or 'worker ?'} at {_fmt_time(_when(r))} UTC",
+            small, text_width))
+        args = clip(_text(_get(r, "args"), redact), _PDF_TEXT_MAX)
+        kwargs = clip(_text(_get(r, "kwargs"), redact), _PDF_TEXT_MAX)
         if args or kwargs:
-            block.append(_para(f"args {args or '()'} kwargs {kwargs or '{}'}", small))
-        exc = _text(_get(r, "exception"), redact)
+            block.append(_para(f"args {args or '()'} kwargs {kwargs or '{}'}", small, text_width))
+        exc = clip(_text(_get(r, "exception"), redact), _PDF_TEXT_MAX)
         if exc:
-            block.append(_para(exc, small))
-        tb = _text(_get(r, "traceback"), redact)
+            block.append(_para(exc, small, text_width))
+        tb = clip(_text(_get(r, "traceback"), redact), 20_000)
+        lines: list[str] = []
         if tb:
             lines = tb.rstrip("\n").splitlines()
             if len(lines) > _MAX_TRACEBACK_LINES:
                 cut = len(lines) - _MAX_TRACEBACK_LINES
                 lines = lines[:10] + [f"... {cut} lines ..."] + lines[-(_MAX_TRACEBACK_LINES - 10):]
-            block.append(Preformatted("\n".join(lines), code, maxLineLength=120, newLineChars=""))
-        story.append(KeepTogether(block) if len(tb) < 3000 else block[0])
-        if len(tb) >= 3000:
+            lines = _wrap("\n".join(lines), code.fontName, code.fontSize,
+                          text_width - code.leftIndent - code.rightIndent, indent="      ")
+            block.append(Preformatted("\n".join(lines), code))
+        # a short block stays on one page; a long traceback may start under its heading
+        story.append(KeepTogether(block) if len(lines) < 45 else block[0])
+        if len(lines) >= 45:
             story.extend(block[1:])
-    if len(failures) > _MAX_FAILURES:
-        story.append(_para(f"... and {len(failures) - _MAX_FAILURES} more failures "
-                           "(the CSV/Excel export lists them all).", body))
+    if failures:
+        shown = failures[-_MAX_FAILURES:][::-1]
+        story.append(_para(f"Failed tasks ({len(failures)}), newest first", h2))
+        story.append(_table(
+            ("Finished (UTC)", "Task", "Task id", "Worker", "Runtime", "Exception"),
+            [(_fmt_time(_when(r))[:19], _text(_get(r, "name"), redact) or "?",
+              _text(_get(r, "uuid"), redact), _text(_get(r, "hostname"), redact) or "?",
+              "" if _runtime(r) is None else f"{_runtime(r):.3f} s",
+              clip(_text(_get(r, "exception"), redact).partition("\n")[0], 200))
+             for r in shown],
+            (0.155, 0.25, 0.2, 0.12, 0.08, 0.195), text_width, small))
+        if len(failures) > _MAX_FAILURES:
+            story.append(_para(f"... and {len(failures) - _MAX_FAILURES} older failures "
+                               "(the CSV/Excel export lists them all).", body))
 
     # -- actions
     actions = []
@@ -534,8 +717,7 @@ def export_incident_pdf(
     if not actions:
         story.append(_para("No console actions in this window.", body))
     else:
-        data = [[_para(h, small) for h in ("Time (UTC)", "Operator", "Action", "Target",
-                                             "Result", "Parameters / outcome")]]
+        data = []
         for ts, rec in actions:
             who = str(rec.get("user") or "?")
             if rec.get("ssh_client"):
@@ -543,23 +725,14 @@ def export_incident_pdf(
             params = rec.get("params")
             params_text = json.dumps(params, default=str, ensure_ascii=False) if params else ""
             detail = "\n".join(x for x in (params_text, str(rec.get("outcome") or "")) if x)
-            data.append([
-                _para(_fmt_time(ts)[:19] if ts else _text(rec.get("ts"), redact), small),
-                _para(redact(who), small),
-                _para(_text(rec.get("action"), redact), small),
-                _para(_text(rec.get("target"), redact), small),
-                _para("ok" if rec.get("ok") else "FAILED", small),
-                _para(redact(detail), small),
-            ])
-        table = Table(data, colWidths=[w * width for w in (0.15, 0.15, 0.11, 0.17, 0.08, 0.34)],
-                      repeatRows=1)
-        table.setStyle(TableStyle([
-            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#1F4E78")),
-            ("TEXTCOLOR", (0, 0), (-1, 0), colors.white),
-            ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
-            ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ]))
-        story.append(table)
+            data.append((
+                _fmt_time(ts)[:19] if ts else _text(rec.get("ts"), redact),
+                redact(who), _text(rec.get("action"), redact), _text(rec.get("target"), redact),
+                "ok" if rec.get("ok") else "FAILED", clip(redact(detail), 2000),
+            ))
+        story.append(_table(("Time (UTC)", "Operator", "Action", "Target", "Result",
+                             "Parameters / outcome"),
+                            data, (0.155, 0.14, 0.11, 0.17, 0.07, 0.355), text_width, small))
 
     with _atomic(path) as tmp:
         doc = SimpleDocTemplate(str(tmp), pagesize=A4, title=redact(title),

@@ -262,7 +262,9 @@ def test_incident_pdf_has_window_plots_failures_tracebacks_and_actions(tmp_path:
     assert "2024-05-01 10:00:00 to 2024-05-01 11:00:00 UTC" in flat
     assert "Queue backlog" in flat and "Worker timeline" in flat
     assert "Failures (4)" in flat and "SMTPRecipientsRefused" in flat
-    assert flat.count("Traceback (most recent call last)") == 4
+    # four failures of one task with one exception type: one group, one sample traceback
+    assert flat.count("Traceback (most recent call last)") == 1
+    assert "SMTPRecipientsRefused 4 2024-05-01 10:01:02 2024-05-01 10:10:02 celery@w1" in flat
     assert 'File "email.py", line 88' in flat
     assert "Actions taken (3)" in flat
     assert "revoke" in flat and "purged 42 messages" in flat and "refused: solo pool" in flat
@@ -282,6 +284,99 @@ def test_incident_pdf_with_active_counts_and_nothing_else(tmp_path: Path):
     flat = " ".join("\n".join(p.extract_text() for p in PdfReader(path).pages).split())
     assert "No failed tasks in this window." in flat and "No console actions" in flat
     assert "No queue samples" in flat and "active tasks" in flat
+
+
+LONG_NAME = "afirgen_tasks.cleanup.pause_queue_now"
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/srv/afirgen/venv/lib/python3.12/site-packages/celery/app/trace.py", line 453, in trace_task\n'
+    "    R = retval = fun(*args, **kwargs)\n"
+    '  File "/srv/afirgen/afirgen_tasks/cleanup.py", line 41, in pause_queue_now\n'
+    "    time.sleep(600)\n"
+    "billiard.exceptions.TimeLimitExceeded: TimeLimitExceeded(30,) <b>not bold</b> & <br/>\n"
+)
+
+
+def _night_shift_rows() -> list[dict]:
+    """_incident_rows() plus 60 time-limit failures of one task on two workers."""
+    rows = _incident_rows()
+    for i in range(60):
+        rows.append({
+            "uuid": f"pause-{i:04d}", "state": "FAILURE", "name": LONG_NAME, "queue": "cleanup",
+            "hostname": f"celery@w{1 + i % 2}", "sent": T0 + 900 + i * 30,
+            "started": T0 + 901 + i * 30, "finished": T0 + 931 + i * 30, "first_seen": T0 + 900 + i * 30,
+            "args": "('cleanup',)", "kwargs": "{}", "exception": "TimeLimitExceeded(30,)",
+            "traceback": TRACEBACK,
+        })
+    return rows
+
+
+def _assert_not_cut_mid_word(text: str, word: str) -> None:
+    """``word`` appears in ``text``, at least once wrapped, and only ever after ``_ . -``."""
+    spans = list(re.finditer(r"\s*".join(re.escape(c) for c in word), text))
+    assert spans, f"{word} not in the text"
+    wrapped = 0
+    for m in spans:
+        for gap in re.finditer(r"\s+", m.group(0)):
+            wrapped += 1
+            assert m.group(0)[gap.start() - 1] in "_.-", repr(m.group(0))
+    assert wrapped, "the test meant to wrap the name in a narrow column, it did not"
+
+
+def test_incident_pdf_groups_failures_with_one_sample_traceback_each(tmp_path: Path):
+    path = tmp_path / "incident.pdf"
+    audit = [{"ts": "2024-05-01T10:20:00.000+00:00", "user": "oncall", "action": "pause_queue",
+              "target": LONG_NAME, "params": {"queue": "cleanup"}, "ok": True,
+              "outcome": "paused on 2 workers"}]
+    counts = export_incident_pdf(path, _night_shift_rows(), window=(T0, T0 + 3600),
+                                 audit_records=audit, redact=REDACT)
+    assert counts == {"tasks": 76, "failures": 65, "actions": 1}
+    reader = PdfReader(path)
+    # 65 tracebacks printed in full took a page or more each
+    assert len(reader.pages) <= 4
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    flat = " ".join(text.split())
+    assert "Failures (65)" in flat and "65 failed task(s) in 3 group(s)" in flat
+    # three groups (pause_queue_now/TimeLimitExceeded, send_notification_email/
+    # SMTPRecipientsRefused, build_report/MemoryError), one sample traceback each
+    assert flat.count("Traceback (most recent call last)") == 3
+    assert flat.count("in trace_task") == 1 and flat.count("MemoryError") >= 2
+    # the group's count, first and last seen, and workers
+    assert ("TimeLimitExceeded 60 2024-05-01 10:15:31 2024-05-01 10:45:01 celery@w1, celery@w2"
+            in flat)
+    assert "MemoryError 1 2024-05-01 10:10:03 2024-05-01 10:10:03 celery@w2" in flat
+    assert "1. afirgen_tasks.cleanup.pause_queue_now · TimeLimitExceeded · 60 failure(s)" in flat
+    # the sample is the latest of its group; the per-task table still lists every failure
+    assert "sample: task pause-0059 on celery@w2 at 2024-05-01 10:45:01.000 UTC" in flat
+    assert "Failed tasks (65), newest first" in flat
+    assert all(f"pause-{i:04d}" in flat for i in range(60))
+    assert flat.count("30.000 s") == 60  # failures have a runtime (finished - started)
+    # the 191,897-character argument is cut in the report too, and says by how much
+    assert "(… 191," in flat and "more characters)" in flat and "FIR/2024/011000" not in flat
+    # names wrap at _ . - in narrow columns (task column, audit target), never mid-word
+    _assert_not_cut_mid_word(text, LONG_NAME)
+    _assert_not_cut_mid_word(text, "afirgen_tasks.email.send_notification_email")
+    assert re.search(r"pause_\s*queue", text) and "pause_queu " not in flat
+    # data is text, never markup
+    assert "<b>not bold</b> & <br/>" in flat
+
+
+def test_wrapping_breaks_at_spaces_then_at_identifier_boundaries():
+    from tui.export import _wrap
+
+    def width_of(n: int) -> float:
+        from reportlab.pdfbase.pdfmetrics import stringWidth
+        return stringWidth("x" * n, "Courier", 10)
+
+    assert _wrap("alpha beta gamma", "Courier", 10, width_of(11)) == ["alpha beta", "gamma"]
+    assert _wrap(LONG_NAME, "Courier", 10, width_of(24)) == ["afirgen_tasks.cleanup.", "pause_queue_now"]
+    assert _wrap(f"task {LONG_NAME}", "Courier", 10, width_of(16)) == [
+        "task", "afirgen_tasks.", "cleanup.pause_", "queue_now"]
+    # only a run with no boundary that is wider than the line is cut
+    assert _wrap("x" * 25, "Courier", 10, width_of(10)) == ["x" * 10, "x" * 10, "x" * 5]
+    # a traceback line keeps its indentation; continuation lines take the given indent
+    assert _wrap("    R = fun(args) + more", "Courier", 10, width_of(12), indent="  ") == [
+        "    R =", "  fun(args)", "  + more"]
 
 
 def test_export_path_names_files_by_time(tmp_path: Path):
