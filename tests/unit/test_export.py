@@ -209,11 +209,17 @@ def test_exports_take_task_records_and_store_rows(tmp_path: Path):
     rec.name, rec.state, rec.kwargs = "t", "SUCCESS", "{'email': 'x@example.org'}"
     store = HistoryStore(tmp_path / "h.sqlite3")
     store.upsert([{"uuid": "def", "state": "FAILURE", "kwargs": "{'email': 'y@example.org'}"}])
-    rows = [rec, *store.search("")]
+    failed = TaskRecord("ghi")  # a task-failed event: no runtime, started and finished known
+    failed.name, failed.state, failed.started, failed.finished = "t", "FAILURE", T0, T0 + 2.5
+    rows = [rec, *store.search(""), failed]
     store.close()
-    assert export_csv(rows, tmp_path / "a.csv", REDACT) == 2
+    assert export_csv(rows, tmp_path / "a.csv", REDACT) == 3
     text = (tmp_path / "a.csv").read_text(encoding="utf-8-sig")
     assert "example.org" not in text and "abc" in text and "def" in text
+    with open(tmp_path / "a.csv", newline="", encoding="utf-8-sig") as fh:
+        table = list(csv.DictReader(fh))
+    assert table[2]["Task id"] == "ghi" and table[2]["Runtime (s)"] == "2.5"
+    assert table[2]["Source"] == "events"
 
 
 def test_a_failed_export_leaves_the_old_file_and_no_debris(tmp_path: Path):
