@@ -14,15 +14,17 @@ shown only through :func:`mask_url`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 import tomllib
+from collections.abc import Iterable
 from contextvars import ContextVar
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 from pydantic import (
     AliasChoices,
@@ -54,42 +56,134 @@ class SettingsError(Exception):
         self.lines = lines
 
 
+#: ``scheme://`` at the start of a URL (RFC 3986 scheme characters).
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+#: kombu takes several URLs joined by ``;`` (failover, sentinel): split before each scheme.
+_NEXT_URL = re.compile(r";(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+_SECRET_QUERY = re.compile(r"(?i)((?:pass(?:word)?|secret|token)=)[^&#]*")
+#: Characters that end the authority for every URL parser (``urlsplit``, kombu, redis-py):
+#: in a password they must be percent-encoded, or the client connects somewhere else.
+_AUTHORITY_ENDS = "/?#"
+
+
+def _split_userinfo(url: str) -> tuple[str, str | None, str] | None:
+    """``(scheme, userinfo or None, host-and-rest)`` of one URL, or None without ``scheme://``.
+
+    The credentials end at the LAST ``@`` whatever the password holds (``/``, ``#``, ``?``,
+    ``@``, ``:``): ``urlsplit`` ends the authority at the first ``/`` and would show part of
+    such a password as a host or a path.  An ``@`` in a path or query is read as part of the
+    credentials too: that masks too much, never too little.
+    """
+    m = _SCHEME.match(url)
+    if m is None:
+        return None
+    rest = url[m.end():]
+    if "@" not in rest:
+        return m.group(1), None, rest
+    userinfo, _, after = rest.rpartition("@")
+    return m.group(1), userinfo, after
+
+
+def _mask_one(url: str) -> str:
+    parts = _split_userinfo(url)
+    if parts is None:
+        return url
+    scheme, userinfo, after = parts
+    after = _SECRET_QUERY.sub(r"\1***", after)
+    if userinfo is None:
+        return f"{scheme}://{after}"
+    user, sep, _password = userinfo.partition(":")  # a user name holds no raw ':'
+    if sep:
+        return f"{scheme}://{user}:***@{after}"
+    if user and scheme.startswith("redis"):
+        # redis://secret@host is a password-only URL (redis-py reads it as password)
+        return f"{scheme}://***@{after}"
+    return f"{scheme}://{user}@{after}"
+
+
 def mask_url(url: str | None) -> str:
     """Return ``url`` with any password replaced by ``***`` (safe to show or log).
 
     ``redis://:s3cret@host:6379/0`` -> ``redis://:***@host:6379/0``;
-    ``amqp://user:pw@host//`` -> ``amqp://user:***@host//``.  Query parameters that
-    look like secrets (``password=``) are masked as well.
+    ``amqp://user:pw@host//`` -> ``amqp://user:***@host//``;
+    ``redis://:p@ss:w/rd#1@host`` -> ``redis://:***@host`` (split at the last ``@``).
+    Query parameters that look like secrets (``password=``) are masked as well, and each
+    URL of a ``;``-joined list.  The one URL masker: :func:`scrub_secrets` uses it for
+    URLs found in free text.
     """
     if not url:
         return ""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, sep, _password = userinfo.partition(":")
-        netloc = f"{user}:***@{hostport}" if sep else f"{user}@{hostport}"
-        if not sep and user and parts.scheme.startswith("redis"):
-            # redis://secret@host is a password-only URL (redis-py reads it as password)
-            netloc = f"***@{hostport}"
-    query = re.sub(r"(?i)((?:pass(?:word)?|secret|token)=)[^&]*", r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return ";".join(_mask_one(part) for part in _NEXT_URL.split(url))
 
 
 def url_secrets(url: str) -> list[str]:
-    """The secrets in ``url``: its password, or the user part of a password-only Redis URL."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return []
-    if parts.password:
-        return [parts.password]
-    if parts.username and parts.scheme.startswith("redis") and "@" in parts.netloc:
-        return [parts.username]  # redis://secret@host is a password (redis-py reads it so)
-    return []
+    """The secrets in ``url``: its password, or the user part of a password-only Redis URL.
+
+    Split like :func:`mask_url` (at the last ``@``); the percent-decoded form is listed too,
+    since that is what the client sends and what an error message may quote.
+    """
+    found: list[str] = []
+    for part in _NEXT_URL.split(url or ""):
+        parts = _split_userinfo(part)
+        if parts is None or parts[1] is None:
+            continue
+        scheme, userinfo, _after = parts
+        user, sep, password = userinfo.partition(":")
+        if not sep:
+            # redis://secret@host is a password (redis-py reads it so)
+            password = user if scheme.startswith("redis") else ""
+        if password:
+            found.extend((password, unquote(password)))
+    return list(dict.fromkeys(found))
+
+
+def raw_delimiter_in_credentials(url: str) -> str | None:
+    """The first of ``/ ? #`` found raw in the credentials of ``url`` (or of one of its
+    ``;``-joined URLs), else None.
+
+    kombu and redis-py end the authority at the first of them, so such a URL connects to
+    a host made of part of the password (or fails quoting it): it must be percent-encoded.
+    """
+    for part in _NEXT_URL.split(url or ""):
+        parts = _split_userinfo(part)
+        if parts is None or parts[1] is None:
+            continue
+        for ch in parts[1]:
+            if ch in _AUTHORITY_ENDS:
+                return ch
+    return None
+
+
+def _secret_variants(secret: str) -> list[str]:
+    """``secret`` as it may appear in text: raw, and escaped inside JSON (both ways)."""
+    return [secret, json.dumps(secret, ensure_ascii=False)[1:-1], json.dumps(secret)[1:-1]]
+
+
+class SecretScrubber:
+    """Masks secrets in free text: the password of every URL in it (:func:`mask_url`), then
+    each known secret (raw or JSON-escaped) wherever it appears.
+
+    The one secret scrubber: ``--check`` output, the audit log and the console's error
+    messages all go through it (``tui.redaction.Redactor`` holds one).
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        variants = {v for s in secrets if s for v in _secret_variants(s) if v}
+        #: longest first, so a secret that contains another is masked whole
+        self.secrets = sorted(variants, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        """``text`` with every URL password and every known secret replaced by ``***``."""
+        if not text:
+            return text
+        text = _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+#: A URL in free text: runs to the next blank or quote (a password may hold anything else).
+_URL_IN_TEXT = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
 
 
 def env_name(field: str) -> str:
@@ -253,6 +347,13 @@ class Settings(BaseSettings):
         scheme = value.split("://", 1)[0]
         if scheme not in {"redis", "rediss", "amqp", "amqps", "pyamqp", "memory", "redis+socket", "sentinel", "db+sqlite", "rpc", "cache+memory", "disabled"}:
             raise ValueError(f"has unsupported scheme {scheme!r}")
+        if (ch := raw_delimiter_in_credentials(value)) is not None:
+            # kombu and redis-py would read part of the password as the host (or quote it in
+            # their error): refuse before anything connects
+            raise ValueError(
+                f"the credentials hold a raw {ch!r}, which ends the host part for kombu and redis-py:"
+                " percent-encode it in the password (/ as %2F, ? as %3F, # as %23; an @ in a path or"
+                " query as %40)")
         return value
 
     @field_validator("celery_worker_autoscale")

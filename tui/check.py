@@ -23,16 +23,22 @@ import argparse
 import json
 import logging
 import os
-import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from afirgen_tasks.settings import Settings, SettingsError, load_settings, mask_url, url_secrets
+from afirgen_tasks.settings import (
+    SecretScrubber,
+    Settings,
+    SettingsError,
+    load_settings,
+    mask_url,
+    url_secrets,
+)
 
 from .sources.queue_lengths import (
     QueueSnapshot,
@@ -57,9 +63,6 @@ KNOWN_WORKER_WAIT_S = 1.5
 REPLY_MARGIN_S = 0.5
 #: Shortest socket timeout handed to a connect, however little budget is left.
 MIN_SOCKET_TIMEOUT_S = 0.05
-
-_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.IGNORECASE)
-
 
 @dataclass(slots=True)
 class CheckResult:
@@ -119,17 +122,9 @@ class Budget:
         return self._clock() - self.started
 
 
-class Scrubber:
-    """Removes secrets from any text before it is printed: masks URLs, blanks known secrets."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        text = _URL.sub(lambda m: mask_url(m.group(0)), text)
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+#: Removes secrets from any text before it is printed (the one scrubber, shared with the
+#: console: masks every URL's password, blanks each known secret).
+Scrubber = SecretScrubber
 
 
 def _describe_error(exc: BaseException) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from afirgen_tasks.settings import SecretScrubber
+
 MASK = "***"
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -50,7 +52,8 @@ class Redactor:
         if emails:
             self._regexes.append(_EMAIL)
         self._phones = phones
-        self._secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+        #: URL passwords and the settings' secrets: the same scrubber as ``--check``
+        self._scrub = SecretScrubber(secrets)
 
     def value(self, obj: object) -> object:
         """Redact every string inside ``obj`` (dicts by key name too), keeping its structure."""
@@ -64,9 +67,7 @@ class Redactor:
 
     def scrub_secrets(self, text: str) -> str:
         """Only the secrets (passwords) masked: for text that must stay machine-readable."""
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return self._scrub(text)
 
     @classmethod
     def from_settings(cls, settings) -> Redactor:  # noqa: ANN001 - afirgen_tasks.settings.Settings
@@ -78,8 +79,7 @@ class Redactor:
         """``text`` with every configured item masked."""
         if not text:
             return text or ""
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
+        text = self._scrub(text)
         if self._named is not None:
             text = self._named.sub(_mask_named, text)
         for rx in self._regexes:

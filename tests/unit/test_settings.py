@@ -217,3 +217,56 @@ def test_load_settings_or_exit_prints_lines_and_exits_2(tmp_path):
 def test_load_settings_or_exit_succeeds_quietly(tmp_path):
     proc = _run_load_or_exit({}, tmp_path)
     assert (proc.returncode, proc.stderr) == (0, "")
+
+
+# ---- masking that cannot be fooled (issue 12, item 7) ------------------------------------
+HOSTILE_PASSWORDS = ["Pa55word/with/slash", "p@ss:w/rd#1", "q?uery=1&x", "pct%41%zz", "pässwörd-ß", "a:b@c:d"]
+
+
+@pytest.mark.parametrize("password", HOSTILE_PASSWORDS)
+@pytest.mark.parametrize("user", ["", "ops"])
+def test_mask_url_splits_at_the_last_at_whatever_the_password_holds(password, user):
+    from afirgen_tasks.settings import SecretScrubber, url_secrets
+
+    url = f"redis://{user}:{password}@127.0.0.1:6379/0"
+    assert mask_url(url) == f"redis://{user}:***@127.0.0.1:6379/0"
+    assert password in url_secrets(url)
+    # in free text (an error message) with the password quoted again on its own
+    text = SecretScrubber(url_secrets(url))(f"Error 111 connecting to {url}. auth {password!r} failed")
+    assert password not in text and "127.0.0.1:6379/0" in text
+
+
+def test_url_secrets_lists_the_percent_decoded_password_too():
+    from afirgen_tasks.settings import url_secrets
+
+    assert url_secrets("redis://:p%40ss%3Aw%2Frd%231@h:1/0") == ["p%40ss%3Aw%2Frd%231", "p@ss:w/rd#1"]
+    assert url_secrets("sentinel://:a@h1:1;sentinel://:b%2F@h2:2") == ["a", "b%2F", "b/"]
+    assert mask_url("sentinel://:a@h1:1;sentinel://:b%2F@h2:2") == "sentinel://:***@h1:1;sentinel://:***@h2:2"
+
+
+def test_scrubber_catches_json_escaped_secrets():
+    import json
+
+    from afirgen_tasks.settings import SecretScrubber
+
+    secret = 'pä"ss\\wd'
+    scrub = SecretScrubber([secret])
+    for dumped in (json.dumps({"e": secret}), json.dumps({"e": secret}, ensure_ascii=False)):
+        assert secret not in json.loads(scrub(dumped))["e"]
+
+
+@pytest.mark.parametrize("password", ["Pa55word/with/slash", "p@ss:w/rd#1", "x?y"])
+def test_a_raw_authority_delimiter_in_the_password_is_refused_masked(clean_env, password):
+    # kombu and redis-py end the host part at the first / ? #: such a URL cannot connect as meant
+    with pytest.raises(SettingsError) as info:
+        load_settings(None, celery_broker_url=f"redis://:{password}@127.0.0.1:1/0")
+    [line] = info.value.lines
+    assert "percent-encode" in line and password not in line and "redis://:***@127.0.0.1:1/0" in line
+    for fragment in password.replace("#", "/").replace("?", "/").split("/"):
+        assert f"'{fragment}'" not in line
+
+
+def test_a_percent_encoded_password_loads_and_is_listed_decoded(clean_env):
+    s = load_settings(None, celery_broker_url="redis://:p%40ss%3Aw%2Frd%231%3F%C3%A4@127.0.0.1:1/0")
+    assert "p@ss:w/rd#1?ä" in s.secrets()
+    assert s.broker_display == "redis://:***@127.0.0.1:1/0"
