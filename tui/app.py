@@ -497,6 +497,8 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         reconnects = self.sources.status.connects - 1
         if reconnects > 0:
             text.append(f" │ reconnected {reconnects}×", style="yellow")
+        if self.history_writer is not None and (note := self.history_writer.status_note()):
+            text.append(f" │ {note}", style="bold red")
         if self.read_only:
             text.append(" │ READ-ONLY", style="bold yellow")
         self.query_one("#status", Static).update(text)

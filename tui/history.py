@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import sqlite3
@@ -53,6 +54,7 @@ __all__ = [
     "HistoryStore",
     "HistoryWriter",
     "SearchQuery",
+    "UpsertReport",
     "backfill_from_backend",
     "load_into_model",
     "parse_query",
@@ -84,6 +86,7 @@ _FINAL = 5
 SCHEMA_VERSION = 1
 
 _TIME_FIELDS = ("sent", "received", "started", "retried", "finished")
+_TIME_INDEXES = tuple(FIELDS.index(f) for f in _TIME_FIELDS)
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS tasks (
@@ -184,43 +187,116 @@ def task_to_row(task: TaskRecord) -> dict[str, Any]:
     return row
 
 
-def _first_seen(row: dict[str, Any], now: float) -> float:
-    best = None
-    for key in _TIME_FIELDS:
-        v = row.get(key)
-        if v is not None and (best is None or v < best):
-            best = v
-    return float(best) if best is not None else now
+#: SQLite INTEGER is 64-bit signed: a bigger Python int cannot be bound at all.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
 
-def _as_text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
+def _clean_int(value: Any) -> tuple[int | None, bool]:
+    """``(value or None, cleaned)``: an int SQLite can store; anything else is NULL."""
+    if value is None:
+        return None, False
+    if value.__class__ is int and _INT_MIN <= value <= _INT_MAX:
+        return value, False
+    return None, True
+
+
+def _clean_float(value: Any) -> tuple[float | None, bool]:
+    """``(value or None, cleaned)``: a finite float (NaN, inf and ints past 1e308 are NULL)."""
+    if value is None:
+        return None, False
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            f = float(value)
+        except OverflowError:
+            return None, True
+        if math.isfinite(f):
+            return f, False
+    return None, True
+
+
+def _clean_text(value: Any) -> tuple[str | None, bool]:
+    """``(text or None, cleaned)``: UTF-8 encodable text (lone surrogates become U+FFFD)."""
+    if value is None:
+        return None, False
+    cleaned = False
     if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", "replace")
-    return repr(value)
+        value = bytes(value).decode("utf-8", "replace")
+    elif not isinstance(value, str):
+        try:
+            value = repr(value)
+        except Exception:  # a hostile __repr__: the row is kept, the value is not
+            return None, True
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # sqlite3 cannot bind a lone surrogate; through UTF-16 a valid pair survives
+            # and a lone one becomes U+FFFD
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            cleaned = True
+    return value, cleaned
 
 
-def _row_values(row: dict[str, Any], source: str, seen_by: str | None, now: float) -> tuple:
-    state = row.get("state")
-    state = state.upper() if isinstance(state, str) and state else "PENDING"
+def _first_seen(values: list[Any], now: float) -> float:
+    times = [values[i] for i in _TIME_INDEXES if values[i] is not None]
+    return min(times) if times else now
+
+
+def _row_values(row: dict[str, Any], source: str, seen_by: str | None, now: float) -> tuple[tuple, int]:
+    """The upsert's parameters for ``row`` and how many of its values had to be cleaned.
+
+    Untrusted data (events, the result backend) may hold anything: what SQLite cannot
+    store (ints past 64 bits, NaN, lone surrogates, odd types) is NULLed or replaced, so
+    the task is saved without the bad value instead of not at all.
+    """
+    state, cleaned = _clean_text(row.get("state"))
+    state = state.upper() if state else "PENDING"
     rank = row.get("rank")
-    if rank.__class__ is not int:
+    if rank.__class__ is not int or not 0 <= rank < 100:
         rank = _STATE_RANK.get(state, 0)
     values: list[Any] = []
     for key in FIELDS:
-        v = row.get(key)
         if key == "state":
-            v = state
-        elif key in ("priority", "retries"):
-            v = v if v.__class__ is int else None
+            values.append(state)
+            continue
+        v = row.get(key)
+        if key in ("priority", "retries"):
+            v, bad = _clean_int(v)
         elif key in ("sent", "received", "started", "retried", "finished", "runtime"):
-            v = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+            v, bad = _clean_float(v)
         else:
-            v = _as_text(v)
+            v, bad = _clean_text(v)
+        cleaned += bad
         values.append(v)
-    values.extend((rank, source, seen_by, _first_seen(row, now), now))
-    return tuple(values)
+    values.extend((rank, source, seen_by, _first_seen(values, now), now))
+    return tuple(values), cleaned
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for the status line (the message's first line, bounded)."""
+    if isinstance(exc, OverflowError):
+        return "integer too large"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:80]
+
+
+#: What a single row can make SQLite (or the binding of its values) raise.  Anything else
+#: (OperationalError: locked, disk full, read-only, I/O) is a write failure of the batch.
+_ROW_ERRORS: tuple[type[BaseException], ...] = (
+    sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, sqlite3.ProgrammingError,
+    OverflowError, ValueError, TypeError,
+)
+
+
+@dataclass(slots=True)
+class UpsertReport:
+    """What :meth:`HistoryStore.upsert_report` did with a batch."""
+
+    written: int = 0
+    #: values NULLed or replaced so their row could be saved
+    cleaned: int = 0
+    #: ``(uuid or '?', reason)`` of each row that could not be saved
+    rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
 def console_id() -> str:
@@ -352,9 +428,16 @@ class HistoryStore:
         self._vocab_seen: set[tuple[str, str]] = set()
         self._vocab_lock = threading.Lock()
         self.has_fts = False
+        created = False
         if self.path.parent and str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            created = _create_private(self.path)
         self._init_schema()
+        if created:
+            # SQLite gives -wal and -shm the main file's mode; make sure of it (they hold
+            # the same unredacted arguments)
+            for suffix in ("-wal", "-shm"):
+                _chmod_private(Path(f"{self.path}{suffix}"))
 
     # ---- connections --------------------------------------------------------------
     def connect(self) -> sqlite3.Connection:
@@ -386,6 +469,21 @@ class HistoryStore:
                 alive.append((threading.current_thread(), conn))
                 self._conns = alive
         return conn
+
+    def close_thread_connection(self) -> None:
+        """Close the calling thread's connection, if it has one (a thread about to end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        self._local.conn = None
+        with self._conns_lock:
+            self._conns = [(t, c) for t, c in self._conns if c is not conn]
+        _close_quietly(conn)
+
+    def connection_count(self) -> int:
+        """Connections open now (one per thread that used the store)."""
+        with self._conns_lock:
+            return len(self._conns)
 
     def close(self) -> None:
         """Close every connection this store opened (in any thread)."""
@@ -457,33 +555,83 @@ class HistoryStore:
     # ---- writing ------------------------------------------------------------------
     def upsert(self, rows: Iterable[dict[str, Any]], source: str = SOURCE_EVENTS,
                now: float | None = None) -> int:
-        """Insert or merge ``rows`` (TaskRecord-field dicts) in one transaction; returns the count."""
+        """Insert or merge ``rows`` (TaskRecord-field dicts); returns the count written.
+
+        See :meth:`upsert_report` (a row that cannot be saved is skipped, not raised).
+        """
+        return self.upsert_report(rows, source, now).written
+
+    def upsert_report(self, rows: Iterable[dict[str, Any]], source: str = SOURCE_EVENTS,
+                      now: float | None = None) -> UpsertReport:
+        """Insert or merge ``rows`` in one transaction; a bad row never costs the batch.
+
+        Values SQLite cannot store are cleaned first (counted in ``cleaned``).  Should the
+        batch still fail on a row, it is written again row by row and each row that fails
+        is reported with its reason.  A failure of the write itself (locked, disk full,
+        read-only) raises ``sqlite3.OperationalError``: nothing was written.
+        """
         now = time.time() if now is None else now
+        report = UpsertReport()
         values = []
-        vocab: set[tuple[str, str]] = set()
         seen_by = self.seen_by
         for row in rows:
             uuid = row.get("uuid")
             if not isinstance(uuid, str) or not uuid:
+                report.rejected.append(("?", "no task id"))
                 continue
-            v = _row_values(row, source, seen_by, now)
+            try:
+                v, cleaned = _row_values(row, source, seen_by, now)
+            except Exception as exc:  # a row cleaning did not foresee: skip it, say why
+                report.rejected.append((uuid, _reason(exc)))
+                continue
+            report.cleaned += cleaned
             values.append(v)
-            vocab.add(("state", v[2]))
-            for key, idx in (("name", 1), ("queue", 3), ("hostname", 5)):
-                if v[idx] is not None:
-                    vocab.add((key, v[idx]))
         if not values:
-            return 0
-        with self._vocab_lock:
-            new_vocab = vocab - self._vocab_seen
+            return report
+        try:
+            self._write(values, batch=True)
+            report.written = len(values)
+        except _ROW_ERRORS:
+            # one row spoiled the batch: write them one by one, in one transaction
+            report.written, failed = self._write(values, batch=False)
+            report.rejected.extend(failed)
+        return report
+
+    def _write(self, values: list[tuple], batch: bool) -> tuple[int, list[tuple[str, str]]]:
+        """Upsert ``values`` (and their vocabulary) in one transaction.
+
+        ``batch``: one ``executemany`` (any error aborts it all); otherwise row by row,
+        skipping the rows that fail with a row error (SQLite rolls back only the failed
+        statement).  Returns the rows written and the ``(uuid, reason)`` of those skipped.
+        """
+        failed: list[tuple[str, str]] = []
+        written: list[tuple] = []
         with self.transaction() as conn:
-            conn.executemany(_UPSERT, values)
+            if batch:
+                conn.executemany(_UPSERT, values)
+                written = values
+            else:
+                for v in values:
+                    try:
+                        conn.execute(_UPSERT, v)
+                    except _ROW_ERRORS as exc:
+                        failed.append((str(v[0]), _reason(exc)))
+                    else:
+                        written.append(v)
+            vocab: set[tuple[str, str]] = set()
+            for v in written:
+                vocab.add(("state", v[2]))
+                for key, idx in (("name", 1), ("queue", 3), ("hostname", 5)):
+                    if v[idx] is not None:
+                        vocab.add((key, v[idx]))
+            with self._vocab_lock:
+                new_vocab = vocab - self._vocab_seen
             if new_vocab:
                 conn.executemany("INSERT OR IGNORE INTO vocab(field, value) VALUES (?, ?)",
                                  sorted(new_vocab))
         with self._vocab_lock:
             self._vocab_seen |= new_vocab
-        return len(values)
+        return len(written), failed
 
     def prune(self, now: float | None = None, chunk: int = 20_000,
               max_chunks: int = 50) -> int:
@@ -703,6 +851,28 @@ _KIND_ORDER = {"uuid": 0, "name": 1, "worker": 2, "queue": 3, "state": 4, "prio"
                "bare": 6, "args": 7}
 
 
+def _create_private(path: Path) -> bool:
+    """Create ``path`` empty with mode 0600 unless it exists; True if this call created it.
+
+    The history holds task arguments unredacted (like the exports, which are 0600).  A file
+    that exists keeps its mode: several operators' consoles may share it on purpose.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    _chmod_private(path)  # the umask can only remove bits, but be explicit
+    return True
+
+
+def _chmod_private(path: Path) -> None:
+    try:
+        os.chmod(path, 0o600, follow_symlinks=False)
+    except (FileNotFoundError, NotImplementedError):
+        pass  # not there (yet), or a platform without lchmod
+
+
 def _close_quietly(conn: sqlite3.Connection) -> None:
     try:
         conn.close()
@@ -753,7 +923,10 @@ class HistoryWriter:
     seconds, one transaction per flush, and prunes every ``prune_every`` seconds.
 
     Counters: ``submitted``, ``written``, ``dropped``, ``flushes``, ``errors``,
-    ``pruned``; ``last_error`` holds the last write error (rows are kept and retried).
+    ``pruned``, ``rejected`` (rows that could not be saved; ``last_rejected`` says why) and
+    ``cleaned`` (values NULLed or replaced so their row could be saved); ``last_error``
+    holds the last write error (rows are kept and retried), ``failing`` whether the last
+    write failed.  :meth:`status_note` puts them in words for the status line.
     """
 
     def __init__(self, store: HistoryStore, interval: float = 0.5,
@@ -766,7 +939,10 @@ class HistoryWriter:
         self.source = source
         self.submitted = self.written = self.dropped = 0
         self.flushes = self.errors = self.pruned = 0
+        self.rejected = self.cleaned = 0
         self.last_error: str | None = None
+        self.last_rejected: str | None = None
+        self.failing = False
         self.last_flush_seconds = 0.0
         self._pending: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -802,35 +978,56 @@ class HistoryWriter:
         return len(self._pending)
 
     def flush(self) -> int:
-        """Write what is pending now (any thread; the writer thread calls this)."""
+        """Write what is pending now (any thread; the writer thread calls this).
+
+        A row that cannot be saved is skipped and counted (``rejected``, with the latest
+        reason in ``last_rejected``); the rest of its batch is written.  A failed write
+        (locked, disk full, read-only) keeps the rows for the next flush and is counted in
+        ``errors`` (``last_error``, ``failing`` until a write succeeds again).
+        """
         with self._lock:
             batch, self._pending = self._pending, {}
         if not batch:
             return 0
         started = time.perf_counter()
         try:
-            n = self.store.upsert(batch.values(), source=self.source)
-        except sqlite3.Error as exc:
+            report = self.store.upsert_report(batch.values(), source=self.source)
+        except Exception as exc:  # sqlite3.Error, OSError: the write itself failed
             self.errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.failing = True
+            self.last_error = _reason(exc)
             log.warning("history write failed (%s); %d rows kept for the next try",
-                        exc, len(batch))
+                        self.last_error, len(batch))
             with self._lock:  # put them back unless a newer snapshot arrived meanwhile
                 newer = self._pending
                 batch.update(newer)
                 self._pending = batch
             return 0
-        except Exception as exc:  # a row SQLite cannot take (e.g. an int beyond 64 bits)
-            # retrying the same rows would fail forever: drop this batch, count it, go on
-            self.errors += 1
-            self.dropped += len(batch)
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("history write failed (%s); %d rows dropped", exc, len(batch))
-            return 0
-        self.written += n
+        self.failing = False
+        self.cleaned += report.cleaned
+        if report.rejected:
+            self.rejected += len(report.rejected)
+            self.last_rejected = report.rejected[-1][1]
+            log.warning("history: %d row(s) not saved (%s)", len(report.rejected), self.last_rejected)
+        self.written += report.written
         self.flushes += 1
         self.last_flush_seconds = time.perf_counter() - started
-        return n
+        return report.written
+
+    def status_note(self) -> str:
+        """``history: 3 rows not saved (integer too large)``: what the status line shows
+        when rows were lost or writes fail; empty while all is well."""
+        parts = []
+        if self.rejected:
+            parts.append(f"{self.rejected:,} row{'s' if self.rejected != 1 else ''} not saved"
+                         f" ({self.last_rejected})")
+        if self.dropped:
+            parts.append(f"{self.dropped:,} rows dropped (writer behind)")
+        if self.errors:
+            state = "failing" if self.failing else "recovered"
+            parts.append(f"{self.errors:,} write failure{'s' if self.errors != 1 else ''}, {state}"
+                         f" ({self.last_error})")
+        return "history: " + "; ".join(parts) if parts else ""
 
     # runs in the writer thread
     def _run(self) -> None:
@@ -846,14 +1043,10 @@ class HistoryWriter:
                         self.pruned += self.store.prune()
                     except Exception as exc:  # the writer thread must not die of it
                         self.errors += 1
-                        self.last_error = f"prune: {type(exc).__name__}: {exc}"
+                        self.last_error = f"prune: {_reason(exc)}"
             self.flush()
         finally:
-            conn = getattr(self.store._local, "conn", None)
-            if conn is not None:  # this thread's connection
-                with self.store._conns_lock:
-                    self.store._conns = [(t, c) for t, c in self.store._conns if c is not conn]
-                conn.close()
+            self.store.close_thread_connection()
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush what is pending and stop the thread (call on quit)."""
