@@ -1,8 +1,9 @@
 """Mutating actions: enqueue, revoke/terminate, scale, pause/resume and purge.
 
 Every action is validated first (nothing is sent when input is bad), refused in
-read-only mode *here* (not only by hiding keys), sent, and written to the audit log as
-one JSON line — attempted, refused or failed alike.  Workers' replies, including
+read-only mode *here* (not only by hiding keys), audited (the attempt line is on disk
+before anything is sent: no audit, no action), sent, and its outcome written to the audit
+log as a JSON line — refused or failed alike.  Workers' replies, including
 refusals ("pool_grow is not supported by the solo pool"), come back as words.
 
 No Textual here: the screens call these from thread workers and show the outcome.
@@ -10,12 +11,15 @@ No Textual here: the screens call these from thread workers and show the outcome
 
 from __future__ import annotations
 
+import errno
 import getpass
 import inspect
 import json
 import os
 import re
+import stat
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -195,8 +199,19 @@ def operator_identity() -> dict[str, str]:
     return who
 
 
+class AuditUnavailable(Exception):
+    """The audit log cannot be written: the action it was to record is refused."""
+
+
 class AuditLog:
-    """Append-only JSON lines, created with mode 0600; secrets are scrubbed from every line."""
+    """Append-only JSON lines, created with mode 0600; secrets are scrubbed from every line.
+
+    An action that sends anything is recorded twice: an ``attempt`` line, written and
+    fsynced before the command goes out (no audit, no action), then its ``outcome`` line,
+    which carries the attempt's ``id``.  Refusals (read-only, invalid) are one outcome line.
+    The log is never written through a symbolic link (``O_NOFOLLOW``): a link planted at the
+    path could send the operators' record anywhere.
+    """
 
     def __init__(self, path: Path, scrub: Callable[[str], str] | None = None,
                  redact_value: Callable[[Any], Any] | None = None):
@@ -207,30 +222,86 @@ class AuditLog:
         self.redact_value = redact_value or (lambda v: v)
         self.identity = operator_identity()
 
-    def write(self, action: str, target: str, params: dict[str, Any], outcome: str, ok: bool) -> None:
-        """Append one line: who, when, what, target, parameters, outcome."""
+    def attempt(self, action: str, target: str, params: dict[str, Any]) -> str:
+        """Record that ``action`` is about to be sent; returns the id its outcome line repeats.
+
+        Raises :class:`AuditUnavailable` (saying why) when the line cannot be written and
+        flushed to disk: the caller must not send.
+        """
+        attempt_id = uuid.uuid4().hex[:12]
+        self._append(self._line(action, target, params, "attempt", None, attempt_id, "attempt"))
+        return attempt_id
+
+    def write(self, action: str, target: str, params: dict[str, Any], outcome: str, ok: bool,
+              attempt_id: str | None = None) -> None:
+        """Append one outcome line: who, when, what, target, parameters, outcome.
+
+        Raises :class:`AuditUnavailable` when it cannot be written.
+        """
+        self._append(self._line(action, target, params, outcome, ok, attempt_id, "outcome"))
+
+    def _line(self, action: str, target: str, params: dict[str, Any], outcome: str, ok: bool | None,
+              attempt_id: str | None, phase: str) -> str:
         record = {
             "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
             **self.identity,
+            "phase": phase,
             "action": action,
             "target": target,
             "params": self.redact_value(params),
             "ok": ok,
             "outcome": outcome,
         }
-        line = self.scrub(json.dumps(record, default=str, ensure_ascii=False)) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        if attempt_id is not None:
+            record["id"] = attempt_id
+        return self.scrub(json.dumps(record, default=str, ensure_ascii=False)) + "\n"
+
+    def _append(self, line: str) -> None:
         try:
-            os.write(fd, line.encode("utf-8"))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise AuditUnavailable(f"cannot write the audit log {self.path}: {self.path.parent}"
+                                   " is not a directory") from None
+        except OSError as exc:
+            raise AuditUnavailable(self._why(exc)) from None
+        try:
+            # O_NOFOLLOW: never through a link; O_NONBLOCK: a FIFO at the path cannot hang us
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                         | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise AuditUnavailable(self._why(exc)) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise AuditUnavailable(f"cannot write the audit log {self.path}: not a regular file")
+            data = line.encode("utf-8")
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)  # on disk before the command it records goes out
+        except OSError as exc:
+            raise AuditUnavailable(self._why(exc)) from None
         finally:
             os.close(fd)
 
-    def read(self) -> list[dict[str, Any]]:
-        """Every record (for reports and tests)."""
+    def _why(self, exc: OSError) -> str:
+        if exc.errno == errno.ELOOP:
+            reason = "it is a symbolic link (refused: the audit log is never written through a link)"
+        else:
+            reason = exc.strerror or type(exc).__name__
+            if exc.filename is not None and os.fspath(exc.filename) != os.fspath(self.path):
+                reason += f" ({exc.filename})"
+        return f"cannot write the audit log {self.path}: {reason}"
+
+    def read(self, every_line: bool = False) -> list[dict[str, Any]]:
+        """One record per action (for reports and tests): the outcome lines, plus each
+        attempt that has no outcome (sent, result never recorded: the console died).
+        ``every_line``: attempt and outcome lines alike, in file order."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if every_line:
+            return records
+        finished = {r.get("id") for r in records if r.get("phase") != "attempt"}
+        return [r for r in records if r.get("phase") != "attempt" or r.get("id") not in finished]
 
 
 # ---- sending ---------------------------------------------------------------------------
@@ -296,23 +367,45 @@ class Actions:
     def guard(self, action: str, target: str, params: dict[str, Any]) -> None:
         """Refuse (and audit the refusal) when read-only; every mutating path calls this first."""
         if self.read_only:
-            self.audit.write(action, target, params, "refused: read-only mode", ok=False)
-            raise ReadOnlyRefused(f"{action} refused: the console is read-only (--read-only or [console] read_only)")
+            message = f"{action} refused: the console is read-only (--read-only or [console] read_only)"
+            try:
+                self.audit.write(action, target, params, "refused: read-only mode", ok=False)
+            except AuditUnavailable as exc:
+                message += f"; the refusal is not audited: {exc}"
+            raise ReadOnlyRefused(message)
 
-    def _done(self, action: str, target: str, params: dict[str, Any], outcome: Outcome) -> Outcome:
+    def _done(self, action: str, target: str, params: dict[str, Any], outcome: Outcome,
+              attempt_id: str | None = None) -> Outcome:
         detail = outcome.message
         if outcome.replies:
             detail += " | " + "; ".join(f"{h}: {w}" for h, w in sorted(outcome.replies.items()))
-        self.audit.write(action, target, params, detail, outcome.ok)
+        try:
+            self.audit.write(action, target, params, detail, outcome.ok, attempt_id=attempt_id)
+        except AuditUnavailable as exc:
+            # the attempt line is on disk; what happened must still reach the operator
+            outcome.message += f" (outcome not audited: {exc})"
         return outcome
 
-    def _attempt(self, action: str, target: str, params: dict[str, Any], send: Callable[[], Outcome]) -> Outcome:
-        self.guard(action, target, params)
+    def _send_audited(self, action: str, target: str, params: dict[str, Any],
+                      send: Callable[[], Outcome]) -> Outcome:
+        """Audit the attempt (written and fsynced), then send, then audit the outcome.
+
+        No audit, no action: when the attempt cannot be written nothing is sent and the
+        refusal says why.
+        """
+        try:
+            attempt_id = self.audit.attempt(action, target, params)
+        except AuditUnavailable as exc:
+            return Outcome(False, f"{action} refused: {exc}")
         try:
             outcome = send()
         except Exception as exc:  # broker down, timeouts: an outcome, never a crash
             outcome = Outcome(False, self.audit.scrub(f"{action} failed: {type(exc).__name__}: {exc}"))
-        return self._done(action, target, params, outcome)
+        return self._done(action, target, params, outcome, attempt_id)
+
+    def _attempt(self, action: str, target: str, params: dict[str, Any], send: Callable[[], Outcome]) -> Outcome:
+        self.guard(action, target, params)
+        return self._send_audited(action, target, params, send)
 
     # -- enqueue --
     def enqueue(self, req: EnqueueRequest) -> Outcome:
@@ -363,11 +456,8 @@ class Actions:
         return self._attempt_sent(mode, task_id, params, send)
 
     def _attempt_sent(self, action: str, target: str, params: dict[str, Any], send: Callable[[], Outcome]) -> Outcome:
-        try:
-            outcome = send()
-        except Exception as exc:
-            outcome = Outcome(False, self.audit.scrub(f"{action} failed: {type(exc).__name__}: {exc}"))
-        return self._done(action, target, params, outcome)
+        # guarded by the caller already
+        return self._send_audited(action, target, params, send)
 
     # -- worker pool --
     def pool_resize(self, hosts: Sequence[str], delta: int, current: Mapping[str, int | None] | None = None) -> Outcome:

@@ -761,8 +761,11 @@ async def test_audit_lines_for_every_attempt_without_secrets(afirgen_env, passwo
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert smtp_pw not in text and broker_pw not in text
     assert smtp_pw not in shown and broker_pw not in shown
-    lines = [json.loads(line) for line in text.splitlines()]
-    assert len(lines) == 4 == len(text.splitlines())
+    every = [json.loads(line) for line in text.splitlines()]
+    # each action: its attempt line (on disk before the send), then its outcome line
+    assert [x["phase"] for x in every] == ["attempt", "outcome"] * 4
+    assert all(a["id"] == o["id"] and a["action"] == o["action"] for a, o in zip(every[::2], every[1::2], strict=True))
+    lines = every[1::2]
     assert [(x["action"], x["target"], x["ok"]) for x in lines[:3]] == [
         ("enqueue", EMAIL, True), ("pause_queue", "cleanup", False), ("purge", "email", True)]
     assert (lines[3]["action"], lines[3]["ok"]) == ("revoke", False)
@@ -787,7 +790,8 @@ async def test_audit_line_of_a_refusal_on_the_email_queue(live_settings, afirgen
         done = await next_outcome(pilot, console, 0)
         assert not done.outcome.ok and done.outcome.replies == {"*": "no worker replied"}
         shown = "\n".join(notifications(console))
-    [line] = live_settings.console_audit_log.read_text().splitlines()
+    attempt, line = live_settings.console_audit_log.read_text().splitlines()
+    assert json.loads(attempt)["phase"] == "attempt"
     record = json.loads(line)  # fails today: the line is cut inside a string
     assert record["action"] == "pause_queue" and "no worker replied" in record["outcome"]
     assert "no worker replied" in shown
@@ -817,3 +821,28 @@ async def test_enqueued_row_is_marked_even_when_its_event_came_first(live_settin
         task_id = done.outcome.task_id
         assert done.outcome.ok and tasks.highlight_uuid == task_id and tasks.cursor_key() == task_id
         assert cell(tasks, task_id, "state").startswith("➤"), cell(tasks, task_id, "state")
+
+
+
+# ---- audit first (issue 12, item 6) -----------------------------------------------------------
+async def test_pause_with_an_unwritable_audit_log_is_refused_and_sends_nothing(live_settings, afirgen_app,
+                                                                             worker_factory, tmp_path):
+    """Before: ``p`` paused the queue, said "failed", and nothing was audited."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a regular file where the log's directory should be\n")
+    settings = live_settings.model_copy(update={"console_audit_log": blocker / "audit.log"})
+    worker = worker_factory(queues=("cleanup",))
+    async with live_console(settings, afirgen_app) as (console, pilot):
+        queues = console.query_one("#queues", QueuesPane)
+        await show_worker(pilot, console, worker)
+        await until(pilot, lambda: cell(queues, "cleanup", "consumers") == "1", message="cleanup has a consumer")
+        await highlight(pilot, "1", queues, "cleanup")
+        await pilot.press("p")
+        done = await next_outcome(pilot, console, 0)
+        shown = "\n".join(notifications(console))
+    assert not done.outcome.ok and console.paused_queues == set()
+    assert done.outcome.message == (f"pause_queue refused: cannot write the audit log {blocker / 'audit.log'}:"
+                                    f" {blocker} is not a directory")
+    assert "cannot write the audit log" in shown
+    # the worker never got the cancel_consumer: it still consumes cleanup
+    assert await asyncio.to_thread(consumed_queues, worker) == {"cleanup"}

@@ -16,7 +16,7 @@ from textual.widgets import Checkbox, Input, Select, Static
 from afirgen_tasks.celery_app import create_app
 from afirgen_tasks.routing import QUEUES
 from afirgen_tasks.settings import load_settings
-from tui.actions import Actions, AuditLog, ReadOnlyRefused
+from tui.actions import Actions, AuditLog, EnqueueRequest, ReadOnlyRefused
 from tui.app import AfirgenApp
 from tui.screens.forms import ConfirmScreen, EnqueueScreen, NumberFormScreen, TypedConfirmScreen
 from tui.sources.cluster import QueueLengths, QueuePoll, StaticSources
@@ -547,3 +547,55 @@ def test_enqueue_outcome_says_when_a_delayed_job_will_run(mem_settings, mem_app)
     assert scheduled.message.endswith("runs at 2099-01-01T06:30:00+00:00"), scheduled.message
     now = actions.enqueue(EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {}, "cleanup", 5))
     assert "runs" not in now.message
+
+
+# ---- audit first (issue 12, items 6 and 10) ------------------------------------------------
+async def test_enqueue_with_a_directory_at_the_audit_path_is_refused_and_sends_nothing(mem_settings, mem_app):
+    mem_settings.console_audit_log.mkdir()  # something in the way that root cannot write either
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 40)) as pilot:
+        screen = await open_enqueue(pilot, console)
+        fill(screen, kwargs='{"days": 90}')
+        await pilot.press("enter")
+        await settle(pilot, console, lambda: bool(console.action_log))
+        done = console.action_log[-1].outcome
+        shown = [str(n.message) for n in console._notifications]
+    assert not done.ok
+    assert done.message == f"enqueue refused: cannot write the audit log {mem_settings.console_audit_log}: Is a directory"
+    assert any("cannot write the audit log" in n for n in shown)
+    assert waiting(mem_app, "cleanup") == 0
+
+
+def test_an_audit_log_that_is_a_symlink_is_refused(mem_settings, mem_app, tmp_path):
+    target = tmp_path / "elsewhere.log"
+    target.write_text("")
+    mem_settings.console_audit_log.symlink_to(target)
+    actions = Actions(mem_app, AuditLog(mem_settings.console_audit_log), timeout=0.2)
+    req = EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {"days": 90}, "cleanup", 1)
+    out = actions.enqueue(req)
+    assert not out.ok and "is a symbolic link" in out.message and "refused" in out.message
+    assert target.read_text() == "" and waiting(mem_app, "cleanup") == 0
+
+
+def test_the_attempt_is_on_disk_before_the_command_is_sent(mem_settings, mem_app, monkeypatch):
+    seen_at_send: list[list[dict]] = []
+    real_send = mem_app.send_task
+
+    def send_task(*args, **kwargs):
+        seen_at_send.append(AuditLog(mem_settings.console_audit_log).read(every_line=True))
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(mem_app, "send_task", send_task)
+    actions = Actions(mem_app, AuditLog(mem_settings.console_audit_log), timeout=0.2)
+    out = actions.enqueue(EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {"days": 90},
+                                         "cleanup", 1))
+    assert out.ok and waiting(mem_app, "cleanup") == 1
+    [[attempt]] = seen_at_send
+    assert attempt["phase"] == "attempt" and attempt["action"] == "enqueue" and attempt["ok"] is None
+    attempt2, outcome = AuditLog(mem_settings.console_audit_log).read(every_line=True)
+    assert attempt2 == attempt and outcome["phase"] == "outcome" and outcome["id"] == attempt["id"]
+    assert outcome["ok"] is True
+    # one record per action for readers; an attempt whose outcome never came stays visible
+    assert AuditLog(mem_settings.console_audit_log).read() == [outcome]
+    AuditLog(mem_settings.console_audit_log).attempt("purge", "reports", {})
+    assert [r["phase"] for r in AuditLog(mem_settings.console_audit_log).read()] == ["outcome", "attempt"]
