@@ -7,7 +7,7 @@ redis and ``tui.sources``; a test proves it).  Each check prints one line::
 
 Exit codes (see ``tui.cli.EXIT_CODES``): 0 every check OK (warnings allowed unless
 ``--strict``), 1 a check failed (or warned, with ``--strict``), 2 could not check (bad
-settings, broker unreachable).
+settings, broker unreachable, or the time budget ran out before a check could answer).
 
 Speed: on Redis the ``celery.pidbox`` binding set names every live worker, so the check
 knows how many replies to expect and stops waiting the moment all of them have answered
@@ -63,6 +63,9 @@ KNOWN_WORKER_WAIT_S = 1.5
 REPLY_MARGIN_S = 0.5
 #: Shortest socket timeout handed to a connect, however little budget is left.
 MIN_SOCKET_TIMEOUT_S = 0.05
+#: A worker's silence (no ping reply, no heartbeat) means something only after waiting this
+#: long: a shorter wait, cut by the budget, checked nothing (the run exits 2).
+MIN_LISTEN_S = 0.5
 
 @dataclass(slots=True)
 class CheckResult:
@@ -302,6 +305,8 @@ class _HeartbeatListener:
         self.responders = responders  # filled by the ping job before ping_done is set
         self.heard: set[str] = set()
         self.expected: set[str] = set()
+        #: the budget ended the listen before every worker was heard, too soon to judge
+        self.cut_short = False
 
     def _on_heartbeat(self, event: dict[str, Any]) -> None:
         hostname = event.get("hostname")
@@ -325,9 +330,11 @@ class _HeartbeatListener:
                 except TimeoutError:
                     pass
                 app.control.broadcast("heartbeat", connection=rconn, channel=channel)
+                listen_from = time.monotonic()
                 while not self._satisfied():
                     left = self.budget.remaining()
                     if left <= 0:
+                        self.cut_short = time.monotonic() - listen_from < MIN_LISTEN_S
                         break
                     try:
                         rconn.drain_events(timeout=min(0.2, left))
@@ -475,25 +482,32 @@ def _run_checks(
     else:
         reply_wait, limit = NO_WORKER_GRACE_S, None
 
-    def wait_s() -> float:
+    #: the calls whose reply wait the budget shortened (their silence proves nothing)
+    shortened: set[str] = set()
+
+    def wait_s(call: str) -> float:
         # Celery's reply wait starts after connecting and publishing: stop it early enough
         # that the job ends before its join gives up (or the answers that came are lost).
         left = budget.remaining() - REPLY_MARGIN_S
-        return max(0.01, min(left, reply_wait) if reply_wait is not None else left)
+        if reply_wait is None:
+            return max(0.01, left)  # waiting out the budget is the plan here
+        if left < min(reply_wait, MIN_LISTEN_S):
+            shortened.add(call)
+        return max(0.01, min(left, reply_wait))
 
     ping_done = threading.Event()
     responders: list[str] = []
 
     def ping() -> list[dict[str, Any]]:
         try:
-            replies = app.control.ping(timeout=wait_s(), limit=limit) or []
+            replies = app.control.ping(timeout=wait_s("ping"), limit=limit) or []
             responders.extend(name for reply in replies for name in reply)
             return replies
         finally:
             ping_done.set()
 
     def inspect(method: str) -> Callable[[], Any]:
-        return lambda: getattr(app.control.inspect(timeout=wait_s(), limit=limit), method)()
+        return lambda: getattr(app.control.inspect(timeout=wait_s(method), limit=limit), method)()
 
     listener = _HeartbeatListener(app, budget, ping_done, responders)
     listener.expected = set(expected or ())
@@ -512,12 +526,18 @@ def _run_checks(
     end = time.monotonic() + budget.remaining() + RESERVE_S / 2  # one end time for every join
     finished = {name: job.wait_until(end) for name, job in jobs.items()}
 
+    cut: list[str] = []  # checks the budget ended before they could answer
+
     def outcome(name: str) -> tuple[Any, str]:
         job = jobs[name]
         if not finished[name]:
+            cut.append(name)
             return None, "no answer within the time budget"
         if job.error is not None:
             return None, _describe_error(job.error)
+        if name in shortened and len(job.result or ()) < (limit or 1):
+            cut.append(name)  # fewer answers than expected, after a wait the budget cut
+            return None, "no answer within the time budget"
         return job.result, ""
 
     backend, error = outcome("backend")
@@ -553,7 +573,19 @@ def _run_checks(
         checks.append(CheckResult("busy", OK, "not checked (check_busy_seconds = 0)"))
 
     events_error = jobs["events"].error if finished["events"] else None
-    checks.append(_events_result(listener.heard, list(responders), _describe_error(events_error) if events_error else ""))
+    if not finished["events"] or listener.cut_short:
+        cut.append("events")
+        checks.append(CheckResult("events", FAIL, "no worker-heartbeat heard within the time budget"))
+    else:
+        checks.append(_events_result(listener.heard, list(responders),
+                                     _describe_error(events_error) if events_error else ""))
+    if cut:
+        # an unanswered check proves nothing either way: the run could not check (exit 2),
+        # it must not pass (nor call the cluster unhealthy) on a budget too short to ask
+        for check in checks:
+            if check.status == FAIL and "time budget" in check.detail:
+                check.detail = f"not checked: --timeout {budget.total:g} s ran out first ({check.detail})"
+        return finish(could_not_check=True)
     return finish()
 
 

@@ -17,7 +17,9 @@ EXIT_CODES = """\
 exit codes (--check):
   0  every check OK (warnings allowed unless --strict)
   1  a check failed (or warned, with --strict)
-  2  could not check: bad settings or options, broker unreachable
+  2  could not check: bad settings or options, broker unreachable, or --timeout ran out
+     before a check could answer (those checks read "not checked"; a budget too short to
+     ask proves nothing, so it neither passes nor calls the cluster unhealthy)
 """
 
 
@@ -31,6 +33,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _broker_url(text: str) -> str:
+    # an empty --broker (an unset variable in a script: --broker "$URL") must not quietly
+    # fall back to another broker
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a URL like redis://host:6379/0, not an empty string")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the docs and tests)."""
     p = OneLineErrorParser(
@@ -41,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"afirgen-tui {__version__}")
     p.add_argument("--config", metavar="PATH", help="settings file (default: $AFIRGEN_CONFIG or ./config.toml)")
-    p.add_argument("--broker", metavar="URL", help="broker URL (overrides CELERY_BROKER_URL and the config file)")
+    p.add_argument("--broker", metavar="URL", type=_broker_url, help="broker URL (overrides CELERY_BROKER_URL and the config file)")
     p.add_argument("--demo", action="store_true", help="open on a self-contained sandbox cluster (Redis + 2 workers + jobs)")
     p.add_argument("--read-only", action="store_true", help="disable every mutating action (enqueue, revoke, scale, pause, purge)")
     p.add_argument("--check", action="store_true", help="headless health check; prints one line per check and exits 0/1/2")

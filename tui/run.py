@@ -80,7 +80,9 @@ def run_console(args: argparse.Namespace) -> int:
             app.close_history()
             if history is not None:
                 history.close()
-        return 0
+        # Textual sets return_code 1 when an unhandled exception ended the app (it has
+        # printed the traceback): a crash must not look like a quit to scripts and systemd
+        return app.return_code or 0
     except KeyboardInterrupt:
         return 130
     finally:
