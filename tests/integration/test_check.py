@@ -242,3 +242,52 @@ def test_a_dead_workers_stale_binding_does_not_hide_the_live_ones(afirgen_env, w
         assert by_name["queues"]["status"] == "OK", by_name["queues"]
         assert code == 0, out + err  # a warning, not a failure, without --strict
         assert wall < float(timeout) + 3
+
+
+# ---- issue 12, item 10: a budget too short to ask never passes ----------------------------
+
+
+def test_a_timeout_too_short_to_ask_exits_2_not_0(afirgen_env, worker_factory):
+    worker_factory(queues=ALL_QUEUES)  # a healthy cluster: only the budget is wrong
+    code, out, err, _ = run_check(afirgen_env, "--json", "--timeout", "0.000001")
+    assert code == 2, out + err
+    doc = json.loads(out)
+    assert doc["status"] == "ERROR" and doc["exit_code"] == 2
+    cut = [c for c in doc["checks"] if c["detail"].startswith("not checked: --timeout 1e-06 s ran out first")]
+    assert cut and all(c["status"] == "FAIL" for c in cut)
+    code, out, err, _ = run_check(afirgen_env, "--timeout", "0.000001")
+    assert code == 2 and "could not check" in out.splitlines()[-1], out + err
+
+
+def test_an_empty_broker_is_an_error_not_ignored(afirgen_env):
+    for args in (("--check", "--broker", ""), ("--broker", "")):
+        proc = subprocess.run([sys.executable, "-m", "tui", *args], cwd=REPO_ROOT, env=worker_environ(afirgen_env),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and proc.stdout == "", (args, proc.stdout, proc.stderr)
+        [line] = proc.stderr.splitlines()
+        assert "--broker" in line and "empty" in line
+
+
+CRASHING_CONSOLE = """
+import sys
+import tui.app
+from tui.cli import main
+
+_run = tui.app.AfirgenApp.run
+tui.app.AfirgenApp.run = lambda self, *a, **k: _run(self, headless=True, size=(100, 30))
+
+def crash(self):
+    raise RuntimeError("boom in a handler")
+
+tui.app.AfirgenApp.on_mount = crash
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_console_exits_1_after_a_crash(afirgen_env, tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text(CRASHING_CONSOLE)
+    proc = subprocess.run([sys.executable, str(script)], cwd=REPO_ROOT, env=worker_environ(afirgen_env),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert "boom in a handler" in proc.stdout + proc.stderr  # Textual printed the traceback
+    assert proc.returncode == 1
