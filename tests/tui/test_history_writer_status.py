@@ -1,0 +1,57 @@
+"""The console's history writer under poison events: real tasks persisted, losses on the status line."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from tui.app import AfirgenApp
+from tui.history import HistoryStore
+from tui.sources.cluster import StaticSources
+
+
+async def settle(pilot, app, predicate, timeout=10.0, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if predicate():
+            return
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+def status(app) -> str:
+    return str(app.query_one("#status").render())
+
+
+async def test_poison_events_cost_no_real_task_and_losses_show(screen_settings, events, monkeypatch):
+    import tui.history as history
+
+    # let an int past 64 bits reach SQLite, as a field nobody cleans would: the fallback's case
+    monkeypatch.setattr(history, "_clean_int", lambda v: (v, False))
+    store = HistoryStore(screen_settings.history_db)
+    sources = StaticSources(screen_settings)
+    app = AfirgenApp(screen_settings, sources, autostart=False, history=store)
+    sources.start()
+    real = []
+    async with app.run_test(size=(200, 30)) as pilot:
+        await settle(pilot, app, lambda: app.history_writer is not None, message="writer")
+        assert "history:" not in status(app)
+        for i in range(12):
+            uid, evs = events.task("success")
+            real.append(uid)
+            sources.feed(evs)
+            if i % 4 == 0:
+                app.history_writer.submit([{"uuid": f"poison-{i}", "state": "SENT", "priority": 2**70}])
+        app.tick()
+        app.history_writer.flush()
+        app._update_status()
+        await pilot.pause()
+        shown = status(app)
+        await pilot.press("q")
+    assert "history: 3 rows not saved (integer too large)" in shown
+    conn = sqlite3.connect(screen_settings.history_db)
+    saved = {u for (u,) in conn.execute("SELECT uuid FROM tasks")}
+    conn.close()
+    assert set(real) <= saved and not any(u.startswith("poison-") for u in saved)
+    store.close()
