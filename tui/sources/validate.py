@@ -1,0 +1,697 @@
+"""The trust boundary: every record from the broker, the result backend or the history file
+is checked here, field by field, before the model or a screen sees it.
+
+Pure Python (stdlib only): no Textual, no network, no Celery.  It runs once per event in
+the receiver thread, so the common case (a well-formed event) is a handful of type checks
+and C-level string scans; the slow paths only run for data that needs them.
+
+What a record has to pass (issue 12):
+
+* **Shape.**  An event is a ``dict`` whose ``type`` is a short printable string; a known
+  event type needs a valid ``hostname`` and a task event a valid ``uuid``.  Keys
+  (``uuid``, ``hostname``) are strings of 1..:data:`MAX_KEY_CHARS` characters with no
+  control character: a bad key is not repaired (two hostile keys could clean to the same
+  one) — the whole record is skipped and counted (``invalid``).
+* **Timestamps** are finite numbers between :data:`MIN_TIMESTAMP` (2000-01-01) and now +
+  :data:`FUTURE_SLACK_S` (one day: more clock skew than that is a fault to see, not data
+  to sort by).  An event whose ``timestamp`` is present but unusable (``"now"``, NaN,
+  ``-1e18``, year 3000) is skipped: its place in the task's history cannot be known.  A
+  missing ``timestamp`` is allowed (the model copes).  In history rows a bad time only
+  loses that field, and the window starts at the epoch: rows are the console's own
+  output, so only what cannot be shown or sorted (NaN, inf, negative, far future) is
+  refused there.
+* **Numbers** have their expected type (``bool`` is not an int here) and lie within
+  per-field bounds (:data:`EVENT_FIELDS`), every one within SQLite's 64 bits.
+* **Text** is made inert for a terminal: C0 controls, DEL, C1 controls, Unicode line and
+  paragraph separators and bidirectional overrides are *shown*, not removed, so an
+  operator can see that something odd was sent:
+
+  - C0 and DEL become their Unicode *Control Pictures* (ESC -> ``␛``, NUL -> ``␀``,
+    CR -> ``␍``): one cell wide, so columns stay aligned;
+  - C1 controls, U+2028/U+2029 and bidi controls become escape text (``\\x9b``,
+    ``\\u202e``);
+  - lone surrogates (legal in JSON, unencodable in UTF-8) become U+FFFD.
+
+  Multi-line fields (``traceback``, ``result``, ``exception``) keep ``\\n`` and ``\\t``;
+  a CRLF there becomes ``\\n``.  Text longer than the field's cap is cut with a visible
+  marker.  Text that arrives as another type (a list of args) is ``repr()``-ed first.
+* Optional fields that fail are dropped (or cleaned) and counted (``cleaned``); fields
+  this console does not use are not passed on at all, so nothing unchecked reaches the
+  model.
+
+Nothing here raises on bad data: each entry point returns the cleaned record or ``None``
+and counts what it did in a :class:`Tally`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+__all__ = [
+    "EVENT_FIELDS",
+    "FUTURE_SLACK_S",
+    "MAX_KEY_CHARS",
+    "MAX_MULTILINE_CHARS",
+    "MAX_TEXT_CHARS",
+    "MIN_TIMESTAMP",
+    "Boundary",
+    "EventValidator",
+    "Tally",
+    "clean_backend_meta",
+    "clean_history_row",
+    "clean_inspect_tasks",
+    "clean_queue_replies",
+    "clean_stats_replies",
+    "clean_text",
+    "is_key",
+    "valid_timestamp",
+]
+
+#: 2000-01-01T00:00:00Z.  Nothing this console shows happened earlier.
+MIN_TIMESTAMP = 946_684_800.0
+#: How far in the future a timestamp may be (clock skew between hosts, time zones).
+FUTURE_SLACK_S = 86_400.0
+#: Longest key or identifier (uuid, hostname, task name, queue, exchange...).
+MAX_KEY_CHARS = 255
+#: Hard cap on single-line text (args, kwargs).  The model clips further, to its
+#: configured size, with its own marker; this only bounds memory and cleaning cost.
+MAX_TEXT_CHARS = 65_536
+#: Hard cap on multi-line text (traceback, result, exception).
+MAX_MULTILINE_CHARS = 262_144
+INT64_MAX = 2**63 - 1
+#: Longest event type name (Celery's longest is 16).
+MAX_TYPE_CHARS = 64
+#: Most events taken from one message (Celery sends lists when it buffers events).
+MAX_EVENTS_PER_MESSAGE = 10_000
+
+# Characters a terminal may act on, or that change how a line reads.  The multi-line
+# variant lets \t (09) and \n (0a) through.
+_DANGER = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
+_BAD_LINE = re.compile(f"[\x00-\x1f{_DANGER}]")
+_BAD_MULTI = re.compile(f"[\x00-\x08\x0b-\x1f{_DANGER}]")
+
+_VISIBLE: dict[str, str] = {chr(c): chr(0x2400 + c) for c in range(0x20)}
+_VISIBLE["\x7f"] = "\u2421"  # ␡
+
+
+def _visible(match: re.Match[str]) -> str:
+    ch = match.group()
+    out = _VISIBLE.get(ch)
+    if out is not None:
+        return out
+    code = ord(ch)
+    if 0xD800 <= code <= 0xDFFF:
+        return "\ufffd"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _cut(text: str, limit: int) -> str:
+    return f"{text[:limit]}… [cut at the source boundary: {len(text) - limit:,} of {len(text):,} chars]"
+
+
+def clean_text(value: str, limit: int = MAX_TEXT_CHARS, multiline: bool = False) -> str:
+    """``value`` made inert for a terminal and cut to ``limit`` characters (see the module doc).
+
+    Returns the same object when nothing needed doing (callers compare with ``is``).
+    """
+    if len(value) > limit:
+        value = _cut(value, limit)
+    if value.isprintable():  # the common case, one C-level scan
+        return value
+    if multiline:
+        if "\r\n" in value:
+            value = value.replace("\r\n", "\n")
+        return _BAD_MULTI.sub(_visible, value)
+    return _BAD_LINE.sub(_visible, value)
+
+
+def _as_text(value: Any, limit: int) -> str:
+    """Text for a field that should have been a string (a list of args, bytes, a number)."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value[: limit * 4 + 4]).decode("utf-8", "replace")
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - RecursionError, a hostile __repr__: say so, go on
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def is_key(value: Any) -> bool:
+    """True for a usable key: a non-empty str of at most MAX_KEY_CHARS, no control character."""
+    return (
+        value.__class__ is str
+        and 0 < len(value) <= MAX_KEY_CHARS
+        and (value.isprintable() or _BAD_LINE.search(value) is None)
+    )
+
+
+def valid_timestamp(value: Any, now: float, lo: float = MIN_TIMESTAMP) -> float | None:
+    """``value`` as epoch seconds if it is a finite number in [lo, now + FUTURE_SLACK_S]."""
+    cls = value.__class__
+    if cls is float:
+        ts = value
+    elif cls is int:
+        ts = float(value)
+    else:
+        return None
+    # NaN fails both comparisons; inf fails the second
+    if lo <= ts <= now + FUTURE_SLACK_S:
+        return ts
+    return None
+
+
+class Tally:
+    """What one gate did: records skipped (``invalid``) and fields cleaned or dropped (``cleaned``).
+
+    Written by one thread at a time (the receiver thread, a poll's thread worker or the UI
+    thread); read from any thread (plain ints).  ``reasons`` counts each reason, ``last``
+    is the latest one, for the status line and for tests.
+    """
+
+    __slots__ = ("cleaned", "invalid", "last", "reasons")
+
+    def __init__(self) -> None:
+        self.invalid = 0
+        self.cleaned = 0
+        self.reasons: dict[str, int] = {}
+        self.last = ""
+
+    def skip(self, reason: str) -> None:
+        """Count one record skipped, and why."""
+        self.invalid += 1
+        self._note(reason)
+
+    def clean(self, reason: str) -> None:
+        """Count one field cleaned or dropped, and why."""
+        self.cleaned += 1
+        self._note(reason)
+
+    def _note(self, reason: str) -> None:
+        reasons = self.reasons
+        if reason in reasons:
+            reasons[reason] += 1
+        elif len(reasons) < 200:  # reasons are fixed strings; bound them anyway
+            reasons[reason] = 1
+        self.last = reason
+
+    def __repr__(self) -> str:
+        return f"<Tally invalid={self.invalid} cleaned={self.cleaned} last={self.last!r}>"
+
+
+class Boundary:
+    """The tallies of every gate, one per source, so that each has a single writer."""
+
+    __slots__ = ("backend", "events", "history", "inspect")
+
+    def __init__(self) -> None:
+        #: events (receiver thread)
+        self.events = Tally()
+        #: inspect replies (the inspect thread worker; one at a time)
+        self.inspect = Tally()
+        #: result-backend records (detail screen and backfill thread workers)
+        self.backend = Tally()
+        #: history rows loaded into the model (UI thread)
+        self.history = Tally()
+
+    @property
+    def invalid(self) -> int:
+        """Records skipped, all sources."""
+        return self.events.invalid + self.inspect.invalid + self.backend.invalid + self.history.invalid
+
+    @property
+    def cleaned(self) -> int:
+        """Fields cleaned or dropped, all sources."""
+        return self.events.cleaned + self.inspect.cleaned + self.backend.cleaned + self.history.cleaned
+
+
+# ---- events ------------------------------------------------------------------------------
+# field kinds
+_KEY, _TEXT, _MULTI, _INT, _FLOAT, _BOOL, _LOADAVG, _SIGNUM = range(8)
+
+#: Every event field passed on to the model, with its rule: ``(kind, a, b)`` where
+#: ``a, b`` are the length cap (text) or the inclusive bounds (numbers).
+EVENT_FIELDS: dict[str, tuple[int, Any, Any]] = {
+    # identifiers and short text: cleaned; longer than the cap -> dropped
+    "name": (_KEY, MAX_KEY_CHARS, None),
+    "queue": (_KEY, MAX_KEY_CHARS, None),
+    "routing_key": (_KEY, MAX_KEY_CHARS, None),
+    "exchange": (_KEY, MAX_KEY_CHARS, None),
+    "root_id": (_KEY, MAX_KEY_CHARS, None),
+    "parent_id": (_KEY, MAX_KEY_CHARS, None),
+    "sw_ident": (_KEY, MAX_KEY_CHARS, None),
+    "sw_ver": (_KEY, MAX_KEY_CHARS, None),
+    "sw_sys": (_KEY, MAX_KEY_CHARS, None),
+    "eta": (_KEY, 64, None),
+    "expires": (_KEY, 64, None),
+    # text: cleaned and cut
+    "args": (_TEXT, MAX_TEXT_CHARS, None),
+    "kwargs": (_TEXT, MAX_TEXT_CHARS, None),
+    "result": (_MULTI, MAX_TEXT_CHARS, None),
+    "exception": (_MULTI, MAX_TEXT_CHARS, None),
+    "traceback": (_MULTI, MAX_MULTILINE_CHARS, None),
+    # numbers: out of type or range -> dropped
+    "priority": (_INT, 0, 255),  # AMQP's range; Redis uses 0-9, the operator scale 1-10
+    "retries": (_INT, 0, 2**31 - 1),
+    "pid": (_INT, 0, 2**31 - 1),
+    "active": (_INT, 0, 2**31 - 1),
+    "processed": (_INT, 0, INT64_MAX),
+    "clock": (_INT, 0, INT64_MAX),
+    "runtime": (_FLOAT, 0.0, 10 * 365 * 86_400.0),
+    "freq": (_FLOAT, 0.0, 86_400.0),
+    "utcoffset": (_FLOAT, -24.0, 24.0),
+    "loadavg": (_LOADAVG, 0.0, 1e6),
+    # flags
+    "requeue": (_BOOL, None, None),
+    "expired": (_BOOL, None, None),
+    "terminated": (_BOOL, None, None),
+    "signum": (_SIGNUM, 0, 255),
+}
+
+_TASK_TYPES = frozenset({
+    "task-sent", "task-received", "task-started", "task-succeeded", "task-failed",
+    "task-retried", "task-revoked", "task-rejected",
+})
+_WORKER_TYPES = frozenset({"worker-online", "worker-heartbeat", "worker-offline"})
+
+
+def _local_utcoffset() -> float:
+    # Celery's celery.utils.time.utcoffset(): whole hours, DST-aware
+    return (time.altzone if time.daylight and time.localtime().tm_isdst else time.timezone) // 3600
+
+
+class EventValidator:
+    """Checks and cleans Celery event dicts; one instance per receiver thread.
+
+    ``validate(body)`` returns a new dict holding only checked fields (plus
+    ``local_received``, the receive time, as Celery's receiver sets it), or ``None`` when
+    the event is skipped.  ``timestamp`` is localised with ``utcoffset`` as Celery's
+    ``EventReceiver.event_from_message`` does.  Counts go to :attr:`tally`.
+    """
+
+    def __init__(self, tally: Tally | None = None, now: Callable[[], float] = time.time) -> None:
+        self.tally = tally if tally is not None else Tally()
+        self._now = now
+        self._here = float(_local_utcoffset())
+        self._here_at = 0.0
+
+    def validate(self, body: Any) -> dict[str, Any] | None:
+        """The cleaned event, or None (counted) if it cannot be used.  Never raises."""
+        try:
+            return self._validate(body)
+        except Exception as exc:  # noqa: BLE001 - a gap in a rule must not stop the receive loop
+            self.tally.skip(f"validator error: {type(exc).__name__}")
+            return None
+
+    __call__ = validate
+
+    def validate_message(self, body: Any) -> list[dict[str, Any]]:
+        """A message body is one event or a list of them (Celery's buffered groups)."""
+        if body.__class__ is list:
+            if len(body) > MAX_EVENTS_PER_MESSAGE:
+                self.tally.skip("message with too many events: the rest dropped")
+                body = body[:MAX_EVENTS_PER_MESSAGE]
+            out = []
+            for item in body:
+                ev = self.validate(item)
+                if ev is not None:
+                    out.append(ev)
+            return out
+        ev = self.validate(body)
+        return [] if ev is None else [ev]
+
+    def _validate(self, body: Any) -> dict[str, Any] | None:
+        tally = self.tally
+        if body.__class__ is not dict:
+            if not isinstance(body, Mapping):
+                tally.skip("event is not a JSON object")
+                return None
+            body = dict(body)
+        get = body.get
+        etype = get("type")
+        if etype.__class__ is not str or not 0 < len(etype) <= MAX_TYPE_CHARS or not etype.isprintable():
+            tally.skip("event type missing or not a short printable string")
+            return None
+        known = etype in _TASK_TYPES or etype in _WORKER_TYPES
+        now = self._now()
+        out: dict[str, Any] = {"type": etype}
+        host = get("hostname")
+        if host is not None or known:
+            if not is_key(host):
+                tally.skip("event hostname missing or not a valid key")
+                return None
+            out["hostname"] = host
+        if etype in _TASK_TYPES:
+            uuid = get("uuid")
+            if not is_key(uuid):
+                tally.skip("task event uuid missing or not a valid key")
+                return None
+            out["uuid"] = uuid
+        ts = get("timestamp")
+        if ts is not None:
+            cls = ts.__class__
+            if cls is not float and cls is not int:
+                tally.skip("event timestamp not a number")
+                return None
+            ts = float(ts)
+            offset = get("utcoffset")
+            if offset is not None and (offset.__class__ is int or offset.__class__ is float) \
+                    and -24 <= offset <= 24 and ts == ts:
+                if now - self._here_at > 60.0:  # DST can change under a long-running console
+                    self._here = float(_local_utcoffset())
+                    self._here_at = now
+                ts = ts - (offset - self._here) * 3600
+            if not MIN_TIMESTAMP <= ts <= now + FUTURE_SLACK_S:  # also NaN and inf
+                tally.skip("event timestamp not finite or outside 2000..now+1d")
+                return None
+            out["timestamp"] = ts
+        out["local_received"] = now
+        if not known:
+            return out  # the model counts unknown types; nothing else of them is used
+
+        fields = EVENT_FIELDS
+        for key, v in body.items():
+            spec = fields.get(key)
+            if spec is None:
+                continue
+            kind = spec[0]
+            cls = v.__class__
+            if kind <= _MULTI:  # text
+                if cls is str and (v.isprintable() and len(v) <= spec[1]):
+                    out[key] = v
+                    continue
+                if v is None:
+                    continue
+                if kind == _KEY:
+                    if cls is not str or len(v) > spec[1]:
+                        tally.clean(f"{key}: not a short string, dropped")
+                        continue
+                    out[key] = c = clean_text(v, spec[1])
+                elif cls is str:
+                    out[key] = c = clean_text(v, spec[1], kind == _MULTI)
+                else:
+                    out[key] = c = clean_text(_as_text(v, spec[1]), spec[1], kind == _MULTI)
+                    tally.clean(f"{key}: not a string, shown as its repr")
+                    continue
+                if c is not v:
+                    tally.clean(f"{key}: control characters shown or cut")
+            elif kind == _INT:
+                if cls is int and spec[1] <= v <= spec[2]:
+                    out[key] = v
+                elif v is not None:
+                    tally.clean(f"{key}: not an int in {spec[1]}..{spec[2]}, dropped")
+            elif kind == _FLOAT:
+                if (cls is float or cls is int) and spec[1] <= v <= spec[2]:
+                    out[key] = float(v) if cls is int else v
+                elif v is not None:
+                    tally.clean(f"{key}: not a finite number in range, dropped")
+            elif kind == _BOOL:
+                if cls is bool:
+                    out[key] = v
+                elif v is not None:
+                    tally.clean(f"{key}: not a boolean, dropped")
+            elif kind == _LOADAVG:
+                if (cls is list or cls is tuple) and len(v) <= 3 and all(
+                        (x.__class__ is float or x.__class__ is int) and 0.0 <= x <= spec[2] for x in v):
+                    out[key] = [float(x) for x in v]
+                elif v is not None:
+                    tally.clean(f"{key}: not up to 3 numbers in range, dropped")
+            else:  # _SIGNUM: Celery sends the number or the name
+                if cls is int and spec[1] <= v <= spec[2]:
+                    out[key] = v
+                elif cls is str and 0 < len(v) <= 32:
+                    out[key] = c = clean_text(v, 32)
+                    if c is not v:
+                        tally.clean(f"{key}: control characters shown")
+                elif v is not None:
+                    tally.clean(f"{key}: not a signal number or name, dropped")
+        return out
+
+
+# ---- inspect replies ------------------------------------------------------------------------
+def _bounded_int(value: Any, lo: int, hi: int) -> int | None:
+    return value if value.__class__ is int and lo <= value <= hi else None
+
+
+def _key_or_none(value: Any, tally: Tally, what: str) -> str | None:
+    """A key-like string cleaned for display, or None (counted) when unusable."""
+    if value.__class__ is not str or not 0 < len(value) <= MAX_KEY_CHARS:
+        tally.clean(f"{what}: not a short string, dropped")
+        return None
+    out = clean_text(value, MAX_KEY_CHARS)
+    if out is not value:
+        tally.clean(f"{what}: control characters shown")
+    return out
+
+
+def _replies(replies: Any, tally: Tally, what: str) -> Iterable[tuple[str, Any]]:
+    """``(hostname, reply)`` of an inspect answer, bad hostnames skipped and counted."""
+    if not isinstance(replies, Mapping):
+        if replies:
+            tally.skip(f"{what}: reply is not a mapping of hostnames")
+        return ()
+    out = []
+    for host, reply in replies.items():
+        if not is_key(host):
+            tally.skip(f"{what}: reply from a bad hostname")
+            continue
+        out.append((host, reply))
+    return out
+
+
+def clean_stats_replies(replies: Any, tally: Tally) -> dict[str, dict[str, Any]]:
+    """``inspect().stats()`` reduced to what the console reads, every value checked.
+
+    Keeps ``pool`` (``implementation``, ``max-concurrency``, ``processes`` — only its
+    length is used, kept as a list of that length), ``autoscaler`` (``max``, ``min``),
+    ``pid`` and ``total`` (task name -> count).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for host, stats in _replies(replies, tally, "stats"):
+        if not isinstance(stats, Mapping):
+            tally.skip("stats: reply is not an object")
+            continue
+        clean: dict[str, Any] = {}
+        pool = stats.get("pool")
+        if isinstance(pool, Mapping):
+            p: dict[str, Any] = {}
+            impl = pool.get("implementation")
+            if impl is not None and (impl := _key_or_none(impl, tally, "stats.pool.implementation")):
+                p["implementation"] = impl
+            limit = pool.get("max-concurrency")
+            if limit is not None:
+                if (limit := _bounded_int(limit, 0, 10**6)) is None:
+                    tally.clean("stats.pool.max-concurrency: not an int in range, dropped")
+                else:
+                    p["max-concurrency"] = limit
+            procs = pool.get("processes")
+            if isinstance(procs, list | tuple):
+                if len(procs) > 10**6:
+                    tally.clean("stats.pool.processes: too many, dropped")
+                else:
+                    p["processes"] = [x if x.__class__ is int else 0 for x in procs]
+            clean["pool"] = p
+        elif pool is not None:
+            tally.clean("stats.pool: not an object, dropped")
+        scaler = stats.get("autoscaler")
+        if isinstance(scaler, Mapping):
+            hi = _bounded_int(scaler.get("max"), 0, 10**6)
+            lo = _bounded_int(scaler.get("min"), 0, 10**6)
+            if hi is not None and lo is not None:
+                clean["autoscaler"] = {"max": hi, "min": lo}
+            elif scaler:
+                tally.clean("stats.autoscaler: max/min not ints in range, dropped")
+        pid = stats.get("pid")
+        if pid is not None:
+            if (pid := _bounded_int(pid, 0, 2**31 - 1)) is None:
+                tally.clean("stats.pid: not an int in range, dropped")
+            else:
+                clean["pid"] = pid
+        total = stats.get("total")
+        if isinstance(total, Mapping):
+            totals: dict[str, int] = {}
+            for name, n in list(total.items())[:10_000]:
+                if not is_key(name) or _bounded_int(n, 0, INT64_MAX) is None:
+                    tally.clean("stats.total: bad task name or count, dropped")
+                    continue
+                totals[name] = n
+            clean["total"] = totals
+        out[host] = clean
+    return out
+
+
+def clean_queue_replies(replies: Any, tally: Tally) -> dict[str, list[str]]:
+    """``inspect().active_queues()`` as hostname -> queue names, every name checked."""
+    out: dict[str, list[str]] = {}
+    for host, queues in _replies(replies, tally, "active_queues"):
+        if not isinstance(queues, list):
+            tally.skip("active_queues: reply is not a list")
+            continue
+        names: list[str] = []
+        for q in queues[:10_000]:
+            name = q.get("name") if isinstance(q, Mapping) else None
+            if is_key(name):
+                names.append(name)
+            else:
+                tally.clean("active_queues: bad queue name, dropped")
+        out[host] = names
+    return out
+
+
+def clean_inspect_tasks(replies: Any, tally: Tally) -> dict[str, list[dict[str, Any]]]:
+    """``inspect().active()`` / ``reserved()`` as hostname -> task infos (id, name, args, kwargs)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for host, infos in _replies(replies, tally, "active/reserved"):
+        if not isinstance(infos, list):
+            tally.skip("active/reserved: reply is not a list")
+            continue
+        tasks: list[dict[str, Any]] = []
+        for info in infos[:100_000]:
+            if not isinstance(info, Mapping) or not is_key(info.get("id")):
+                tally.skip("active/reserved: task without a valid id")
+                continue
+            task: dict[str, Any] = {"id": info["id"]}
+            name = info.get("name")
+            if name is not None and (name := _key_or_none(name, tally, "active/reserved.name")):
+                task["name"] = name
+            for key in ("args", "kwargs"):
+                v = info.get(key)
+                if v is not None:
+                    text = v if v.__class__ is str else _as_text(v, MAX_TEXT_CHARS)
+                    task[key] = c = clean_text(text, MAX_TEXT_CHARS)
+                    if c is not text:
+                        tally.clean(f"active/reserved.{key}: control characters shown or cut")
+            tasks.append(task)
+        out[host] = tasks
+    return out
+
+
+# ---- result backend --------------------------------------------------------------------------
+_META_KEYS = ("status", "name", "worker", "queue", "parent_id", "root_id")
+_META_TEXT = ("date_done",)
+
+
+def _clean_value(value: Any, tally: Tally, what: str, depth: int = 0) -> Any:
+    """A JSON-like value with every string cleaned, depth and size bounded (for ``repr``)."""
+    cls = value.__class__
+    if cls is str:
+        out = clean_text(value, MAX_TEXT_CHARS)
+        if out is not value:
+            tally.clean(f"{what}: control characters shown or cut")
+        return out
+    if value is None or cls is bool or cls is int or cls is float:
+        return value
+    if depth >= 20:
+        tally.clean(f"{what}: nested too deep, cut")
+        return "…"
+    if isinstance(value, Mapping):
+        return {_clean_value(k, tally, what, depth + 1): _clean_value(v, tally, what, depth + 1)
+                for k, v in list(value.items())[:1000]}
+    if isinstance(value, list | tuple):
+        items = [_clean_value(v, tally, what, depth + 1) for v in value[:1000]]
+        return tuple(items) if cls is tuple else items
+    text = clean_text(_as_text(value, MAX_TEXT_CHARS), MAX_TEXT_CHARS)
+    tally.clean(f"{what}: {cls.__name__} shown as text")
+    return text
+
+
+def clean_backend_meta(meta: Any, tally: Tally) -> dict[str, Any]:
+    """A result-backend record (``celery-task-meta-<uuid>``, decoded) made safe to show.
+
+    Short fields (status, name, worker, queue, ids, date_done) are key-like text;
+    ``traceback`` is multi-line text; ``retries`` a bounded int; ``result``, ``args``,
+    ``kwargs`` keep their structure with every string cleaned (screens ``repr()`` them).
+    Anything else is dropped.  A record that is not an object is counted and ``{}``.
+    """
+    if not isinstance(meta, Mapping):
+        if meta:
+            tally.skip("backend record is not an object")
+        return {}
+    out: dict[str, Any] = {}
+    for key in _META_KEYS + _META_TEXT:
+        v = meta.get(key)
+        if v is not None and (v := _key_or_none(v, tally, f"backend.{key}")):
+            out[key] = v
+    tb = meta.get("traceback")
+    if tb is not None:
+        if tb.__class__ is str:
+            out["traceback"] = c = clean_text(tb, MAX_MULTILINE_CHARS, multiline=True)
+            if c is not tb:
+                tally.clean("backend.traceback: control characters shown or cut")
+        else:
+            tally.clean("backend.traceback: not a string, dropped")
+    retries = meta.get("retries")
+    if retries is not None:
+        if _bounded_int(retries, 0, 2**31 - 1) is None:
+            tally.clean("backend.retries: not an int in range, dropped")
+        else:
+            out["retries"] = retries
+    for key in ("result", "args", "kwargs", "children"):
+        if key in meta:
+            out[key] = _clean_value(meta[key], tally, f"backend.{key}")
+    return out
+
+
+# ---- history rows ------------------------------------------------------------------------------
+_ROW_KEYS = ("name", "queue", "hostname", "root_id", "parent_id", "routing_key", "exchange",
+             "eta", "expires", "state", "source", "seen_by", "revoke_reason")
+_ROW_TEXT = ("args", "kwargs")
+_ROW_MULTI = ("result", "exception", "traceback")
+_ROW_TIMES = ("sent", "received", "started", "retried", "finished", "first_seen")
+_ROW_INTS = {"priority": (0, 255), "retries": (0, 2**31 - 1)}
+
+
+def clean_history_row(row: Any, tally: Tally, now: float | None = None) -> dict[str, Any] | None:
+    """A row read back from the history store, checked like an event.
+
+    Rows written before the boundary existed may hold anything SQLite's dynamic typing
+    allows (a NaN or 1e18 time, a queue with ESC, a 2**70 priority stored as REAL or
+    TEXT, a BLOB name).  A row without a valid ``uuid`` is skipped; a bad field is
+    dropped (times, numbers) or cleaned (text), and counted.
+    """
+    if not isinstance(row, Mapping):
+        tally.skip("history row is not a mapping")
+        return None
+    uuid = row.get("uuid")
+    if not is_key(uuid):
+        tally.skip("history row uuid missing or not a valid key")
+        return None
+    now = time.time() if now is None else now
+    out: dict[str, Any] = {"uuid": uuid}
+    for key, v in row.items():
+        if v is None or key == "uuid":
+            continue
+        if key in _ROW_TIMES:
+            ts = valid_timestamp(v, now, lo=0.0)
+            if ts is None:
+                tally.clean(f"history.{key}: not a time in 1970..now+1d, dropped")
+            else:
+                out[key] = ts
+        elif key in _ROW_INTS:
+            lo, hi = _ROW_INTS[key]
+            if _bounded_int(v, lo, hi) is None:
+                tally.clean(f"history.{key}: not an int in {lo}..{hi}, dropped")
+            else:
+                out[key] = v
+        elif key == "runtime":
+            if (v.__class__ is float or v.__class__ is int) and 0 <= v <= 10 * 365 * 86_400.0:
+                out[key] = float(v)
+            else:
+                tally.clean("history.runtime: not a finite duration, dropped")
+        elif key in _ROW_KEYS:
+            if v.__class__ is str and 0 < len(v) <= MAX_KEY_CHARS:
+                out[key] = c = clean_text(v, MAX_KEY_CHARS)
+                if c is not v:
+                    tally.clean(f"history.{key}: control characters shown")
+            else:
+                tally.clean(f"history.{key}: not a short string, dropped")
+        elif key in _ROW_TEXT or key in _ROW_MULTI:
+            limit = MAX_MULTILINE_CHARS if key == "traceback" else MAX_TEXT_CHARS
+            text = v if v.__class__ is str else _as_text(v, limit)
+            out[key] = c = clean_text(text, limit, key in _ROW_MULTI)
+            if c is not v:
+                tally.clean(f"history.{key}: control characters shown, cut or not text")
+        # other columns (rank, updated, id...) are the store's own and not passed on
+    return out
+
