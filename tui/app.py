@@ -491,9 +491,13 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         if self.sources.buffered:
             text.append(f" {self.sources.buffered:,} buffered", style="yellow")
         m = self.model
-        bad = m.events_skipped + m.events_unknown
-        if bad or m.fields_clipped:
-            text.append(f" │ {bad:,} bad/unknown events skipped, {m.fields_clipped:,} fields clipped", style="yellow")
+        # skipped at the trust boundary (events, inspect replies, backend records, history
+        # rows) or by the model itself
+        boundary = self.sources.boundary
+        bad = m.events_skipped + m.events_unknown + boundary.invalid
+        if bad or m.fields_clipped or boundary.cleaned:
+            text.append(f" │ {bad:,} bad/unknown events skipped, {m.fields_clipped:,} fields clipped, "
+                        f"{boundary.cleaned:,} cleaned", style="yellow")
         reconnects = self.sources.status.connects - 1
         if reconnects > 0:
             text.append(f" │ reconnected {reconnects}×", style="yellow")

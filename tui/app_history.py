@@ -9,13 +9,16 @@ from typing import Any
 from textual import work
 
 from tui.messages import ExportDone, HistoryBackfilled, HistoryLoaded
+from tui.sources.validate import valid_timestamp
 from tui.widgets.panes import TasksPane
 
 
 def _first_time(row: Any) -> float | None:
     get = row.get if isinstance(row, dict) else (lambda k: getattr(row, k, None))
     value = get("sent") or get("received") or get("first_seen")
-    return value if isinstance(value, (int, float)) else None
+    # rows from before the trust boundary may hold NaN or -1e18: they must not set the
+    # incident report's time axis
+    return valid_timestamp(value, time.time())
 
 
 class HistoryMixin:
@@ -38,7 +41,7 @@ class HistoryMixin:
             self.notify(f"history not loaded: {message.error}", severity="error")
         else:
             tasks = self.query_one("#tasks", TasksPane)
-            tasks.backend_uuids |= load_into_model(self.model, message.rows)
+            tasks.backend_uuids |= load_into_model(self.model, message.rows, self.sources.boundary.history)
             self.history_loaded = len(message.rows)
             self.model.apply([])  # the loaded tasks are not news: drop the pending changes
             tasks.rebuild(self.model.iter_tasks(newest_first=True), self.task_filter)
@@ -60,7 +63,8 @@ class HistoryMixin:
         try:
             client = redis_client(url, self.settings, socket_connect_timeout=3, socket_timeout=10)
             try:
-                result = backfill_from_backend(client, self.history, known_uuids=set())
+                result = backfill_from_backend(client, self.history, known_uuids=set(),
+                                               tally=self.sources.boundary.backend)
             finally:
                 client.close()
             rows = [r for u in result.uuids if (r := self.history.get(u)) is not None]
@@ -77,7 +81,8 @@ class HistoryMixin:
         fresh = [r for r in message.rows if self.model.get_task(r["uuid"]) is None]
         if fresh:
             tasks = self.query_one("#tasks", TasksPane)
-            tasks.backend_uuids |= load_into_model(self.model, fresh) | {r["uuid"] for r in fresh}
+            tasks.backend_uuids |= (load_into_model(self.model, fresh, self.sources.boundary.history)
+                                    | {r["uuid"] for r in fresh})
             self.model.apply([])
             tasks.rebuild(self.model.iter_tasks(newest_first=True), self.task_filter)
             self.notify(f"{len(fresh):,} task(s) the console did not see were filled in from the result backend",

@@ -47,6 +47,7 @@ from tui.model import (
     state_needles,
     unknown_field_error,
 )
+from tui.sources.validate import Tally, clean_backend_meta, clean_history_row, is_key
 
 __all__ = [
     "FIELDS",
@@ -895,20 +896,28 @@ def _split_sql(script: str) -> Iterator[str]:
         yield "\n".join(buf)
 
 
-def load_into_model(model: Any, rows: list[dict[str, Any]]) -> set[str]:
+def load_into_model(model: Any, rows: list[dict[str, Any]], tally: Tally | None = None) -> set[str]:
     """Feed ``rows`` (newest first, as :meth:`HistoryStore.load_recent` returns them) to a
     :class:`tui.model.ClusterModel`, oldest first so the model's first-seen order holds.
 
-    Returns the uuids filled from the result backend (``source == 'backend'``), for the
-    pane to mark.  Runs in the UI thread (only the UI thread mutates the model).
+    Every row passes the trust boundary first (:func:`tui.sources.validate.clean_history_row`):
+    rows written before it existed may hold NaN times, escapes or 2**70 priorities.  A row
+    without a usable uuid is skipped, bad fields are dropped or cleaned; both are counted in
+    ``tally``.  Returns the uuids filled from the result backend (``source == 'backend'``),
+    for the pane to mark.  Runs in the UI thread (only the UI thread mutates the model).
     """
+    tally = tally if tally is not None else Tally()
     backend: set[str] = set()
     limit = getattr(model, "max_tasks", len(rows))
-    for row in reversed(rows[:limit]):
-        fields = {k: v for k, v in row.items() if v is not None and k != "uuid"}
-        model.merge_task_info(row["uuid"], **fields)
+    now = time.time()
+    for raw in reversed(rows[:limit]):
+        row = clean_history_row(raw, tally, now)
+        if row is None:
+            continue
+        uuid = row.pop("uuid")
+        model.merge_task_info(uuid, **row)
         if row.get("source") == SOURCE_BACKEND:
-            backend.add(row["uuid"])
+            backend.add(uuid)
     return backend
 
 
@@ -1147,15 +1156,18 @@ def _scan_keys(redis_client: Any, pattern: str, count: int) -> Iterator[bytes | 
 def backfill_from_backend(redis_client: Any, store: HistoryStore,
                           known_uuids: Collection[str] = (), limit: int = 50_000,
                           prefix: str = "celery-task-meta-", batch: int = 500,
-                          scan_count: int = 1000) -> BackfillResult:
+                          scan_count: int = 1000, tally: Tally | None = None) -> BackfillResult:
     """Fill the history with tasks the console did not see, from Celery's Redis result backend.
 
     SCANs (never KEYS) ``<prefix>*``, skips ``known_uuids`` (the live model's tasks) and
     tasks the store already holds in a finished state, and upserts the rest with
     ``source='backend'`` (a task the store knew from events keeps ``source='events'`` and
     only gains the outcome).  At most ``limit`` keys are read.  Blocking network I/O:
-    call it from a thread worker, with a client on the result backend's database.
+    call it from a thread worker, with a client on the result backend's database.  Each
+    record passes the trust boundary (:func:`tui.sources.validate.clean_backend_meta`,
+    counted in ``tally``) before it becomes a row.
     """
+    tally = tally if tally is not None else Tally()
     res = BackfillResult()
     known = known_uuids if isinstance(known_uuids, set | frozenset | dict) else set(known_uuids)
     pending: list[tuple[str, bytes | str]] = []
@@ -1182,7 +1194,7 @@ def backfill_from_backend(redis_client: Any, store: HistoryStore,
             if rank is not None and rank >= _FINAL:
                 res.skipped += 1
                 continue
-            row = meta_to_row(uuid, meta)
+            row = meta_to_row(uuid, clean_backend_meta(meta, tally))
             (new_rows if rank is None else upd_rows).append(row)
         if new_rows:
             store.upsert(new_rows, source=SOURCE_BACKEND)
@@ -1200,6 +1212,9 @@ def backfill_from_backend(redis_client: Any, store: HistoryStore,
         res.scanned += 1
         if uuid in known or not uuid:
             res.skipped += 1
+        elif not is_key(uuid):  # a key name with escapes or of any length: not a task id
+            res.skipped += 1
+            tally.skip("backend key is not a valid task id")
         else:
             pending.append((uuid, key))
             if len(pending) >= batch:

@@ -17,6 +17,7 @@ from celery import Celery
 from afirgen_tasks.settings import Settings
 from tui.sources.events import CONNECTED, CONNECTING, EventReceiverThread, ReceiverStatus
 from tui.sources.inspection import InspectionResult, inspect_workers
+from tui.sources.validate import Boundary, clean_backend_meta
 
 
 @dataclass(slots=True)
@@ -44,6 +45,8 @@ class Sources(Protocol):
     """What the app needs from the cluster."""
 
     settings: Settings
+    #: what the trust boundary skipped and cleaned, per source (events, inspect, backend, history)
+    boundary: Boundary
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -68,7 +71,9 @@ class BrokerSources:
         self.settings = settings
         self.app = app
         self.scrub = scrub or (lambda text: text)
-        self.events = EventReceiverThread(app, settings.console_event_buffer, scrub=self.scrub)
+        self.boundary = Boundary()
+        self.events = EventReceiverThread(app, settings.console_event_buffer, scrub=self.scrub,
+                                          tally=self.boundary.events)
         self._poller: Any = None
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -128,12 +133,13 @@ class BrokerSources:
                              duration=time.monotonic() - started, taken_at=time.time())
 
     def inspect(self, expected: int | None, tasks: bool) -> InspectionResult:
-        return inspect_workers(self.app, self.settings.console_control_timeout, expected, tasks, self.scrub)
+        return inspect_workers(self.app, self.settings.console_control_timeout, expected, tasks, self.scrub,
+                               tally=self.boundary.inspect)
 
     def fetch_result(self, uuid: str) -> dict[str, Any]:
-        """What the result backend holds for ``uuid`` (status, result, traceback, args...)."""
+        """What the result backend holds for ``uuid`` (status, result, traceback, args...), cleaned."""
         meta = self.app.AsyncResult(uuid).backend.get_task_meta(uuid)
-        return dict(meta or {})
+        return clean_backend_meta(meta or {}, self.boundary.backend)
 
 
 class StaticSources:
@@ -145,6 +151,9 @@ class StaticSources:
         self.queue_poll = QueuePoll(taken_at=time.time())
         self.inspection = InspectionResult(taken_at=time.time())
         self.results: dict[str, dict[str, Any]] = {}
+        # Fed as-is (tests feed odd data on purpose to exercise the model's own checks);
+        # the history load still counts into it.
+        self.boundary = Boundary()
         self._received = 0
         self._dropped = 0
         self._status = ReceiverStatus(CONNECTING, time.time())

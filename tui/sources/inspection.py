@@ -12,6 +12,13 @@ from typing import Any
 
 from celery import Celery
 
+from tui.sources.validate import (
+    Tally,
+    clean_inspect_tasks,
+    clean_queue_replies,
+    clean_stats_replies,
+)
+
 
 @dataclass(slots=True)
 class InspectionResult:
@@ -32,28 +39,27 @@ def inspect_workers(
     expected: int | None = None,
     tasks: bool = False,
     scrub: Any = None,
+    tally: Tally | None = None,
 ) -> InspectionResult:
     """Ask every worker for ``stats`` and ``active_queues`` (and ``active``/``reserved`` if ``tasks``).
 
     ``expected`` (the number of workers known to be online) lets the call return as soon as
-    all of them replied instead of always waiting the full ``timeout``.
+    all of them replied instead of always waiting the full ``timeout``.  Every reply passes
+    the trust boundary (:mod:`tui.sources.validate`): bad hostnames, queue names and numbers
+    are skipped or dropped and counted in ``tally``.
     """
+    tally = tally if tally is not None else Tally()
     started = time.monotonic()
     out = InspectionResult(taken_at=time.time())
     try:
         insp = app.control.inspect(timeout=timeout, limit=expected or None)
-        out.stats = insp.stats() or {}
+        out.stats = clean_stats_replies(insp.stats() or {}, tally)
         # Workers that answered stats are the ones to wait for in the next calls.
         insp = app.control.inspect(timeout=timeout, limit=len(out.stats) or expected or None)
-        replies = insp.active_queues() or {}
-        out.active_queues = {
-            host: [q.get("name", "?") for q in queues if isinstance(q, dict)]
-            for host, queues in replies.items()
-            if isinstance(queues, list)
-        }
+        out.active_queues = clean_queue_replies(insp.active_queues() or {}, tally)
         if tasks:
-            out.active = {h: v for h, v in (insp.active() or {}).items() if isinstance(v, list)}
-            out.reserved = {h: v for h, v in (insp.reserved() or {}).items() if isinstance(v, list)}
+            out.active = clean_inspect_tasks(insp.active() or {}, tally)
+            out.reserved = clean_inspect_tasks(insp.reserved() or {}, tally)
     except Exception as exc:  # the broker is down or answered garbage: report, never raise
         text = f"{type(exc).__name__}: {exc}"
         out.error = (scrub(text) if scrub else text)[:200]
