@@ -6,6 +6,7 @@ runtime when its event carried none, and a wait that clock skew made slightly ne
 
 from __future__ import annotations
 
+import math
 import time
 
 #: state -> (symbol, style). Symbols keep states readable without colour (NO_COLOR).
@@ -47,6 +48,8 @@ def duration(seconds: float | None, width: int | None = None) -> str:
     """
     if seconds is None or seconds != seconds or seconds < 0:
         return "-"
+    if seconds == math.inf:
+        return "?"
     text = _precise(seconds)
     if width is None or len(text) <= width:
         return text
@@ -121,17 +124,46 @@ def task_wait(task: object) -> float | None:
 
 
 def age(ts: float | None, now: float | None = None, width: int | None = None) -> str:
-    """How long ago ``ts`` was, as :func:`duration`; ``never`` when unknown."""
+    """How long ago ``ts`` was, as :func:`duration`; ``never`` when unknown, ``?`` when not a time."""
     if not ts:
         return "never"
+    if not _finite(ts):
+        return "?"
     return duration(max(0.0, (now or time.time()) - ts), width)
 
 
+def _finite(value: object) -> bool:
+    return (value.__class__ is float or value.__class__ is int) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def _localtime(ts: object) -> time.struct_time | None:
+    """``time.localtime(ts)``, or None for what is not a representable time.
+
+    The sources boundary keeps bad timestamps out, but the screens must not crash on one
+    that slipped through (NaN, inf and -1e18 raise in ``localtime``).
+    """
+    if not _finite(ts):
+        return None
+    try:
+        return time.localtime(ts)  # type: ignore[arg-type]
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def clock(ts: float | None) -> str:
-    """Local wall-clock time ``HH:MM:SS`` of a timestamp."""
+    """Local wall-clock time ``HH:MM:SS`` of a timestamp; ``?`` when it is not a time."""
     if not ts:
         return "--:--:--"
-    return time.strftime("%H:%M:%S", time.localtime(ts))
+    local = _localtime(ts)
+    return "?" if local is None else time.strftime("%H:%M:%S", local)
+
+
+def timestamp(ts: object) -> str:
+    """Local date and time with milliseconds (``2024-05-01 12:00:03.250``); ``?`` when not a time."""
+    local = _localtime(ts)
+    if local is None:
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M:%S", local) + f".{int(ts % 1 * 1000):03d}"  # type: ignore[operator]
 
 
 def sparkline(values: list[float], width: int = 10, floor: float = len(SPARK) - 1) -> str:

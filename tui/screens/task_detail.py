@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +14,7 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.formatting import duration, state_text, task_runtime, task_wait
+from tui.formatting import duration, state_text, task_runtime, task_wait, timestamp
 
 TIMESTAMPS = (("sent", "Sent"), ("received", "Received"), ("started", "Started"), ("finished", "Finished"),
               ("eta", "ETA"), ("expires", "Expires"))
@@ -25,7 +24,7 @@ def _ts(value: Any) -> str:
     if value in (None, ""):
         return "-"
     if isinstance(value, (int, float)):
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value)) + f".{int(value % 1 * 1000):03d}"
+        return timestamp(value)  # "?" for NaN, inf, -1e18: never raises
     return str(value)
 
 
