@@ -127,7 +127,7 @@ def age(ts: float | None, now: float | None = None, width: int | None = None) ->
     """How long ago ``ts`` was, as :func:`duration`; ``never`` when unknown, ``?`` when not a time."""
     if not ts:
         return "never"
-    if not _finite(ts):
+    if not _finite(ts) or ts < 0:  # type: ignore[operator]
         return "?"
     return duration(max(0.0, (now or time.time()) - ts), width)
 
