@@ -47,6 +47,7 @@ from .sources.queue_lengths import (
     transport_layout,
 )
 from .sources.redis_conn import is_redis_url, redis_client
+from .sources.validate import clean_text
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 #: Overall status when the check could not run (exit 2).
@@ -593,8 +594,12 @@ def _run_checks(
 
 
 def format_line(result: CheckResult) -> str:
-    """``OK    broker            detail``: status, name, detail on one line."""
-    detail = " ".join(result.detail.split())
+    """``OK    broker            detail``: status, name, detail on one line.
+
+    The detail carries hostnames and queue names from worker replies (untrusted): control
+    characters are shown as visible symbols, never written to the terminal as escapes.
+    """
+    detail = clean_text(" ".join(result.detail.split()))
     return f"{result.status:<5} {result.name:<18} {detail}"
 
 

@@ -128,3 +128,12 @@ def test_redis_client_refuses_amqp_without_leaking():
         assert "topsecret" not in str(exc)
     else:
         raise AssertionError("amqp URL accepted")
+
+
+def test_a_hostile_worker_name_reaches_the_check_output_as_visible_text():
+    """Worker replies are untrusted: an OSC 52 in a hostname must not write the clipboard."""
+    from tui.check import OK, CheckResult, format_line
+
+    line = format_line(CheckResult("workers", OK, "1 worker(s) answered ping: w1\x1b]52;c;SGFja2VkIQ==\x07@host"))
+    assert "\x1b" not in line and "\x07" not in line
+    assert "w1" in line and "@host" in line
