@@ -222,6 +222,12 @@ class _TomlSource(PydanticBaseSettingsSource):
             raise SettingsError([f"config file {self.path} does not exist (AFIRGEN_CONFIG or --config)"]) from None
         except OSError as exc:
             raise SettingsError([f"config file {self.path} cannot be read: {exc.strerror}"]) from None
+        except UnicodeDecodeError as exc:
+            # TOML is UTF-8 by definition; a Latin-1 file is an operator error, not a crash
+            line = exc.object[: exc.start].count(b"\n") + 1
+            raise SettingsError(
+                [f"config file {self.path} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} on line {line}); save it as UTF-8"]
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError([f"config file {self.path} is not valid TOML: {exc}"]) from None
         fields = self.settings_cls.model_fields

@@ -270,3 +270,42 @@ def test_a_percent_encoded_password_loads_and_is_listed_decoded(clean_env):
     s = load_settings(None, celery_broker_url="redis://:p%40ss%3Aw%2Frd%231%3F%C3%A4@127.0.0.1:1/0")
     assert "p@ss:w/rd#1?ä" in s.secrets()
     assert s.broker_display == "redis://:***@127.0.0.1:1/0"
+
+
+LATIN1_CONFIG = "[console]\n# Caf\u00e9 de la Gare\nmax_tasks = 1000\n".encode("latin-1")
+
+
+def test_non_utf8_config_file_is_one_line_naming_it(clean_env, tmp_path):
+    cfg = tmp_path / "latin1.toml"
+    cfg.write_bytes(LATIN1_CONFIG)
+    with pytest.raises(SettingsError) as info:
+        load_settings(cfg)
+    assert info.value.lines == [f"config file {cfg} is not UTF-8 (byte 0xe9 on line 2); save it as UTF-8"]
+
+
+def _entry_points() -> list[tuple[str, list[str]]]:
+    """Each way a person starts something that reads config.toml."""
+    script = Path(sys.executable).with_name("afirgen-tui")
+    tui = [str(script)] if script.exists() else [sys.executable, "-m", "tui"]
+    return [
+        ("check", [*tui, "--check", "--config", "{cfg}"]),
+        ("console", [*tui, "--config", "{cfg}"]),
+        ("celery", [sys.executable, "-m", "celery", "-A", "afirgen_tasks.celery_app", "report"]),
+    ]
+
+
+@pytest.mark.parametrize(("name", "argv"), _entry_points(), ids=[n for n, _ in _entry_points()])
+def test_non_utf8_config_file_exits_2_with_one_line(tmp_path, name, argv):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_bytes(LATIN1_CONFIG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "AFIRGEN_"))}
+    env.update({"AFIRGEN_CONFIG": str(cfg), "PYTHONPATH": str(REPO_ROOT), "TERM": "dumb"})
+    proc = subprocess.run(
+        [a.format(cfg=cfg) for a in argv], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert str(cfg) in lines[0] and "not UTF-8" in lines[0]
+    assert "Traceback" not in proc.stderr + proc.stdout
