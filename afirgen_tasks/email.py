@@ -11,6 +11,11 @@ Celery task id) that already sent its message skips sending it again.
 
 Errors: a malformed address or an unknown FIR is permanent (no retry); an SMTP server
 that cannot be reached, drops the connection or answers 4xx is transient (retried).
+
+Header values are untrusted (task arguments, FIR records).  Every header is checked, raw
+and once RFC 2047 encoded words are decoded, for line breaks, NUL and other control
+characters (:func:`check_header_value`): ``=?utf-8?q?x=0D=0ABcc:_y?=`` passes a check of
+the raw string but the email package decodes it into a real ``Bcc:`` line.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import re
 import smtplib
 import ssl
 import time
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
@@ -40,6 +47,36 @@ _ADDRESS = re.compile(rf"{_LOCAL}@{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,63}}")
 MAX_SUBJECT = 900
 #: Largest notification body accepted, in characters.
 MAX_BODY = 1_000_000
+
+#: What no header value may hold: C0 controls but TAB (CR, LF and NUL among them), DEL, C1
+#: controls, the Unicode line and paragraph separators (str.splitlines and some mail
+#: readers end a line at NEL, U+2028 and U+2029), and lone surrogates (not encodable).
+_HEADER_FORBIDDEN = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def _rfc2047_decoded(value: str) -> str | None:
+    """``value`` with its RFC 2047 encoded words decoded, as a mail reader shows it (None: undecodable)."""
+    try:
+        return str(make_header(decode_header(value)))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        # an unknown charset or bad base64: the header registry's own decoding (checked
+        # after the header is set, see build_message) still judges what is written
+        return None
+
+
+def check_header_value(name: str, value: str) -> str:
+    """``value`` unchanged, or :class:`PermanentTaskError` when it is not one safe line.
+
+    The raw string and its RFC 2047 decoding must both be free of :data:`_HEADER_FORBIDDEN`
+    characters: an encoded CR LF becomes a real header line when the message is written.
+    """
+    for text, how in ((value, ""), (_rfc2047_decoded(value), " once its RFC 2047 encoded words are decoded")):
+        found = _HEADER_FORBIDDEN.search(text) if text is not None else None
+        if found:
+            raise PermanentTaskError(
+                f"{name} header must be one line without control characters, but holds {found.group()!r}{how}"
+            )
+    return value
 
 
 def validate_address(value: object, what: str = "recipient") -> str:
@@ -73,13 +110,25 @@ def message_key(*parts: str) -> str:
 def build_message(settings: Settings, recipient: str, subject: str, body: str, key: str) -> EmailMessage:
     """A text/plain message with a Message-ID derived from ``key``."""
     sender, domain = _sender(settings)
+    headers: dict[str, str | Address] = {
+        "From": sender,
+        "To": Address(addr_spec=recipient),
+        "Subject": subject,
+        "Date": formatdate(usegmt=True),
+        "Message-ID": f"<{key}@{domain}>",
+        "X-AFIRGen-Key": key,
+    }
     msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = Address(addr_spec=recipient)
-    msg["Subject"] = subject
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = f"<{key}@{domain}>"
-    msg["X-AFIRGen-Key"] = key
+    for name, value in headers.items():
+        if isinstance(value, str):
+            check_header_value(name, value)
+        try:
+            msg[name] = value
+        except ValueError as exc:  # the header registry refuses some CR/LF itself
+            raise PermanentTaskError(f"{name} header is not valid: {exc}") from None
+        # The header registry decodes encoded words by its own rules (it accepts charsets
+        # decode_header does not): what it decoded is what will be written, so judge that too.
+        check_header_value(name, str(msg[name]))
     msg.set_content(body)
     return msg
 
@@ -184,14 +233,17 @@ def send_notification_email(self: Task, recipient_email: str, subject: str, body
     recipient = validate_address(recipient_email)
     if not isinstance(subject, str) or not subject.strip():
         raise PermanentTaskError("subject must be a non-empty string")
-    if "\r" in subject or "\n" in subject:
-        raise PermanentTaskError("subject must be one line (no line breaks)")
+    check_header_value("Subject", subject)
     if len(subject) > MAX_SUBJECT:
         raise PermanentTaskError(f"subject is {len(subject)} characters; at most {MAX_SUBJECT} are allowed")
     if not isinstance(body, str):
         raise PermanentTaskError(f"body must be a string, not {type(body).__name__}")
     if len(body) > MAX_BODY:
         raise PermanentTaskError(f"body is {len(body)} characters; at most {MAX_BODY} are allowed")
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a JSON "\\ud800" arrives as a lone surrogate
+        raise PermanentTaskError(f"body is not valid Unicode: {exc.reason} at character {exc.start}") from None
     key = message_key("notification", recipient.lower(), subject, body)
     msg = build_message(settings, recipient, subject.strip(), body, key)
     fields = _dispatch(self, settings, msg, f"notification-{key[:16]}.eml", recipient)

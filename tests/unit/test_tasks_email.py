@@ -157,6 +157,94 @@ def test_bad_notification_input_is_permanent(tmp_path: Path, subject: str, body:
     assert message in str(res.result)
 
 
+# ---- header injection -------------------------------------------------------------------
+
+#: The subject of issue 12: harmless as a raw string, a Bcc and a Reply-To once decoded.
+INJECTED_SUBJECT = "=?utf-8?q?Hello=0D=0ABcc:_evil@x.example=0D=0AReply-To:_attacker@evil.example?="
+#: Every header the tasks write; anything else in a written message was injected.
+EXPECTED_HEADERS = {"from", "to", "subject", "date", "message-id", "x-afirgen-key",
+                    "content-type", "content-transfer-encoding", "mime-version"}
+
+HOSTILE_SUBJECTS = {
+    "issue-12 q-encoded CRLF": INJECTED_SUBJECT,
+    "b-encoded CRLF": "=?utf-8?b?SGVsbG8NCkJjYzogZXZpbEB4LmV4YW1wbGU=?=",
+    "encoded LF mid-word": "x=?utf-8?q?a=0ABcc:_evil@x.example?=y",
+    "raw NUL": "Hello\x00World",
+    "encoded NUL": "=?utf-8?q?Hello=00World?=",
+    "unknown charset, LF": "=?x-bogus?q?Hi=0ABcc:_evil@x.example?=",
+    "raw CRLF": "line\r\nBcc: evil@x.example",
+    "raw ESC": "Hi \x1b]2;pwned\x07",
+    "encoded NEL (C1)": "=?utf-8?q?a=C2=85Bcc:_evil@x.example?=",
+    "encoded U+2028": "=?utf-8?q?a=E2=80=A8Bcc:_evil@x.example?=",
+    "lone surrogate": "Hi \ud800",
+}
+
+
+@pytest.mark.parametrize("subject", HOSTILE_SUBJECTS.values(), ids=HOSTILE_SUBJECTS.keys())
+def test_hostile_subject_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subject: str
+) -> None:
+    app = make_app(tmp_path)
+    task = app.tasks[NOTIFY]
+    retries = spy_retries(monkeypatch, task)
+    res = task.apply(args=("a@example.com", subject, "body"))
+    assert res.state == "FAILURE"
+    assert isinstance(res.result, PermanentTaskError)
+    assert "Subject header must be one line without control characters" in str(res.result)
+    assert retries == []
+    assert names(tmp_path / "outbox") == []
+
+
+def test_hostile_fir_record_cannot_inject_into_the_confirmation(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    with records.open_db(app.afirgen_settings.fir_db_path) as conn, records.transaction(conn):
+        conn.execute("UPDATE firs SET police_station = ? WHERE id = 3", (INJECTED_SUBJECT,))
+    res = app.tasks[CONFIRM].apply(args=(3, "a@example.com"))
+    assert res.state == "FAILURE" and isinstance(res.result, PermanentTaskError)
+    assert "once its RFC 2047 encoded words are decoded" in str(res.result)
+    assert names(tmp_path / "outbox") == []
+
+
+@pytest.mark.parametrize(
+    "sender",
+    ["=?utf-8?q?AFIRGen=0D=0ABcc:_evil@x.example?= <no-reply@afirgen.local>",
+     '"=?utf-8?q?AFIRGen=0ABcc:_evil@x.example?=" <no-reply@afirgen.local>',
+     "AFIRGen\x00 <no-reply@afirgen.local>"],
+)
+def test_hostile_sender_name_is_refused(tmp_path: Path, sender: str) -> None:
+    app = make_app(tmp_path, smtp_sender=sender)
+    res = app.tasks[NOTIFY].apply(args=("a@example.com", "s", "b"))
+    assert res.state == "FAILURE" and isinstance(res.result, PermanentTaskError)
+    # refused by the header check, or earlier when parseaddr cannot find the address
+    assert "From header" in str(res.result) or "not a valid sender address" in str(res.result)
+    assert names(tmp_path / "outbox") == []
+
+
+@pytest.mark.parametrize(
+    ("subject", "shown"),
+    [("Sunwāi: FIR 12/2024 — हिन्दी 日本語 ✓", "Sunwāi: FIR 12/2024 — हिन्दी 日本語 ✓"),
+     ("=?utf-8?q?Caf=C3=A9_hearing?=", "Café hearing"),
+     ("Tab\tseparated", "Tab\tseparated")],
+)
+def test_legit_subjects_are_written_and_read_back_without_extra_headers(tmp_path: Path, subject: str, shown: str) -> None:
+    app = make_app(tmp_path)
+    res = app.tasks[NOTIFY].apply(args=("a@example.com", subject, "body"))
+    assert res.state == "SUCCESS", res.traceback
+    raw = Path(res.result["path"]).read_bytes()
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    assert msg["Subject"] == shown
+    assert {name.lower() for name in msg.keys()} == EXPECTED_HEADERS
+    head = raw.split(b"\n\n", 1)[0]
+    assert b"\x00" not in head and b"\r" not in head
+
+
+def test_body_with_a_lone_surrogate_is_permanent(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    res = app.tasks[NOTIFY].apply(args=("a@example.com", "s", "bad \udc80 body"))
+    assert res.state == "FAILURE" and isinstance(res.result, PermanentTaskError)
+    assert "body is not valid Unicode" in str(res.result)
+
+
 # ---- SMTP -------------------------------------------------------------------------------
 
 
@@ -275,3 +363,23 @@ def test_starttls_against_a_server_without_it_is_permanent(
     assert res.state == "FAILURE"
     assert isinstance(res.result, PermanentTaskError)
     assert "AFIRGEN_SMTP_SECURITY" in str(res.result)
+
+
+def test_smtp_header_injection_never_reaches_the_wire(
+    tmp_path: Path, smtp_server: tuple[Controller, RecordingHandler]
+) -> None:
+    controller, handler = smtp_server
+    app = smtp_app(tmp_path, controller)
+    res = app.tasks[NOTIFY].apply(args=("a@example.com", INJECTED_SUBJECT, "b"))
+    assert res.state == "FAILURE" and isinstance(res.result, PermanentTaskError)
+    # smtplib.send_message would have added the injected Bcc to the envelope recipients
+    assert handler.rcpt_attempts == 0 and handler.messages == []
+
+    res = app.tasks[NOTIFY].apply(args=("a@example.com", "Sunwāi — हिन्दी", "b"))
+    assert res.state == "SUCCESS", res.traceback
+    [(_from, rcpts, content)] = handler.messages
+    assert rcpts == ["a@example.com"]
+    msg = BytesParser(policy=policy.default).parsebytes(content)
+    assert msg["Subject"] == "Sunwāi — हिन्दी"
+    assert {name.lower() for name in msg.keys()} <= EXPECTED_HEADERS | {"x-peer", "x-mailfrom", "x-rcptto"}
+    assert "bcc" not in {name.lower() for name in msg.keys()}
