@@ -221,6 +221,7 @@ def create_app(settings: Settings, main: str = "afirgen") -> Celery:
     app.conf.update(celery_config(settings))
     app.afirgen_settings = settings  # type: ignore[attr-defined]
     app.conf.afirgen_worker_autoscale = settings.celery_worker_autoscale
+    app.conf.afirgen_worker_gossip = settings.celery_worker_gossip
     for module in TASK_MODULES:
         __import__(module)
     app.set_current()
@@ -229,24 +230,32 @@ def create_app(settings: Settings, main: str = "afirgen") -> Celery:
 
 @signals.celeryd_init.connect
 def _prepare_worker(sender=None, instance=None, conf=None, options=None, **_: Any) -> None:
-    """Create the data directories, and apply CELERY_WORKER_AUTOSCALE to workers started without ``--autoscale``.
+    """Create the data directories, apply CELERY_WORKER_AUTOSCALE to workers started without
+    ``--autoscale``, and start workers ``--without-gossip`` unless CELERY_WORKER_GOSSIP is true.
 
-    Celery has no config key for autoscale (only the CLI flag); the worker passes its
-    options through ``prepare_args`` right after this signal, so we add ours there.
+    Celery has no config key for autoscale or gossip (only the CLI flags); the worker passes
+    its options through ``prepare_args`` right after this signal, so we add ours there.
     """
     settings = getattr(getattr(instance, "app", None), "afirgen_settings", None)
     if settings is not None:
         # The worker state db (revoked ids) and the task outputs live in these directories.
         settings.ensure_dirs()
     default = getattr(conf, "afirgen_worker_autoscale", "") if conf is not None else ""
-    if not default or instance is None or (options or {}).get("autoscale"):
+    autoscale = bool(default) and not (options or {}).get("autoscale")
+    # Gossip parses every other worker's heartbeat, and Celery's State raises on a forged
+    # one (timestamp "x"): the error escapes the consumer and kills the worker.  Nothing in
+    # AFIRGen uses gossip (elections, node join/leave callbacks), so it is off unless asked.
+    without_gossip = conf is not None and not getattr(conf, "afirgen_worker_gossip", True)
+    if instance is None or not (autoscale or without_gossip):
         return
     original = instance.prepare_args
 
     def prepare_args(**kwargs: Any) -> dict[str, Any]:
         kwargs = original(**kwargs)
-        if not kwargs.get("autoscale"):
+        if autoscale and not kwargs.get("autoscale"):
             kwargs["autoscale"] = default
+        if without_gossip:
+            kwargs["without_gossip"] = True
         return kwargs
 
     instance.prepare_args = prepare_args

@@ -272,6 +272,9 @@ class Settings(BaseSettings):
         1000, ge=0, validation_alias=_env("celery_worker_max_tasks_per_child")
     )
     celery_worker_autoscale: str = Field("", validation_alias=_env("celery_worker_autoscale"))
+    #: Run Celery's gossip bootstep (``--without-gossip`` when False, the default): it makes a
+    #: worker parse every other worker's heartbeat, and one forged heartbeat kills it.
+    celery_worker_gossip: bool = Field(False, validation_alias=_env("celery_worker_gossip"))
     celery_visibility_timeout: int = Field(3600, ge=1, validation_alias=_env("celery_visibility_timeout"))
     celery_task_time_limit: int = Field(600, ge=1, validation_alias=_env("celery_task_time_limit"))
     celery_task_soft_time_limit: int = Field(540, ge=1, validation_alias=_env("celery_task_soft_time_limit"))

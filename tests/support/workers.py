@@ -66,6 +66,10 @@ class WorkerProcess:
     the ``worker_factory`` fixture kills every worker at teardown, even after a failure.
     """
 
+    #: Startup flags every test worker gets (quick start, and immune to forged heartbeats);
+    #: a test that must prove what the app does by itself sets this on its instance.
+    feature_flags: tuple[str, ...] = ("--without-mingle", "--without-gossip")
+
     def __init__(
         self,
         app: Celery,
@@ -102,7 +106,7 @@ class WorkerProcess:
             sys.executable, "-m", "celery", "-A", "afirgen_tasks.celery_app", "worker",
             "-Q", ",".join(self.queues), "-c", str(self.concurrency), "-P", self.pool,
             "--prefetch-multiplier", str(self.prefetch_multiplier),
-            "-n", f"{self.name}@%h", "--without-mingle", "--without-gossip", "-l", self.loglevel,
+            "-n", f"{self.name}@%h", *self.feature_flags, "-l", self.loglevel,
             *self.extra_args,
         ]
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ssl
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from kombu import Connection
@@ -10,6 +13,8 @@ from kombu import Connection
 from afirgen_tasks.celery_app import REDIS_TRANSPORT, celery_config
 from afirgen_tasks.redis_transport import Transport
 from afirgen_tasks.settings import load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def config_for(tmp_path, broker: str, **overrides) -> dict:
@@ -50,3 +55,34 @@ def test_a_dead_sweepers_lock_frees_itself_within_seconds(tmp_path, visibility, 
     conf = config_for(tmp_path, "redis://127.0.0.1:6379/0", celery_visibility_timeout=visibility,
                       celery_task_time_limit=min(6, visibility - 1), celery_task_soft_time_limit=min(5, visibility - 2))
     assert conf["broker_transport_options"]["unacked_mutex_expire"] == expiry
+
+
+_GOSSIP_PROBE = """
+import sys
+from afirgen_tasks.celery_app import create_app
+from afirgen_tasks.settings import load_settings
+settings = load_settings(None, paths_data_dir=sys.argv[1], celery_broker_url="redis://127.0.0.1:1/0",
+                         celery_worker_gossip=sys.argv[2] == "on")
+worker = create_app(settings).Worker(hostname="probe@h", pool="solo", without_mingle=True, quiet=True,
+                                     redirect_stdouts=False, without_gossip=sys.argv[3] == "flag")
+print(worker.consumer.gossip.enabled)
+"""
+
+
+@pytest.mark.parametrize(
+    ("setting", "flag", "enabled"),
+    [("off", "", False), ("on", "", True), ("on", "flag", False)],
+    ids=["default-off", "setting-turns-it-on", "cli-flag-still-wins"],
+)
+def test_workers_run_without_gossip_unless_the_setting_asks(tmp_path, setting, flag, enabled):
+    # A worker object is built (never started: no broker needed) in a child process, since
+    # building one installs Celery's worker-side task tracing in the process that does it.
+    proc = subprocess.run([sys.executable, "-c", _GOSSIP_PROBE, str(tmp_path), setting, flag],
+                          capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == str(enabled)
+
+
+def test_gossip_is_off_in_the_defaults_and_the_shipped_config(tmp_path):
+    assert load_settings(None, paths_data_dir=tmp_path).celery_worker_gossip is False
+    assert load_settings(REPO_ROOT / "config.toml").celery_worker_gossip is False
