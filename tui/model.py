@@ -19,7 +19,6 @@ but is built for a console that keeps a large, bounded history:
 
 from __future__ import annotations
 
-import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -46,7 +45,32 @@ __all__ = [
     "matches",
 ]
 
-_intern = sys.intern
+
+
+def _make_interner(limit: int = 4096) -> Callable[[str], str]:
+    """A bounded ``sys.intern``: one shared copy of each repeated name, queue or hostname.
+
+    Not ``sys.intern`` itself: on Python 3.12 interned strings are immortal, so every
+    distinct name a hostile publisher sends would stay in memory for good; on 3.11 the
+    interpreter's intern dict still grows to hold them while they live.  Past ``limit``
+    entries the table starts again (sharing resumes as values repeat); equal strings
+    compare equal either way, so only memory, never behaviour, depends on it.
+    """
+    table: dict[str, str] = {}
+    get = table.get
+
+    def intern(text: str) -> str:
+        shared = get(text)
+        if shared is None:
+            if len(table) >= limit:
+                table.clear()
+            table[text] = shared = text
+        return shared
+
+    return intern
+
+
+_intern = _make_interner()
 
 PENDING = "PENDING"  # known only from the backend or inspect, no event yet
 SENT = "SENT"
@@ -275,15 +299,22 @@ class ClusterModel:
     Counters (ints): ``events_applied``, ``events_skipped`` (non-dicts, missing or
     mistyped type/uuid/hostname), ``events_unknown`` (unknown event types),
     ``fields_clipped`` (strings cut to the size limit), ``fields_invalid`` (optional
-    fields of the wrong type, dropped) and ``tasks_evicted``.
+    fields of the wrong type, dropped), ``tasks_evicted`` and ``workers_evicted``.
+
+    Workers are bounded too (``max_workers``): any event names its worker, so a flood of
+    forged hostnames would otherwise grow the worker map without limit.  Past the bound the
+    least recently seen workers are forgotten (a live one comes back with its next event).
     """
 
     def __init__(self, max_tasks: int = 100_000, heartbeat_timeout: float = 6.0,
                  max_field_chars: int = 2000, max_traceback_chars: int = 20_000,
-                 rate_window: float = 5.0) -> None:
+                 rate_window: float = 5.0, max_workers: int = 5000) -> None:
         if max_tasks < 1:
             raise ValueError("max_tasks must be at least 1")
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
         self.max_tasks = max_tasks
+        self.max_workers = max_workers
         self.heartbeat_timeout = heartbeat_timeout
         self.max_field_chars = max_field_chars
         self.max_traceback_chars = max_traceback_chars
@@ -294,6 +325,7 @@ class ClusterModel:
         self.fields_clipped = 0
         self.fields_invalid = 0
         self.tasks_evicted = 0
+        self.workers_evicted = 0
         #: the last unexpected error swallowed while applying an event (a bug if set)
         self.last_error: str | None = None
         self._tasks: dict[str, TaskRecord] = {}
@@ -408,7 +440,7 @@ class ClusterModel:
                         lr = _as_float(lr)
 
                     if kind >= _WORKER_ONLINE:
-                        self._worker_event(kind, host, lr, ev)
+                        self._worker_event(kind, host, lr, ev, wchanged)
                         wchanged.add(host)
                         applied += 1
                         continue
@@ -452,6 +484,8 @@ class ClusterModel:
                         if w is None:
                             w = workers[host] = WorkerRecord(intern(host))
                             wchanged.add(host)
+                            if len(workers) > self.max_workers:
+                                self._prune_workers(host, wchanged)
                         if lr is not None:
                             last = w.last_heartbeat
                             if last is None or lr > last:
@@ -721,10 +755,13 @@ class ClusterModel:
         while rate[0][0] < horizon:
             rate.popleft()
 
-    def _worker_event(self, kind: int, host: str, lr: float | None, ev: dict[str, Any]) -> None:
+    def _worker_event(self, kind: int, host: str, lr: float | None, ev: dict[str, Any],
+                      changed: set[str]) -> None:
         w = self._workers.get(host)
         if w is None:
             w = self._workers[host] = WorkerRecord(_intern(host), online=False)
+            if len(self._workers) > self.max_workers:
+                self._prune_workers(host, changed)
         if kind == _WORKER_OFFLINE:
             w.online = False
         else:
@@ -763,6 +800,27 @@ class ClusterModel:
                 else:
                     invalid += 1
         self.fields_invalid += invalid
+
+    def _prune_workers(self, keep: str, changed: set[str]) -> None:
+        """Forget the least recently seen workers (never ``keep``) down to 90% of ``max_workers``.
+
+        Pruning a tenth at a time keeps a flood of new hostnames at O(log n) per worker
+        instead of a scan per event.  Forgotten hostnames go into ``changed`` (the pane
+        drops a row whose worker the model no longer has).
+        """
+        workers = self._workers
+        target = self.max_workers - max(1, self.max_workers // 10)
+        if len(workers) <= target:
+            return
+
+        def seen(w: WorkerRecord) -> float:
+            return w.last_heartbeat if w.last_heartbeat is not None else float("-inf")
+
+        candidates = sorted((w for h, w in workers.items() if h != keep), key=seen)
+        for w in candidates[: len(workers) - target]:
+            del workers[w.hostname]
+            changed.add(w.hostname)
+            self.workers_evicted += 1
 
     # ---- liveness, out-of-band updates ------------------------------------------------
     def refresh_liveness(self, now: float) -> set[str]:
@@ -899,6 +957,8 @@ class ClusterModel:
         created = w is None
         if w is None:
             w = self._workers[hostname] = WorkerRecord(_intern(hostname))
+            if len(self._workers) > self.max_workers:
+                self._prune_workers(hostname, self._changes().workers)
         before = (w.pool, w.concurrency, w.max_concurrency, w.autoscale, w.pid, w.totals)
         pool = stats.get("pool")
         if isinstance(pool, dict):
@@ -944,6 +1004,8 @@ class ClusterModel:
         created = w is None
         if w is None:
             w = self._workers[hostname] = WorkerRecord(_intern(hostname))
+            if len(self._workers) > self.max_workers:
+                self._prune_workers(hostname, self._changes().workers)
         value = tuple(sorted(set(names)))
         if not created and w.queues == value:
             return False

@@ -673,3 +673,91 @@ def test_mark_purged_marks_only_what_waited_in_that_queue_and_later_events_win()
     # a worker had "a" after all: its event replaces the guess
     model.apply([{"type": "task-received", "uuid": "a", "timestamp": 4.0, "hostname": "w1@h"}])
     assert model.get_task("a").state == "RECEIVED"
+
+
+# ---- memory stays bounded under a flood of unique ids (issue 12) -------------------------
+
+
+def _flood(model: ClusterModel, start: int, stop: int, unique_hosts: bool) -> None:
+    """Unique task ids: odd ones only received (never finish), even ones sent then succeeded."""
+    t = 1_700_000_000.0
+    for lo in range(start, stop, 1000):
+        batch: list[dict[str, Any]] = []
+        for i in range(lo, min(lo + 1000, stop)):
+            uuid, host, ts = f"{i:08x}-flood", f"w{i}@forged" if unique_hosts else "celery@w1", t + i / 1000
+            if i % 2:
+                batch.append({"type": "task-received", "uuid": uuid, "hostname": host, "timestamp": ts,
+                              "local_received": ts, "name": f"n{i}", "args": "(1, 2)"})
+            else:
+                batch += [{"type": "task-sent", "uuid": uuid, "hostname": "gen@api", "timestamp": ts,
+                           "local_received": ts, "name": "afirgen.x", "queue": "email", "args": "(1, 2)"},
+                          {"type": "task-succeeded", "uuid": uuid, "hostname": host, "timestamp": ts,
+                           "local_received": ts, "result": "'ok'", "runtime": 0.1}]
+        model.apply(batch)
+
+
+@pytest.mark.parametrize("unique_hosts", [False, True], ids=["one-worker", "a-new-worker-per-event"])
+def test_referenced_memory_stays_bounded_past_max_tasks(unique_hosts: bool) -> None:
+    # tracemalloc's current size is what is still referenced (RSS also counts memory that
+    # was freed but not returned to the OS).  The model holds max_tasks tasks and
+    # max_workers workers whatever arrives: 10x the ids must not cost 10x the memory.
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        model = ClusterModel(max_tasks=3000, max_workers=300)
+        _flood(model, 0, 9000, unique_hosts)
+        gc.collect()
+        at_9k = tracemalloc.get_traced_memory()[0] - base
+        _flood(model, 9000, 90_000, unique_hosts)
+        gc.collect()
+        at_90k = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert len(model) == 3000
+    assert len(model.workers()) <= 300
+    assert model.tasks_evicted == 87_000
+    assert len(model._order) <= model._order_limit and len(model._finished) <= 3000
+    assert at_90k < 1.5 * at_9k, f"{at_9k / 1e6:.1f} MB after 9k ids, {at_90k / 1e6:.1f} MB after 90k"
+
+
+def test_least_recently_seen_workers_are_forgotten_past_max_workers() -> None:
+    model = ClusterModel(max_workers=10)
+    model.apply([{"type": "worker-heartbeat", "hostname": f"w{i}@h", "local_received": 100.0 + i, "freq": 2.0}
+                 for i in range(10)])
+    model.apply({"type": "worker-heartbeat", "hostname": "w0@h", "local_received": 200.0})  # w0 is fresh again
+    ch = model.apply({"type": "worker-heartbeat", "hostname": "new@h", "local_received": 201.0})
+    hosts = {w.hostname for w in model.workers()}
+    assert len(hosts) == 9 and {"w0@h", "new@h"} <= hosts
+    gone = {"w1@h", "w2@h"}
+    assert not hosts & gone and gone <= ch.workers  # the pane drops their rows
+    assert model.workers_evicted == 2
+    # inspect replies from unknown workers are bounded the same way
+    for i in range(20):
+        model.set_worker_queues(f"x{i}@h", ["email"])
+    assert len(model.workers()) <= 10 and model.get_worker("x19@h") is not None
+
+
+def test_the_interner_shares_copies_but_holds_a_bounded_number_and_never_immortal_ones() -> None:
+    import sys
+
+    from tui.model import _make_interner
+
+    intern = _make_interner(limit=100)
+    first = intern("".join(["celery@", "w1"]))
+    assert intern("".join(["celery@", "w", "1"])) is first  # equal values share one copy
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        for i in range(50_000):  # a flood of distinct 200-character names: 10 MB if all were kept
+            intern(f"forged-{i:09d}".ljust(200, "x"))
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < 200_000, held
+    # sys.intern makes strings immortal on Python 3.12 (refcount 2**32 - 1): never for data
+    assert sys.getrefcount(intern("".join(["unique-", "name"]))) < 1000
