@@ -1,0 +1,59 @@
+"""tui.safe_text: data is shown literally, control characters as visible escapes."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+from rich.text import Text
+
+from tui.safe_text import data_text, visible, without_controls
+
+
+@pytest.mark.parametrize(("raw", "shown"), [
+    ("\x1b]52;c;SGFja2VkIQ==\x07", "\\x1b]52;c;SGFja2VkIQ==\\x07"),  # OSC 52: the clipboard
+    ("\x1b[2J", "\\x1b[2J"),  # clear screen
+    ("\x1b]2;pwned\x07", "\\x1b]2;pwned\\x07"),  # OSC 2: the window title
+    ("a\x9b2Jb", "a\\x9b2Jb"),  # C1 CSI, a one-byte ESC [
+    ("a\x7fb\x00c", "a\\x7fb\\x00c"),
+    ("one\ntwo\tthree\r", "one\\x0atwo\\x09three\\x0d"),
+    ("abc\u202edef", "abc\\u202edef"),  # right-to-left override
+    ("line\u2028sep", "line\\u2028sep"),
+    ("lone \udc80 surrogate", "lone \\udc80 surrogate"),  # cannot be encoded for the terminal
+])
+def test_visible_spells_out_every_control_character(raw, shown):
+    assert visible(raw) == shown
+
+
+def test_visible_keeps_newlines_and_tabs_only_in_multiline_text():
+    assert visible("Traceback:\n\tFile\x1b[2J", multiline=True) == "Traceback:\n\tFile\\x1b[2J"
+    assert visible("a\rb", multiline=True) == "a\\x0db"
+
+
+def test_visible_leaves_ordinary_text_alone_and_the_same_object():
+    text = "afirgen_tasks.reports.generate_pdf_report [/] ✔ é 日本"
+    assert visible(text) is text
+    assert visible(42) == "42" and visible(None) == "None"
+
+
+@pytest.mark.parametrize("markup", ["[bold red]x[/]", "[@click=app.quit]q", "[/]", "[link=http://e]l[/link]"])
+def test_data_text_is_never_parsed_as_markup(markup):
+    text = data_text(markup, style="bold")
+    assert isinstance(text, Text)
+    assert text.plain == markup and text.spans == []
+    console = Console(width=80, record=True, color_system=None)
+    console.print(text)  # "[/]" parsed would raise MarkupError
+    segments = list(console.render(text))
+    assert not any(seg.style and (seg.style.link or seg.style.meta) for seg in segments)
+    assert markup in console.export_text()
+
+
+def test_data_text_has_no_control_characters_for_rich_to_pass_through():
+    # Rich drops BEL and CR itself but keeps ESC: it must be spelled out before that
+    assert Text("\x1b[2J").plain == "\x1b[2J"
+    assert data_text("\x1b[2J\x07").plain == "\\x1b[2J\\x07"
+
+
+def test_without_controls_drops_them_for_editable_fields():
+    assert without_controls("[b]q\x1b[2J\x07\t") == "[b]q[2J"
+    plain = "state:failure queue:email"
+    assert without_controls(plain) is plain
