@@ -16,6 +16,15 @@ from textual.geometry import Size
 from textual.widgets import DataTable
 from textual.widgets._data_table import CellKey, ColumnKey, Row, RowKey
 
+from tui.safe_text import data_text
+
+
+def _literal(cell: str | Text) -> Text:
+    # DataTable parses a str cell as markup (default_cell_formatter): a str from data
+    # would be styled, made clickable, or crash the render on "[/]". Panes pass Text; a
+    # str that slips through is shown literally.
+    return data_text(cell) if isinstance(cell, str) else cell
+
 
 class KeyedTable(DataTable):
     """DataTable with keyed upserts, ordered rows and a cursor pinned to its row key."""
@@ -59,7 +68,7 @@ class KeyedTable(DataTable):
             # rebuilt lists per call, the largest cost of a tick under a flood.
             data = self._data[RowKey(key)]
             changed = False
-            for column_key, new in zip(self._ordered_column_keys(), cells, strict=False):
+            for column_key, new in zip(self._ordered_column_keys(), map(_literal, cells), strict=False):
                 old = data.get(column_key)
                 if old is not new and old != new:
                     data[column_key] = new
@@ -68,7 +77,7 @@ class KeyedTable(DataTable):
                 self._update_count += 1
                 self.refresh()
             return False
-        self.add_row(*cells, key=key)
+        self.add_row(*map(_literal, cells), key=key)
         self._keys.add(key)
         return True
 
@@ -89,7 +98,7 @@ class KeyedTable(DataTable):
             row_key = RowKey(key)
             self._row_locations[row_key] = index
             index += 1
-            self._data[row_key] = dict(zip_longest(columns, cells))
+            self._data[row_key] = dict(zip_longest(columns, map(_literal, cells)))
             self.rows[row_key] = Row(row_key, 1, None, False)
             self._new_rows.add(row_key)
             self._keys.add(key)

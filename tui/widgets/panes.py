@@ -19,6 +19,7 @@ from tui.formatting import (
     task_runtime,
     task_wait,
 )
+from tui.safe_text import data_text
 from tui.widgets.keyed_table import KeyedTable
 
 # Priority bands on the operator scale (10 = most urgent).
@@ -69,9 +70,10 @@ class QueuesPane(KeyedTable):
         order = []
         for row in rows:
             order.append(row.name)
-            name = Text(row.name, style="bold" if row.configured else "italic")
+            # queue names come from the broker (KEYS, events): literal text, escapes visible
+            name = data_text(row.name, style="bold" if row.configured else "italic")
             if row.paused:
-                name = Text(f"{row.name} ⏸", style="bold yellow")
+                name = data_text(f"{row.name} ⏸", style="bold yellow")
             urgent = row.band(BANDS[0][1])
             cells = [
                 name,
@@ -143,16 +145,16 @@ class WorkersPane(KeyedTable):
         load = getattr(w, "loadavg", None)
         queues = getattr(w, "queues", None)
         return [
-            Text(w.hostname, style="bold" if online else "dim"),  # type: ignore[attr-defined]
+            data_text(w.hostname, style="bold" if online else "dim"),  # type: ignore[attr-defined]
             Text("● online" if online else "○ offline", style="green" if online else "bold red"),
-            Text(getattr(w, "pool", None) or "-"),
-            Text(_concurrency(w), justify="right"),
+            data_text(getattr(w, "pool", None) or "-"),
+            data_text(_concurrency(w), justify="right"),  # autoscale figures come from inspect
             Text(count(getattr(w, "active", None)), justify="right"),
             Text(count(getattr(w, "processed", None)), justify="right"),
             Text(count(getattr(w, "failed", None)), justify="right", style="red" if getattr(w, "failed", 0) else ""),
             Text(age(getattr(w, "last_heartbeat", None), now, HB_WIDTH), justify="right"),
             Text(" ".join(f"{x:.2f}" for x in load[:3]) if load else "-"),
-            Text(",".join(queues) if queues else "-"),
+            data_text(",".join(map(str, queues)) if queues else "-"),
         ]
 
 
@@ -264,15 +266,15 @@ class TasksPane(KeyedTable):
         prio = getattr(t, "priority", None)
         first = getattr(t, "sent", None) or getattr(t, "received", None) or getattr(t, "started", None)
         return [
-            Text(label, style=style),
-            Text(getattr(t, "short_name", None) or t.name or "?"),  # type: ignore[attr-defined]
-            Text(getattr(t, "queue", None) or "-"),
+            data_text(label, style=style),  # an unknown state is shown as the event named it
+            data_text(getattr(t, "short_name", None) or t.name or "?"),  # type: ignore[attr-defined]
+            data_text(getattr(t, "queue", None) or "-"),
             Text("-" if prio is None else str(prio), justify="right", style="bold red" if (prio or 0) >= 8 else ""),
-            Text(host),
+            data_text(host),
             Text(duration(task_runtime(t), _W["runtime"]), justify="right"),
             Text(duration(task_wait(t), _W["wait"]), justify="right"),
             Text("backend", style="italic yellow") if t.uuid in self.backend_uuids else Text(clock(first)),  # type: ignore[attr-defined]
-            Text(t.uuid[:8], style="dim"),  # type: ignore[attr-defined]
+            data_text(t.uuid[:8], style="dim"),  # type: ignore[attr-defined]
         ]
 
     def update_rows(self, get: Callable[[str], object | None], new: list[str], changed: Iterable[str],
