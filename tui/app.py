@@ -42,6 +42,7 @@ from tui.messages import (
 )
 from tui.model import ClusterModel, TaskFilter
 from tui.redaction import Redactor
+from tui.safe_text import visible
 from tui.screens.help import HelpScreen
 from tui.screens.task_detail import TaskDetailScreen
 from tui.sources.cluster import QueuePoll, Sources
@@ -175,8 +176,16 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
                                read_only=self.read_only, timeout=settings.console_control_timeout)
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
-        """Notifications carry task ids, JSON and worker replies: plain text, never markup."""
-        super().notify(message, markup=markup, **kwargs)
+        """Notifications carry task ids, JSON and worker replies: plain text, never markup.
+
+        ``markup`` is ignored: ``Widget.notify`` (a screen's ``self.notify``) passes
+        ``markup=True`` by default, and no caller here means markup. Control characters in
+        the message or title are shown as visible escapes: a toast must not write a
+        worker's ``\x1b]52;…`` to the terminal.
+        """
+        if "title" in kwargs:
+            kwargs["title"] = visible(kwargs["title"])
+        super().notify(visible(message, multiline=True), markup=False, **kwargs)
 
     def action_help_quit(self) -> None:
         """Ctrl+C does not quit (it copies in inputs); say what does, in plain text."""
@@ -477,13 +486,15 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         online = sum(1 for w in workers if getattr(w, "online", False))
         rate = self.model.tasks_per_second(time.time())
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"{self.settings.broker_display} ", style="bold")
-        text.append(label, style=style)
+        # Appended str is literal (never markup); visible() keeps escapes in broker errors
+        # and in the typed or pasted filter off the terminal, and the line one line.
+        text.append(f"{visible(self.settings.broker_display)} ", style="bold")
+        text.append(visible(label), style=style)
         if self.task_filter.text:
             # Early in the line: a line cut at the right edge must not hide that rows are filtered.
-            text.append(f" │ filter: {self.task_filter.text}", style="bold cyan")
+            text.append(f" │ filter: {visible(self.task_filter.text)}", style="bold cyan")
             for error in self.task_filter.errors:
-                text.append(f" ⚠ {error}", style="bold red")
+                text.append(f" ⚠ {visible(error)}", style="bold red")
         text.append(f" │ {online}/{len(workers)} workers │ {rate:.1f}/s │ ev ")
         dropped = self.sources.dropped
         text.append(f"{self.sources.received:,}↓ {self.events_applied:,}✓ ")

@@ -19,6 +19,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from afirgen_tasks.routing import route_for
 from tui.actions import EnqueueRequest, ValidationFailed, describe_parameters, validate_enqueue
+from tui.safe_text import data_text, visible
 
 FORM_CSS = """
 ModalScreen { align: center middle; }
@@ -57,9 +58,11 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="form") as box:
-            box.border_title = self.title_text
+            # Titles and questions name tasks, uuids and queues: a str border title is parsed
+            # as markup, so it gets a Text; the Static takes none (markup=False).
+            box.border_title = data_text(self.title_text)
             box.border_subtitle = "y / Enter confirm · n / Esc cancel"
-            yield Static(self.question, classes="question", id="question", markup=False)
+            yield Static(visible(self.question, multiline=True), classes="question", id="question", markup=False)
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
@@ -80,11 +83,12 @@ class ChoiceScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="form") as box:
-            box.border_title = self.title_text
+            box.border_title = data_text(self.title_text)  # a str title would be parsed as markup
             box.border_subtitle = "press a key · Esc cancel"
-            yield Static(self.question, classes="question", markup=False)
+            # the question quotes the operator's filter
+            yield Static(visible(self.question, multiline=True), classes="question", markup=False)
             for key, _value, description in self.options:
-                yield Static(f"  {key}  {description}", markup=False)
+                yield Static(visible(f"  {key}  {description}"), markup=False)
 
     def on_key(self, event: Any) -> None:
         for key, value, _ in self.options:
@@ -110,10 +114,11 @@ class TypedConfirmScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="form") as box:
-            box.border_title = self.title_text
+            # "Purge <queue>": the queue name is broker data; a str title is parsed as markup
+            box.border_title = data_text(self.title_text)
             box.border_subtitle = "Enter confirm · Esc cancel"
-            yield Static(self.question, classes="question", id="question", markup=False)
-            yield Input(placeholder=f"type {self.expected} to confirm", id="typed")
+            yield Static(visible(self.question, multiline=True), classes="question", id="question", markup=False)
+            yield Input(placeholder=f"type {visible(self.expected)} to confirm", id="typed")
             yield Static("", classes="error", id="typed-error", markup=False)
 
     def on_mount(self) -> None:
@@ -123,7 +128,7 @@ class TypedConfirmScreen(ModalScreen[str | None]):
     def _submitted(self, event: Input.Submitted) -> None:
         if event.value.strip() != self.expected:
             box = self.query_one("#typed-error", Static)
-            box.update(f"✘ that is not {self.expected!r}: type the name exactly, or Esc to cancel")
+            box.update(f"✘ that is not {visible(repr(self.expected))}: type the name exactly, or Esc to cancel")
             box.add_class("-shown")
             return
         self.dismiss(event.value.strip())
@@ -249,7 +254,8 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
 
     def _error(self, field: str, message: str) -> None:
         box = self.query_one(f"#{field}-error", Static)
-        box.update(message)
+        # the validator's message quotes what the operator typed or pasted (markup=False box)
+        box.update(visible(message, multiline=True))
         box.set_class(bool(message), "-shown")
 
     def action_cancel(self) -> None:
@@ -273,13 +279,14 @@ class NumberFormScreen(ModalScreen[dict[str, Any] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="form") as box:
-            box.border_title = self.title_text
+            box.border_title = data_text(self.title_text)  # a str title would be parsed as markup
             box.border_subtitle = "Enter apply · Esc cancel"
             for name, label, initial in self.fields:
                 with Horizontal(classes="row"):
                     yield Label(label, classes="field")
                     yield Input(value=initial, id=name)
-            yield Checkbox(f"all workers (not only {self.target})", id="all")
+            # the target is a worker's hostname: a str label would be parsed as markup
+            yield Checkbox(data_text(f"all workers (not only {self.target})"), id="all")
             yield Static("", classes="error", id="form-error", markup=False)
 
     def on_mount(self) -> None:
@@ -293,11 +300,11 @@ class NumberFormScreen(ModalScreen[dict[str, Any] | None]):
             try:
                 values[name] = int(text)
             except ValueError:
-                self._problem(f"✘ {label} {text!r} is not a whole number")
+                self._problem(f"✘ {label} {visible(repr(text))} is not a whole number")
                 return
         problem = self.check(values)
         if problem:
-            self._problem(f"✘ {problem}")
+            self._problem(f"✘ {visible(problem)}")
             return
         self.dismiss({**values, "all": self.query_one("#all", Checkbox).value})
 

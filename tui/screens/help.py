@@ -9,6 +9,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from tui.safe_text import data_text
+
 
 class HelpScreen(ModalScreen[None]):
     """Lists every key of the console (the command palette, Ctrl+P, lists the same actions)."""
@@ -29,7 +31,8 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("Key", no_wrap=True, style="bold cyan")
         table.add_column("Action")
         for keys, desc in self.rows:
-            table.add_row(keys, desc)
+            # Rich parses str cells as markup: "[history] db" would vanish from the help
+            table.add_row(data_text(keys), data_text(desc))
         with VerticalScroll() as scroll:
             scroll.border_title = "Keys"
             scroll.border_subtitle = "Esc close"

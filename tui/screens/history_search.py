@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Input, Static
 
 from tui.formatting import clock, duration, state_text, task_runtime
 from tui.history import parse_query
+from tui.safe_text import data_text, visible
 from tui.screens.task_detail import TaskDetailScreen
 from tui.timerange import split_time_terms
 
@@ -94,7 +95,8 @@ class HistorySearchScreen(ModalScreen[None]):
         rest, since, until, errors = split_time_terms(text, time.time())
         errors += parse_query(rest).errors
         if errors:
-            self.query_one("#history-status", Static).update("✘ " + "; ".join(errors))
+            # the errors quote the operator's query: shown literally (the Static takes no markup)
+            self.query_one("#history-status", Static).update("✘ " + visible("; ".join(errors)))
             # The old results would read as the answer to this query.
             self.rows = []
             self.query_one("#history-results", DataTable).clear()
@@ -115,7 +117,7 @@ class HistorySearchScreen(ModalScreen[None]):
     def on_history_searched(self, message: HistorySearched) -> None:
         status = self.query_one("#history-status", Static)
         if message.error:
-            status.update(f"✘ search failed: {self.redact(message.error)}")
+            status.update(f"✘ search failed: {visible(self.redact(message.error))}")
             return
         self.rows = message.rows
         table = self.query_one("#history-results", DataTable)
@@ -123,11 +125,14 @@ class HistorySearchScreen(ModalScreen[None]):
         for i, row in enumerate(message.rows):
             label, style = state_text(row.get("state") or "PENDING")
             first = row.get("sent") or row.get("received") or row.get("first_seen")
-            table.add_row(Text(label, style=style), (row.get("name") or "?").rsplit(".", 1)[-1], row.get("queue") or "-",
-                          str(row.get("priority") or "-"), (row.get("hostname") or "-").split("@")[0],
-                          duration(task_runtime(row_as_task(row))), clock(first),
-                          "backend" if row.get("source") == "backend" else "events", (row.get("uuid") or "")[:8],
-                          key=str(i))
+            # Rows are data: a DataTable parses str cells as markup (a name "[/]" raised
+            # MarkupError here at every start), so every cell is a literal Text.
+            table.add_row(data_text(label, style=style), data_text(str(row.get("name") or "?").rsplit(".", 1)[-1]),
+                          data_text(row.get("queue") or "-"), data_text(row.get("priority") or "-"),
+                          data_text(str(row.get("hostname") or "-").split("@")[0]),
+                          Text(duration(task_runtime(row_as_task(row)))), Text(clock(first)),
+                          Text("backend" if row.get("source") == "backend" else "events"),
+                          data_text(str(row.get("uuid") or "")[:8]), key=str(i))
         more = " (first 500: narrow the search)" if len(message.rows) >= RESULT_LIMIT else ""
         status.update(f"{len(message.rows):,} task(s) in {message.took * 1000:.0f} ms{more}")
 

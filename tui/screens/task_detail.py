@@ -15,6 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tui.formatting import duration, state_text, task_runtime, task_wait, timestamp
+from tui.safe_text import data_text, visible
 
 TIMESTAMPS = (("sent", "Sent"), ("received", "Received"), ("started", "Started"), ("finished", "Finished"),
               ("eta", "ETA"), ("expires", "Expires"))
@@ -64,7 +65,9 @@ class TaskDetailScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll() as scroll:
-            scroll.border_title = f"Task {self.task_record.uuid}"
+            # A str title is parsed as markup: a uuid "[@click=app.resize_all(5)]GROW" was a
+            # clickable action here. Text is taken literally.
+            scroll.border_title = Text("Task ") + data_text(self.task_record.uuid)
             scroll.border_subtitle = "Esc close"
             yield Static(self.render_text(), id="detail-body")
 
@@ -92,13 +95,15 @@ class TaskDetailScreen(ModalScreen[None]):
         meta = self.backend or {}
         out = Text()
 
-        def line(label: str, value: Any, style: str = "") -> None:
+        def line(label: str, value: Any, style: str = "", multiline: bool = False) -> None:
             out.append(f"{label:<12}", style="bold")
-            out.append(f"{value}\n", style=style)
+            # Values are data: literal, escapes made visible. One-line fields stay one line,
+            # so a name cannot forge the lines below it.
+            out.append(visible(value, multiline=multiline) + "\n", style=style)
 
         label, style = state_text(t.state, getattr(t, "revoke_requested", False))
         if self.note:
-            out.append(f"{self.note}\n\n", style="italic yellow")
+            out.append(f"{visible(self.note, multiline=True)}\n\n", style="italic yellow")
         line("UUID", t.uuid)
         line("Name", t.name or meta.get("name") or "?")
         line("State", label + (f"   (backend: {meta['status']})" if meta.get("status") else ""), style)
@@ -118,30 +123,30 @@ class TaskDetailScreen(ModalScreen[None]):
         line("Runtime", duration(runtime) + ("   (finished - started: the event carried no runtime)" if derived else ""))
         args = getattr(t, "args", None) or (repr(meta["args"]) if meta.get("args") is not None else None)
         kwargs = getattr(t, "kwargs", None) or (repr(meta["kwargs"]) if meta.get("kwargs") is not None else None)
-        line("Args", self.redact(args or "-"))
-        line("Kwargs", self.redact(kwargs or "-"))
+        line("Args", self.redact(args or "-"), multiline=True)
+        line("Kwargs", self.redact(kwargs or "-"), multiline=True)
         result = getattr(t, "result", None)
         if result is None and meta.get("status") == "SUCCESS":
             result = repr(meta.get("result"))
         if result is not None:
-            line("Result", self.redact(str(result)))
+            line("Result", self.redact(str(result)), multiline=True)
         reason = getattr(t, "revoke_reason", None)
         if reason:
             # A terminate's task-revoked comes first; the job's own failure (e.g. smtplib
             # turning the SIGTERM into an SMTP error) outranks it, so say what came first.
             after = (f"   (then {t.state}: the job kept running or failed as the signal hit it; "
                      f"the exception below is its own)" if t.state in ("FAILURE", "SUCCESS") else "")
-            line("Revoked", reason + after, "red")
+            line("Revoked", reason + after, "red", multiline=True)
         exc = getattr(t, "exception", None) or (repr(meta.get("result")) if meta.get("status") == "FAILURE" else None)
         if exc:
-            line("Exception", self.redact(str(exc)), "bold red")
+            line("Exception", self.redact(str(exc)), "bold red", multiline=True)
         tb = getattr(t, "traceback", None) or meta.get("traceback")
         if tb:
             out.append("Traceback\n", style="bold")
-            out.append(self.redact(str(tb)).rstrip() + "\n", style="red")
+            out.append(visible(self.redact(str(tb)), multiline=True).rstrip() + "\n", style="red")
         if self.fetch is not None:
             if self.backend_error:
-                out.append(f"\nresult backend: {self.backend_error}\n", style="yellow")
+                out.append(f"\nresult backend: {visible(self.backend_error)}\n", style="yellow")
             elif self.backend is None:
                 out.append("\nresult backend: asking…\n", style="dim")
             elif not meta or meta.get("status") == "PENDING":
