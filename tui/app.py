@@ -50,6 +50,7 @@ from tui.sources.events import CONNECTED, RECONNECTING
 from tui.sources.inspection import InspectionResult
 from tui.widgets.keyed_table import KeyedTable
 from tui.widgets.panes import QueueRow, QueuesPane, TasksPane, WorkersPane
+from tui.widgets.plain_input import PlainInput
 
 #: Longest the UI thread spends applying events per tick (the rest of the tick stays interactive).
 TICK_BUDGET_S = 0.05
@@ -198,7 +199,8 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
             yield QueuesPane(id="queues")
             yield WorkersPane(id="workers")
             with Vertical(id="tasks-box"):
-                yield Input(placeholder="filter: words, state:failure queue:email worker:w1 prio:>=8 (Enter keeps, Esc clears)",
+                # PlainInput: a pasted task name must not bring its escapes along
+                yield PlainInput(placeholder="filter: words, state:failure queue:email worker:w1 prio:>=8 (Enter keeps, Esc clears)",
                             id="filter")
                 yield TasksPane(id="tasks")
         yield Footer()

@@ -20,6 +20,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from afirgen_tasks.routing import route_for
 from tui.actions import EnqueueRequest, ValidationFailed, describe_parameters, validate_enqueue
 from tui.safe_text import data_text, visible
+from tui.widgets.plain_input import PlainInput
 
 FORM_CSS = """
 ModalScreen { align: center middle; }
@@ -118,7 +119,7 @@ class TypedConfirmScreen(ModalScreen[str | None]):
             box.border_title = data_text(self.title_text)
             box.border_subtitle = "Enter confirm · Esc cancel"
             yield Static(visible(self.question, multiline=True), classes="question", id="question", markup=False)
-            yield Input(placeholder=f"type {visible(self.expected)} to confirm", id="typed")
+            yield PlainInput(placeholder=f"type {visible(self.expected)} to confirm", id="typed")
             yield Static("", classes="error", id="typed-error", markup=False)
 
     def on_mount(self) -> None:
@@ -178,7 +179,7 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
             ):
                 with Horizontal(classes="row"):
                     yield Label(name.capitalize(), classes="field")
-                    yield Input(placeholder=placeholder, id=name)
+                    yield PlainInput(placeholder=placeholder, id=name)
                 yield Static("", classes="error", id=f"{name}-error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Send", variant="primary", id="send")
@@ -284,7 +285,7 @@ class NumberFormScreen(ModalScreen[dict[str, Any] | None]):
             for name, label, initial in self.fields:
                 with Horizontal(classes="row"):
                     yield Label(label, classes="field")
-                    yield Input(value=initial, id=name)
+                    yield PlainInput(value=initial, id=name)
             # the target is a worker's hostname: a str label would be parsed as markup
             yield Checkbox(data_text(f"all workers (not only {self.target})"), id="all")
             yield Static("", classes="error", id="form-error", markup=False)

@@ -21,6 +21,7 @@ from tui.history import parse_query
 from tui.safe_text import data_text, visible
 from tui.screens.task_detail import TaskDetailScreen
 from tui.timerange import split_time_terms
+from tui.widgets.plain_input import PlainInput
 
 RESULT_LIMIT = 500
 _RECORD_FIELDS = ("uuid", "name", "state", "queue", "priority", "hostname", "args", "kwargs", "result", "exception",
@@ -73,7 +74,7 @@ class HistorySearchScreen(ModalScreen[None]):
         with Vertical() as box:
             box.border_title = "Search all history"
             box.border_subtitle = "Enter search · ↓ results · Enter on a row: detail · Esc close"
-            yield Input(value=self.initial, placeholder="state:failure queue:email args:FIR since:2h until:30m …",
+            yield PlainInput(value=self.initial, placeholder="state:failure queue:email args:FIR since:2h until:30m …",
                         id="history-query")
             yield Static("", id="history-status", markup=False)
             table: DataTable[Any] = DataTable(id="history-results", cursor_type="row")
