@@ -515,7 +515,7 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         if reconnects > 0:
             text.append(f" │ reconnected {reconnects}×", style="yellow")
         if self.history_writer is not None and (note := self.history_writer.status_note()):
-            text.append(f" │ {note}", style="bold red")
+            text.append(f" │ {visible(note)}", style="bold red")  # its reasons may quote data
         if self.read_only:
             text.append(" │ READ-ONLY", style="bold yellow")
         self.query_one("#status", Static).update(text)
