@@ -182,7 +182,7 @@ class AfirgenApp(ActionsMixin, HistoryMixin, App[None]):
         ``markup`` is ignored: ``Widget.notify`` (a screen's ``self.notify``) passes
         ``markup=True`` by default, and no caller here means markup. Control characters in
         the message or title are shown as visible escapes: a toast must not write a
-        worker's ``\x1b]52;…`` to the terminal.
+        worker's ``\\x1b]52;…`` to the terminal.
         """
         if "title" in kwargs:
             kwargs["title"] = visible(kwargs["title"])

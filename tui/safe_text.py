@@ -9,11 +9,12 @@ API that takes it literally, such as ``notify(markup=False)``).
   typed. Strings given to Textual as ``str`` (``Static("…")``, ``border_title = "…"``,
   DataTable ``str`` cells, Checkbox labels) *are* parsed as markup: pass a ``Text`` instead.
 * Never an escape: Rich and Textual strip only some control codes (BEL, CR, …) and let
-  ESC through, so ``\\x1b]52;…`` in a queue name would reach the terminal. Every C0/C1
-  control character, DEL, the bidi overrides, the Unicode line separators and lone
-  surrogates (which cannot be encoded to the terminal at all) are shown as a visible
-  backslash escape instead (``\\x1b``, ``\\u202e``), so the operator sees that the data
-  held one.
+  ESC through, so ``\\x1b]52;…`` in a queue name would reach the terminal. Control
+  characters are *shown*, so the operator sees that the data held one, in the same form
+  the sources' boundary (``tui.sources.validate``) gives them: C0 and DEL as their Unicode
+  Control Pictures (ESC -> ``␛``, one cell wide, so columns stay aligned); C1 controls,
+  the line/paragraph separators and the bidi controls as escape text (``\\x9b``,
+  ``\\u202e``); lone surrogates, which cannot be encoded for the terminal, as U+FFFD.
 
 Pure: no Textual import, cheap when there is nothing to replace (the Tasks pane builds
 rows with it under an event flood).
@@ -25,30 +26,38 @@ import re
 
 from rich.text import Text
 
-# C0 controls (tab and newline are allowed only in multi-line text), DEL and C1 controls,
-# the line/paragraph separators (they break a one-line cell), the bidi embeddings,
-# overrides and isolates (they reorder what the operator reads), and lone surrogates.
-_UNSAFE_CLASS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
-_UNSAFE_ONE_LINE = re.compile(f"[\t\n{_UNSAFE_CLASS}]")
-_UNSAFE_MULTILINE = re.compile(f"[{_UNSAFE_CLASS}]")
+# What a terminal may act on or that changes how a line reads: the same classes as the
+# sources' boundary (tests/unit/test_safe_text.py holds the two to one form). The
+# multi-line pattern lets \t and \n through.
+_DANGER = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE_ONE_LINE = re.compile(f"[\x00-\x1f{_DANGER}]")
+_UNSAFE_MULTILINE = re.compile(f"[\x00-\x08\x0b-\x1f{_DANGER}]")
+_PICTURES: dict[str, str] = {chr(c): chr(0x2400 + c) for c in range(0x20)}
+_PICTURES["\x7f"] = "\u2421"  # ␡
 
 
-def _escape_char(match: re.Match[str]) -> str:
-    code = ord(match.group())
+def _show(match: re.Match[str]) -> str:
+    ch = match.group()
+    picture = _PICTURES.get(ch)
+    if picture is not None:
+        return picture
+    code = ord(ch)
+    if 0xD800 <= code <= 0xDFFF:
+        return "\ufffd"
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def visible(value: object, *, multiline: bool = False) -> str:
-    """``value`` as a string whose control characters are shown as backslash escapes.
+    """``value`` as a string whose control characters are shown (``␛``, ``\\x9b``).
 
     With ``multiline``, newlines and tabs stay (a traceback keeps its lines); otherwise they
     are escaped too, so a one-line cell or title stays one line.
     """
     text = value if isinstance(value, str) else str(value)
-    pattern = _UNSAFE_MULTILINE if multiline else _UNSAFE_ONE_LINE
-    if pattern.search(text) is None:
+    if text.isprintable():  # the common case, one C-level scan
         return text
-    return pattern.sub(_escape_char, text)
+    pattern = _UNSAFE_MULTILINE if multiline else _UNSAFE_ONE_LINE
+    return pattern.sub(_show, text)
 
 
 def data_text(value: object, style: str = "", *, multiline: bool = False, justify: str | None = None) -> Text:
@@ -66,6 +75,6 @@ def without_controls(text: str) -> str:
     For what the operator types or pastes into a one-line field: there the characters are
     dropped rather than spelled out, since the text is edited, not only read.
     """
-    if _UNSAFE_ONE_LINE.search(text) is None:
+    if text.isprintable():
         return text
     return _UNSAFE_ONE_LINE.sub("", text)

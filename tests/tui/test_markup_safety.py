@@ -73,7 +73,7 @@ RESULT = "{'r': '[@click=app.resize_all(5)]again'}"
 ARGS = f"['[/]', '{CLIPBOARD}']"
 
 #: printable fragments of the escape-bearing strings: on screen whether the sources strip
-#: the control characters or the display shows them as \\x1b (both are fine; raw is not)
+#: the control characters or the display shows them (as ␛: both are fine; raw is not)
 ESCAPE_REMAINS = ["]52;c;SGFja2VkIQ==", "]2;pwned"]
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -409,16 +409,17 @@ async def test_screens_render_raw_hostile_records_without_any_validation(screen_
         app.query_one("#workers", WorkersPane).show([worker])
         app.query_one("#queues", QueuesPane).show([QueueRow(f"[/]{TITLE}", 1), QueueRow(CLEAR, 2, paused=True)])
         await pilot.pause()
-        text = assert_clean(app, "[bold red]x[/]\\x1b]2;pwned", "\\x1b]52;", "[/]\\x1b]2", "[@click=app.quit]w", where="panes with raw records")
-        assert "[@click=app.quit]\\x1b[2J" in text
+        # C0 controls are shown as their Control Pictures (ESC -> ␛), as the sources' boundary does
+        assert_clean(app, "[bold red]x[/]␛]2;pwned␇", "␛]52;", "[/]␛]2", "[@click=app.quit]w",
+                     "[@click=app.quit]␛[2J", where="panes with raw records")
 
         app.push_screen(TaskDetailScreen(record, str, None))
         await pilot.pause()
-        assert_clean(app, f"Task {GROW_UUID}\\x1b]52;c;SGFja2VkIQ==\\x07", "\\x9b2J\\u202e\\udc80", "[bold]boom[/] \\x1b[2J",
+        assert_clean(app, f"Task {GROW_UUID}␛]52;c;SGFja2VkIQ==␇", "\\x9b2J\\u202e\ufffd", "[bold]boom[/] ␛[2J",
                      where="detail of a raw record")
         await pilot.press("escape")
 
         app.push_screen(HistorySearchScreen(lambda *a, **k: [raw], str))
         await settle(pilot, app, lambda: isinstance(app.screen, HistorySearchScreen) and app.screen.rows,
                      message="raw search")
-        assert_clean(app, "\\x1b]52;c", "[@click=", where="history search of a raw row")
+        assert_clean(app, "␛]52;c", "[@click=", where="history search of a raw row")

@@ -8,25 +8,37 @@ from rich.text import Text
 
 from tui.safe_text import data_text, visible, without_controls
 
-
-@pytest.mark.parametrize(("raw", "shown"), [
-    ("\x1b]52;c;SGFja2VkIQ==\x07", "\\x1b]52;c;SGFja2VkIQ==\\x07"),  # OSC 52: the clipboard
-    ("\x1b[2J", "\\x1b[2J"),  # clear screen
-    ("\x1b]2;pwned\x07", "\\x1b]2;pwned\\x07"),  # OSC 2: the window title
+HOSTILE = [
+    ("\x1b]52;c;SGFja2VkIQ==\x07", "␛]52;c;SGFja2VkIQ==␇"),  # OSC 52: the clipboard
+    ("\x1b[2J", "␛[2J"),  # clear screen
+    ("\x1b]2;pwned\x07", "␛]2;pwned␇"),  # OSC 2: the window title
     ("a\x9b2Jb", "a\\x9b2Jb"),  # C1 CSI, a one-byte ESC [
-    ("a\x7fb\x00c", "a\\x7fb\\x00c"),
-    ("one\ntwo\tthree\r", "one\\x0atwo\\x09three\\x0d"),
-    ("abc\u202edef", "abc\\u202edef"),  # right-to-left override
+    ("a\x7fb\x00c", "a␡b␀c"),
+    ("one\ntwo\tthree\r", "one␊two␉three␍"),
+    ("abc\u202edef\u200f", "abc\\u202edef\\u200f"),  # right-to-left override, RLM
     ("line\u2028sep", "line\\u2028sep"),
-    ("lone \udc80 surrogate", "lone \\udc80 surrogate"),  # cannot be encoded for the terminal
-])
-def test_visible_spells_out_every_control_character(raw, shown):
+    ("lone \udc80 surrogate", "lone \ufffd surrogate"),  # cannot be encoded for the terminal
+]
+
+
+@pytest.mark.parametrize(("raw", "shown"), HOSTILE)
+def test_visible_shows_every_control_character(raw, shown):
     assert visible(raw) == shown
 
 
+@pytest.mark.parametrize(("raw", "_"), HOSTILE)
+def test_display_and_source_boundary_show_control_characters_alike(raw, _):
+    # Data cleaned at the sources and data that reached a screen some other way look the
+    # same to the operator: one form for "this field held an ESC".
+    from tui.sources.validate import clean_text
+
+    assert visible(raw) == clean_text(raw)
+    assert visible(raw, multiline=True) == clean_text(raw, multiline=True)
+
+
 def test_visible_keeps_newlines_and_tabs_only_in_multiline_text():
-    assert visible("Traceback:\n\tFile\x1b[2J", multiline=True) == "Traceback:\n\tFile\\x1b[2J"
-    assert visible("a\rb", multiline=True) == "a\\x0db"
+    assert visible("Traceback:\n\tFile\x1b[2J", multiline=True) == "Traceback:\n\tFile␛[2J"
+    assert visible("a\rb", multiline=True) == "a␍b"
 
 
 def test_visible_leaves_ordinary_text_alone_and_the_same_object():
@@ -50,7 +62,7 @@ def test_data_text_is_never_parsed_as_markup(markup):
 def test_data_text_has_no_control_characters_for_rich_to_pass_through():
     # Rich drops BEL and CR itself but keeps ESC: it must be spelled out before that
     assert Text("\x1b[2J").plain == "\x1b[2J"
-    assert data_text("\x1b[2J\x07").plain == "\\x1b[2J\\x07"
+    assert data_text("\x1b[2J\x07").plain == "␛[2J␇"
 
 
 def test_without_controls_drops_them_for_editable_fields():
