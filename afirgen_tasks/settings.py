@@ -164,7 +164,7 @@ class SecretScrubber:
     each known secret (raw or JSON-escaped) wherever it appears.
 
     The one secret scrubber: ``--check`` output, the audit log and the console's error
-    messages all go through it (``tui.redaction.Redactor`` holds one).
+    messages all go through it (``tui.core.redaction.Redactor`` holds one).
     """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:

@@ -4,7 +4,7 @@
     python -m bench.bench_e2e --rates 5000 --seconds 30 --buffer 20000
 
 Starts its own ``redis-server`` on a free port (or uses ``--url``, which must point at an
-empty scratch database), runs the real console — :class:`tui.app.AfirgenApp` with
+empty scratch database), runs the real console — :class:`tui.ui.app.AfirgenApp` with
 :class:`tui.sources.cluster.BrokerSources`, its receiver thread and its own timers — under
 ``run_test(headless=True, size=(120, 40))`` in this process, and for each rate starts
 ``bench/publisher.py`` (Celery's event dispatcher, a separate process) for ``--seconds``.
@@ -92,13 +92,13 @@ class Probe:
 
 
 def make_app_class() -> type:
-    import tui.app
-    from tui.app import AfirgenApp
+    import tui.ui.app
+    from tui.ui.app import AfirgenApp
 
     class BenchApp(AfirgenApp):
         """The real console, with timing probes around tick and frame output."""
 
-        CSS_PATH = str(Path(tui.app.__file__).with_name("app.tcss"))  # relative paths follow the subclass
+        CSS_PATH = str(Path(tui.ui.app.__file__).with_name("app.tcss"))  # relative paths follow the subclass
 
         probe = Probe()
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from tui.model import ClusterModel
+from tui.core.model import ClusterModel
 
 Batch = list[dict[str, Any]]
 HOST = "celery@bench-worker"

@@ -26,7 +26,7 @@ from typing import Any
 from celery.events.state import State
 
 from bench.events import iter_batches
-from tui.model import ClusterModel
+from tui.core.model import ClusterModel
 
 Batch = list[dict[str, Any]]
 

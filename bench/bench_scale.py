@@ -64,13 +64,13 @@ def rss_mb() -> float:
 
 
 def bench_app_class() -> type:
-    import tui.app
-    from tui.app import AfirgenApp
+    import tui.ui.app
+    from tui.ui.app import AfirgenApp
 
     class ProbedApp(AfirgenApp):
         """The real console; records frames (and renders them to terminal bytes, as a terminal would need)."""
 
-        CSS_PATH = str(Path(tui.app.__file__).with_name("app.tcss"))
+        CSS_PATH = str(Path(tui.ui.app.__file__).with_name("app.tcss"))
         frames: list[tuple[float, float]]  # (perf_counter at end, ms)
         first_any: float | None = None
         first_data: float | None = None

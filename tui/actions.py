@@ -30,8 +30,8 @@ from celery import Celery
 
 from afirgen_tasks.priority import PriorityError, validate_priority
 from afirgen_tasks.routing import route_for
+from tui.core.states import is_final
 
-FINISHED_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED", "REJECTED"})
 MAX_COUNTDOWN_S = 30 * 86400
 
 
@@ -428,7 +428,7 @@ class Actions:
         """``mode``: revoke (discard when it reaches a worker), terminate (SIGTERM) or kill (SIGKILL)."""
         params = {"mode": mode, "state": state}
         self.guard(mode, task_id, params)
-        if state in FINISHED_STATES:
+        if is_final(state):
             return self._done(mode, task_id, params,
                               Outcome(False, f"task {task_id[:8]} already finished ({state}): nothing to {mode}"))
 

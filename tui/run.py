@@ -59,10 +59,10 @@ def run_console(args: argparse.Namespace) -> int:
             settings = settings.model_copy(update={"paths_report_dir": Path.cwd() / "afirgen-exports"})
 
         from afirgen_tasks.celery_app import create_app
-        from tui.app import AfirgenApp
+        from tui.core.redaction import Redactor
         from tui.history import HistoryStore
-        from tui.redaction import Redactor
         from tui.sources.cluster import BrokerSources
+        from tui.ui.app import AfirgenApp
 
         celery_app = create_app(settings, main="afirgen-tui")
         sources = BrokerSources(settings, celery_app, scrub=Redactor.from_settings(settings))

@@ -27,11 +27,11 @@ from textual.widgets import Input, Select, Static
 
 from afirgen_tasks.records import create_sample_db
 from tui.actions import Actions, AuditLog, EnqueueRequest, ReadOnlyRefused
-from tui.app import AfirgenApp
 from tui.demo import SMTPSink, free_port
-from tui.screens.forms import ConfirmScreen, EnqueueScreen, NumberFormScreen, TypedConfirmScreen
 from tui.sources.cluster import BrokerSources
-from tui.widgets.panes import QueuesPane, TasksPane, WorkersPane
+from tui.ui.app import AfirgenApp
+from tui.ui.screens.forms import ConfirmScreen, EnqueueScreen, NumberFormScreen, TypedConfirmScreen
+from tui.ui.widgets.panes import QueuesPane, TasksPane, WorkersPane
 
 pytestmark = pytest.mark.integration
 

@@ -270,16 +270,16 @@ def test_an_empty_broker_is_an_error_not_ignored(afirgen_env):
 
 CRASHING_CONSOLE = """
 import sys
-import tui.app
+import tui.ui.app
 from tui.cli import main
 
-_run = tui.app.AfirgenApp.run
-tui.app.AfirgenApp.run = lambda self, *a, **k: _run(self, headless=True, size=(100, 30))
+_run = tui.ui.app.AfirgenApp.run
+tui.ui.app.AfirgenApp.run = lambda self, *a, **k: _run(self, headless=True, size=(100, 30))
 
 def crash(self):
     raise RuntimeError("boom in a handler")
 
-tui.app.AfirgenApp.on_mount = crash
+tui.ui.app.AfirgenApp.on_mount = crash
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -11,10 +11,10 @@ import pytest
 from afirgen_tasks.celery_app import create_app
 from afirgen_tasks.settings import load_settings
 from tests.support.restartable_redis import RestartableRedis
-from tui.app import AfirgenApp
 from tui.sources.cluster import BrokerSources
-from tui.widgets.keyed_table import KeyedTable
-from tui.widgets.panes import TasksPane, WorkersPane
+from tui.ui.app import AfirgenApp
+from tui.ui.widgets.keyed_table import KeyedTable
+from tui.ui.widgets.panes import TasksPane, WorkersPane
 
 pytestmark = [
     pytest.mark.integration,

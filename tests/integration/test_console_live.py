@@ -8,9 +8,9 @@ import time
 import pytest
 
 from afirgen_tasks.records import create_sample_db
-from tui.app import AfirgenApp
 from tui.sources.cluster import BrokerSources
-from tui.widgets.panes import QueuesPane, TasksPane, WorkersPane
+from tui.ui.app import AfirgenApp
+from tui.ui.widgets.panes import QueuesPane, TasksPane, WorkersPane
 
 pytestmark = pytest.mark.integration
 

@@ -25,10 +25,10 @@ from afirgen_tasks.settings import load_settings
 from tests.integration.test_check import free_port
 from tests.support.workers import REPO_ROOT, worker_environ
 from tui.actions import Actions, AuditLog
-from tui.app import AfirgenApp
-from tui.export import export_csv
-from tui.redaction import Redactor
+from tui.core.redaction import Redactor
+from tui.history.export import export_csv
 from tui.sources.cluster import StaticSources
+from tui.ui.app import AfirgenApp
 
 pytestmark = pytest.mark.integration
 

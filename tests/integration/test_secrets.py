@@ -16,10 +16,10 @@ from afirgen_tasks.celery_app import create_app
 from afirgen_tasks.settings import load_settings
 from tests.support.restartable_redis import RestartableRedis
 from tui.actions import EnqueueRequest
-from tui.app import AfirgenApp
-from tui.screens.task_detail import TaskDetailScreen
 from tui.sources.cluster import BrokerSources
-from tui.widgets.panes import TasksPane
+from tui.ui.app import AfirgenApp
+from tui.ui.screens.task_detail import TaskDetailScreen
+from tui.ui.widgets.panes import TasksPane
 
 pytestmark = [
     pytest.mark.integration,

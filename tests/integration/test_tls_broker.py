@@ -14,8 +14,8 @@ import redis
 from afirgen_tasks.celery_app import create_app
 from afirgen_tasks.settings import load_settings
 from tests.support.redis_server import free_port
-from tui.app import AfirgenApp
 from tui.sources.cluster import BrokerSources
+from tui.ui.app import AfirgenApp
 
 pytestmark = [
     pytest.mark.integration,

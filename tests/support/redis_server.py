@@ -175,7 +175,7 @@ def _fakeredis() -> RedisServer:
     # full session (hundreds of connections) slowed everything else to a crawl.
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tui.embedded_redis", "--port", str(port)],
+        [sys.executable, "-m", "tui.demo.embedded_redis", "--port", str(port)],
         cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True,
     )

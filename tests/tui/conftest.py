@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from afirgen_tasks.settings import load_settings
-from tui.app import AfirgenApp
 from tui.sources.cluster import StaticSources
+from tui.ui.app import AfirgenApp
 
 
 class EventMaker:

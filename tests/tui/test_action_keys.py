@@ -17,10 +17,10 @@ from afirgen_tasks.celery_app import create_app
 from afirgen_tasks.routing import QUEUES
 from afirgen_tasks.settings import load_settings
 from tui.actions import Actions, AuditLog, EnqueueRequest, ReadOnlyRefused
-from tui.app import AfirgenApp
-from tui.screens.forms import ConfirmScreen, EnqueueScreen, NumberFormScreen, TypedConfirmScreen
 from tui.sources.cluster import QueueLengths, QueuePoll, StaticSources
-from tui.widgets.panes import TasksPane
+from tui.ui.app import AfirgenApp
+from tui.ui.screens.forms import ConfirmScreen, EnqueueScreen, NumberFormScreen, TypedConfirmScreen
+from tui.ui.widgets.panes import TasksPane
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import time
 
 from tests.tui.test_history_screens import new_console, settle
 from tui.history import HistoryStore
-from tui.widgets.panes import TasksPane
+from tui.ui.widgets.panes import TasksPane
 
 OSC52 = "\x1b]52;c;SGFja2VkIQ==\x07"
 

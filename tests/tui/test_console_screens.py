@@ -6,12 +6,12 @@ import time
 
 from textual.widgets import Input
 
-from tui.screens.help import HelpScreen
-from tui.screens.task_detail import TaskDetailScreen
 from tui.sources.cluster import QueueLengths, QueuePoll
 from tui.sources.events import RECONNECTING, ReceiverStatus
 from tui.sources.inspection import InspectionResult
-from tui.widgets.panes import QueuesPane, TasksPane, WorkersPane
+from tui.ui.screens.help import HelpScreen
+from tui.ui.screens.task_detail import TaskDetailScreen
+from tui.ui.widgets.panes import QueuesPane, TasksPane, WorkersPane
 
 
 def cell_text(table, key: str, column: str) -> str:
@@ -288,8 +288,8 @@ async def test_disconnected_status_countdown_and_stale_panes(console, sources, e
 
 async def test_status_line_counts_and_masks_password(tmp_path, monkeypatch, events):
     from afirgen_tasks.settings import load_settings
-    from tui.app import AfirgenApp
     from tui.sources.cluster import StaticSources
+    from tui.ui.app import AfirgenApp
 
     (tmp_path / "c.toml").write_text("")
     monkeypatch.setenv("AFIRGEN_CONFIG", str(tmp_path / "c.toml"))
@@ -325,7 +325,7 @@ async def test_malformed_events_are_skipped_clipped_and_counted_on_screen(consol
 
 
 async def test_tasks_pane_caps_rows_keeping_the_newest(console, sources, events):
-    from tui.widgets.panes import TASK_ROW_CAP
+    from tui.ui.widgets.panes import TASK_ROW_CAP
 
     async with console.run_test(size=(100, 30)) as pilot:
         ids = []
@@ -403,8 +403,8 @@ async def test_extra_polls_do_not_multiply_the_periodic_timers(console, sources)
 
 async def test_no_color_terminals_still_tell_states_apart(screen_settings, events, monkeypatch):
     """With NO_COLOR the states keep their symbols and words (colour is never the only signal)."""
-    from tui.app import AfirgenApp
     from tui.sources.cluster import StaticSources
+    from tui.ui.app import AfirgenApp
 
     monkeypatch.setenv("NO_COLOR", "1")
     src = StaticSources(screen_settings)
@@ -428,7 +428,7 @@ async def test_no_color_terminals_still_tell_states_apart(screen_settings, event
 
 async def test_tab_moves_between_a_dialogs_fields(console):
     """Tab switches panes on the main screen; in a dialog it must reach every field."""
-    from tui.screens.forms import NumberFormScreen
+    from tui.ui.screens.forms import NumberFormScreen
 
     async with console.run_test(size=(100, 30)) as pilot:
         form = NumberFormScreen("Autoscale", [("max", "Max", "8"), ("min", "Min", "2")], "w1@box",

@@ -8,13 +8,13 @@ import time
 import openpyxl
 import pypdf
 
-from tui.app import AfirgenApp
 from tui.history import HistoryStore
-from tui.screens.forms import ChoiceScreen
-from tui.screens.history_search import HistorySearchScreen
-from tui.screens.task_detail import TaskDetailScreen
 from tui.sources.cluster import StaticSources
-from tui.widgets.panes import TasksPane
+from tui.ui.app import AfirgenApp
+from tui.ui.screens.forms import ChoiceScreen
+from tui.ui.screens.history_search import HistorySearchScreen
+from tui.ui.screens.task_detail import TaskDetailScreen
+from tui.ui.widgets.panes import TasksPane
 
 
 async def settle(pilot, app, predicate, timeout=10.0, message="condition"):

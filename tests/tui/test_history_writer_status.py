@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from tui.app import AfirgenApp
 from tui.history import HistoryStore
 from tui.sources.cluster import StaticSources
+from tui.ui.app import AfirgenApp
 
 
 async def settle(pilot, app, predicate, timeout=10.0, message="condition"):
@@ -25,7 +25,7 @@ def status(app) -> str:
 
 
 async def test_poison_events_cost_no_real_task_and_losses_show(screen_settings, events, monkeypatch):
-    import tui.history as history
+    import tui.history.store as history
 
     # let an int past 64 bits reach SQLite, as a field nobody cleans would: the fallback's case
     monkeypatch.setattr(history, "_clean_int", lambda v: (v, False))

@@ -32,23 +32,23 @@ from textual.widgets import Input
 from afirgen_tasks.celery_app import create_app
 from afirgen_tasks.settings import load_settings
 from tui.actions import Outcome
-from tui.app import AfirgenApp
 from tui.history import HistoryStore
-from tui.messages import ActionCompleted, EventsEnabled
-from tui.screens.forms import (
+from tui.sources.cluster import QueueLengths, QueuePoll, StaticSources
+from tui.sources.inspection import InspectionResult
+from tui.ui.app import AfirgenApp
+from tui.ui.messages import ActionCompleted, EventsEnabled
+from tui.ui.screens.forms import (
     ChoiceScreen,
     ConfirmScreen,
     EnqueueScreen,
     NumberFormScreen,
     TypedConfirmScreen,
 )
-from tui.screens.help import HelpScreen
-from tui.screens.history_search import HistorySearchScreen, row_as_task
-from tui.screens.task_detail import TaskDetailScreen
-from tui.sources.cluster import QueueLengths, QueuePoll, StaticSources
-from tui.sources.inspection import InspectionResult
-from tui.widgets.keyed_table import KeyedTable
-from tui.widgets.panes import QueueRow, QueuesPane, TasksPane, WorkersPane
+from tui.ui.screens.help import HelpScreen
+from tui.ui.screens.history_search import HistorySearchScreen, row_as_task
+from tui.ui.screens.task_detail import TaskDetailScreen
+from tui.ui.widgets.keyed_table import KeyedTable
+from tui.ui.widgets.panes import QueueRow, QueuesPane, TasksPane, WorkersPane
 
 SIZE = (160, 50)
 

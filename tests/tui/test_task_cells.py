@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tui.screens.task_detail import TaskDetailScreen
-from tui.widgets.panes import TASK_COLUMNS, TasksPane
+from tui.ui.screens.task_detail import TaskDetailScreen
+from tui.ui.widgets.panes import TASK_COLUMNS, TasksPane
 
 
 def _task(events, *, sent: float, received: float, started: float | None, end: tuple[str, float] | None,

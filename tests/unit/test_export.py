@@ -14,7 +14,10 @@ from openpyxl import load_workbook
 from pypdf import PdfReader
 
 from tui.actions import AuditLog
-from tui.export import (
+from tui.core.model import TaskRecord
+from tui.core.redaction import Redactor
+from tui.history import HistoryStore
+from tui.history.export import (
     CELL_MAX,
     COLUMNS,
     XLSX_TIME_FORMAT,
@@ -24,9 +27,6 @@ from tui.export import (
     export_path,
     export_xlsx,
 )
-from tui.history import HistoryStore
-from tui.model import TaskRecord
-from tui.redaction import Redactor
 
 T0 = 1_714_557_600.0  # 2024-05-01 10:00:00 UTC
 REDACT = Redactor(arg_names=["recipient_email", "phone"])
@@ -368,7 +368,7 @@ def test_incident_pdf_groups_failures_with_one_sample_traceback_each(tmp_path: P
 
 
 def test_wrapping_breaks_at_spaces_then_at_identifier_boundaries():
-    from tui.export import _wrap
+    from tui.history.export import _wrap
 
     def width_of(n: int) -> float:
         from reportlab.pdfbase.pdfmetrics import stringWidth

@@ -1,4 +1,4 @@
-"""tui.formatting: durations that fit their column, runtime and wait derived at display time."""
+"""tui.core.formatting: durations that fit their column, runtime and wait derived at display time."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tui.formatting import age, duration, span, task_runtime, task_wait
-from tui.model import ClusterModel
+from tui.core.formatting import age, duration, span, task_runtime, task_wait
+from tui.core.model import ClusterModel
 
 T0 = 1_700_000_000.0
 
@@ -105,7 +105,7 @@ def test_age_narrow() -> None:
 
 
 def test_sparkline_one_waiting_job_is_a_low_bar_and_big_counts_still_scale():
-    from tui.formatting import sparkline
+    from tui.core.formatting import sparkline
 
     assert sparkline([0, 0, 1]) == "▁▁▂"
     assert sparkline([0, 7]) == "▁█"

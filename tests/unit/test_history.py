@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tui.core.model import ALL_STATES, ClusterModel, TaskFilter, TaskRecord
 from tui.history import (
     SOURCE_BACKEND,
     HistoryStore,
@@ -28,7 +29,6 @@ from tui.history import (
     parse_query,
     task_to_row,
 )
-from tui.model import ALL_STATES, ClusterModel, TaskFilter, TaskRecord
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -565,7 +565,7 @@ def test_one_poison_event_every_few_real_ones_costs_no_real_task(tmp_path: Path)
 
 def test_a_row_sqlite_refuses_is_counted_and_its_batch_is_saved(tmp_path: Path, monkeypatch):
     """The row-by-row fallback, for whatever the cleaning does not foresee."""
-    import tui.history as history
+    import tui.history.store as history
 
     monkeypatch.setattr(history, "_clean_int", lambda v: (v, False))  # let 2**70 reach SQLite
     store = HistoryStore(tmp_path / "h.sqlite3")

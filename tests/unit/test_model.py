@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tui.model import (
+from tui.core.model import (
     FAILURE,
     RECEIVED,
     REJECTED,
@@ -639,7 +639,7 @@ def test_random_event_streams_never_crash_or_regress(batches: list[list[Any]], m
 
 
 def test_filter_understands_everyday_state_words_and_names_its_mistakes():
-    from tui.model import TaskFilter
+    from tui.core.model import TaskFilter
 
     assert TaskFilter("state:failed").errors == []
     model = ClusterModel(max_tasks=10)
@@ -658,7 +658,7 @@ def test_filter_understands_everyday_state_words_and_names_its_mistakes():
 
 
 def test_mark_purged_marks_only_what_waited_in_that_queue_and_later_events_win():
-    from tui.model import PURGED
+    from tui.core.model import PURGED
 
     model = ClusterModel(max_tasks=10)
     sent = lambda uuid, queue, ts: {"type": "task-sent", "uuid": uuid, "name": "t", "queue": queue,  # noqa: E731
@@ -744,7 +744,7 @@ def test_least_recently_seen_workers_are_forgotten_past_max_workers() -> None:
 def test_the_interner_shares_copies_but_holds_a_bounded_number_and_never_immortal_ones() -> None:
     import sys
 
-    from tui.model import _make_interner
+    from tui.core.model import _make_interner
 
     intern = _make_interner(limit=100)
     first = intern("".join(["celery@", "w1"]))

@@ -1,4 +1,4 @@
-"""tui.safe_text: data is shown literally, control characters as visible escapes."""
+"""tui.core.safe_text: data is shown literally, control characters as visible escapes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from tui.safe_text import data_text, visible, without_controls
+from tui.core.safe_text import data_text, visible, without_controls
 
 HOSTILE = [
     ("\x1b]52;c;SGFja2VkIQ==\x07", "␛]52;c;SGFja2VkIQ==␇"),  # OSC 52: the clipboard

@@ -11,7 +11,7 @@ import inspect
 
 import pytest
 
-# ---- textual: tui/widgets/keyed_table.py --------------------------------------------------
+# ---- textual: tui/ui/widgets/keyed_table.py --------------------------------------------------
 # KeyedTable updates rows in place and adds a tick's new rows in one step by writing
 # DataTable's own bookkeeping.  If one of these fails, re-read DataTable.add_row,
 # update_cell and remove_row in the new textual and mirror what they do now.
@@ -47,7 +47,7 @@ def _check_datatable(table) -> None:
     from textual.widgets import DataTable
 
     for name in DATATABLE_PRIVATE_ATTRS:
-        assert hasattr(table, name), f"DataTable.{name} is gone: revisit tui/widgets/keyed_table.py"
+        assert hasattr(table, name), f"DataTable.{name} is gone: revisit tui/ui/widgets/keyed_table.py"
     for name in DATATABLE_PRIVATE_METHODS:
         assert callable(getattr(DataTable, name, None)), (
             f"DataTable.{name}() is gone: revisit keyed_table.py"
@@ -130,7 +130,7 @@ def test_our_transport_still_overrides_what_it_means_to():
     assert redis_transport.Transport.Channel is redis_transport.Channel
 
 
-# ---- fakeredis: tui/embedded_redis.py (the --demo broker when no redis-server) -------------
+# ---- fakeredis: tui/demo/embedded_redis.py (the --demo broker when no redis-server) -------------
 # The embedded server subclasses fakeredis' TCP request handler to keep connections open after
 # an error reply and to drop a disconnected client's blocked BRPOP.  If one fails, re-read
 # fakeredis/_clients/_tcp_server.py and the socket's _blocking in the new version.

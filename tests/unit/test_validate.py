@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tui import formatting
+from tui.core import formatting
+from tui.core.model import ClusterModel
 from tui.history import HistoryStore, load_into_model
-from tui.model import ClusterModel
 from tui.sources.validate import (
     MAX_KEY_CHARS,
     MAX_TEXT_CHARS,

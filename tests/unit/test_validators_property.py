@@ -21,7 +21,7 @@ from tui.actions import (
     parse_json,
     validate_enqueue,
 )
-from tui.model import TaskFilter
+from tui.core.model import TaskFilter
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_priority_is_one_to_ten_or_a_clear_error(value):
 @given(query=st.text(max_size=40))
 def test_task_filter_compiles_any_text(query):
     flt = TaskFilter(query)
-    from tui.model import TaskRecord
+    from tui.core.model import TaskRecord
 
     task = TaskRecord("0123456789abcdef")
     task.name, task.state, task.queue, task.hostname, task.priority = "afirgen_tasks.x.y", "SUCCESS", "email", "w@h", 5

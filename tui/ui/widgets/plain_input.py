@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.widgets import Input
 
-from tui.safe_text import without_controls
+from tui.core.safe_text import without_controls
 
 
 class PlainInput(Input):

@@ -19,8 +19,8 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from afirgen_tasks.routing import route_for
 from tui.actions import EnqueueRequest, ValidationFailed, describe_parameters, validate_enqueue
-from tui.safe_text import data_text, visible
-from tui.widgets.plain_input import PlainInput
+from tui.core.safe_text import data_text, visible
+from tui.ui.widgets.plain_input import PlainInput
 
 FORM_CSS = """
 ModalScreen { align: center middle; }

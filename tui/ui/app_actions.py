@@ -1,5 +1,5 @@
 """The console's mutating actions, from keys and the command palette: validate, confirm,
-send in a thread worker, show the outcome.  Mixed into :class:`tui.app.AfirgenApp`."""
+send in a thread worker, show the outcome.  Mixed into :class:`tui.ui.app.AfirgenApp`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from textual import work
 from textual.screen import Screen
 
 from afirgen_tasks.routing import QUEUES
-from tui.lifecycle import while_panes_exist
-from tui.messages import ActionCompleted
-from tui.widgets.keyed_table import KeyedTable
-from tui.widgets.panes import TasksPane
+from tui.ui.lifecycle import while_panes_exist
+from tui.ui.messages import ActionCompleted
+from tui.ui.widgets.keyed_table import KeyedTable
+from tui.ui.widgets.panes import TasksPane
 
 
 class ActionsMixin:
@@ -52,7 +52,7 @@ class ActionsMixin:
             self.notify("no broker connection to send jobs to", severity="error")
             return
         from afirgen_tasks.celery_app import task_names
-        from tui.screens.forms import EnqueueScreen
+        from tui.ui.screens.forms import EnqueueScreen
 
         queues = sorted(set(QUEUES) | set(self.queue_rows))
         self.push_screen(EnqueueScreen(self.celery_app, task_names(self.celery_app), queues), self._enqueue_chosen)
@@ -90,7 +90,7 @@ class ActionsMixin:
         effect = {"revoke": "a waiting job is discarded when it reaches a worker; a scheduled one never runs",
                   "terminate": "the worker sends SIGTERM to the process running it",
                   "kill": "the worker sends SIGKILL to the process running it (no clean-up)"}[mode]
-        from tui.screens.forms import ConfirmScreen
+        from tui.ui.screens.forms import ConfirmScreen
 
         def answered(yes: bool | None) -> None:
             if not yes:
@@ -139,7 +139,7 @@ class ActionsMixin:
         target = self._pane_key("workers", "worker")
         if target is None:
             return
-        from tui.screens.forms import NumberFormScreen
+        from tui.ui.screens.forms import NumberFormScreen
 
         def chosen(values: dict[str, Any] | None) -> None:
             if values is not None:
@@ -163,7 +163,7 @@ class ActionsMixin:
                         "+ - = resize its pool now", severity="warning")
             return
         cur = worker.autoscale if worker is not None and worker.autoscale else (8, 2)
-        from tui.screens.forms import NumberFormScreen
+        from tui.ui.screens.forms import NumberFormScreen
 
         def chosen(values: dict[str, Any] | None) -> None:
             if values is not None:
@@ -203,7 +203,7 @@ class ActionsMixin:
         row = self.queue_rows.get(queue)
         waiting = row.waiting if row is not None else None
         count = f"{waiting:,} waiting message(s)" if waiting is not None else "every waiting message (count unknown)"
-        from tui.screens.forms import TypedConfirmScreen
+        from tui.ui.screens.forms import TypedConfirmScreen
 
         def typed(name: str | None) -> None:
             if name is None:

@@ -30,27 +30,27 @@ from textual.widgets import Footer, Input, Static
 from afirgen_tasks.routing import QUEUES
 from afirgen_tasks.settings import Settings
 from tui.actions import Actions, AuditLog
-from tui.app_actions import ActionsMixin
-from tui.app_history import HistoryMixin
-from tui.lifecycle import while_panes_exist
-from tui.messages import (
+from tui.core.model import ClusterModel, TaskFilter
+from tui.core.redaction import Redactor
+from tui.core.safe_text import visible
+from tui.sources.cluster import QueuePoll, Sources
+from tui.sources.events import CONNECTED, RECONNECTING
+from tui.sources.inspection import InspectionResult
+from tui.ui.app_actions import ActionsMixin
+from tui.ui.app_history import HistoryMixin
+from tui.ui.lifecycle import while_panes_exist
+from tui.ui.messages import (
     ActionCompleted,
     EventsEnabled,
     ExportDone,
     QueueLengthsPolled,
     WorkersInspected,
 )
-from tui.model import ClusterModel, TaskFilter
-from tui.redaction import Redactor
-from tui.safe_text import visible
-from tui.screens.help import HelpScreen
-from tui.screens.task_detail import TaskDetailScreen
-from tui.sources.cluster import QueuePoll, Sources
-from tui.sources.events import CONNECTED, RECONNECTING
-from tui.sources.inspection import InspectionResult
-from tui.widgets.keyed_table import KeyedTable
-from tui.widgets.panes import QueueRow, QueuesPane, TasksPane, WorkersPane
-from tui.widgets.plain_input import PlainInput
+from tui.ui.screens.help import HelpScreen
+from tui.ui.screens.task_detail import TaskDetailScreen
+from tui.ui.widgets.keyed_table import KeyedTable
+from tui.ui.widgets.panes import QueueRow, QueuesPane, TasksPane, WorkersPane
+from tui.ui.widgets.plain_input import PlainInput
 
 #: Longest the UI thread spends applying events per tick (the rest of the tick stays interactive).
 TICK_BUDGET_S = 0.05

@@ -8,16 +8,16 @@ through the client handed to :func:`backfill_from_backend`.
   operators) can write the same file.  A task is one row keyed by uuid; an upsert
   never moves a task's state backwards (the model's state ranks) and never replaces a
   known field with an unknown one.
-* :class:`HistoryWriter` is the only writer of a running console: a daemon thread
+* :class:`tui.history.writer.HistoryWriter` is the only writer of a running console: a daemon thread
   that takes the changed tasks of each UI tick (:meth:`HistoryWriter.submit` never
   blocks) and writes them in one transaction at most every ``interval`` seconds, so a
   crash or ``kill -9`` loses at most the last interval's rows.
 * :meth:`HistoryStore.search` takes the Tasks pane's filter syntax
-  (:class:`tui.model.TaskFilter`) plus ``args:text`` and a time range, and picks a
+  (:class:`tui.core.model.TaskFilter`) plus ``args:text`` and a time range, and picks a
   plan itself (SQLite has no per-value statistics here): the most selective indexed
   term drives the query when it matches few rows, otherwise the newest rows are
   scanned in time order until ``limit`` of them match.
-* :func:`backfill_from_backend` fills in tasks the console never saw from Celery's
+* :func:`tui.history.backfill.backfill_from_backend` fills in tasks the console never saw from Celery's
   Redis result backend (``celery-task-meta-<uuid>``); they are marked
   ``source='backend'``.
 """
@@ -34,12 +34,11 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tui.model import _FIELD_ALIASES as _MODEL_FIELD_ALIASES
-from tui.model import (
+from tui.core.model import _FIELD_ALIASES as _MODEL_FIELD_ALIASES
+from tui.core.model import (
     ALL_STATES,
     FILTER_FIELDS,
     TaskRecord,
@@ -47,16 +46,14 @@ from tui.model import (
     state_needles,
     unknown_field_error,
 )
-from tui.sources.validate import Tally, clean_backend_meta, clean_history_row, is_key
+from tui.core.states import R_CYCLE, R_FINAL
+from tui.sources.validate import Tally, clean_history_row
 
 __all__ = [
     "FIELDS",
-    "BackfillResult",
     "HistoryStore",
-    "HistoryWriter",
     "SearchQuery",
     "UpsertReport",
-    "backfill_from_backend",
     "load_into_model",
     "parse_query",
     "task_to_row",
@@ -78,11 +75,11 @@ EXTRA_KEYS: tuple[str, ...] = ("source", "first_seen", "seen_by")
 SOURCE_EVENTS = "events"
 SOURCE_BACKEND = "backend"
 
-# The model's state ranks (tui/model.py): a task only moves to a higher rank, except
-# out of the retry cycle (4) into the next attempt, which has a higher retry count.
+# The state ranks (tui.core.states): a task only moves to a higher rank, except out of
+# the retry cycle into the next attempt, which has a higher retry count.
 _STATE_RANK: dict[str, int] = {s: i for i, s in enumerate(ALL_STATES)}
-_R_CYCLE = 4
-_FINAL = 5
+_R_CYCLE = R_CYCLE
+_FINAL = R_FINAL
 
 SCHEMA_VERSION = 1
 
@@ -148,7 +145,7 @@ def _upsert_sql() -> str:
     # next attempt out of the retry cycle).  The winner's known fields are preferred;
     # a known field is never replaced by NULL.
     wins = (
-        "(excluded.rank >= tasks.rank OR (tasks.rank = 4 AND excluded.rank < 5"
+        f"(excluded.rank >= tasks.rank OR (tasks.rank = {R_CYCLE} AND excluded.rank < {R_FINAL}"
         " AND coalesce(excluded.retries, 0) > coalesce(tasks.retries, 0)))"
     )
     sets = []
@@ -335,7 +332,7 @@ class SearchQuery:
 
 
 def parse_query(text: str) -> SearchQuery:
-    """Parse the Tasks pane's filter syntax (see :class:`tui.model.TaskFilter`) plus ``args:``."""
+    """Parse the Tasks pane's filter syntax (see :class:`tui.core.model.TaskFilter`) plus ``args:``."""
     terms: list[Term] = []
     errors: list[str] = []
     never = False
@@ -898,7 +895,7 @@ def _split_sql(script: str) -> Iterator[str]:
 
 def load_into_model(model: Any, rows: list[dict[str, Any]], tally: Tally | None = None) -> set[str]:
     """Feed ``rows`` (newest first, as :meth:`HistoryStore.load_recent` returns them) to a
-    :class:`tui.model.ClusterModel`, oldest first so the model's first-seen order holds.
+    :class:`tui.core.model.ClusterModel`, oldest first so the model's first-seen order holds.
 
     Every row passes the trust boundary first (:func:`tui.sources.validate.clean_history_row`):
     rows written before it existed may hold NaN times, escapes or 2**70 priorities.  A row
@@ -919,307 +916,3 @@ def load_into_model(model: Any, rows: list[dict[str, Any]], tally: Tally | None 
         if row.get("source") == SOURCE_BACKEND:
             backend.add(uuid)
     return backend
-
-
-# ---- the writer thread --------------------------------------------------------------------
-class HistoryWriter:
-    """Writes submitted rows to a :class:`HistoryStore` from a daemon thread.
-
-    :meth:`submit` (UI thread) never blocks for long: it puts rows in a dict keyed by uuid
-    under a lock the writer holds only to swap the dict.  A task submitted twice before a
-    flush is written once (the later snapshot).  Past ``max_pending`` rows the oldest are
-    dropped and counted (``dropped``).  The thread flushes at most every ``interval``
-    seconds, one transaction per flush, and prunes every ``prune_every`` seconds.
-
-    Counters: ``submitted``, ``written``, ``dropped``, ``flushes``, ``errors``,
-    ``pruned``, ``rejected`` (rows that could not be saved; ``last_rejected`` says why) and
-    ``cleaned`` (values NULLed or replaced so their row could be saved); ``last_error``
-    holds the last write error (rows are kept and retried), ``failing`` whether the last
-    write failed.  :meth:`status_note` puts them in words for the status line.
-    """
-
-    def __init__(self, store: HistoryStore, interval: float = 0.5,
-                 max_pending: int = 200_000, prune_every: float = 60.0,
-                 source: str = SOURCE_EVENTS) -> None:
-        self.store = store
-        self.interval = interval
-        self.max_pending = max_pending
-        self.prune_every = prune_every
-        self.source = source
-        self.submitted = self.written = self.dropped = 0
-        self.flushes = self.errors = self.pruned = 0
-        self.rejected = self.cleaned = 0
-        self.last_error: str | None = None
-        self.last_rejected: str | None = None
-        self.failing = False
-        self.last_flush_seconds = 0.0
-        self._pending: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
-        self._thread.start()
-
-    # runs in the UI thread
-    def submit(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Queue changed tasks (dicts from :func:`task_to_row`) for the next flush."""
-        with self._lock:
-            pending = self._pending
-            n = 0
-            for row in rows:
-                uuid = row.get("uuid")
-                if uuid is None:
-                    continue
-                pending.pop(uuid, None)  # move to the end: it is the newest again
-                pending[uuid] = row
-                n += 1
-            self.submitted += n
-            over = len(pending) - self.max_pending
-            if over > 0:
-                it = iter(pending)
-                for key in [next(it) for _ in range(over)]:
-                    del pending[key]
-                self.dropped += over
-
-    @property
-    def pending(self) -> int:
-        """Rows waiting for the next flush."""
-        return len(self._pending)
-
-    def flush(self) -> int:
-        """Write what is pending now (any thread; the writer thread calls this).
-
-        A row that cannot be saved is skipped and counted (``rejected``, with the latest
-        reason in ``last_rejected``); the rest of its batch is written.  A failed write
-        (locked, disk full, read-only) keeps the rows for the next flush and is counted in
-        ``errors`` (``last_error``, ``failing`` until a write succeeds again).
-        """
-        with self._lock:
-            batch, self._pending = self._pending, {}
-        if not batch:
-            return 0
-        started = time.perf_counter()
-        try:
-            report = self.store.upsert_report(batch.values(), source=self.source)
-        except Exception as exc:  # sqlite3.Error, OSError: the write itself failed
-            self.errors += 1
-            self.failing = True
-            self.last_error = _reason(exc)
-            log.warning("history write failed (%s); %d rows kept for the next try",
-                        self.last_error, len(batch))
-            with self._lock:  # put them back unless a newer snapshot arrived meanwhile
-                newer = self._pending
-                batch.update(newer)
-                self._pending = batch
-            return 0
-        self.failing = False
-        self.cleaned += report.cleaned
-        if report.rejected:
-            self.rejected += len(report.rejected)
-            self.last_rejected = report.rejected[-1][1]
-            log.warning("history: %d row(s) not saved (%s)", len(report.rejected), self.last_rejected)
-        self.written += report.written
-        self.flushes += 1
-        self.last_flush_seconds = time.perf_counter() - started
-        return report.written
-
-    def status_note(self) -> str:
-        """``history: 3 rows not saved (integer too large)``: what the status line shows
-        when rows were lost or writes fail; empty while all is well."""
-        parts = []
-        if self.rejected:
-            parts.append(f"{self.rejected:,} row{'s' if self.rejected != 1 else ''} not saved"
-                         f" ({self.last_rejected})")
-        if self.dropped:
-            parts.append(f"{self.dropped:,} rows dropped (writer behind)")
-        if self.errors:
-            state = "failing" if self.failing else "recovered"
-            parts.append(f"{self.errors:,} write failure{'s' if self.errors != 1 else ''}, {state}"
-                         f" ({self.last_error})")
-        return "history: " + "; ".join(parts) if parts else ""
-
-    # runs in the writer thread
-    def _run(self) -> None:
-        next_prune = time.monotonic() + min(5.0, self.prune_every)
-        try:
-            while not self._stop.is_set():
-                self._wake.wait(self.interval)
-                self._wake.clear()
-                self.flush()
-                if time.monotonic() >= next_prune:
-                    next_prune = time.monotonic() + self.prune_every
-                    try:
-                        self.pruned += self.store.prune()
-                    except Exception as exc:  # the writer thread must not die of it
-                        self.errors += 1
-                        self.last_error = f"prune: {_reason(exc)}"
-            self.flush()
-        finally:
-            self.store.close_thread_connection()
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Flush what is pending and stop the thread (call on quit)."""
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        """True while the writer thread runs."""
-        return self._thread.is_alive()
-
-
-# ---- backfill from the result backend --------------------------------------------------------
-@dataclass(slots=True)
-class BackfillResult:
-    """What :func:`backfill_from_backend` did."""
-
-    scanned: int = 0
-    inserted: int = 0
-    updated: int = 0
-    skipped: int = 0
-    unreadable: int = 0
-    uuids: list[str] = field(default_factory=list)
-
-
-def parse_utc_iso(value: Any) -> float | None:
-    """Epoch seconds of an ISO time (no zone = UTC, as Celery's ``date_done``), or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)  # Celery's date_done is UTC (enable_utc)
-    return dt.timestamp()
-
-
-def _exception_text(result: Any) -> str | None:
-    if isinstance(result, dict) and "exc_type" in result:
-        msg = result.get("exc_message")
-        if isinstance(msg, list | tuple):
-            inner = ", ".join(repr(m) for m in msg)
-        elif msg is None:
-            inner = ""
-        else:
-            inner = repr(msg)
-        return f"{result['exc_type']}({inner})"
-    return None if result is None else repr(result)
-
-
-def meta_to_row(uuid: str, meta: dict[str, Any]) -> dict[str, Any]:
-    """A history row from one ``celery-task-meta-<uuid>`` value (decoded JSON)."""
-    state = str(meta.get("status") or "PENDING").upper()
-    result = meta.get("result")
-    done = parse_utc_iso(meta.get("date_done"))
-    row: dict[str, Any] = {
-        "uuid": uuid,
-        "state": state,
-        "name": meta.get("name"),
-        "hostname": meta.get("worker"),
-        "queue": meta.get("queue"),
-        "retries": meta.get("retries") if meta.get("retries").__class__ is int else None,
-        "parent_id": meta.get("parent_id"),
-        "traceback": meta.get("traceback"),
-        "finished": done if state in ("SUCCESS", "FAILURE", "REVOKED", "REJECTED") else None,
-    }
-    for key in ("args", "kwargs"):
-        v = meta.get(key)
-        if isinstance(v, bytes | str) and v:
-            try:  # encoded by the backend (result_extended with encode=True)
-                v = json.loads(v)
-            except ValueError:
-                pass
-        row[key] = None if v is None else repr(tuple(v) if key == "args" and isinstance(v, list) else v)
-    if state == "SUCCESS":
-        row["result"] = None if result is None else repr(result)
-    elif state in ("FAILURE", "RETRY"):
-        row["exception"] = _exception_text(result)
-    elif state == "REVOKED":
-        row["revoke_reason"] = "revoked"
-        row["exception"] = _exception_text(result)
-    if row["finished"] is None and done is not None:
-        row["retried"] = done
-    return row
-
-
-def _scan_keys(redis_client: Any, pattern: str, count: int) -> Iterator[bytes | str]:
-    cursor: int | str = 0
-    while True:
-        cursor, keys = redis_client.scan(cursor=cursor, match=pattern, count=count)
-        yield from keys
-        if int(cursor) == 0:
-            break
-
-
-def backfill_from_backend(redis_client: Any, store: HistoryStore,
-                          known_uuids: Collection[str] = (), limit: int = 50_000,
-                          prefix: str = "celery-task-meta-", batch: int = 500,
-                          scan_count: int = 1000, tally: Tally | None = None) -> BackfillResult:
-    """Fill the history with tasks the console did not see, from Celery's Redis result backend.
-
-    SCANs (never KEYS) ``<prefix>*``, skips ``known_uuids`` (the live model's tasks) and
-    tasks the store already holds in a finished state, and upserts the rest with
-    ``source='backend'`` (a task the store knew from events keeps ``source='events'`` and
-    only gains the outcome).  At most ``limit`` keys are read.  Blocking network I/O:
-    call it from a thread worker, with a client on the result backend's database.  Each
-    record passes the trust boundary (:func:`tui.sources.validate.clean_backend_meta`,
-    counted in ``tally``) before it becomes a row.
-    """
-    tally = tally if tally is not None else Tally()
-    res = BackfillResult()
-    known = known_uuids if isinstance(known_uuids, set | frozenset | dict) else set(known_uuids)
-    pending: list[tuple[str, bytes | str]] = []
-
-    def flush() -> None:
-        if not pending:
-            return
-        uuids = [u for u, _ in pending]
-        values = redis_client.mget([k for _, k in pending])
-        have = store.existing(uuids)
-        new_rows, upd_rows = [], []
-        for uuid, raw in zip(uuids, values, strict=True):
-            if raw is None:
-                continue  # expired between SCAN and MGET
-            try:
-                meta = json.loads(raw)
-            except ValueError:
-                res.unreadable += 1
-                continue
-            if not isinstance(meta, dict):
-                res.unreadable += 1
-                continue
-            rank = have.get(uuid)
-            if rank is not None and rank >= _FINAL:
-                res.skipped += 1
-                continue
-            row = meta_to_row(uuid, clean_backend_meta(meta, tally))
-            (new_rows if rank is None else upd_rows).append(row)
-        if new_rows:
-            store.upsert(new_rows, source=SOURCE_BACKEND)
-            res.inserted += len(new_rows)
-            res.uuids.extend(r["uuid"] for r in new_rows)
-        if upd_rows:
-            store.upsert(upd_rows, source=SOURCE_BACKEND)  # stays 'events' on conflict
-            res.updated += len(upd_rows)
-        pending.clear()
-
-    plen = len(prefix)
-    for key in _scan_keys(redis_client, prefix + "*", scan_count):
-        text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
-        uuid = text[plen:]
-        res.scanned += 1
-        if uuid in known or not uuid:
-            res.skipped += 1
-        elif not is_key(uuid):  # a key name with escapes or of any length: not a task id
-            res.skipped += 1
-            tally.skip("backend key is not a valid task id")
-        else:
-            pending.append((uuid, key))
-            if len(pending) >= batch:
-                flush()
-        if res.scanned >= limit:
-            break
-    flush()
-    return res

@@ -14,8 +14,8 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.formatting import duration, state_text, task_runtime, task_wait, timestamp
-from tui.safe_text import data_text, visible
+from tui.core.formatting import duration, state_text, task_runtime, task_wait, timestamp
+from tui.core.safe_text import data_text, visible
 
 TIMESTAMPS = (("sent", "Sent"), ("received", "Received"), ("started", "Started"), ("finished", "Finished"),
               ("eta", "ETA"), ("expires", "Expires"))

@@ -208,7 +208,7 @@ class Sandbox:
         else:
             # no redis-server: fakeredis over TCP (with Lua), in a child process of its own
             self._redis_proc = subprocess.Popen(
-                [sys.executable, "-m", "tui.embedded_redis", "--port", str(self.redis_port)],
+                [sys.executable, "-m", "tui.demo.embedded_redis", "--port", str(self.redis_port)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                 preexec_fn=_die_with_parent,
             )

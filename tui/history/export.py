@@ -1,18 +1,18 @@
 """Exports of the task history: CSV, Excel (.xlsx) and an incident report PDF.
 
 No Textual here: the app calls these from a thread worker (they write files).  Every
-text field of every export goes through the redactor (``tui.redaction.Redactor`` or any
+text field of every export goes through the redactor (``tui.core.redaction.Redactor`` or any
 ``str -> str`` callable), and every file is written to a temporary file in the target
 directory and renamed over the target (``os.replace``), so a reader never sees half a
 file and a failed export leaves no debris.
 
 Rows are the dicts :class:`tui.history.HistoryStore` returns (``load_recent``,
-``search``) or :class:`tui.model.TaskRecord` objects (the pane's in-memory view).
+``search``) or :class:`tui.core.model.TaskRecord` objects (the pane's in-memory view).
 
 What a reader of the files can rely on:
 
 * **Runtime** is the runtime the worker reported, else finished - started
-  (:func:`tui.formatting.task_runtime`): Celery's ``task-failed`` and ``task-revoked``
+  (:func:`tui.core.formatting.task_runtime`): Celery's ``task-failed`` and ``task-revoked``
   carry none, so FAILURE rows and REVOKED rows that had started get one too.  It stays
   empty when a task never started.
 * **No cell holds more than** :data:`CELL_MAX` **(32,000) characters**, in CSV and in
@@ -50,9 +50,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from afirgen_tasks.spreadsheet import xlsx_text
-from tui.formatting import task_runtime
+from tui.core.formatting import task_runtime
+from tui.core.model import ALL_STATES
 from tui.history import parse_utc_iso
-from tui.model import ALL_STATES
 
 __all__ = [
     "CELL_MAX",

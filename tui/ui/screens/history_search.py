@@ -16,12 +16,12 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
-from tui.formatting import clock, duration, state_text, task_runtime
+from tui.core.formatting import clock, duration, state_text, task_runtime
+from tui.core.safe_text import data_text, visible
+from tui.core.timerange import split_time_terms
 from tui.history import parse_query
-from tui.safe_text import data_text, visible
-from tui.screens.task_detail import TaskDetailScreen
-from tui.timerange import split_time_terms
-from tui.widgets.plain_input import PlainInput
+from tui.ui.screens.task_detail import TaskDetailScreen
+from tui.ui.widgets.plain_input import PlainInput
 
 RESULT_LIMIT = 500
 _RECORD_FIELDS = ("uuid", "name", "state", "queue", "priority", "hostname", "args", "kwargs", "result", "exception",

@@ -9,18 +9,10 @@ from __future__ import annotations
 import math
 import time
 
-#: state -> (symbol, style). Symbols keep states readable without colour (NO_COLOR).
-STATE_STYLE: dict[str, tuple[str, str]] = {
-    "SENT": ("○", "dim"),
-    "RECEIVED": ("◔", "cyan"),
-    "STARTED": ("▶", "bold yellow"),
-    "SUCCESS": ("✔", "green"),
-    "FAILURE": ("✘", "bold red"),
-    "RETRY": ("↻", "magenta"),
-    "REVOKED": ("⊘", "red"),
-    "REJECTED": ("⊗", "red"),
-    "PURGED": ("⌫", "red"),
-}
+from tui.core.states import SETTLED_STATES, STYLE
+
+#: state -> (symbol, style), from the one definition in :mod:`tui.core.states`.
+STATE_STYLE = STYLE
 REVOKE_REQUESTED = ("…", "bold red")
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -28,7 +20,7 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 def state_text(state: str, revoke_requested: bool = False) -> tuple[str, str]:
     """``(label, style)`` for a task state, e.g. ``("✔ SUCCESS", "green")``."""
-    if revoke_requested and state not in ("REVOKED", "SUCCESS", "FAILURE", "REJECTED", "PURGED"):
+    if revoke_requested and state not in SETTLED_STATES:
         return f"{REVOKE_REQUESTED[0]} revoke req", REVOKE_REQUESTED[1]
     symbol, style = STATE_STYLE.get(state, ("?", ""))
     return f"{symbol} {state}", style

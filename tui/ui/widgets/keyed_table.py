@@ -16,7 +16,7 @@ from textual.geometry import Size
 from textual.widgets import DataTable
 from textual.widgets._data_table import CellKey, ColumnKey, Row, RowKey
 
-from tui.safe_text import data_text
+from tui.core.safe_text import data_text
 
 
 def _literal(cell: str | Text) -> Text:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from rich.text import Text
 
-from tui.formatting import (
+from tui.core.formatting import (
     age,
     clock,
     count,
@@ -19,8 +19,8 @@ from tui.formatting import (
     task_runtime,
     task_wait,
 )
-from tui.safe_text import data_text
-from tui.widgets.keyed_table import KeyedTable
+from tui.core.safe_text import data_text
+from tui.ui.widgets.keyed_table import KeyedTable
 
 # Priority bands on the operator scale (10 = most urgent).
 BANDS: tuple[tuple[str, range], ...] = (("urgent", range(8, 11)), ("normal", range(4, 8)), ("low", range(1, 4)))
@@ -117,7 +117,7 @@ class WorkersPane(KeyedTable):
         self._ages_at = 0.0
 
     def show(self, workers: Iterable[object], now: float | None = None, changed: set[str] | None = None) -> None:
-        """Upsert worker rows (``tui.model.WorkerRecord``-like), sorted by hostname.
+        """Upsert worker rows (``tui.core.model.WorkerRecord``-like), sorted by hostname.
 
         With ``changed``, only those rows are rebuilt; the heartbeat-age column of the others
         is refreshed once a second (200 workers re-rendered every tick cost more than the tick).
@@ -256,7 +256,7 @@ class TasksPane(KeyedTable):
         self.refresh(layout=True)
 
     def cells(self, task: object) -> list[Text]:
-        """The row for a ``tui.model.TaskRecord``-like object."""
+        """The row for a ``tui.core.model.TaskRecord``-like object."""
         t = task
         label, style = state_text(t.state, getattr(t, "revoke_requested", False))  # type: ignore[attr-defined]
         if t.uuid == self.highlight_uuid:  # type: ignore[attr-defined]

@@ -25,6 +25,21 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from tui.core import states as _states
+from tui.core.states import (
+    ALL_STATES,
+    FAILURE,
+    PENDING,
+    PURGED,
+    RECEIVED,
+    REJECTED,
+    RETRY,
+    REVOKED,
+    SENT,
+    STARTED,
+    SUCCESS,
+)
+
 __all__ = [
     "ALL_STATES",
     "PURGED",
@@ -44,7 +59,6 @@ __all__ = [
     "WorkerRecord",
     "matches",
 ]
-
 
 
 def _make_interner(limit: int = 4096) -> Callable[[str], str]:
@@ -72,30 +86,13 @@ def _make_interner(limit: int = 4096) -> Callable[[str], str]:
 
 _intern = _make_interner()
 
-PENDING = "PENDING"  # known only from the backend or inspect, no event yet
-SENT = "SENT"
-RECEIVED = "RECEIVED"
-STARTED = "STARTED"
-RETRY = "RETRY"
-REJECTED = "REJECTED"
-REVOKED = "REVOKED"
-FAILURE = "FAILURE"
-SUCCESS = "SUCCESS"
-ALL_STATES: tuple[str, ...] = (
-    PENDING, SENT, RECEIVED, STARTED, RETRY, REJECTED, REVOKED, FAILURE, SUCCESS,
-)
-#: Console-only: this console purged the task's queue while the task was waiting in it.
-#: Celery has no such state (the message is simply deleted and the backend says PENDING);
-#: it keeps SENT's rank, so any later event about the task (a worker had it after all)
-#: replaces it.
-PURGED = "PURGED"
-
-# Ranks.  A task only moves to a higher rank, except out of the retry cycle (rank 4:
-# RETRY, or REJECTED with requeue) into the next attempt.  Finals (>= 5) follow
-# celery.states.precedence: SUCCESS > FAILURE > REVOKED > REJECTED.
-_R_PENDING, _R_SENT, _R_RECEIVED, _R_STARTED, _R_CYCLE = 0, 1, 2, 3, 4
-_R_REJECTED, _R_REVOKED, _R_FAILURE, _R_SUCCESS = 5, 6, 7, 8
-_FINAL = 5
+# Short local names for the hot path (tui.core.states is the definition).
+_R_PENDING, _R_SENT, _R_RECEIVED, _R_STARTED = _states.R_PENDING, _states.R_SENT, _states.R_RECEIVED, _states.R_STARTED
+_R_CYCLE, _R_REJECTED, _R_REVOKED = _states.R_CYCLE, _states.R_REJECTED, _states.R_REVOKED
+_R_FAILURE, _R_SUCCESS, _FINAL = _states.R_FAILURE, _states.R_SUCCESS, _states.R_FINAL
+_KIND_STATE = _states.STATE_OF_RANK
+_FINISH_EVENT = _states.FINISH_EVENT
+_STATE_RANK: dict[str, int] = {s: i for i, s in enumerate(_KIND_STATE)}
 _WORKER_ONLINE, _WORKER_HEARTBEAT, _WORKER_OFFLINE = 10, 11, 12
 
 #: event type -> kind; a task kind equals the rank of the state it reports.
@@ -111,16 +108,6 @@ _KINDS: dict[str, int] = {
     "worker-online": _WORKER_ONLINE,
     "worker-heartbeat": _WORKER_HEARTBEAT,
     "worker-offline": _WORKER_OFFLINE,
-}
-_KIND_STATE: tuple[str, ...] = (
-    PENDING, SENT, RECEIVED, STARTED, RETRY, REJECTED, REVOKED, FAILURE, SUCCESS,
-)
-_STATE_RANK: dict[str, int] = {s: i for i, s in enumerate(_KIND_STATE)}
-_FINISH_EVENT: dict[str, str] = {
-    REJECTED: "task-rejected",
-    REVOKED: "task-revoked",
-    FAILURE: "task-failed",
-    SUCCESS: "task-succeeded",
 }
 
 #: Longest hostname / uuid accepted; longer ones are garbage and the event is skipped.

@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.safe_text import data_text
+from tui.core.safe_text import data_text
 
 
 class HelpScreen(ModalScreen[None]):

@@ -1,5 +1,5 @@
 """The console's persisted history: load at start, backfill from the result backend,
-search everything (``H``), export (``E``).  Mixed into :class:`tui.app.AfirgenApp`."""
+search everything (``H``), export (``E``).  Mixed into :class:`tui.ui.app.AfirgenApp`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 from textual import work
 
-from tui.messages import ExportDone, HistoryBackfilled, HistoryLoaded
 from tui.sources.validate import valid_timestamp
-from tui.widgets.panes import TasksPane
+from tui.ui.messages import ExportDone, HistoryBackfilled, HistoryLoaded
+from tui.ui.widgets.panes import TasksPane
 
 
 def _first_time(row: Any) -> float | None:
@@ -93,13 +93,13 @@ class HistoryMixin:
         if self.history is None:
             self.notify("no history store: [history] db is not set up", severity="warning")
             return
-        from tui.screens.history_search import HistorySearchScreen
+        from tui.ui.screens.history_search import HistorySearchScreen
 
         self.push_screen(HistorySearchScreen(self.history.search, self.redact, self.task_filter.text))
 
     def action_export(self) -> None:
         """Export the filtered history to CSV, Excel or an incident report PDF."""
-        from tui.screens.forms import ChoiceScreen
+        from tui.ui.screens.forms import ChoiceScreen
 
         what = f"tasks matching {self.task_filter.text!r}" if self.task_filter.text else "all tasks"
         source = "the persisted history" if self.history is not None else "memory"
@@ -123,7 +123,7 @@ class HistoryMixin:
     def _export(self, kind: str, query: str, rows: Any) -> None:
         # runs in a worker thread: queries and file writes off the UI thread
         from tui.actions import AuditLog
-        from tui.export import export_csv, export_incident_pdf, export_path, export_xlsx
+        from tui.history.export import export_csv, export_incident_pdf, export_path, export_xlsx
 
         try:
             if rows is None:

@@ -1,6 +1,6 @@
 """An embedded Redis-compatible server: fakeredis over TCP, with the fixes Celery workers need.
 
-``python -m tui.embedded_redis --port N`` serves until killed.  ``afirgen-tui --demo`` runs it
+``python -m tui.demo.embedded_redis --port N`` serves until killed.  ``afirgen-tui --demo`` runs it
 in a child process when no ``redis-server`` is installed, and the test suite uses it as its
 last fallback.  (A child process, not a thread: every client connection costs fakeredis a
 handler thread polling every 10 ms, which starves the process that hosts it.)
@@ -85,7 +85,7 @@ def _error_tolerant_handler() -> type:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tui.embedded_redis", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tui.demo.embedded_redis", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()

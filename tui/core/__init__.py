@@ -1,0 +1,2 @@
+"""Pure Python, no Textual and no network: task states, the cluster model, the query
+language, formatting, safe text and redaction."""

@@ -1,0 +1,167 @@
+"""The history writer: the only writer of a running console, on a daemon thread.
+
+The UI thread hands it the changed tasks of each tick (:meth:`HistoryWriter.submit` never
+blocks); it writes them in one transaction at most every ``interval`` seconds, so a crash
+or ``kill -9`` loses at most the last interval's rows.  A row the store cannot save never
+costs its batch; every row not saved and every failed write is counted and said.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from tui.history.store import SOURCE_EVENTS, HistoryStore, _reason
+
+log = logging.getLogger(__name__)
+
+class HistoryWriter:
+    """Writes submitted rows to a :class:`HistoryStore` from a daemon thread.
+
+    :meth:`submit` (UI thread) never blocks for long: it puts rows in a dict keyed by uuid
+    under a lock the writer holds only to swap the dict.  A task submitted twice before a
+    flush is written once (the later snapshot).  Past ``max_pending`` rows the oldest are
+    dropped and counted (``dropped``).  The thread flushes at most every ``interval``
+    seconds, one transaction per flush, and prunes every ``prune_every`` seconds.
+
+    Counters: ``submitted``, ``written``, ``dropped``, ``flushes``, ``errors``,
+    ``pruned``, ``rejected`` (rows that could not be saved; ``last_rejected`` says why) and
+    ``cleaned`` (values NULLed or replaced so their row could be saved); ``last_error``
+    holds the last write error (rows are kept and retried), ``failing`` whether the last
+    write failed.  :meth:`status_note` puts them in words for the status line.
+    """
+
+    def __init__(self, store: HistoryStore, interval: float = 0.5,
+                 max_pending: int = 200_000, prune_every: float = 60.0,
+                 source: str = SOURCE_EVENTS) -> None:
+        self.store = store
+        self.interval = interval
+        self.max_pending = max_pending
+        self.prune_every = prune_every
+        self.source = source
+        self.submitted = self.written = self.dropped = 0
+        self.flushes = self.errors = self.pruned = 0
+        self.rejected = self.cleaned = 0
+        self.last_error: str | None = None
+        self.last_rejected: str | None = None
+        self.failing = False
+        self.last_flush_seconds = 0.0
+        self._pending: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
+        self._thread.start()
+
+    # runs in the UI thread
+    def submit(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Queue changed tasks (dicts from :func:`task_to_row`) for the next flush."""
+        with self._lock:
+            pending = self._pending
+            n = 0
+            for row in rows:
+                uuid = row.get("uuid")
+                if uuid is None:
+                    continue
+                pending.pop(uuid, None)  # move to the end: it is the newest again
+                pending[uuid] = row
+                n += 1
+            self.submitted += n
+            over = len(pending) - self.max_pending
+            if over > 0:
+                it = iter(pending)
+                for key in [next(it) for _ in range(over)]:
+                    del pending[key]
+                self.dropped += over
+
+    @property
+    def pending(self) -> int:
+        """Rows waiting for the next flush."""
+        return len(self._pending)
+
+    def flush(self) -> int:
+        """Write what is pending now (any thread; the writer thread calls this).
+
+        A row that cannot be saved is skipped and counted (``rejected``, with the latest
+        reason in ``last_rejected``); the rest of its batch is written.  A failed write
+        (locked, disk full, read-only) keeps the rows for the next flush and is counted in
+        ``errors`` (``last_error``, ``failing`` until a write succeeds again).
+        """
+        with self._lock:
+            batch, self._pending = self._pending, {}
+        if not batch:
+            return 0
+        started = time.perf_counter()
+        try:
+            report = self.store.upsert_report(batch.values(), source=self.source)
+        except Exception as exc:  # sqlite3.Error, OSError: the write itself failed
+            self.errors += 1
+            self.failing = True
+            self.last_error = _reason(exc)
+            log.warning("history write failed (%s); %d rows kept for the next try",
+                        self.last_error, len(batch))
+            with self._lock:  # put them back unless a newer snapshot arrived meanwhile
+                newer = self._pending
+                batch.update(newer)
+                self._pending = batch
+            return 0
+        self.failing = False
+        self.cleaned += report.cleaned
+        if report.rejected:
+            self.rejected += len(report.rejected)
+            self.last_rejected = report.rejected[-1][1]
+            log.warning("history: %d row(s) not saved (%s)", len(report.rejected), self.last_rejected)
+        self.written += report.written
+        self.flushes += 1
+        self.last_flush_seconds = time.perf_counter() - started
+        return report.written
+
+    def status_note(self) -> str:
+        """``history: 3 rows not saved (integer too large)``: what the status line shows
+        when rows were lost or writes fail; empty while all is well."""
+        parts = []
+        if self.rejected:
+            parts.append(f"{self.rejected:,} row{'s' if self.rejected != 1 else ''} not saved"
+                         f" ({self.last_rejected})")
+        if self.dropped:
+            parts.append(f"{self.dropped:,} rows dropped (writer behind)")
+        if self.errors:
+            state = "failing" if self.failing else "recovered"
+            parts.append(f"{self.errors:,} write failure{'s' if self.errors != 1 else ''}, {state}"
+                         f" ({self.last_error})")
+        return "history: " + "; ".join(parts) if parts else ""
+
+    # runs in the writer thread
+    def _run(self) -> None:
+        next_prune = time.monotonic() + min(5.0, self.prune_every)
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(self.interval)
+                self._wake.clear()
+                self.flush()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + self.prune_every
+                    try:
+                        self.pruned += self.store.prune()
+                    except Exception as exc:  # the writer thread must not die of it
+                        self.errors += 1
+                        self.last_error = f"prune: {_reason(exc)}"
+            self.flush()
+        finally:
+            self.store.close_thread_connection()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush what is pending and stop the thread (call on quit)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        """True while the writer thread runs."""
+        return self._thread.is_alive()
+
+

@@ -1,0 +1,142 @@
+"""One registry of every command the console offers: its key, where it works, what it does.
+
+The key bindings (the App's and each pane's ``BINDINGS``), the help screen, the command
+palette, the "works on the Tasks pane" hint and read-only mode are all produced from
+:data:`COMMANDS`.  A new key is one entry here plus the action on the widget that owns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from textual.binding import Binding
+
+Scope = Literal["app", "queues", "workers", "tasks"]
+
+#: The panes, in Tab order, with the digit that focuses each.
+PANES: tuple[Scope, ...] = ("queues", "workers", "tasks")
+PANE_NUMBER: dict[str, int] = {"queues": 1, "workers": 2, "tasks": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One thing the operator can ask for.
+
+    ``key`` is Textual's key list (``"plus"``, ``"escape,q"``) or ``""`` for a command that
+    is only in the palette; ``keys`` is how the help shows it.  ``action`` runs on the App
+    (scope ``app``) or on the pane of that scope.  ``mutating`` commands change the cluster:
+    they are hidden from the footer and refused in read-only mode.  ``show`` puts the key
+    in the footer; ``priority`` lets it beat a focused widget's own binding.
+    """
+
+    key: str
+    keys: str
+    action: str
+    scope: Scope
+    description: str
+    mutating: bool = False
+    show: bool = False
+    footer: str = ""
+    priority: bool = False
+    palette: bool = True
+
+    @property
+    def name(self) -> str:
+        """The action's name without its arguments (``revoke`` for ``revoke('kill')``)."""
+        return self.action.split("(", 1)[0]
+
+    @property
+    def title(self) -> str:
+        """The palette title: the description's first clause and the key."""
+        head = self.description.split(":", 1)[0]
+        head = head[:1].upper() + head[1:]
+        return f"{head} ({self.keys})" if self.keys else head
+
+
+COMMANDS: tuple[Command, ...] = (
+    # ---- anywhere ---------------------------------------------------------------------
+    Command("tab", "Tab / Shift+Tab", "cycle_pane(1)", "app",
+            "next / previous pane (in a dialog: next / previous field)", priority=True),
+    Command("shift+tab", "", "cycle_pane(-1)", "app", "previous pane", priority=True, palette=False),
+    Command("1", "1 2 3", "focus_pane('queues')", "app", "focus queues / workers / tasks", palette=False),
+    Command("2", "", "focus_pane('workers')", "app", "focus the Workers pane", palette=False),
+    Command("3", "", "focus_pane('tasks')", "app", "focus the Tasks pane"),
+    Command("", "↑ ↓ PgUp PgDn", "", "app", "move the cursor (it stays on its row as rows stream in)"),
+    Command("", "Home", "", "app", "back to the top row, follow the newest tasks"),
+    Command("slash", "/", "filter", "app",
+            "filter tasks: words, state:failure queue:email worker:w1 name:pdf uuid:ab12 prio:>=8",
+            show=True, footer="Filter"),
+    Command("escape", "Esc", "escape", "app", "clear the filter / close a dialog"),
+    Command("z", "z", "zoom", "app", "zoom the focused pane (again to restore)", show=True, footer="Zoom"),
+    Command("e", "e", "enqueue", "app", "enqueue a job: task, args, kwargs, queue, priority 1-10, countdown/ETA",
+            mutating=True, show=True, footer="Enqueue"),
+    Command("R", "R", "repeat_enqueue", "app", "repeat the last enqueued job", mutating=True),
+    Command("H", "H", "search_history", "app",
+            "search all persisted history (filter syntax + args:text since:2h until:30m)",
+            show=True, footer="History"),
+    Command("E", "E", "export", "app",
+            "export the filtered history: CSV, Excel (.xlsx) or incident report (PDF)", show=True, footer="Export"),
+    Command("", "Ctrl+P", "command_palette", "app", "command palette: every action by name", palette=False),
+    Command("question_mark", "?", "help", "app", "this help", show=True, footer="Help"),
+    Command("q", "q", "quit", "app", "quit", show=True, footer="Quit"),
+    # ---- the Tasks pane ---------------------------------------------------------------
+    Command("enter", "Enter", "open_detail", "tasks", "task detail (on the Tasks pane)"),
+    Command("r", "r", "revoke('revoke')", "tasks", "revoke the highlighted task (Tasks pane)",
+            mutating=True, show=True, footer="Revoke"),
+    Command("t", "t", "revoke('terminate')", "tasks",
+            "terminate the highlighted running task with SIGTERM (Tasks pane)", mutating=True),
+    Command("k", "k", "revoke('kill')", "tasks", "kill the highlighted running task with SIGKILL (Tasks pane)",
+            mutating=True),
+    # ---- the Workers pane -------------------------------------------------------------
+    Command("plus", "+ / -", "resize(1)", "workers", "grow / shrink the highlighted worker's pool by one (Workers pane)",
+            mutating=True, show=True, footer="Grow"),
+    Command("minus", "", "resize(-1)", "workers", "shrink the highlighted worker's pool by one (Workers pane)",
+            mutating=True, show=True, footer="Shrink"),
+    Command("equals_sign", "=", "resize_form", "workers", "grow or shrink by N, this or all workers (Workers pane)",
+            mutating=True),
+    Command("a", "a", "autoscale", "workers", "set autoscale max,min, this or all workers (Workers pane)",
+            mutating=True),
+    Command("", "", "resize_all(1)", "app", "grow every worker's pool by one", mutating=True),
+    Command("", "", "resize_all(-1)", "app", "shrink every worker's pool by one", mutating=True),
+    Command("", "", "autoscale_all", "app", "set autoscale on every worker", mutating=True),
+    # ---- the Queues pane --------------------------------------------------------------
+    Command("p", "p", "pause_queue", "queues", "pause / resume the highlighted queue on every worker (Queues pane)",
+            mutating=True, show=True, footer="Pause/resume"),
+    Command("x", "x", "purge_queue", "queues", "purge the highlighted queue, after typing its name (Queues pane)",
+            mutating=True, show=True, footer="Purge"),
+)
+
+
+def bindings(scope: Scope, commands: Iterable[Command] = COMMANDS) -> list[Binding]:
+    """The ``BINDINGS`` of the widget that owns ``scope`` (the App for ``app``)."""
+    out: list[Binding] = []
+    for cmd in commands:
+        if cmd.scope == scope and cmd.key and cmd.action:
+            out.append(Binding(cmd.key, cmd.action, cmd.footer or cmd.description, show=cmd.show,
+                               priority=cmd.priority))
+    return out
+
+
+def help_rows(commands: Iterable[Command] = COMMANDS) -> list[tuple[str, str]]:
+    """``(keys, what it does)`` for the help screen, in registry order."""
+    return [(c.keys, c.description) for c in commands if c.keys]
+
+
+def palette_commands(commands: Iterable[Command] = COMMANDS) -> list[Command]:
+    """The commands the palette lists (those with an action to run)."""
+    return [c for c in commands if c.palette and c.action and c.action != "command_palette"]
+
+
+def mutating_actions(commands: Iterable[Command] = COMMANDS) -> frozenset[str]:
+    """Action names that change the cluster (refused and hidden in read-only mode)."""
+    return frozenset(c.name for c in commands if c.mutating)
+
+
+def pane_of_key(key: str, commands: Iterable[Command] = COMMANDS) -> Command | None:
+    """The pane command bound to ``key``, if any (to say where a key works when pressed elsewhere)."""
+    for c in commands:
+        if c.scope != "app" and key in c.key.split(","):
+            return c
+    return None
