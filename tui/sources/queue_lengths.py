@@ -15,6 +15,7 @@ by ``afirgen-tui --check``.  It never imports Textual.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -46,6 +47,21 @@ NOT_AVAILABLE = "queue lengths are not available on this transport"
 _TAIL = re.compile(rb',\s*("(?:[^"\\]|\\.)*"|null)\s*,\s*("(?:[^"\\]|\\.)*"|null)\s*\]\s*$')
 _TAIL_BYTES = 512
 _REDIS = "redis://"
+#: Bytes of each list's last element returned by :data:`TAIL_SCRIPT`: enough for the
+#: message's ``properties`` (kombu writes them last), which hold its delivery tag.
+TAIL_READ_BYTES = 512
+#: The end of the oldest message of each list (KEYS), ``''`` for an empty list.  A script
+#: so that a hostile 100 MB message costs the server a copy, not the network.
+TAIL_SCRIPT = """
+local out = {}
+local n = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local v = redis.call('LINDEX', KEYS[i], -1)
+  if v then out[i] = string.sub(v, -n) else out[i] = '' end
+end
+return out
+"""
+_DELIVERY_TAG = re.compile(rb'"delivery_tag"\s*:\s*"([^"\\]{1,255})"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +77,10 @@ class QueueLength:
     waiting: int
     by_priority: dict[int, int]
     reserved: int = 0
+    #: With ``poll(tails=True)``: operator priority -> identity of the message at the tail
+    #: of that priority's list (the oldest there: kombu LPUSHes and pops from the right).
+    #: The identity is the message's delivery tag, else a digest of the tail bytes read.
+    tails: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +142,21 @@ def parse_unacked_route(value: bytes | str) -> tuple[str, str] | None:
     except (ValueError, TypeError):
         return None
     return exchange or "", routing_key or ""
+
+
+def tail_identity(raw: Any) -> str:
+    """Who the message ending in ``raw`` is: ``tag:<delivery tag>``, else ``sha1:<digest>``
+    of the bytes (stable while the same message stays at the tail); ``''`` for nothing."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogateescape")
+    if not isinstance(raw, bytes) or not raw:
+        return ""
+    match = _DELIVERY_TAG.search(raw)
+    if match is not None:
+        tag = match.group(1).decode("utf-8", "replace")
+        if tag.isprintable():
+            return "tag:" + tag
+    return "sha1:" + hashlib.sha1(raw, usedforsecurity=False).hexdigest()
 
 
 def _is_internal(exchange: str, queue: str, internal_exchanges: Iterable[str]) -> bool:
@@ -247,8 +282,12 @@ class QueueLengthPoller:
         self._plan = plan
 
     # ---- polling --------------------------------------------------------------------
-    def poll(self) -> QueueSnapshot:
+    def poll(self, tails: bool = False) -> QueueSnapshot:
         """Read every length in one round trip (plus a binding scan when one is due).
+
+        With ``tails`` the same round trip also reads the end of the oldest message of every
+        list (:data:`TAIL_SCRIPT`, one EVAL) into :attr:`QueueLength.tails`; a server that
+        cannot run scripts leaves ``tails`` empty.
 
         Raises redis errors (ConnectionError, TimeoutError) to the caller, which decides how
         to show them; the console keeps its last snapshot.
@@ -270,9 +309,15 @@ class QueueLengthPoller:
             pipe.hvals(unacked)
         else:
             pipe.hscan(unacked, 0, count=self.reserved_cap)
+        if tails:
+            keys_all = [key for _queue, keys in self._plan for key, _priority in keys]
+            pipe.eval(TAIL_SCRIPT, len(keys_all), *keys_all, TAIL_READ_BYTES)
         results = pipe.execute(raise_on_error=False)
         self.round_trips += 1
-        self.commands += n + 2
+        self.commands += n + 2 + int(tails)
+        tail_raw = results[n + 2] if tails else None
+        if not isinstance(tail_raw, list) or len(tail_raw) != n:
+            tail_raw = None
         lengths, hlen, reserved_raw = results[:n], results[n], results[n + 1]
         hlen = hlen if isinstance(hlen, int) else 0
         self._last_unacked = hlen
@@ -289,12 +334,15 @@ class QueueLengthPoller:
         i = 0
         for queue, keys in self._plan:
             bands = dict.fromkeys(range(MIN_PRIORITY, MAX_PRIORITY + 1), 0)
+            ends: dict[int, str] = {}
             for _key, priority in keys:
                 value = lengths[i]
+                if tail_raw is not None and (ident := tail_identity(tail_raw[i])):
+                    ends.setdefault(priority, ident)
                 i += 1
                 if isinstance(value, int):
                     bands[priority] += value
-            queues[queue] = QueueLength(queue, sum(bands.values()), bands, reserved.get(queue, 0))
+            queues[queue] = QueueLength(queue, sum(bands.values()), bands, reserved.get(queue, 0), ends)
         return QueueSnapshot(
             queues=queues,
             unacked=hlen,
