@@ -1,7 +1,7 @@
 """Command line of ``afirgen-tui``.
 
-``--check`` is dispatched before Textual is imported: the health check must run
-without a TTY and without Textual (a test proves it).
+``--check`` and ``--serve-metrics`` are dispatched before Textual is imported: they run
+without a TTY and without Textual (tests prove it).
 """
 
 from __future__ import annotations
@@ -41,6 +41,15 @@ def _broker_url(text: str) -> str:
     return text
 
 
+def _listen_address(text: str) -> tuple[str, int]:
+    from tui.metrics.address import parse_listen
+
+    try:
+        return parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the docs and tests)."""
     p = OneLineErrorParser(
@@ -58,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="with --check: print one JSON document instead of lines")
     p.add_argument("--strict", action="store_true", help="with --check: warnings fail the check (exit 1)")
     p.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="with --check: bound the whole run (default 5)")
+    p.add_argument("--serve-metrics", type=_listen_address, metavar="HOST:PORT",
+                   help="headless: serve Prometheus metrics on http://HOST:PORT/metrics until SIGTERM")
     return p
 
 
@@ -70,6 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check and args.demo:
         print("afirgen-tui: --check and --demo cannot be combined", file=sys.stderr)
         return 2
+    if args.serve_metrics is not None:
+        if args.check or args.demo or args.read_only:
+            print("afirgen-tui: --serve-metrics cannot be combined with --check, --demo or --read-only",
+                  file=sys.stderr)
+            return 2
+        from tui.metrics.serve import run_serve_metrics
+
+        return run_serve_metrics(args, args.serve_metrics)
     if args.check:
         from tui.check import run_check_cli
 
