@@ -31,6 +31,7 @@ from celery import Celery
 from afirgen_tasks.priority import PriorityError, validate_priority
 from afirgen_tasks.routing import route_for
 from tui.core.states import is_final
+from tui.sources.control import ClusterControl
 
 MAX_COUNTDOWN_S = 30 * 86400
 
@@ -355,14 +356,32 @@ class Actions:
     """The action layer: validate, refuse when read-only, send, audit, return an :class:`Outcome`."""
 
     def __init__(self, app: Celery | None, audit: AuditLog, read_only: bool = False, timeout: float = 2.0):
+        #: the app's task registry validates jobs; every send goes through ``control``
         self.app = app
+        self.control = ClusterControl(app, timeout) if app is not None else None
         self.audit = audit
         self.read_only = read_only
-        self.timeout = timeout
+        self._timeout = timeout
         # pool resizes run one at a time; {host: (size the caller reported, size after our
         # change)}: a caller's figure that predates our last change is read as the newer one
         self._pool_lock = threading.Lock()
         self._pool_after: dict[str, tuple[int, int]] = {}
+
+    @property
+    def timeout(self) -> float:
+        """Seconds each command waits for the workers' replies."""
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self._timeout = value
+        if self.control is not None:
+            self.control.timeout = value
+
+    def _control(self) -> ClusterControl:
+        if self.control is None:
+            raise RuntimeError("no broker connection to send to")
+        return self.control
 
     def guard(self, action: str, target: str, params: dict[str, Any]) -> None:
         """Refuse (and audit the refusal) when read-only; every mutating path calls this first."""
@@ -414,12 +433,12 @@ class Actions:
                   "countdown": req.countdown, "eta": req.eta.isoformat() if req.eta else None}
 
         def send() -> Outcome:
-            result = self.app.send_task(req.task, args=req.args, kwargs=req.kwargs, queue=req.queue,
-                                        priority=req.priority, countdown=req.countdown, eta=req.eta)
+            task_id = self._control().send_task(req.task, req.args, req.kwargs, req.queue, req.priority,
+                                                countdown=req.countdown, eta=req.eta)
             when = (f", runs in {req.countdown:g} s" if req.countdown is not None
                     else f", runs at {req.eta.isoformat(timespec='seconds')}" if req.eta is not None else "")
             return Outcome(True, f"sent {req.task.rsplit('.', 1)[-1]} to {req.queue} at priority {req.priority}"
-                           f" as {result.id[:8]}{when}", task_id=result.id)
+                           f" as {task_id[:8]}{when}", task_id=task_id)
 
         return self._attempt("enqueue", req.task, params, send)
 
@@ -435,10 +454,7 @@ class Actions:
         def send() -> Outcome:
             terminate = mode in ("terminate", "kill")
             signal = {"terminate": "SIGTERM", "kill": "SIGKILL"}.get(mode)
-            kwargs: dict[str, Any] = {"terminate": terminate}
-            if signal:
-                kwargs["signal"] = signal
-            replies = self.app.control.revoke(task_id, reply=True, timeout=self.timeout, **kwargs)
+            replies = self._control().revoke(task_id, terminate=terminate, signal=signal)
             ok, words = _replies_to_words(replies, None)
             verb = {"revoke": "revoke", "terminate": "terminate (SIGTERM)", "kill": "kill (SIGKILL)"}[mode]
             if not ok and words.get("*"):
@@ -489,8 +505,7 @@ class Actions:
                            "taking jobs"))
 
             def send() -> Outcome:
-                call = self.app.control.pool_grow if delta > 0 else self.app.control.pool_shrink
-                replies = call(abs(delta), destination=list(hosts), reply=True, timeout=self.timeout)
+                replies = self._control().resize_pool(delta, hosts)
                 ok, words = _replies_to_words(replies, hosts)
                 for host, size in known.items():
                     if _acknowledged(replies, host):
@@ -526,7 +541,7 @@ class Actions:
         params = {"max": max_c, "min": min_c, "workers": list(hosts)}
 
         def send() -> Outcome:
-            replies = self.app.control.autoscale(max_c, min_c, destination=list(hosts), reply=True, timeout=self.timeout)
+            replies = self._control().autoscale(max_c, min_c, hosts)
             ok, words = _replies_to_words(replies, hosts)
             return Outcome(ok, f"autoscale {max_c},{min_c} on {len(hosts)} worker(s)" + ("" if ok else ": refused or no reply"),
                            replies=words)
@@ -540,11 +555,7 @@ class Actions:
         params = {"workers": list(hosts) if hosts else "all"}
 
         def send() -> Outcome:
-            dest = list(hosts) if hosts else None
-            if consume:
-                replies = self.app.control.add_consumer(queue, reply=True, destination=dest, timeout=self.timeout)
-            else:
-                replies = self.app.control.cancel_consumer(queue, reply=True, destination=dest, timeout=self.timeout)
+            replies = self._control().consume(queue, consume, hosts)
             ok, words = _replies_to_words(replies, hosts)
             verb = "resumed" if consume else "paused"
             return Outcome(ok, f"{queue} {verb} on {len(words)} worker(s)" if ok else f"{action} {queue}: some workers refused",
@@ -559,8 +570,7 @@ class Actions:
             raise ValidationFailed({"confirm": f"type the queue name {queue!r} to confirm (got {typed_name.strip()!r})"})
 
         def send() -> Outcome:
-            with self.app.connection_for_write() as conn:
-                deleted = int(conn.default_channel.queue_purge(queue) or 0)
+            deleted = self._control().purge(queue)
             params["purged"] = deleted  # the audit line keeps both numbers
             message = f"purged {deleted:,} message(s) from {queue}"
             # the operator confirmed the count the prompt showed; jobs keep arriving (or being

@@ -1,0 +1,64 @@
+"""Everything the console sends to the cluster: jobs, remote-control commands, purges.
+
+The action layer (:mod:`tui.actions`) validates, confirms and audits; this is the only code
+that then talks to the broker for it.  Replies are returned as Celery gives them (a list of
+``{hostname: body}``); the caller turns them into words.  Blocking network I/O: call from a
+thread worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from celery import Celery
+
+Replies = list[dict[str, Any]]
+
+
+class ClusterControl:
+    """Jobs, remote control and purges on the cluster of ``app``, each bounded by ``timeout``."""
+
+    def __init__(self, app: Celery, timeout: float = 2.0) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    def send_task(self, name: str, args: Sequence[Any], kwargs: dict[str, Any], queue: str, priority: int,
+                  countdown: float | None = None, eta: datetime | None = None) -> str:
+        """Publish one job; returns its task id."""
+        result = self.app.send_task(name, args=list(args), kwargs=kwargs, queue=queue, priority=priority,
+                                    countdown=countdown, eta=eta)
+        return str(result.id)
+
+    def revoke(self, task_id: str, terminate: bool = False, signal: str | None = None) -> Replies:
+        """Broadcast a revoke (with ``terminate``: the worker running it signals the process)."""
+        kwargs: dict[str, Any] = {"terminate": terminate}
+        if signal:
+            kwargs["signal"] = signal
+        return self.app.control.revoke(task_id, reply=True, timeout=self.timeout, **kwargs) or []
+
+    def resize_pool(self, delta: int, hosts: Sequence[str]) -> Replies:
+        """``pool_grow`` (delta > 0) or ``pool_shrink`` by ``abs(delta)`` on ``hosts``."""
+        call = self.app.control.pool_grow if delta > 0 else self.app.control.pool_shrink
+        return call(abs(delta), destination=list(hosts), reply=True, timeout=self.timeout) or []
+
+    def autoscale(self, max_c: int, min_c: int, hosts: Sequence[str]) -> Replies:
+        """Set the autoscaler's bounds on ``hosts``."""
+        return self.app.control.autoscale(max_c, min_c, destination=list(hosts), reply=True,
+                                          timeout=self.timeout) or []
+
+    def consume(self, queue: str, start: bool, hosts: Sequence[str] | None = None) -> Replies:
+        """``add_consumer`` (``start``) or ``cancel_consumer`` of ``queue`` on ``hosts`` (None: all)."""
+        dest = list(hosts) if hosts else None
+        call = self.app.control.add_consumer if start else self.app.control.cancel_consumer
+        return call(queue, reply=True, destination=dest, timeout=self.timeout) or []
+
+    def purge(self, queue: str) -> int:
+        """Delete every waiting message of ``queue``; returns how many the broker deleted."""
+        with self.app.connection_for_write() as conn:
+            return int(conn.default_channel.queue_purge(queue) or 0)
+
+    def enable_events(self, hosts: Sequence[str]) -> Replies:
+        """Ask ``hosts`` to send task events (``enable_events``); the replies say who had them off."""
+        return self.app.control.enable_events(destination=list(hosts), reply=True, timeout=self.timeout) or []
