@@ -43,7 +43,7 @@ QUEUE_NAMES: tuple[str, ...] = ("default", "email", "reports", "analytics", "cle
 POOLS: tuple[str, ...] = ("prefork", "solo", "threads", "gevent")
 
 #: config.toml sections; a field ``<section>_<key>`` lives at ``[section] key``.
-SECTIONS: tuple[str, ...] = ("celery", "paths", "smtp", "console", "check", "history", "redact", "tls")
+SECTIONS: tuple[str, ...] = ("celery", "sentinel", "paths", "smtp", "console", "check", "history", "redact", "tls")
 
 _DEFAULT_CONFIG = "config.toml"
 
@@ -114,6 +114,11 @@ def mask_url(url: str | None) -> str:
     if not url:
         return ""
     return ";".join(_mask_one(part) for part in _NEXT_URL.split(url))
+
+
+def is_sentinel_url(url: str | None) -> bool:
+    """True when ``url`` (or its first ``;``-joined URL) is a ``sentinel://`` URL."""
+    return (url or "").split("://", 1)[0].strip().lower() == "sentinel"
 
 
 def url_secrets(url: str) -> list[str]:
@@ -287,6 +292,16 @@ class Settings(BaseSettings):
         300, ge=1, validation_alias=_env("celery_task_retry_backoff_max")
     )
 
+    # ---- [sentinel] -----------------------------------------------------------------
+    #: The name the sentinels monitor the master under (``sentinel monitor <name> ...``);
+    #: required when the broker or the result backend is a ``sentinel://`` URL.
+    sentinel_master_name: str = Field("", validation_alias=_env("sentinel_master_name"))
+    #: The password of the sentinels themselves (``requirepass`` in sentinel.conf); the
+    #: master's password is the one in the ``sentinel://:password@host`` URL.
+    sentinel_password: SecretStr = Field(SecretStr(""), validation_alias=_env("sentinel_password"))
+    #: Connect and read timeout, in seconds, for each question asked of a sentinel.
+    sentinel_socket_timeout: float = Field(2.0, gt=0, le=60, validation_alias=_env("sentinel_socket_timeout"))
+
     # ---- [tls] ----------------------------------------------------------------------
     tls_ca_certs: str = Field("", validation_alias=_env("tls_ca_certs"))
     tls_certfile: str = Field("", validation_alias=_env("tls_certfile"))
@@ -365,6 +380,14 @@ class Settings(BaseSettings):
                 " query as %40)")
         return value
 
+    @field_validator("sentinel_master_name")
+    @classmethod
+    def _master_name(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"[!-~]{1,200}", value):
+            raise ValueError("must be the name the sentinels monitor: printable characters, no spaces")
+        return value
+
     @field_validator("celery_worker_autoscale")
     @classmethod
     def _autoscale(cls, value: str) -> str:
@@ -414,6 +437,12 @@ class Settings(BaseSettings):
                 f"AFIRGEN_CHECK_BACKLOG_WARN={self.check_backlog_warn} must not exceed "
                 f"AFIRGEN_CHECK_BACKLOG_FAIL={self.check_backlog_fail}"
             )
+        for field in ("celery_broker_url", "celery_result_backend"):
+            if is_sentinel_url(getattr(self, field)) and not self.sentinel_master_name:
+                raise ValueError(
+                    f"{env_name(field)} is a sentinel:// URL but AFIRGEN_SENTINEL_MASTER_NAME is not set: "
+                    "name the master the sentinels monitor (config.toml [sentinel] master_name, e.g. mymaster)"
+                )
         self._config_path = _CONFIG_PATH.get()
         if self._config_path is not None:
             base = self._config_path.parent
@@ -483,9 +512,22 @@ class Settings(BaseSettings):
                 opts[key] = value
         return opts
 
+    def sentinel_kwargs(self, socket_timeout: float | None = None) -> dict[str, Any]:
+        """Connection options for the sentinels themselves (redis-py's and kombu's
+        ``sentinel_kwargs``): the timeouts and, if set, the sentinels' password."""
+        timeout = self.sentinel_socket_timeout if socket_timeout is None else socket_timeout
+        opts: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        if self.sentinel_password.get_secret_value():
+            opts["password"] = self.sentinel_password.get_secret_value()
+        return opts
+
+    def sentinel_transport_options(self) -> dict[str, Any]:
+        """``master_name`` and ``sentinel_kwargs`` for a ``sentinel://`` broker or result backend."""
+        return {"master_name": self.sentinel_master_name, "sentinel_kwargs": self.sentinel_kwargs()}
+
     def secrets(self) -> list[str]:
         """Every secret value these settings hold, for leak tests and scrubbing."""
-        found = [self.smtp_password.get_secret_value()]
+        found = [self.smtp_password.get_secret_value(), self.sentinel_password.get_secret_value()]
         for url in (self.celery_broker_url, self.celery_result_backend):
             found.extend(url_secrets(url))
         return [s for s in found if s]
@@ -531,7 +573,7 @@ def _format_error(err: dict[str, Any]) -> str:
     kind = err.get("type", "")
     if field in Settings.model_fields:
         where = env_name(field)
-        if field == "smtp_password":
+        if field in ("smtp_password", "sentinel_password"):
             value = "***"
         elif isinstance(value, str) and "://" in value:
             value = mask_url(value)

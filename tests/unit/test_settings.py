@@ -92,6 +92,8 @@ BAD_VALUES = [
     ("AFIRGEN_HISTORY_MAX_ROWS", "10", "greater than or equal to 1000"),
     ("AFIRGEN_HISTORY_MAX_AGE_DAYS", "-1", "greater than 0"),
     ("AFIRGEN_REDACT_PATTERNS", '["("]', "not a valid regular expression"),
+    ("AFIRGEN_SENTINEL_MASTER_NAME", "my master", "printable characters, no spaces"),
+    ("AFIRGEN_SENTINEL_SOCKET_TIMEOUT", "0", "greater than 0"),
 ]
 
 
@@ -309,3 +311,49 @@ def test_non_utf8_config_file_exits_2_with_one_line(tmp_path, name, argv):
     assert len(lines) == 1, proc.stderr
     assert str(cfg) in lines[0] and "not UTF-8" in lines[0]
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+# ---- Redis Sentinel ----------------------------------------------------------------------
+SENTINELS = f"sentinel://:{SECRET}@h1:26379/0;sentinel://:{SECRET}@h2:26379/0"
+
+
+@pytest.mark.parametrize("name", ["CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"])
+def test_a_sentinel_url_without_a_master_name_is_one_line(clean_env, name):
+    clean_env.setenv(name, SENTINELS)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    lines = info.value.lines
+    assert len(lines) == 1 and "\n" not in lines[0], lines
+    assert lines[0].startswith(f"{name} is a sentinel:// URL but AFIRGEN_SENTINEL_MASTER_NAME is not set")
+    assert "[sentinel] master_name" in lines[0] and SECRET not in lines[0]
+
+
+def test_sentinel_settings_from_the_config_file(clean_env, tmp_path):
+    cfg = write_config(tmp_path, f'''[celery]
+broker_url = "{SENTINELS}"
+[sentinel]
+master_name = " mymaster "
+password = "{SECRET}sentinel"
+socket_timeout = 1.5
+''')
+    s = load_settings(cfg)
+    assert s.sentinel_master_name == "mymaster"
+    assert s.sentinel_transport_options() == {
+        "master_name": "mymaster",
+        "sentinel_kwargs": {"socket_timeout": 1.5, "socket_connect_timeout": 1.5, "password": SECRET + "sentinel"},
+    }
+    assert s.sentinel_kwargs(socket_timeout=0.2)["socket_timeout"] == 0.2
+    assert SECRET + "sentinel" in s.secrets() and SECRET in s.secrets()
+    assert SECRET not in repr(s) + s.broker_display
+    assert s.broker_display == "sentinel://:***@h1:26379/0;sentinel://:***@h2:26379/0"
+    clean_env.setenv("AFIRGEN_SENTINEL_MASTER_NAME", "other")
+    assert load_settings(cfg).sentinel_master_name == "other"
+
+
+def test_sentinel_password_never_in_error_lines(clean_env):
+    clean_env.setenv("AFIRGEN_SENTINEL_PASSWORD", SECRET)
+    clean_env.setenv("AFIRGEN_SENTINEL_SOCKET_TIMEOUT", "-1")
+    clean_env.setenv("CELERY_WORKER_POOL", "eventlet")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert SECRET not in "\n".join(info.value.lines)
