@@ -7,6 +7,7 @@ app from explicit settings (tests, the console, the demo sandbox).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, Task, signals
@@ -22,8 +23,11 @@ from .priority import (
     to_wire,
     validate_priority,
 )
+from .redis_transport import keep_transport_failover
 from .routing import QUEUES, celery_task_routes, route_for
-from .settings import Settings, load_settings_or_exit
+from .settings import Settings, is_sentinel_url, load_settings_or_exit
+
+log = logging.getLogger(__name__)
 
 #: Separator between a queue's name and its priority step in Redis keys (``email:7``).
 REDIS_PRIORITY_SEP = ":"
@@ -97,11 +101,23 @@ def tls_options(settings: Settings) -> dict[str, Any] | None:
 
 
 REDIS_TRANSPORT = "afirgen_tasks.redis_transport:Transport"
+#: The same behind Redis Sentinel (``sentinel://`` URLs).
+REDIS_SENTINEL_TRANSPORT = "afirgen_tasks.redis_transport:SentinelTransport"
+
+
+def atomic_fetch_transport(broker_url: str) -> str | None:
+    """The transport with the atomic fetch for ``broker_url``, or None (kombu's own transport)."""
+    scheme = broker_url.split("://", 1)[0].lower()
+    if scheme in {"redis", "rediss"}:
+        return REDIS_TRANSPORT
+    if scheme == "sentinel":
+        return REDIS_SENTINEL_TRANSPORT
+    return None
 
 
 def uses_atomic_fetch(broker_url: str) -> bool:
-    """True when workers on ``broker_url`` use :data:`REDIS_TRANSPORT` (plain Redis and TLS, not Sentinel)."""
-    return broker_url.split("://", 1)[0].lower() in {"redis", "rediss"}
+    """True when workers on ``broker_url`` fetch atomically (plain Redis, TLS and Sentinel)."""
+    return atomic_fetch_transport(broker_url) is not None
 
 
 def restore_sweep_interval(visibility_timeout: int) -> int:
@@ -144,17 +160,23 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # two overlapping sweeps cannot restore a job twice: a short expiry is safe.
             unacked_mutex_expire=sweep_lock_expiry(settings.celery_visibility_timeout),
         )
+    if is_sentinel_url(broker):
+        # The master is found through the sentinels; their password and timeouts, if any.
+        transport_options.update(settings.sentinel_transport_options())
+    backend_options: dict[str, Any] = {"visibility_timeout": settings.celery_visibility_timeout}
+    if is_sentinel_url(settings.celery_result_backend):
+        backend_options.update(settings.sentinel_transport_options())
     conf: dict[str, Any] = {
         "broker_url": broker,
         # Redis: kombu's transport with an atomic fetch (afirgen_tasks/redis_transport.py).
-        "broker_transport": REDIS_TRANSPORT if uses_atomic_fetch(broker) else None,
+        "broker_transport": atomic_fetch_transport(broker),
         # Celery lets $CELERY_BROKER_URL beat broker_url; explicit read/write URLs make
         # create_app(settings) use the settings' broker even when the environment differs.
         "broker_read_url": broker,
         "broker_write_url": broker,
         "result_backend": settings.celery_result_backend,
         "broker_transport_options": transport_options,
-        "result_backend_transport_options": {"visibility_timeout": settings.celery_visibility_timeout},
+        "result_backend_transport_options": backend_options,
         "broker_connection_retry": True,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": settings.celery_broker_connection_max_retries,
@@ -202,6 +224,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_hijack_root_logger": True,
     }
+    if is_sentinel_url(broker):
+        # kombu would take the transport from the next URL's scheme after a connection error
+        # (its stock Sentinel transport, without the atomic fetch): stay on ours.
+        conf["broker_failover_strategy"] = keep_transport_failover
     tls = tls_options(settings)
     if tls and broker.startswith(("rediss", "amqps")):
         conf["broker_use_ssl"] = tls
@@ -259,6 +285,21 @@ def _prepare_worker(sender=None, instance=None, conf=None, options=None, **_: An
         return kwargs
 
     instance.prepare_args = prepare_args
+
+
+@signals.worker_ready.connect
+def _report_fetch(sender: Any = None, **_: Any) -> None:
+    """Say in the worker's log whether its fetch is atomic (a SIGKILL cannot lose a job) or
+    kombu's own BRPOP (it can: docs/reliability.md), from the channel it really consumes on."""
+    channel = getattr(getattr(sender, "task_consumer", None), "channel", None)
+    if channel is None:
+        return
+    transport = type(channel.connection).__module__ + ":" + type(channel.connection).__name__
+    if getattr(channel, "atomic_fetch", False):
+        log.info("afirgen: atomic fetch on (%s): a worker killed while fetching cannot lose the job", transport)
+    else:
+        log.warning("afirgen: atomic fetch OFF (%s fetches with BRPOP): a worker killed while fetching can "
+                    "lose that job; see docs/reliability.md", transport)
 
 
 def task_names(app: Celery) -> list[str]:

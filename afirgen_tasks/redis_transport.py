@@ -21,14 +21,23 @@ If the server cannot run the script (scripting disabled, a Redis-compatible serv
 ``cjson``), the channel logs one warning and goes back to kombu's ``BRPOP``; a transient
 error (BUSY, READONLY during a failover) is raised, as kombu raises BRPOP's, and Celery
 reconnects.
+
+Behind Redis Sentinel (``sentinel://`` URLs) :class:`SentinelTransport` does the same: kombu's
+``SentinelChannel`` finds the master through the sentinels, and :class:`Channel` fetches from
+it.  The script, the keys and the wake-up lists are those of plain Redis; after a failover
+the jobs recorded in ``unacked`` are on the new master as far as replication had copied
+them (Redis replication is asynchronous: see docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterator
 from queue import Empty
 from time import monotonic, time
 from typing import Any
+from urllib.parse import urlsplit
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
@@ -332,3 +341,32 @@ class Transport(kombu_redis.Transport):
     """kombu's Redis transport with :class:`Channel` (atomic fetch)."""
 
     Channel = Channel
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel (master found through the sentinels) with the atomic fetch."""
+
+    from_transport_options = tuple(dict.fromkeys(
+        Channel.from_transport_options + kombu_redis.SentinelChannel.from_transport_options))
+
+
+class SentinelTransport(Transport):
+    """kombu's Sentinel transport with :class:`SentinelChannel` (atomic fetch)."""
+
+    default_port = kombu_redis.SentinelTransport.default_port
+    Channel = SentinelChannel
+
+
+def keep_transport_failover(alternates: list[str]) -> Iterator[str]:
+    """A kombu failover strategy that never leaves this module's transport.
+
+    On a connection error kombu's ``Connection`` switches to the next ``;``-separated URL
+    and, in doing so, takes the transport from that URL's scheme: after one error a worker
+    on ``sentinel://a;sentinel://b`` would run kombu's stock Sentinel transport, without the
+    atomic fetch.  The Sentinel channel asks every sentinel of the list anyway, so there is
+    nothing to switch to: this strategy names the first URL's host (no scheme), which keeps
+    the transport and the parameters the connection was made with.
+    """
+    first = urlsplit(alternates[0]) if alternates else None
+    host = (first.hostname if first is not None else None) or "localhost"
+    return itertools.repeat(host)

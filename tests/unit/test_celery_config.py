@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from afirgen_tasks.celery_app import REDIS_TRANSPORT, celery_config
-from afirgen_tasks.redis_transport import Transport
+from afirgen_tasks.celery_app import REDIS_SENTINEL_TRANSPORT, REDIS_TRANSPORT, celery_config
+from afirgen_tasks.redis_transport import SentinelChannel, SentinelTransport, Transport
 from afirgen_tasks.settings import load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -33,9 +33,42 @@ def test_redis_brokers_use_the_atomic_fetch_transport(tmp_path, broker):
 
 
 @pytest.mark.parametrize("broker", ["amqp://guest:guest@127.0.0.1:5672//", "memory://",
-                                    "redis+socket:///tmp/redis.sock", "sentinel://127.0.0.1:26379"])
+                                    "redis+socket:///tmp/redis.sock"])
 def test_other_brokers_keep_kombus_transport(tmp_path, broker):
     assert config_for(tmp_path, broker)["broker_transport"] is None
+
+
+SENTINELS = "sentinel://:pw@10.0.0.1:26379/2;sentinel://:pw@10.0.0.2:26380/2"
+
+
+def test_sentinel_brokers_use_the_atomic_fetch_behind_sentinel(tmp_path):
+    conf = config_for(tmp_path, SENTINELS, sentinel_master_name="mymaster", sentinel_password="sentinel-pw",
+                      sentinel_socket_timeout=3)
+    assert conf["broker_transport"] == REDIS_SENTINEL_TRANSPORT
+    options = conf["broker_transport_options"]
+    assert options["master_name"] == "mymaster"
+    assert options["sentinel_kwargs"] == {"socket_timeout": 3, "socket_connect_timeout": 3, "password": "sentinel-pw"}
+    assert options["priority_steps"] and options["sep"] == ":"  # the Redis layout, as on plain Redis
+    assert "master_name" not in conf["result_backend_transport_options"]  # the backend is redis://
+    conn = Connection(SENTINELS, transport=conf["broker_transport"], transport_options=options,
+                      failover_strategy=conf["broker_failover_strategy"])
+    assert type(conn.transport) is SentinelTransport
+    assert conn.port == 26379 and conn.virtual_host == "2" and conn.alt == SENTINELS.split(";")
+    # A connection error switches "to the next URL": the transport must stay ours.
+    conn.maybe_switch_next()
+    assert type(conn.transport) is SentinelTransport and conn.password == "pw"
+    assert set(SentinelChannel.from_transport_options) >= {"master_name", "sentinel_kwargs", "atomic_fetch",
+                                                            "priority_steps", "sep"}
+
+
+def test_a_sentinel_result_backend_gets_the_master_name(tmp_path):
+    settings = load_settings(None, celery_broker_url="redis://127.0.0.1:6379/0", celery_result_backend=SENTINELS,
+                             sentinel_master_name="mymaster", paths_data_dir=tmp_path)
+    conf = celery_config(settings)
+    assert conf["broker_transport"] == REDIS_TRANSPORT and "broker_failover_strategy" not in conf
+    assert conf["result_backend_transport_options"]["master_name"] == "mymaster"
+    assert conf["result_backend_transport_options"]["sentinel_kwargs"] == {
+        "socket_timeout": 2.0, "socket_connect_timeout": 2.0}
 
 
 def test_rediss_without_tls_files_verifies_against_system_cas(tmp_path):
