@@ -35,6 +35,7 @@ from afirgen_tasks.settings import (
     SecretScrubber,
     Settings,
     SettingsError,
+    is_sentinel_url,
     load_settings,
     mask_url,
     url_secrets,
@@ -46,7 +47,7 @@ from .sources.queue_lengths import (
     pidbox_hostnames,
     transport_layout,
 )
-from .sources.redis_conn import is_redis_url, redis_client
+from .sources.redis_conn import is_redis_url, redis_client, sentinel_master
 from .sources.validate import clean_text
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -445,7 +446,17 @@ def _run_checks(
     snapshot_error = ""
     expected: list[str] | None = None
 
-    # 1. The broker (everything else depends on it).
+    # 1. The broker (everything else depends on it); behind Sentinel, first where it is.
+    if is_sentinel_url(settings.celery_broker_url):
+        try:
+            host, port = sentinel_master(settings.celery_broker_url, settings, socket_timeout=budget.socket_timeout())
+        except Exception as exc:
+            checks.append(CheckResult("sentinel", FAIL, f"{broker}: {_describe_error(exc)}"))
+            return finish(could_not_check=True)
+        # An address only (the master's password is the URL's, never shown).
+        master = f"{host}:{port}"
+        checks.append(CheckResult(
+            "sentinel", OK, f"master {settings.sentinel_master_name!r} is at {master} (asked {broker})", value=master))
     try:
         if redis_broker:
             client, latency = _ping_broker_redis(app, settings, budget)
