@@ -13,6 +13,8 @@ from typing import Any
 from celery import Celery, Task, signals
 from celery.app.amqp import AMQP
 from kombu import Exchange, Queue
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .priority import (
     AMQP_MAX_PRIORITY,
@@ -120,6 +122,18 @@ def uses_atomic_fetch(broker_url: str) -> bool:
     return atomic_fetch_transport(broker_url) is not None
 
 
+def sentinel_options(settings: Settings) -> dict[str, Any]:
+    """``master_name`` and ``sentinel_kwargs`` (timeouts, password, no retries) for kombu and
+    Celery's Sentinel backend."""
+    options = settings.sentinel_transport_options()
+    # redis-py retries a refused connect 3 times with a 1-10 s backoff.  The sentinels are
+    # asked again on every new connection (a worker opens several), so one dead sentinel
+    # first in the list cost each of them ~7 s and workers were not ready after 6 s: ask
+    # the next sentinel at once instead.
+    options["sentinel_kwargs"]["retry"] = Retry(NoBackoff(), 0)
+    return options
+
+
 def restore_sweep_interval(visibility_timeout: int) -> int:
     """Seconds between sweeps for unacknowledged jobs of dead workers: a quarter of the timeout, 1-10 s."""
     return max(1, min(10, visibility_timeout // 4))
@@ -161,11 +175,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             unacked_mutex_expire=sweep_lock_expiry(settings.celery_visibility_timeout),
         )
     if is_sentinel_url(broker):
-        # The master is found through the sentinels; their password and timeouts, if any.
-        transport_options.update(settings.sentinel_transport_options())
+        transport_options.update(sentinel_options(settings))
     backend_options: dict[str, Any] = {"visibility_timeout": settings.celery_visibility_timeout}
     if is_sentinel_url(settings.celery_result_backend):
-        backend_options.update(settings.sentinel_transport_options())
+        backend_options.update(sentinel_options(settings))
     conf: dict[str, Any] = {
         "broker_url": broker,
         # Redis: kombu's transport with an atomic fetch (afirgen_tasks/redis_transport.py).

@@ -346,6 +346,21 @@ def test_check_with_a_worker_behind_the_sentinel_is_healthy_and_names_the_master
         assert checks[name][0] == "OK", (name, out)
 
 
+def test_a_dead_sentinel_first_in_the_list_costs_workers_and_check_nothing(
+    sentinel_app, sentinel_env, worker_factory, cluster
+) -> None:
+    """redis-py's default retries (1-10 s backoff) made each new connection wait ~7 s on it."""
+    dead = free_port()
+    url = f"sentinel://127.0.0.1:{dead}/{DB};{cluster.url(DB)}"
+    env = {**sentinel_env, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url}
+    worker_factory(queues=("cleanup",), env=env, app=sentinel_app, ready_timeout=10)
+    code, out, err = run_check(env)
+    assert code == 1, out + err  # four queues without a consumer, and nothing else wrong
+    checks = lines_by_name(out)
+    assert checks["sentinel"][0] == "OK" and checks["workers"][0] == "OK", out
+    assert checks["events"][0] == "OK", out
+
+
 def test_check_fails_in_one_line_when_no_sentinel_answers(sentinel_env) -> None:
     dead = free_port()
     env = {**sentinel_env, "CELERY_BROKER_URL": f"sentinel://:s3cret@127.0.0.1:{dead}/{DB}"}

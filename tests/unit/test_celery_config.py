@@ -47,7 +47,10 @@ def test_sentinel_brokers_use_the_atomic_fetch_behind_sentinel(tmp_path):
     assert conf["broker_transport"] == REDIS_SENTINEL_TRANSPORT
     options = conf["broker_transport_options"]
     assert options["master_name"] == "mymaster"
-    assert options["sentinel_kwargs"] == {"socket_timeout": 3, "socket_connect_timeout": 3, "password": "sentinel-pw"}
+    kwargs = dict(options["sentinel_kwargs"])
+    # A dead sentinel is skipped at once, not retried with redis-py's 1-10 s backoff.
+    assert kwargs.pop("retry").get_retries() == 0
+    assert kwargs == {"socket_timeout": 3, "socket_connect_timeout": 3, "password": "sentinel-pw"}
     assert options["priority_steps"] and options["sep"] == ":"  # the Redis layout, as on plain Redis
     assert "master_name" not in conf["result_backend_transport_options"]  # the backend is redis://
     conn = Connection(SENTINELS, transport=conf["broker_transport"], transport_options=options,
@@ -67,8 +70,9 @@ def test_a_sentinel_result_backend_gets_the_master_name(tmp_path):
     conf = celery_config(settings)
     assert conf["broker_transport"] == REDIS_TRANSPORT and "broker_failover_strategy" not in conf
     assert conf["result_backend_transport_options"]["master_name"] == "mymaster"
-    assert conf["result_backend_transport_options"]["sentinel_kwargs"] == {
-        "socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+    kwargs = dict(conf["result_backend_transport_options"]["sentinel_kwargs"])
+    assert kwargs.pop("retry").get_retries() == 0
+    assert kwargs == {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
 
 
 def test_rediss_without_tls_files_verifies_against_system_cas(tmp_path):
