@@ -11,7 +11,7 @@ empty scratch database), runs the real console — :class:`tui.ui.app.AfirgenApp
 
 What is measured, per rate:
 
-* **applied/s**: ``app.events_applied`` over the publishing window, and until the buffer
+* **applied/s**: ``app.console_screen.events_applied`` over the publishing window, and until the buffer
   is drained;
 * **lag**: wall clock when ``app.model.apply`` returned minus the event's ``timestamp``
   (the publisher's wall clock at send time), every 8th event of every batch;
@@ -201,7 +201,7 @@ async def run_phase(app: Any, pilot: Any, broker: str, rate: float, seconds: flo
                     worker_buffer: bool, settle: float, rnd: random.Random) -> dict[str, Any]:
     probe = app.probe = Probe()
     src = app.sources
-    received0, dropped0, applied0 = src.received, src.dropped, app.events_applied
+    received0, dropped0, applied0 = src.received, src.dropped, app.console_screen.events_applied
     argv = [sys.executable, "-m", "bench.publisher", "--url", broker, "--rate", str(rate), "--seconds", str(seconds),
             "--workers", str(workers), "--prefix", f"r{int(rate)}-"]
     if not worker_buffer:
@@ -212,7 +212,7 @@ async def run_phase(app: Any, pilot: Any, broker: str, rate: float, seconds: flo
     pub = await asyncio.create_subprocess_exec(*argv, cwd=REPO, stdout=asyncio.subprocess.PIPE)
     out, _ = await pub.communicate()
     t_pub = time.perf_counter() - t0
-    applied_pub = app.events_applied - applied0
+    applied_pub = app.console_screen.events_applied - applied0
     buffered_at_end = src.buffered
     lag_at_end = statistics.median(probe.lags[-50:]) if probe.lags else float("nan")
     n_lag_pub = len(probe.lags)
@@ -235,8 +235,8 @@ async def run_phase(app: Any, pilot: Any, broker: str, rate: float, seconds: flo
     return {
         "rate": rate, "published": stats["published"], "pub_rate": stats["achieved_rate"],
         "pub_seconds": stats["seconds"], "received": received, "gap": stats["published"] - received,
-        "dropped": src.dropped - dropped0, "applied": app.events_applied - applied0,
-        "applied_per_s_pub": applied_pub / t_pub, "applied_per_s_all": (app.events_applied - applied0) / t_all,
+        "dropped": src.dropped - dropped0, "applied": app.console_screen.events_applied - applied0,
+        "applied_per_s_pub": applied_pub / t_pub, "applied_per_s_all": (app.console_screen.events_applied - applied0) / t_all,
         "buffered_at_pub_end": buffered_at_end, "still_buffered": src.buffered, "drain_s": drain_s,
         "lag_p50": statistics.median(lags_pub) if lags_pub else float("nan"), "lag_p99": pct(lags_pub, 99),
         "lag_max": max(lags_pub, default=float("nan")), "lag_at_pub_end": lag_at_end,

@@ -17,7 +17,7 @@ else lives in the process that is measured:
   20k events go through ``tick()`` so the panes fill; whole-process RSS is read after a
   ``gc.collect()``.  Then ``--ticks`` times: feed a trickle of the stream's next events
   (``--trickle`` per tick; the stream's own rate, 200 tasks/s, is ~250 events per 0.25 s
-  tick; 1250 is a 5k events/s flood), time ``app.tick()`` (wall and UI-thread CPU), then
+  tick; 1250 is a 5k events/s flood), time ``app.console_screen.tick()`` (wall and UI-thread CPU), then
   ``pilot.pause()`` (idle work such as DataTable's re-measuring, and the screen update, with
   ``render_segments`` as a terminal would need) and take its UI-thread CPU as the paint cost.
   CPU time (``time.thread_time``) is what makes these figures usable on a busy machine.  An empty console
@@ -164,7 +164,7 @@ async def child_scale(ticks: int, trickles: list[int], empty: bool, profile: str
     out: dict[str, Any] = {}
     async with app.run_test(headless=True, size=(120, 40)) as pilot:
         sources.start()
-        app.tick()
+        app.console_screen.tick()
         await pilot.pause()
         gc.collect()
         out["rss_empty"] = rss_mb()
@@ -180,7 +180,7 @@ async def child_scale(ticks: int, trickles: list[int], empty: bool, profile: str
         for _ in range(10):
             sources.feed(take(stream, 2000, now=True))
             while sources.buffered:
-                app.tick()
+                app.console_screen.tick()
         await pilot.pause()
         out["fill_s"] = time.perf_counter() - fill_started
         gc.collect()
@@ -202,7 +202,7 @@ async def child_scale(ticks: int, trickles: list[int], empty: bool, profile: str
                 sources.feed(take(stream, trickle, now=True))
                 cpu0 = time.thread_time()
                 started = time.perf_counter()
-                app.tick()
+                app.console_screen.tick()
                 tick_ms.append((time.perf_counter() - started) * 1000)
                 cpu1 = time.thread_time()
                 await pilot.pause()  # idle work (DataTable re-measures) and the screen update
@@ -303,7 +303,7 @@ def main() -> int:
           f"first frame of any kind {med('any_after_entry_s'):.2f} s from App start")
     for trickle in args.trickle:
         t = scale[f"trickle_{trickle}"]
-        print(f"tick with {trickle} events fed, {args.ticks} ticks: app.tick() p50 {t['tick_p50']:.1f} ms, "
+        print(f"tick with {trickle} events fed, {args.ticks} ticks: app.console_screen.tick() p50 {t['tick_p50']:.1f} ms, "
               f"p95 {t['tick_p95']:.1f} ms, max {t['tick_max']:.1f} ms (goal < 20 ms); UI-thread CPU: tick p50 "
               f"{t['tick_cpu_p50']:.1f} ms + paint p50 {t['paint_cpu_p50']:.1f} ms (p95 {t['paint_cpu_p95']:.1f}); "
               f"{t['cpu_per_event_us']:.0f} us CPU per event -> one core paints at most "

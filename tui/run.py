@@ -77,7 +77,7 @@ def run_console(args: argparse.Namespace) -> int:
             app.run()
         finally:
             sources.stop()
-            app.close_history()
+            app.console_screen.history.close()
             if history is not None:
                 history.close()
         # Textual sets return_code 1 when an unhandled exception ended the app (it has

@@ -77,8 +77,8 @@ def has_state(tasks: TasksPane, uuid: str, state: str) -> bool:
 
 async def next_outcome(pilot, console: AfirgenApp, count_before: int, timeout: float = 10.0):
     """The ActionCompleted posted after ``count_before`` earlier ones."""
-    await until(pilot, lambda: len(console.action_log) > count_before, timeout, "an ActionCompleted")
-    return console.action_log[count_before]
+    await until(pilot, lambda: len(console.console_screen.runner.action_log) > count_before, timeout, "an ActionCompleted")
+    return console.console_screen.runner.action_log[count_before]
 
 
 def queue_size(app, queue: str) -> int:
@@ -563,7 +563,7 @@ async def test_paused_queue_holds_its_jobs_until_resumed(live_settings, afirgen_
         await pilot.press("p")
         paused = await next_outcome(pilot, console, 0)
         assert paused.action == "pause_queue" and paused.outcome.ok, paused.outcome
-        assert console.paused_queues == {"cleanup"} and "⏸" in cell(queues, "cleanup", "name")
+        assert console.console_screen.paused_queues == {"cleanup"} and "⏸" in cell(queues, "cleanup", "name")
         assert await asyncio.to_thread(consumed_queues, worker) == set()
 
         jobs = [afirgen_app.send_task(CLEANUP, kwargs={"max_age_hours": 100000}) for _ in range(3)]
@@ -579,7 +579,7 @@ async def test_paused_queue_holds_its_jobs_until_resumed(live_settings, afirgen_
         await pilot.press("p")
         resumed = await next_outcome(pilot, console, 1)
         assert resumed.action == "resume_queue" and resumed.outcome.ok, resumed.outcome
-        assert console.paused_queues == set() and "⏸" not in cell(queues, "cleanup", "name")
+        assert console.console_screen.paused_queues == set() and "⏸" not in cell(queues, "cleanup", "name")
         await until(pilot, lambda: all(has_state(tasks, j.id, "SUCCESS") for j in jobs), message="jobs ran")
         await until(pilot, lambda: cell(queues, "cleanup", "waiting") == "0", message="cleanup drained")
     assert await asyncio.to_thread(consumed_queues, worker) == {"cleanup"}
@@ -605,7 +605,7 @@ async def test_purge_needs_the_typed_name_and_reports_the_count(live_settings, a
         await pilot.pause()
         assert console.screen is dialog, "a wrong name must keep the dialog open"
         assert dialog.query_one("#typed-error", Static).has_class("-shown")
-        assert queue_size(afirgen_app, "cleanup") == 5 and console.action_log == []
+        assert queue_size(afirgen_app, "cleanup") == 5 and console.console_screen.runner.action_log == []
 
         dialog.query_one("#typed", Input).value = ""
         await pilot.press(*"cleanup", "enter")
@@ -651,7 +651,7 @@ async def test_read_only_console_sends_nothing(live_settings, afirgen_app, worke
         await highlight(pilot, "1", queues, "cleanup")
         await pilot.press("x")
         await refused(4, "purge")
-        assert console.paused_queues == set()
+        assert console.console_screen.paused_queues == set()
         assert any("read-only" in n for n in notifications(console))
 
     # nothing reached the broker or the worker
@@ -840,7 +840,7 @@ async def test_pause_with_an_unwritable_audit_log_is_refused_and_sends_nothing(l
         await pilot.press("p")
         done = await next_outcome(pilot, console, 0)
         shown = "\n".join(notifications(console))
-    assert not done.outcome.ok and console.paused_queues == set()
+    assert not done.outcome.ok and console.console_screen.paused_queues == set()
     assert done.outcome.message == (f"pause_queue refused: cannot write the audit log {blocker / 'audit.log'}:"
                                     f" {blocker} is not a directory")
     assert "cannot write the audit log" in shown

@@ -48,7 +48,7 @@ def settings_for(url: str, tmp_path, **extra):
 
 
 def label(app) -> str:
-    return app.connection_state()[0]
+    return app.console_screen.connection_state()[0]
 
 
 async def test_broker_outage_then_recovery(own_redis, tmp_path, monkeypatch, worker_factory, afirgen_env):
@@ -93,8 +93,8 @@ async def test_broker_outage_then_recovery(own_redis, tmp_path, monkeypatch, wor
         await until(pilot, lambda: not tasks.has_class("-stale"), 1.0, "stale marks cleared")
         assert time.monotonic() - answered_at <= 5.5, "live again within ~5 s of Redis answering"
         polled_after = time.time()
-        await until(pilot, lambda: app.last_poll is not None and not app.last_poll.error
-                    and app.last_poll.taken_at >= polled_after, 5.0, "a fresh queue poll")
+        await until(pilot, lambda: app.console_screen.last_poll is not None and not app.console_screen.last_poll.error
+                    and app.console_screen.last_poll.taken_at >= polled_after, 5.0, "a fresh queue poll")
         # the worker reconnects by itself (exponential backoff) and the console sees it again
         await until(pilot, lambda: app.model.get_worker(worker.hostname).online, 30, "worker online again")
         second = celery_app.send_task("afirgen_tasks.cleanup.cleanup_temp_files", priority=5)
@@ -140,10 +140,10 @@ async def test_slow_console_counts_dropped_events_and_resyncs(own_redis, tmp_pat
             dispatcher.close()
         await until(pilot, lambda: sources.received >= 3000, 20, "all 3000 events received")
         assert sources.dropped == 2000 and sources.buffered == 1000
-        app.tick()
+        app.console_screen.tick()
         await pilot.pause()
         status = str(app.query_one("#status").render())
         assert "2,000✗" in status, status
-        assert app.events_applied == 1000 and app.model.task_count == 1000
+        assert app.console_screen.events_applied == 1000 and app.model.task_count == 1000
     sources.stop()
     celery_app.close()

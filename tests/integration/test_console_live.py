@@ -98,7 +98,7 @@ async def test_console_enables_task_events_on_a_worker_that_has_them_off(live_se
         silent.get(timeout=30)
         app = AfirgenApp(live_settings, BrokerSources(live_settings, afirgen_app), celery_app=afirgen_app)
         async with app.run_test(size=(120, 36)) as pilot:
-            await until(pilot, lambda: worker.hostname in app.events_switched_on, 20, "events switched on")
+            await until(pilot, lambda: worker.hostname in app.console_screen.events_switched_on, 20, "events switched on")
             assert any("task events were off" in n.message for n in app._notifications)
             loud = afirgen_app.send_task("afirgen_tasks.cleanup.cleanup_temp_files")
             tasks = app.query_one("#tasks", TasksPane)

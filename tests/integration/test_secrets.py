@@ -67,7 +67,7 @@ async def test_password_never_appears_anywhere(acl_redis, tmp_path, monkeypatch,
     sources = BrokerSources(settings, celery_app)
     app = AfirgenApp(settings, sources, celery_app=celery_app)
     async with app.run_test(size=(120, 36)) as pilot:
-        await until(pilot, lambda: app.connection_state()[0] == "● connected", 10, "connected")
+        await until(pilot, lambda: app.console_screen.connection_state()[0] == "● connected", 10, "connected")
         await until(pilot, lambda: app.query_one("#workers").has_key(worker.hostname), 15, "worker row")
         seen.append(app.export_screenshot())
         out = app.actions.enqueue(EnqueueRequest("afirgen_tasks.cleanup.cleanup_temp_files", [], {}, "cleanup", 7))
@@ -76,7 +76,7 @@ async def test_password_never_appears_anywhere(acl_redis, tmp_path, monkeypatch,
         app.actions.purge("cleanup", "cleanup", None)
         tasks = app.query_one("#tasks", TasksPane)
         await until(pilot, lambda: tasks.has_key(out.task_id), 15, "task row")
-        app.action_open_detail(out.task_id)
+        app.console_screen.action_open_detail(out.task_id)
         await pilot.pause()
         detail = app.screen
         assert isinstance(detail, TaskDetailScreen)

@@ -77,11 +77,11 @@ async def test_tls_broker_worker_console_and_check(tls_redis, afirgen_env, monke
     async with app.run_test(size=(100, 30)) as pilot:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not (
-            app.connection_state()[0] == "● connected" and app.query_one("#workers").has_key(worker.hostname)
-            and app.last_poll is not None and not app.last_poll.error
+            app.console_screen.connection_state()[0] == "● connected" and app.query_one("#workers").has_key(worker.hostname)
+            and app.console_screen.last_poll is not None and not app.console_screen.last_poll.error
         ):
             await pilot.pause(0.1)
-        assert app.connection_state()[0] == "● connected"
+        assert app.console_screen.connection_state()[0] == "● connected"
         assert app.query_one("#workers").has_key(worker.hostname)
 
     check = subprocess.run([sys.executable, "-m", "tui", "--check", "--timeout", "5"], capture_output=True,

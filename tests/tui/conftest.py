@@ -92,7 +92,7 @@ def sources(screen_settings) -> StaticSources:
 
 @pytest.fixture
 def console(screen_settings, sources):
-    """An AfirgenApp on StaticSources with timers off: tests call ``app.tick()`` themselves."""
+    """An AfirgenApp on StaticSources with timers off: tests call ``app.console_screen.tick()`` themselves."""
     app = AfirgenApp(screen_settings, sources, autostart=False)
     sources.start()
     return app

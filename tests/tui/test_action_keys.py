@@ -17,7 +17,8 @@ from afirgen_tasks.celery_app import create_app
 from afirgen_tasks.routing import QUEUES
 from afirgen_tasks.settings import load_settings
 from tui.actions import Actions, AuditLog, EnqueueRequest, ReadOnlyRefused
-from tui.sources.cluster import QueueLengths, QueuePoll, StaticSources
+from tui.sources.cluster import StaticSources
+from tui.sources.queue_lengths import QueueLength, QueueSnapshot
 from tui.ui.app import AfirgenApp
 from tui.ui.screens.forms import ConfirmScreen, EnqueueScreen, NumberFormScreen, TypedConfirmScreen
 from tui.ui.widgets.panes import TasksPane
@@ -129,7 +130,7 @@ async def test_enqueue_invalid_input_keeps_form_open_and_sends_nothing(mem_setti
             assert not error.has_class("-shown")
     assert waiting(mem_app, "cleanup") == 0
     assert audit_lines(mem_settings) == []
-    assert console.action_log == []
+    assert console.console_screen.runner.action_log == []
 
 
 async def test_enqueue_sends_with_priority_highlights_and_repeats(mem_settings, mem_app):
@@ -141,9 +142,9 @@ async def test_enqueue_sends_with_priority_highlights_and_repeats(mem_settings, 
         assert screen.query_one("#priority", Input).value == "1"
         fill(screen, kwargs='{"days": 90}', priority="9")
         await pilot.press("enter")
-        await settle(pilot, console, lambda: bool(console.action_log))
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
         assert not isinstance(console.screen, EnqueueScreen)
-        done = console.action_log[-1]
+        done = console.console_screen.runner.action_log[-1]
         assert done.outcome.ok and "priority 9" in done.outcome.message
         task_id = done.outcome.task_id
         pane = console.query_one("#tasks", TasksPane)
@@ -151,8 +152,8 @@ async def test_enqueue_sends_with_priority_highlights_and_repeats(mem_settings, 
         assert str(pane.get_cell(task_id, "prio")) == "9"
         assert waiting(mem_app, "cleanup") == 1
         await pilot.press("R")
-        await settle(pilot, console, lambda: len(console.action_log) == 2)
-        assert console.action_log[-1].outcome.task_id not in (None, task_id)
+        await settle(pilot, console, lambda: len(console.console_screen.runner.action_log) == 2)
+        assert console.console_screen.runner.action_log[-1].outcome.task_id not in (None, task_id)
         assert waiting(mem_app, "cleanup") == 2
     lines = audit_lines(mem_settings)
     assert [line["action"] for line in lines] == ["enqueue", "enqueue"]
@@ -177,7 +178,7 @@ async def _with_tasks(console, pilot, events):
     done_id, done = events.task("success")
     run_id, run = events.task("started", name="afirgen_tasks.email.send_notification_email", queue="email")
     console.sources.feed([events.worker_online("w1@box")] + done + run)
-    console.tick()
+    console.console_screen.tick()
     await pilot.pause()
     await pilot.press("3")
     return done_id, run_id
@@ -189,9 +190,9 @@ async def test_revoke_finished_task_says_so_and_sends_nothing(mem_settings, mem_
         done_id, _ = await _with_tasks(console, pilot, events)
         console.query_one("#tasks", TasksPane).select(done_id)
         await pilot.press("r")
-        await settle(pilot, console, lambda: bool(console.action_log))
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
         assert not isinstance(console.screen, ConfirmScreen)
-        outcome = console.action_log[-1].outcome
+        outcome = console.console_screen.runner.action_log[-1].outcome
         assert not outcome.ok and "already finished (SUCCESS)" in outcome.message
     [line] = audit_lines(mem_settings)
     assert line["action"] == "revoke" and line["ok"] is False and "already finished" in line["outcome"]
@@ -219,9 +220,9 @@ async def test_revoke_terminate_kill_confirm_and_cancel(mem_settings, mem_app, e
         await pilot.pause()
         await pilot.press("y")
         await pilot.pause()
-        assert console.model.get_task(run_id).revoke_requested or console.action_log
-        await settle(pilot, console, lambda: bool(console.action_log))
-        outcome = console.action_log[-1].outcome
+        assert console.model.get_task(run_id).revoke_requested or console.console_screen.runner.action_log
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
+        outcome = console.console_screen.runner.action_log[-1].outcome
         # no worker on the in-memory broker: the operator is told nobody acknowledged it
         assert "no worker acknowledged" in outcome.message
         assert "revoke req" not in str(pane.get_cell(run_id, "state"))
@@ -242,7 +243,7 @@ async def test_revoke_requested_shows_on_the_row_at_once(mem_settings, mem_app, 
         await pilot.pause()
         # before any reply (workers get control_timeout=0.2 s to answer): the row says so already
         assert "revoke req" in str(pane.get_cell(run_id, "state"))
-        await settle(pilot, console, lambda: bool(console.action_log))
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
 
 
 async def test_pane_specific_keys_elsewhere_explain_instead_of_acting(mem_settings, mem_app, events):
@@ -250,8 +251,8 @@ async def test_pane_specific_keys_elsewhere_explain_instead_of_acting(mem_settin
     async with console.run_test(size=(100, 30)) as pilot:
         await _with_tasks(console, pilot, events)
         await pilot.press("1")  # queues pane focused
-        assert console.check_action("revoke", ("revoke",)) is None  # greyed in the footer
-        console.action_revoke("revoke")
+        assert "r" not in {b.key for b in console.focused.BINDINGS}  # not the Queues pane's key
+        await pilot.press("r")
         await pilot.pause()
         assert not isinstance(console.screen, ConfirmScreen)
         assert any("Tasks pane" in n.message for n in console._notifications)
@@ -260,7 +261,7 @@ async def test_pane_specific_keys_elsewhere_explain_instead_of_acting(mem_settin
 
 async def _with_worker(console, pilot, events):
     console.sources.feed([events.worker_online("w1@box"), events.worker_online("w2@box")])
-    console.tick()
+    console.console_screen.tick()
     await pilot.pause()
     await pilot.press("2")
     console.query_one("#workers").move_cursor(row=0)
@@ -272,8 +273,8 @@ async def test_grow_shrink_keys_send_to_the_highlighted_worker(mem_settings, mem
     async with console.run_test(size=(100, 30)) as pilot:
         await _with_worker(console, pilot, events)
         await pilot.press(key)
-        await settle(pilot, console, lambda: bool(console.action_log))
-        outcome = console.action_log[-1].outcome
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
+        outcome = console.console_screen.runner.action_log[-1].outcome
         assert not outcome.ok and outcome.replies == {"w1@box": "no reply (worker down or busy?)"}
     [line] = audit_lines(mem_settings)
     assert line["action"] == action and line["target"] == "w1@box" and line["params"]["n"] == 1
@@ -295,7 +296,7 @@ async def test_resize_form_validates_and_applies_to_all(mem_settings, mem_app, e
         form.query_one("#all", Checkbox).value = True
         form.query_one("#n", Input).focus()
         await pilot.press("enter")
-        await settle(pilot, console, lambda: bool(console.action_log))
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
     [line] = audit_lines(mem_settings)
     assert line["action"] == "pool_shrink" and line["params"] == {"n": 2, "workers": ["w1@box", "w2@box"]}
 
@@ -313,8 +314,8 @@ async def test_shrink_to_no_pool_process_is_refused_with_the_reason(mem_settings
         await _with_worker(console, pilot, events)
         _pool_of(console, "w1@box", 1)
         await pilot.press("minus")
-        await settle(pilot, console, lambda: bool(console.action_log))
-        done = console.action_log[-1]
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
+        done = console.console_screen.runner.action_log[-1]
         assert done.action == "pool_shrink" and not done.outcome.ok
         assert done.outcome.replies == {}, "nothing may be sent"
         assert done.outcome.message == ("pool_shrink refused: would leave w1@box with no pool process (it has 1): "
@@ -339,8 +340,8 @@ async def test_resize_form_refuses_a_shrink_below_one_on_any_worker(mem_settings
         form.query_one("#all", Checkbox).value = True
         form.query_one("#n", Input).focus()
         await pilot.press("enter")
-        await settle(pilot, console, lambda: bool(console.action_log))
-        outcome = console.action_log[-1].outcome
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
+        outcome = console.console_screen.runner.action_log[-1].outcome
         assert not outcome.ok and outcome.replies == {}
         assert "would leave w2@box with no pool process (it has 2)" in outcome.message
         assert "w1@box" not in outcome.message
@@ -384,14 +385,14 @@ async def test_autoscale_form_rejects_min_above_max_then_sends(mem_settings, mem
         form.query_one("#min", Input).value = "2"
         form.query_one("#max", Input).focus()
         await pilot.press("enter")
-        await settle(pilot, console, lambda: bool(console.action_log))
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
     [line] = audit_lines(mem_settings)
     assert line["action"] == "autoscale" and line["params"]["max"] == 6 and line["params"]["min"] == 2
 
 
 async def _queues_focused(console, pilot, queue="reports", count=3):
-    console.sources.queue_poll = QueuePoll([QueueLengths(queue, count, {5: count}, 0)], taken_at=time.time())
-    console.poll_queues()
+    console.sources.queue_poll = QueueSnapshot.of([QueueLength(queue, count, {5: count}, 0)], taken_at=time.time())
+    console.console_screen.poll_queues()
     await settle(pilot, console)
     await pilot.press("1")
     pane = console.query_one("#queues")
@@ -404,10 +405,10 @@ async def test_pause_key_sends_cancel_consumer(mem_settings, mem_app):
     async with console.run_test(size=(100, 30)) as pilot:
         await _queues_focused(console, pilot)
         await pilot.press("p")
-        await settle(pilot, console, lambda: bool(console.action_log))
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
         # no worker answered: not marked paused, and the operator is told
-        assert "reports" not in console.paused_queues
-        assert not console.action_log[-1].outcome.ok
+        assert "reports" not in console.console_screen.paused_queues
+        assert not console.console_screen.runner.action_log[-1].outcome.ok
     [line] = audit_lines(mem_settings)
     assert line["action"] == "pause_queue" and line["target"] == "reports"
 
@@ -420,7 +421,7 @@ async def test_purge_requires_the_typed_name_and_says_how_many(mem_settings, mem
         # the console saw them sent, and one more elsewhere that the purge does not touch
         other, other_evs = events.task("sent", queue="email")
         sources.feed([ev for uuid in sent for ev in events.task("sent", uuid=uuid, queue="reports")[1]] + other_evs)
-        console.tick()
+        console.console_screen.tick()
         await _queues_focused(console, pilot, "reports", 3)
         await pilot.press("x")
         await pilot.pause()
@@ -441,8 +442,8 @@ async def test_purge_requires_the_typed_name_and_says_how_many(mem_settings, mem
         assert waiting(mem_app, "reports") == 3
         dialog.query_one("#typed", Input).value = "reports"
         await pilot.press("enter")
-        await settle(pilot, console, lambda: bool(console.action_log))
-        outcome = console.action_log[-1].outcome
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
+        outcome = console.console_screen.runner.action_log[-1].outcome
         assert outcome.ok and outcome.count == 3 and "purged 3" in outcome.message
         # they are gone: the rows say so instead of "SENT" for ever
         tasks = console.query_one("#tasks", TasksPane)
@@ -468,8 +469,8 @@ async def test_purge_says_both_counts_when_jobs_arrive_after_the_prompt(mem_sett
         for _ in range(2):  # jobs keep arriving while the operator types
             mem_app.send_task("afirgen_tasks.reports.generate_pdf_report", args=[2])
         await pilot.press(*"reports", "enter")
-        await settle(pilot, console, lambda: bool(console.action_log))
-        outcome = console.action_log[-1].outcome
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
+        outcome = console.console_screen.runner.action_log[-1].outcome
         assert outcome.ok and outcome.count == 5
         assert outcome.message == "purged 5 message(s) from reports (the prompt said 3; 2 more arrived since)"
         assert any(outcome.message in n.message for n in console._notifications)
@@ -505,9 +506,9 @@ async def test_read_only_every_key_explains_and_sends_nothing(mem_settings, mem_
         await _queues_focused(console, pilot)
         await pilot.press("p")
         await pilot.press("x")
-        await settle(pilot, console, lambda: len(console.action_log) >= 8)
+        await settle(pilot, console, lambda: len(console.console_screen.runner.action_log) >= 8)
         assert not isinstance(console.screen, TypedConfirmScreen)
-        assert all("read-only" in done.outcome.message for done in console.action_log)
+        assert all("read-only" in done.outcome.message for done in console.console_screen.runner.action_log)
     assert waiting(mem_app, "cleanup") == waiting(mem_app, "email") == 0
     lines = audit_lines(mem_settings)
     assert len(lines) >= 8 and all(line["ok"] is False and "read-only" in line["outcome"] for line in lines)
@@ -557,8 +558,8 @@ async def test_enqueue_with_a_directory_at_the_audit_path_is_refused_and_sends_n
         screen = await open_enqueue(pilot, console)
         fill(screen, kwargs='{"days": 90}')
         await pilot.press("enter")
-        await settle(pilot, console, lambda: bool(console.action_log))
-        done = console.action_log[-1].outcome
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
+        done = console.console_screen.runner.action_log[-1].outcome
         shown = [str(n.message) for n in console._notifications]
     assert not done.ok
     assert done.message == f"enqueue refused: cannot write the audit log {mem_settings.console_audit_log}: Is a directory"

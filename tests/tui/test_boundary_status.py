@@ -19,7 +19,7 @@ async def test_status_line_counts_what_the_boundary_skipped_and_cleaned(console,
         sources.boundary.events.skip("event is not a JSON object")
         sources.boundary.inspect.skip("stats: reply from a bad hostname")
         sources.boundary.events.clean("queue: control characters shown or cut")
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         status = str(console.query_one("#status").render())
         assert "3 bad/unknown events skipped" in status, status
@@ -42,7 +42,7 @@ async def test_history_rows_written_before_the_fix_load_cleaned_and_counted(scre
     store = HistoryStore(screen_settings.history_db)
     app, sources = new_console(screen_settings, store)
     async with app.run_test(size=(200, 30)) as pilot:
-        await settle(pilot, app, lambda: app.history_loaded == 3, message="history loaded")
+        await settle(pilot, app, lambda: app.console_screen.history.loaded_count == 3, message="history loaded")
         pane = app.query_one("#tasks", TasksPane)
         assert pane.row_count == 2  # the row with an escape in its uuid is skipped
         u0, u1 = app.model.get_task("u0"), app.model.get_task("u1")
@@ -50,7 +50,7 @@ async def test_history_rows_written_before_the_fix_load_cleaned_and_counted(scre
         assert u1.sent is None and u1.finished is None
         tally = sources.boundary.history
         assert tally.invalid == 1 and tally.cleaned == 4, tally.reasons
-        app.tick()
+        app.console_screen.tick()
         await pilot.pause()
         status = str(app.query_one("#status").render())
         assert "1 bad/unknown events skipped" in status and "4 cleaned" in status, status

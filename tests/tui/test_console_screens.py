@@ -6,9 +6,9 @@ import time
 
 from textual.widgets import Input
 
-from tui.sources.cluster import QueueLengths, QueuePoll
 from tui.sources.events import RECONNECTING, ReceiverStatus
 from tui.sources.inspection import InspectionResult
+from tui.sources.queue_lengths import QueueLength, QueueSnapshot
 from tui.ui.screens.help import HelpScreen
 from tui.ui.screens.task_detail import TaskDetailScreen
 from tui.ui.widgets.panes import QueuesPane, TasksPane, WorkersPane
@@ -25,7 +25,7 @@ async def test_tasks_pane_shows_model_states_newest_first(console, sources, even
         bad_id, bad_evs = events.task("failure", queue="reports", priority=2)
         run_id, run_evs = events.task("started", name="afirgen_tasks.email.send_notification_email", queue="email")
         sources.feed(ok_evs + bad_evs + run_evs)
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         pane = console.query_one("#tasks", TasksPane)
         assert pane.row_count == 3
@@ -41,7 +41,7 @@ async def test_tasks_pane_shows_model_states_newest_first(console, sources, even
         assert cell_text(pane, ok_id, "runtime") == "250ms"
         # the running task finishes: its row is updated in place, not re-added
         sources.feed([events._ev("task-succeeded", uuid=run_id, hostname="w1@box", result="{}", runtime=1.5)])
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         assert pane.row_count == 3
         assert "SUCCESS" in cell_text(pane, run_id, "state")
@@ -52,7 +52,7 @@ async def test_cursor_stays_on_the_operators_row_while_rows_stream_in(console, s
     async with console.run_test(size=(100, 30)) as pilot:
         for _ in range(10):
             sources.feed(events.task("success")[1])
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         pane = console.query_one("#tasks", TasksPane)
         pane.focus()
@@ -61,7 +61,7 @@ async def test_cursor_stays_on_the_operators_row_while_rows_stream_in(console, s
         assert chosen == pane.order[3]
         for _ in range(5):
             sources.feed(events.task("success")[1])
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         assert pane.row_count == 15
         assert pane.cursor_key() == chosen
@@ -69,7 +69,7 @@ async def test_cursor_stays_on_the_operators_row_while_rows_stream_in(console, s
         # Home returns to the top and follows the newest again
         await pilot.press("home")
         sources.feed(events.task("success")[1])
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         assert pane.cursor_row == 0 and pane.cursor_key() == pane.order[0]
 
@@ -84,8 +84,8 @@ async def test_workers_pane_from_events_completed_by_inspect(console, sources, e
             active_queues={"alpha@host": ["default", "email"]},
             taken_at=time.time(),
         )
-        console.tick()
-        console.inspect_workers()
+        console.console_screen.tick()
+        console.console_screen.inspect_workers()
         await console.workers.wait_for_complete()
         await pilot.pause()
         pane = console.query_one("#workers", WorkersPane)
@@ -108,19 +108,19 @@ async def test_worker_goes_offline_after_missed_heartbeats(console, sources, eve
         online = events.worker_online("beta@host")
         online["local_received"] = time.time() - screen_settings.console_heartbeat_timeout - 5
         sources.feed([online])
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         assert "offline" in cell_text(console.query_one("#workers", WorkersPane), "beta@host", "state")
 
 
 async def test_queues_pane_shows_bands_reserved_and_unknown_queues(console, sources):
     async with console.run_test(size=(100, 30)) as pilot:
-        sources.queue_poll = QueuePoll(
-            [QueueLengths("email", 45, {10: 40, 5: 3, 1: 2}, 2), QueueLengths("default", 0, {}, 0),
-             QueueLengths("legacy", 7, {5: 7}, 0)],
+        sources.queue_poll = QueueSnapshot.of(
+            [QueueLength("email", 45, {10: 40, 5: 3, 1: 2}, 2), QueueLength("default", 0, {}, 0),
+             QueueLength("legacy", 7, {5: 7}, 0)],
             taken_at=time.time(),
         )
-        console.poll_queues()
+        console.console_screen.poll_queues()
         await console.workers.wait_for_complete()
         await pilot.pause()
         pane = console.query_one("#queues", QueuesPane)
@@ -144,7 +144,7 @@ async def test_filter_by_text_and_escape_clears(console, sources, events):
         mail_id, mail_evs = events.task("success", name="afirgen_tasks.email.send_notification_email",
                                         queue="email", host="mailer@box")
         sources.feed(ok_evs + bad_evs + mail_evs)
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         pane = console.query_one("#tasks", TasksPane)
         await pilot.press("slash")
@@ -155,7 +155,7 @@ async def test_filter_by_text_and_escape_clears(console, sources, events):
         # new tasks that do not match stay out; matching ones come in
         new_bad, evs = events.task("failure")
         sources.feed(evs + events.task("success")[1])
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         assert pane.row_keys == {bad_id, new_bad}
         await pilot.press("escape")
@@ -164,7 +164,7 @@ async def test_filter_by_text_and_escape_clears(console, sources, events):
         assert not console.query_one("#filter", Input).display
         # other filter forms: worker, uuid prefix, bare word
         for query, expected in (("worker:mailer", {mail_id}), (ok_id[:6], {ok_id}), ("email", {mail_id})):
-            console._set_filter(query)
+            console.console_screen.set_filter(query)
             await pilot.pause()
             assert pane.row_keys == expected, query
 
@@ -174,7 +174,7 @@ async def test_enter_opens_detail_with_traceback_and_backend_fill(console, sourc
         bad_id, bad_evs = events.task("failure", args="[99999]")
         sources.feed(bad_evs)
         sources.results[bad_id] = {"status": "FAILURE", "date_done": "2026-11-24T07:00:00", "retries": 0}
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         console.query_one("#tasks", TasksPane).focus()
         await pilot.press("enter")
@@ -198,9 +198,9 @@ async def test_detail_redacts_personal_data(console, sources, events):
         uid, evs = events.task("success", name="afirgen_tasks.email.send_fir_confirmation_email",
                                args="[12, 'ravi.kumar@example.in']", kwargs="{'phone': '+91 98765 43210'}")
         sources.feed(evs)
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
-        console.action_open_detail(uid)
+        console.console_screen.action_open_detail(uid)
         await pilot.pause()
         text = console.screen.render_text().plain
         assert "ravi.kumar@example.in" not in text and "98765" not in text
@@ -247,7 +247,7 @@ def _key_columns_fit(table, n_key: int) -> bool:
 async def test_80x24_shows_the_key_columns_unclipped(console, sources, events):
     async with console.run_test(size=(80, 24)) as pilot:
         sources.feed([events.worker_online()] + events.task("success")[1])
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         tasks = console.query_one("#tasks", TasksPane)
         queues = console.query_one("#queues", QueuesPane)
@@ -266,13 +266,13 @@ async def test_80x24_shows_the_key_columns_unclipped(console, sources, events):
 async def test_disconnected_status_countdown_and_stale_panes(console, sources, events):
     async with console.run_test(size=(100, 30)) as pilot:
         sources.feed(events.task("success")[1])
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         sources.set_status(ReceiverStatus(RECONNECTING, time.time(), next_attempt_at=time.time() + 4.2,
                                           error="ConnectionError: Connection refused", attempt=2))
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
-        label, _ = console.connection_state()
+        label, _ = console.console_screen.connection_state()
         assert label.startswith("✘ disconnected, retry in")
         assert "Connection refused" in label  # why, not only that
         assert console.query_one("#tasks", TasksPane).has_class("-stale")
@@ -281,7 +281,7 @@ async def test_disconnected_status_countdown_and_stale_panes(console, sources, e
         status = str(console.query_one("#status").render())
         assert "disconnected" in status
         sources.start()  # connected again
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         assert not console.query_one("#tasks", TasksPane).has_class("-stale")
 
@@ -300,7 +300,7 @@ async def test_status_line_counts_and_masks_password(tmp_path, monkeypatch, even
     src.start()
     async with app.run_test(size=(120, 30)) as pilot:
         src.feed(events.task("success")[1])
-        app.tick()
+        app.console_screen.tick()
         await pilot.pause()
         status = str(app.query_one("#status").render())
         assert "hunter2secret" not in status
@@ -314,7 +314,7 @@ async def test_malformed_events_are_skipped_clipped_and_counted_on_screen(consol
         garbage = ["not a dict", {"type": "task-sent"}, {"type": "worker-bogus", "hostname": "h"},
                    {"type": "task-succeeded", "uuid": 42, "hostname": "w"}, {"no": "type"}, None]
         sources.feed(evs + garbage)
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         task = console.model.get_task(uid)
         assert task is not None and task.state == "SUCCESS"
@@ -333,7 +333,7 @@ async def test_tasks_pane_caps_rows_keeping_the_newest(console, sources, events)
             uid, evs = events.task("success")
             ids.append(uid)
             sources.feed(evs)
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         pane = console.query_one("#tasks", TasksPane)
         assert pane.row_count == TASK_ROW_CAP
@@ -344,7 +344,7 @@ async def test_tasks_pane_caps_rows_keeping_the_newest(console, sources, events)
             more = [events.task("success") for _ in range(40)]
             for _, evs in more:
                 sources.feed(evs)
-            console.tick()
+            console.console_screen.tick()
             await pilot.pause()
             ids.extend(u for u, _ in more)
         assert pane.row_count == TASK_ROW_CAP
@@ -356,7 +356,7 @@ async def test_fixed_width_columns_keep_their_width_and_virtual_size(console, so
     async with console.run_test(size=(100, 30)) as pilot:
         uid, evs = events.task("success", name="afirgen_tasks." + "x" * 80)  # longer than its column
         sources.feed(evs)
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         pane = console.query_one("#tasks", TasksPane)
         widths = [c.get_render_width(pane) for c in pane.ordered_columns]
@@ -393,11 +393,11 @@ async def test_command_palette_lists_and_runs_actions(console):
 async def test_extra_polls_do_not_multiply_the_periodic_timers(console, sources):
     async with console.run_test(size=(100, 30)) as pilot:
         for _ in range(5):  # resyncs and post-action re-reads each trigger a poll
-            console.inspect_workers()
-            console.poll_queues()
+            console.console_screen.inspect_workers()
+            console.console_screen.poll_queues()
             await pilot.pause(0.2)  # (exclusive polls cancel each other: no wait_for_complete)
-        pending = [t for t in console._poll_timers.values() if t._active.is_set()]
-        assert sorted(console._poll_timers) == ["inspect", "queue-poll"]
+        pending = [t for t in console.console_screen._poll_timers.values() if t._active.is_set()]
+        assert sorted(console.console_screen._poll_timers) == ["inspect", "queue-poll"]
         assert len(pending) == 2
 
 
@@ -417,7 +417,7 @@ async def test_no_color_terminals_still_tell_states_apart(screen_settings, event
             uid, evs = events.task(outcome)
             ids[outcome] = uid
             src.feed(evs)
-        app.tick()
+        app.console_screen.tick()
         await pilot.pause()
         pane = app.query_one("#tasks", TasksPane)
         labels = {o: str(pane.get_cell(u, "state")) for o, u in ids.items()}
@@ -465,7 +465,7 @@ async def test_compact_layout_follows_each_resize_at_once(console):
 async def test_filter_mistakes_are_shown_not_silently_empty(console, sources, events):
     async with console.run_test(size=(120, 30)) as pilot:
         sources.feed([events.worker_online()] + events.task("success")[1])
-        console.tick()
+        console.console_screen.tick()
         await pilot.press("slash")
         for ch in "prio:>=abc":
             await pilot.press(ch)
@@ -522,8 +522,8 @@ async def test_conc_reads_as_processes_and_autoscale_is_not_offered_without_an_a
             stats={"beta@host": {"pool": {"implementation": "celery.concurrency.prefork:TaskPool",
                                           "max-concurrency": 2, "processes": [1, 2, 3]}}},
             active_queues={"beta@host": ["default"]}, taken_at=time.time())
-        console.tick()
-        console.inspect_workers()
+        console.console_screen.tick()
+        console.console_screen.inspect_workers()
         await console.workers.wait_for_complete()
         await pilot.pause()
         pane = console.query_one("#workers", WorkersPane)
@@ -545,7 +545,7 @@ async def test_detail_says_a_failed_task_was_terminated_first(console, sources, 
         evs.append(events._ev("task-failed", uuid=uuid, hostname="w1@box",
                               exception="SMTPResponseException(250, b'2.0.0 queued')", traceback="Traceback ..."))
         sources.feed(evs)
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         console.query_one("#tasks", TasksPane).focus()
         await pilot.press("enter")

@@ -39,22 +39,22 @@ async def test_history_survives_a_restart_and_search_finds_it(screen_settings, e
     app, sources = new_console(screen_settings, store)
     ids = {}
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot, app, lambda: app.history_writer is not None, message="writer")
+        await settle(pilot, app, lambda: app.console_screen.history.writer is not None, message="writer")
         for outcome in ("success", "failure", "success"):
             uid, evs = events.task(outcome, args=f"[{len(ids) + 100}, 'ravi@example.in']")
             ids[uid] = outcome
             sources.feed(evs)
-        app.tick()
+        app.console_screen.tick()
         await pilot.pause()
         await pilot.press("q")
     store.close()
-    assert app.history_writer is None  # closed (flushed) on quit
+    assert app.console_screen.history.writer is None  # closed (flushed) on quit
 
     # a new console on the same file finds the history at once
     store = HistoryStore(screen_settings.history_db)
     app, _ = new_console(screen_settings, store)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot, app, lambda: app.history_loaded == 3, message="history loaded")
+        await settle(pilot, app, lambda: app.console_screen.history.loaded_count == 3, message="history loaded")
         pane = app.query_one("#tasks", TasksPane)
         assert pane.row_keys == set(ids)
         failed = next(u for u, o in ids.items() if o == "failure")
@@ -95,10 +95,10 @@ async def test_export_csv_xlsx_and_pdf(screen_settings, events):
     store = HistoryStore(screen_settings.history_db)
     app, sources = new_console(screen_settings, store)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot, app, lambda: app.history_writer is not None, message="writer")
+        await settle(pilot, app, lambda: app.console_screen.history.writer is not None, message="writer")
         for outcome in ("success", "failure", "success", "retry"):
             sources.feed(events.task(outcome, args="[7, 'priya.s@example.in']")[1])
-        app.tick()
+        app.console_screen.tick()
         await pilot.pause()
         # cancel path
         await pilot.press("E")
@@ -106,14 +106,14 @@ async def test_export_csv_xlsx_and_pdf(screen_settings, events):
         assert isinstance(app.screen, ChoiceScreen)
         await pilot.press("escape")
         await pilot.pause()
-        assert app.exports == []
+        assert app.console_screen.history.exports == []
         for n, key in enumerate(("c", "x", "p"), start=1):
             await pilot.press("E")
             await pilot.pause()
             await pilot.press(key)
-            await settle(pilot, app, lambda n=n: len(app.exports) == n, message=f"export {key}")
-        assert all(not e.error for e in app.exports), [e.error for e in app.exports]
-        csv_path, xlsx_path, pdf_path = (e.path for e in app.exports)
+            await settle(pilot, app, lambda n=n: len(app.console_screen.history.exports) == n, message=f"export {key}")
+        assert all(not e.error for e in app.console_screen.history.exports), [e.error for e in app.console_screen.history.exports]
+        csv_path, xlsx_path, pdf_path = (e.path for e in app.console_screen.history.exports)
     store.close()
 
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:

@@ -35,17 +35,17 @@ async def test_poison_events_cost_no_real_task_and_losses_show(screen_settings, 
     sources.start()
     real = []
     async with app.run_test(size=(200, 30)) as pilot:
-        await settle(pilot, app, lambda: app.history_writer is not None, message="writer")
+        await settle(pilot, app, lambda: app.console_screen.history.writer is not None, message="writer")
         assert "history:" not in status(app)
         for i in range(12):
             uid, evs = events.task("success")
             real.append(uid)
             sources.feed(evs)
             if i % 4 == 0:
-                app.history_writer.submit([{"uuid": f"poison-{i}", "state": "SENT", "priority": 2**70}])
-        app.tick()
-        app.history_writer.flush()
-        app._update_status()
+                app.console_screen.history.writer.submit([{"uuid": f"poison-{i}", "state": "SENT", "priority": 2**70}])
+        app.console_screen.tick()
+        app.console_screen.history.writer.flush()
+        app.console_screen.update_status()
         await pilot.pause()
         shown = status(app)
         await pilot.press("q")

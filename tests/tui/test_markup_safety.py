@@ -33,8 +33,9 @@ from afirgen_tasks.celery_app import create_app
 from afirgen_tasks.settings import load_settings
 from tui.actions import Outcome
 from tui.history import HistoryStore
-from tui.sources.cluster import QueueLengths, QueuePoll, StaticSources
+from tui.sources.cluster import StaticSources
 from tui.sources.inspection import InspectionResult
+from tui.sources.queue_lengths import QueueLength, QueueSnapshot
 from tui.ui.app import AfirgenApp
 from tui.ui.messages import ActionCompleted, EventsEnabled
 from tui.ui.screens.forms import (
@@ -163,7 +164,7 @@ def hostile_cluster(sources: StaticSources, events) -> dict[str, str]:
                       "autoscaler": {"max": 4, "min": 1}}},
         active_queues={HOST: QUEUE_NAMES, HOST2: ["default"]},
         taken_at=time.time())
-    sources.queue_poll = QueuePoll([QueueLengths(q, 3, {5: 3}, 1) for q in QUEUE_NAMES], taken_at=time.time())
+    sources.queue_poll = QueueSnapshot.of([QueueLength(q, 3, {5: 3}, 1) for q in QUEUE_NAMES], taken_at=time.time())
     sources.results[GROW_UUID] = {"status": "FAILURE", "result": "[/] backend says [@click=app.quit]no",
                                   "traceback": TRACEBACK, "date_done": f"[b]2026[/b]{CLEAR}"}
     return sent
@@ -182,11 +183,11 @@ async def test_console_panes_status_and_toasts_show_hostile_data_literally(scree
     sources.start()
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         sent = hostile_cluster(sources, events)
-        app.tick()
-        app.poll_queues()
-        app.inspect_workers(resync=True)
+        app.console_screen.tick()
+        app.console_screen.poll_queues()
+        app.console_screen.inspect_workers(resync=True)
         await settle(pilot, app, lambda: app.query_one("#workers", WorkersPane).row_count == 2
-                     and app.last_inspection is not None, message="inspect")
+                     and app.console_screen.last_inspection is not None, message="inspect")
         tasks = app.query_one("#tasks", TasksPane)
         assert tasks.row_keys == set(sent)
         # every data cell is a literal Text (a str cell would be parsed as markup)
@@ -199,11 +200,11 @@ async def test_console_panes_status_and_toasts_show_hostile_data_literally(scree
                      "[@click=app.quit]w", where="main console")
 
         # the typed filter (operator text) in the status line: literal, the rows still match
-        app._set_filter("[/]")
+        app.console_screen.set_filter("[/]")
         await pilot.pause()
         assert CLOSE_UUID in tasks.row_keys  # the name "[/]" matches as typed
         assert_clean(app, "filter: [/]", where="status line with filter")
-        app.action_escape()
+        app.console_screen.action_escape()
         await pilot.pause()
         # a task name pasted into the filter leaves its escapes behind
         await pilot.press("slash")
@@ -212,21 +213,21 @@ async def test_console_panes_status_and_toasts_show_hostile_data_literally(scree
         await settle(pilot, app, lambda: box.value != "", message="paste")
         assert box.value == "[/]]52;c;SGFja2VkIQ=="
         assert_clean(app, "filter: [/]]52;c;", where="pasted filter")
-        app.action_escape()
+        app.console_screen.action_escape()
         await pilot.pause()
 
         # toasts built from worker replies and hostnames
-        app.post_message(EventsEnabled([HOST, HOST2], ""))
-        app.post_message(ActionCompleted("pause_queue", QUEUE_NAMES[0], Outcome(
+        app.console_screen.post_message(EventsEnabled([HOST, HOST2], ""))
+        app.console_screen.post_message(ActionCompleted("pause_queue", QUEUE_NAMES[0], Outcome(
             False, f"pause {QUEUE_NAMES[0]} [/]: no reply", replies={HOST: f"[bold]error[/] {CLIPBOARD}"}), False))
-        app.post_message(EventsEnabled([], f"could not enable events on {HOST}: {TITLE}[/]"))
+        app.console_screen.post_message(EventsEnabled([], f"could not enable events on {HOST}: {TITLE}[/]"))
         await settle(pilot, app, lambda: len(app.screen.query("Toast")) >= 3, message="toasts on screen")
         assert_clean(app, "[@click=app.quit]w", "[bold]error[/]", where="toasts")
 
         # the detail screen: the border title that was a clickable pool_grow to every worker
         grown: list[tuple] = []
-        app.action_resize_all = lambda *args: grown.append(args)  # type: ignore[method-assign]
-        app.action_open_detail(GROW_UUID)
+        app.console_screen.action_resize_all = lambda *args: grown.append(args)  # type: ignore[method-assign]
+        app.console_screen.action_open_detail(GROW_UUID)
         await settle(pilot, app, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.backend is not None,
                      message="detail with backend")
         # Click where the uuid's tail is drawn in the title (found whether it is literal or
@@ -234,12 +235,12 @@ async def test_console_panes_status_and_toasts_show_hostile_data_literally(scree
         lines = [strip.text for strip in screen_lines(app)]
         row = next(y for y, line in enumerate(lines) if "Task " in line and "GROW" in line)
         x = lines[row].index("GROW")
-        actions_before = len(app.action_log)
+        actions_before = len(app.console_screen.runner.action_log)
         await pilot.click(offset=(x + 1, row))
         await pilot.click(offset=(x - 4, row))
         await settle(pilot, app)
         assert grown == [], "a click on the uuid in the title ran an action"
-        assert len(app.action_log) == actions_before
+        assert len(app.console_screen.runner.action_log) == actions_before
         assert_clean(app, f"Task {GROW_UUID}", "[bold red]x[/]", "ValueError('[/] [link=http://e]x[/link]')",
                      "[@click=app.quit]run", "[bold]boom[/]", "(backend: FAILURE)",
                      "[b]2026[/b]", "'[/]'", "{'k': '[/]'}", *ESCAPE_REMAINS[:1], where="task detail")
@@ -247,7 +248,7 @@ async def test_console_panes_status_and_toasts_show_hostile_data_literally(scree
 
         # a finished task with a result, and the retried one on the other host
         for uuid, literals in ((CLOSE_UUID, ["[/]-uuid-0003", RESULT]), (LINK_UUID, [LINK_UUID, "[link=http://e]"])):
-            app.action_open_detail(uuid)
+            app.console_screen.action_open_detail(uuid)
             await settle(pilot, app, lambda: isinstance(app.screen, TaskDetailScreen), message="detail")
             assert_clean(app, *literals, where=f"detail {uuid}")
             await pilot.press("escape")
@@ -261,8 +262,8 @@ async def test_dialogs_show_hostile_data_literally(mem_settings, mem_app, events
     sources.start()
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         hostile_cluster(sources, events)
-        app.tick()
-        app.poll_queues()
+        app.console_screen.tick()
+        app.console_screen.poll_queues()
         await settle(pilot, app, lambda: app.query_one("#queues", QueuesPane).has_key(CLEAR), message="poll")
 
         # revoke confirmation: name, uuid and state in the question
@@ -310,13 +311,13 @@ async def test_dialogs_show_hostile_data_literally(mem_settings, mem_app, events
         await pilot.pause()
 
         # export: the filter quoted in the question
-        app._set_filter("[/]")
+        app.console_screen.set_filter("[/]")
         await pilot.press("E")
         await settle(pilot, app, lambda: isinstance(app.screen, ChoiceScreen), message="export")
         assert_clean(app, "matching '[/]'", where="export choice")
         await pilot.press("escape")
         await pilot.pause()
-        app.action_escape()
+        app.console_screen.action_escape()
 
         # help
         app.query_one("#tasks", TasksPane).focus()
@@ -361,7 +362,7 @@ async def test_history_rows_loaded_at_start_and_searched_are_literal(screen_sett
     sources.start()
     try:
         async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await settle(pilot, app, lambda: app.history_loaded == 4, message="history loaded")
+            await settle(pilot, app, lambda: app.console_screen.history.loaded_count == 4, message="history loaded")
             tasks = app.query_one("#tasks", TasksPane)
             assert tasks.row_count == 4
             assert_clean(app, "[bold red]x[/]", "[@click=", "[red]q[/r", where="history in the Tasks pane")

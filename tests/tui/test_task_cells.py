@@ -53,7 +53,7 @@ async def test_failure_row_and_detail_show_finished_minus_started(console, sourc
     async with console.run_test(size=(100, 30)) as pilot:
         bad, evs = _task(events, sent=0.0, received=0.010, started=0.046, end=("task-failed", 0.052))
         sources.feed(evs)
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         pane = console.query_one("#tasks", TasksPane)
         assert str(pane.get_cell(bad, "runtime")) == "6ms"
@@ -63,7 +63,7 @@ async def test_failure_row_and_detail_show_finished_minus_started(console, sourc
         # a task that reported its runtime shows it as it came
         ok, evs = _task(events, sent=0.0, received=0.010, started=0.020, end=("task-succeeded", 0.5), runtime=0.25)
         sources.feed(evs)
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         assert str(pane.get_cell(ok, "runtime")) == "250ms"
         assert "Runtime     250ms\n" in TaskDetailScreen(console.model.get_task(ok), console.redact, None).render_text().plain
@@ -76,7 +76,7 @@ async def test_wait_a_few_ms_negative_is_0ms_clock_skew_stays_dash(console, sour
         skewed, evs2 = _task(events, sent=3.0, received=0.002, started=0.004, end=None)
         queued, evs3 = _task(events, sent=0.0, received=0.001, started=None, end=None)
         sources.feed(evs1 + evs2 + evs3)
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         pane = console.query_one("#tasks", TasksPane)
         assert str(pane.get_cell(early, "wait")) == "0ms"
@@ -96,7 +96,7 @@ async def test_rendered_rows_show_whole_cells(console, sources, events, size):
         sources.feed(evs)
         mine, evs = _task(events, sent=0.0, received=0.001, started=None, end=None)
         sources.feed(evs)
-        console.tick()
+        console.console_screen.tick()
         await pilot.pause()
         assert console.screen.has_class("-compact") is (size[1] < 30)
         pane = console.query_one("#tasks", TasksPane)

@@ -18,7 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tui.core.model import ALL_STATES, ClusterModel, TaskFilter, TaskRecord
+from tui.core.model import ALL_STATES, ClusterModel, TaskRecord
+from tui.core.query import TaskFilter
 from tui.history import (
     SOURCE_BACKEND,
     HistoryStore,

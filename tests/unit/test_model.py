@@ -20,10 +20,14 @@ from tui.core.model import (
     SUCCESS,
     Changes,
     ClusterModel,
-    TaskFilter,
     TaskRecord,
-    matches,
 )
+from tui.core.query import TaskFilter
+
+
+def matches(task: TaskRecord, query: str) -> bool:
+    """The Tasks pane's verdict on ``task`` for ``query``."""
+    return TaskFilter(query)(task)
 
 W1 = "celery@afirgen-worker-01"
 W2 = "celery@afirgen-worker-02"
@@ -639,7 +643,7 @@ def test_random_event_streams_never_crash_or_regress(batches: list[list[Any]], m
 
 
 def test_filter_understands_everyday_state_words_and_names_its_mistakes():
-    from tui.core.model import TaskFilter
+    from tui.core.query import TaskFilter
 
     assert TaskFilter("state:failed").errors == []
     model = ClusterModel(max_tasks=10)

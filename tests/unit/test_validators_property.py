@@ -21,7 +21,7 @@ from tui.actions import (
     parse_json,
     validate_enqueue,
 )
-from tui.core.model import TaskFilter
+from tui.core.query import TaskFilter
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ through the client handed to :func:`backfill_from_backend`.
   blocks) and writes them in one transaction at most every ``interval`` seconds, so a
   crash or ``kill -9`` loses at most the last interval's rows.
 * :meth:`HistoryStore.search` takes the Tasks pane's filter syntax
-  (:class:`tui.core.model.TaskFilter`) plus ``args:text`` and a time range, and picks a
+  (:class:`tui.core.query.TaskFilter`) plus ``args:text`` and a time range, and picks a
   plan itself (SQLite has no per-value statistics here): the most selective indexed
   term drives the query when it matches few rows, otherwise the newest rows are
   scanned in time order until ``limit`` of them match.
@@ -37,15 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tui.core.model import _FIELD_ALIASES as _MODEL_FIELD_ALIASES
-from tui.core.model import (
-    ALL_STATES,
-    FILTER_FIELDS,
-    TaskRecord,
-    parse_prio_spec,
-    state_needles,
-    unknown_field_error,
-)
+from tui.core.model import ALL_STATES, TaskRecord
+from tui.core.query import SearchQuery, Term, parse_query
 from tui.core.states import R_CYCLE, R_FINAL
 from tui.sources.validate import Tally, clean_history_row
 
@@ -78,6 +71,8 @@ SOURCE_BACKEND = "backend"
 # The state ranks (tui.core.states): a task only moves to a higher rank, except out of
 # the retry cycle into the next attempt, which has a higher retry count.
 _STATE_RANK: dict[str, int] = {s: i for i, s in enumerate(ALL_STATES)}
+#: filter field -> the column it searches
+_VOCAB_COLUMN = {"state": "state", "queue": "queue", "worker": "hostname", "name": "name"}
 _R_CYCLE = R_CYCLE
 _FINAL = R_FINAL
 
@@ -304,67 +299,6 @@ def console_id() -> str:
     except OSError:
         user = os.environ.get("USER") or str(os.getuid())
     return f"{user}@{socket.gethostname()}:{os.getpid()}"
-
-
-# ---- the filter syntax ----------------------------------------------------------------
-# The Tasks pane's field names, plus args (args or kwargs text), which only the store indexes.
-_FIELD_ALIASES = {**_MODEL_FIELD_ALIASES, "args": "args", "a": "args", "kwargs": "args"}
-_VOCAB_COLUMN = {"state": "state", "queue": "queue", "worker": "hostname", "name": "name"}
-
-
-@dataclass(slots=True)
-class Term:
-    """One ANDed term: ``kind`` is bare, state, queue, worker, name, uuid, prio or args."""
-
-    kind: str
-    needles: list[str]
-    #: prio: (op, n) or ("range", a, b) alternatives
-    prio: list[tuple] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class SearchQuery:
-    """A parsed filter: ``terms`` are ANDed; ``errors`` lists unreadable terms."""
-
-    terms: list[Term]
-    errors: list[str]
-    never: bool = False
-
-
-def parse_query(text: str) -> SearchQuery:
-    """Parse the Tasks pane's filter syntax (see :class:`tui.core.model.TaskFilter`) plus ``args:``."""
-    terms: list[Term] = []
-    errors: list[str] = []
-    never = False
-    for term in text.strip().split():
-        key, colon, value = term.partition(":")
-        kind = _FIELD_ALIASES.get(key.lower()) if colon else None
-        if kind is None:
-            if colon and value and (error := unknown_field_error(key, (*FILTER_FIELDS, "args"))):
-                errors.append(error)
-            terms.append(Term("bare", [term.lower()]))
-            continue
-        needles = [n for n in value.lower().split(",") if n]
-        if not needles:
-            continue  # the operator is still typing
-        if kind == "state":
-            needles, state_errors = state_needles(needles)
-            errors.extend(state_errors)
-        if kind == "args" and any(len(n) < 3 for n in needles):
-            # shorter needles cannot use the trigram index; a scan of the whole file
-            # for them is too slow to offer
-            errors.append(f"args: needs 3 or more characters in {term!r}")
-            continue
-        if kind == "prio":
-            alts = parse_prio_spec(value)
-            if alts is None:
-                errors.append(f"bad priority in {term!r}")
-                never = True
-                continue
-            terms.append(Term("prio", needles, alts))
-        else:
-            terms.append(Term(kind, needles))
-    return SearchQuery(terms, errors, never)
 
 
 def _prefix_range(prefix: str) -> tuple[str, str]:

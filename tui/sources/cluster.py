@@ -9,36 +9,16 @@ from __future__ import annotations
 
 import collections
 import time
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from celery import Celery
 
 from afirgen_tasks.settings import Settings
+from tui.sources.control import ClusterControl
 from tui.sources.events import CONNECTED, CONNECTING, EventReceiverThread, ReceiverStatus
 from tui.sources.inspection import InspectionResult, inspect_workers
+from tui.sources.queue_lengths import QueueSnapshot
 from tui.sources.validate import Boundary, clean_backend_meta
-
-
-@dataclass(slots=True)
-class QueueLengths:
-    """Waiting messages of one queue, by operator priority, and its reserved (unacked) count."""
-
-    name: str
-    waiting: int
-    by_priority: dict[int, int] = field(default_factory=dict)
-    reserved: int | None = None
-
-
-@dataclass(slots=True)
-class QueuePoll:
-    """One refresh of every queue's lengths (one pipelined round trip), or the error."""
-
-    queues: list[QueueLengths] = field(default_factory=list)
-    error: str = ""
-    supported: bool = True
-    duration: float = 0.0
-    taken_at: float = 0.0
 
 
 class Sources(Protocol):
@@ -59,7 +39,8 @@ class Sources(Protocol):
     def buffered(self) -> int: ...
     @property
     def status(self) -> ReceiverStatus: ...
-    def poll_queues(self) -> QueuePoll: ...
+    def poll_queues(self) -> QueueSnapshot: ...
+    def enable_events(self, hosts: list[str]) -> list[dict[str, Any]]: ...
     def inspect(self, expected: int | None, tasks: bool) -> InspectionResult: ...
     def fetch_result(self, uuid: str) -> dict[str, Any]: ...
 
@@ -112,7 +93,7 @@ class BrokerSources:
         return self.events.status
 
     # ---- polls (called from thread workers) ---------------------------------------------
-    def poll_queues(self) -> QueuePoll:
+    def poll_queues(self) -> QueueSnapshot:
         """All queue lengths in one pipelined round trip (the poller rediscovers queue names itself)."""
         started = time.monotonic()
         try:
@@ -124,17 +105,20 @@ class BrokerSources:
                                                  socket_connect_timeout=timeout, socket_timeout=timeout)
             snap = self._poller.poll()
             if not snap.available:
-                return QueuePoll(supported=False, error=snap.error or "queue lengths need a Redis broker",
-                                 taken_at=time.time())
-            queues = [QueueLengths(q.name, q.waiting, dict(q.by_priority), q.reserved) for q in snap.queues.values()]
-            return QueuePoll(queues, duration=time.monotonic() - started, taken_at=time.time())
+                return QueueSnapshot(available=False, supported=False, taken_at=time.time(),
+                                     error=snap.error or "queue lengths need a Redis broker")
+            return snap
         except Exception as exc:  # broker down: say so, keep the last data on screen
-            return QueuePoll(error=self.scrub(f"{type(exc).__name__}: {exc}")[:200],
-                             duration=time.monotonic() - started, taken_at=time.time())
+            return QueueSnapshot(available=False, error=self.scrub(f"{type(exc).__name__}: {exc}")[:200],
+                                 duration=time.monotonic() - started, taken_at=time.time())
 
     def inspect(self, expected: int | None, tasks: bool) -> InspectionResult:
         return inspect_workers(self.app, self.settings.console_control_timeout, expected, tasks, self.scrub,
                                tally=self.boundary.inspect)
+
+    def enable_events(self, hosts: list[str]) -> list[dict[str, Any]]:
+        """Ask ``hosts`` to send task events; their replies say who had them off."""
+        return ClusterControl(self.app, self.settings.console_control_timeout).enable_events(hosts)
 
     def fetch_result(self, uuid: str) -> dict[str, Any]:
         """What the result backend holds for ``uuid`` (status, result, traceback, args...), cleaned."""
@@ -148,7 +132,10 @@ class StaticSources:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.buffer: collections.deque[dict[str, Any]] = collections.deque()
-        self.queue_poll = QueuePoll(taken_at=time.time())
+        self.queue_poll = QueueSnapshot(taken_at=time.time())
+        #: hosts ``enable_events`` was sent to, and the replies to give back
+        self.events_enabled: list[str] = []
+        self.enable_events_replies: list[dict[str, Any]] = []
         self.inspection = InspectionResult(taken_at=time.time())
         self.results: dict[str, dict[str, Any]] = {}
         # Fed as-is (tests feed odd data on purpose to exercise the model's own checks);
@@ -192,8 +179,12 @@ class StaticSources:
     def status(self) -> ReceiverStatus:
         return self._status
 
-    def poll_queues(self) -> QueuePoll:
+    def poll_queues(self) -> QueueSnapshot:
         return self.queue_poll
+
+    def enable_events(self, hosts: list[str]) -> list[dict[str, Any]]:
+        self.events_enabled.extend(hosts)
+        return self.enable_events_replies
 
     def inspect(self, expected: int | None, tasks: bool) -> InspectionResult:
         return self.inspection

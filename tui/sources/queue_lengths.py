@@ -76,7 +76,8 @@ class QueueLength:
     name: str
     waiting: int
     by_priority: dict[int, int]
-    reserved: int = 0
+    #: None when the broker cannot tell (AMQP without the management API)
+    reserved: int | None = 0
     #: With ``poll(tails=True)``: operator priority -> identity of the message at the tail
     #: of that priority's list (the oldest there: kombu LPUSHes and pops from the right).
     #: The identity is the message's delivery tag, else a digest of the tail bytes read.
@@ -87,9 +88,11 @@ class QueueLength:
 class QueueSnapshot:
     """Queue lengths at one moment.
 
-    ``available`` is False (and ``error`` says why) when the broker has no readable lengths
-    (AMQP) or could not be read.  ``reserved_exact`` is False when the ``unacked`` hash was
-    larger than the poller's cap and per-queue ``reserved`` numbers were scaled from a sample.
+    ``available`` is False (and ``error`` says why) when the lengths could not be read:
+    ``supported`` False means they never can be on this broker (stop polling), True a
+    passing failure (the broker is down: keep the last data on screen, poll again).
+    ``reserved_exact`` is False when the ``unacked`` hash was larger than the poller's cap
+    and per-queue ``reserved`` numbers were scaled from a sample.
     """
 
     queues: dict[str, QueueLength] = field(default_factory=dict)
@@ -99,6 +102,12 @@ class QueueSnapshot:
     duration: float = 0.0
     available: bool = True
     error: str = ""
+    supported: bool = True
+
+    @classmethod
+    def of(cls, queues: Iterable[QueueLength], **fields: Any) -> QueueSnapshot:
+        """A snapshot of ``queues`` (a list, in the order given)."""
+        return cls({q.name: q for q in queues}, **fields)
 
     @property
     def total_waiting(self) -> int:

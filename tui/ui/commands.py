@@ -13,7 +13,9 @@ from typing import Literal
 
 from textual.binding import Binding
 
-Scope = Literal["app", "queues", "workers", "tasks"]
+#: ``app``: the App (works over dialogs too); ``console``: the console screen; a pane's name:
+#: that pane, when it has the focus.
+Scope = Literal["app", "console", "queues", "workers", "tasks"]
 
 #: The panes, in Tab order, with the digit that focuses each.
 PANES: tuple[Scope, ...] = ("queues", "workers", "tasks")
@@ -25,8 +27,9 @@ class Command:
     """One thing the operator can ask for.
 
     ``key`` is Textual's key list (``"plus"``, ``"escape,q"``) or ``""`` for a command that
-    is only in the palette; ``keys`` is how the help shows it.  ``action`` runs on the App
-    (scope ``app``) or on the pane of that scope.  ``mutating`` commands change the cluster:
+    is only in the palette (or, with no action either, only in the help); ``keys`` is how the
+    help shows it.  ``action`` runs on the widget of its scope (the App, the console screen
+    or a pane).  ``mutating`` commands change the cluster:
     they are hidden from the footer and refused in read-only mode.  ``show`` puts the key
     in the footer; ``priority`` lets it beat a focused widget's own binding.
     """
@@ -60,29 +63,29 @@ COMMANDS: tuple[Command, ...] = (
     Command("tab", "Tab / Shift+Tab", "cycle_pane(1)", "app",
             "next / previous pane (in a dialog: next / previous field)", priority=True),
     Command("shift+tab", "", "cycle_pane(-1)", "app", "previous pane", priority=True, palette=False),
-    Command("1", "1 2 3", "focus_pane('queues')", "app", "focus queues / workers / tasks", palette=False),
-    Command("2", "", "focus_pane('workers')", "app", "focus the Workers pane", palette=False),
-    Command("3", "", "focus_pane('tasks')", "app", "focus the Tasks pane"),
-    Command("", "↑ ↓ PgUp PgDn", "", "app", "move the cursor (it stays on its row as rows stream in)"),
-    Command("", "Home", "", "app", "back to the top row, follow the newest tasks"),
-    Command("slash", "/", "filter", "app",
+    Command("1", "1 2 3", "focus_pane('queues')", "console", "focus queues / workers / tasks", palette=False),
+    Command("2", "", "focus_pane('workers')", "console", "focus the Workers pane", palette=False),
+    Command("3", "", "focus_pane('tasks')", "console", "focus the Tasks pane"),
+    Command("", "↑ ↓ PgUp PgDn", "", "console", "move the cursor (it stays on its row as rows stream in)"),
+    Command("", "Home", "", "console", "back to the top row, follow the newest tasks"),
+    Command("slash", "/", "filter", "console",
             "filter tasks: words, state:failure queue:email worker:w1 name:pdf uuid:ab12 prio:>=8",
             show=True, footer="Filter"),
-    Command("escape", "Esc", "escape", "app", "clear the filter / close a dialog"),
-    Command("z", "z", "zoom", "app", "zoom the focused pane (again to restore)", show=True, footer="Zoom"),
-    Command("e", "e", "enqueue", "app", "enqueue a job: task, args, kwargs, queue, priority 1-10, countdown/ETA",
+    Command("escape", "Esc", "escape", "console", "clear the filter / close a dialog"),
+    Command("z", "z", "zoom", "console", "zoom the focused pane (again to restore)", show=True, footer="Zoom"),
+    Command("e", "e", "enqueue", "console", "enqueue a job: task, args, kwargs, queue, priority 1-10, countdown/ETA",
             mutating=True, show=True, footer="Enqueue"),
-    Command("R", "R", "repeat_enqueue", "app", "repeat the last enqueued job", mutating=True),
-    Command("H", "H", "search_history", "app",
+    Command("R", "R", "repeat_enqueue", "console", "repeat the last enqueued job", mutating=True),
+    Command("H", "H", "search_history", "console",
             "search all persisted history (filter syntax + args:text since:2h until:30m)",
             show=True, footer="History"),
-    Command("E", "E", "export", "app",
+    Command("E", "E", "export", "console",
             "export the filtered history: CSV, Excel (.xlsx) or incident report (PDF)", show=True, footer="Export"),
     Command("", "Ctrl+P", "command_palette", "app", "command palette: every action by name", palette=False),
     Command("question_mark", "?", "help", "app", "this help", show=True, footer="Help"),
     Command("q", "q", "quit", "app", "quit", show=True, footer="Quit"),
     # ---- the Tasks pane ---------------------------------------------------------------
-    Command("enter", "Enter", "open_detail", "tasks", "task detail (on the Tasks pane)"),
+    Command("", "Enter", "open_detail", "tasks", "task detail (on the Tasks pane)"),
     Command("r", "r", "revoke('revoke')", "tasks", "revoke the highlighted task (Tasks pane)",
             mutating=True, show=True, footer="Revoke"),
     Command("t", "t", "revoke('terminate')", "tasks",
@@ -98,9 +101,9 @@ COMMANDS: tuple[Command, ...] = (
             mutating=True),
     Command("a", "a", "autoscale", "workers", "set autoscale max,min, this or all workers (Workers pane)",
             mutating=True),
-    Command("", "", "resize_all(1)", "app", "grow every worker's pool by one", mutating=True),
-    Command("", "", "resize_all(-1)", "app", "shrink every worker's pool by one", mutating=True),
-    Command("", "", "autoscale_all", "app", "set autoscale on every worker", mutating=True),
+    Command("", "", "resize_all(1)", "console", "grow every worker's pool by one", mutating=True),
+    Command("", "", "resize_all(-1)", "console", "shrink every worker's pool by one", mutating=True),
+    Command("", "", "autoscale_all", "console", "set autoscale on every worker", mutating=True),
     # ---- the Queues pane --------------------------------------------------------------
     Command("p", "p", "pause_queue", "queues", "pause / resume the highlighted queue on every worker (Queues pane)",
             mutating=True, show=True, footer="Pause/resume"),
@@ -137,6 +140,6 @@ def mutating_actions(commands: Iterable[Command] = COMMANDS) -> frozenset[str]:
 def pane_of_key(key: str, commands: Iterable[Command] = COMMANDS) -> Command | None:
     """The pane command bound to ``key``, if any (to say where a key works when pressed elsewhere)."""
     for c in commands:
-        if c.scope != "app" and key in c.key.split(","):
+        if c.scope in PANES and key in c.key.split(","):
             return c
     return None

@@ -17,7 +17,9 @@ def while_panes_exist(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return method(self, *args, **kwargs)
         except NoMatches:
-            if self.is_running and self.screen_stack and self.screen_stack[0].is_attached:
+            # ``self`` is the console screen: while it and the app are up, a missing pane is a bug
+            app = self.app
+            if app.is_running and self.is_attached:
                 raise
             return None
 

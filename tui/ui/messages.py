@@ -6,14 +6,14 @@ from typing import Any
 
 from textual.message import Message
 
-from tui.sources.cluster import QueuePoll
 from tui.sources.inspection import InspectionResult
+from tui.sources.queue_lengths import QueueSnapshot
 
 
 class QueueLengthsPolled(Message):
     """A queue-length poll finished (successfully or not)."""
 
-    def __init__(self, poll: QueuePoll):
+    def __init__(self, poll: QueueSnapshot):
         super().__init__()
         self.poll = poll
 
@@ -68,3 +68,18 @@ class ActionCompleted(Message):
         self.target = target
         self.outcome = outcome
         self.reinspect = reinspect
+
+
+class CommandRequested(Message):
+    """The operator asked a pane for ``action`` (a registry command) on its highlighted row.
+
+    ``target`` is the row's key (a queue name, a hostname or a task id), or None when no
+    row is highlighted; ``args`` are the action's arguments (``("kill",)`` for revoke).
+    """
+
+    def __init__(self, action: str, args: tuple[Any, ...], target: str | None, scope: str):
+        super().__init__()
+        self.action = action
+        self.args = args
+        self.target = target
+        self.scope = scope

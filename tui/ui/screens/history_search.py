@@ -17,9 +17,9 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static
 
 from tui.core.formatting import clock, duration, state_text, task_runtime
+from tui.core.query import parse_query
 from tui.core.safe_text import data_text, visible
 from tui.core.timerange import split_time_terms
-from tui.history import parse_query
 from tui.ui.screens.task_detail import TaskDetailScreen
 from tui.ui.widgets.plain_input import PlainInput
 

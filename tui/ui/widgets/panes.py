@@ -20,6 +20,8 @@ from tui.core.formatting import (
     task_wait,
 )
 from tui.core.safe_text import data_text
+from tui.ui.commands import bindings
+from tui.ui.messages import CommandRequested
 from tui.ui.widgets.keyed_table import KeyedTable
 
 # Priority bands on the operator scale (10 = most urgent).
@@ -48,10 +50,30 @@ class QueueRow:
         return sum(self.by_priority.get(p, 0) for p in levels)
 
 
-class QueuesPane(KeyedTable):
+class _CommandPane(KeyedTable):
+    """A pane whose keys (from the command registry) ask for something on its highlighted row."""
+
+    SCOPE = ""
+
+    def request(self, action: str, *args: object) -> None:
+        """Post what the operator asked for; the console screen carries it out."""
+        self.post_message(CommandRequested(action, args, self.cursor_key(), self.SCOPE))
+
+
+class QueuesPane(_CommandPane):
     """Every configured queue and every queue the broker knows of, with lengths by priority band."""
 
     BORDER_TITLE = "1 Queues"
+    SCOPE = "queues"
+    BINDINGS = bindings("queues")
+
+    def action_pause_queue(self) -> None:
+        """Pause (or resume) the highlighted queue."""
+        self.request("pause_queue")
+
+    def action_purge_queue(self) -> None:
+        """Purge the highlighted queue (after typing its name)."""
+        self.request("purge_queue")
 
     def on_mount(self) -> None:
         self.add_column("Queue", width=10, key="name")
@@ -95,10 +117,24 @@ class QueuesPane(KeyedTable):
 HB_WIDTH = 5
 
 
-class WorkersPane(KeyedTable):
+class WorkersPane(_CommandPane):
     """Workers from events (heartbeats) completed by ``inspect`` (pool, concurrency, queues)."""
 
     BORDER_TITLE = "2 Workers"
+    SCOPE = "workers"
+    BINDINGS = bindings("workers")
+
+    def action_resize(self, delta: int) -> None:
+        """Grow (+1) or shrink (-1) the highlighted worker's pool."""
+        self.request("resize", delta)
+
+    def action_resize_form(self) -> None:
+        """Grow or shrink by N (a form)."""
+        self.request("resize_form")
+
+    def action_autoscale(self) -> None:
+        """Set the highlighted worker's autoscale bounds (a form)."""
+        self.request("autoscale")
 
     def on_mount(self) -> None:
         self.add_column("Worker", width=18, key="host")
@@ -212,7 +248,7 @@ def fit_name_width(available: int, widths: list[int], padding: int, name_index: 
     return TASK_NAME_MIN
 
 
-class TasksPane(KeyedTable):
+class TasksPane(_CommandPane):
     """Task history, newest first; rows are updated by uuid as states move.
 
     The vertical scrollbar is always there, so the width the columns are fitted to does not
@@ -220,6 +256,12 @@ class TasksPane(KeyedTable):
     """
 
     BORDER_TITLE = "3 Tasks"
+    SCOPE = "tasks"
+    BINDINGS = bindings("tasks")
+
+    def action_revoke(self, mode: str) -> None:
+        """Revoke, terminate or kill the highlighted task (after a confirm)."""
+        self.request("revoke", mode)
     DEFAULT_CSS = """
     TasksPane { overflow-y: scroll; }
     """

@@ -1,0 +1,301 @@
+"""The console's mutating actions: from a key (or the palette) to a confirmed, audited command.
+
+:class:`ActionRunner` is a plain object with declared inputs: the console screen it works
+for (its model, panes and polls), the action layer (:class:`tui.actions.Actions`, which
+validates, audits and sends through :mod:`tui.sources.control`) and the read-only flag.  It
+opens the confirm dialogs, runs each send in a thread worker and shows the outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery
+
+from afirgen_tasks.routing import QUEUES
+from tui.actions import Actions, Outcome, ReadOnlyRefused, ValidationFailed
+from tui.ui.commands import PANE_NUMBER
+from tui.ui.messages import ActionCompleted
+
+if TYPE_CHECKING:
+    from tui.ui.console import ConsoleScreen
+
+#: pane -> what its rows are, for "highlight a ... first"
+_ROW_NOUN = {"queues": "queue", "workers": "worker", "tasks": "task"}
+
+
+class ActionRunner:
+    """Enqueue, revoke/terminate/kill, pool resize, autoscale, pause/resume, purge."""
+
+    def __init__(self, screen: ConsoleScreen, actions: Actions, read_only: bool, celery_app: Celery | None) -> None:
+        self.screen = screen
+        self.actions = actions
+        self.read_only = read_only
+        self.celery_app = celery_app
+        self.model = screen.model
+        #: every outcome, in order (tests and the incident report read it)
+        self.action_log: list[ActionCompleted] = []
+        self.last_enqueue: Any = None
+        #: queue -> when this console sent its purge (the tasks sent before it are marked PURGED)
+        self.purge_sent_at: dict[str, float] = {}
+
+    # ---- dispatch ------------------------------------------------------------------------
+    def request(self, action: str, args: tuple[Any, ...], target: str | None) -> None:
+        """A pane's command on its highlighted row (``target``; None: nothing highlighted)."""
+        pane = {"revoke": "tasks", "resize": "workers", "resize_form": "workers", "autoscale": "workers",
+                "pause_queue": "queues", "purge_queue": "queues"}.get(action)
+        if pane is None:
+            self.screen.notify(f"unknown command {action!r}", severity="error")
+            return
+        if target is None:
+            self.screen.notify(f"highlight a {_ROW_NOUN[pane]} in the {pane.capitalize()} pane first "
+                               f"({PANE_NUMBER[pane]} focuses it)", severity="warning")
+            return
+        if action == "revoke":
+            self.revoke(target, *args)
+        elif action == "resize":
+            self.resize(args[0], target=target)
+        elif action == "resize_form":
+            self.resize_form(target)
+        elif action == "autoscale":
+            self.autoscale(target)
+        elif action == "pause_queue":
+            self.pause(target)
+        elif action == "purge_queue":
+            self.purge(target)
+
+    def _refuse_read_only(self, action: str, target: str) -> bool:
+        """In read-only mode: say why (and audit the refusal) instead of acting."""
+        if not self.read_only:
+            return False
+        self.run(action, target, None)
+        return True
+
+    # ---- enqueue -------------------------------------------------------------------------
+    def enqueue(self) -> None:
+        """Open the enqueue form."""
+        if self._refuse_read_only("enqueue", "-"):
+            return
+        if self.celery_app is None:
+            self.screen.notify("no broker connection to send jobs to", severity="error")
+            return
+        from afirgen_tasks.celery_app import task_names
+        from tui.ui.screens.forms import EnqueueScreen
+
+        queues = sorted(set(QUEUES) | set(self.screen.queue_rows))
+        self.screen.app.push_screen(EnqueueScreen(self.celery_app, task_names(self.celery_app), queues),
+                                    self._enqueue_chosen)
+
+    def _enqueue_chosen(self, req: Any) -> None:
+        if req is None:
+            self.screen.notify("enqueue cancelled: nothing sent", timeout=3)
+            return
+        self.last_enqueue = req
+        self.run("enqueue", req.task, lambda: self.actions.enqueue(req))
+
+    def repeat_enqueue(self) -> None:
+        """Send the previous job again (a new task id)."""
+        if self._refuse_read_only("enqueue", "-"):
+            return
+        if self.last_enqueue is None:
+            self.screen.notify("nothing to repeat yet: enqueue a job with e first", severity="warning")
+            return
+        req = self.last_enqueue
+        self.run("enqueue", req.task, lambda: self.actions.enqueue(req))
+
+    # ---- tasks ---------------------------------------------------------------------------
+    def revoke(self, uuid: str, mode: str) -> None:
+        """Revoke, terminate (SIGTERM) or kill (SIGKILL) ``uuid``, after confirmation."""
+        task = self.model.get_task(uuid)
+        state = task.state if task is not None else None
+        name = task.short_name if task is not None else "?"
+        if self.read_only or (task is not None and task.is_finished):
+            # the action layer says why (read-only, or finished) and audits it; nothing is sent
+            self.run(mode, uuid, lambda: self.actions.revoke(uuid, state, mode))
+            return
+        verbs = {"revoke": "Revoke", "terminate": "Terminate (SIGTERM)", "kill": "Kill (SIGKILL)"}
+        effect = {"revoke": "a waiting job is discarded when it reaches a worker; a scheduled one never runs",
+                  "terminate": "the worker sends SIGTERM to the process running it",
+                  "kill": "the worker sends SIGKILL to the process running it (no clean-up)"}[mode]
+        from tui.ui.screens.forms import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.screen.notify(f"{mode} cancelled: nothing sent", timeout=3)
+                return
+            self.model.mark_revoke_requested(uuid)
+            self.screen.tick()
+            self.run(mode, uuid, lambda: self.actions.revoke(uuid, state, mode))
+
+        self.screen.app.push_screen(
+            ConfirmScreen(f"{verbs[mode]} task", f"{verbs[mode]} {name} [{uuid}] ({state})?\n{effect}."), answered)
+
+    # ---- workers -------------------------------------------------------------------------
+    def _worker_targets(self, all_workers: bool, target: str | None) -> list[str]:
+        if all_workers:
+            return [w.hostname for w in self.model.workers() if w.online]
+        return [target] if target else []
+
+    def _pool_sizes(self, hosts: list[str]) -> dict[str, int | None]:
+        """Each worker's pool size as the Workers pane knows it (``inspect().stats()``); None
+        when not inspected yet.  The action layer refuses a shrink that would empty a pool."""
+        sizes: dict[str, int | None] = {}
+        for host in hosts:
+            worker = self.model.get_worker(host)
+            sizes[host] = worker.concurrency if worker is not None else None
+        return sizes
+
+    def resize(self, delta: int, target: str | None = None, all_workers: bool = False) -> None:
+        """Grow (+) or shrink (-) ``target``'s pool (or every online worker's)."""
+        hosts = self._worker_targets(all_workers, target)
+        if not hosts:
+            return
+        sizes = self._pool_sizes(hosts)  # read on the UI thread, where the model lives
+        self.run("pool_grow" if delta > 0 else "pool_shrink", ",".join(hosts),
+                 lambda: self.actions.pool_resize(hosts, delta, current=sizes), reinspect=True)
+
+    def resize_form(self, target: str) -> None:
+        """Ask for N (negative shrinks) and whether to apply to all workers."""
+        from tui.ui.screens.forms import NumberFormScreen
+
+        def chosen(values: dict[str, Any] | None) -> None:
+            if values is not None:
+                self.resize(values["n"], target, all_workers=bool(values["all"]))
+
+        self.screen.app.push_screen(NumberFormScreen("Resize pool", [("n", "By N", "1")], target,
+                                                     lambda v: None if v["n"] and abs(v["n"]) <= 64 else
+                                                     "N must be between -64 and 64, not 0"), chosen)
+
+    def autoscale(self, target: str | None, all_workers: bool = False) -> None:
+        """Set autoscale max,min on ``target`` (or all, from the form)."""
+        label = "all workers" if all_workers else target
+        if label is None:
+            return
+        worker = self.model.get_worker(label) if not all_workers else None
+        if worker is not None and worker.pool is not None and worker.autoscale is None:
+            # Known from stats: no autoscaler, and Celery cannot start one at runtime.
+            self.screen.notify(f"{label} runs without an autoscaler and Celery cannot add one to a running worker: "
+                               "restart it with --autoscale=MAX,MIN (or CELERY_WORKER_AUTOSCALE); "
+                               "+ - = resize its pool now", severity="warning")
+            return
+        cur = worker.autoscale if worker is not None and worker.autoscale else (8, 2)
+        from tui.ui.screens.forms import NumberFormScreen
+
+        def chosen(values: dict[str, Any] | None) -> None:
+            if values is not None:
+                hosts = self._worker_targets(bool(values["all"]) or all_workers, target)
+                self.run("autoscale", ",".join(hosts),
+                         lambda: self.actions.autoscale(hosts, values["max"], values["min"]), reinspect=True)
+
+        def check(v: dict[str, int]) -> str | None:
+            if not 1 <= v["max"] <= 512 or not 0 <= v["min"] <= v["max"]:
+                return "need 1 <= max <= 512 and 0 <= min <= max"
+            return None
+
+        self.screen.app.push_screen(NumberFormScreen("Autoscale", [("max", "Max", str(cur[0])),
+                                                                   ("min", "Min", str(cur[1]))], label, check),
+                                    chosen)
+
+    # ---- queues --------------------------------------------------------------------------
+    def pause(self, queue: str) -> None:
+        """Pause (or resume) consumption of ``queue`` on every worker."""
+        resume = queue in self.screen.paused_queues
+        action = "resume_queue" if resume else "pause_queue"
+        self.run(action, queue, lambda: self.actions.set_consuming(queue, consume=resume), reinspect=True)
+
+    def purge(self, queue: str) -> None:
+        """Purge ``queue`` after the operator types its name."""
+        if self._refuse_read_only("purge", queue):
+            return
+        row = self.screen.queue_rows.get(queue)
+        waiting = row.waiting if row is not None else None
+        count = f"{waiting:,} waiting message(s)" if waiting is not None else "every waiting message (count unknown)"
+        from tui.ui.screens.forms import TypedConfirmScreen
+
+        def typed(name: str | None) -> None:
+            if name is None:
+                self.screen.notify("purge cancelled: nothing deleted", timeout=3)
+                return
+            # Tasks sent before this instant were in the queue the purge empties.
+            self.purge_sent_at[queue] = time.time()
+            self.run("purge", queue, lambda: self.actions.purge(queue, name, waiting))
+
+        self.screen.app.push_screen(TypedConfirmScreen(f"Purge {queue}",
+                                                       f"This deletes {count} from {queue}. Reserved (running) jobs "
+                                                       f"are not affected. Type the queue name to confirm.", queue),
+                                    typed)
+
+    # ---- send and show -------------------------------------------------------------------
+    def run(self, action: str, target: str, call: Callable[[], Outcome] | None, reinspect: bool = False) -> None:
+        """Run an action in a thread worker; the outcome comes back as :class:`ActionCompleted`.
+
+        ``call`` None means "refuse": the action layer audits the refusal and says why.
+        """
+        self.screen.run_worker(lambda: self._send(action, target, call, reinspect), thread=True, group="actions")
+
+    def _send(self, action: str, target: str, call: Callable[[], Outcome] | None, reinspect: bool) -> None:
+        # runs in a worker thread: the broker may be slow; the outcome is posted back
+        try:
+            if self.read_only or call is None:
+                self.actions.guard(action, target, {})
+                outcome = Outcome(False, f"{action}: not available")
+            else:
+                outcome = call()
+        except ReadOnlyRefused as exc:
+            outcome = Outcome(False, str(exc))
+        except ValidationFailed as exc:
+            outcome = Outcome(False, "; ".join(exc.errors.values()))
+        except Exception as exc:  # never into the event loop: shown as words
+            outcome = Outcome(False, self.screen.redact(f"{action} failed: {type(exc).__name__}: {exc}"))
+        self.screen.post_message(ActionCompleted(action, target, outcome, reinspect))
+
+    def completed(self, message: ActionCompleted) -> None:
+        """Show an outcome and bring the panes up to date with what it changed."""
+        screen = self.screen
+        out = message.outcome
+        self.action_log.append(message)
+        text = out.message
+        if out.replies:
+            text += "\n" + "\n".join(f"{h}: {w}" for h, w in sorted(out.replies.items()))
+        severity = "information" if out.ok else "warning" if out.warning else "error"
+        screen.notify(screen.redact(text), severity=severity, timeout=6 if out.ok else 10)
+        if message.action == "enqueue" and out.ok and out.task_id:
+            self._show_enqueued(out.task_id)
+        if message.action in ("revoke", "terminate", "kill") and not out.ok and not out.warning:
+            task = self.model.get_task(message.target)
+            if task is not None and task.revoke_requested and not task.is_finished:
+                # nobody took the request: do not leave "revoke requested" on the row
+                task.revoke_requested = False
+                tasks = screen.tasks_pane
+                if tasks.has_key(task.uuid):
+                    tasks.upsert(task.uuid, tasks.cells(task))
+        if message.action == "purge" and out.ok:
+            sent_at = self.purge_sent_at.pop(message.target, None)
+            if sent_at is not None and self.model.mark_purged(message.target, sent_at):
+                screen.tick()
+            screen.poll_queues()
+        if message.action in ("pause_queue", "resume_queue") and out.ok:
+            if message.action == "pause_queue":
+                screen.paused_queues.add(message.target)
+            else:
+                screen.paused_queues.discard(message.target)
+            screen.show_queues()
+        if message.reinspect:
+            screen.inspect_workers()
+        screen.update_status()
+
+    def _show_enqueued(self, task_id: str) -> None:
+        req = self.last_enqueue
+        self.model.merge_task_info(task_id, name=req.task if req else None, queue=req.queue if req else None,
+                                   priority=req.priority if req else None, state="SENT")
+        tasks = self.screen.tasks_pane
+        previous, tasks.highlight_uuid = tasks.highlight_uuid, task_id
+        self.screen.tick()
+        # redraw both rows: the mark moves even when the task-sent event came first
+        for uuid in (previous, task_id):
+            task = self.model.get_task(uuid) if uuid else None
+            if task is not None and tasks.has_key(uuid):
+                tasks.upsert(uuid, tasks.cells(task))
+        tasks.select(task_id)

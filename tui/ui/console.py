@@ -1,0 +1,555 @@
+"""The console screen: the status line and the three live panes, fed in one direction.
+
+* The receiver thread fills a bounded buffer; :meth:`ConsoleScreen.tick` (a timer on the
+  UI thread) drains it within a time budget, applies the batch to the model and updates
+  the panes by key inside ``batch_update()``.
+* Queue lengths and ``inspect`` are thread workers that post a message with the result;
+  the handler updates the pane and schedules the next poll, so polls never overlap.
+* Broker lost: the status line says so with a countdown, panes keep their last data and
+  are marked stale; the sources reconnect by themselves and the screen resyncs when back.
+* What the operator asks for arrives as :class:`CommandRequested` from the panes (their
+  keys) or as this screen's own actions; the :class:`ActionRunner` and the
+  :class:`HistoryService` carry them out.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Input, Static
+
+from afirgen_tasks.routing import QUEUES
+from tui.core.query import TaskFilter
+from tui.core.safe_text import visible
+from tui.sources.events import CONNECTED, RECONNECTING
+from tui.sources.inspection import InspectionResult
+from tui.sources.queue_lengths import QueueSnapshot
+from tui.ui.action_runner import ActionRunner
+from tui.ui.commands import PANE_NUMBER, PANES, bindings, pane_of_key
+from tui.ui.history_service import HistoryService
+from tui.ui.lifecycle import while_panes_exist
+from tui.ui.messages import (
+    ActionCompleted,
+    CommandRequested,
+    EventsEnabled,
+    ExportDone,
+    HistoryBackfilled,
+    HistoryLoaded,
+    QueueLengthsPolled,
+    WorkersInspected,
+)
+from tui.ui.screens.task_detail import TaskDetailScreen
+from tui.ui.widgets.keyed_table import KeyedTable
+from tui.ui.widgets.panes import QueueRow, QueuesPane, TasksPane, WorkersPane
+from tui.ui.widgets.plain_input import PlainInput
+
+if TYPE_CHECKING:
+    from tui.ui.app import AfirgenApp
+
+#: Longest the UI thread spends applying events per tick (the rest of the tick stays interactive).
+TICK_BUDGET_S = 0.05
+#: Events applied per model call inside a tick.
+CHUNK = 2000
+#: Seconds of history behind the in/out rates.
+RATE_WINDOW_S = 5.0
+TREND_POINTS = 10
+
+
+class ConsoleScreen(Screen[None]):
+    """Queues, workers and task history of a Celery cluster, live (the App's base screen)."""
+
+    BINDINGS = bindings("console")
+
+    def __init__(self, app: AfirgenApp) -> None:
+        super().__init__()
+        self.afirgen = app
+        self.settings = app.settings
+        self.sources = app.sources
+        self.model = app.model
+        self.redact = app.redact
+        self.task_filter = TaskFilter("")
+        self.queue_rows: dict[str, QueueRow] = {name: QueueRow(name, None) for name in QUEUES}
+        self.paused_queues: set[str] = set()
+        self._rates: dict[str, collections.deque[tuple[float, int, int]]] = collections.defaultdict(collections.deque)
+        self._trend: dict[str, collections.deque[float]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=TREND_POINTS))
+        self.last_poll: QueueSnapshot | None = None
+        self.last_inspection: InspectionResult | None = None
+        self.events_applied = 0
+        self.tick_count = 0
+        self._was_connected = False
+        self._events_enabled_on: set[str] = set()
+        #: workers whose task events the console switched on (they had them off)
+        self.events_switched_on: list[str] = []
+        self._stale = False
+        self._dropped_seen = 0
+        self._new_worker_inspect_at = 0.0
+        self._connects_seen = 0
+        self._poll_timers: dict[str, Timer] = {}
+        #: (ts, {queue: waiting}) and (ts, {hostname: online}) for the incident report
+        self.queue_samples: collections.deque[tuple[float, dict[str, int]]] = collections.deque(maxlen=7200)
+        self.worker_samples: collections.deque[tuple[float, dict[str, bool]]] = collections.deque(maxlen=7200)
+        self.started_at = time.time()
+        self.runner = ActionRunner(self, app.actions, read_only=app.read_only, celery_app=app.celery_app)
+        self.history = HistoryService(self, app.history_store)
+
+    # ---- layout ----------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static(id="status")
+        with Vertical(id="panes"):
+            yield QueuesPane(id="queues")
+            yield WorkersPane(id="workers")
+            with Vertical(id="tasks-box"):
+                # PlainInput: a pasted task name must not bring its escapes along
+                yield PlainInput(placeholder="filter: words, state:failure queue:email worker:w1 prio:>=8 "
+                                             "(Enter keeps, Esc clears)", id="filter")
+                yield TasksPane(id="tasks")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for pane_id in PANES:
+            pane = self.query_one(f"#{pane_id}", KeyedTable)
+            pane.border_title = pane.BORDER_TITLE
+        self.query_one("#filter", Input).display = False
+        self.tasks_pane.focus()
+        self.show_queues()
+        self.update_status()
+        self._apply_size_class(self.app.size.height)
+        if not self.history.start():  # with a history, the sources start once it is loaded
+            self.start_live()
+
+    @property
+    def tasks_pane(self) -> TasksPane:
+        """The Tasks pane."""
+        return self.query_one("#tasks", TasksPane)
+
+    def start_live(self) -> None:
+        """Start the receiver, the refresh timer and the polls."""
+        if not self.afirgen.autostart:
+            return
+        self.sources.start()
+        self.set_interval(self.settings.console_refresh_interval, self.tick)
+        self.poll_queues()
+        self.inspect_workers(resync=True)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # The event's size: self.size may still hold the previous one while this runs.
+        self._apply_size_class(event.size.height)
+
+    def _apply_size_class(self, height: int) -> None:
+        # Borders cost two lines per pane: drop them on short terminals (80x24).
+        self.set_class(height < 30, "-compact")
+
+    # ---- the tick: buffer -> model -> panes ------------------------------------------
+    @while_panes_exist
+    def tick(self) -> None:
+        """Drain buffered events within the time budget, apply them, update panes by key."""
+        started = time.perf_counter()
+        now = time.time()
+        new: list[str] = []
+        changed: set[str] = set()
+        evicted: set[str] = set()
+        workers: set[str] = set()
+        flow: dict[str, list[int]] = {}
+        while True:
+            batch = self.sources.drain(CHUNK)
+            # Applied even when empty: apply() also returns what merge_task_info,
+            # set_worker_stats and mark_revoke_requested changed since the last tick.
+            changes = self.model.apply(batch)
+            self.events_applied += len(batch)
+            new.extend(changes.new_tasks)
+            changed |= changes.tasks
+            evicted |= changes.evicted
+            workers |= changes.workers
+            self._count_flow(batch, flow)
+            if not batch or time.perf_counter() - started >= TICK_BUDGET_S:
+                break
+        # With events still buffered, heartbeats may be waiting too: judging liveness by the
+        # wall clock would show every worker offline while the console catches up.
+        if not self.sources.buffered:
+            workers |= self.model.refresh_liveness(now)
+        self._inspect_new_workers(workers, now)
+        self.history.persist(changed.union(new))
+        self._record_rates(now, flow)
+        with self.app.batch_update():
+            self.tasks_pane.update_rows(self.model.get_task, new, changed - evicted, evicted, self.task_filter)
+            self.query_one("#workers", WorkersPane).show(self.model.workers(), now, changed=workers)
+            if flow or self.tick_count % 4 == 0:
+                self.show_queues()
+            self.update_status()
+        self.tick_count += 1
+        self._watch_connection()
+        self._resync_after_loss()
+
+    def refresh_tasks(self) -> None:
+        """Rebuild the Tasks pane from the model (after a history load or a new filter)."""
+        self.tasks_pane.rebuild(self.model.iter_tasks(newest_first=True), self.task_filter)
+
+    def _resync_after_loss(self) -> None:
+        """Events were dropped (buffer full) or the receiver reconnected: re-read what was missed."""
+        dropped, connects = self.sources.dropped, self.sources.status.connects
+        lost = dropped > self._dropped_seen or connects > max(1, self._connects_seen)
+        self._dropped_seen, self._connects_seen = dropped, max(connects, self._connects_seen)
+        if lost and self.afirgen.autostart:
+            self.inspect_workers(resync=True)
+
+    def _inspect_new_workers(self, hosts: set[str], now: float) -> None:
+        # A worker that just appeared in events has no pool or queues yet: inspect it now
+        # rather than at the next interval (at most once a second).
+        if not self.afirgen.autostart or now - self._new_worker_inspect_at < 1.0:
+            return
+        for host in hosts:
+            w = self.model.get_worker(host)
+            if w is not None and w.online and w.pool is None:
+                self._new_worker_inspect_at = now
+                self.inspect_workers()
+                return
+
+    def _count_flow(self, batch: Iterable[dict[str, Any]], flow: dict[str, list[int]]) -> None:
+        # in = task-sent into a queue; out = task-received (a worker took it off the queue)
+        for ev in batch:
+            kind = ev.get("type") if isinstance(ev, dict) else None
+            if kind == "task-sent":
+                queue = ev.get("queue")
+                if isinstance(queue, str):
+                    flow.setdefault(queue, [0, 0])[0] += 1
+            elif kind == "task-received":
+                task = self.model.get_task(ev.get("uuid", ""))
+                queue = getattr(task, "queue", None) if task is not None else None
+                if isinstance(queue, str):
+                    flow.setdefault(queue, [0, 0])[1] += 1
+
+    def _record_rates(self, now: float, flow: dict[str, list[int]]) -> None:
+        for queue, (n_in, n_out) in flow.items():
+            self._rates[queue].append((now, n_in, n_out))
+        for queue, window in self._rates.items():
+            while window and now - window[0][0] > RATE_WINDOW_S:
+                window.popleft()
+            row = self.queue_rows.get(queue)
+            if row is not None:
+                row.rate_in = sum(x[1] for x in window) / RATE_WINDOW_S
+                row.rate_out = sum(x[2] for x in window) / RATE_WINDOW_S
+
+    # ---- queue-length poll (thread worker) -------------------------------------------
+    @work(thread=True, exclusive=True, group="queue-poll")
+    def poll_queues(self) -> None:
+        """Read every queue's lengths (in a thread worker); the result comes back as a message."""
+        # runs in a worker thread
+        self.post_message(QueueLengthsPolled(self.sources.poll_queues()))
+
+    @while_panes_exist
+    def on_queue_lengths_polled(self, message: QueueLengthsPolled) -> None:
+        poll = message.poll
+        self.last_poll = poll
+        if poll.available:
+            seen = set()
+            for q in poll.queues.values():
+                seen.add(q.name)
+                row = self.queue_rows.setdefault(q.name, QueueRow(q.name, None, configured=q.name in QUEUES))
+                row.waiting, row.by_priority, row.reserved = q.waiting, dict(q.by_priority), q.reserved
+                self._trend[q.name].append(float(q.waiting))
+                row.trend = list(self._trend[q.name])
+            self.queue_samples.append((poll.taken_at, {q.name: q.waiting for q in poll.queues.values()}))
+            for name in list(self.queue_rows):
+                if name not in seen and name not in QUEUES:
+                    del self.queue_rows[name]
+        self.show_queues()
+        self.update_status()
+        if poll.supported:
+            self._schedule("queue-poll", self.settings.console_queue_poll_interval, self.poll_queues)
+
+    def show_queues(self) -> None:
+        """Redraw the Queues pane from the last poll and the workers' consumers."""
+        consumers: dict[str, int] = collections.Counter()
+        for w in self.model.workers():
+            if getattr(w, "online", False):
+                for q in getattr(w, "queues", None) or ():
+                    consumers[q] += 1
+        rows = []
+        for name in sorted(self.queue_rows, key=lambda n: (n not in QUEUES, QUEUES.index(n) if n in QUEUES else 0, n)):
+            row = self.queue_rows[name]
+            row.consumers = consumers.get(name, 0)
+            row.paused = name in self.paused_queues
+            rows.append(row)
+        self.query_one("#queues", QueuesPane).show(rows)
+
+    # ---- inspect (thread worker) -------------------------------------------------------
+    @work(thread=True, exclusive=True, group="inspect")
+    def inspect_workers(self, resync: bool = False) -> None:
+        """Ask the workers for stats and queues (in a thread worker); ``resync`` also their tasks."""
+        # runs in a worker thread; blocks on the broker for up to control_timeout
+        online = sum(1 for w in self.model.workers() if getattr(w, "online", False))
+        result = self.sources.inspect(online or None, tasks=resync)
+        self.post_message(WorkersInspected(result, resync))
+
+    @while_panes_exist
+    def on_workers_inspected(self, message: WorkersInspected) -> None:
+        result = message.result
+        self.last_inspection = result
+        for host, stats in result.stats.items():
+            self.model.set_worker_stats(host, stats)
+        for host, queues in result.active_queues.items():
+            self.model.set_worker_queues(host, queues)
+        if message.resync:
+            for state, replies in (("STARTED", result.active), ("RECEIVED", result.reserved)):
+                for host, infos in replies.items():
+                    for info in infos:
+                        if isinstance(info, dict) and info.get("id"):
+                            self.model.merge_task_info(info["id"], name=info.get("name"), hostname=host,
+                                                       state=state, args=str(info.get("args")),
+                                                       kwargs=str(info.get("kwargs")))
+        self._enable_events_if_needed(result)
+        workers = self.model.workers()
+        self.query_one("#workers", WorkersPane).show(workers)
+        self.worker_samples.append((time.time(), {w.hostname: w.online for w in workers}))
+        self.show_queues()
+        # A worker seen in events but not yet inspected (it just started): ask again soon.
+        pending = any(w.online and w.pool is None for w in self.model.workers())
+        self._schedule("inspect", 0.5 if pending else self.settings.console_inspect_interval, self.inspect_workers)
+
+    def _schedule(self, name: str, delay: float, callback: Callable[[], object]) -> None:
+        """One pending timer per poll: extra polls (resync, after an action) replace it, so
+        the periodic polls never multiply."""
+        previous = self._poll_timers.pop(name, None)
+        if previous is not None:
+            previous.stop()
+        self._poll_timers[name] = self.set_timer(delay, callback)
+
+    def _enable_events_if_needed(self, result: InspectionResult) -> None:
+        # Every worker is asked once: "task events already enabled" means nothing to do;
+        # "task events enabled" means they were off (started without -E) and now are on.
+        new = [h for h in result.stats if h not in self._events_enabled_on]
+        if not new or self.afirgen.celery_app is None:
+            return
+        self._events_enabled_on.update(new)
+        if self.afirgen.read_only:
+            return  # read-only never changes a worker, not even its event settings
+        self._enable_events(new)
+
+    @work(thread=True, group="enable-events")
+    def _enable_events(self, hosts: list[str]) -> None:
+        # runs in a worker thread
+        try:
+            replies = self.sources.enable_events(hosts)
+        except Exception as exc:
+            self.post_message(EventsEnabled([], self.redact(f"could not enable events on {', '.join(hosts)}: {exc}")))
+            return
+        switched = sorted(host for reply in replies or [] if isinstance(reply, dict) for host, body in reply.items()
+                          if isinstance(body, dict) and body.get("ok") == "task events enabled")
+        self.post_message(EventsEnabled(switched, ""))
+
+    def on_events_enabled(self, message: EventsEnabled) -> None:
+        if message.error:
+            self.notify(message.error, severity="error")
+        elif message.hosts:
+            self.events_switched_on.extend(message.hosts)
+            self.notify(f"task events were off on {', '.join(message.hosts)}: enabled them (enable_events)",
+                        timeout=10)
+
+    # ---- connection state and the status line ----------------------------------------
+    def connection_state(self) -> tuple[str, str]:
+        """``(label, style)`` for the status line: connected / reconnecting in Ns / connecting."""
+        st = self.sources.status
+        poll_error = self.last_poll.error if self.last_poll and self.last_poll.supported else ""
+        if st.state == RECONNECTING:
+            wait = max(0.0, (st.next_attempt_at or time.time()) - time.time())
+            why = f" ({st.error[:60]})" if st.error else ""
+            return f"✘ disconnected, retry in {wait:.0f}s{why}", "bold red"
+        if st.state == CONNECTED and poll_error:
+            return f"✘ broker not answering ({poll_error[:60]})", "bold red"
+        if st.state == CONNECTED:
+            return "● connected", "green"
+        return "… connecting", "yellow"
+
+    def _watch_connection(self) -> None:
+        poll_error = bool(self.last_poll and self.last_poll.error and self.last_poll.supported)
+        connected = self.sources.status.state == CONNECTED and not poll_error
+        stale = not connected
+        if stale != self._stale:
+            self._stale = stale
+            for pane_id in PANES:
+                pane = self.query_one(f"#{pane_id}", KeyedTable)
+                pane.set_class(stale, "-stale")
+                pane.border_subtitle = "stale: broker lost, showing last known data" if stale else ""
+        if connected and not self._was_connected and self.tick_count > 1:
+            # Back after an outage: re-read workers, active and reserved tasks.
+            self.inspect_workers(resync=True)
+            self.poll_queues()
+        self._was_connected = connected
+
+    def update_status(self) -> None:
+        """Redraw the status line: broker, connection, filter, workers, rates and every counter."""
+        label, style = self.connection_state()
+        workers = self.model.workers()
+        online = sum(1 for w in workers if getattr(w, "online", False))
+        rate = self.model.tasks_per_second(time.time())
+        text = Text(no_wrap=True, overflow="ellipsis")
+        # Appended str is literal (never markup); visible() keeps escapes in broker errors
+        # and in the typed or pasted filter off the terminal, and the line one line.
+        text.append(f"{visible(self.settings.broker_display)} ", style="bold")
+        text.append(visible(label), style=style)
+        if self.task_filter.text:
+            # Early in the line: a line cut at the right edge must not hide that rows are filtered.
+            text.append(f" │ filter: {visible(self.task_filter.text)}", style="bold cyan")
+            for error in self.task_filter.errors:
+                text.append(f" ⚠ {visible(error)}", style="bold red")
+        text.append(f" │ {online}/{len(workers)} workers │ {rate:.1f}/s │ ev ")
+        dropped = self.sources.dropped
+        text.append(f"{self.sources.received:,}↓ {self.events_applied:,}✓ ")
+        text.append(f"{dropped:,}✗", style="bold red" if dropped else "")
+        if self.sources.buffered:
+            text.append(f" {self.sources.buffered:,} buffered", style="yellow")
+        m = self.model
+        # skipped at the trust boundary (events, inspect replies, backend records, history
+        # rows) or by the model itself
+        boundary = self.sources.boundary
+        bad = m.events_skipped + m.events_unknown + boundary.invalid
+        if bad or m.fields_clipped or boundary.cleaned:
+            text.append(f" │ {bad:,} bad/unknown events skipped, {m.fields_clipped:,} fields clipped, "
+                        f"{boundary.cleaned:,} cleaned", style="yellow")
+        reconnects = self.sources.status.connects - 1
+        if reconnects > 0:
+            text.append(f" │ reconnected {reconnects}×", style="yellow")
+        if note := self.history.status_note():
+            text.append(f" │ {visible(note)}", style="bold red")  # its reasons may quote data
+        if self.afirgen.read_only:
+            text.append(" │ READ-ONLY", style="bold yellow")
+        self.query_one("#status", Static).update(text)
+
+    # ---- what the operator asked for -----------------------------------------------------
+    def on_command_requested(self, message: CommandRequested) -> None:
+        """A pane's key: the runner validates, confirms and sends (or says why not)."""
+        message.stop()
+        if message.action == "open_detail":
+            self.action_open_detail(message.target)
+        else:
+            self.runner.request(message.action, message.args, message.target)
+
+    def on_action_completed(self, message: ActionCompleted) -> None:
+        self.runner.completed(message)
+
+    def on_history_loaded(self, message: HistoryLoaded) -> None:
+        if isinstance(message, HistoryBackfilled):
+            self.history.backfilled(message)
+        else:
+            self.history.loaded(message)
+
+    def on_export_done(self, message: ExportDone) -> None:
+        self.history.export_done(message)
+
+    def action_focus_pane(self, pane: str) -> None:
+        """Focus the queues, workers or tasks pane."""
+        self.query_one(f"#{pane}", KeyedTable).focus()
+
+    def cycle_pane(self, step: int) -> None:
+        """Focus the next (or previous) pane."""
+        focused = self.focused
+        current = focused.id if focused is not None and focused.id in PANES else "tasks"
+        self.action_focus_pane(PANES[(PANES.index(current) + step) % len(PANES)])
+
+    def action_zoom(self) -> None:
+        """Maximise the focused pane, or restore the layout."""
+        if self.maximized is not None:
+            self.minimize()
+        elif self.focused is not None and isinstance(self.focused, KeyedTable):
+            self.maximize(self.focused, container=False)
+
+    def action_filter(self) -> None:
+        """Open the task filter."""
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_escape(self) -> None:
+        """Clear the filter (or leave zoom)."""
+        box = self.query_one("#filter", Input)
+        if box.display or self.task_filter.text:
+            box.value = ""
+            self.set_filter("")
+            box.display = False
+            self.tasks_pane.focus()
+        elif self.maximized is not None:
+            self.minimize()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.set_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self.query_one("#filter", Input).display = bool(event.value)
+        self.tasks_pane.focus()
+
+    def set_filter(self, text: str) -> None:
+        """Show only the tasks ``text`` matches (the filter syntax of :mod:`tui.core.model`)."""
+        flt = TaskFilter(text)
+        if flt.text == self.task_filter.text:
+            return
+        self.task_filter = flt
+        self.refresh_tasks()
+        self.update_status()
+
+    def on_key(self, event: events.Key) -> None:
+        # Esc inside the filter box clears it (Input swallows the screen binding otherwise).
+        if event.key == "escape" and isinstance(self.focused, Input) and self.focused.id == "filter":
+            event.stop()
+            self.action_escape()
+            return
+        # A pane's key pressed on another pane does nothing there; say where it works
+        # rather than leave the operator wondering whether it was sent.
+        command = pane_of_key(event.key)
+        focused = self.focused
+        if command is not None and (focused is None or focused.id != command.scope):
+            self.notify(f"{event.character or event.key} works on the {command.scope.capitalize()} pane: "
+                        f"press {PANE_NUMBER[command.scope]} to focus it", severity="warning")
+
+    @on(TasksPane.RowSelected, "#tasks")
+    def _task_selected(self, event: TasksPane.RowSelected) -> None:
+        self.action_open_detail(event.row_key.value)
+
+    def action_open_detail(self, uuid: str | None = None) -> None:
+        """Show the highlighted task's detail screen."""
+        pane = self.tasks_pane
+        uuid = uuid or pane.cursor_key()
+        task = self.model.get_task(uuid) if uuid else None
+        if task is None:
+            self.notify("no task highlighted", severity="warning")
+            return
+        note = ""
+        if uuid in pane.backend_uuids:
+            note = "filled in from the result backend: the console did not see this task live"
+        self.app.push_screen(TaskDetailScreen(task, self.redact, self.sources.fetch_result, note=note))
+
+    # ---- console-wide commands (keys and palette) ----------------------------------------
+    def action_enqueue(self) -> None:
+        """Open the enqueue form."""
+        self.runner.enqueue()
+
+    def action_repeat_enqueue(self) -> None:
+        """Send the previous job again (a new task id)."""
+        self.runner.repeat_enqueue()
+
+    def action_resize_all(self, delta: int) -> None:
+        """Grow or shrink every online worker's pool (command palette)."""
+        self.runner.resize(delta, all_workers=True)
+
+    def action_autoscale_all(self) -> None:
+        """Set autoscale on every online worker (command palette)."""
+        self.runner.autoscale(None, all_workers=True)
+
+    def action_search_history(self) -> None:
+        """Search the whole persisted history (not only what is in memory)."""
+        self.history.search()
+
+    def action_export(self) -> None:
+        """Export the filtered history to CSV, Excel or an incident report PDF."""
+        self.history.export()

@@ -1,0 +1,206 @@
+"""The console's persisted history: load at start, backfill from the result backend, write
+each tick's changes, search everything (``H``), export (``E``).
+
+:class:`HistoryService` is a plain object with declared inputs: the console screen it works
+for and the history store (None: no persistence).  Reads, backfills and exports run in
+thread workers; their results come back to the screen as messages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from tui.history import HistoryStore, HistoryWriter, load_into_model, task_to_row
+from tui.ui.messages import ExportDone, HistoryBackfilled, HistoryLoaded
+
+if TYPE_CHECKING:
+    from tui.ui.console import ConsoleScreen
+
+
+def _first_time(row: Any) -> float | None:
+    get = row.get if isinstance(row, dict) else (lambda k: getattr(row, k, None))
+    value = get("sent") or get("received") or get("first_seen")
+    return value if isinstance(value, (int, float)) else None
+
+
+class HistoryService:
+    """History and exports for one console screen."""
+
+    def __init__(self, screen: ConsoleScreen, store: HistoryStore | None) -> None:
+        self.screen = screen
+        self.store = store
+        self.writer: HistoryWriter | None = None
+        self.loaded_count = 0
+        self.exports: list[ExportDone] = []
+
+    # ---- load and backfill ---------------------------------------------------------------
+    def start(self) -> bool:
+        """Start the writer and load the newest rows; False when there is no store.
+
+        With a store, the screen starts its live sources once the rows are in the model.
+        """
+        if self.store is None:
+            return False
+        self.writer = HistoryWriter(self.store)
+        self.screen.run_worker(self._load, thread=True, exclusive=True, group="history-load")
+        return True
+
+    def _load(self) -> None:
+        # runs in a worker thread: read the newest rows off the UI thread
+        assert self.store is not None
+        try:
+            rows = self.store.load_recent(self.screen.model.max_tasks)
+            self.screen.post_message(HistoryLoaded(rows, ""))
+        except Exception as exc:
+            self.screen.post_message(HistoryLoaded([], self.screen.redact(f"{type(exc).__name__}: {exc}")))
+
+    def loaded(self, message: HistoryLoaded) -> None:
+        """The newest rows were read: put them in the model, then go live and backfill."""
+        screen = self.screen
+        if message.error:
+            screen.notify(f"history not loaded: {message.error}", severity="error")
+        else:
+            tasks = screen.tasks_pane
+            tasks.backend_uuids |= load_into_model(screen.model, message.rows, screen.sources.boundary.history)
+            self.loaded_count = len(message.rows)
+            screen.model.apply([])  # the loaded tasks are not news: drop the pending changes
+            screen.refresh_tasks()
+            if message.rows:
+                screen.notify(f"loaded {len(message.rows):,} task(s) from the history", timeout=4)
+        screen.start_live()
+        screen.run_worker(self._backfill, thread=True, exclusive=True, group="history-backfill")
+
+    def _backfill(self) -> None:
+        # runs in a worker thread: scan the result backend for tasks the console never saw
+        from afirgen_tasks.priority import is_redis_transport
+        from tui.history import backfill_from_backend
+        from tui.sources.backend import ResultBackendReader
+        from tui.sources.redis_conn import redis_client
+
+        assert self.store is not None
+        settings = self.screen.settings
+        url = settings.celery_result_backend
+        if not is_redis_transport(url):
+            return
+        try:
+            client = redis_client(url, settings, socket_connect_timeout=3, socket_timeout=10)
+            try:
+                result = backfill_from_backend(ResultBackendReader(client), self.store,
+                                               tally=self.screen.sources.boundary.backend)
+            finally:
+                client.close()
+            rows = [r for u in result.uuids if (r := self.store.get(u)) is not None]
+            self.screen.post_message(HistoryBackfilled(rows, ""))
+        except Exception as exc:
+            self.screen.post_message(HistoryBackfilled([], self.screen.redact(f"{type(exc).__name__}: {exc}")))
+
+    def backfilled(self, message: HistoryBackfilled) -> None:
+        """Tasks the console never saw were found in the result backend: show them."""
+        screen = self.screen
+        if message.error:
+            screen.notify(f"result backend not read: {message.error}", severity="warning")
+            return
+        fresh = [r for r in message.rows if screen.model.get_task(r["uuid"]) is None]
+        if fresh:
+            tasks = screen.tasks_pane
+            tasks.backend_uuids |= (load_into_model(screen.model, fresh, screen.sources.boundary.history)
+                                    | {r["uuid"] for r in fresh})
+            screen.model.apply([])
+            screen.refresh_tasks()
+            screen.notify(f"{len(fresh):,} task(s) the console did not see were filled in from the result backend",
+                          timeout=6)
+
+    # ---- writing -------------------------------------------------------------------------
+    def persist(self, uuids: Iterable[str]) -> None:
+        """Hand the writer the current state of ``uuids`` (a tick's changed tasks)."""
+        if self.writer is None:
+            return
+        get = self.screen.model.get_task
+        rows = [task_to_row(t) for u in uuids if (t := get(u)) is not None]
+        if rows:
+            self.writer.submit(rows)
+
+    def status_note(self) -> str:
+        """What the writer could not save, in words for the status line ('' when all is well)."""
+        return self.writer.status_note() if self.writer is not None else ""
+
+    def close(self) -> None:
+        """Flush the history writer (idempotent); the store is closed by its owner."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    # ---- search and export ---------------------------------------------------------------
+    def search(self) -> None:
+        """Search the whole persisted history (not only what is in memory)."""
+        if self.store is None:
+            self.screen.notify("no history store: [history] db is not set up", severity="warning")
+            return
+        from tui.ui.screens.history_search import HistorySearchScreen
+
+        self.screen.app.push_screen(HistorySearchScreen(self.store.search, self.screen.redact,
+                                                        self.screen.task_filter.text))
+
+    def export(self) -> None:
+        """Export the filtered history to CSV, Excel or an incident report PDF."""
+        from tui.ui.screens.forms import ChoiceScreen
+
+        query = self.screen.task_filter.text
+        what = f"tasks matching {query!r}" if query else "all tasks"
+        source = "the persisted history" if self.store is not None else "memory"
+        self.screen.app.push_screen(
+            ChoiceScreen("Export", f"Export {what} from {source} (redaction applies):",
+                         [("c", "csv", "CSV"), ("x", "xlsx", "Excel workbook (.xlsx)"),
+                          ("p", "pdf", "incident report (PDF): backlog and worker plots, "
+                                       "failures with tracebacks, actions taken")]),
+            self._export_chosen)
+
+    def _export_chosen(self, kind: str | None) -> None:
+        screen = self.screen
+        if kind is None:
+            screen.notify("export cancelled", timeout=3)
+            return
+        rows: Any = None
+        if self.store is None:
+            rows = [t for t in screen.model.iter_tasks(newest_first=True) if screen.task_filter(t)]
+        screen.notify(f"exporting {kind}…", timeout=3)
+        query = screen.task_filter.text
+        screen.run_worker(lambda: self._export(kind, query, rows), thread=True, group="export")
+
+    def _export(self, kind: str, query: str, rows: Any) -> None:
+        # runs in a worker thread: queries and file writes off the UI thread
+        from tui.actions import AuditLog
+        from tui.history.export import export_csv, export_incident_pdf, export_path, export_xlsx
+
+        screen = self.screen
+        settings = screen.settings
+        try:
+            if rows is None:
+                assert self.store is not None
+                if self.writer is not None:
+                    self.writer.flush()  # what is on screen is in the file too
+                rows = self.store.search(query, limit=1_000_000)
+            path = export_path(settings.paths_report_dir, kind)
+            if kind == "csv":
+                export_csv(rows, path, screen.redact)
+            elif kind == "xlsx":
+                export_xlsx(rows, path, screen.redact)
+            else:
+                now = time.time()
+                firsts = [t for r in rows if (t := _first_time(r))]
+                since = min([screen.started_at, *firsts]) if firsts else screen.started_at
+                export_incident_pdf(path, rows, (since, now), list(screen.queue_samples), list(screen.worker_samples),
+                                    AuditLog(settings.console_audit_log).read(), screen.redact)
+            screen.post_message(ExportDone(str(path), len(rows), ""))
+        except Exception as exc:
+            screen.post_message(ExportDone("", 0, screen.redact(f"{type(exc).__name__}: {exc}")))
+
+    def export_done(self, message: ExportDone) -> None:
+        """Say where the export went, or why it failed."""
+        self.exports.append(message)
+        if message.error:
+            self.screen.notify(f"export failed: {message.error}", severity="error", timeout=10)
+        else:
+            self.screen.notify(f"exported {message.count:,} task(s) to {message.path}", timeout=10)
