@@ -41,7 +41,9 @@ def parse_date(value: object, name: str) -> date:
     raise PermanentTaskError(f"{name} {value!r} is not a date like 2025-06-30 (YYYY-MM-DD)")
 
 
-def _counts(conn: sqlite3.Connection, column: str, where: str = "", params: tuple[Any, ...] = ()) -> dict[str, int]:
+def _counts(
+    conn: sqlite3.Connection, column: str, where: str = "", params: tuple[Any, ...] = ()
+) -> dict[str, int]:
     # column is one of our own identifiers, never user input
     sql = f"SELECT {column} AS k, count(*) FROM firs {where} GROUP BY k ORDER BY k"
     return {row[0]: row[1] for row in conn.execute(sql, params)}
@@ -49,19 +51,30 @@ def _counts(conn: sqlite3.Connection, column: str, where: str = "", params: tupl
 
 def _day_series(conn: sqlite3.Connection, first: date, last: date) -> dict[str, int]:
     """FIRs filed per day from ``first`` to ``last`` inclusive, every day present."""
-    found = _counts(conn, "substr(filed_at, 1, 10)", "WHERE filed_at >= ? AND filed_at < ?",
-                    (first.isoformat(), (last + timedelta(days=1)).isoformat()))
-    return {(first + timedelta(days=n)).isoformat(): found.get((first + timedelta(days=n)).isoformat(), 0)
-            for n in range((last - first).days + 1)}
+    found = _counts(
+        conn,
+        "substr(filed_at, 1, 10)",
+        "WHERE filed_at >= ? AND filed_at < ?",
+        (first.isoformat(), (last + timedelta(days=1)).isoformat()),
+    )
+    return {
+        (first + timedelta(days=n)).isoformat(): found.get(
+            (first + timedelta(days=n)).isoformat(), 0
+        )
+        for n in range((last - first).days + 1)
+    }
 
 
-def _by_status(conn: sqlite3.Connection, where: str = "", params: tuple[Any, ...] = ()) -> dict[str, int]:
+def _by_status(
+    conn: sqlite3.Connection, where: str = "", params: tuple[Any, ...] = ()
+) -> dict[str, int]:
     found = _counts(conn, "status", where, params)
     return {status: found.get(status, 0) for status in records.STATUSES}
 
 
 def dashboard_stats(conn: sqlite3.Connection, today: date) -> dict[str, Any]:
     """Every ``dashboard:*`` value, computed from ``firs`` as of ``today``."""
+
     def since(days: int) -> int:
         start = (today - timedelta(days=days - 1)).isoformat()
         return conn.execute("SELECT count(*) FROM firs WHERE filed_at >= ?", (start,)).fetchone()[0]
@@ -96,8 +109,15 @@ def update_dashboard_stats(self: Task) -> dict[str, Any]:
             for key, value in stats.items():
                 records.put_stat(conn, key, value, records.utc_iso(now))
     totals = stats["dashboard:totals"]
-    return result("ok", started, keys=sorted(stats), total=totals["total"], open=totals["open"],
-                  districts=len(stats["dashboard:by_district"]), computed_at=records.utc_iso(now))
+    return result(
+        "ok",
+        started,
+        keys=sorted(stats),
+        total=totals["total"],
+        open=totals["open"],
+        districts=len(stats["dashboard:by_district"]),
+        computed_at=records.utc_iso(now),
+    )
 
 
 @afirgen_task("afirgen_tasks.analytics.process_analytics_data")
@@ -129,5 +149,12 @@ def process_analytics_data(self: Task, start_date: str, end_date: str) -> dict[s
             }
         with records.transaction(conn):
             records.put_stat(conn, key, value, now)
-    return result("ok", started, key=key, total=value["total"], days=len(value["by_day"]),
-                  districts=len(value["by_district"]), computed_at=now)
+    return result(
+        "ok",
+        started,
+        key=key,
+        total=value["total"],
+        days=len(value["by_day"]),
+        districts=len(value["by_district"]),
+        computed_at=now,
+    )

@@ -89,8 +89,12 @@ def afirgen_task(name: str, **options: Any) -> Callable[[F], Task]:
                     raise
                 from .reliability import backoff_delay
 
-                countdown = backoff_delay(self.request.retries, base=2.0, cap=settings.celery_task_retry_backoff_max)
-                raise self.retry(exc=exc, countdown=countdown, max_retries=settings.celery_task_max_retries) from exc
+                countdown = backoff_delay(
+                    self.request.retries, base=2.0, cap=settings.celery_task_retry_backoff_max
+                )
+                raise self.retry(
+                    exc=exc, countdown=countdown, max_retries=settings.celery_task_max_retries
+                ) from exc
 
         run.__name__ = fn.__name__
         run.__qualname__ = fn.__qualname__

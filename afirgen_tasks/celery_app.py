@@ -73,7 +73,9 @@ class PriorityAMQP(AMQP):
 class AFIRGenTask(Task):
     """Base class of every AFIRGen task: retries keep the operator's priority, not the wire one."""
 
-    def signature_from_request(self, request=None, args=None, kwargs=None, queue=None, **extra_options):  # type: ignore[override]
+    def signature_from_request(
+        self, request=None, args=None, kwargs=None, queue=None, **extra_options
+    ):  # type: ignore[override]
         sig = super().signature_from_request(request, args, kwargs, queue, **extra_options)
         request = self.request if request is None else request
         operator = getattr(request, PRIORITY_HEADER, None)
@@ -309,10 +311,16 @@ def _report_fetch(sender: Any = None, **_: Any) -> None:
         return
     transport = type(channel.connection).__module__ + ":" + type(channel.connection).__name__
     if getattr(channel, "atomic_fetch", False):
-        log.info("afirgen: atomic fetch on (%s): a worker killed while fetching cannot lose the job", transport)
+        log.info(
+            "afirgen: atomic fetch on (%s): a worker killed while fetching cannot lose the job",
+            transport,
+        )
     else:
-        log.warning("afirgen: atomic fetch OFF (%s fetches with BRPOP): a worker killed while fetching can "
-                    "lose that job; see docs/reliability.md", transport)
+        log.warning(
+            "afirgen: atomic fetch OFF (%s fetches with BRPOP): a worker killed while fetching can "
+            "lose that job; see docs/reliability.md",
+            transport,
+        )
 
 
 def task_names(app: Celery) -> list[str]:

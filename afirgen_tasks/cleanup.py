@@ -32,7 +32,11 @@ def _number(value: object, name: str, *, integer: bool, maximum: float) -> Any:
             value = float(value) if not integer else int(value)
         except ValueError:
             raise PermanentTaskError(f"{name}={value!r} is not a number") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or (isinstance(value, float) and not math.isfinite(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise PermanentTaskError(f"{name}={value!r} is not a number")
     if integer and isinstance(value, float):
         if not value.is_integer():
@@ -54,12 +58,17 @@ def archive_old_records(self: Task, days: int = 365) -> dict[str, Any]:
     now = records.utc_now()
     cutoff = records.utc_iso(now - timedelta(days=days))
     with records.open_db(settings.fir_db_path) as conn, records.transaction(conn):
-        ids = [row[0] for row in conn.execute(
-            "UPDATE firs SET status = 'archived', archived_at = ? WHERE status = 'closed' AND filed_at < ? RETURNING id",
-            (records.utc_iso(now), cutoff),
-        )]
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "UPDATE firs SET status = 'archived', archived_at = ? WHERE status = 'closed' AND filed_at < ? RETURNING id",
+                (records.utc_iso(now), cutoff),
+            )
+        ]
     ids.sort()
-    return result("ok", started, archived=len(ids), fir_ids=ids[:MAX_LISTED_IDS], cutoff=cutoff, days=days)
+    return result(
+        "ok", started, archived=len(ids), fir_ids=ids[:MAX_LISTED_IDS], cutoff=cutoff, days=days
+    )
 
 
 @afirgen_task("afirgen_tasks.cleanup.clear_expired_cache")
@@ -74,12 +83,17 @@ def clear_expired_cache(self: Task, max_entries: int | None = None) -> dict[str,
     evicted = 0
     with records.open_db(settings.fir_db_path) as conn:
         expired = _delete_in_batches(
-            conn, "DELETE FROM cache WHERE rowid IN (SELECT rowid FROM cache WHERE expires_at <= ? LIMIT ?)",
-            lambda: (now, CACHE_DELETE_BATCH))
+            conn,
+            "DELETE FROM cache WHERE rowid IN (SELECT rowid FROM cache WHERE expires_at <= ? LIMIT ?)",
+            lambda: (now, CACHE_DELETE_BATCH),
+        )
         if max_entries is not None:
             evicted = _delete_in_batches(
-                conn, "DELETE FROM cache WHERE rowid IN (SELECT rowid FROM cache ORDER BY expires_at DESC, key "
-                "LIMIT ? OFFSET ?)", lambda: (CACHE_DELETE_BATCH, max_entries))
+                conn,
+                "DELETE FROM cache WHERE rowid IN (SELECT rowid FROM cache ORDER BY expires_at DESC, key "
+                "LIMIT ? OFFSET ?)",
+                lambda: (CACHE_DELETE_BATCH, max_entries),
+            )
         remaining = conn.execute("SELECT count(*) FROM cache").fetchone()[0]
     return result("ok", started, expired=expired, evicted=evicted, remaining=remaining)
 
@@ -133,4 +147,12 @@ def cleanup_temp_files(self: Task, max_age_hours: float = 24) -> dict[str, Any]:
                 continue
             deleted += 1
             freed += st.st_size
-    return result("ok", started, deleted=deleted, bytes_freed=freed, kept=kept, skipped=skipped, temp_dir=str(top))
+    return result(
+        "ok",
+        started,
+        deleted=deleted,
+        bytes_freed=freed,
+        kept=kept,
+        skipped=skipped,
+        temp_dir=str(top),
+    )

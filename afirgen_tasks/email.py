@@ -70,7 +70,10 @@ def check_header_value(name: str, value: str) -> str:
     The raw string and its RFC 2047 decoding must both be free of :data:`_HEADER_FORBIDDEN`
     characters: an encoded CR LF becomes a real header line when the message is written.
     """
-    for text, how in ((value, ""), (_rfc2047_decoded(value), " once its RFC 2047 encoded words are decoded")):
+    for text, how in (
+        (value, ""),
+        (_rfc2047_decoded(value), " once its RFC 2047 encoded words are decoded"),
+    ):
         found = _HEADER_FORBIDDEN.search(text) if text is not None else None
         if found:
             raise PermanentTaskError(
@@ -85,7 +88,9 @@ def validate_address(value: object, what: str = "recipient") -> str:
         raise PermanentTaskError(f"{what} e-mail address {value!r} is not a string")
     address = value.strip()
     if len(address) > 254 or not _ADDRESS.fullmatch(address) or len(address.partition("@")[0]) > 64:
-        raise PermanentTaskError(f"{what} e-mail address {value!r} is malformed (expected name@domain.tld)")
+        raise PermanentTaskError(
+            f"{what} e-mail address {value!r} is malformed (expected name@domain.tld)"
+        )
     return address
 
 
@@ -94,7 +99,9 @@ def _sender(settings: Settings) -> tuple[str, str]:
     _name, addr = parseaddr(settings.smtp_sender)
     if not _ADDRESS.fullmatch(addr or ""):
         # a configuration error: retrying cannot fix it, the operator must
-        raise PermanentTaskError(f"AFIRGEN_SMTP_SENDER={settings.smtp_sender!r} is not a valid sender address")
+        raise PermanentTaskError(
+            f"AFIRGEN_SMTP_SENDER={settings.smtp_sender!r} is not a valid sender address"
+        )
     return settings.smtp_sender, addr.partition("@")[2]
 
 
@@ -107,7 +114,9 @@ def message_key(*parts: str) -> str:
     return digest.hexdigest()[:32]
 
 
-def build_message(settings: Settings, recipient: str, subject: str, body: str, key: str) -> EmailMessage:
+def build_message(
+    settings: Settings, recipient: str, subject: str, body: str, key: str
+) -> EmailMessage:
     """A text/plain message with a Message-ID derived from ``key``."""
     sender, domain = _sender(settings)
     headers: dict[str, str | Address] = {
@@ -152,13 +161,24 @@ def _deliver_smtp(settings: Settings, msg: EmailMessage) -> None:
             client.send_message(msg)
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _reply in exc.recipients.values()]
-        detail = "; ".join(f"{rcpt}: {code} {reply.decode(errors='replace')}" for rcpt, (code, reply) in exc.recipients.items())
+        detail = "; ".join(
+            f"{rcpt}: {code} {reply.decode(errors='replace')}"
+            for rcpt, (code, reply) in exc.recipients.items()
+        )
         if codes and all(400 <= c < 500 for c in codes):
-            raise TransientTaskError(f"SMTP {host}:{port} deferred the recipient: {detail}") from exc
+            raise TransientTaskError(
+                f"SMTP {host}:{port} deferred the recipient: {detail}"
+            ) from exc
         raise PermanentTaskError(f"SMTP {host}:{port} refused the recipient: {detail}") from exc
     except smtplib.SMTPNotSupportedError as exc:
-        raise PermanentTaskError(f"SMTP {host}:{port}: {exc} (check AFIRGEN_SMTP_SECURITY)") from exc
-    except (smtplib.SMTPResponseException, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError):
+        raise PermanentTaskError(
+            f"SMTP {host}:{port}: {exc} (check AFIRGEN_SMTP_SECURITY)"
+        ) from exc
+    except (
+        smtplib.SMTPResponseException,
+        smtplib.SMTPServerDisconnected,
+        smtplib.SMTPConnectError,
+    ):
         raise  # base.is_transient: 4xx and lost connections retry, 5xx fail
     except smtplib.SMTPException as exc:
         raise PermanentTaskError(f"SMTP {host}:{port}: {exc}") from exc
@@ -173,7 +193,9 @@ def _write_outbox(settings: Settings, msg: EmailMessage, name: str) -> Path:
     return path
 
 
-def _dispatch(task: Task, settings: Settings, msg: EmailMessage, file_name: str, recipient: str) -> dict[str, Any]:
+def _dispatch(
+    task: Task, settings: Settings, msg: EmailMessage, file_name: str, recipient: str
+) -> dict[str, Any]:
     """Deliver ``msg`` (SMTP or outbox) and return the result fields."""
     message_id = str(msg["Message-ID"])
     if not settings.smtp_host:
@@ -181,9 +203,13 @@ def _dispatch(task: Task, settings: Settings, msg: EmailMessage, file_name: str,
         return {"delivery": "outbox", "path": str(path), "message_id": message_id}
     task_id = getattr(task.request, "id", None)
     with records.open_db(settings.fir_db_path) as conn:
-        if task_id and conn.execute(
-            "SELECT 1 FROM email_deliveries WHERE task_id = ? AND message_id = ?", (task_id, message_id)
-        ).fetchone():
+        if (
+            task_id
+            and conn.execute(
+                "SELECT 1 FROM email_deliveries WHERE task_id = ? AND message_id = ?",
+                (task_id, message_id),
+            ).fetchone()
+        ):
             return {"delivery": "smtp", "message_id": message_id, "already_sent": True}
     _deliver_smtp(settings, msg)
     if task_id:
@@ -220,13 +246,23 @@ def send_fir_confirmation_email(self: Task, fir_id: int, recipient_email: str) -
     with records.open_db(settings.fir_db_path) as conn:
         fir = records.require_fir(conn, fir_id)
     key = message_key("fir-confirmation", str(fir.id), recipient.lower())
-    msg = build_message(settings, recipient, f"FIR {fir.fir_number} registered at {fir.police_station}", confirmation_body(fir), key)
-    fields = _dispatch(self, settings, msg, f"fir-{fir.id:06d}-confirmation-{key[:16]}.eml", recipient)
+    msg = build_message(
+        settings,
+        recipient,
+        f"FIR {fir.fir_number} registered at {fir.police_station}",
+        confirmation_body(fir),
+        key,
+    )
+    fields = _dispatch(
+        self, settings, msg, f"fir-{fir.id:06d}-confirmation-{key[:16]}.eml", recipient
+    )
     return result("ok", started, fir_id=fir.id, fir_number=fir.fir_number, **fields)
 
 
 @afirgen_task("afirgen_tasks.email.send_notification_email")
-def send_notification_email(self: Task, recipient_email: str, subject: str, body: str) -> dict[str, Any]:
+def send_notification_email(
+    self: Task, recipient_email: str, subject: str, body: str
+) -> dict[str, Any]:
     """E-mail ``body`` with ``subject`` to ``recipient_email``."""
     started = time.monotonic()
     settings = task_settings(self)
@@ -235,7 +271,9 @@ def send_notification_email(self: Task, recipient_email: str, subject: str, body
         raise PermanentTaskError("subject must be a non-empty string")
     check_header_value("Subject", subject)
     if len(subject) > MAX_SUBJECT:
-        raise PermanentTaskError(f"subject is {len(subject)} characters; at most {MAX_SUBJECT} are allowed")
+        raise PermanentTaskError(
+            f"subject is {len(subject)} characters; at most {MAX_SUBJECT} are allowed"
+        )
     if not isinstance(body, str):
         raise PermanentTaskError(f"body must be a string, not {type(body).__name__}")
     if len(body) > MAX_BODY:
@@ -243,7 +281,9 @@ def send_notification_email(self: Task, recipient_email: str, subject: str, body
     try:
         body.encode("utf-8")
     except UnicodeEncodeError as exc:  # a JSON "\\ud800" arrives as a lone surrogate
-        raise PermanentTaskError(f"body is not valid Unicode: {exc.reason} at character {exc.start}") from None
+        raise PermanentTaskError(
+            f"body is not valid Unicode: {exc.reason} at character {exc.start}"
+        ) from None
     key = message_key("notification", recipient.lower(), subject, body)
     msg = build_message(settings, recipient, subject.strip(), body, key)
     fields = _dispatch(self, settings, msg, f"notification-{key[:16]}.eml", recipient)

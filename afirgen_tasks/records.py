@@ -43,12 +43,30 @@ DEFAULT_BUSY_TIMEOUT = 5.0
 #: Seed of the sample set when none is given (the demo and the docs use it).
 DEFAULT_SEED = 2024
 
-STATUSES: tuple[str, ...] = ("registered", "under_investigation", "chargesheeted", "closed", "archived")
+STATUSES: tuple[str, ...] = (
+    "registered",
+    "under_investigation",
+    "chargesheeted",
+    "closed",
+    "archived",
+)
 OPEN_STATUSES: tuple[str, ...] = ("registered", "under_investigation", "chargesheeted")
 
 FIR_FIELDS: tuple[str, ...] = (
-    "id", "fir_number", "complainant", "contact_email", "contact_phone", "state", "district",
-    "police_station", "offence", "act_section", "description", "status", "filed_at", "archived_at",
+    "id",
+    "fir_number",
+    "complainant",
+    "contact_email",
+    "contact_phone",
+    "state",
+    "district",
+    "police_station",
+    "offence",
+    "act_section",
+    "description",
+    "status",
+    "filed_at",
+    "archived_at",
 )
 
 _SCHEMA = f"""
@@ -157,7 +175,9 @@ def connect(path: str | os.PathLike[str], timeout: float | None = None) -> sqlit
     except sqlite3.OperationalError as exc:
         conn.close()
         if _is_locked(exc):
-            raise DatabaseLockedError(f"FIR database {path} is locked by another writer: {exc}") from exc
+            raise DatabaseLockedError(
+                f"FIR database {path} is locked by another writer: {exc}"
+            ) from exc
         raise
     except BaseException:
         conn.close()
@@ -173,7 +193,9 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
 
 
 @contextmanager
-def open_db(path: str | os.PathLike[str], timeout: float | None = None) -> Iterator[sqlite3.Connection]:
+def open_db(
+    path: str | os.PathLike[str], timeout: float | None = None
+) -> Iterator[sqlite3.Connection]:
     """``connect`` + ``ensure_schema``; closes the connection and turns "locked" into
     :class:`DatabaseLockedError` (transient: the task is retried)."""
     conn = connect(path, timeout)
@@ -182,7 +204,9 @@ def open_db(path: str | os.PathLike[str], timeout: float | None = None) -> Itera
         yield conn
     except sqlite3.OperationalError as exc:
         if _is_locked(exc):
-            raise DatabaseLockedError(f"FIR database {path} is locked by another writer: {exc}") from exc
+            raise DatabaseLockedError(
+                f"FIR database {path} is locked by another writer: {exc}"
+            ) from exc
         raise
     finally:
         conn.close()
@@ -230,7 +254,9 @@ def _row_to_fir(row: sqlite3.Row) -> FIR:
 
 def get_fir(conn: sqlite3.Connection, fir_id: int) -> FIR | None:
     """The FIR with ``fir_id``, or None."""
-    row = conn.execute(f"SELECT {', '.join(FIR_FIELDS)} FROM firs WHERE id = ?", (fir_id,)).fetchone()
+    row = conn.execute(
+        f"SELECT {', '.join(FIR_FIELDS)} FROM firs WHERE id = ?", (fir_id,)
+    ).fetchone()
     return _row_to_fir(row) if row is not None else None
 
 
@@ -252,7 +278,9 @@ def get_firs(conn: sqlite3.Connection, fir_ids: Iterable[int]) -> dict[int, FIR]
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         marks = ", ".join("?" * len(chunk))
-        for row in conn.execute(f"SELECT {', '.join(FIR_FIELDS)} FROM firs WHERE id IN ({marks})", chunk):
+        for row in conn.execute(
+            f"SELECT {', '.join(FIR_FIELDS)} FROM firs WHERE id IN ({marks})", chunk
+        ):
             found[row["id"]] = _row_to_fir(row)
     return found
 
@@ -277,7 +305,13 @@ def put_stat(conn: sqlite3.Connection, key: str, value: Any, computed_at: str) -
     )
 
 
-def cache_put(conn: sqlite3.Connection, key: str, value: str, expires_at: datetime, now: datetime | None = None) -> None:
+def cache_put(
+    conn: sqlite3.Connection,
+    key: str,
+    value: str,
+    expires_at: datetime,
+    now: datetime | None = None,
+) -> None:
     """Insert or replace one cache entry."""
     conn.execute(
         "INSERT INTO cache (key, value, created_at, expires_at) VALUES (?, ?, ?, ?) "
@@ -317,14 +351,22 @@ PLACES: dict[str, dict[str, tuple[str, ...]]] = {
         "Nagpur": ("Sitabuldi", "Sadar", "Dhantoli", "Ajni"),
     },
     "Karnataka": {
-        "Bengaluru Urban": ("Koramangala", "Indiranagar", "Jayanagar", "Whitefield", "Malleshwaram"),
+        "Bengaluru Urban": (
+            "Koramangala",
+            "Indiranagar",
+            "Jayanagar",
+            "Whitefield",
+            "Malleshwaram",
+        ),
         "Mysuru": ("Devaraja", "Lashkar", "Vijayanagar"),
     },
     "Tamil Nadu": {
         "Chennai": ("T. Nagar", "Adyar", "Mylapore", "Egmore", "Anna Nagar"),
         "Coimbatore": ("Race Course", "R.S. Puram", "Peelamedu"),
     },
-    "Telangana": {"Hyderabad": ("Banjara Hills", "Jubilee Hills", "Abids", "Charminar", "Begumpet")},
+    "Telangana": {
+        "Hyderabad": ("Banjara Hills", "Jubilee Hills", "Abids", "Charminar", "Begumpet")
+    },
     "West Bengal": {"Kolkata": ("Park Street", "Gariahat", "Shyampukur", "Jadavpur", "Bowbazar")},
     "Uttar Pradesh": {
         "Lucknow": ("Hazratganj", "Gomti Nagar", "Aliganj", "Chowk", "Aminabad"),
@@ -333,66 +375,192 @@ PLACES: dict[str, dict[str, tuple[str, ...]]] = {
     "Rajasthan": {"Jaipur": ("Malviya Nagar", "Vaishali Nagar", "Sindhi Camp", "Bajaj Nagar")},
     "Kerala": {"Ernakulam": ("Ernakulam Central", "Kadavanthra", "Palarivattom", "Fort Kochi")},
     "Bihar": {"Patna": ("Gandhi Maidan", "Kankarbagh", "Patliputra", "Pirbahore")},
-    "Delhi": {"New Delhi": ("Connaught Place", "Parliament Street", "Chanakyapuri", "Tughlak Road")},
+    "Delhi": {
+        "New Delhi": ("Connaught Place", "Parliament Street", "Chanakyapuri", "Tughlak Road")
+    },
     "Gujarat": {"Ahmedabad": ("Navrangpura", "Ellisbridge", "Maninagar", "Vastrapur")},
     "Madhya Pradesh": {"Bhopal": ("TT Nagar", "Habibganj", "Kohefiza", "Shahjahanabad")},
 }
 
 _STATE_CODES = {
-    "Maharashtra": "MH", "Karnataka": "KA", "Tamil Nadu": "TN", "Telangana": "TG", "West Bengal": "WB",
-    "Uttar Pradesh": "UP", "Rajasthan": "RJ", "Kerala": "KL", "Bihar": "BR", "Delhi": "DL",
-    "Gujarat": "GJ", "Madhya Pradesh": "MP",
+    "Maharashtra": "MH",
+    "Karnataka": "KA",
+    "Tamil Nadu": "TN",
+    "Telangana": "TG",
+    "West Bengal": "WB",
+    "Uttar Pradesh": "UP",
+    "Rajasthan": "RJ",
+    "Kerala": "KL",
+    "Bihar": "BR",
+    "Delhi": "DL",
+    "Gujarat": "GJ",
+    "Madhya Pradesh": "MP",
 }
 
 #: (offence, section of the Bharatiya Nyaya Sanhita / IT Act, relative frequency, what happened)
 OFFENCES: tuple[tuple[str, str, int, str], ...] = (
-    ("Theft", "BNS 303(2)", 22,
-     "an unknown person stole {item} from {place} while the complainant was away for about {minutes} minutes"),
-    ("Vehicle theft", "BNS 303(2)", 12,
-     "{vehicle} parked near {place} was found missing; the ignition lock was broken"),
-    ("Snatching", "BNS 304", 8,
-     "two persons on a motorcycle snatched {item} from the complainant near {place} and fled"),
-    ("Cheating", "BNS 318(4)", 10,
-     "the accused took Rs. {amount} from the complainant near {place}, promising {promise}, and stopped answering calls"),
-    ("Online fraud", "IT Act 66D", 10,
-     "a caller posing as a bank officer obtained an OTP and Rs. {amount} was debited from the complainant's account"),
-    ("Voluntarily causing hurt", "BNS 115(2)", 9,
-     "after an argument about {dispute} near {place}, the accused hit the complainant, causing injuries to the arm"),
-    ("Criminal intimidation", "BNS 351(2)", 7,
-     "the accused threatened the complainant near {place} over {dispute} and warned of consequences"),
-    ("House-breaking", "BNS 331(4)", 8,
-     "the lock of the complainant's house near {place} was broken at night and {item} had been taken"),
-    ("Criminal breach of trust", "BNS 316(2)", 4,
-     "an employee entrusted with Rs. {amount} for deposit near {place} did not deposit it"),
-    ("Mischief", "BNS 324(4)", 5,
-     "the accused damaged {vehicle} parked near {place} after an argument about {dispute}"),
-    ("Rash driving", "BNS 281", 5,
-     "{vehicle} driven at high speed near {place} hit the complainant's scooter"),
+    (
+        "Theft",
+        "BNS 303(2)",
+        22,
+        "an unknown person stole {item} from {place} while the complainant was away for about {minutes} minutes",
+    ),
+    (
+        "Vehicle theft",
+        "BNS 303(2)",
+        12,
+        "{vehicle} parked near {place} was found missing; the ignition lock was broken",
+    ),
+    (
+        "Snatching",
+        "BNS 304",
+        8,
+        "two persons on a motorcycle snatched {item} from the complainant near {place} and fled",
+    ),
+    (
+        "Cheating",
+        "BNS 318(4)",
+        10,
+        "the accused took Rs. {amount} from the complainant near {place}, promising {promise}, and stopped answering calls",
+    ),
+    (
+        "Online fraud",
+        "IT Act 66D",
+        10,
+        "a caller posing as a bank officer obtained an OTP and Rs. {amount} was debited from the complainant's account",
+    ),
+    (
+        "Voluntarily causing hurt",
+        "BNS 115(2)",
+        9,
+        "after an argument about {dispute} near {place}, the accused hit the complainant, causing injuries to the arm",
+    ),
+    (
+        "Criminal intimidation",
+        "BNS 351(2)",
+        7,
+        "the accused threatened the complainant near {place} over {dispute} and warned of consequences",
+    ),
+    (
+        "House-breaking",
+        "BNS 331(4)",
+        8,
+        "the lock of the complainant's house near {place} was broken at night and {item} had been taken",
+    ),
+    (
+        "Criminal breach of trust",
+        "BNS 316(2)",
+        4,
+        "an employee entrusted with Rs. {amount} for deposit near {place} did not deposit it",
+    ),
+    (
+        "Mischief",
+        "BNS 324(4)",
+        5,
+        "the accused damaged {vehicle} parked near {place} after an argument about {dispute}",
+    ),
+    (
+        "Rash driving",
+        "BNS 281",
+        5,
+        "{vehicle} driven at high speed near {place} hit the complainant's scooter",
+    ),
 )
 
 _FIRST = (
-    "Aarav", "Aditi", "Akash", "Ananya", "Arjun", "Deepa", "Farhan", "Gurpreet", "Harish", "Ishita",
-    "Kavya", "Lakshmi", "Manoj", "Meera", "Mohammed", "Neha", "Pooja", "Pradeep", "Rahul", "Rekha",
-    "Rohan", "Sanjay", "Shreya", "Sneha", "Sunil", "Suresh", "Tanvi", "Vikram", "Vijay", "Zoya",
+    "Aarav",
+    "Aditi",
+    "Akash",
+    "Ananya",
+    "Arjun",
+    "Deepa",
+    "Farhan",
+    "Gurpreet",
+    "Harish",
+    "Ishita",
+    "Kavya",
+    "Lakshmi",
+    "Manoj",
+    "Meera",
+    "Mohammed",
+    "Neha",
+    "Pooja",
+    "Pradeep",
+    "Rahul",
+    "Rekha",
+    "Rohan",
+    "Sanjay",
+    "Shreya",
+    "Sneha",
+    "Sunil",
+    "Suresh",
+    "Tanvi",
+    "Vikram",
+    "Vijay",
+    "Zoya",
 )
 _LAST = (
-    "Sharma", "Patel", "Iyer", "Reddy", "Nair", "Banerjee", "Chatterjee", "Singh", "Khan", "Gupta",
-    "Deshmukh", "Kulkarni", "Menon", "Pillai", "Rao", "Joshi", "Verma", "Mishra", "Das", "Shaikh",
+    "Sharma",
+    "Patel",
+    "Iyer",
+    "Reddy",
+    "Nair",
+    "Banerjee",
+    "Chatterjee",
+    "Singh",
+    "Khan",
+    "Gupta",
+    "Deshmukh",
+    "Kulkarni",
+    "Menon",
+    "Pillai",
+    "Rao",
+    "Joshi",
+    "Verma",
+    "Mishra",
+    "Das",
+    "Shaikh",
 )
 _ITEMS = (
-    "a mobile phone (Samsung Galaxy)", "a gold chain of about 15 grams", "a laptop bag with a Dell laptop",
-    "a wallet with Rs. 4,500 and an Aadhaar card", "two silver anklets", "an iPhone 13",
+    "a mobile phone (Samsung Galaxy)",
+    "a gold chain of about 15 grams",
+    "a laptop bag with a Dell laptop",
+    "a wallet with Rs. 4,500 and an Aadhaar card",
+    "two silver anklets",
+    "an iPhone 13",
 )
 _VEHICLES = (
-    "a Honda Activa scooter", "a Hero Splendor motorcycle", "a Maruti Swift car", "a Bajaj Pulsar motorcycle",
-    "an auto-rickshaw", "a Tata Nexon car",
+    "a Honda Activa scooter",
+    "a Hero Splendor motorcycle",
+    "a Maruti Swift car",
+    "a Bajaj Pulsar motorcycle",
+    "an auto-rickshaw",
+    "a Tata Nexon car",
 )
 _LANDMARKS = (
-    "the bus stand", "the railway station", "the vegetable market", "the temple gate", "the main bazaar",
-    "the metro station", "the complainant's shop", "the ATM on the main road", "the college gate",
+    "the bus stand",
+    "the railway station",
+    "the vegetable market",
+    "the temple gate",
+    "the main bazaar",
+    "the metro station",
+    "the complainant's shop",
+    "the ATM on the main road",
+    "the college gate",
 )
-_DISPUTES = ("a parking space", "a property boundary", "an unpaid loan", "loud music", "a shop rent")
-_PROMISES = ("a government job", "a plot of land", "a visa to Dubai", "double returns on an investment")
+_DISPUTES = (
+    "a parking space",
+    "a property boundary",
+    "an unpaid loan",
+    "loud music",
+    "a shop rent",
+)
+_PROMISES = (
+    "a government job",
+    "a plot of land",
+    "a visa to Dubai",
+    "double returns on an investment",
+)
 _DOMAINS = ("example.com", "example.org", "example.net")
 
 
@@ -422,7 +590,9 @@ def _status_for(age_days: int, rng: random.Random) -> str:
     return rng.choices(("registered", "under_investigation", "chargesheeted", "closed"), weights)[0]
 
 
-def sample_firs(count: int, seed: int = DEFAULT_SEED, end: date | None = None, span_days: int = 730) -> list[FIR]:
+def sample_firs(
+    count: int, seed: int = DEFAULT_SEED, end: date | None = None, span_days: int = 730
+) -> list[FIR]:
     """``count`` realistic FIRs, the same for the same ``seed``, ``end`` and ``span_days``.
 
     Filing times fall in the ``span_days`` days before ``end`` (default: today, UTC; the
@@ -438,20 +608,31 @@ def sample_firs(count: int, seed: int = DEFAULT_SEED, end: date | None = None, s
         end_moment - timedelta(seconds=int(span_days * 86400 * (1 - rng.random() ** 0.7)))
         for _ in range(count)
     )
-    places = [(s, d, ps) for s, districts in PLACES.items() for d, stations in districts.items() for ps in stations]
+    places = [
+        (s, d, ps)
+        for s, districts in PLACES.items()
+        for d, stations in districts.items()
+        for ps in stations
+    ]
     per_station_year: dict[tuple[str, int], int] = {}
     firs: list[FIR] = []
     for i, moment in enumerate(moments, start=1):
         state, district, station = rng.choice(places)
         offence, section, _weight, what = rng.choices(OFFENCES, [o[2] for o in OFFENCES])[0]
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
-        seq = per_station_year[(station, moment.year)] = per_station_year.get((station, moment.year), 0) + 1
+        seq = per_station_year[(station, moment.year)] = (
+            per_station_year.get((station, moment.year), 0) + 1
+        )
         station_code = "".join(ch for ch in station.upper() if ch.isalpha())[:6]
         fir_number = f"{_STATE_CODES[state]}/{station_code}/{moment.year}/{seq:04d}"
         facts = what.format(
-            item=rng.choice(_ITEMS), place=rng.choice(_LANDMARKS), minutes=rng.randint(5, 40),
-            vehicle=rng.choice(_VEHICLES), amount=_inr(rng.randint(5, 450) * 1000),
-            dispute=rng.choice(_DISPUTES), promise=rng.choice(_PROMISES),
+            item=rng.choice(_ITEMS),
+            place=rng.choice(_LANDMARKS),
+            minutes=rng.randint(5, 40),
+            vehicle=rng.choice(_VEHICLES),
+            amount=_inr(rng.randint(5, 450) * 1000),
+            dispute=rng.choice(_DISPUTES),
+            promise=rng.choice(_PROMISES),
         )
         incident = moment - timedelta(hours=rng.randint(1, 72))
         description = (
@@ -461,21 +642,23 @@ def sample_firs(count: int, seed: int = DEFAULT_SEED, end: date | None = None, s
             f"{section}. A copy of this FIR was given to the complainant free of cost."
         )
         age = (end_moment - moment).days
-        firs.append(FIR(
-            id=i,
-            fir_number=fir_number,
-            complainant=f"{first} {last}",
-            contact_email=f"{first.lower()}.{last.lower()}{rng.randint(1, 99)}@{rng.choice(_DOMAINS)}",
-            contact_phone=f"+91 {rng.choice('6789')}{rng.randint(0, 999_999_999):09d}",
-            state=state,
-            district=district,
-            police_station=station,
-            offence=offence,
-            act_section=section,
-            description=description,
-            status=_status_for(age, rng),
-            filed_at=utc_iso(moment),
-        ))
+        firs.append(
+            FIR(
+                id=i,
+                fir_number=fir_number,
+                complainant=f"{first} {last}",
+                contact_email=f"{first.lower()}.{last.lower()}{rng.randint(1, 99)}@{rng.choice(_DOMAINS)}",
+                contact_phone=f"+91 {rng.choice('6789')}{rng.randint(0, 999_999_999):09d}",
+                state=state,
+                district=district,
+                police_station=station,
+                offence=offence,
+                act_section=section,
+                description=description,
+                status=_status_for(age, rng),
+                filed_at=utc_iso(moment),
+            )
+        )
     return firs
 
 
@@ -507,7 +690,9 @@ def create_sample_db(
         conn.execute("DELETE FROM firs")
         insert_firs(conn, firs)
         for n in range(max(3, count // 10)):
-            expires = now + timedelta(minutes=rng.randint(-720, 1440) if n % 3 else -rng.randint(1, 720))
+            expires = now + timedelta(
+                minutes=rng.randint(-720, 1440) if n % 3 else -rng.randint(1, 720)
+            )
             cache_put(conn, f"sample:fir-summary:{n}", json.dumps({"n": n}), expires, now)
     return path
 
@@ -532,15 +717,29 @@ def _iso_date(text: str) -> date:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m afirgen_tasks.records`` argument parser."""
-    p = OneLineErrorParser(prog="python -m afirgen_tasks.records", description="The AFIRGen FIR records database.")
+    p = OneLineErrorParser(
+        prog="python -m afirgen_tasks.records", description="The AFIRGen FIR records database."
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineErrorParser)
-    seed = sub.add_parser("seed", help="fill the database with realistic sample FIRs (replaces existing FIRs)")
+    seed = sub.add_parser(
+        "seed", help="fill the database with realistic sample FIRs (replaces existing FIRs)"
+    )
     seed.add_argument("--count", type=_count, default=500, help="how many FIRs (default 500)")
-    seed.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
-    seed.add_argument("--end", type=_iso_date, help="last filing date, YYYY-MM-DD (default today, UTC)")
-    seed.add_argument("--replace", action="store_true", help="replace the FIRs a non-empty database holds")
-    seed.add_argument("--db", metavar="PATH", help="database file (default: firs.sqlite3 in [paths] data_dir)")
-    seed.add_argument("--config", metavar="PATH", help="settings file (default: $AFIRGEN_CONFIG or ./config.toml)")
+    seed.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})"
+    )
+    seed.add_argument(
+        "--end", type=_iso_date, help="last filing date, YYYY-MM-DD (default today, UTC)"
+    )
+    seed.add_argument(
+        "--replace", action="store_true", help="replace the FIRs a non-empty database holds"
+    )
+    seed.add_argument(
+        "--db", metavar="PATH", help="database file (default: firs.sqlite3 in [paths] data_dir)"
+    )
+    seed.add_argument(
+        "--config", metavar="PATH", help="settings file (default: $AFIRGEN_CONFIG or ./config.toml)"
+    )
     return p
 
 
@@ -561,7 +760,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open_db(db) as conn:
                 existing = count_firs(conn)
             if existing:
-                print(f"records: {db} already holds {existing} FIRs; pass --replace to replace them", file=sys.stderr)
+                print(
+                    f"records: {db} already holds {existing} FIRs; pass --replace to replace them",
+                    file=sys.stderr,
+                )
                 return 2
         create_sample_db(db, args.count, args.seed, args.end)
         with open_db(db) as conn:

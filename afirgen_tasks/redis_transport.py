@@ -119,8 +119,16 @@ LATE_READ_S = 1.0
 #: Words in a ResponseError that mean this server cannot run the script at all (EVAL
 #: renamed away or refused by an ACL, no cjson): fall back to BRPOP.  Anything else (BUSY,
 #: READONLY during a failover, LOADING, OOM) is raised, as kombu raises BRPOP's errors.
-_NO_SCRIPTING = ("unknown command", "unsupported", "noperm", "no permissions", "scripting",
-                 "cjson", "nonexistent global", "a nil value")
+_NO_SCRIPTING = (
+    "unknown command",
+    "unsupported",
+    "noperm",
+    "no permissions",
+    "scripting",
+    "cjson",
+    "nonexistent global",
+    "a nil value",
+)
 
 
 def _scripting_unavailable(exc: Exception) -> bool:
@@ -203,8 +211,9 @@ class Channel(kombu_redis.Channel):
             pipe.pexpire(wakeup_key(queue), WAKEUP_TTL_MS)
             pipe.execute()
 
-    def _do_restore_message(self, payload: dict, exchange: str, routing_key: str, pipe: Any,
-                            leftmost: bool = False) -> None:
+    def _do_restore_message(
+        self, payload: dict, exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
+    ) -> None:
         super()._do_restore_message(payload, exchange, routing_key, pipe, leftmost)
         try:
             queues = self._lookup(exchange, routing_key)
@@ -258,7 +267,9 @@ class Channel(kombu_redis.Channel):
             return super()._brpop_read(**options)
         connection = self.client.connection
         try:
-            reply = self.client.parse_response(connection, "BRPOP" if phase == _WAIT else "EVAL", **options)
+            reply = self.client.parse_response(
+                connection, "BRPOP" if phase == _WAIT else "EVAL", **options
+            )
         except self.connection_errors:
             self._phase = self._in_poll = None
             connection.disconnect()
@@ -267,8 +278,11 @@ class Channel(kombu_redis.Channel):
             self._idle()
             if phase == _FETCH and _scripting_unavailable(exc):
                 self.atomic_fetch = False
-                log.warning("Redis cannot run the atomic fetch script (%s); using BRPOP from now on, "
-                            "so a worker killed while fetching can lose that job", exc)
+                log.warning(
+                    "Redis cannot run the atomic fetch script (%s); using BRPOP from now on, "
+                    "so a worker killed while fetching can lose that job",
+                    exc,
+                )
                 raise Empty() from None
             raise
         if phase == _WAIT:
@@ -287,8 +301,12 @@ class Channel(kombu_redis.Channel):
         message = loads(bytes_to_str(item))
         tag = message.get("properties", {}).get("delivery_tag") if int(recorded) else None
         if tag is not None and waited > LATE_READ_S and not self._still_ours(tag):
-            log.warning("job %s was read %.0f s after it was fetched and the visibility sweep had "
-                        "requeued it meanwhile; left to the consumer that gets it next", tag, waited)
+            log.warning(
+                "job %s was read %.0f s after it was fetched and the visibility sweep had "
+                "requeued it meanwhile; left to the consumer that gets it next",
+                tag,
+                waited,
+            )
             raise Empty()
         self._recorded_tag = tag
         try:
@@ -320,7 +338,9 @@ class Channel(kombu_redis.Channel):
     def _finish_pending(self, phase: str) -> None:
         """Read the reply in flight as the channel closes; a fetched job goes straight back."""
         try:
-            reply = self.client.parse_response(self.client.connection, "BRPOP" if phase == _WAIT else "EVAL")
+            reply = self.client.parse_response(
+                self.client.connection, "BRPOP" if phase == _WAIT else "EVAL"
+            )
             if phase == _FETCH and reply:
                 index, item, recorded = reply
                 if int(recorded):
@@ -346,8 +366,11 @@ class Transport(kombu_redis.Transport):
 class SentinelChannel(Channel, kombu_redis.SentinelChannel):
     """kombu's Sentinel channel (master found through the sentinels) with the atomic fetch."""
 
-    from_transport_options = tuple(dict.fromkeys(
-        Channel.from_transport_options + kombu_redis.SentinelChannel.from_transport_options))
+    from_transport_options = tuple(
+        dict.fromkeys(
+            Channel.from_transport_options + kombu_redis.SentinelChannel.from_transport_options
+        )
+    )
 
 
 class SentinelTransport(Transport):

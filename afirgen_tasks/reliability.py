@@ -14,7 +14,9 @@ BACKOFF_BASE = 1.0
 BACKOFF_CAP = 30.0
 
 
-def backoff_delay(attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP, jitter: bool = True) -> float:
+def backoff_delay(
+    attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP, jitter: bool = True
+) -> float:
     """Exponential backoff: ``base * 2**attempt`` capped at ``cap``, with "full jitter" in [50%, 100%].
 
     ``attempt`` counts from 0.  Jitter keeps a fleet of workers (or consoles) that lost
@@ -36,7 +38,11 @@ class BackoffConsumer(Consumer):
 
     def ensure_connected(self, conn):  # type: ignore[override]
         conf = self.app.conf
-        retry = conf.broker_connection_retry_on_startup if self.first_connection_attempt else conf.broker_connection_retry
+        retry = (
+            conf.broker_connection_retry_on_startup
+            if self.first_connection_attempt
+            else conf.broker_connection_retry
+        )
         if retry is False:
             return super().ensure_connected(conn)
         from celery.worker.consumer.consumer import maybe_shutdown
@@ -57,7 +63,11 @@ class BackoffConsumer(Consumer):
 
                 get_logger(__name__).error(
                     "consumer: cannot connect to %s: %s; trying again in %.1f s (%d/%s)",
-                    conn.as_uri(), exc, delay, attempt, max_retries,
+                    conn.as_uri(),
+                    exc,
+                    delay,
+                    attempt,
+                    max_retries,
                 )
                 _sleep_checking(delay, maybe_shutdown)
         self.first_connection_attempt = False
@@ -97,7 +107,9 @@ def install_revoke_persistence() -> None:
     if getattr(original, "_afirgen_persists", False):
         return
 
-    def revoke(state: Any, task_id: Any, terminate: bool = False, signal: Any = None, **kwargs: Any) -> Any:
+    def revoke(
+        state: Any, task_id: Any, terminate: bool = False, signal: Any = None, **kwargs: Any
+    ) -> Any:
         reply = original(state, task_id, terminate=terminate, signal=signal, **kwargs)
         persist_revoked(state)
         return reply

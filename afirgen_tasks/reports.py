@@ -77,22 +77,40 @@ def render_pdf(fir: records.FIR) -> bytes:
     cell = styles["BodyText"]
     buffer = io.BytesIO()
     doc = SimpleDocTemplate(
-        buffer, pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm, topMargin=18 * mm, bottomMargin=18 * mm,
-        title=f"FIR {fir.fir_number}", author="AFIRGen", subject="First Information Report", invariant=True,
+        buffer,
+        pagesize=A4,
+        leftMargin=18 * mm,
+        rightMargin=18 * mm,
+        topMargin=18 * mm,
+        bottomMargin=18 * mm,
+        title=f"FIR {fir.fir_number}",
+        author="AFIRGen",
+        subject="First Information Report",
+        invariant=True,
     )
     rows = [
-        [Paragraph(f"<b>{escape(label)}</b>", cell), Paragraph(escape(str(getattr(fir, attr) or "-")), cell)]
+        [
+            Paragraph(f"<b>{escape(label)}</b>", cell),
+            Paragraph(escape(str(getattr(fir, attr) or "-")), cell),
+        ]
         for label, attr in PDF_FIELDS
     ]
     table = Table(rows, colWidths=[45 * mm, doc.width - 45 * mm])
-    table.setStyle(TableStyle([
-        ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#E8EEF7")),
-        ("GRID", (0, 0), (-1, -1), 0.5, colors.HexColor("#9AA7B8")),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-    ]))
+    table.setStyle(
+        TableStyle(
+            [
+                ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#E8EEF7")),
+                ("GRID", (0, 0), (-1, -1), 0.5, colors.HexColor("#9AA7B8")),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ]
+        )
+    )
     story: list[Any] = [
         Paragraph("First Information Report", styles["Title"]),
-        Paragraph(escape(f"FIR {fir.fir_number} - {fir.police_station} police station, {fir.district}"), styles["Heading3"]),
+        Paragraph(
+            escape(f"FIR {fir.fir_number} - {fir.police_station} police station, {fir.district}"),
+            styles["Heading3"],
+        ),
         Spacer(1, 4 * mm),
         table,
         Spacer(1, 6 * mm),
@@ -115,7 +133,9 @@ def generate_pdf_report(self: Task, fir_id: int) -> dict[str, Any]:
     data = render_pdf(fir)
     path = settings.paths_report_dir / f"fir-{fir.id:06d}.pdf"
     records.atomic_write_bytes(path, data)
-    return result("ok", started, fir_id=fir.id, fir_number=fir.fir_number, path=str(path), bytes=len(data))
+    return result(
+        "ok", started, fir_id=fir.id, fir_number=fir.fir_number, path=str(path), bytes=len(data)
+    )
 
 
 def _parse_ids(fir_ids: object) -> list[int]:
@@ -127,7 +147,9 @@ def _parse_ids(fir_ids: object) -> list[int]:
     if not ids:
         raise PermanentTaskError("fir_ids is empty: name at least one FIR")
     if len(ids) > MAX_EXCEL_FIRS:
-        raise PermanentTaskError(f"{len(ids)} FIRs requested; one report holds at most {MAX_EXCEL_FIRS}")
+        raise PermanentTaskError(
+            f"{len(ids)} FIRs requested; one report holds at most {MAX_EXCEL_FIRS}"
+        )
     return ids
 
 
@@ -177,12 +199,20 @@ def generate_excel_report(self: Task, fir_ids: list[int]) -> dict[str, Any]:
         found = records.get_firs(conn, ids)
     missing = [i for i in ids if i not in found]
     if missing:
-        shown = ", ".join(map(str, missing[:20])) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+        shown = ", ".join(map(str, missing[:20])) + (
+            f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+        )
         raise PermanentTaskError(f"unknown FIR ids: {shown}")
     data = render_xlsx([found[i] for i in ids])
     digest = hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
     path = settings.paths_report_dir / f"firs-{digest}.xlsx"
     records.atomic_write_bytes(path, data)
     return result(
-        "ok", started, fir_ids=ids[:100], fir_ids_truncated=len(ids) > 100, rows=len(ids), path=str(path), bytes=len(data)
+        "ok",
+        started,
+        fir_ids=ids[:100],
+        fir_ids_truncated=len(ids) > 100,
+        rows=len(ids),
+        path=str(path),
+        bytes=len(data),
     )

@@ -43,7 +43,17 @@ QUEUE_NAMES: tuple[str, ...] = ("default", "email", "reports", "analytics", "cle
 POOLS: tuple[str, ...] = ("prefork", "solo", "threads", "gevent")
 
 #: config.toml sections; a field ``<section>_<key>`` lives at ``[section] key``.
-SECTIONS: tuple[str, ...] = ("celery", "sentinel", "paths", "smtp", "console", "check", "history", "redact", "tls")
+SECTIONS: tuple[str, ...] = (
+    "celery",
+    "sentinel",
+    "paths",
+    "smtp",
+    "console",
+    "check",
+    "history",
+    "redact",
+    "tls",
+)
 
 _DEFAULT_CONFIG = "config.toml"
 
@@ -77,7 +87,7 @@ def _split_userinfo(url: str) -> tuple[str, str | None, str] | None:
     m = _SCHEME.match(url)
     if m is None:
         return None
-    rest = url[m.end():]
+    rest = url[m.end() :]
     if "@" not in rest:
         return m.group(1), None, rest
     userinfo, _, after = rest.rpartition("@")
@@ -224,14 +234,20 @@ class _TomlSource(PydanticBaseSettingsSource):
         try:
             raw = tomllib.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise SettingsError([f"config file {self.path} does not exist (AFIRGEN_CONFIG or --config)"]) from None
+            raise SettingsError(
+                [f"config file {self.path} does not exist (AFIRGEN_CONFIG or --config)"]
+            ) from None
         except OSError as exc:
-            raise SettingsError([f"config file {self.path} cannot be read: {exc.strerror}"]) from None
+            raise SettingsError(
+                [f"config file {self.path} cannot be read: {exc.strerror}"]
+            ) from None
         except UnicodeDecodeError as exc:
             # TOML is UTF-8 by definition; a Latin-1 file is an operator error, not a crash
             line = exc.object[: exc.start].count(b"\n") + 1
             raise SettingsError(
-                [f"config file {self.path} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} on line {line}); save it as UTF-8"]
+                [
+                    f"config file {self.path} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} on line {line}); save it as UTF-8"
+                ]
             ) from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError([f"config file {self.path} is not valid TOML: {exc}"]) from None
@@ -240,7 +256,9 @@ class _TomlSource(PydanticBaseSettingsSource):
         problems: list[str] = []
         for section, body in raw.items():
             if section not in SECTIONS or not isinstance(body, dict):
-                problems.append(f"{self.path}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
+                problems.append(
+                    f"{self.path}: unknown section [{section}] (known: {', '.join(SECTIONS)})"
+                )
                 continue
             for key, value in body.items():
                 name = f"{section}_{key}"
@@ -264,12 +282,18 @@ class Settings(BaseSettings):
     )
 
     # ---- [celery] -------------------------------------------------------------------
-    celery_broker_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("celery_broker_url"))
-    celery_result_backend: str = Field("redis://127.0.0.1:6379/1", validation_alias=_env("celery_result_backend"))
+    celery_broker_url: str = Field(
+        "redis://127.0.0.1:6379/0", validation_alias=_env("celery_broker_url")
+    )
+    celery_result_backend: str = Field(
+        "redis://127.0.0.1:6379/1", validation_alias=_env("celery_result_backend")
+    )
     celery_worker_pool: Literal["prefork", "solo", "threads", "gevent"] = Field(
         "prefork", validation_alias=_env("celery_worker_pool")
     )
-    celery_worker_concurrency: int = Field(4, ge=1, le=512, validation_alias=_env("celery_worker_concurrency"))
+    celery_worker_concurrency: int = Field(
+        4, ge=1, le=512, validation_alias=_env("celery_worker_concurrency")
+    )
     celery_worker_prefetch_multiplier: int = Field(
         4, ge=0, le=1000, validation_alias=_env("celery_worker_prefetch_multiplier")
     )
@@ -280,14 +304,20 @@ class Settings(BaseSettings):
     #: Run Celery's gossip bootstep (``--without-gossip`` when False, the default): it makes a
     #: worker parse every other worker's heartbeat, and one forged heartbeat kills it.
     celery_worker_gossip: bool = Field(False, validation_alias=_env("celery_worker_gossip"))
-    celery_visibility_timeout: int = Field(3600, ge=1, validation_alias=_env("celery_visibility_timeout"))
+    celery_visibility_timeout: int = Field(
+        3600, ge=1, validation_alias=_env("celery_visibility_timeout")
+    )
     celery_task_time_limit: int = Field(600, ge=1, validation_alias=_env("celery_task_time_limit"))
-    celery_task_soft_time_limit: int = Field(540, ge=1, validation_alias=_env("celery_task_soft_time_limit"))
+    celery_task_soft_time_limit: int = Field(
+        540, ge=1, validation_alias=_env("celery_task_soft_time_limit")
+    )
     celery_result_expires: int = Field(86400, ge=0, validation_alias=_env("celery_result_expires"))
     celery_broker_connection_max_retries: int = Field(
         10, ge=0, validation_alias=_env("celery_broker_connection_max_retries")
     )
-    celery_task_max_retries: int = Field(3, ge=0, le=100, validation_alias=_env("celery_task_max_retries"))
+    celery_task_max_retries: int = Field(
+        3, ge=0, le=100, validation_alias=_env("celery_task_max_retries")
+    )
     celery_task_retry_backoff_max: int = Field(
         300, ge=1, validation_alias=_env("celery_task_retry_backoff_max")
     )
@@ -300,13 +330,17 @@ class Settings(BaseSettings):
     #: master's password is the one in the ``sentinel://:password@host`` URL.
     sentinel_password: SecretStr = Field(SecretStr(""), validation_alias=_env("sentinel_password"))
     #: Connect and read timeout, in seconds, for each question asked of a sentinel.
-    sentinel_socket_timeout: float = Field(2.0, gt=0, le=60, validation_alias=_env("sentinel_socket_timeout"))
+    sentinel_socket_timeout: float = Field(
+        2.0, gt=0, le=60, validation_alias=_env("sentinel_socket_timeout")
+    )
 
     # ---- [tls] ----------------------------------------------------------------------
     tls_ca_certs: str = Field("", validation_alias=_env("tls_ca_certs"))
     tls_certfile: str = Field("", validation_alias=_env("tls_certfile"))
     tls_keyfile: str = Field("", validation_alias=_env("tls_keyfile"))
-    tls_cert_reqs: Literal["required", "optional", "none"] = Field("required", validation_alias=_env("tls_cert_reqs"))
+    tls_cert_reqs: Literal["required", "optional", "none"] = Field(
+        "required", validation_alias=_env("tls_cert_reqs")
+    )
 
     # ---- [paths] --------------------------------------------------------------------
     paths_data_dir: Path = Field(Path("var"), validation_alias=_env("paths_data_dir"))
@@ -319,30 +353,52 @@ class Settings(BaseSettings):
     smtp_port: int = Field(587, ge=1, le=65535, validation_alias=_env("smtp_port"))
     smtp_username: str = Field("", validation_alias=_env("smtp_username"))
     smtp_password: SecretStr = Field(SecretStr(""), validation_alias=_env("smtp_password"))
-    smtp_security: Literal["starttls", "ssl", "none"] = Field("starttls", validation_alias=_env("smtp_security"))
-    smtp_sender: str = Field("AFIRGen <no-reply@afirgen.local>", validation_alias=_env("smtp_sender"))
+    smtp_security: Literal["starttls", "ssl", "none"] = Field(
+        "starttls", validation_alias=_env("smtp_security")
+    )
+    smtp_sender: str = Field(
+        "AFIRGen <no-reply@afirgen.local>", validation_alias=_env("smtp_sender")
+    )
     smtp_timeout: float = Field(10.0, gt=0, le=300, validation_alias=_env("smtp_timeout"))
 
     # ---- [console] ------------------------------------------------------------------
-    console_max_tasks: int = Field(100_000, ge=100, le=10_000_000, validation_alias=_env("console_max_tasks"))
-    console_event_buffer: int = Field(50_000, ge=1000, validation_alias=_env("console_event_buffer"))
-    console_refresh_interval: float = Field(0.25, ge=0.05, le=5, validation_alias=_env("console_refresh_interval"))
-    console_queue_poll_interval: float = Field(1.0, ge=0.1, le=60, validation_alias=_env("console_queue_poll_interval"))
-    console_inspect_interval: float = Field(5.0, ge=0.5, le=600, validation_alias=_env("console_inspect_interval"))
+    console_max_tasks: int = Field(
+        100_000, ge=100, le=10_000_000, validation_alias=_env("console_max_tasks")
+    )
+    console_event_buffer: int = Field(
+        50_000, ge=1000, validation_alias=_env("console_event_buffer")
+    )
+    console_refresh_interval: float = Field(
+        0.25, ge=0.05, le=5, validation_alias=_env("console_refresh_interval")
+    )
+    console_queue_poll_interval: float = Field(
+        1.0, ge=0.1, le=60, validation_alias=_env("console_queue_poll_interval")
+    )
+    console_inspect_interval: float = Field(
+        5.0, ge=0.5, le=600, validation_alias=_env("console_inspect_interval")
+    )
     console_heartbeat_timeout: float = Field(
         6.0, ge=1, le=600, validation_alias=_env("console_heartbeat_timeout")
     )
     console_read_only: bool = Field(False, validation_alias=_env("console_read_only"))
-    console_audit_log: Path = Field(Path("var/audit.log"), validation_alias=_env("console_audit_log"))
-    console_control_timeout: float = Field(2.0, gt=0, le=60, validation_alias=_env("console_control_timeout"))
+    console_audit_log: Path = Field(
+        Path("var/audit.log"), validation_alias=_env("console_audit_log")
+    )
+    console_control_timeout: float = Field(
+        2.0, gt=0, le=60, validation_alias=_env("console_control_timeout")
+    )
 
     # ---- [check] --------------------------------------------------------------------
     check_min_workers: int = Field(1, ge=0, validation_alias=_env("check_min_workers"))
     check_timeout: float = Field(5.0, gt=0, le=300, validation_alias=_env("check_timeout"))
     check_backlog_warn: int = Field(1000, ge=0, validation_alias=_env("check_backlog_warn"))
     check_backlog_fail: int = Field(10_000, ge=0, validation_alias=_env("check_backlog_fail"))
-    check_queue_backlog_warn: dict[str, int] = Field(default_factory=dict, validation_alias=_env("check_queue_backlog_warn"))
-    check_queue_backlog_fail: dict[str, int] = Field(default_factory=dict, validation_alias=_env("check_queue_backlog_fail"))
+    check_queue_backlog_warn: dict[str, int] = Field(
+        default_factory=dict, validation_alias=_env("check_queue_backlog_warn")
+    )
+    check_queue_backlog_fail: dict[str, int] = Field(
+        default_factory=dict, validation_alias=_env("check_queue_backlog_fail")
+    )
     check_busy_seconds: float = Field(0.0, ge=0, validation_alias=_env("check_busy_seconds"))
 
     # ---- [history] ------------------------------------------------------------------
@@ -352,12 +408,20 @@ class Settings(BaseSettings):
 
     # ---- [redact] -------------------------------------------------------------------
     redact_arg_names: list[str] = Field(
-        default_factory=lambda: ["recipient_email", "email", "contact_email", "phone", "complainant"],
+        default_factory=lambda: [
+            "recipient_email",
+            "email",
+            "contact_email",
+            "phone",
+            "complainant",
+        ],
         validation_alias=_env("redact_arg_names"),
     )
     redact_emails: bool = Field(True, validation_alias=_env("redact_emails"))
     redact_phones: bool = Field(True, validation_alias=_env("redact_phones"))
-    redact_patterns: list[str] = Field(default_factory=list, validation_alias=_env("redact_patterns"))
+    redact_patterns: list[str] = Field(
+        default_factory=list, validation_alias=_env("redact_patterns")
+    )
 
     #: The config file these settings were read from (None: defaults and environment only).
     _config_path: Path | None = PrivateAttr(None)
@@ -369,7 +433,20 @@ class Settings(BaseSettings):
         if "://" not in value:
             raise ValueError("must be a URL like redis://host:6379/0")
         scheme = value.split("://", 1)[0]
-        if scheme not in {"redis", "rediss", "amqp", "amqps", "pyamqp", "memory", "redis+socket", "sentinel", "db+sqlite", "rpc", "cache+memory", "disabled"}:
+        if scheme not in {
+            "redis",
+            "rediss",
+            "amqp",
+            "amqps",
+            "pyamqp",
+            "memory",
+            "redis+socket",
+            "sentinel",
+            "db+sqlite",
+            "rpc",
+            "cache+memory",
+            "disabled",
+        }:
             raise ValueError(f"has unsupported scheme {scheme!r}")
         if (ch := raw_delimiter_in_credentials(value)) is not None:
             # kombu and redis-py would read part of the password as the host (or quote it in
@@ -377,7 +454,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"the credentials hold a raw {ch!r}, which ends the host part for kombu and redis-py:"
                 " percent-encode it in the password (/ as %2F, ? as %3F, # as %23; an @ in a path or"
-                " query as %40)")
+                " query as %40)"
+            )
         return value
 
     @field_validator("sentinel_master_name")
@@ -385,7 +463,9 @@ class Settings(BaseSettings):
     def _master_name(cls, value: str) -> str:
         value = value.strip()
         if value and not re.fullmatch(r"[!-~]{1,200}", value):
-            raise ValueError("must be the name the sentinels monitor: printable characters, no spaces")
+            raise ValueError(
+                "must be the name the sentinels monitor: printable characters, no spaces"
+            )
         return value
 
     @field_validator("celery_worker_autoscale")
@@ -409,7 +489,9 @@ class Settings(BaseSettings):
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from None
+                raise ValueError(
+                    f"pattern {pattern!r} is not a valid regular expression: {exc}"
+                ) from None
         return value
 
     @field_validator("check_queue_backlog_warn", "check_queue_backlog_fail")
@@ -446,7 +528,14 @@ class Settings(BaseSettings):
         self._config_path = _CONFIG_PATH.get()
         if self._config_path is not None:
             base = self._config_path.parent
-            for name in ("paths_data_dir", "paths_report_dir", "paths_outbox_dir", "paths_temp_dir", "console_audit_log", "history_db"):
+            for name in (
+                "paths_data_dir",
+                "paths_report_dir",
+                "paths_outbox_dir",
+                "paths_temp_dir",
+                "console_audit_log",
+                "history_db",
+            ):
                 path = getattr(self, name).expanduser()
                 if not path.is_absolute():
                     path = base / path
@@ -506,8 +595,11 @@ class Settings(BaseSettings):
 
         reqs = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
         opts: dict[str, Any] = {"ssl_cert_reqs": reqs[self.tls_cert_reqs]}
-        for key, value in (("ssl_ca_certs", self.tls_ca_certs), ("ssl_certfile", self.tls_certfile),
-                           ("ssl_keyfile", self.tls_keyfile)):
+        for key, value in (
+            ("ssl_ca_certs", self.tls_ca_certs),
+            ("ssl_certfile", self.tls_certfile),
+            ("ssl_keyfile", self.tls_keyfile),
+        ):
             if value:
                 opts[key] = value
         return opts
@@ -534,7 +626,12 @@ class Settings(BaseSettings):
 
     def ensure_dirs(self) -> None:
         """Create the data, report, outbox and temp directories."""
-        for path in (self.paths_data_dir, self.paths_report_dir, self.paths_outbox_dir, self.paths_temp_dir):
+        for path in (
+            self.paths_data_dir,
+            self.paths_report_dir,
+            self.paths_outbox_dir,
+            self.paths_temp_dir,
+        ):
             path.mkdir(parents=True, exist_ok=True)
 
 
@@ -582,12 +679,12 @@ def _format_error(err: dict[str, Any]) -> str:
             allowed = ", ".join(re.findall(r"'([^']*)'", expected)) or expected
             return f"{where}={value!r} is not one of {allowed}"
         if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         elif kind.startswith(("int_", "float_", "bool_", "greater", "less")):
             msg = msg[0].lower() + msg[1:]
         return f"{where}={value!r}: {msg} (config.toml {toml_location(field)})"
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     return msg
 
 
@@ -606,13 +703,17 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
         # An environment value for a list/dict setting that is not JSON.
         match = re.search(r'field "([a-z_]+)"', str(exc))
         field = match.group(1) if match else "?"
-        raise SettingsError([f"{env_name(field)}: not valid JSON (this setting takes a JSON list or object)"]) from None
+        raise SettingsError(
+            [f"{env_name(field)}: not valid JSON (this setting takes a JSON list or object)"]
+        ) from None
     finally:
         _CONFIG_PATH.reset(token)
     return settings
 
 
-def load_settings_or_exit(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+def load_settings_or_exit(
+    config: str | os.PathLike[str] | None = None, **overrides: Any
+) -> Settings:
     """Like :func:`load_settings`, but print each problem on one line and exit 2."""
     try:
         return load_settings(config, **overrides)

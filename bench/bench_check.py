@@ -45,7 +45,9 @@ def environ(broker: str, tmp: Path) -> dict[str, str]:
 
 def timed(argv: list[str], env: dict[str, str], expect: int) -> float:
     started = time.perf_counter()
-    proc = subprocess.run(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    proc = subprocess.run(
+        argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - started
     if proc.returncode != expect:
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
@@ -71,16 +73,48 @@ def main() -> int:
         try:
             for i in (1, 2):
                 log = open(tmp / f"worker{i}.log", "wb")  # noqa: SIM115 -- closed with the process
-                workers.append(subprocess.Popen(
-                    [sys.executable, "-m", "celery", "-A", "afirgen_tasks.celery_app", "worker", "-Q", QUEUES,
-                     "-c", "2", "-n", f"bench{i}@%h", "--without-mingle", "--without-gossip", "-l", "warning"],
-                    cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                ))
+                workers.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "celery",
+                            "-A",
+                            "afirgen_tasks.celery_app",
+                            "worker",
+                            "-Q",
+                            QUEUES,
+                            "-c",
+                            "2",
+                            "-n",
+                            f"bench{i}@%h",
+                            "--without-mingle",
+                            "--without-gossip",
+                            "-l",
+                            "warning",
+                        ],
+                        cwd=REPO,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
             check = [sys.executable, "-m", "tui", "--check"]
-            ping = [sys.executable, "-m", "celery", "-A", "afirgen_tasks.celery_app", "inspect", "ping"]
+            ping = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "afirgen_tasks.celery_app",
+                "inspect",
+                "ping",
+            ]
             deadline = time.monotonic() + 60
             while True:  # both workers up: the check itself says so
-                proc = subprocess.run([*check, "--json"], cwd=REPO, env=env, capture_output=True, text=True)
+                proc = subprocess.run(
+                    [*check, "--json"], cwd=REPO, env=env, capture_output=True, text=True
+                )
                 if proc.returncode == 0 and '"value": 2,' in proc.stdout:
                     break
                 if time.monotonic() > deadline:
@@ -104,11 +138,17 @@ def main() -> int:
             client.flushdb()
 
     check_s, ping_s = statistics.median(results["check"]), statistics.median(results["ping"])
-    print(f"healthy cluster: 2 workers on {broker}, {args.runs} runs each, wall time per run (median)")
-    print(f"  afirgen-tui --check ({' '.join(check[1:])}):  {check_s:.3f} s  "
-          f"(min {min(results['check']):.3f}, max {max(results['check']):.3f})")
-    print(f"  celery inspect ping ({' '.join(ping[1:])}):  {ping_s:.3f} s  "
-          f"(min {min(results['ping']):.3f}, max {max(results['ping']):.3f})")
+    print(
+        f"healthy cluster: 2 workers on {broker}, {args.runs} runs each, wall time per run (median)"
+    )
+    print(
+        f"  afirgen-tui --check ({' '.join(check[1:])}):  {check_s:.3f} s  "
+        f"(min {min(results['check']):.3f}, max {max(results['check']):.3f})"
+    )
+    print(
+        f"  celery inspect ping ({' '.join(ping[1:])}):  {ping_s:.3f} s  "
+        f"(min {min(results['ping']):.3f}, max {max(results['ping']):.3f})"
+    )
     print(f"  ratio check / ping: {check_s / ping_s:.2f}x (goal <= 0.4x)")
     return 0
 

@@ -60,17 +60,20 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q / 100 * len(s)))]
 
 
-
-
 def environ(broker: str, tmp: Path) -> None:
     for k in [k for k in os.environ if k.startswith(("CELERY_", "AFIRGEN_"))]:
         del os.environ[k]
     (tmp / "config.toml").write_text("")
     os.environ.update(
-        CELERY_BROKER_URL=broker, CELERY_RESULT_BACKEND=broker, AFIRGEN_CONFIG=str(tmp / "config.toml"),
-        AFIRGEN_PATHS_DATA_DIR=str(tmp / "var"), AFIRGEN_PATHS_REPORT_DIR=str(tmp / "var/reports"),
-        AFIRGEN_PATHS_OUTBOX_DIR=str(tmp / "var/outbox"), AFIRGEN_PATHS_TEMP_DIR=str(tmp / "var/tmp"),
-        AFIRGEN_CONSOLE_AUDIT_LOG=str(tmp / "var/audit.log"), AFIRGEN_HISTORY_DB=str(tmp / "var/history.sqlite3"),
+        CELERY_BROKER_URL=broker,
+        CELERY_RESULT_BACKEND=broker,
+        AFIRGEN_CONFIG=str(tmp / "config.toml"),
+        AFIRGEN_PATHS_DATA_DIR=str(tmp / "var"),
+        AFIRGEN_PATHS_REPORT_DIR=str(tmp / "var/reports"),
+        AFIRGEN_PATHS_OUTBOX_DIR=str(tmp / "var/outbox"),
+        AFIRGEN_PATHS_TEMP_DIR=str(tmp / "var/tmp"),
+        AFIRGEN_CONSOLE_AUDIT_LOG=str(tmp / "var/audit.log"),
+        AFIRGEN_HISTORY_DB=str(tmp / "var/history.sqlite3"),
     )
 
 
@@ -98,7 +101,9 @@ def make_app_class() -> type:
     class BenchApp(AfirgenApp):
         """The real console, with timing probes around tick and frame output."""
 
-        CSS_PATH = str(Path(tui.ui.app.__file__).with_name("app.tcss"))  # relative paths follow the subclass
+        CSS_PATH = str(
+            Path(tui.ui.app.__file__).with_name("app.tcss")
+        )  # relative paths follow the subclass
 
         probe = Probe()
 
@@ -197,17 +202,42 @@ def status_text(app: Any) -> str:
     return str(app.query_one("#status", Static).content)
 
 
-async def run_phase(app: Any, pilot: Any, broker: str, rate: float, seconds: float, workers: int,
-                    worker_buffer: bool, settle: float, rnd: random.Random) -> dict[str, Any]:
+async def run_phase(
+    app: Any,
+    pilot: Any,
+    broker: str,
+    rate: float,
+    seconds: float,
+    workers: int,
+    worker_buffer: bool,
+    settle: float,
+    rnd: random.Random,
+) -> dict[str, Any]:
     probe = app.probe = Probe()
     src = app.sources
     received0, dropped0, applied0 = src.received, src.dropped, app.console_screen.events_applied
-    argv = [sys.executable, "-m", "bench.publisher", "--url", broker, "--rate", str(rate), "--seconds", str(seconds),
-            "--workers", str(workers), "--prefix", f"r{int(rate)}-"]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.publisher",
+        "--url",
+        broker,
+        "--rate",
+        str(rate),
+        "--seconds",
+        str(seconds),
+        "--workers",
+        str(workers),
+        "--prefix",
+        f"r{int(rate)}-",
+    ]
     if not worker_buffer:
         argv.append("--no-worker-buffer")
     stop = asyncio.Event()
-    bg = [asyncio.create_task(sample_rss(probe, stop)), asyncio.create_task(press_keys(app, pilot, stop, rnd))]
+    bg = [
+        asyncio.create_task(sample_rss(probe, stop)),
+        asyncio.create_task(press_keys(app, pilot, stop, rnd)),
+    ]
     t0 = time.perf_counter()
     pub = await asyncio.create_subprocess_exec(*argv, cwd=REPO, stdout=asyncio.subprocess.PIPE)
     out, _ = await pub.communicate()
@@ -233,22 +263,38 @@ async def run_phase(app: Any, pilot: Any, broker: str, rate: float, seconds: flo
     received = src.received - received0
     lags_pub = probe.lags[:n_lag_pub]
     return {
-        "rate": rate, "published": stats["published"], "pub_rate": stats["achieved_rate"],
-        "pub_seconds": stats["seconds"], "received": received, "gap": stats["published"] - received,
-        "dropped": src.dropped - dropped0, "applied": app.console_screen.events_applied - applied0,
-        "applied_per_s_pub": applied_pub / t_pub, "applied_per_s_all": (app.console_screen.events_applied - applied0) / t_all,
-        "buffered_at_pub_end": buffered_at_end, "still_buffered": src.buffered, "drain_s": drain_s,
-        "lag_p50": statistics.median(lags_pub) if lags_pub else float("nan"), "lag_p99": pct(lags_pub, 99),
-        "lag_max": max(lags_pub, default=float("nan")), "lag_at_pub_end": lag_at_end,
+        "rate": rate,
+        "published": stats["published"],
+        "pub_rate": stats["achieved_rate"],
+        "pub_seconds": stats["seconds"],
+        "received": received,
+        "gap": stats["published"] - received,
+        "dropped": src.dropped - dropped0,
+        "applied": app.console_screen.events_applied - applied0,
+        "applied_per_s_pub": applied_pub / t_pub,
+        "applied_per_s_all": (app.console_screen.events_applied - applied0) / t_all,
+        "buffered_at_pub_end": buffered_at_end,
+        "still_buffered": src.buffered,
+        "drain_s": drain_s,
+        "lag_p50": statistics.median(lags_pub) if lags_pub else float("nan"),
+        "lag_p99": pct(lags_pub, 99),
+        "lag_max": max(lags_pub, default=float("nan")),
+        "lag_at_pub_end": lag_at_end,
         "lag_max_all": max(probe.lags, default=float("nan")),
-        "key_n": len(probe.key_ms), "key_noop": probe.key_noop,
+        "key_n": len(probe.key_ms),
+        "key_noop": probe.key_noop,
         "key_p50": statistics.median(probe.key_ms) if probe.key_ms else float("nan"),
-        "key_p99": pct(probe.key_ms, 99), "key_max": max(probe.key_ms, default=float("nan")),
-        "tick_n": len(probe.ticks_ms), "tick_p50": statistics.median(probe.ticks_ms) if probe.ticks_ms else 0.0,
-        "tick_p99": pct(probe.ticks_ms, 99), "frames_per_s": probe.frames / t_all,
+        "key_p99": pct(probe.key_ms, 99),
+        "key_max": max(probe.key_ms, default=float("nan")),
+        "tick_n": len(probe.ticks_ms),
+        "tick_p50": statistics.median(probe.ticks_ms) if probe.ticks_ms else 0.0,
+        "tick_p99": pct(probe.ticks_ms, 99),
+        "frames_per_s": probe.frames / t_all,
         "frame_p50": statistics.median(probe.frame_ms) if probe.frame_ms else 0.0,
-        "rss_max": max(probe.rss, default=0.0), "rss_end": probe.rss[-1] if probe.rss else 0.0,
-        "tasks_in_model": len(app.model), "status": status_text(app),
+        "rss_max": max(probe.rss, default=0.0),
+        "rss_end": probe.rss[-1] if probe.rss else 0.0,
+        "tasks_in_model": len(app.model),
+        "status": status_text(app),
     }
 
 
@@ -273,16 +319,30 @@ async def bench(args: argparse.Namespace, broker: str) -> list[dict[str, Any]]:
                 raise SystemExit(f"receiver did not connect: {sources.status}")
             await asyncio.sleep(0.05)
         instrument(app)
-        print(f"console up, receiver connected; RSS {psutil.Process().memory_info().rss / 2**20:.0f} MB", flush=True)
+        print(
+            f"console up, receiver connected; RSS {psutil.Process().memory_info().rss / 2**20:.0f} MB",
+            flush=True,
+        )
         prof = None
         if args.profile:
             import cProfile
 
-            prof = cProfile.Profile()  # the UI thread only (the event loop); the receiver thread is not traced
+            prof = (
+                cProfile.Profile()
+            )  # the UI thread only (the event loop); the receiver thread is not traced
             prof.enable()
         for rate in args.rates:
-            r = await run_phase(app, pilot, broker, rate, args.seconds, args.workers, not args.no_worker_buffer,
-                                args.settle, rnd)
+            r = await run_phase(
+                app,
+                pilot,
+                broker,
+                rate,
+                args.seconds,
+                args.workers,
+                not args.no_worker_buffer,
+                args.settle,
+                rnd,
+            )
             results.append(r)
             print(json.dumps(r), flush=True)
         if prof is not None:
@@ -294,14 +354,27 @@ async def bench(args: argparse.Namespace, broker: str) -> list[dict[str, Any]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", help="broker URL of an EMPTY scratch db (default: spawn redis-server on a free port)")
-    parser.add_argument("--rates", type=float, nargs="+", default=[1000, 5000, 10000], help="events per second")
+    parser.add_argument(
+        "--url",
+        help="broker URL of an EMPTY scratch db (default: spawn redis-server on a free port)",
+    )
+    parser.add_argument(
+        "--rates", type=float, nargs="+", default=[1000, 5000, 10000], help="events per second"
+    )
     parser.add_argument("--seconds", type=float, default=15.0, help="publishing time per rate")
     parser.add_argument("--workers", type=int, default=20, help="worker hostnames in the stream")
-    parser.add_argument("--buffer", type=int, default=0, help="console_event_buffer (default: the setting's)")
-    parser.add_argument("--settle", type=float, default=30.0, help="max seconds to wait for the backlog")
-    parser.add_argument("--profile", metavar="FILE", help="cProfile the UI thread into FILE (pstats)")
-    parser.add_argument("--no-worker-buffer", action="store_true", help="one message per worker task event")
+    parser.add_argument(
+        "--buffer", type=int, default=0, help="console_event_buffer (default: the setting's)"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=30.0, help="max seconds to wait for the backlog"
+    )
+    parser.add_argument(
+        "--profile", metavar="FILE", help="cProfile the UI thread into FILE (pstats)"
+    )
+    parser.add_argument(
+        "--no-worker-buffer", action="store_true", help="one message per worker task event"
+    )
     args = parser.parse_args()
     cmd = "python -m bench.bench_e2e " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     tmp = Path(tempfile.mkdtemp(prefix="afirgen-e2e-"))
@@ -329,24 +402,34 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\n$ {cmd.strip()}")
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
-          f"{args.seconds:g} s per rate, {args.workers} worker hostnames, "
-          f"worker task events {'one message each' if args.no_worker_buffer else 'batched (hub buffer, <= 24)'}")
-    head = (f"{'rate/s':>7} {'pub/s':>7} {'applied/s':>9} {'lag p50':>8} {'p99':>7} {'max':>7} {'dropped':>8} "
-            f"{'gap':>5} {'backlog':>8} {'key p50':>8} {'p99':>7} {'tick p50':>8} {'p99':>7} {'RSS max':>8}")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
+        f"{args.seconds:g} s per rate, {args.workers} worker hostnames, "
+        f"worker task events {'one message each' if args.no_worker_buffer else 'batched (hub buffer, <= 24)'}"
+    )
+    head = (
+        f"{'rate/s':>7} {'pub/s':>7} {'applied/s':>9} {'lag p50':>8} {'p99':>7} {'max':>7} {'dropped':>8} "
+        f"{'gap':>5} {'backlog':>8} {'key p50':>8} {'p99':>7} {'tick p50':>8} {'p99':>7} {'RSS max':>8}"
+    )
     print(head)
     print("-" * len(head))
     for r in results:
-        print(f"{r['rate']:>7.0f} {r['pub_rate']:>7.0f} {r['applied_per_s_pub']:>9.0f} {r['lag_p50']:>7.2f}s "
-              f"{r['lag_p99']:>6.2f}s {r['lag_max']:>6.2f}s {r['dropped']:>8,} {r['gap']:>5,} "
-              f"{r['buffered_at_pub_end']:>8,} {r['key_p50']:>6.1f}ms {r['key_p99']:>5.1f}ms "
-              f"{r['tick_p50']:>6.1f}ms {r['tick_p99']:>5.1f}ms {r['rss_max']:>6.0f}MB")
-    print("applied/s and lag over the publishing window; backlog = events buffered when publishing stopped; "
-          "gap = published - received by the receiver thread")
+        print(
+            f"{r['rate']:>7.0f} {r['pub_rate']:>7.0f} {r['applied_per_s_pub']:>9.0f} {r['lag_p50']:>7.2f}s "
+            f"{r['lag_p99']:>6.2f}s {r['lag_max']:>6.2f}s {r['dropped']:>8,} {r['gap']:>5,} "
+            f"{r['buffered_at_pub_end']:>8,} {r['key_p50']:>6.1f}ms {r['key_p99']:>5.1f}ms "
+            f"{r['tick_p50']:>6.1f}ms {r['tick_p99']:>5.1f}ms {r['rss_max']:>6.0f}MB"
+        )
+    print(
+        "applied/s and lag over the publishing window; backlog = events buffered when publishing stopped; "
+        "gap = published - received by the receiver thread"
+    )
     for r in results:
-        print(f"  {r['rate']:.0f}/s: drained in {r['drain_s']:.1f} s (left {r['still_buffered']:,}), "
-              f"{r['key_n']} key presses ({r['key_noop']} no-op), {r['frames_per_s']:.0f} frames/s, "
-              f"status line: {r['status']}")
+        print(
+            f"  {r['rate']:.0f}/s: drained in {r['drain_s']:.1f} s (left {r['still_buffered']:,}), "
+            f"{r['key_n']} key presses ({r['key_noop']} no-op), {r['frames_per_s']:.0f} frames/s, "
+            f"status line: {r['status']}"
+        )
     return 0
 
 

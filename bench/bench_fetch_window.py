@@ -78,7 +78,9 @@ def consume(url: str, transport: str, visibility: float, until_empty: bool) -> N
                     conn.drain_events(timeout=0.2)
                     idle_since = None
                 except TimeoutError:
-                    pending = sum(client.llen(k) for k in client.keys("jobs*")) + client.hlen("unacked")
+                    pending = sum(client.llen(k) for k in client.keys("jobs*")) + client.hlen(
+                        "unacked"
+                    )
                     if until_empty and not pending:
                         idle_since = idle_since or time.monotonic()
                         if time.monotonic() - idle_since > 1:
@@ -102,7 +104,9 @@ def run(url: str, name: str, jobs: int, kills: int, rng: random.Random) -> dict:
         # Wait until it is consuming (its first job is done), then let it run a little.
         before = client.scard("done")
         deadline = time.monotonic() + 10
-        while client.scard("done") == before and time.monotonic() < deadline and proc.poll() is None:
+        while (
+            client.scard("done") == before and time.monotonic() < deadline and proc.poll() is None
+        ):
             time.sleep(0.005)
         time.sleep(rng.uniform(0.02, 0.15))
         proc.send_signal(signal.SIGKILL)
@@ -112,9 +116,16 @@ def run(url: str, name: str, jobs: int, kills: int, rng: random.Random) -> dict:
     unacked_after_kills = client.hlen("unacked")
     subprocess.run([*me, "--visibility", "0", "--until-empty"], cwd=REPO, check=True, timeout=600)
     done = client.scard("done")
-    return {"transport": name, "jobs": jobs, "kills": done_kills, "unacked_after_kills": unacked_after_kills,
-            "completed": done, "lost": jobs - done, "redelivered": int(client.get("redelivered") or 0),
-            "killing_s": round(killing_s, 1)}
+    return {
+        "transport": name,
+        "jobs": jobs,
+        "kills": done_kills,
+        "unacked_after_kills": unacked_after_kills,
+        "completed": done,
+        "lost": jobs - done,
+        "redelivered": int(client.get("redelivered") or 0),
+        "killing_s": round(killing_s, 1),
+    }
 
 
 def main() -> int:
@@ -122,7 +133,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=40000)
     parser.add_argument("--kills", type=int, default=150)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--transports", nargs="+", default=list(TRANSPORTS), choices=list(TRANSPORTS))
+    parser.add_argument(
+        "--transports", nargs="+", default=list(TRANSPORTS), choices=list(TRANSPORTS)
+    )
     parser.add_argument("--consume", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--transport", choices=list(TRANSPORTS), help=argparse.SUPPRESS)
     parser.add_argument("--visibility", type=float, default=3600, help=argparse.SUPPRESS)
@@ -134,7 +147,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         proc, url = start_redis(Path(tmp))
         try:
-            rows = [run(url, name, args.jobs, args.kills, random.Random(args.seed)) for name in args.transports]
+            rows = [
+                run(url, name, args.jobs, args.kills, random.Random(args.seed))
+                for name in args.transports
+            ]
         finally:
             proc.terminate()
             proc.wait(10)

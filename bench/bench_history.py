@@ -37,11 +37,23 @@ NAMES = (
     "afirgen_tasks.cleanup.clear_expired_cache",
     "afirgen_tasks.cleanup.cleanup_temp_files",
 )
-QUEUE_OF = {n: {"email": "email", "reports": "reports", "analytics": "analytics",
-                "cleanup": "cleanup"}[n.split(".")[1]] for n in NAMES}
+QUEUE_OF = {
+    n: {"email": "email", "reports": "reports", "analytics": "analytics", "cleanup": "cleanup"}[
+        n.split(".")[1]
+    ]
+    for n in NAMES
+}
 #: (state, weight): mostly successes, a few failures, some in flight
-STATES = (("SUCCESS", 900), ("FAILURE", 40), ("STARTED", 20), ("RECEIVED", 15),
-          ("SENT", 10), ("RETRY", 8), ("REVOKED", 5), ("REJECTED", 2))
+STATES = (
+    ("SUCCESS", 900),
+    ("FAILURE", 40),
+    ("STARTED", 20),
+    ("RECEIVED", 15),
+    ("SENT", 10),
+    ("RETRY", 8),
+    ("REVOKED", 5),
+    ("REJECTED", 2),
+)
 HOSTS = tuple(f"celery@worker-{i:02d}" for i in range(20))
 #: one host that ran only a handful of tasks (a selective worker: term)
 RARE_HOST = "celery@canary-01"
@@ -64,9 +76,14 @@ def synthetic_rows(n: int, seed: int = 7, end: float | None = None) -> Iterator[
         fir = rng.randrange(1, 50_000)
         row: dict[str, Any] = {
             "uuid": str(uuidlib.UUID(int=rng.getrandbits(128), version=4)),
-            "name": name, "state": state, "queue": QUEUE_OF[name],
-            "priority": rng.randrange(1, 11), "hostname": host, "retries": 0,
-            "sent": sent, "received": sent + 0.01,
+            "name": name,
+            "state": state,
+            "queue": QUEUE_OF[name],
+            "priority": rng.randrange(1, 11),
+            "hostname": host,
+            "retries": 0,
+            "sent": sent,
+            "received": sent + 0.01,
             "args": f"({fir},)",
             "kwargs": f"{{'fir_id': {fir}, 'recipient_email': 'user{i}@example.org'}}",
         }
@@ -79,8 +96,10 @@ def synthetic_rows(n: int, seed: int = 7, end: float | None = None) -> Iterator[
         elif state == "FAILURE":
             row["finished"] = sent + 0.3
             row["exception"] = f"PermanentTaskError('FIR {fir} does not exist')"
-            row["traceback"] = ("Traceback (most recent call last):\n  File \"tasks.py\", "
-                                f"line 42, in run\nPermanentTaskError: FIR {fir} does not exist\n")
+            row["traceback"] = (
+                'Traceback (most recent call last):\n  File "tasks.py", '
+                f"line 42, in run\nPermanentTaskError: FIR {fir} does not exist\n"
+            )
         yield row
 
 
@@ -138,8 +157,12 @@ def queries(store: HistoryStore, now: float) -> list[tuple[str, str, float | Non
         ("time range 1 h, 20 days ago", "", now - 20 * 86400 - 3600, now - 20 * 86400),
         ("state:failure + 1 h range", "state:failure", now - 86400 - 3600, now - 86400),
         ("state:failure queue:email", "state:failure queue:email", None, None),
-        ("state:success worker:canary name:pdf", "state:success worker:canary name:pdf",
-         None, None),
+        (
+            "state:success worker:canary name:pdf",
+            "state:success worker:canary name:pdf",
+            None,
+            None,
+        ),
         ("queue:email name:excel (none)", "queue:email name:excel", None, None),
     ]
 
@@ -159,14 +182,21 @@ def main(argv: list[str] | None = None) -> int:
     now = time.time()
     reuse = path.exists()
     t0 = time.perf_counter()
-    store = HistoryStore(path, max_rows=max(args.rows * 2, 1000), max_age_days=3650) if reuse \
+    store = (
+        HistoryStore(path, max_rows=max(args.rows * 2, 1000), max_age_days=3650)
+        if reuse
         else build(path, args.rows, end=now)
+    )
     build_s = time.perf_counter() - t0
     rows = store.count()
     size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
-    print(f"command: {' '.join([sys.executable, '-m', 'bench.bench_history', *(argv or sys.argv[1:])])}")
-    print(f"rows: {rows:,}  file: {size / 1e6:,.0f} MB  "
-          f"{'reused' if reuse else f'built in {build_s:,.1f} s ({rows / build_s:,.0f} rows/s)'}")
+    print(
+        f"command: {' '.join([sys.executable, '-m', 'bench.bench_history', *(argv or sys.argv[1:])])}"
+    )
+    print(
+        f"rows: {rows:,}  file: {size / 1e6:,.0f} MB  "
+        f"{'reused' if reuse else f'built in {build_s:,.1f} s ({rows / build_s:,.0f} rows/s)'}"
+    )
     print(f"{'query':<42} {'best ms':>8} {'worst ms':>8} {'rows':>5}  plan")
     worst = 0.0
     for label, q, since, until in queries(store, now):

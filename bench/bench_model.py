@@ -31,8 +31,12 @@ from tui.core.model import ClusterModel
 Batch = list[dict[str, Any]]
 
 
-def phased_batches(max_tasks: int, full_events: int, batch: int, seed: int,
-                   ) -> Iterator[tuple[str, Batch]]:
+def phased_batches(
+    max_tasks: int,
+    full_events: int,
+    batch: int,
+    seed: int,
+) -> Iterator[tuple[str, Batch]]:
     """("fill"|"full", batch): batches split exactly where task number max_tasks appears."""
     seen: set[str] = set()
     phase = "fill"
@@ -75,6 +79,7 @@ def celery_state(max_tasks: int) -> tuple[object, Callable[[Batch], None], Calla
     def feed(batch: Batch) -> None:
         for ev in batch:
             event(ev)
+
     return state, feed, lambda: len(state.tasks)
 
 
@@ -115,33 +120,50 @@ def run_memory(make: Callable[..., Any], args: argparse.Namespace) -> tuple[floa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-tasks", type=int, default=100_000)
-    parser.add_argument("--full-events", type=int, default=400_000,
-                        help="events applied after the model is full (default 400000)")
-    parser.add_argument("--batch", type=int, default=2000, help="events per apply (the tick's chunk)")
+    parser.add_argument(
+        "--full-events",
+        type=int,
+        default=400_000,
+        help="events applied after the model is full (default 400000)",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=2000, help="events per apply (the tick's chunk)"
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="speed passes per implementation; the best one counts (noisy hosts)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="speed passes per implementation; the best one counts (noisy hosts)",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc pass")
     parser.add_argument("--only", choices=sorted(MAKERS), help="run one implementation")
-    parser.add_argument("--quick", action="store_true", help="--max-tasks 20000 --full-events 80000")
+    parser.add_argument(
+        "--quick", action="store_true", help="--max-tasks 20000 --full-events 80000"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.max_tasks, args.full_events = 20_000, 80_000
 
     cmd = "python -m bench.bench_model " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     print(f"$ {cmd.strip()}")
-    print(f"python {sys.version.split()[0]}, max_tasks={args.max_tasks:,}, "
-          f"batch={args.batch}, seed={args.seed}")
+    print(
+        f"python {sys.version.split()[0]}, max_tasks={args.max_tasks:,}, "
+        f"batch={args.batch}, seed={args.seed}"
+    )
     speed: dict[str, dict[str, tuple[int, float]]] = {}
     memory: dict[str, tuple[float, int]] = {}
     for label, make in MAKERS.items():
         if args.only and label != args.only:
             continue
         runs = [run_speed(make, args) for _ in range(max(1, args.repeat))]
-        speed[label] = {phase: min((r[phase] for r in runs), key=lambda x: x[1])
-                        for phase in ("fill", "full")}
-        print(f"  {label}: fill {speed[label]['fill'][1]:.2f}s, full {speed[label]['full'][1]:.2f}s",
-              flush=True)
+        speed[label] = {
+            phase: min((r[phase] for r in runs), key=lambda x: x[1]) for phase in ("fill", "full")
+        }
+        print(
+            f"  {label}: fill {speed[label]['fill'][1]:.2f}s, full {speed[label]['full'][1]:.2f}s",
+            flush=True,
+        )
         gc.collect()
     if not args.no_memory:
         for label, make in MAKERS.items():
@@ -159,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(head))
     for phase, title in (("fill", "filling"), ("full", "full, evicting")):
         n = speed[labels[0]][phase][0]
-        rates = [speed[label][phase][0] / speed[label][phase][1] if speed[label][phase][1] else 0.0
-                 for label in labels]
+        rates = [
+            speed[label][phase][0] / speed[label][phase][1] if speed[label][phase][1] else 0.0
+            for label in labels
+        ]
         row = f"{f'{title} ({n:,} events), events/s':44}" + "".join(f"{r:>16,.0f}" for r in rates)
         if len(rates) == 2 and rates[1]:
             row += f"{rates[0] / rates[1]:>9.1f}x"
@@ -168,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     if memory:
         sizes = [memory[label][0] for label in labels if label in memory]
         row = f"{f'retained bytes/task ({memory[labels[0]][1]:,} tasks)':44}" + "".join(
-            f"{s:>16,.0f}" for s in sizes)
+            f"{s:>16,.0f}" for s in sizes
+        )
         if len(sizes) == 2 and sizes[0]:
             row += f"{sizes[1] / sizes[0]:>9.1f}x smaller"
         print(row)

@@ -80,11 +80,15 @@ def populate(client: redis.Redis, queues: list[str]) -> list[str]:
     return keys
 
 
-def measure(client: redis.Redis, counting: CountingClient, n_queues: int, polls: int) -> dict[str, object]:
+def measure(
+    client: redis.Redis, counting: CountingClient, n_queues: int, polls: int
+) -> dict[str, object]:
     queues = [f"bench-q{i:02d}" for i in range(n_queues)]
     keys = populate(client, queues)
     try:
-        poller = QueueLengthPoller(client, queues[:5], REDIS_PRIORITY_STEPS, SEP, discover_interval=10.0)
+        poller = QueueLengthPoller(
+            client, queues[:5], REDIS_PRIORITY_STEPS, SEP, discover_interval=10.0
+        )
         counting.reset()
         poller.poll()  # first refresh: discovery (SCAN + SMEMBERS pipeline) + capped HSCAN
         first = (counting.round_trips, dict(counting.commands))
@@ -132,19 +136,25 @@ def main() -> int:
         print(f"db {args.db} is not empty; pick an empty scratch db with --db", file=sys.stderr)
         return 2
     counting = CountingClient(client)
-    print(f"queue poller on {args.url}/{args.db}, {len(REDIS_PRIORITY_STEPS)} priority lists per queue, "
-          f"{args.polls} refreshes")
+    print(
+        f"queue poller on {args.url}/{args.db}, {len(REDIS_PRIORITY_STEPS)} priority lists per queue, "
+        f"{args.polls} refreshes"
+    )
     for n in (5, 50):
         r = measure(client, counting, n, args.polls)
         cmds = ", ".join(f"{k} x{v:g}" for k, v in sorted(r["commands_per_refresh"].items()))
         first = ", ".join(f"{k} x{v}" for k, v in sorted(r["first_commands"].items()))
-        print(f"\n{n} queues x {len(REDIS_PRIORITY_STEPS)} lists (+ unacked hash, {n * 4} reserved):")
+        print(
+            f"\n{n} queues x {len(REDIS_PRIORITY_STEPS)} lists (+ unacked hash, {n * 4} reserved):"
+        )
         print(f"  round trips per refresh: {r['round_trips_per_refresh']:g}")
         print(f"  commands per refresh:    {cmds}")
         print(f"  first refresh (discovery): {r['first_round_trips']} round trips: {first}")
         print(f"  time per refresh: median {r['median_ms']:.3f} ms, p95 {r['p95_ms']:.3f} ms")
-        print(f"  naive LLEN loop ({r['naive_round_trips']} round trips, no reserved): "
-              f"median {r['naive_ms']:.3f} ms ({r['naive_ms'] / r['median_ms']:.1f}x the poller)")
+        print(
+            f"  naive LLEN loop ({r['naive_round_trips']} round trips, no reserved): "
+            f"median {r['naive_ms']:.3f} ms ({r['naive_ms'] / r['median_ms']:.1f}x the poller)"
+        )
     return 0
 
 

@@ -100,10 +100,15 @@ def env_for(tmp: Path, broker: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "AFIRGEN_"))}
     (tmp / "config.toml").write_text("")
     env.update(
-        CELERY_BROKER_URL=broker, CELERY_RESULT_BACKEND=broker, AFIRGEN_CONFIG=str(tmp / "config.toml"),
-        AFIRGEN_PATHS_DATA_DIR=str(tmp / "var"), AFIRGEN_PATHS_REPORT_DIR=str(tmp / "var/reports"),
-        AFIRGEN_PATHS_OUTBOX_DIR=str(tmp / "var/outbox"), AFIRGEN_PATHS_TEMP_DIR=str(tmp / "var/tmp"),
-        AFIRGEN_CONSOLE_AUDIT_LOG=str(tmp / "var/audit.log"), AFIRGEN_HISTORY_DB=str(tmp / "var/history.sqlite3"),
+        CELERY_BROKER_URL=broker,
+        CELERY_RESULT_BACKEND=broker,
+        AFIRGEN_CONFIG=str(tmp / "config.toml"),
+        AFIRGEN_PATHS_DATA_DIR=str(tmp / "var"),
+        AFIRGEN_PATHS_REPORT_DIR=str(tmp / "var/reports"),
+        AFIRGEN_PATHS_OUTBOX_DIR=str(tmp / "var/outbox"),
+        AFIRGEN_PATHS_TEMP_DIR=str(tmp / "var/tmp"),
+        AFIRGEN_CONSOLE_AUDIT_LOG=str(tmp / "var/audit.log"),
+        AFIRGEN_HISTORY_DB=str(tmp / "var/history.sqlite3"),
         PYTHONPATH=str(REPO),
     )
     return env
@@ -128,8 +133,13 @@ async def child_first_paint() -> dict[str, Any]:
             await pilot.pause(0.01)
         workers = app.query_one("#workers").row_count
         sources.stop()
-    return {"imported": imported, "entered": entered, "first_any": app.first_any, "first_data": app.first_data,
-            "workers_rows": workers}
+    return {
+        "imported": imported,
+        "entered": entered,
+        "first_any": app.first_any,
+        "first_data": app.first_data,
+        "workers_rows": workers,
+    }
 
 
 # ---- child: memory and tick time with 100k tasks / 200 workers ------------------------------
@@ -153,7 +163,9 @@ def take(stream: Any, n: int, now: bool = False) -> list[dict[str, Any]]:
     return json.loads(json.dumps(chunk))
 
 
-async def child_scale(ticks: int, trickles: list[int], empty: bool, profile: str | None) -> dict[str, Any]:
+async def child_scale(
+    ticks: int, trickles: list[int], empty: bool, profile: str | None
+) -> dict[str, Any]:
     from afirgen_tasks.settings import load_settings
     from tui.sources.cluster import StaticSources
 
@@ -185,9 +197,15 @@ async def child_scale(ticks: int, trickles: list[int], empty: bool, profile: str
         out["fill_s"] = time.perf_counter() - fill_started
         gc.collect()
         await pilot.pause()
-        out.update(rss_full=rss_mb(), tasks=len(model), workers=len(model.workers()),
-                   online=sum(w.online for w in model.workers()), task_rows=app.query_one("#tasks").row_count,
-                   worker_rows=app.query_one("#workers").row_count, evicted=model.tasks_evicted)
+        out.update(
+            rss_full=rss_mb(),
+            tasks=len(model),
+            workers=len(model.workers()),
+            online=sum(w.online for w in model.workers()),
+            task_rows=app.query_one("#tasks").row_count,
+            worker_rows=app.query_one("#workers").row_count,
+            evicted=model.tasks_evicted,
+        )
         for trickle in trickles:
             tick_ms: list[float] = []
             tick_cpu: list[float] = []
@@ -212,8 +230,11 @@ async def child_scale(ticks: int, trickles: list[int], empty: bool, profile: str
                 prof.disable()
                 prof.dump_stats(f"{profile}.{trickle}.prof")
             out[f"trickle_{trickle}"] = {
-                "tick_p50": statistics.median(tick_ms), "tick_p95": pct(tick_ms, 95), "tick_max": max(tick_ms),
-                "tick_cpu_p50": statistics.median(tick_cpu), "paint_cpu_p50": statistics.median(paint_cpu),
+                "tick_p50": statistics.median(tick_ms),
+                "tick_p95": pct(tick_ms, 95),
+                "tick_max": max(tick_ms),
+                "tick_cpu_p50": statistics.median(tick_cpu),
+                "paint_cpu_p50": statistics.median(paint_cpu),
                 "paint_cpu_p95": pct(paint_cpu, 95),
                 "cpu_per_event_us": (sum(tick_cpu) + sum(paint_cpu)) * 1000 / (ticks * trickle),
             }
@@ -233,16 +254,22 @@ def child_main(args: argparse.Namespace) -> int:
         r["data_after_entry_s"] = (r["first_data"] - r["entered"]) if r["first_data"] else None
         r["any_after_entry_s"] = (r["first_any"] - r["entered"]) if r["first_any"] else None
     else:
-        r = asyncio.run(child_scale(args.ticks, args.trickle, empty=args.child == "empty", profile=args.profile))
+        r = asyncio.run(
+            child_scale(args.ticks, args.trickle, empty=args.child == "empty", profile=args.profile)
+        )
     print(json.dumps(r), flush=True)
     return 0
 
 
-
-
 def run_child(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "bench.bench_scale", *argv], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.bench_scale", *argv],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if proc.returncode:
         raise SystemExit(f"child {argv} failed:\n{proc.stdout}\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -250,11 +277,20 @@ def run_child(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--child", choices=("first-paint", "scale", "empty"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=("first-paint", "scale", "empty"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--ticks", type=int, default=100, help="timed ticks per trickle size")
-    parser.add_argument("--trickle", type=int, nargs="+", default=[1250, 250, 25],
-                        help="events fed per tick (1250 = a 5k events/s stream at 4 ticks/s)")
-    parser.add_argument("--profile", metavar="PREFIX", help="cProfile the timed ticks into PREFIX.<trickle>.prof")
+    parser.add_argument(
+        "--trickle",
+        type=int,
+        nargs="+",
+        default=[1250, 250, 25],
+        help="events fed per tick (1250 = a 5k events/s stream at 4 ticks/s)",
+    )
+    parser.add_argument(
+        "--profile", metavar="PREFIX", help="cProfile the timed ticks into PREFIX.<trickle>.prof"
+    )
     parser.add_argument("--paints", type=int, default=3, help="first-paint runs (median reported)")
     args = parser.parse_args()
     if args.child:
@@ -270,9 +306,24 @@ def main() -> int:
             child_args += ["--profile", os.path.abspath(args.profile)]
         empty = run_child(["--child", "empty", *child_args], env)
         scale = run_child(["--child", "scale", *child_args], env)
-        publisher = subprocess.Popen([sys.executable, "-m", "bench.publisher", "--url", broker, "--rate", "1000",
-                                      "--seconds", str(20 * args.paints + 10), "--workers", str(WORKERS)],
-                                     cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+        publisher = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.publisher",
+                "--url",
+                broker,
+                "--rate",
+                "1000",
+                "--seconds",
+                str(20 * args.paints + 10),
+                "--workers",
+                str(WORKERS),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         try:
             time.sleep(2.5)  # every worker has sent worker-online and a heartbeat
             for _ in range(args.paints):
@@ -290,24 +341,32 @@ def main() -> int:
         return statistics.median(vals) if vals else float("nan")
 
     print(f"$ {cmd.strip()}")
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
-          f"{WORKERS} workers, max_tasks={MAX_TASKS:,}")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
+        f"{WORKERS} workers, max_tasks={MAX_TASKS:,}"
+    )
     print(f"whole-process RSS, empty console:            {empty['rss_empty']:.0f} MB")
-    print(f"whole-process RSS, {scale['tasks']:,} tasks / {scale['workers']} workers "
-          f"({scale['online']} online, {scale['evicted']:,} evicted; {scale['task_rows']} task rows, "
-          f"{scale['worker_rows']} worker rows): {scale['rss_full']:.0f} MB (goal < 300 MB); "
-          f"after the timed ticks {scale['rss_end']:.0f} MB")
-    print(f"time to first paint with data (median of {len(paints)}, live stream 1000 events/s from "
-          f"{WORKERS} workers): {med('first_data_from_start_s'):.2f} s from process start "
-          f"(imports done at {med('imported_from_start_s'):.2f} s), {med('data_after_entry_s'):.2f} s from App start; "
-          f"first frame of any kind {med('any_after_entry_s'):.2f} s from App start")
+    print(
+        f"whole-process RSS, {scale['tasks']:,} tasks / {scale['workers']} workers "
+        f"({scale['online']} online, {scale['evicted']:,} evicted; {scale['task_rows']} task rows, "
+        f"{scale['worker_rows']} worker rows): {scale['rss_full']:.0f} MB (goal < 300 MB); "
+        f"after the timed ticks {scale['rss_end']:.0f} MB"
+    )
+    print(
+        f"time to first paint with data (median of {len(paints)}, live stream 1000 events/s from "
+        f"{WORKERS} workers): {med('first_data_from_start_s'):.2f} s from process start "
+        f"(imports done at {med('imported_from_start_s'):.2f} s), {med('data_after_entry_s'):.2f} s from App start; "
+        f"first frame of any kind {med('any_after_entry_s'):.2f} s from App start"
+    )
     for trickle in args.trickle:
         t = scale[f"trickle_{trickle}"]
-        print(f"tick with {trickle} events fed, {args.ticks} ticks: app.console_screen.tick() p50 {t['tick_p50']:.1f} ms, "
-              f"p95 {t['tick_p95']:.1f} ms, max {t['tick_max']:.1f} ms (goal < 20 ms); UI-thread CPU: tick p50 "
-              f"{t['tick_cpu_p50']:.1f} ms + paint p50 {t['paint_cpu_p50']:.1f} ms (p95 {t['paint_cpu_p95']:.1f}); "
-              f"{t['cpu_per_event_us']:.0f} us CPU per event -> one core paints at most "
-              f"~{1e6 / t['cpu_per_event_us']:,.0f} events/s")
+        print(
+            f"tick with {trickle} events fed, {args.ticks} ticks: app.console_screen.tick() p50 {t['tick_p50']:.1f} ms, "
+            f"p95 {t['tick_p95']:.1f} ms, max {t['tick_max']:.1f} ms (goal < 20 ms); UI-thread CPU: tick p50 "
+            f"{t['tick_cpu_p50']:.1f} ms + paint p50 {t['paint_cpu_p50']:.1f} ms (p95 {t['paint_cpu_p95']:.1f}); "
+            f"{t['cpu_per_event_us']:.0f} us CPU per event -> one core paints at most "
+            f"~{1e6 / t['cpu_per_event_us']:,.0f} events/s"
+        )
     return 0
 
 

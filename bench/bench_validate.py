@@ -31,8 +31,10 @@ def main(n: int = 100_000) -> None:
     validate = validator.validate
     runs = 5
     best = min(timeit.repeat(lambda: [validate(e) for e in wire], number=1, repeat=runs))
-    print(f"{n:,} events, best of {runs}: {best * 1e6 / n:.2f} µs/event "
-          f"({n / best:,.0f} events/s on one core); {validator.tally!r}")
+    print(
+        f"{n:,} events, best of {runs}: {best * 1e6 / n:.2f} µs/event "
+        f"({n / best:,.0f} events/s on one core); {validator.tally!r}"
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ __all__ = ["TASK_TYPES", "WORKERS", "generate_events", "iter_batches", "iter_eve
 START = 1_700_000_000.0
 
 WORKERS: tuple[str, ...] = tuple(f"celery@afirgen-worker-{i:02d}" for i in range(1, 21))
-PRODUCERS: tuple[str, ...] = tuple(f"gen{pid}@afirgen-api-{n}" for n in (1, 2, 3) for pid in (311, 312))
+PRODUCERS: tuple[str, ...] = tuple(
+    f"gen{pid}@afirgen-api-{n}" for n in (1, 2, 3) for pid in (311, 312)
+)
 
 # name, queue, default priority, weight, runtime (lo, hi) s, fail p, retry p
 TASK_TYPES: tuple[tuple[str, str, int, int, tuple[float, float], float, float], ...] = (
@@ -47,7 +49,18 @@ TASK_TYPES: tuple[tuple[str, str, int, int, tuple[float, float], float, float], 
 )
 
 STATIONS = ("MUM", "PUN", "NGP", "DEL", "BLR", "HYD", "CHN", "KOL", "LKO", "JPR")
-FIRST = ("anita", "rahul", "priya", "vikram", "sunita", "arjun", "meena", "farhan", "kavya", "rohit")
+FIRST = (
+    "anita",
+    "rahul",
+    "priya",
+    "vikram",
+    "sunita",
+    "arjun",
+    "meena",
+    "farhan",
+    "kavya",
+    "rohit",
+)
 LAST = ("sharma", "patil", "iyer", "khan", "reddy", "das", "gupta", "nair", "joshi", "singh")
 DOMAINS = ("gmail.com", "yahoo.co.in", "outlook.com", "rediffmail.com", "example.in")
 
@@ -106,14 +119,24 @@ def _email(rng: random.Random) -> str:
 
 def _args_kwargs(rng: random.Random, name: str, fir: str) -> tuple[str, str]:
     if ".email." in name:
-        return (repr((fir,)), repr({"recipient": _email(rng), "language": rng.choice(("en", "hi", "mr")),
-                                    "template": name.rpartition(".")[2]}))
+        return (
+            repr((fir,)),
+            repr(
+                {
+                    "recipient": _email(rng),
+                    "language": rng.choice(("en", "hi", "mr")),
+                    "template": name.rpartition(".")[2],
+                }
+            ),
+        )
     if "generate_fir_pdf" in name:
         return repr((fir,)), repr({"include_annexures": rng.random() < 0.3, "watermark": "AFIRGen"})
     if "export_station_xlsx" in name:
         return repr((f"PS-{rng.randrange(1, 900):04d}", "2024-10-01", "2024-10-31")), "{}"
     if "analytics" in name:
-        return repr((f"PS-{rng.randrange(1, 900):04d}",)), repr({"window_days": rng.choice((7, 30, 90))})
+        return repr((f"PS-{rng.randrange(1, 900):04d}",)), repr(
+            {"window_days": rng.choice((7, 30, 90))}
+        )
     if "cleanup" in name:
         return "()", repr({"older_than_days": 30, "dry_run": False})
     return "()", "{}"
@@ -123,8 +146,14 @@ def _result(rng: random.Random, name: str, fir: str) -> str:
     if ".email." in name:
         return repr({"status": "sent", "message_id": f"<{rng.getrandbits(48):x}@afirgen.gov.in>"})
     if "generate_fir_pdf" in name:
-        return repr({"status": "ok", "path": f"/var/afirgen/reports/{fir}.pdf",
-                     "pages": rng.randrange(1, 9), "bytes": rng.randrange(20_000, 400_000)})
+        return repr(
+            {
+                "status": "ok",
+                "path": f"/var/afirgen/reports/{fir}.pdf",
+                "pages": rng.randrange(1, 9),
+                "bytes": rng.randrange(20_000, 400_000),
+            }
+        )
     if "export_station_xlsx" in name:
         return repr({"status": "ok", "rows": rng.randrange(10, 5000)})
     if "analytics" in name:
@@ -137,15 +166,20 @@ def _result(rng: random.Random, name: str, fir: str) -> str:
 def _failure(rng: random.Random, name: str, fir: str) -> tuple[str, str]:
     func = name.rpartition(".")[2]
     if ".email." in name:
-        return ("SMTPServerDisconnected('Connection unexpectedly closed')",
-                _SMTP_TB.format(line=rng.randrange(40, 120), func=func))
+        return (
+            "SMTPServerDisconnected('Connection unexpectedly closed')",
+            _SMTP_TB.format(line=rng.randrange(40, 120), func=func),
+        )
     module = name.split(".")[1]
-    return (f"LookupError('FIR {fir} not found')",
-            _REPORT_TB.format(module=module, line=rng.randrange(40, 200), func=func, fir=fir))
+    return (
+        f"LookupError('FIR {fir} not found')",
+        _REPORT_TB.format(module=module, line=rng.randrange(40, 200), func=func, fir=fir),
+    )
 
 
-def iter_events(seed: int = 0, *, rate: float = 200.0, workers: int = 20,
-                start: float = START) -> Iterator[dict[str, Any]]:
+def iter_events(
+    seed: int = 0, *, rate: float = 200.0, workers: int = 20, start: float = START
+) -> Iterator[dict[str, Any]]:
     """An endless, deterministic stream of event dicts (not JSON round-tripped)."""
     rng = random.Random(seed)
     hosts = WORKERS[:workers]
@@ -164,11 +198,21 @@ def iter_events(seed: int = 0, *, rate: float = 200.0, workers: int = 20,
         heapq.heappush(heap, (arrival, seq, ev))
 
     def worker_event(kind: str, host: str, t: float) -> dict[str, Any]:
-        return {"hostname": host, "utcoffset": 0, "pid": pids[host], "clock": 0, "freq": 2.0,
-                "sw_ident": "py-celery", "sw_ver": "5.7.0", "sw_sys": "Linux",
-                "active": active[host], "processed": processed[host],
-                "loadavg": [round(rng.uniform(0.2, 3.5), 2) for _ in range(3)],
-                "timestamp": t, "type": kind}
+        return {
+            "hostname": host,
+            "utcoffset": 0,
+            "pid": pids[host],
+            "clock": 0,
+            "freq": 2.0,
+            "sw_ident": "py-celery",
+            "sw_ver": "5.7.0",
+            "sw_sys": "Linux",
+            "active": active[host],
+            "processed": processed[host],
+            "loadavg": [round(rng.uniform(0.2, 3.5), 2) for _ in range(3)],
+            "timestamp": t,
+            "type": kind,
+        }
 
     for i, host in enumerate(hosts):
         t = start + i * 0.01
@@ -186,18 +230,45 @@ def iter_events(seed: int = 0, *, rate: float = 200.0, workers: int = 20,
         expires = None
         if ".reliability." in name:
             expires = "2023-11-14T22:20:00+00:00"
-        common = {"uuid": task_id, "root_id": task_id, "parent_id": None, "name": name,
-                  "args": args, "kwargs": kwargs, "eta": None, "expires": expires}
+        common = {
+            "uuid": task_id,
+            "root_id": task_id,
+            "parent_id": None,
+            "name": name,
+            "args": args,
+            "kwargs": kwargs,
+            "eta": None,
+            "expires": expires,
+        }
 
         def sent(t: float, retries: int) -> None:
-            ev = {"hostname": producer, "utcoffset": 0, "pid": 311, "clock": 0,
-                  "queue": queue, "exchange": "", "routing_key": queue, "priority": prio,
-                  "retries": retries, "timestamp": t, "type": "task-sent", **common}
+            ev = {
+                "hostname": producer,
+                "utcoffset": 0,
+                "pid": 311,
+                "clock": 0,
+                "queue": queue,
+                "exchange": "",
+                "routing_key": queue,
+                "priority": prio,
+                "retries": retries,
+                "timestamp": t,
+                "type": "task-sent",
+                **common,
+            }
             push(t + rng.uniform(0.002, 0.02), ev)
 
         def worker_task_event(kind: str, host: str, t: float, **fields: Any) -> None:
-            ev = {"hostname": host, "utcoffset": 0, "pid": pids[host], "clock": 0,
-                  "uuid": task_id, "timestamp": t, "type": kind, **fields}
+            ev = {
+                "hostname": host,
+                "utcoffset": 0,
+                "pid": pids[host],
+                "clock": 0,
+                "uuid": task_id,
+                "timestamp": t,
+                "type": kind,
+                **fields,
+            }
             push(t + rng.uniform(0.002, 0.03), ev)
 
         sent(t0, 0)
@@ -206,12 +277,28 @@ def iter_events(seed: int = 0, *, rate: float = 200.0, workers: int = 20,
             t += rng.expovariate(1 / 0.3)  # queue wait
             host = rng.choice(hosts)
             if rng.random() < 0.001:
-                worker_task_event("task-revoked", host, t, terminated=False, signum=None,
-                                  expired=expires is not None)
+                worker_task_event(
+                    "task-revoked",
+                    host,
+                    t,
+                    terminated=False,
+                    signum=None,
+                    expired=expires is not None,
+                )
                 return
-            worker_task_event("task-received", host, t, name=name, args=args, kwargs=kwargs,
-                              root_id=task_id, parent_id=None, retries=attempt, eta=None,
-                              expires=expires)
+            worker_task_event(
+                "task-received",
+                host,
+                t,
+                name=name,
+                args=args,
+                kwargs=kwargs,
+                root_id=task_id,
+                parent_id=None,
+                retries=attempt,
+                eta=None,
+                expires=expires,
+            )
             if rng.random() < 0.0005:
                 worker_task_event("task-rejected", host, t + 0.001, requeue=False)
                 return
@@ -222,18 +309,24 @@ def iter_events(seed: int = 0, *, rate: float = 200.0, workers: int = 20,
             roll = rng.random()
             if roll < p_retry and attempt < 3:
                 exc, tb = _failure(rng, name, fir)
-                countdown = 2.0 ** attempt
+                countdown = 2.0**attempt
                 sent(t - 0.0005, attempt + 1)  # retry() re-sends first, then the worker reports
-                worker_task_event("task-retried", host, t, exception=f"Retry in {countdown:.0f}s: {exc}",
-                                  traceback=tb)
+                worker_task_event(
+                    "task-retried",
+                    host,
+                    t,
+                    exception=f"Retry in {countdown:.0f}s: {exc}",
+                    traceback=tb,
+                )
                 t += countdown
                 continue
             if roll < p_retry + p_fail or attempt == 3:
                 exc, tb = _failure(rng, name, fir)
                 worker_task_event("task-failed", host, t, exception=exc, traceback=tb)
             else:
-                worker_task_event("task-succeeded", host, t, result=_result(rng, name, fir),
-                                  runtime=runtime)
+                worker_task_event(
+                    "task-succeeded", host, t, result=_result(rng, name, fir), runtime=runtime
+                )
             processed[host] += 1
             return
 
@@ -254,8 +347,9 @@ def iter_events(seed: int = 0, *, rate: float = 200.0, workers: int = 20,
         yield ev
 
 
-def iter_batches(n_events: int = 400_000, batch: int = 2000, seed: int = 0,
-                 **options: Any) -> Iterator[list[dict[str, Any]]]:
+def iter_batches(
+    n_events: int = 400_000, batch: int = 2000, seed: int = 0, **options: Any
+) -> Iterator[list[dict[str, Any]]]:
     """``n_events`` events in lists of ``batch``, each list JSON round-tripped."""
     stream = iter_events(seed, **options)
     left = n_events

@@ -31,13 +31,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from celery import Celery  # noqa: E402
 
 SLOT_S = 0.005
-TASKS = ("afirgen_tasks.reports.generate_fir_pdf", "afirgen_tasks.notify.send_email",
-         "afirgen_tasks.analytics.aggregate_daily", "afirgen_tasks.cleanup.purge_temp",
-         "afirgen_tasks.reports.render_summary")
+TASKS = (
+    "afirgen_tasks.reports.generate_fir_pdf",
+    "afirgen_tasks.notify.send_email",
+    "afirgen_tasks.analytics.aggregate_daily",
+    "afirgen_tasks.cleanup.purge_temp",
+    "afirgen_tasks.reports.render_summary",
+)
 QUEUES = ("reports", "email", "analytics", "cleanup", "default")
-TRACEBACK = ('Traceback (most recent call last):\n  File "/srv/afirgen/afirgen_tasks/reports.py", '
-             'line 88, in generate_fir_pdf\n    raise ReportError(f"template {name} missing")\n'
-             "afirgen_tasks.errors.ReportError: template fir_v2 missing\n")
+TRACEBACK = (
+    'Traceback (most recent call last):\n  File "/srv/afirgen/afirgen_tasks/reports.py", '
+    'line 88, in generate_fir_pdf\n    raise ReportError(f"template {name} missing")\n'
+    "afirgen_tasks.errors.ReportError: template fir_v2 missing\n"
+)
 
 
 def main() -> int:
@@ -47,8 +53,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=20, help="worker hostnames")
     parser.add_argument("--prefix", default="", help="uuid prefix (tells runs apart)")
-    parser.add_argument("--no-worker-buffer", action="store_true",
-                        help="send every worker task event as its own message")
+    parser.add_argument(
+        "--no-worker-buffer",
+        action="store_true",
+        help="send every worker task event as its own message",
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rnd = random.Random(args.seed)
@@ -60,8 +69,12 @@ def main() -> int:
     client = app.events.Dispatcher(conn, hostname="gen-client@bench", channel=channel)
     hosts = [f"celery@bench-w{i:03d}" for i in range(args.workers)]
     buffered = None if args.no_worker_buffer else ["task"]
-    workers = [app.events.Dispatcher(conn, hostname=h, channel=channel, buffer_group=buffered, buffer_limit=24)
-               for h in hosts]
+    workers = [
+        app.events.Dispatcher(
+            conn, hostname=h, channel=channel, buffer_group=buffered, buffer_limit=24
+        )
+        for h in hosts
+    ]
     counts = {"task": 0, "heartbeat": 0}
     processed = [0] * len(workers)
 
@@ -77,26 +90,56 @@ def main() -> int:
             task_id = f"{args.prefix}{uuidlib.UUID(int=rnd.getrandbits(128), version=4)}"
             k = rnd.randrange(len(TASKS))
             name, queue = TASKS[k], QUEUES[k]
-            client.send("task-sent", uuid=task_id, root_id=task_id, parent_id=None, name=name,
-                        args=f"({rnd.randrange(10**6)}, 'FIR-{rnd.randrange(10**5):05d}')",
-                        kwargs="{'lang': 'en', 'notify': True}", retries=0, eta=None, expires=None,
-                        queue=queue, exchange="", routing_key=queue, priority=rnd.choice((1, 4, 5, 8, 10)))
+            client.send(
+                "task-sent",
+                uuid=task_id,
+                root_id=task_id,
+                parent_id=None,
+                name=name,
+                args=f"({rnd.randrange(10**6)}, 'FIR-{rnd.randrange(10**5):05d}')",
+                kwargs="{'lang': 'en', 'notify': True}",
+                retries=0,
+                eta=None,
+                expires=None,
+                queue=queue,
+                exchange="",
+                routing_key=queue,
+                priority=rnd.choice((1, 4, 5, 8, 10)),
+            )
             in_flight.append((task_id, rnd.randrange(len(workers)), 1, name, queue))
         else:
             i = rnd.randrange(len(in_flight)) if len(in_flight) > 64 else 0
             task_id, w, step, name, queue = in_flight[i]
             d = workers[w]
             if step == 1:
-                d.send("task-received", uuid=task_id, name=name, args="(...)", kwargs="{...}",
-                       root_id=task_id, parent_id=None, retries=0, eta=None, expires=None)
+                d.send(
+                    "task-received",
+                    uuid=task_id,
+                    name=name,
+                    args="(...)",
+                    kwargs="{...}",
+                    root_id=task_id,
+                    parent_id=None,
+                    retries=0,
+                    eta=None,
+                    expires=None,
+                )
             elif step == 2:
                 d.send("task-started", uuid=task_id)
             elif rnd.random() < 0.02:
-                d.send("task-failed", uuid=task_id, exception="ReportError('template fir_v2 missing')",
-                       traceback=TRACEBACK)
+                d.send(
+                    "task-failed",
+                    uuid=task_id,
+                    exception="ReportError('template fir_v2 missing')",
+                    traceback=TRACEBACK,
+                )
             else:
-                d.send("task-succeeded", uuid=task_id, result=f"'/srv/afirgen/out/{task_id[:8]}.pdf'",
-                       runtime=round(rnd.uniform(0.01, 3.0), 4))
+                d.send(
+                    "task-succeeded",
+                    uuid=task_id,
+                    result=f"'/srv/afirgen/out/{task_id[:8]}.pdf'",
+                    runtime=round(rnd.uniform(0.01, 3.0), 4),
+                )
             if step >= 3:
                 in_flight[i] = in_flight[-1]
                 in_flight.pop()
@@ -108,8 +151,16 @@ def main() -> int:
 
     def heartbeats() -> None:
         for w, d in enumerate(workers):
-            d.send("worker-heartbeat", freq=2.0, active=rnd.randrange(4), processed=processed[w],
-                   loadavg=[1.2, 1.1, 0.9], sw_ident="py-celery", sw_ver="5.7.0", sw_sys="Linux")
+            d.send(
+                "worker-heartbeat",
+                freq=2.0,
+                active=rnd.randrange(4),
+                processed=processed[w],
+                loadavg=[1.2, 1.1, 0.9],
+                sw_ident="py-celery",
+                sw_ver="5.7.0",
+                sw_sys="Linux",
+            )
             counts["heartbeat"] += 1
 
     for d in workers:
@@ -145,12 +196,24 @@ def main() -> int:
     for d in workers:
         d.flush(errors=False, groups=True)
     elapsed = time.perf_counter() - started
-    print(json.dumps({
-        "rate_target": args.rate, "seconds": round(elapsed, 3), "task_events": counts["task"],
-        "worker_events": counts["heartbeat"], "published": counts["task"] + counts["heartbeat"],
-        "achieved_rate": round(counts["task"] / elapsed, 1), "late_slots": late_slots, "slots": slots,
-        "wall_started": wall_started, "worker_buffer": not args.no_worker_buffer, "pid": os.getpid(),
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "rate_target": args.rate,
+                "seconds": round(elapsed, 3),
+                "task_events": counts["task"],
+                "worker_events": counts["heartbeat"],
+                "published": counts["task"] + counts["heartbeat"],
+                "achieved_rate": round(counts["task"] / elapsed, 1),
+                "late_slots": late_slots,
+                "slots": slots,
+                "wall_started": wall_started,
+                "worker_buffer": not args.no_worker_buffer,
+                "pid": os.getpid(),
+            }
+        ),
+        flush=True,
+    )
     for d in (client, *workers):
         d.close()
     conn.release()

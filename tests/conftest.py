@@ -116,7 +116,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     workers: list[WorkerProcess] = getattr(item, "_afirgen_workers", [])
     if report.failed and workers:
         for worker in workers:
-            report.sections.append((f"worker log {worker.hostname} ({worker.log_path})", worker.log_tail(12000)))
+            report.sections.append(
+                (f"worker log {worker.hostname} ({worker.log_path})", worker.log_tail(12000))
+            )
 
 
 # ---- Redis ----------------------------------------------------------------------------

@@ -90,11 +90,15 @@ def parse_json(text: str, kind: type, label: str) -> Any:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValidationFailed({label: f"invalid JSON at line {exc.lineno} column {exc.colno} (char {exc.pos}): {exc.msg}"}) from None
+        raise ValidationFailed(
+            {
+                label: f"invalid JSON at line {exc.lineno} column {exc.colno} (char {exc.pos}): {exc.msg}"
+            }
+        ) from None
     except RecursionError:
         raise ValidationFailed({label: "JSON nested too deeply"}) from None
     if not isinstance(value, kind):
-        want = "a JSON array like [1, \"x\"]" if kind is list else "a JSON object like {\"days\": 30}"
+        want = 'a JSON array like [1, "x"]' if kind is list else 'a JSON object like {"days": 30}'
         raise ValidationFailed({label: f"must be {want}, not {type(value).__name__}"})
     return value
 
@@ -151,13 +155,17 @@ def validate_enqueue(
             try:
                 sig.bind(*args, **kwargs)
             except TypeError as exc:
-                errors["args"] = f"arguments do not fit {task.rsplit('.', 1)[-1]}({describe_parameters(app, task)}): {exc}"
+                errors["args"] = (
+                    f"arguments do not fit {task.rsplit('.', 1)[-1]}({describe_parameters(app, task)}): {exc}"
+                )
     queue = queue.strip() or (route_for(task).queue if task else "")
     if known_queues and queue not in known_queues:
         errors["queue"] = f"queue {queue!r} does not exist (known: {', '.join(known_queues)})"
     priority = 0
     try:
-        priority = validate_priority(priority_text.strip() if priority_text.strip() else route_for(task).priority)
+        priority = validate_priority(
+            priority_text.strip() if priority_text.strip() else route_for(task).priority
+        )
     except PriorityError as exc:
         errors["priority"] = str(exc)
     countdown: float | None = None
@@ -167,7 +175,9 @@ def validate_enqueue(
             if not 0 <= countdown <= MAX_COUNTDOWN_S or countdown != countdown:
                 raise ValueError
         except ValueError:
-            errors["countdown"] = f"countdown {countdown_text.strip()!r} must be seconds from 0 to {MAX_COUNTDOWN_S}"
+            errors["countdown"] = (
+                f"countdown {countdown_text.strip()!r} must be seconds from 0 to {MAX_COUNTDOWN_S}"
+            )
     eta: datetime | None = None
     if eta_text.strip():
         if countdown is not None:
@@ -177,7 +187,10 @@ def validate_enqueue(
                 eta = datetime.fromisoformat(eta_text.strip())
                 if eta.tzinfo is None:
                     eta = eta.astimezone()  # local time, as typed
-                if eta < datetime.now(UTC).replace(microsecond=0) and (datetime.now(UTC) - eta).total_seconds() > 60:
+                if (
+                    eta < datetime.now(UTC).replace(microsecond=0)
+                    and (datetime.now(UTC) - eta).total_seconds() > 60
+                ):
                     errors["eta"] = f"ETA {eta_text.strip()!r} is in the past"
             except ValueError:
                 errors["eta"] = f"ETA {eta_text.strip()!r} is not an ISO time like 2026-11-24T15:30"
@@ -214,8 +227,12 @@ class AuditLog:
     path could send the operators' record anywhere.
     """
 
-    def __init__(self, path: Path, scrub: Callable[[str], str] | None = None,
-                 redact_value: Callable[[Any], Any] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        scrub: Callable[[str], str] | None = None,
+        redact_value: Callable[[Any], Any] | None = None,
+    ):
         """``scrub`` masks secrets in the finished line; ``redact_value`` masks personal data in
         parameter values before they are serialised (so the line stays valid JSON)."""
         self.path = Path(path)
@@ -233,16 +250,31 @@ class AuditLog:
         self._append(self._line(action, target, params, "attempt", None, attempt_id, "attempt"))
         return attempt_id
 
-    def write(self, action: str, target: str, params: dict[str, Any], outcome: str, ok: bool,
-              attempt_id: str | None = None) -> None:
+    def write(
+        self,
+        action: str,
+        target: str,
+        params: dict[str, Any],
+        outcome: str,
+        ok: bool,
+        attempt_id: str | None = None,
+    ) -> None:
         """Append one outcome line: who, when, what, target, parameters, outcome.
 
         Raises :class:`AuditUnavailable` when it cannot be written.
         """
         self._append(self._line(action, target, params, outcome, ok, attempt_id, "outcome"))
 
-    def _line(self, action: str, target: str, params: dict[str, Any], outcome: str, ok: bool | None,
-              attempt_id: str | None, phase: str) -> str:
+    def _line(
+        self,
+        action: str,
+        target: str,
+        params: dict[str, Any],
+        outcome: str,
+        ok: bool | None,
+        attempt_id: str | None,
+        phase: str,
+    ) -> str:
         record = {
             "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
             **self.identity,
@@ -261,22 +293,33 @@ class AuditLog:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
-            raise AuditUnavailable(f"cannot write the audit log {self.path}: {self.path.parent}"
-                                   " is not a directory") from None
+            raise AuditUnavailable(
+                f"cannot write the audit log {self.path}: {self.path.parent} is not a directory"
+            ) from None
         except OSError as exc:
             raise AuditUnavailable(self._why(exc)) from None
         try:
             # O_NOFOLLOW: never through a link; O_NONBLOCK: a FIFO at the path cannot hang us
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
-                         | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+            fd = os.open(
+                self.path,
+                os.O_WRONLY
+                | os.O_APPEND
+                | os.O_CREAT
+                | os.O_NOFOLLOW
+                | os.O_NONBLOCK
+                | os.O_CLOEXEC,
+                0o600,
+            )
         except OSError as exc:
             raise AuditUnavailable(self._why(exc)) from None
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise AuditUnavailable(f"cannot write the audit log {self.path}: not a regular file")
+                raise AuditUnavailable(
+                    f"cannot write the audit log {self.path}: not a regular file"
+                )
             data = line.encode("utf-8")
             while data:
-                data = data[os.write(fd, data):]
+                data = data[os.write(fd, data) :]
             os.fsync(fd)  # on disk before the command it records goes out
         except OSError as exc:
             raise AuditUnavailable(self._why(exc)) from None
@@ -285,7 +328,9 @@ class AuditLog:
 
     def _why(self, exc: OSError) -> str:
         if exc.errno == errno.ELOOP:
-            reason = "it is a symbolic link (refused: the audit log is never written through a link)"
+            reason = (
+                "it is a symbolic link (refused: the audit log is never written through a link)"
+            )
         else:
             reason = exc.strerror or type(exc).__name__
             if exc.filename is not None and os.fspath(exc.filename) != os.fspath(self.path):
@@ -298,7 +343,11 @@ class AuditLog:
         ``every_line``: attempt and outcome lines alike, in file order."""
         if not self.path.exists():
             return []
-        records = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = [
+            json.loads(line)
+            for line in self.path.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
         if every_line:
             return records
         finished = {r.get("id") for r in records if r.get("phase") != "attempt"}
@@ -324,11 +373,15 @@ def _readable_reply(text: str) -> str:
     if text == TERMINATE_UNKNOWN:
         return "was not running it"
     if text.startswith("terminate: "):
-        return "terminating " + ", ".join(i.strip()[:8] for i in text[len("terminate: "):].split(","))
+        return "terminating " + ", ".join(
+            i.strip()[:8] for i in text[len("terminate: ") :].split(",")
+        )
     return _SET_REPR.sub(lambda m: _short_ids(m[1]), text)
 
 
-def _replies_to_words(replies: list[dict[str, Any]] | None, hosts: Sequence[str] | None) -> tuple[bool, dict[str, str]]:
+def _replies_to_words(
+    replies: list[dict[str, Any]] | None, hosts: Sequence[str] | None
+) -> tuple[bool, dict[str, str]]:
     """Map control replies to ``{host: words}``; a missing reply is a failure too."""
     words: dict[str, str] = {}
     ok = True
@@ -355,7 +408,9 @@ def _replies_to_words(replies: list[dict[str, Any]] | None, hosts: Sequence[str]
 class Actions:
     """The action layer: validate, refuse when read-only, send, audit, return an :class:`Outcome`."""
 
-    def __init__(self, app: Celery | None, audit: AuditLog, read_only: bool = False, timeout: float = 2.0):
+    def __init__(
+        self, app: Celery | None, audit: AuditLog, read_only: bool = False, timeout: float = 2.0
+    ):
         #: the app's task registry validates jobs; every send goes through ``control``
         self.app = app
         self.control = ClusterControl(app, timeout) if app is not None else None
@@ -386,15 +441,23 @@ class Actions:
     def guard(self, action: str, target: str, params: dict[str, Any]) -> None:
         """Refuse (and audit the refusal) when read-only; every mutating path calls this first."""
         if self.read_only:
-            message = f"{action} refused: the console is read-only (--read-only or [console] read_only)"
+            message = (
+                f"{action} refused: the console is read-only (--read-only or [console] read_only)"
+            )
             try:
                 self.audit.write(action, target, params, "refused: read-only mode", ok=False)
             except AuditUnavailable as exc:
                 message += f"; the refusal is not audited: {exc}"
             raise ReadOnlyRefused(message)
 
-    def _done(self, action: str, target: str, params: dict[str, Any], outcome: Outcome,
-              attempt_id: str | None = None) -> Outcome:
+    def _done(
+        self,
+        action: str,
+        target: str,
+        params: dict[str, Any],
+        outcome: Outcome,
+        attempt_id: str | None = None,
+    ) -> Outcome:
         detail = outcome.message
         if outcome.replies:
             detail += " | " + "; ".join(f"{h}: {w}" for h, w in sorted(outcome.replies.items()))
@@ -405,8 +468,9 @@ class Actions:
             outcome.message += f" (outcome not audited: {exc})"
         return outcome
 
-    def _send_audited(self, action: str, target: str, params: dict[str, Any],
-                      send: Callable[[], Outcome]) -> Outcome:
+    def _send_audited(
+        self, action: str, target: str, params: dict[str, Any], send: Callable[[], Outcome]
+    ) -> Outcome:
         """Audit the attempt (written and fsynced), then send, then audit the outcome.
 
         No audit, no action: when the attempt cannot be written nothing is sent and the
@@ -419,26 +483,52 @@ class Actions:
         try:
             outcome = send()
         except Exception as exc:  # broker down, timeouts: an outcome, never a crash
-            outcome = Outcome(False, self.audit.scrub(f"{action} failed: {type(exc).__name__}: {exc}"))
+            outcome = Outcome(
+                False, self.audit.scrub(f"{action} failed: {type(exc).__name__}: {exc}")
+            )
         return self._done(action, target, params, outcome, attempt_id)
 
-    def _attempt(self, action: str, target: str, params: dict[str, Any], send: Callable[[], Outcome]) -> Outcome:
+    def _attempt(
+        self, action: str, target: str, params: dict[str, Any], send: Callable[[], Outcome]
+    ) -> Outcome:
         self.guard(action, target, params)
         return self._send_audited(action, target, params, send)
 
     # -- enqueue --
     def enqueue(self, req: EnqueueRequest) -> Outcome:
         """Send a validated job with the operator's priority."""
-        params = {"args": req.args, "kwargs": req.kwargs, "queue": req.queue, "priority": req.priority,
-                  "countdown": req.countdown, "eta": req.eta.isoformat() if req.eta else None}
+        params = {
+            "args": req.args,
+            "kwargs": req.kwargs,
+            "queue": req.queue,
+            "priority": req.priority,
+            "countdown": req.countdown,
+            "eta": req.eta.isoformat() if req.eta else None,
+        }
 
         def send() -> Outcome:
-            task_id = self._control().send_task(req.task, req.args, req.kwargs, req.queue, req.priority,
-                                                countdown=req.countdown, eta=req.eta)
-            when = (f", runs in {req.countdown:g} s" if req.countdown is not None
-                    else f", runs at {req.eta.isoformat(timespec='seconds')}" if req.eta is not None else "")
-            return Outcome(True, f"sent {req.task.rsplit('.', 1)[-1]} to {req.queue} at priority {req.priority}"
-                           f" as {task_id[:8]}{when}", task_id=task_id)
+            task_id = self._control().send_task(
+                req.task,
+                req.args,
+                req.kwargs,
+                req.queue,
+                req.priority,
+                countdown=req.countdown,
+                eta=req.eta,
+            )
+            when = (
+                f", runs in {req.countdown:g} s"
+                if req.countdown is not None
+                else f", runs at {req.eta.isoformat(timespec='seconds')}"
+                if req.eta is not None
+                else ""
+            )
+            return Outcome(
+                True,
+                f"sent {req.task.rsplit('.', 1)[-1]} to {req.queue} at priority {req.priority}"
+                f" as {task_id[:8]}{when}",
+                task_id=task_id,
+            )
 
         return self._attempt("enqueue", req.task, params, send)
 
@@ -448,35 +538,56 @@ class Actions:
         params = {"mode": mode, "state": state}
         self.guard(mode, task_id, params)
         if is_final(state):
-            return self._done(mode, task_id, params,
-                              Outcome(False, f"task {task_id[:8]} already finished ({state}): nothing to {mode}"))
+            return self._done(
+                mode,
+                task_id,
+                params,
+                Outcome(False, f"task {task_id[:8]} already finished ({state}): nothing to {mode}"),
+            )
 
         def send() -> Outcome:
             terminate = mode in ("terminate", "kill")
             signal = {"terminate": "SIGTERM", "kill": "SIGKILL"}.get(mode)
             replies = self._control().revoke(task_id, terminate=terminate, signal=signal)
             ok, words = _replies_to_words(replies, None)
-            verb = {"revoke": "revoke", "terminate": "terminate (SIGTERM)", "kill": "kill (SIGKILL)"}[mode]
+            verb = {
+                "revoke": "revoke",
+                "terminate": "terminate (SIGTERM)",
+                "kill": "kill (SIGKILL)",
+            }[mode]
             if not ok and words.get("*"):
                 # No live worker answered: the id is still broadcast and persisted by the
                 # workers that come up later only if they were running; say so plainly.
-                return Outcome(False, f"{verb} of {task_id[:8]} sent, but no worker acknowledged it", task_id=task_id)
+                return Outcome(
+                    False,
+                    f"{verb} of {task_id[:8]} sent, but no worker acknowledged it",
+                    task_id=task_id,
+                )
             if ok and terminate and not _any_terminated(replies):
                 # Every worker flagged the id revoked but none held it: it finished (or has not
                 # started) since the operator looked.  Nothing was terminated: not a success.
-                return Outcome(False, f"{verb}: no worker was running {task_id[:8]} (it had already finished or "
-                                      "not started); it stays marked revoked", task_id=task_id, replies=words,
-                               warning=True)
+                return Outcome(
+                    False,
+                    f"{verb}: no worker was running {task_id[:8]} (it had already finished or "
+                    "not started); it stays marked revoked",
+                    task_id=task_id,
+                    replies=words,
+                    warning=True,
+                )
             return Outcome(ok, f"{verb} of {task_id[:8]} requested", task_id=task_id, replies=words)
 
         return self._attempt_sent(mode, task_id, params, send)
 
-    def _attempt_sent(self, action: str, target: str, params: dict[str, Any], send: Callable[[], Outcome]) -> Outcome:
+    def _attempt_sent(
+        self, action: str, target: str, params: dict[str, Any], send: Callable[[], Outcome]
+    ) -> Outcome:
         # guarded by the caller already
         return self._send_audited(action, target, params, send)
 
     # -- worker pool --
-    def pool_resize(self, hosts: Sequence[str], delta: int, current: Mapping[str, int | None] | None = None) -> Outcome:
+    def pool_resize(
+        self, hosts: Sequence[str], delta: int, current: Mapping[str, int | None] | None = None
+    ) -> Outcome:
         """Grow (delta > 0) or shrink (delta < 0) each worker's pool by ``abs(delta)``.
 
         ``current`` holds the pool sizes the caller knows (``inspect().stats()``).  A shrink
@@ -498,11 +609,20 @@ class Actions:
             self.guard(action, target, params)
             emptied = [h for h, size in known.items() if size + delta < 1]
             if emptied:
-                each = "; ".join(f"would leave {h} with no pool process (it has {known[h]})" for h in emptied)
-                return self._done(action, target, params, Outcome(
-                    False, f"{action} refused: {each}: jobs {'it has' if len(emptied) == 1 else 'they have'} "
-                           f"reserved could not run; use pause (p) to stop {'it' if len(emptied) == 1 else 'them'} "
-                           "taking jobs"))
+                each = "; ".join(
+                    f"would leave {h} with no pool process (it has {known[h]})" for h in emptied
+                )
+                return self._done(
+                    action,
+                    target,
+                    params,
+                    Outcome(
+                        False,
+                        f"{action} refused: {each}: jobs {'it has' if len(emptied) == 1 else 'they have'} "
+                        f"reserved could not run; use pause (p) to stop {'it' if len(emptied) == 1 else 'them'} "
+                        "taking jobs",
+                    ),
+                )
 
             def send() -> Outcome:
                 replies = self._control().resize_pool(delta, hosts)
@@ -511,12 +631,18 @@ class Actions:
                     if _acknowledged(replies, host):
                         self._pool_after[host] = (current[host], size + delta)
                 verb = "grow" if delta > 0 else "shrink"
-                return Outcome(ok, f"{verb} pool by {abs(delta)} on {len(hosts)} worker(s)"
-                               + ("" if ok else ": refused or no reply"), replies=words)
+                return Outcome(
+                    ok,
+                    f"{verb} pool by {abs(delta)} on {len(hosts)} worker(s)"
+                    + ("" if ok else ": refused or no reply"),
+                    replies=words,
+                )
 
             return self._attempt_sent(action, target, params, send)
 
-    def _known_pool_sizes(self, hosts: Sequence[str], current: Mapping[str, int | None]) -> dict[str, int]:
+    def _known_pool_sizes(
+        self, hosts: Sequence[str], current: Mapping[str, int | None]
+    ) -> dict[str, int]:
         """The caller's sizes, corrected by our own resizes it has not seen yet (a second ``-``
         pressed before the next ``inspect`` must not count the process the first one removed)."""
         known: dict[str, int] = {}
@@ -535,7 +661,9 @@ class Actions:
     def autoscale(self, hosts: Sequence[str], max_c: int, min_c: int) -> Outcome:
         """Set the autoscaler's bounds on each worker."""
         if not (1 <= max_c <= 512) or not (0 <= min_c <= max_c):
-            raise ValidationFailed({"autoscale": f"need 1 <= max ({max_c}) <= 512 and 0 <= min ({min_c}) <= max"})
+            raise ValidationFailed(
+                {"autoscale": f"need 1 <= max ({max_c}) <= 512 and 0 <= min ({min_c}) <= max"}
+            )
         if not hosts:
             raise ValidationFailed({"worker": "no worker selected"})
         params = {"max": max_c, "min": min_c, "workers": list(hosts)}
@@ -543,13 +671,19 @@ class Actions:
         def send() -> Outcome:
             replies = self._control().autoscale(max_c, min_c, hosts)
             ok, words = _replies_to_words(replies, hosts)
-            return Outcome(ok, f"autoscale {max_c},{min_c} on {len(hosts)} worker(s)" + ("" if ok else ": refused or no reply"),
-                           replies=words)
+            return Outcome(
+                ok,
+                f"autoscale {max_c},{min_c} on {len(hosts)} worker(s)"
+                + ("" if ok else ": refused or no reply"),
+                replies=words,
+            )
 
         return self._attempt("autoscale", ",".join(hosts), params, send)
 
     # -- queues --
-    def set_consuming(self, queue: str, consume: bool, hosts: Sequence[str] | None = None) -> Outcome:
+    def set_consuming(
+        self, queue: str, consume: bool, hosts: Sequence[str] | None = None
+    ) -> Outcome:
         """Pause (cancel_consumer) or resume (add_consumer) ``queue`` on every worker (or ``hosts``)."""
         action = "resume_queue" if consume else "pause_queue"
         params = {"workers": list(hosts) if hosts else "all"}
@@ -558,8 +692,13 @@ class Actions:
             replies = self._control().consume(queue, consume, hosts)
             ok, words = _replies_to_words(replies, hosts)
             verb = "resumed" if consume else "paused"
-            return Outcome(ok, f"{queue} {verb} on {len(words)} worker(s)" if ok else f"{action} {queue}: some workers refused",
-                           replies=words)
+            return Outcome(
+                ok,
+                f"{queue} {verb} on {len(words)} worker(s)"
+                if ok
+                else f"{action} {queue}: some workers refused",
+                replies=words,
+            )
 
         return self._attempt(action, queue, params, send)
 
@@ -567,7 +706,11 @@ class Actions:
         """Delete every waiting message of ``queue``; ``typed_name`` must equal the queue name."""
         params = {"expected": expected_count}
         if typed_name.strip() != queue:
-            raise ValidationFailed({"confirm": f"type the queue name {queue!r} to confirm (got {typed_name.strip()!r})"})
+            raise ValidationFailed(
+                {
+                    "confirm": f"type the queue name {queue!r} to confirm (got {typed_name.strip()!r})"
+                }
+            )
 
         def send() -> Outcome:
             deleted = self._control().purge(queue)

@@ -69,6 +69,7 @@ MIN_SOCKET_TIMEOUT_S = 0.05
 #: long: a shorter wait, cut by the budget, checked nothing (the run exits 2).
 MIN_LISTEN_S = 0.5
 
+
 @dataclass(slots=True)
 class CheckResult:
     """One check's outcome: ``status`` is OK, WARN or FAIL; ``value``/``threshold`` are JSON-able."""
@@ -195,7 +196,10 @@ def _check_backend(app: Any, settings: Settings, budget: Budget) -> CheckResult:
     try:
         if is_redis_url(url):
             client = redis_client(
-                url, settings, socket_connect_timeout=budget.socket_timeout(), socket_timeout=budget.socket_timeout()
+                url,
+                settings,
+                socket_connect_timeout=budget.socket_timeout(),
+                socket_timeout=budget.socket_timeout(),
             )
             try:
                 client.ping()
@@ -209,7 +213,9 @@ def _check_backend(app: Any, settings: Settings, budget: Budget) -> CheckResult:
     return CheckResult("backend", OK, f"{shown} answered in {ms:.1f} ms", value=round(ms, 2))
 
 
-def _workers_result(replies: list[dict[str, Any]] | None, minimum: int, expected: list[str] | None) -> CheckResult:
+def _workers_result(
+    replies: list[dict[str, Any]] | None, minimum: int, expected: list[str] | None
+) -> CheckResult:
     names = sorted(name for reply in replies or [] for name in reply)
     value = len(names)
     missing = sorted(set(expected or ()) - set(names))
@@ -225,7 +231,9 @@ def _workers_result(replies: list[dict[str, Any]] | None, minimum: int, expected
     return CheckResult("workers", status, detail, value=value, threshold=minimum)
 
 
-def _queues_result(replies: dict[str, list[dict[str, Any]]] | None, configured: Sequence[str]) -> CheckResult:
+def _queues_result(
+    replies: dict[str, list[dict[str, Any]]] | None, configured: Sequence[str]
+) -> CheckResult:
     consumers: dict[str, list[str]] = {q: [] for q in configured}
     for host, queues in (replies or {}).items():
         if not isinstance(queues, list):
@@ -238,10 +246,15 @@ def _queues_result(replies: dict[str, list[dict[str, Any]]] | None, configured: 
     value = {q: len(hosts) for q, hosts in consumers.items()}
     if unconsumed:
         return CheckResult(
-            "queues", FAIL, f"no consumer on {len(unconsumed)} queue(s): {', '.join(unconsumed)}",
-            value=value, threshold=1,
+            "queues",
+            FAIL,
+            f"no consumer on {len(unconsumed)} queue(s): {', '.join(unconsumed)}",
+            value=value,
+            threshold=1,
         )
-    return CheckResult("queues", OK, f"all {len(configured)} queues have a consumer", value=value, threshold=1)
+    return CheckResult(
+        "queues", OK, f"all {len(configured)} queues have a consumer", value=value, threshold=1
+    )
 
 
 def backlog_results(snapshot: QueueSnapshot, settings: Settings) -> list[CheckResult]:
@@ -258,7 +271,11 @@ def backlog_results(snapshot: QueueSnapshot, settings: Settings) -> list[CheckRe
         else:
             status, level = OK, f"warn > {warn}, fail > {fail}"
         detail = f"{queue.waiting} waiting, {queue.reserved} reserved ({level})"
-        results.append(CheckResult(f"backlog[{name}]", status, detail, value=queue.waiting, threshold=threshold))
+        results.append(
+            CheckResult(
+                f"backlog[{name}]", status, detail, value=queue.waiting, threshold=threshold
+            )
+        )
     return results
 
 
@@ -278,7 +295,12 @@ def busy_result(
     for host, tasks in (active or {}).items():
         pool = ((stats or {}).get(host) or {}).get("pool") or {}
         slots = pool.get("max-concurrency")
-        if not isinstance(slots, int) or slots <= 0 or not isinstance(tasks, list) or len(tasks) < slots:
+        if (
+            not isinstance(slots, int)
+            or slots <= 0
+            or not isinstance(tasks, list)
+            or len(tasks) < slots
+        ):
             continue
         starts = [t.get("time_start") for t in tasks if isinstance(t, dict)]
         if not starts or any(not isinstance(s, int | float) for s in starts):
@@ -287,9 +309,15 @@ def busy_result(
         if busy_for > busy_seconds:
             stuck.append(f"{host} ({len(tasks)}/{slots} slots busy for {busy_for:.0f} s)")
     if stuck:
-        return CheckResult("busy", FAIL, "stuck: " + "; ".join(stuck), value=len(stuck), threshold=busy_seconds)
+        return CheckResult(
+            "busy", FAIL, "stuck: " + "; ".join(stuck), value=len(stuck), threshold=busy_seconds
+        )
     return CheckResult(
-        "busy", OK, f"no worker has had every slot busy for over {busy_seconds:g} s", value=0, threshold=busy_seconds
+        "busy",
+        OK,
+        f"no worker has had every slot busy for over {busy_seconds:g} s",
+        value=0,
+        threshold=busy_seconds,
     )
 
 
@@ -300,7 +328,9 @@ class _HeartbeatListener:
     cannot be missed.
     """
 
-    def __init__(self, app: Any, budget: Budget, ping_done: threading.Event, responders: list[str]) -> None:
+    def __init__(
+        self, app: Any, budget: Budget, ping_done: threading.Event, responders: list[str]
+    ) -> None:
         self.app = app
         self.budget = budget
         self.ping_done = ping_done
@@ -324,7 +354,9 @@ class _HeartbeatListener:
         app = self.app
         with app.connection_for_read(connect_timeout=self.budget.socket_timeout()) as conn:
             receiver = app.events.Receiver(
-                conn, handlers={"worker-heartbeat": self._on_heartbeat}, routing_key="worker.heartbeat"
+                conn,
+                handlers={"worker-heartbeat": self._on_heartbeat},
+                routing_key="worker.heartbeat",
             )
             with receiver.consumer_context(wakeup=False) as (rconn, channel, _consumers):
                 try:
@@ -355,13 +387,19 @@ def _events_result(heard: set[str] | None, responders: list[str], error: str = "
     value = len(set(responders) & heard)
     if silent:
         return CheckResult(
-            "events", WARN,
+            "events",
+            WARN,
             f"no worker-heartbeat from {', '.join(silent)} (events disabled there? "
             "start with -E / worker_send_task_events, or check the event exchange)",
-            value=value, threshold=len(responders),
+            value=value,
+            threshold=len(responders),
         )
     return CheckResult(
-        "events", OK, f"worker-heartbeat received from all {value} worker(s)", value=value, threshold=len(responders)
+        "events",
+        OK,
+        f"worker-heartbeat received from all {value} worker(s)",
+        value=value,
+        threshold=len(responders),
     )
 
 
@@ -403,7 +441,9 @@ def _make_app(settings: Settings, budget: Budget) -> Any:
     return app
 
 
-def run_check(settings: Settings, *, timeout: float | None = None, strict: bool = False) -> CheckReport:
+def run_check(
+    settings: Settings, *, timeout: float | None = None, strict: bool = False
+) -> CheckReport:
     """Run every check against ``settings``' cluster within ``timeout`` seconds (default
     ``settings.check_timeout``) and return the report.  Never raises for broker problems."""
     total = float(timeout or settings.check_timeout)
@@ -424,7 +464,9 @@ def run_check(settings: Settings, *, timeout: float | None = None, strict: bool 
     try:
         app = _make_app(settings, budget)
     except Exception as exc:
-        checks.append(CheckResult("app", FAIL, f"could not build the Celery app: {_describe_error(exc)}"))
+        checks.append(
+            CheckResult("app", FAIL, f"could not build the Celery app: {_describe_error(exc)}")
+        )
         return finish(could_not_check=True)
 
     try:
@@ -437,7 +479,11 @@ def run_check(settings: Settings, *, timeout: float | None = None, strict: bool 
 
 
 def _run_checks(
-    app: Any, settings: Settings, budget: Budget, checks: list[CheckResult], finish: Callable[..., CheckReport]
+    app: Any,
+    settings: Settings,
+    budget: Budget,
+    checks: list[CheckResult],
+    finish: Callable[..., CheckReport],
 ) -> CheckReport:
     broker = settings.broker_display
     redis_broker = is_redis_url(settings.celery_broker_url)
@@ -449,14 +495,22 @@ def _run_checks(
     # 1. The broker (everything else depends on it); behind Sentinel, first where it is.
     if is_sentinel_url(settings.celery_broker_url):
         try:
-            host, port = sentinel_master(settings.celery_broker_url, settings, socket_timeout=budget.socket_timeout())
+            host, port = sentinel_master(
+                settings.celery_broker_url, settings, socket_timeout=budget.socket_timeout()
+            )
         except Exception as exc:
             checks.append(CheckResult("sentinel", FAIL, f"{broker}: {_describe_error(exc)}"))
             return finish(could_not_check=True)
         # An address only (the master's password is the URL's, never shown).
         master = f"{host}:{port}"
-        checks.append(CheckResult(
-            "sentinel", OK, f"master {settings.sentinel_master_name!r} is at {master} (asked {broker})", value=master))
+        checks.append(
+            CheckResult(
+                "sentinel",
+                OK,
+                f"master {settings.sentinel_master_name!r} is at {master} (asked {broker})",
+                value=master,
+            )
+        )
     try:
         if redis_broker:
             client, latency = _ping_broker_redis(app, settings, budget)
@@ -466,11 +520,17 @@ def _run_checks(
         checks.append(CheckResult("broker", FAIL, f"{broker} unreachable: {_describe_error(exc)}"))
         return finish(could_not_check=True)
     ms = latency * 1000
-    checks.append(CheckResult("broker", OK, f"{broker} answered in {ms:.1f} ms", value=round(ms, 2)))
+    checks.append(
+        CheckResult("broker", OK, f"{broker} answered in {ms:.1f} ms", value=round(ms, 2))
+    )
 
     # 2. What Redis tells us directly: the live workers' mailboxes and the queue lengths.
     poller = make_queue_poller(
-        app, client, settings=settings, configured_queues=configured, broker_url=settings.celery_broker_url
+        app,
+        client,
+        settings=settings,
+        configured_queues=configured,
+        broker_url=settings.celery_broker_url,
     )
     try:
         if client is not None:
@@ -553,11 +613,21 @@ def _run_checks(
         return job.result, ""
 
     backend, error = outcome("backend")
-    checks.append(backend if isinstance(backend, CheckResult) else CheckResult("backend", FAIL, error))
+    checks.append(
+        backend if isinstance(backend, CheckResult) else CheckResult("backend", FAIL, error)
+    )
 
     replies, error = outcome("ping")
     if error:
-        checks.append(CheckResult("workers", FAIL, f"ping failed: {error}", value=0, threshold=settings.check_min_workers))
+        checks.append(
+            CheckResult(
+                "workers",
+                FAIL,
+                f"ping failed: {error}",
+                value=0,
+                threshold=settings.check_min_workers,
+            )
+        )
     else:
         checks.append(_workers_result(replies, settings.check_min_workers, expected))
 
@@ -572,13 +642,17 @@ def _run_checks(
     elif snapshot is not None:
         checks.append(CheckResult("backlog", OK, f"not checked: {snapshot.error}"))
     else:
-        checks.append(CheckResult("backlog", FAIL, f"could not read queue lengths: {snapshot_error}"))
+        checks.append(
+            CheckResult("backlog", FAIL, f"could not read queue lengths: {snapshot_error}")
+        )
 
     if busy_seconds > 0:
         stats, error1 = outcome("stats")
         active, error2 = outcome("active")
         if error1 or error2:
-            checks.append(CheckResult("busy", WARN, f"inspect stats/active failed: {error1 or error2}"))
+            checks.append(
+                CheckResult("busy", WARN, f"inspect stats/active failed: {error1 or error2}")
+            )
         else:
             checks.append(busy_result(stats, active, busy_seconds))
     else:
@@ -587,16 +661,25 @@ def _run_checks(
     events_error = jobs["events"].error if finished["events"] else None
     if not finished["events"] or listener.cut_short:
         cut.append("events")
-        checks.append(CheckResult("events", FAIL, "no worker-heartbeat heard within the time budget"))
+        checks.append(
+            CheckResult("events", FAIL, "no worker-heartbeat heard within the time budget")
+        )
     else:
-        checks.append(_events_result(listener.heard, list(responders),
-                                     _describe_error(events_error) if events_error else ""))
+        checks.append(
+            _events_result(
+                listener.heard,
+                list(responders),
+                _describe_error(events_error) if events_error else "",
+            )
+        )
     if cut:
         # an unanswered check proves nothing either way: the run could not check (exit 2),
         # it must not pass (nor call the cluster unhealthy) on a budget too short to ask
         for check in checks:
             if check.status == FAIL and "time budget" in check.detail:
-                check.detail = f"not checked: --timeout {budget.total:g} s ran out first ({check.detail})"
+                check.detail = (
+                    f"not checked: --timeout {budget.total:g} s ran out first ({check.detail})"
+                )
         return finish(could_not_check=True)
     return finish()
 
@@ -645,8 +728,12 @@ def run_check_cli(args: argparse.Namespace) -> int:
             print(f"afirgen-tui: config error: {line}", file=sys.stderr)
         if as_json:
             report = {
-                "status": ERROR, "exit_code": 2, "elapsed": 0.0, "broker": scrub(mask_url(getattr(args, "broker", "") or "")),
-                "timeout": getattr(args, "timeout", None), "strict": strict,
+                "status": ERROR,
+                "exit_code": 2,
+                "elapsed": 0.0,
+                "broker": scrub(mask_url(getattr(args, "broker", "") or "")),
+                "timeout": getattr(args, "timeout", None),
+                "strict": strict,
                 "checks": [asdict(CheckResult("settings", FAIL, "; ".join(lines)))],
             }
             print(json.dumps(report, indent=2))
@@ -662,6 +749,8 @@ def run_check_cli(args: argparse.Namespace) -> int:
         for check in report.checks:
             print(scrub(format_line(check)))
         verdict = {0: "healthy", 1: "unhealthy", 2: "could not check"}[report.exit_code]
-        print(f"{report.status:<5} {'overall':<18} {verdict} in {report.elapsed:.2f} s (exit {report.exit_code})")
+        print(
+            f"{report.status:<5} {'overall':<18} {verdict} in {report.elapsed:.2f} s (exit {report.exit_code})"
+        )
     sys.stdout.flush()
     return report.exit_code

@@ -37,7 +37,9 @@ def _broker_url(text: str) -> str:
     # an empty --broker (an unset variable in a script: --broker "$URL") must not quietly
     # fall back to another broker
     if not text.strip():
-        raise argparse.ArgumentTypeError("needs a URL like redis://host:6379/0, not an empty string")
+        raise argparse.ArgumentTypeError(
+            "needs a URL like redis://host:6379/0, not an empty string"
+        )
     return text
 
 
@@ -59,16 +61,48 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"afirgen-tui {__version__}")
-    p.add_argument("--config", metavar="PATH", help="settings file (default: $AFIRGEN_CONFIG or ./config.toml)")
-    p.add_argument("--broker", metavar="URL", type=_broker_url, help="broker URL (overrides CELERY_BROKER_URL and the config file)")
-    p.add_argument("--demo", action="store_true", help="open on a self-contained sandbox cluster (Redis + 2 workers + jobs)")
-    p.add_argument("--read-only", action="store_true", help="disable every mutating action (enqueue, revoke, scale, pause, purge)")
-    p.add_argument("--check", action="store_true", help="headless health check; prints one line per check and exits 0/1/2")
-    p.add_argument("--json", action="store_true", help="with --check: print one JSON document instead of lines")
-    p.add_argument("--strict", action="store_true", help="with --check: warnings fail the check (exit 1)")
-    p.add_argument("--timeout", type=_positive_float, metavar="SECONDS", help="with --check: bound the whole run (default 5)")
-    p.add_argument("--serve-metrics", type=_listen_address, metavar="HOST:PORT",
-                   help="headless: serve Prometheus metrics on http://HOST:PORT/metrics until SIGTERM")
+    p.add_argument(
+        "--config", metavar="PATH", help="settings file (default: $AFIRGEN_CONFIG or ./config.toml)"
+    )
+    p.add_argument(
+        "--broker",
+        metavar="URL",
+        type=_broker_url,
+        help="broker URL (overrides CELERY_BROKER_URL and the config file)",
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="open on a self-contained sandbox cluster (Redis + 2 workers + jobs)",
+    )
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="disable every mutating action (enqueue, revoke, scale, pause, purge)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="headless health check; prints one line per check and exits 0/1/2",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="with --check: print one JSON document instead of lines"
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="with --check: warnings fail the check (exit 1)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="with --check: bound the whole run (default 5)",
+    )
+    p.add_argument(
+        "--serve-metrics",
+        type=_listen_address,
+        metavar="HOST:PORT",
+        help="headless: serve Prometheus metrics on http://HOST:PORT/metrics until SIGTERM",
+    )
     return p
 
 
@@ -76,15 +110,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``afirgen-tui`` console script."""
     args = build_parser().parse_args(argv)
     if (args.json or args.strict or args.timeout is not None) and not args.check:
-        print("afirgen-tui: --json, --strict and --timeout only apply with --check", file=sys.stderr)
+        print(
+            "afirgen-tui: --json, --strict and --timeout only apply with --check", file=sys.stderr
+        )
         return 2
     if args.check and args.demo:
         print("afirgen-tui: --check and --demo cannot be combined", file=sys.stderr)
         return 2
     if args.serve_metrics is not None:
         if args.check or args.demo or args.read_only:
-            print("afirgen-tui: --serve-metrics cannot be combined with --check, --demo or --read-only",
-                  file=sys.stderr)
+            print(
+                "afirgen-tui: --serve-metrics cannot be combined with --check, --demo or --read-only",
+                file=sys.stderr,
+            )
             return 2
         from tui.metrics.serve import run_serve_metrics
 

@@ -36,16 +36,22 @@ def run_console(args: argparse.Namespace) -> int:
     try:
         if args.demo:
             if args.broker:
-                return _fail(["--broker cannot be combined with --demo (the demo brings its own broker)"])
+                return _fail(
+                    ["--broker cannot be combined with --demo (the demo brings its own broker)"]
+                )
             from tui.demo import Sandbox
 
             sandbox = Sandbox()
             _stop_sandbox_on_hangup(sandbox)
-            print("afirgen-tui: starting the demo sandbox (Redis, 2 workers, jobs)…", file=sys.stderr)
+            print(
+                "afirgen-tui: starting the demo sandbox (Redis, 2 workers, jobs)…", file=sys.stderr
+            )
             sandbox.start()
             os.environ.update(sandbox.env)
-            banner = (f"demo sandbox: {sandbox.redis_kind} on port {sandbox.redis_port}, 2 workers, "
-                      "a job every ~0.3 s — everything stops when you quit")
+            banner = (
+                f"demo sandbox: {sandbox.redis_kind} on port {sandbox.redis_port}, 2 workers, "
+                "a job every ~0.3 s — everything stops when you quit"
+            )
         if args.broker:
             # Celery reads $CELERY_BROKER_URL itself (it beats its config): make both agree.
             os.environ["CELERY_BROKER_URL"] = args.broker
@@ -56,7 +62,9 @@ def run_console(args: argparse.Namespace) -> int:
 
         if sandbox is not None:
             # the sandbox directory goes when the demo quits; exports the operator asked for stay
-            settings = settings.model_copy(update={"paths_report_dir": Path.cwd() / "afirgen-exports"})
+            settings = settings.model_copy(
+                update={"paths_report_dir": Path.cwd() / "afirgen-exports"}
+            )
 
         from afirgen_tasks.celery_app import create_app
         from tui.core.redaction import Redactor
@@ -67,12 +75,22 @@ def run_console(args: argparse.Namespace) -> int:
         celery_app = create_app(settings, main="afirgen-tui")
         sources = BrokerSources(settings, celery_app, scrub=Redactor.from_settings(settings))
         try:
-            history = HistoryStore(settings.history_db, settings.history_max_rows, settings.history_max_age_days)
+            history = HistoryStore(
+                settings.history_db, settings.history_max_rows, settings.history_max_age_days
+            )
         except Exception as exc:  # a history problem must not keep the operator from the console
             history = None
-            banner = (banner + " · " if banner else "") + f"history disabled: {type(exc).__name__}: {exc}"
-        app = AfirgenApp(settings, sources, celery_app=celery_app, read_only=args.read_only, banner=banner,
-                         history=history)
+            banner = (
+                banner + " · " if banner else ""
+            ) + f"history disabled: {type(exc).__name__}: {exc}"
+        app = AfirgenApp(
+            settings,
+            sources,
+            celery_app=celery_app,
+            read_only=args.read_only,
+            banner=banner,
+            history=history,
+        )
         try:
             app.run()
         finally:

@@ -53,7 +53,9 @@ def connect(made: list[Connection], url: str, transport: str = OURS, **options) 
 def publish(conn: Connection, *bodies: dict, priority: int = 0) -> None:
     producer = Producer(conn)
     for body in bodies:
-        producer.publish(body, exchange=QUEUE.exchange, routing_key="jobs", declare=[QUEUE], priority=priority)
+        producer.publish(
+            body, exchange=QUEUE.exchange, routing_key="jobs", declare=[QUEUE], priority=priority
+        )
 
 
 def queued(client: redis.Redis) -> int:
@@ -83,8 +85,12 @@ def test_a_job_fetched_by_a_killed_consumer_is_in_unacked(connections, url, redi
     survivor = connect(connections, url, visibility_timeout=0)
     survivor.default_channel.qos.restore_visible(num=10, interval=1)
     got: list[dict] = []
-    with Consumer(survivor, [QUEUE], callbacks=[lambda body, message: (got.append(body), message.ack())]):
-        wait_until(lambda: _drain(survivor) or got, timeout=10, message="the restored job never came")
+    with Consumer(
+        survivor, [QUEUE], callbacks=[lambda body, message: (got.append(body), message.ack())]
+    ):
+        wait_until(
+            lambda: _drain(survivor) or got, timeout=10, message="the restored job never came"
+        )
     assert got == [{"n": 1}]
     assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
 
@@ -102,8 +108,11 @@ def test_delivered_job_is_recorded_once(connections, url, redis_client, monkeypa
     seen: list[tuple[dict, int]] = []
     kombu_writes: list[str] = []
     stock_append = kombu_redis.QoS.append
-    monkeypatch.setattr(kombu_redis.QoS, "append",
-                        lambda self, message, tag: (kombu_writes.append(tag), stock_append(self, message, tag)))
+    monkeypatch.setattr(
+        kombu_redis.QoS,
+        "append",
+        lambda self, message, tag: (kombu_writes.append(tag), stock_append(self, message, tag)),
+    )
 
     def on_message(body, message) -> None:
         # Recorded by the script before delivery.
@@ -123,17 +132,25 @@ def test_priority_order_is_kept(connections, url, redis_client) -> None:
     publish(pub, {"p": "high"}, priority=0)
     conn = connect(connections, url)
     got: list[str] = []
-    with Consumer(conn, [QUEUE], callbacks=[lambda body, message: (got.append(body["p"]), message.ack())]):
+    with Consumer(
+        conn, [QUEUE], callbacks=[lambda body, message: (got.append(body["p"]), message.ack())]
+    ):
         wait_until(lambda: _drain(conn) or len(got) == 2, timeout=10, message="jobs not delivered")
     assert got == ["high", "low"]
 
 
-def test_idle_consumer_wakes_on_publish_long_before_its_timeout(connections, url, redis_client) -> None:
+def test_idle_consumer_wakes_on_publish_long_before_its_timeout(
+    connections, url, redis_client
+) -> None:
     conn = connect(connections, url)
     conn.transport.brpop_timeout = 30
     got: list[float] = []
     stop = threading.Event()
-    with Consumer(conn, [QUEUE], callbacks=[lambda body, message: (got.append(time.monotonic()), message.ack())]):
+    with Consumer(
+        conn,
+        [QUEUE],
+        callbacks=[lambda body, message: (got.append(time.monotonic()), message.ack())],
+    ):
         channel = conn.default_channel
 
         def loop() -> None:
@@ -143,7 +160,9 @@ def test_idle_consumer_wakes_on_publish_long_before_its_timeout(connections, url
         reader = threading.Thread(target=loop, daemon=True)
         reader.start()
         try:
-            wait_until(lambda: channel._phase == "wait", timeout=10, message="consumer never went idle")
+            wait_until(
+                lambda: channel._phase == "wait", timeout=10, message="consumer never went idle"
+            )
             sent = time.monotonic()
             publish(connect(connections, url), {"n": 1})
             wait_until(lambda: got, timeout=10, message="an idle consumer did not wake for a job")
@@ -157,9 +176,14 @@ def test_jobs_from_a_plain_kombu_producer_are_still_fetched(connections, url, re
     """No wake-up token: the idle wait's timeout (1 s) is the latency bound."""
     conn = connect(connections, url)
     got: list[dict] = []
-    with Consumer(conn, [QUEUE], callbacks=[lambda body, message: (got.append(body), message.ack())]):
-        wait_until(lambda: _drain(conn, 0.2) or conn.default_channel._phase == "wait", timeout=10,
-                   message="consumer never went idle")
+    with Consumer(
+        conn, [QUEUE], callbacks=[lambda body, message: (got.append(body), message.ack())]
+    ):
+        wait_until(
+            lambda: _drain(conn, 0.2) or conn.default_channel._phase == "wait",
+            timeout=10,
+            message="consumer never went idle",
+        )
         publish(connect(connections, url, transport=STOCK), {"n": 1})
         assert not redis_client.exists(WAKEUP_PREFIX + "jobs")
         wait_until(lambda: _drain(conn) or got, timeout=10, message="the job was never fetched")
@@ -184,9 +208,14 @@ def test_an_empty_fetch_clears_the_wakeup_tokens(connections, url, redis_client)
     assert 0 < redis_client.pttl(WAKEUP_PREFIX + "jobs") <= WAKEUP_TTL_MS
     conn = connect(connections, url)
     got: list[dict] = []
-    with Consumer(conn, [QUEUE], callbacks=[lambda body, message: (got.append(body), message.ack())]):
-        wait_until(lambda: _drain(conn) or (len(got) == 3 and conn.default_channel._phase == "wait"),
-                   timeout=10, message="consumer did not drain and go idle")
+    with Consumer(
+        conn, [QUEUE], callbacks=[lambda body, message: (got.append(body), message.ack())]
+    ):
+        wait_until(
+            lambda: _drain(conn) or (len(got) == 3 and conn.default_channel._phase == "wait"),
+            timeout=10,
+            message="consumer did not drain and go idle",
+        )
     assert not redis_client.exists(WAKEUP_PREFIX + "jobs")
 
 
@@ -195,32 +224,45 @@ def test_closing_with_a_fetch_in_flight_puts_the_job_back(connections, url, redi
     conn = connect(connections, url)
     Consumer(conn, [QUEUE], callbacks=[lambda body, message: None]).consume()
     conn.transport.cycle.on_poll_start()
-    wait_until(lambda: queued(redis_client) == 0, timeout=5, message="the fetch never reached Redis")
+    wait_until(
+        lambda: queued(redis_client) == 0, timeout=5, message="the fetch never reached Redis"
+    )
     conn.default_channel.close()
     assert queued(redis_client) == 1
     assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
 
 
 def test_a_server_without_cjson_falls_back_to_brpop_and_loses_nothing(
-        connections, url, redis_client, monkeypatch, caplog) -> None:
+    connections, url, redis_client, monkeypatch, caplog
+) -> None:
     """The script fails before it pops anything, so the first job is not lost either."""
-    broken = redis_transport.FETCH_SCRIPT.replace("cjson.decode, cjson.encode", "nocjson.decode, nocjson.encode")
+    broken = redis_transport.FETCH_SCRIPT.replace(
+        "cjson.decode, cjson.encode", "nocjson.decode, nocjson.encode"
+    )
     assert broken != redis_transport.FETCH_SCRIPT
     monkeypatch.setattr(redis_transport, "FETCH_SCRIPT", broken)
     publish(connect(connections, url), {"n": 1}, {"n": 2})
     conn = connect(connections, url)
     got: list[dict] = []
     with caplog.at_level(logging.WARNING, logger="afirgen_tasks.redis_transport"):
-        with Consumer(conn, [QUEUE], callbacks=[lambda body, message: (got.append(body), message.ack())]):
-            wait_until(lambda: _drain(conn) or len(got) == 2, timeout=10, message=lambda: f"got only {got}")
+        with Consumer(
+            conn, [QUEUE], callbacks=[lambda body, message: (got.append(body), message.ack())]
+        ):
+            wait_until(
+                lambda: _drain(conn) or len(got) == 2, timeout=10, message=lambda: f"got only {got}"
+            )
     assert got == [{"n": 1}, {"n": 2}]
     assert conn.default_channel.atomic_fetch is False
     assert "using BRPOP from now on" in caplog.text
 
 
-def test_a_transient_error_is_raised_and_the_script_kept(connections, url, redis_client, monkeypatch) -> None:
+def test_a_transient_error_is_raised_and_the_script_kept(
+    connections, url, redis_client, monkeypatch
+) -> None:
     """BUSY, READONLY, LOADING... are raised like kombu raises BRPOP's (Celery reconnects)."""
-    monkeypatch.setattr(redis_transport, "FETCH_SCRIPT", "return redis.error_reply('BUSY simulated slow script')")
+    monkeypatch.setattr(
+        redis_transport, "FETCH_SCRIPT", "return redis.error_reply('BUSY simulated slow script')"
+    )
     conn = connect(connections, url)
     with Consumer(conn, [QUEUE], callbacks=[lambda body, message: None]):
         with pytest.raises(redis.ResponseError, match="BUSY"):
@@ -229,13 +271,17 @@ def test_a_transient_error_is_raised_and_the_script_kept(connections, url, redis
     assert conn.default_channel.atomic_fetch is True
 
 
-def test_closing_with_an_unrecorded_fetch_in_flight_puts_the_job_back(connections, url, redis_client) -> None:
+def test_closing_with_an_unrecorded_fetch_in_flight_puts_the_job_back(
+    connections, url, redis_client
+) -> None:
     """A no_ack consumer's job is in no unacked hash; closing must not drop it."""
     publish(connect(connections, url), {"n": 1})
     conn = connect(connections, url)
     Consumer(conn, [QUEUE], no_ack=True, callbacks=[lambda body, message: None]).consume()
     conn.transport.cycle.on_poll_start()
-    wait_until(lambda: queued(redis_client) == 0, timeout=5, message="the fetch never reached Redis")
+    wait_until(
+        lambda: queued(redis_client) == 0, timeout=5, message="the fetch never reached Redis"
+    )
     conn.default_channel.close()
     assert queued(redis_client) == 1 and redis_client.hlen("unacked") == 0
 
@@ -248,8 +294,9 @@ def late_reply(conn: Connection, client: redis.Redis, on_message) -> None:
     conn.default_channel._brpop_sent_at -= redis_transport.LATE_READ_S + 1
 
 
-def test_a_reply_read_late_is_not_delivered_if_the_sweep_requeued_it(connections, url, redis_client,
-                                                                      caplog) -> None:
+def test_a_reply_read_late_is_not_delivered_if_the_sweep_requeued_it(
+    connections, url, redis_client, caplog
+) -> None:
     publish(connect(connections, url), {"n": 1})
     conn = connect(connections, url)
     got: list[dict] = []
@@ -259,8 +306,11 @@ def test_a_reply_read_late_is_not_delivered_if_the_sweep_requeued_it(connections
     sweeper.default_channel.qos.restore_visible(num=10, interval=1)
     assert queued(redis_client) == 1 and redis_client.hlen("unacked") == 0
     with caplog.at_level(logging.WARNING, logger="afirgen_tasks.redis_transport"):
-        wait_until(lambda: _drain(conn) or (got and conn.default_channel._phase == "wait"), timeout=10,
-                   message="the requeued job was not delivered")
+        wait_until(
+            lambda: _drain(conn) or (got and conn.default_channel._phase == "wait"),
+            timeout=10,
+            message="the requeued job was not delivered",
+        )
     # Once: the requeued copy.  Without the check the late copy would have been delivered too.
     assert got == [{"n": 1}]
     assert "visibility sweep had requeued it" in caplog.text
@@ -284,13 +334,19 @@ def test_a_reply_read_late_restarts_the_visibility_clock(connections, url, redis
     assert redis_client.hlen("unacked") == 0
 
 
-def test_poll_error_reads_the_fetch_reply_with_the_right_parser(connections, url, redis_client) -> None:
+def test_poll_error_reads_the_fetch_reply_with_the_right_parser(
+    connections, url, redis_client
+) -> None:
     publish(connect(connections, url), {"n": 1})
     conn = connect(connections, url)
     got: list[dict] = []
-    Consumer(conn, [QUEUE], callbacks=[lambda body, message: (got.append(body), message.ack())]).consume()
+    Consumer(
+        conn, [QUEUE], callbacks=[lambda body, message: (got.append(body), message.ack())]
+    ).consume()
     conn.transport.cycle.on_poll_start()
-    wait_until(lambda: queued(redis_client) == 0, timeout=5, message="the fetch never reached Redis")
+    wait_until(
+        lambda: queued(redis_client) == 0, timeout=5, message="the fetch never reached Redis"
+    )
     conn.default_channel._poll_error("BRPOP")
     assert got == [{"n": 1}] and conn.default_channel._phase is None
 
@@ -301,5 +357,3 @@ def _drain(conn: Connection, timeout: float = 0.5) -> bool:
     except TimeoutError:
         pass
     return False
-
-

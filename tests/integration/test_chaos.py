@@ -55,19 +55,35 @@ def job_for(rng: random.Random, queue: str) -> tuple[str, dict]:
     n = rng.randrange(1_000_000)
     choices: dict[str, list[tuple[str, dict]]] = {
         "email": [
-            ("afirgen_tasks.email.send_notification_email",
-             {"recipient_email": f"duty{n}@example.org", "subject": f"Chaos {n}", "body": "Shift change at 22:00."}),
-            ("afirgen_tasks.email.send_fir_confirmation_email",
-             {"fir_id": rng.randint(1, FIR_COUNT), "recipient_email": f"c{n}@example.org"}),
+            (
+                "afirgen_tasks.email.send_notification_email",
+                {
+                    "recipient_email": f"duty{n}@example.org",
+                    "subject": f"Chaos {n}",
+                    "body": "Shift change at 22:00.",
+                },
+            ),
+            (
+                "afirgen_tasks.email.send_fir_confirmation_email",
+                {"fir_id": rng.randint(1, FIR_COUNT), "recipient_email": f"c{n}@example.org"},
+            ),
         ],
         "reports": [
             ("afirgen_tasks.reports.generate_pdf_report", {"fir_id": rng.randint(1, FIR_COUNT)}),
-            ("afirgen_tasks.reports.generate_excel_report", {"fir_ids": rng.sample(range(1, FIR_COUNT + 1), 5)}),
+            (
+                "afirgen_tasks.reports.generate_excel_report",
+                {"fir_ids": rng.sample(range(1, FIR_COUNT + 1), 5)},
+            ),
         ],
         "analytics": [
             ("afirgen_tasks.analytics.update_dashboard_stats", {}),
-            ("afirgen_tasks.analytics.process_analytics_data",
-             {"start_date": (today - timedelta(days=rng.randint(30, 700))).isoformat(), "end_date": today.isoformat()}),
+            (
+                "afirgen_tasks.analytics.process_analytics_data",
+                {
+                    "start_date": (today - timedelta(days=rng.randint(30, 700))).isoformat(),
+                    "end_date": today.isoformat(),
+                },
+            ),
         ],
         "cleanup": [
             ("afirgen_tasks.cleanup.cleanup_temp_files", {"max_age_hours": 24}),
@@ -81,7 +97,9 @@ def job_for(rng: random.Random, queue: str) -> tuple[str, dict]:
     return rng.choice(choices[queue])
 
 
-def drain(client, ids: list[str], timeout: float, settle: float = 3 * VISIBILITY_TIMEOUT) -> tuple[dict[str, str], list[str]]:
+def drain(
+    client, ids: list[str], timeout: float, settle: float = 3 * VISIBILITY_TIMEOUT
+) -> tuple[dict[str, str], list[str]]:
     """Wait until every job is SUCCESS; return the states and the ids that are not.
 
     Gives up early once the stragglers have had no message in the broker (queue lists or
@@ -95,7 +113,9 @@ def drain(client, ids: list[str], timeout: float, settle: float = 3 * VISIBILITY
         now = time.monotonic()
         if not stragglers or now >= deadline:
             return states, stragglers
-        if any(broker_locations(client, stragglers).values()) or any(states[i] != "PENDING" for i in stragglers):
+        if any(broker_locations(client, stragglers).values()) or any(
+            states[i] != "PENDING" for i in stragglers
+        ):
             gone_since = None
         elif gone_since is None:
             gone_since = now
@@ -105,7 +125,13 @@ def drain(client, ids: list[str], timeout: float, settle: float = 3 * VISIBILITY
 
 
 def test_chaos_every_job_completes_while_workers_are_killed(
-    afirgen_app, afirgen_env, afirgen_settings, redis_client, worker_factory, capsys, record_property
+    afirgen_app,
+    afirgen_env,
+    afirgen_settings,
+    redis_client,
+    worker_factory,
+    capsys,
+    record_property,
 ):
     from afirgen_tasks.records import create_sample_db
 
@@ -121,8 +147,12 @@ def test_chaos_every_job_completes_while_workers_are_killed(
         "AFIRGEN_SMTP_SECURITY": "none",
     }
     rng = random.Random(SEED)
-    workers = [worker_factory(queues=QUEUES, concurrency=CONCURRENCY, env=env, name=f"chaos{i}", start=False)
-               for i in range(WORKERS)]
+    workers = [
+        worker_factory(
+            queues=QUEUES, concurrency=CONCURRENCY, env=env, name=f"chaos{i}", start=False
+        )
+        for i in range(WORKERS)
+    ]
     started_at: dict[str, float] = {}
     for w in workers:
         w.start()
@@ -145,7 +175,10 @@ def test_chaos_every_job_completes_while_workers_are_killed(
 
             def is_up(w) -> bool:
                 """Alive and announced itself (worker-online) since its last start."""
-                return w.is_alive() and events.online.get(w.hostname, float("-inf")) >= started_at[w.name]
+                return (
+                    w.is_alive()
+                    and events.online.get(w.hostname, float("-inf")) >= started_at[w.name]
+                )
 
             next_kill = time.monotonic() + rng.uniform(*KILL_GAP)
             while len(ids) < JOBS or restart_at:
@@ -154,7 +187,9 @@ def test_chaos_every_job_completes_while_workers_are_killed(
                 while len(ids) < due:
                     queue, priority = rng.choice(QUEUES), rng.randint(1, 10)
                     name, kwargs = job_for(rng, queue)
-                    task_id = afirgen_app.send_task(name, kwargs=kwargs, queue=queue, priority=priority).id
+                    task_id = afirgen_app.send_task(
+                        name, kwargs=kwargs, queue=queue, priority=priority
+                    ).id
                     ids.append(task_id)
                     names[task_id] = name
                     published_at[task_id] = time.monotonic()
@@ -178,7 +213,9 @@ def test_chaos_every_job_completes_while_workers_are_killed(
                             restart_at[victim.name] = time.monotonic() + rng.uniform(*RESTART_DELAY)
                             in_flight_at_kills += len(running)
                             kills["worker"] += 1
-                            kill_log.append((round(time.monotonic() - begun, 2), "worker", victim.name))
+                            kill_log.append(
+                                (round(time.monotonic() - begun, 2), "worker", victim.name)
+                            )
                         else:
                             pool = victim.pool_pids()
                             targets = sorted(set(running.values()) & set(pool)) or pool
@@ -186,19 +223,34 @@ def test_chaos_every_job_completes_while_workers_are_killed(
                                 os.kill(rng.choice(targets), signal.SIGKILL)
                                 in_flight_at_kills += bool(set(running.values()) & set(targets))
                                 kills["pool"] += 1
-                                kill_log.append((round(time.monotonic() - begun, 2), "pool", victim.name))
+                                kill_log.append(
+                                    (round(time.monotonic() - begun, 2), "pool", victim.name)
+                                )
                 time.sleep(0.05)
             published = time.monotonic()
 
             states, stragglers = drain(redis_client, ids, timeout=60 + JOBS * 0.1)
             finished = time.monotonic()
             if not stragglers:
-                wait_until(lambda: redis_client.hlen("unacked") == 0, timeout=10, message="messages left unacked")
+                wait_until(
+                    lambda: redis_client.hlen("unacked") == 0,
+                    timeout=10,
+                    message="messages left unacked",
+                )
             logs = "".join(w.log_text() for w in workers)
-            diagnosis = {i: {"task": names[i], "state": states[i], "received_by_a_worker": f"[{i}] received" in logs,
-                             "in_broker": where, "published_s": round(published_at[i] - begun, 2),
-                             "kills_after": [k for k in kill_log if 0 <= k[0] - (published_at[i] - begun) < 1.0]}
-                         for i, where in broker_locations(redis_client, stragglers).items()}
+            diagnosis = {
+                i: {
+                    "task": names[i],
+                    "state": states[i],
+                    "received_by_a_worker": f"[{i}] received" in logs,
+                    "in_broker": where,
+                    "published_s": round(published_at[i] - begun, 2),
+                    "kills_after": [
+                        k for k in kill_log if 0 <= k[0] - (published_at[i] - begun) < 1.0
+                    ],
+                }
+                for i, where in broker_locations(redis_client, stragglers).items()
+            }
             redeliveries = events.redeliveries(ids)
             repeated = events.repeated_runs(ids)
     finally:
@@ -208,14 +260,27 @@ def test_chaos_every_job_completes_while_workers_are_killed(
     # the unacked hash was popped by a worker SIGKILLed before it recorded the job as
     # unacked: stock kombu's BRPOP fetch has that window, afirgen_tasks.redis_transport's
     # atomic fetch closes it.  Counted apart so a regression there is named as such.
-    fetch_window = [i for i, d in diagnosis.items() if not d["received_by_a_worker"] and not d["in_broker"]]
+    fetch_window = [
+        i for i, d in diagnosis.items() if not d["received_by_a_worker"] and not d["in_broker"]
+    ]
     lost = len(stragglers)
     figures = {
-        "jobs": len(ids), "queues": len({q for q, _ in sent}), "priorities": len({p for _, p in sent}),
-        "workers": WORKERS, "kills": sum(kills.values()), "worker_kills": kills["worker"], "pool_kills": kills["pool"],
-        "jobs_in_flight_at_kills": in_flight_at_kills, "redeliveries": redeliveries, "repeated_runs": repeated,
-        "smtp_sessions": sink.sessions, "lost": lost, "lost_in_fetch_window": len(fetch_window), "seed": SEED,
-        "publish_s": round(published - begun, 1), "total_s": round(finished - begun, 1),
+        "jobs": len(ids),
+        "queues": len({q for q, _ in sent}),
+        "priorities": len({p for _, p in sent}),
+        "workers": WORKERS,
+        "kills": sum(kills.values()),
+        "worker_kills": kills["worker"],
+        "pool_kills": kills["pool"],
+        "jobs_in_flight_at_kills": in_flight_at_kills,
+        "redeliveries": redeliveries,
+        "repeated_runs": repeated,
+        "smtp_sessions": sink.sessions,
+        "lost": lost,
+        "lost_in_fetch_window": len(fetch_window),
+        "seed": SEED,
+        "publish_s": round(published - begun, 1),
+        "total_s": round(finished - begun, 1),
     }
     for key, value in figures.items():
         record_property(f"chaos_{key}", value)

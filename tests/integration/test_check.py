@@ -23,13 +23,19 @@ pytestmark = pytest.mark.integration
 ALL_QUEUES = ("default", "email", "reports", "analytics", "cleanup")
 
 
-def run_check(env: Mapping[str, str], *args: str, timeout: float = 60) -> tuple[int, str, str, float]:
+def run_check(
+    env: Mapping[str, str], *args: str, timeout: float = 60
+) -> tuple[int, str, str, float]:
     """Run ``python -m tui --check *args``; return (exit code, stdout, stderr, wall seconds)."""
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "tui", "--check", *args],
-        cwd=REPO_ROOT, env=worker_environ(env), stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=timeout,
+        cwd=REPO_ROOT,
+        env=worker_environ(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started
 
@@ -55,7 +61,13 @@ def publish_unconsumed(app, queue_name: str, n: int) -> None:
     queue = Queue(queue_name, exchange, routing_key=queue_name)
     with app.producer_or_acquire() as producer:
         for i in range(n):
-            producer.publish({"n": i}, exchange=exchange, routing_key=queue_name, declare=[queue], serializer="json")
+            producer.publish(
+                {"n": i},
+                exchange=exchange,
+                routing_key=queue_name,
+                declare=[queue],
+                serializer="json",
+            )
 
 
 # ---- exit 1 ----------------------------------------------------------------------------
@@ -150,7 +162,9 @@ def test_closed_port_exits_2_fast(afirgen_env):
 
 def test_unroutable_address_is_bounded_by_timeout(afirgen_env):
     # 10.255.255.1 is only ever a connect target here; nothing is sent if it answers nothing
-    code, out, err, wall = run_check(afirgen_env, "--broker", "redis://10.255.255.1:6379/0", "--timeout", "1")
+    code, out, err, wall = run_check(
+        afirgen_env, "--broker", "redis://10.255.255.1:6379/0", "--timeout", "1"
+    )
     assert code == 2, out + err
     assert wall < 1 + 1 + 0.5  # timeout + 1 s (+ interpreter start-up)
 
@@ -177,8 +191,13 @@ def test_check_never_imports_textual(afirgen_env):
         "print('RC', rc)\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, env=worker_environ(afirgen_env),
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=worker_environ(afirgen_env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "RC 1" in proc.stdout  # no workers in this test
@@ -191,9 +210,23 @@ def password_redis(tmp_path):
         pytest.skip("redis-server is not on PATH: cannot start a password-protected Redis")
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", "s3cret",
-         "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--requirepass",
+            "s3cret",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     client = redis.Redis(port=port, password="s3cret", socket_timeout=1)
 
@@ -228,7 +261,9 @@ def test_password_never_printed(afirgen_env, password_redis):
         assert ":***@" in out
 
 
-def test_a_dead_workers_stale_binding_does_not_hide_the_live_ones(afirgen_env, worker_factory, redis_client):
+def test_a_dead_workers_stale_binding_does_not_hide_the_live_ones(
+    afirgen_env, worker_factory, redis_client
+):
     """A SIGKILLed worker leaves its pidbox binding: the live worker's answers still count."""
     worker = worker_factory(queues=ALL_QUEUES)
     redis_client.sadd("_kombu.binding.celery.pidbox", "::ghost@nowhere.celery.pidbox")
@@ -253,7 +288,11 @@ def test_a_timeout_too_short_to_ask_exits_2_not_0(afirgen_env, worker_factory):
     assert code == 2, out + err
     doc = json.loads(out)
     assert doc["status"] == "ERROR" and doc["exit_code"] == 2
-    cut = [c for c in doc["checks"] if c["detail"].startswith("not checked: --timeout 1e-06 s ran out first")]
+    cut = [
+        c
+        for c in doc["checks"]
+        if c["detail"].startswith("not checked: --timeout 1e-06 s ran out first")
+    ]
     assert cut and all(c["status"] == "FAIL" for c in cut)
     code, out, err, _ = run_check(afirgen_env, "--timeout", "0.000001")
     assert code == 2 and "could not check" in out.splitlines()[-1], out + err
@@ -261,8 +300,15 @@ def test_a_timeout_too_short_to_ask_exits_2_not_0(afirgen_env, worker_factory):
 
 def test_an_empty_broker_is_an_error_not_ignored(afirgen_env):
     for args in (("--check", "--broker", ""), ("--broker", "")):
-        proc = subprocess.run([sys.executable, "-m", "tui", *args], cwd=REPO_ROOT, env=worker_environ(afirgen_env),
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tui", *args],
+            cwd=REPO_ROOT,
+            env=worker_environ(afirgen_env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 2 and proc.stdout == "", (args, proc.stdout, proc.stderr)
         [line] = proc.stderr.splitlines()
         assert "--broker" in line and "empty" in line
@@ -287,7 +333,14 @@ sys.exit(main(sys.argv[1:]))
 def test_the_console_exits_1_after_a_crash(afirgen_env, tmp_path):
     script = tmp_path / "crash.py"
     script.write_text(CRASHING_CONSOLE)
-    proc = subprocess.run([sys.executable, str(script)], cwd=REPO_ROOT, env=worker_environ(afirgen_env),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=REPO_ROOT,
+        env=worker_environ(afirgen_env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "boom in a handler" in proc.stdout + proc.stderr  # Textual printed the traceback
     assert proc.returncode == 1

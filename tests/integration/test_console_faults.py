@@ -18,7 +18,10 @@ from tui.ui.widgets.panes import TasksPane, WorkersPane
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server on PATH to stop and restart"),
+    pytest.mark.skipif(
+        shutil.which("redis-server") is None,
+        reason="needs redis-server on PATH to stop and restart",
+    ),
 ]
 
 
@@ -41,17 +44,27 @@ def own_redis():
 
 def settings_for(url: str, tmp_path, **extra):
     (tmp_path / "c.toml").write_text("")
-    return load_settings(tmp_path / "c.toml", celery_broker_url=url, celery_result_backend=url,
-                         paths_data_dir=tmp_path / "var", console_audit_log=tmp_path / "audit.log",
-                         console_refresh_interval=0.1, console_queue_poll_interval=0.3,
-                         console_inspect_interval=1.0, console_control_timeout=0.5, **extra)
+    return load_settings(
+        tmp_path / "c.toml",
+        celery_broker_url=url,
+        celery_result_backend=url,
+        paths_data_dir=tmp_path / "var",
+        console_audit_log=tmp_path / "audit.log",
+        console_refresh_interval=0.1,
+        console_queue_poll_interval=0.3,
+        console_inspect_interval=1.0,
+        console_control_timeout=0.5,
+        **extra,
+    )
 
 
 def label(app) -> str:
     return app.console_screen.connection_state()[0]
 
 
-async def test_broker_outage_then_recovery(own_redis, tmp_path, monkeypatch, worker_factory, afirgen_env):
+async def test_broker_outage_then_recovery(
+    own_redis, tmp_path, monkeypatch, worker_factory, afirgen_env
+):
     own_redis.start()
     url = own_redis.url(0)
     env = {**afirgen_env, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url}
@@ -68,14 +81,27 @@ async def test_broker_outage_then_recovery(own_redis, tmp_path, monkeypatch, wor
         await until(pilot, lambda: label(app) == "● connected", 10, "connected")
         await until(pilot, lambda: workers.has_key(worker.hostname), 15, "worker row")
         first = celery_app.send_task("afirgen_tasks.cleanup.cleanup_temp_files", priority=5)
-        await until(pilot, lambda: tasks.has_key(first.id) and "SUCCESS" in str(tasks.get_cell(first.id, "state")),
-                    20, "first task SUCCESS")
+        await until(
+            pilot,
+            lambda: tasks.has_key(first.id) and "SUCCESS" in str(tasks.get_cell(first.id, "state")),
+            20,
+            "first task SUCCESS",
+        )
 
         own_redis.stop()
-        took = await until(pilot, lambda: label(app).startswith("✘"), 3.0, "disconnected within 3 s")
-        await until(pilot, lambda: "retry in" in label(app) or "not answering" in label(app), 3.0, "retry countdown")
+        took = await until(
+            pilot, lambda: label(app).startswith("✘"), 3.0, "disconnected within 3 s"
+        )
+        await until(
+            pilot,
+            lambda: "retry in" in label(app) or "not answering" in label(app),
+            3.0,
+            "retry countdown",
+        )
         assert took <= 3.0
-        await until(pilot, lambda: tasks.has_class("-stale"), 3.0 - took, "panes marked stale within 3 s")
+        await until(
+            pilot, lambda: tasks.has_class("-stale"), 3.0 - took, "panes marked stale within 3 s"
+        )
         for pane_id in ("queues", "workers", "tasks"):
             pane = app.query_one(f"#{pane_id}", KeyedTable)
             assert pane.has_class("-stale"), pane_id
@@ -93,13 +119,29 @@ async def test_broker_outage_then_recovery(own_redis, tmp_path, monkeypatch, wor
         await until(pilot, lambda: not tasks.has_class("-stale"), 1.0, "stale marks cleared")
         assert time.monotonic() - answered_at <= 5.5, "live again within ~5 s of Redis answering"
         polled_after = time.time()
-        await until(pilot, lambda: app.console_screen.last_poll is not None and not app.console_screen.last_poll.error
-                    and app.console_screen.last_poll.taken_at >= polled_after, 5.0, "a fresh queue poll")
+        await until(
+            pilot,
+            lambda: (
+                app.console_screen.last_poll is not None
+                and not app.console_screen.last_poll.error
+                and app.console_screen.last_poll.taken_at >= polled_after
+            ),
+            5.0,
+            "a fresh queue poll",
+        )
         # the worker reconnects by itself (exponential backoff) and the console sees it again
-        await until(pilot, lambda: app.model.get_worker(worker.hostname).online, 30, "worker online again")
+        await until(
+            pilot, lambda: app.model.get_worker(worker.hostname).online, 30, "worker online again"
+        )
         second = celery_app.send_task("afirgen_tasks.cleanup.cleanup_temp_files", priority=5)
-        await until(pilot, lambda: tasks.has_key(second.id) and "SUCCESS" in str(tasks.get_cell(second.id, "state")),
-                    30, "task after recovery SUCCESS")
+        await until(
+            pilot,
+            lambda: (
+                tasks.has_key(second.id) and "SUCCESS" in str(tasks.get_cell(second.id, "state"))
+            ),
+            30,
+            "task after recovery SUCCESS",
+        )
         assert sources.status.connects >= 2
         print(f"\noutage: disconnected shown after {took:.2f}s; live {back:.2f}s after restart")
     celery_app.close()
@@ -112,9 +154,16 @@ async def test_console_started_with_broker_down_connects_when_it_appears(own_red
     app = AfirgenApp(settings, sources, celery_app=celery_app)
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: label(app).startswith("✘"), 3.0, "says the broker is down")
-        await until(pilot, lambda: "disconnected" in str(app.query_one("#status").render()), 1.0, "status line")
+        await until(
+            pilot,
+            lambda: "disconnected" in str(app.query_one("#status").render()),
+            1.0,
+            "status line",
+        )
         answered_at = own_redis.start()
-        await until(pilot, lambda: label(app) == "● connected", 8.0, "connects once the broker appears")
+        await until(
+            pilot, lambda: label(app) == "● connected", 8.0, "connects once the broker appears"
+        )
         assert time.monotonic() - answered_at <= 5.5
     # Leaving the app any way (here run_test's exit, not the quit key) stops the receiver
     # thread; its reconnect loop used to outlive the app.
@@ -133,10 +182,19 @@ async def test_slow_console_counts_dropped_events_and_resyncs(own_redis, tmp_pat
         sources.start()
         await until(pilot, lambda: sources.status.state == "connected", 10, "receiver connected")
         with celery_app.connection_for_write() as conn:
-            dispatcher = celery_app.events.Dispatcher(conn, hostname="flood@bench", buffer_while_offline=False)
+            dispatcher = celery_app.events.Dispatcher(
+                conn, hostname="flood@bench", buffer_while_offline=False
+            )
             for i in range(3000):
-                dispatcher.send("task-sent", uuid=f"flood-{i}", name="afirgen_tasks.cleanup.cleanup_temp_files",
-                                queue="cleanup", priority=5, args="[]", kwargs="{}")
+                dispatcher.send(
+                    "task-sent",
+                    uuid=f"flood-{i}",
+                    name="afirgen_tasks.cleanup.cleanup_temp_files",
+                    queue="cleanup",
+                    priority=5,
+                    args="[]",
+                    kwargs="{}",
+                )
             dispatcher.close()
         await until(pilot, lambda: sources.received >= 3000, 20, "all 3000 events received")
         assert sources.dropped == 2000 and sources.buffered == 1000

@@ -35,7 +35,9 @@ def test_demo_sandbox_runs_jobs_and_cleans_up(kind, monkeypatch):
     sandbox = Sandbox(jobs_per_second=20)
     try:
         sandbox.start()
-        assert sandbox.redis_kind == ("embedded fakeredis" if kind == "fakeredis" else "redis-server")
+        assert sandbox.redis_kind == (
+            "embedded fakeredis" if kind == "fakeredis" else "redis-server"
+        )
         from afirgen_tasks.celery_app import create_app
 
         app = create_app(sandbox.settings(), main="demo-probe")

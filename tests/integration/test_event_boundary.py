@@ -22,15 +22,27 @@ OSC52 = "\x1b]52;c;SGFja2VkIQ==\x07"
 
 
 def event(etype: str, uuid: str, **extra: Any) -> dict[str, Any]:
-    ev = {"type": etype, "uuid": uuid, "hostname": "gen1@boundary", "timestamp": time.time(),
-          "utcoffset": utcoffset(), "pid": os.getpid(), "clock": 1,
-          "name": "afirgen_tasks.cleanup.cleanup_temp_files", "queue": "cleanup", "priority": 5,
-          "args": "()", "kwargs": "{}"}
+    ev = {
+        "type": etype,
+        "uuid": uuid,
+        "hostname": "gen1@boundary",
+        "timestamp": time.time(),
+        "utcoffset": utcoffset(),
+        "pid": os.getpid(),
+        "clock": 1,
+        "name": "afirgen_tasks.cleanup.cleanup_temp_files",
+        "queue": "cleanup",
+        "priority": 5,
+        "args": "()",
+        "kwargs": "{}",
+    }
     ev.update(extra)
     return ev
 
 
-def test_forged_events_are_counted_and_skipped_and_the_receiver_never_reconnects(afirgen_app, redis_client):
+def test_forged_events_are_counted_and_skipped_and_the_receiver_never_reconnects(
+    afirgen_app, redis_client
+):
     receiver = EventReceiverThread(afirgen_app, buffer_size=10_000)
     receiver.start()
     try:
@@ -54,22 +66,72 @@ def test_forged_events_are_counted_and_skipped_and_the_receiver_never_reconnects
 
             bad = [
                 # each: (what, how to send it, how many events it makes invalid)
-                ("timestamp 'now'", lambda: publish(event("task-sent", "bad-now", timestamp="now")), 1),
+                (
+                    "timestamp 'now'",
+                    lambda: publish(event("task-sent", "bad-now", timestamp="now")),
+                    1,
+                ),
                 ("a JSON list body of non-events", lambda: publish([1, "x", None]), 3),
-                ("a dict without type", lambda: publish({"uuid": "bad-notype", "hostname": "h@x"}), 1),
-                ("NaN timestamp", lambda: publish(event("task-sent", "bad-nan", timestamp=math.nan)), 1),
-                ("-1e18 timestamp", lambda: publish(event("task-sent", "bad-old", timestamp=-1e18)), 1),
-                ("hostname with OSC 2", lambda: publish(event("task-sent", "bad-host", hostname="w\x1b]2;x\x07")), 1),
-                ("not JSON", lambda: publish("{not json", serializer=None, content_type="application/json",
-                                             content_encoding="utf-8"), 1),
-                ("kombu type marker with garbage", lambda: publish(
-                    '{"__type__": "datetime", "__value__": "garbage"}', serializer=None,
-                    content_type="application/json", content_encoding="utf-8"), 1),
-                ("a content type not accepted", lambda: publish(b"junk", serializer=None,
-                                                                 content_type="application/x-python-serialize",
-                                                                 content_encoding="binary"), 1),
-                ("an envelope without properties", lambda: redis_client.publish(topic, json.dumps({"body": "x"})), 1),
-                ("an envelope that is a list", lambda: redis_client.publish(topic, json.dumps([1, 2])), 1),
+                (
+                    "a dict without type",
+                    lambda: publish({"uuid": "bad-notype", "hostname": "h@x"}),
+                    1,
+                ),
+                (
+                    "NaN timestamp",
+                    lambda: publish(event("task-sent", "bad-nan", timestamp=math.nan)),
+                    1,
+                ),
+                (
+                    "-1e18 timestamp",
+                    lambda: publish(event("task-sent", "bad-old", timestamp=-1e18)),
+                    1,
+                ),
+                (
+                    "hostname with OSC 2",
+                    lambda: publish(event("task-sent", "bad-host", hostname="w\x1b]2;x\x07")),
+                    1,
+                ),
+                (
+                    "not JSON",
+                    lambda: publish(
+                        "{not json",
+                        serializer=None,
+                        content_type="application/json",
+                        content_encoding="utf-8",
+                    ),
+                    1,
+                ),
+                (
+                    "kombu type marker with garbage",
+                    lambda: publish(
+                        '{"__type__": "datetime", "__value__": "garbage"}',
+                        serializer=None,
+                        content_type="application/json",
+                        content_encoding="utf-8",
+                    ),
+                    1,
+                ),
+                (
+                    "a content type not accepted",
+                    lambda: publish(
+                        b"junk",
+                        serializer=None,
+                        content_type="application/x-python-serialize",
+                        content_encoding="binary",
+                    ),
+                    1,
+                ),
+                (
+                    "an envelope without properties",
+                    lambda: redis_client.publish(topic, json.dumps({"body": "x"})),
+                    1,
+                ),
+                (
+                    "an envelope that is a list",
+                    lambda: redis_client.publish(topic, json.dumps([1, 2])),
+                    1,
+                ),
             ]
             expected_invalid = 0
             for _what, send, n in bad:
@@ -80,7 +142,11 @@ def test_forged_events_are_counted_and_skipped_and_the_receiver_never_reconnects
             publish(event("task-sent", "clean-prio", priority=2**70))
             publish(event("task-sent", "clean-queue", queue=OSC52))
             publish(event("task-received", "clean-clock", clock="x"))
-            cleaned_uuids = {"clean-prio": "priority", "clean-queue": "queue", "clean-clock": "clock"}
+            cleaned_uuids = {
+                "clean-prio": "priority",
+                "clean-queue": "queue",
+                "clean-clock": "clock",
+            }
             # Celery's buffered form: a list of events, with one bad element
             good.append("good-in-list")
             publish([event("task-sent", "good-in-list"), {"type": 5}])
@@ -94,9 +160,17 @@ def test_forged_events_are_counted_and_skipped_and_the_receiver_never_reconnects
                 seen[ev.get("uuid", "")] = ev
             return all(u in seen for u in good) and all(u in seen for u in cleaned_uuids)
 
-        wait_until(all_arrived, 20, message=lambda: f"good events missing: {sorted(set(good) - set(seen))[:10]}; "
-                                                   f"tally {receiver.tally!r} {receiver.tally.reasons}")
-        assert not any(u.startswith("bad-") for u in seen), sorted(u for u in seen if u.startswith("bad-"))
+        wait_until(
+            all_arrived,
+            20,
+            message=lambda: (
+                f"good events missing: {sorted(set(good) - set(seen))[:10]}; "
+                f"tally {receiver.tally!r} {receiver.tally.reasons}"
+            ),
+        )
+        assert not any(u.startswith("bad-") for u in seen), sorted(
+            u for u in seen if u.startswith("bad-")
+        )
         assert receiver.invalid == expected_invalid, receiver.tally.reasons
         assert receiver.cleaned == 3, receiver.tally.reasons
         assert "priority" not in seen["clean-prio"]

@@ -26,8 +26,18 @@ pytestmark = pytest.mark.integration
 #: Each body is published on the event exchange with the heartbeat routing key.
 HOSTILE_HEARTBEATS: list[Any] = [
     {"type": "worker-heartbeat", "hostname": "forged@evil.example", "timestamp": "x", "freq": 2.0},
-    {"type": "worker-heartbeat", "hostname": "forged@evil.example", "timestamp": float("nan"), "freq": 2.0},
-    {"type": "worker-heartbeat", "hostname": "forged@evil.example", "timestamp": 1e308 * 10, "freq": 2.0},
+    {
+        "type": "worker-heartbeat",
+        "hostname": "forged@evil.example",
+        "timestamp": float("nan"),
+        "freq": 2.0,
+    },
+    {
+        "type": "worker-heartbeat",
+        "hostname": "forged@evil.example",
+        "timestamp": 1e308 * 10,
+        "freq": 2.0,
+    },
     {"type": "worker-heartbeat", "hostname": "forged@evil.example", "timestamp": 1.0, "freq": "y"},
     {"type": "worker-heartbeat", "timestamp": 1.0},  # no hostname
     ["worker-heartbeat", "x"],  # not even a dict
@@ -41,9 +51,14 @@ def publish_hostile_heartbeats(app: Celery) -> None:
         producer = Producer(conn)
         for body in HOSTILE_HEARTBEATS:
             producer.publish(
-                body, exchange=dispatcher.exchange.name, routing_key="worker.heartbeat",
-                declare=[dispatcher.exchange], serializer="json",
-                headers={"hostname": "forged@evil.example"} if isinstance(body, dict) and "hostname" in body else {},
+                body,
+                exchange=dispatcher.exchange.name,
+                routing_key="worker.heartbeat",
+                declare=[dispatcher.exchange],
+                serializer="json",
+                headers={"hostname": "forged@evil.example"}
+                if isinstance(body, dict) and "hostname" in body
+                else {},
             )
         dispatcher.close()
 
@@ -68,8 +83,12 @@ def test_forged_heartbeats_leave_default_workers_running(afirgen_app, afirgen_en
         publish_hostile_heartbeats(afirgen_app)  # again until it lands: fanout is not queued
         return not gossiping.is_alive()
 
-    wait_until(gossiping_worker_died, timeout=30, interval=0.2,
-               message=lambda: f"the gossiping worker survived; log:\n{gossiping.log_tail()}")
+    wait_until(
+        gossiping_worker_died,
+        timeout=30,
+        interval=0.2,
+        message=lambda: f"the gossiping worker survived; log:\n{gossiping.log_tail()}",
+    )
     assert "Unrecoverable error" in gossiping.log_text()
 
     for _ in range(5):
@@ -77,8 +96,9 @@ def test_forged_heartbeats_leave_default_workers_running(afirgen_app, afirgen_en
     assert survivor.is_alive(), survivor.log_tail()
     assert survivor.ping(timeout=2.0), survivor.log_tail()
     subject = f"still here {uuid.uuid4().hex[:8]}"
-    res = afirgen_app.send_task("afirgen_tasks.email.send_notification_email",
-                                args=("officer@example.org", subject, "body"))
+    res = afirgen_app.send_task(
+        "afirgen_tasks.email.send_notification_email", args=("officer@example.org", subject, "body")
+    )
     assert res.get(timeout=30)["delivery"] == "outbox"
     assert res.state == "SUCCESS"
     assert survivor.is_alive()
@@ -87,9 +107,16 @@ def test_forged_heartbeats_leave_default_workers_running(afirgen_app, afirgen_en
 
 def test_gossip_setting_turns_gossip_back_on(afirgen_env, worker_factory):
     # CELERY_WORKER_GOSSIP=true is Celery's default behaviour: the worker logs the Gossip step
-    worker = app_default_worker(worker_factory, env={**afirgen_env, "CELERY_WORKER_GOSSIP": "true"}, loglevel="debug")
-    wait_until(lambda: "Starting Gossip" in worker.log_text(), timeout=10,
-               message=lambda: worker.log_tail())
+    worker = app_default_worker(
+        worker_factory, env={**afirgen_env, "CELERY_WORKER_GOSSIP": "true"}, loglevel="debug"
+    )
+    wait_until(
+        lambda: "Starting Gossip" in worker.log_text(),
+        timeout=10,
+        message=lambda: worker.log_tail(),
+    )
     quiet = app_default_worker(worker_factory, loglevel="debug")
-    wait_until(lambda: "Starting Heart" in quiet.log_text(), timeout=10, message=lambda: quiet.log_tail())
+    wait_until(
+        lambda: "Starting Heart" in quiet.log_text(), timeout=10, message=lambda: quiet.log_tail()
+    )
     assert "Starting Gossip" not in quiet.log_text()

@@ -14,16 +14,21 @@ pytestmark = pytest.mark.integration
 
 
 def test_tasks_run_while_no_console_ran_are_backfilled_and_marked(
-        afirgen_app, afirgen_settings, worker_factory, redis_client, tmp_path):
+    afirgen_app, afirgen_settings, worker_factory, redis_client, tmp_path
+):
     from afirgen_tasks.records import create_sample_db
     from afirgen_tasks.routing import QUEUES
 
     create_sample_db(afirgen_settings.fir_db_path, count=5)
     worker = worker_factory(queues=QUEUES, pool="solo")
-    ok = afirgen_app.send_task("afirgen_tasks.email.send_notification_email", kwargs={
-        "recipient_email": "duty@example.org", "subject": "Backfill", "body": "seen later"})
+    ok = afirgen_app.send_task(
+        "afirgen_tasks.email.send_notification_email",
+        kwargs={"recipient_email": "duty@example.org", "subject": "Backfill", "body": "seen later"},
+    )
     stats = afirgen_app.send_task("afirgen_tasks.analytics.update_dashboard_stats")
-    bad = afirgen_app.send_task("afirgen_tasks.reports.generate_pdf_report", kwargs={"fir_id": 999_999})
+    bad = afirgen_app.send_task(
+        "afirgen_tasks.reports.generate_pdf_report", kwargs={"fir_id": 999_999}
+    )
     seen = afirgen_app.send_task("afirgen_tasks.cleanup.clear_expired_cache")
     for res in (ok, stats, seen):
         res.get(timeout=60)
@@ -41,7 +46,9 @@ def test_tasks_run_while_no_console_ran_are_backfilled_and_marked(
     assert set(rows) == {ok.id, stats.id, bad.id}
     assert all(r["source"] == "backend" for r in rows.values())
     good = rows[ok.id]
-    assert good["state"] == "SUCCESS" and good["name"] == "afirgen_tasks.email.send_notification_email"
+    assert (
+        good["state"] == "SUCCESS" and good["name"] == "afirgen_tasks.email.send_notification_email"
+    )
     assert good["hostname"] == worker.hostname and good["queue"] == "email"
     assert "duty@example.org" in good["kwargs"] and "'status': 'ok'" in good["result"]
     assert good["finished"] is not None and good["first_seen"] == good["finished"]

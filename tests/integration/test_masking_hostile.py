@@ -39,8 +39,15 @@ NEED_ENCODING = ["Pa55word/with/slash", "p@ss:w/rd#1", "q?u=1&x#y"]
 
 
 def run_tui(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tui", *args], cwd=REPO_ROOT, env=worker_environ(env),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "tui", *args],
+        cwd=REPO_ROOT,
+        env=worker_environ(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def assert_hidden(password: str, *texts: str) -> None:
@@ -57,7 +64,9 @@ def assert_hidden(password: str, *texts: str) -> None:
 def test_check_at_a_closed_port_never_prints_the_password(afirgen_env, password, as_json):
     url = f"redis://ops:{password}@127.0.0.1:{free_port()}/0"
     env = {**afirgen_env, "CELERY_RESULT_BACKEND": url}
-    proc = run_tui(env, "--check", "--broker", url, "--timeout", "2", *(["--json"] if as_json else []))
+    proc = run_tui(
+        env, "--check", "--broker", url, "--timeout", "2", *(["--json"] if as_json else [])
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert_hidden(password, proc.stdout, proc.stderr)
     if as_json and proc.stdout:
@@ -76,10 +85,17 @@ def hostile_password_redis(tmp_path):
     password = "p@ss:w/rd#1?ä%x"
     port = free_port()
     conf = tmp_path / "redis.conf"
-    conf.write_text(f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\ndir {tmp_path}\n'
-                    f'requirepass "{password}"\n', encoding="utf-8")
-    proc = subprocess.Popen([binary, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    conf.write_text(
+        f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\ndir {tmp_path}\n'
+        f'requirepass "{password}"\n',
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [binary, str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     client = redis.Redis(port=port, password=password)
     deadline = time.monotonic() + 10
     while True:
@@ -97,10 +113,16 @@ def hostile_password_redis(tmp_path):
     proc.wait(5)
 
 
-def test_a_percent_encoded_hostile_password_connects_and_never_shows(afirgen_env, hostile_password_redis):
+def test_a_percent_encoded_hostile_password_connects_and_never_shows(
+    afirgen_env, hostile_password_redis
+):
     port, password = hostile_password_redis
     url = f"redis://:{quote(password, safe='')}@127.0.0.1:{port}/0"
-    env = {**afirgen_env, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url.replace("/0", "/1")}
+    env = {
+        **afirgen_env,
+        "CELERY_BROKER_URL": url,
+        "CELERY_RESULT_BACKEND": url.replace("/0", "/1"),
+    }
     for args in (("--check", "--timeout", "3"), ("--check", "--timeout", "3", "--json")):
         proc = run_tui(env, *args)
         # kombu and redis-py decode the password: the broker and the backend answer (no workers: 1)
@@ -124,9 +146,14 @@ def hostile_settings(tmp_path, monkeypatch):
         monkeypatch.delenv(name)
     password = "p@ss:w/rd#1?ä%"
     url = f"redis://ops:{quote(password, safe='')}@127.0.0.1:{free_port()}/0"
-    settings = load_settings(None, celery_broker_url=url, celery_result_backend=url,
-                             paths_data_dir=tmp_path / "var", console_audit_log=tmp_path / "audit.log",
-                             paths_report_dir=tmp_path / "exports")
+    settings = load_settings(
+        None,
+        celery_broker_url=url,
+        celery_result_backend=url,
+        paths_data_dir=tmp_path / "var",
+        console_audit_log=tmp_path / "audit.log",
+        paths_report_dir=tmp_path / "exports",
+    )
     return settings, password
 
 
@@ -147,22 +174,38 @@ async def test_status_line_audit_log_and_export_hide_a_hostile_password(hostile_
 
     # the audit log: an error that quotes the URL and the password, as a broker error might
     redactor = Redactor.from_settings(settings)
-    audit = AuditLog(settings.console_audit_log, scrub=redactor.scrub_secrets, redact_value=redactor.value)
+    audit = AuditLog(
+        settings.console_audit_log, scrub=redactor.scrub_secrets, redact_value=redactor.value
+    )
     actions = Actions(None, audit)
 
     def failing_send():
-        raise ConnectionError(f"Error 111 connecting to {settings.celery_broker_url}; AUTH {password} refused")
+        raise ConnectionError(
+            f"Error 111 connecting to {settings.celery_broker_url}; AUTH {password} refused"
+        )
 
-    out = actions._attempt("pause_queue", "cleanup", {"note": f"url {settings.celery_broker_url}"}, failing_send)
+    out = actions._attempt(
+        "pause_queue", "cleanup", {"note": f"url {settings.celery_broker_url}"}, failing_send
+    )
     text = settings.console_audit_log.read_text(encoding="utf-8")
     assert not out.ok and "ops:***@127.0.0.1" in out.message
-    for shown in (out.message, text, json.dumps([json.loads(line) for line in text.splitlines()], ensure_ascii=False)):
+    for shown in (
+        out.message,
+        text,
+        json.dumps([json.loads(line) for line in text.splitlines()], ensure_ascii=False),
+    ):
         assert password not in shown and encoded not in shown
 
     # an export: a task whose arguments and traceback carry the password
-    rows = [{"uuid": "u1", "name": "afirgen_tasks.x", "state": "FAILURE",
-             "args": repr((settings.celery_broker_url, password)),
-             "traceback": f"ConnectionError: AUTH {password} to {settings.celery_broker_url} failed"}]
+    rows = [
+        {
+            "uuid": "u1",
+            "name": "afirgen_tasks.x",
+            "state": "FAILURE",
+            "args": repr((settings.celery_broker_url, password)),
+            "traceback": f"ConnectionError: AUTH {password} to {settings.celery_broker_url} failed",
+        }
+    ]
     path = tmp_path / "out.csv"
     export_csv(rows, path, redactor)
     exported = path.read_text(encoding="utf-8")

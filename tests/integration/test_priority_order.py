@@ -42,8 +42,11 @@ def observed_start_order(app, sent: list[tuple[int, int, str]]) -> list[tuple[in
     results = {tid: AsyncResult(tid, app=app) for _, _, tid in sent}
     wait_until(
         lambda: all(r.state == "SUCCESS" for r in results.values()),
-        timeout=60, interval=0.1,
-        message=lambda: "not all tasks succeeded: " + ", ".join(sorted({r.state for r in results.values()})),
+        timeout=60,
+        interval=0.1,
+        message=lambda: (
+            "not all tasks succeeded: " + ", ".join(sorted({r.state for r in results.values()}))
+        ),
     )
     done = {tid: r.date_done for tid, r in results.items()}
     assert all(done.values()), "date_done missing (is result_extended on?)"

@@ -40,7 +40,8 @@ def revoke_while_running(app, worker, task_id: str) -> None:
     app.control.revoke(task_id)
     wait_until(
         lambda: task_id in ((worker.inspect().revoked() or {}).get(worker.hostname) or []),
-        timeout=10, message=f"{worker.hostname} never listed {task_id} as revoked",
+        timeout=10,
+        message=f"{worker.hostname} never listed {task_id} as revoked",
     )
 
 
@@ -61,7 +62,9 @@ def test_revoked_id_is_discarded_after_restart(afirgen_app, afirgen_settings, wo
     worker = worker_factory(queues=(QUEUE,), name="keeper", pool="solo")
     revoke_while_running(afirgen_app, worker, revoked_id)
     assert worker.stop() == 0
-    assert list(data.glob("worker-keeper*")), f"no state file in {sorted(p.name for p in data.iterdir())}"
+    assert list(data.glob("worker-keeper*")), (
+        f"no state file in {sorted(p.name for p in data.iterdir())}"
+    )
 
     marker = publish_and_drain(afirgen_app, revoked_id)
     worker.start().wait_ready()

@@ -56,7 +56,9 @@ def test_the_nine_tasks_are_registered(afirgen_app):
     assert set(task_names(afirgen_app)) == ALL_TASKS
 
 
-def test_every_task_succeeds_with_its_structured_result(afirgen_app, afirgen_settings, fir_db, worker_factory):
+def test_every_task_succeeds_with_its_structured_result(
+    afirgen_app, afirgen_settings, fir_db, worker_factory
+):
     s = afirgen_settings
     stale, fresh = s.paths_temp_dir / "stale.tmp", s.paths_temp_dir / "fresh.tmp"
     s.paths_temp_dir.mkdir(parents=True, exist_ok=True)
@@ -66,18 +68,33 @@ def test_every_task_succeeds_with_its_structured_result(afirgen_app, afirgen_set
     os.utime(stale, (two_days_ago, two_days_ago))
     today = datetime.now(UTC).date()
     start = today - timedelta(days=2999)
-    in_range = query(fir_db, "SELECT count(*) FROM firs WHERE filed_at >= ? AND filed_at < ?",
-                     start.isoformat(), (today + timedelta(days=1)).isoformat())
-    expired_cache = query(fir_db, "SELECT count(*) FROM cache WHERE expires_at <= ?", utc_iso(utc_now()))
+    in_range = query(
+        fir_db,
+        "SELECT count(*) FROM firs WHERE filed_at >= ? AND filed_at < ?",
+        start.isoformat(),
+        (today + timedelta(days=1)).isoformat(),
+    )
+    expired_cache = query(
+        fir_db, "SELECT count(*) FROM cache WHERE expires_at <= ?", utc_iso(utc_now())
+    )
 
     calls = {
-        "afirgen_tasks.email.send_fir_confirmation_email": {"fir_id": 7, "recipient_email": "asha@example.org"},
+        "afirgen_tasks.email.send_fir_confirmation_email": {
+            "fir_id": 7,
+            "recipient_email": "asha@example.org",
+        },
         "afirgen_tasks.email.send_notification_email": {
-            "recipient_email": "duty@example.org", "subject": "Shift change", "body": "Night shift starts at 22:00."},
+            "recipient_email": "duty@example.org",
+            "subject": "Shift change",
+            "body": "Night shift starts at 22:00.",
+        },
         "afirgen_tasks.reports.generate_pdf_report": {"fir_id": 3},
         "afirgen_tasks.reports.generate_excel_report": {"fir_ids": [1, 2, 3, 4, 5]},
         "afirgen_tasks.analytics.update_dashboard_stats": {},
-        "afirgen_tasks.analytics.process_analytics_data": {"start_date": start.isoformat(), "end_date": today.isoformat()},
+        "afirgen_tasks.analytics.process_analytics_data": {
+            "start_date": start.isoformat(),
+            "end_date": today.isoformat(),
+        },
         "afirgen_tasks.cleanup.archive_old_records": {"days": 365},
         "afirgen_tasks.cleanup.clear_expired_cache": {},
         "afirgen_tasks.cleanup.cleanup_temp_files": {"max_age_hours": 1},
@@ -99,7 +116,10 @@ def test_every_task_succeeds_with_its_structured_result(afirgen_app, afirgen_set
     eml = open(conf["path"], encoding="utf-8").read()
     assert "To: asha@example.org" in eml and conf["fir_number"] in eml
     note = out["send_notification_email"]
-    assert note["delivery"] == "outbox" and "Shift change" in open(note["path"], encoding="utf-8").read()
+    assert (
+        note["delivery"] == "outbox"
+        and "Shift change" in open(note["path"], encoding="utf-8").read()
+    )
 
     pdf = out["generate_pdf_report"]
     with open(pdf["path"], "rb") as fh:
@@ -113,7 +133,9 @@ def test_every_task_succeeds_with_its_structured_result(afirgen_app, afirgen_set
     assert rng["total"] == in_range and rng["days"] == 3000
 
     archived = out["archive_old_records"]
-    assert archived["archived"] == query(fir_db, "SELECT count(*) FROM firs WHERE status = 'archived'")
+    assert archived["archived"] == query(
+        fir_db, "SELECT count(*) FROM firs WHERE status = 'archived'"
+    )
     assert archived["archived"] > 0, "the sample set should hold closed FIRs older than a year"
     assert out["clear_expired_cache"]["expired"] == expired_cache > 0
 
@@ -125,12 +147,21 @@ def test_every_task_succeeds_with_its_structured_result(afirgen_app, afirgen_set
 @pytest.mark.parametrize(
     ("name", "kwargs", "message"),
     [
-        ("afirgen_tasks.reports.generate_pdf_report", {"fir_id": 999_999}, "FIR 999999 does not exist"),
-        ("afirgen_tasks.email.send_fir_confirmation_email",
-         {"fir_id": 424_242, "recipient_email": "a@example.org"}, "FIR 424242 does not exist"),
+        (
+            "afirgen_tasks.reports.generate_pdf_report",
+            {"fir_id": 999_999},
+            "FIR 999999 does not exist",
+        ),
+        (
+            "afirgen_tasks.email.send_fir_confirmation_email",
+            {"fir_id": 424_242, "recipient_email": "a@example.org"},
+            "FIR 424242 does not exist",
+        ),
     ],
 )
-def test_unknown_fir_fails_at_once_without_retry(afirgen_app, fir_db, worker_factory, name, kwargs, message):
+def test_unknown_fir_fails_at_once_without_retry(
+    afirgen_app, fir_db, worker_factory, name, kwargs, message
+):
     worker = worker_factory(queues=QUEUES, pool="solo")
     sent = time.monotonic()
     res = afirgen_app.send_task(name, kwargs=kwargs)

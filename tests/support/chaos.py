@@ -92,7 +92,9 @@ class TaskEventRecorder:
                 dispatcher.send(PROBE_EVENT)
             return self._probed.wait(0.2)
 
-        wait_until(probe, timeout=15, interval=0.05, message="the event recorder never saw its own probe")
+        wait_until(
+            probe, timeout=15, interval=0.05, message="the event recorder never saw its own probe"
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -128,8 +130,10 @@ def backend_states(client: Any, ids: list[str], chunk: int = 500) -> dict[str, s
     """
     states: dict[str, str] = {}
     for start in range(0, len(ids), chunk):
-        part = ids[start:start + chunk]
-        for task_id, raw in zip(part, client.mget([f"celery-task-meta-{i}" for i in part]), strict=True):
+        part = ids[start : start + chunk]
+        for task_id, raw in zip(
+            part, client.mget([f"celery-task-meta-{i}" for i in part]), strict=True
+        ):
             states[task_id] = json.loads(raw)["status"] if raw else "PENDING"
     return states
 

@@ -76,7 +76,12 @@ class RedisServer:
         """A redis-py client on ``db`` (caller closes it)."""
         kwargs.setdefault("socket_timeout", 10)
         return redis.Redis(
-            host=self.host, port=self.port, db=db, password=self.password, username=self.username, **kwargs
+            host=self.host,
+            port=self.port,
+            db=db,
+            password=self.password,
+            username=self.username,
+            **kwargs,
         )
 
     def describe(self) -> str:
@@ -91,10 +96,20 @@ class RedisServer:
             self._stop.pop()()
 
 
-def _pings(host: str, port: int, password: str | None = None, username: str | None = None, timeout: float = 0.5) -> bool:
+def _pings(
+    host: str,
+    port: int,
+    password: str | None = None,
+    username: str | None = None,
+    timeout: float = 0.5,
+) -> bool:
     client = redis.Redis(
-        host=host, port=port, password=password, username=username,
-        socket_connect_timeout=timeout, socket_timeout=timeout,
+        host=host,
+        port=port,
+        password=password,
+        username=username,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
     )
     try:
         return bool(client.ping())
@@ -117,12 +132,16 @@ def _from_env() -> RedisServer:
         raise RedisUnavailable("AFIRGEN_TEST_REDIS_URL is not set")
     parts = urlsplit(url)
     if parts.scheme != "redis":
-        raise RedisUnavailable(f"AFIRGEN_TEST_REDIS_URL must be redis://host:port, not {parts.scheme}://")
+        raise RedisUnavailable(
+            f"AFIRGEN_TEST_REDIS_URL must be redis://host:port, not {parts.scheme}://"
+        )
     host, port = parts.hostname or "127.0.0.1", parts.port or 6379
     if not _pings(host, port, parts.password, parts.username or None, timeout=2):
         masked = urlunsplit((parts.scheme, f"{host}:{port}", parts.path, "", ""))
         raise RedisUnavailable(f"AFIRGEN_TEST_REDIS_URL={masked} does not answer PING")
-    return RedisServer(host, port, "env", parts.password, parts.username or None, "from AFIRGEN_TEST_REDIS_URL")
+    return RedisServer(
+        host, port, "env", parts.password, parts.username or None, "from AFIRGEN_TEST_REDIS_URL"
+    )
 
 
 def _spawned() -> RedisServer:
@@ -135,14 +154,32 @@ def _spawned() -> RedisServer:
         workdir = tempfile.mkdtemp(prefix="afirgen-redis-")
         log = Path(workdir) / "redis.log"
         proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", workdir, "--logfile", str(log), "--daemonize", "no"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir,
+                "--logfile",
+                str(log),
+                "--daemonize",
+                "no",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and proc.poll() is None:
             if _pings("127.0.0.1", port, timeout=0.2):
+
                 def stop(proc: subprocess.Popen = proc, workdir: str = workdir) -> None:
                     proc.terminate()
                     try:
@@ -152,12 +189,18 @@ def _spawned() -> RedisServer:
                         proc.wait(5)
                     shutil.rmtree(workdir, ignore_errors=True)
 
-                return RedisServer("127.0.0.1", port, "spawned", detail=f"{binary} pid {proc.pid}", _stop=[stop])
+                return RedisServer(
+                    "127.0.0.1", port, "spawned", detail=f"{binary} pid {proc.pid}", _stop=[stop]
+                )
             time.sleep(0.05)
         if proc.poll() is None:
             proc.kill()
         proc.wait(5)
-        last_error = log.read_text(errors="replace")[-500:] if log.exists() else f"exit code {proc.returncode}"
+        last_error = (
+            log.read_text(errors="replace")[-500:]
+            if log.exists()
+            else f"exit code {proc.returncode}"
+        )
         shutil.rmtree(workdir, ignore_errors=True)
     raise RedisUnavailable(f"redis-server did not start: {last_error}")
 
@@ -176,7 +219,10 @@ def _fakeredis() -> RedisServer:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tui.demo.embedded_redis", "--port", str(port)],
-        cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         start_new_session=True,
     )
 
@@ -189,8 +235,13 @@ def _fakeredis() -> RedisServer:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and proc.poll() is None:
         if _pings("127.0.0.1", port, timeout=0.2):
-            return RedisServer("127.0.0.1", port, "fakeredis",
-                               detail=f"fakeredis {fakeredis.__version__} TcpFakeServer, pid {proc.pid}", _stop=[stop])
+            return RedisServer(
+                "127.0.0.1",
+                port,
+                "fakeredis",
+                detail=f"fakeredis {fakeredis.__version__} TcpFakeServer, pid {proc.pid}",
+                _stop=[stop],
+            )
         time.sleep(0.05)
     err = ""
     if proc.poll() is not None and proc.stderr:
@@ -211,7 +262,9 @@ def find_redis(force: str | None = None) -> RedisServer:
     if force is None:
         force = os.environ.get("AFIRGEN_TEST_FORCE_FALLBACK", "").strip() or None
     if force is not None and force not in _FINDERS:
-        raise RedisUnavailable(f"AFIRGEN_TEST_FORCE_FALLBACK={force!r} is not one of {', '.join(KINDS)}")
+        raise RedisUnavailable(
+            f"AFIRGEN_TEST_FORCE_FALLBACK={force!r} is not one of {', '.join(KINDS)}"
+        )
     kinds = [force] if force else list(KINDS)
     reasons: list[str] = []
     for kind in kinds:
@@ -221,7 +274,9 @@ def find_redis(force: str | None = None) -> RedisServer:
             reasons.append(f"{kind}: {exc}")
             continue
         if reasons:
-            server.detail = "; ".join(filter(None, [server.detail, *(f"skipped {r}" for r in reasons)]))
+            server.detail = "; ".join(
+                filter(None, [server.detail, *(f"skipped {r}" for r in reasons)])
+            )
         return server
     raise RedisUnavailable("no Redis for the tests: " + "; ".join(reasons))
 
@@ -263,7 +318,9 @@ class DbAllocator:
                 finally:
                     client.close()
             if time.monotonic() > deadline:
-                raise RedisUnavailable(f"all test dbs {self.dbs[-1]}..{self.dbs[0]} stayed locked for {timeout:.0f} s")
+                raise RedisUnavailable(
+                    f"all test dbs {self.dbs[-1]}..{self.dbs[0]} stayed locked for {timeout:.0f} s"
+                )
             time.sleep(0.2)
 
     def release(self, db: int) -> None:

@@ -30,7 +30,8 @@ _SCRUBBED_PREFIXES = ("CELERY_", "AFIRGEN_")
 def worker_environ(test_env: Mapping[str, str]) -> dict[str, str]:
     """``os.environ`` without CELERY_*/AFIRGEN_* settings, plus ``test_env``."""
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(_SCRUBBED_PREFIXES) or k.startswith("AFIRGEN_TEST_")
     }
     env.update(test_env)
@@ -51,7 +52,7 @@ def child_pids(pid: int) -> list[int]:
         except OSError:
             continue  # the process exited while we looked
         # The command name (field 2) may hold spaces and parentheses; fields after the last ')'.
-        fields = stat[stat.rfind(b")") + 2:].split()
+        fields = stat[stat.rfind(b")") + 2 :].split()
         if len(fields) > 1 and int(fields[1]) == pid:
             children.append(int(entry))
     return sorted(children)
@@ -103,10 +104,25 @@ class WorkerProcess:
     def argv(self) -> list[str]:
         """The full command line."""
         return [
-            sys.executable, "-m", "celery", "-A", "afirgen_tasks.celery_app", "worker",
-            "-Q", ",".join(self.queues), "-c", str(self.concurrency), "-P", self.pool,
-            "--prefetch-multiplier", str(self.prefetch_multiplier),
-            "-n", f"{self.name}@%h", *self.feature_flags, "-l", self.loglevel,
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "afirgen_tasks.celery_app",
+            "worker",
+            "-Q",
+            ",".join(self.queues),
+            "-c",
+            str(self.concurrency),
+            "-P",
+            self.pool,
+            "--prefetch-multiplier",
+            str(self.prefetch_multiplier),
+            "-n",
+            f"{self.name}@%h",
+            *self.feature_flags,
+            "-l",
+            self.loglevel,
             *self.extra_args,
         ]
 
@@ -129,8 +145,12 @@ class WorkerProcess:
             log.write(f"\n===== start #{self.starts}: {' '.join(self.argv)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                self.argv, cwd=REPO_ROOT, env=worker_environ(self.env),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                self.argv,
+                cwd=REPO_ROOT,
+                env=worker_environ(self.env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: teardown kills the pool too
             )
         return self
@@ -154,7 +174,9 @@ class WorkerProcess:
                 )
             if self.ping(timeout=0.5):
                 return self
-        raise AssertionError(f"worker {self.hostname} not ready after {timeout:g} s; log:\n{self.log_tail()}")
+        raise AssertionError(
+            f"worker {self.hostname} not ready after {timeout:g} s; log:\n{self.log_tail()}"
+        )
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """Warm shutdown (SIGTERM: finish running tasks, save state); SIGKILL the group after ``timeout``.

@@ -30,9 +30,14 @@ def mem_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("AFIRGEN_CONFIG", str(tmp_path / "config.toml"))
     for name in [n for n in os.environ if n.startswith(("AFIRGEN_", "CELERY_"))]:
         monkeypatch.delenv(name)
-    return load_settings(None, celery_broker_url="memory://", celery_result_backend="cache+memory://",
-                         paths_data_dir=tmp_path / "var", console_audit_log=tmp_path / "audit.log",
-                         console_control_timeout=0.2)
+    return load_settings(
+        None,
+        celery_broker_url="memory://",
+        celery_result_backend="cache+memory://",
+        paths_data_dir=tmp_path / "var",
+        console_audit_log=tmp_path / "audit.log",
+        console_control_timeout=0.2,
+    )
 
 
 def _purge_all(app) -> None:
@@ -111,8 +116,12 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("values", "field", "message"), INVALID, ids=[f"{i[1]}-{n}" for n, i in enumerate(INVALID)])
-async def test_enqueue_invalid_input_keeps_form_open_and_sends_nothing(mem_settings, mem_app, values, field, message):
+@pytest.mark.parametrize(
+    ("values", "field", "message"), INVALID, ids=[f"{i[1]}-{n}" for n, i in enumerate(INVALID)]
+)
+async def test_enqueue_invalid_input_keeps_form_open_and_sends_nothing(
+    mem_settings, mem_app, values, field, message
+):
     console, _ = make_console(mem_settings, mem_app)
     async with console.run_test(size=(100, 40)) as pilot:
         screen = await open_enqueue(pilot, console)
@@ -176,7 +185,9 @@ async def test_enqueue_cancel_and_repeat_with_nothing(mem_settings, mem_app):
 
 async def _with_tasks(console, pilot, events):
     done_id, done = events.task("success")
-    run_id, run = events.task("started", name="afirgen_tasks.email.send_notification_email", queue="email")
+    run_id, run = events.task(
+        "started", name="afirgen_tasks.email.send_notification_email", queue="email"
+    )
     console.sources.feed([events.worker_online("w1@box")] + done + run)
     console.console_screen.tick()
     await pilot.pause()
@@ -195,12 +206,18 @@ async def test_revoke_finished_task_says_so_and_sends_nothing(mem_settings, mem_
         outcome = console.console_screen.runner.action_log[-1].outcome
         assert not outcome.ok and "already finished (SUCCESS)" in outcome.message
     [line] = audit_lines(mem_settings)
-    assert line["action"] == "revoke" and line["ok"] is False and "already finished" in line["outcome"]
+    assert (
+        line["action"] == "revoke" and line["ok"] is False and "already finished" in line["outcome"]
+    )
 
 
-@pytest.mark.parametrize(("key", "mode", "wording"), [("r", "revoke", "Revoke"), ("t", "terminate", "SIGTERM"),
-                                                      ("k", "kill", "SIGKILL")])
-async def test_revoke_terminate_kill_confirm_and_cancel(mem_settings, mem_app, events, key, mode, wording):
+@pytest.mark.parametrize(
+    ("key", "mode", "wording"),
+    [("r", "revoke", "Revoke"), ("t", "terminate", "SIGTERM"), ("k", "kill", "SIGKILL")],
+)
+async def test_revoke_terminate_kill_confirm_and_cancel(
+    mem_settings, mem_app, events, key, mode, wording
+):
     console, _ = make_console(mem_settings, mem_app)
     async with console.run_test(size=(100, 30)) as pilot:
         _, run_id = await _with_tasks(console, pilot, events)
@@ -220,7 +237,10 @@ async def test_revoke_terminate_kill_confirm_and_cancel(mem_settings, mem_app, e
         await pilot.pause()
         await pilot.press("y")
         await pilot.pause()
-        assert console.model.get_task(run_id).revoke_requested or console.console_screen.runner.action_log
+        assert (
+            console.model.get_task(run_id).revoke_requested
+            or console.console_screen.runner.action_log
+        )
         await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
         outcome = console.console_screen.runner.action_log[-1].outcome
         # no worker on the in-memory broker: the operator is told nobody acknowledged it
@@ -246,7 +266,9 @@ async def test_revoke_requested_shows_on_the_row_at_once(mem_settings, mem_app, 
         await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
 
 
-async def test_pane_specific_keys_elsewhere_explain_instead_of_acting(mem_settings, mem_app, events):
+async def test_pane_specific_keys_elsewhere_explain_instead_of_acting(
+    mem_settings, mem_app, events
+):
     console, _ = make_console(mem_settings, mem_app)
     async with console.run_test(size=(100, 30)) as pilot:
         await _with_tasks(console, pilot, events)
@@ -268,7 +290,9 @@ async def _with_worker(console, pilot, events):
 
 
 @pytest.mark.parametrize(("key", "action"), [("plus", "pool_grow"), ("minus", "pool_shrink")])
-async def test_grow_shrink_keys_send_to_the_highlighted_worker(mem_settings, mem_app, events, key, action):
+async def test_grow_shrink_keys_send_to_the_highlighted_worker(
+    mem_settings, mem_app, events, key, action
+):
     console, _ = make_console(mem_settings, mem_app)
     async with console.run_test(size=(100, 30)) as pilot:
         await _with_worker(console, pilot, events)
@@ -291,21 +315,33 @@ async def test_resize_form_validates_and_applies_to_all(mem_settings, mem_app, e
         form.query_one("#n", Input).value = "0"
         await pilot.press("enter")
         await pilot.pause()
-        assert console.screen is form and "between -64 and 64" in str(form.query_one("#form-error").render())
+        assert console.screen is form and "between -64 and 64" in str(
+            form.query_one("#form-error").render()
+        )
         form.query_one("#n", Input).value = "-2"
         form.query_one("#all", Checkbox).value = True
         form.query_one("#n", Input).focus()
         await pilot.press("enter")
         await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
     [line] = audit_lines(mem_settings)
-    assert line["action"] == "pool_shrink" and line["params"] == {"n": 2, "workers": ["w1@box", "w2@box"]}
+    assert line["action"] == "pool_shrink" and line["params"] == {
+        "n": 2,
+        "workers": ["w1@box", "w2@box"],
+    }
 
 
 def _pool_of(console, host: str, processes: int) -> None:
     """What ``inspect().stats()`` tells the Workers pane about ``host``'s prefork pool."""
-    console.model.set_worker_stats(host, {"pool": {"implementation": "celery.concurrency.prefork:TaskPool",
-                                                   "max-concurrency": processes,
-                                                   "processes": list(range(100, 100 + processes))}})
+    console.model.set_worker_stats(
+        host,
+        {
+            "pool": {
+                "implementation": "celery.concurrency.prefork:TaskPool",
+                "max-concurrency": processes,
+                "processes": list(range(100, 100 + processes)),
+            }
+        },
+    )
 
 
 async def test_shrink_to_no_pool_process_is_refused_with_the_reason(mem_settings, mem_app, events):
@@ -318,8 +354,10 @@ async def test_shrink_to_no_pool_process_is_refused_with_the_reason(mem_settings
         done = console.console_screen.runner.action_log[-1]
         assert done.action == "pool_shrink" and not done.outcome.ok
         assert done.outcome.replies == {}, "nothing may be sent"
-        assert done.outcome.message == ("pool_shrink refused: would leave w1@box with no pool process (it has 1): "
-                                        "jobs it has reserved could not run; use pause (p) to stop it taking jobs")
+        assert done.outcome.message == (
+            "pool_shrink refused: would leave w1@box with no pool process (it has 1): "
+            "jobs it has reserved could not run; use pause (p) to stop it taking jobs"
+        )
         assert any("no pool process" in n.message for n in console._notifications)
     [line] = audit_lines(mem_settings)
     assert (line["action"], line["target"], line["ok"]) == ("pool_shrink", "w1@box", False)
@@ -353,7 +391,9 @@ async def test_resize_form_refuses_a_shrink_below_one_on_any_worker(mem_settings
 def test_pool_resize_refusal_is_in_the_action_layer(mem_settings, mem_app):
     actions = Actions(mem_app, AuditLog(mem_settings.console_audit_log), timeout=0.2)
     refused = actions.pool_resize(["w1@box"], -3, current={"w1@box": 3})
-    assert not refused.ok and "would leave w1@box with no pool process (it has 3)" in refused.message
+    assert (
+        not refused.ok and "would leave w1@box with no pool process (it has 3)" in refused.message
+    )
     # shrinking to one process, or with the size unknown, is sent (no worker answers here)
     for current in ({"w1@box": 4}, None, {}):
         sent = actions.pool_resize(["w1@box"], -3, current=current)
@@ -374,7 +414,9 @@ async def test_autoscale_form_rejects_min_above_max_then_sends(mem_settings, mem
         form.query_one("#max", Input).focus()
         await pilot.press("enter")
         await pilot.pause()
-        assert console.screen is form and "min <= max" in str(form.query_one("#form-error").render())
+        assert console.screen is form and "min <= max" in str(
+            form.query_one("#form-error").render()
+        )
         await pilot.press("escape")
         await pilot.pause()
         assert audit_lines(mem_settings) == []
@@ -387,11 +429,15 @@ async def test_autoscale_form_rejects_min_above_max_then_sends(mem_settings, mem
         await pilot.press("enter")
         await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
     [line] = audit_lines(mem_settings)
-    assert line["action"] == "autoscale" and line["params"]["max"] == 6 and line["params"]["min"] == 2
+    assert (
+        line["action"] == "autoscale" and line["params"]["max"] == 6 and line["params"]["min"] == 2
+    )
 
 
 async def _queues_focused(console, pilot, queue="reports", count=3):
-    console.sources.queue_poll = QueueSnapshot.of([QueueLength(queue, count, {5: count}, 0)], taken_at=time.time())
+    console.sources.queue_poll = QueueSnapshot.of(
+        [QueueLength(queue, count, {5: count}, 0)], taken_at=time.time()
+    )
     console.console_screen.poll_queues()
     await settle(pilot, console)
     await pilot.press("1")
@@ -414,13 +460,19 @@ async def test_pause_key_sends_cancel_consumer(mem_settings, mem_app):
 
 
 async def test_purge_requires_the_typed_name_and_says_how_many(mem_settings, mem_app, events):
-    sent = [mem_app.send_task("afirgen_tasks.reports.generate_pdf_report", args=[1]).id for _ in range(3)]
+    sent = [
+        mem_app.send_task("afirgen_tasks.reports.generate_pdf_report", args=[1]).id
+        for _ in range(3)
+    ]
     assert waiting(mem_app, "reports") == 3
     console, sources = make_console(mem_settings, mem_app)
     async with console.run_test(size=(100, 30)) as pilot:
         # the console saw them sent, and one more elsewhere that the purge does not touch
         other, other_evs = events.task("sent", queue="email")
-        sources.feed([ev for uuid in sent for ev in events.task("sent", uuid=uuid, queue="reports")[1]] + other_evs)
+        sources.feed(
+            [ev for uuid in sent for ev in events.task("sent", uuid=uuid, queue="reports")[1]]
+            + other_evs
+        )
         console.console_screen.tick()
         await _queues_focused(console, pilot, "reports", 3)
         await pilot.press("x")
@@ -438,7 +490,9 @@ async def test_purge_requires_the_typed_name_and_says_how_many(mem_settings, mem
         dialog = console.screen
         await pilot.press(*"report", "enter")
         await pilot.pause()
-        assert console.screen is dialog and "not 'reports'" in str(dialog.query_one("#typed-error").render())
+        assert console.screen is dialog and "not 'reports'" in str(
+            dialog.query_one("#typed-error").render()
+        )
         assert waiting(mem_app, "reports") == 3
         dialog.query_one("#typed", Input).value = "reports"
         await pilot.press("enter")
@@ -472,7 +526,10 @@ async def test_purge_says_both_counts_when_jobs_arrive_after_the_prompt(mem_sett
         await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
         outcome = console.console_screen.runner.action_log[-1].outcome
         assert outcome.ok and outcome.count == 5
-        assert outcome.message == "purged 5 message(s) from reports (the prompt said 3; 2 more arrived since)"
+        assert (
+            outcome.message
+            == "purged 5 message(s) from reports (the prompt said 3; 2 more arrived since)"
+        )
         assert any(outcome.message in n.message for n in console._notifications)
     assert waiting(mem_app, "reports") == 0
     [line] = audit_lines(mem_settings)
@@ -483,13 +540,20 @@ def test_purge_says_so_when_fewer_than_expected_were_left(mem_settings, mem_app)
     mem_app.send_task("afirgen_tasks.reports.generate_pdf_report", args=[1])
     actions = Actions(mem_app, AuditLog(mem_settings.console_audit_log))
     fewer = actions.purge("reports", "reports", 4)
-    assert fewer.ok and fewer.message == "purged 1 message(s) from reports (the prompt said 4; 3 fewer: taken meanwhile)"
+    assert (
+        fewer.ok
+        and fewer.message
+        == "purged 1 message(s) from reports (the prompt said 4; 3 fewer: taken meanwhile)"
+    )
     same = actions.purge("reports", "reports", 0)
     assert same.ok and same.message == "purged 0 message(s) from reports"
     unknown = actions.purge("reports", "reports", None)
     assert unknown.message == "purged 0 message(s) from reports"
     assert [line["params"] for line in audit_lines(mem_settings)] == [
-        {"expected": 4, "purged": 1}, {"expected": 0, "purged": 0}, {"expected": None, "purged": 0}]
+        {"expected": 4, "purged": 1},
+        {"expected": 0, "purged": 0},
+        {"expected": None, "purged": 0},
+    ]
 
 
 async def test_read_only_every_key_explains_and_sends_nothing(mem_settings, mem_app, events):
@@ -508,10 +572,14 @@ async def test_read_only_every_key_explains_and_sends_nothing(mem_settings, mem_
         await pilot.press("x")
         await settle(pilot, console, lambda: len(console.console_screen.runner.action_log) >= 8)
         assert not isinstance(console.screen, TypedConfirmScreen)
-        assert all("read-only" in done.outcome.message for done in console.console_screen.runner.action_log)
+        assert all(
+            "read-only" in done.outcome.message for done in console.console_screen.runner.action_log
+        )
     assert waiting(mem_app, "cleanup") == waiting(mem_app, "email") == 0
     lines = audit_lines(mem_settings)
-    assert len(lines) >= 8 and all(line["ok"] is False and "read-only" in line["outcome"] for line in lines)
+    assert len(lines) >= 8 and all(
+        line["ok"] is False and "read-only" in line["outcome"] for line in lines
+    )
 
 
 def test_read_only_is_enforced_in_the_action_layer(mem_settings, mem_app):
@@ -519,7 +587,9 @@ def test_read_only_is_enforced_in_the_action_layer(mem_settings, mem_app):
 
     actions = Actions(mem_app, AuditLog(mem_settings.console_audit_log), read_only=True)
     calls = [
-        lambda: actions.enqueue(EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {}, "cleanup", 5)),
+        lambda: actions.enqueue(
+            EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {}, "cleanup", 5)
+        ),
         lambda: actions.revoke("abc", "STARTED", "kill"),
         lambda: actions.pool_resize(["w1@box"], 1),
         lambda: actions.autoscale(["w1@box"], 4, 1),
@@ -539,19 +609,27 @@ def test_enqueue_outcome_says_when_a_delayed_job_will_run(mem_settings, mem_app)
     from tui.actions import EnqueueRequest
 
     actions = Actions(mem_app, AuditLog(mem_settings.console_audit_log))
-    later = actions.enqueue(EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {}, "cleanup", 5,
-                                           countdown=30))
+    later = actions.enqueue(
+        EnqueueRequest(
+            "afirgen_tasks.cleanup.archive_old_records", [], {}, "cleanup", 5, countdown=30
+        )
+    )
     assert later.ok and later.message.endswith("runs in 30 s"), later.message
     at = datetime(2099, 1, 1, 6, 30, tzinfo=UTC)
-    scheduled = actions.enqueue(EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {}, "cleanup", 5,
-                                               eta=at))
+    scheduled = actions.enqueue(
+        EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {}, "cleanup", 5, eta=at)
+    )
     assert scheduled.message.endswith("runs at 2099-01-01T06:30:00+00:00"), scheduled.message
-    now = actions.enqueue(EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {}, "cleanup", 5))
+    now = actions.enqueue(
+        EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {}, "cleanup", 5)
+    )
     assert "runs" not in now.message
 
 
 # ---- audit first (issue 12, items 6 and 10) ------------------------------------------------
-async def test_enqueue_with_a_directory_at_the_audit_path_is_refused_and_sends_nothing(mem_settings, mem_app):
+async def test_enqueue_with_a_directory_at_the_audit_path_is_refused_and_sends_nothing(
+    mem_settings, mem_app
+):
     mem_settings.console_audit_log.mkdir()  # something in the way that root cannot write either
     console, _ = make_console(mem_settings, mem_app)
     async with console.run_test(size=(100, 40)) as pilot:
@@ -562,7 +640,10 @@ async def test_enqueue_with_a_directory_at_the_audit_path_is_refused_and_sends_n
         done = console.console_screen.runner.action_log[-1].outcome
         shown = [str(n.message) for n in console._notifications]
     assert not done.ok
-    assert done.message == f"enqueue refused: cannot write the audit log {mem_settings.console_audit_log}: Is a directory"
+    assert (
+        done.message
+        == f"enqueue refused: cannot write the audit log {mem_settings.console_audit_log}: Is a directory"
+    )
     assert any("cannot write the audit log" in n for n in shown)
     assert waiting(mem_app, "cleanup") == 0
 
@@ -572,7 +653,9 @@ def test_an_audit_log_that_is_a_symlink_is_refused(mem_settings, mem_app, tmp_pa
     target.write_text("")
     mem_settings.console_audit_log.symlink_to(target)
     actions = Actions(mem_app, AuditLog(mem_settings.console_audit_log), timeout=0.2)
-    req = EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {"days": 90}, "cleanup", 1)
+    req = EnqueueRequest(
+        "afirgen_tasks.cleanup.archive_old_records", [], {"days": 90}, "cleanup", 1
+    )
     out = actions.enqueue(req)
     assert not out.ok and "is a symbolic link" in out.message and "refused" in out.message
     assert target.read_text() == "" and waiting(mem_app, "cleanup") == 0
@@ -588,15 +671,21 @@ def test_the_attempt_is_on_disk_before_the_command_is_sent(mem_settings, mem_app
 
     monkeypatch.setattr(mem_app, "send_task", send_task)
     actions = Actions(mem_app, AuditLog(mem_settings.console_audit_log), timeout=0.2)
-    out = actions.enqueue(EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {"days": 90},
-                                         "cleanup", 1))
+    out = actions.enqueue(
+        EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {"days": 90}, "cleanup", 1)
+    )
     assert out.ok and waiting(mem_app, "cleanup") == 1
     [[attempt]] = seen_at_send
-    assert attempt["phase"] == "attempt" and attempt["action"] == "enqueue" and attempt["ok"] is None
+    assert (
+        attempt["phase"] == "attempt" and attempt["action"] == "enqueue" and attempt["ok"] is None
+    )
     attempt2, outcome = AuditLog(mem_settings.console_audit_log).read(every_line=True)
     assert attempt2 == attempt and outcome["phase"] == "outcome" and outcome["id"] == attempt["id"]
     assert outcome["ok"] is True
     # one record per action for readers; an attempt whose outcome never came stays visible
     assert AuditLog(mem_settings.console_audit_log).read() == [outcome]
     AuditLog(mem_settings.console_audit_log).attempt("purge", "reports", {})
-    assert [r["phase"] for r in AuditLog(mem_settings.console_audit_log).read()] == ["outcome", "attempt"]
+    assert [r["phase"] for r in AuditLog(mem_settings.console_audit_log).read()] == [
+        "outcome",
+        "attempt",
+    ]

@@ -29,11 +29,25 @@ async def test_status_line_counts_what_the_boundary_skipped_and_cleaned(console,
 async def test_history_rows_written_before_the_fix_load_cleaned_and_counted(screen_settings):
     store = HistoryStore(screen_settings.history_db)
     now = time.time()
-    store.upsert([{"uuid": f"u{i}", "name": "afirgen_tasks.cleanup.cleanup_temp_files", "state": "SUCCESS",
-                   "queue": "cleanup", "priority": 5, "sent": now - 10, "finished": now - 5} for i in range(3)])
+    store.upsert(
+        [
+            {
+                "uuid": f"u{i}",
+                "name": "afirgen_tasks.cleanup.cleanup_temp_files",
+                "state": "SUCCESS",
+                "queue": "cleanup",
+                "priority": 5,
+                "sent": now - 10,
+                "finished": now - 5,
+            }
+            for i in range(3)
+        ]
+    )
     store.close()
     conn = sqlite3.connect(screen_settings.history_db)
-    conn.execute("UPDATE tasks SET queue = ?, priority = ? WHERE uuid = 'u0'", (OSC52, float(2**70)))
+    conn.execute(
+        "UPDATE tasks SET queue = ?, priority = ? WHERE uuid = 'u0'", (OSC52, float(2**70))
+    )
     conn.execute("UPDATE tasks SET sent = ?, finished = ? WHERE uuid = 'u1'", (-1e18, 1e300))
     conn.execute("UPDATE tasks SET uuid = ? WHERE uuid = 'u2'", ("u2\x1b[2J",))
     conn.commit()
@@ -42,7 +56,12 @@ async def test_history_rows_written_before_the_fix_load_cleaned_and_counted(scre
     store = HistoryStore(screen_settings.history_db)
     app, sources = new_console(screen_settings, store)
     async with app.run_test(size=(200, 30)) as pilot:
-        await settle(pilot, app, lambda: app.console_screen.history.loaded_count == 3, message="history loaded")
+        await settle(
+            pilot,
+            app,
+            lambda: app.console_screen.history.loaded_count == 3,
+            message="history loaded",
+        )
         pane = app.query_one("#tasks", TasksPane)
         assert pane.row_count == 2  # the row with an escape in its uuid is skipped
         u0, u1 = app.model.get_task("u0"), app.model.get_task("u1")
@@ -54,4 +73,6 @@ async def test_history_rows_written_before_the_fix_load_cleaned_and_counted(scre
         await pilot.pause()
         status = str(app.query_one("#status").render())
         assert "1 bad/unknown events skipped" in status and "4 cleaned" in status, status
-        assert "\x1b" not in "".join(str(pane.get_cell(k, c)) for k in ("u0", "u1") for c in ("queue", "prio"))
+        assert "\x1b" not in "".join(
+            str(pane.get_cell(k, c)) for k in ("u0", "u1") for c in ("queue", "prio")
+        )

@@ -23,7 +23,9 @@ async def test_tasks_pane_shows_model_states_newest_first(console, sources, even
         sources.feed([events.worker_online()])
         ok_id, ok_evs = events.task("success", priority=9)
         bad_id, bad_evs = events.task("failure", queue="reports", priority=2)
-        run_id, run_evs = events.task("started", name="afirgen_tasks.email.send_notification_email", queue="email")
+        run_id, run_evs = events.task(
+            "started", name="afirgen_tasks.email.send_notification_email", queue="email"
+        )
         sources.feed(ok_evs + bad_evs + run_evs)
         console.console_screen.tick()
         await pilot.pause()
@@ -31,7 +33,9 @@ async def test_tasks_pane_shows_model_states_newest_first(console, sources, even
         assert pane.row_count == 3
         # newest first: the last task sent is the top row
         assert pane.order == [run_id, bad_id, ok_id]
-        assert "SUCCESS" in cell_text(pane, ok_id, "state") and "✔" in cell_text(pane, ok_id, "state")
+        assert "SUCCESS" in cell_text(pane, ok_id, "state") and "✔" in cell_text(
+            pane, ok_id, "state"
+        )
         assert "FAILURE" in cell_text(pane, bad_id, "state")
         assert "STARTED" in cell_text(pane, run_id, "state")
         assert cell_text(pane, ok_id, "prio") == "9"
@@ -40,7 +44,9 @@ async def test_tasks_pane_shows_model_states_newest_first(console, sources, even
         assert cell_text(pane, ok_id, "worker") == "w1"
         assert cell_text(pane, ok_id, "runtime") == "250ms"
         # the running task finishes: its row is updated in place, not re-added
-        sources.feed([events._ev("task-succeeded", uuid=run_id, hostname="w1@box", result="{}", runtime=1.5)])
+        sources.feed(
+            [events._ev("task-succeeded", uuid=run_id, hostname="w1@box", result="{}", runtime=1.5)]
+        )
         console.console_screen.tick()
         await pilot.pause()
         assert pane.row_count == 3
@@ -76,11 +82,23 @@ async def test_cursor_stays_on_the_operators_row_while_rows_stream_in(console, s
 
 async def test_workers_pane_from_events_completed_by_inspect(console, sources, events):
     async with console.run_test(size=(100, 30)) as pilot:
-        sources.feed([events.worker_online("alpha@host"), events.heartbeat("alpha@host", active=1, processed=12)])
+        sources.feed(
+            [
+                events.worker_online("alpha@host"),
+                events.heartbeat("alpha@host", active=1, processed=12),
+            ]
+        )
         sources.inspection = InspectionResult(
-            stats={"alpha@host": {"pool": {"implementation": "celery.concurrency.prefork:TaskPool",
-                                           "max-concurrency": 4, "processes": [11, 12, 13]},
-                                  "autoscaler": {"max": 4, "min": 2}}},
+            stats={
+                "alpha@host": {
+                    "pool": {
+                        "implementation": "celery.concurrency.prefork:TaskPool",
+                        "max-concurrency": 4,
+                        "processes": [11, 12, 13],
+                    },
+                    "autoscaler": {"max": 4, "min": 2},
+                }
+            },
             active_queues={"alpha@host": ["default", "email"]},
             taken_at=time.time(),
         )
@@ -103,21 +121,28 @@ async def test_workers_pane_from_events_completed_by_inspect(console, sources, e
         assert cell_text(queues, "reports", "consumers") == "0"
 
 
-async def test_worker_goes_offline_after_missed_heartbeats(console, sources, events, screen_settings):
+async def test_worker_goes_offline_after_missed_heartbeats(
+    console, sources, events, screen_settings
+):
     async with console.run_test(size=(100, 30)) as pilot:
         online = events.worker_online("beta@host")
         online["local_received"] = time.time() - screen_settings.console_heartbeat_timeout - 5
         sources.feed([online])
         console.console_screen.tick()
         await pilot.pause()
-        assert "offline" in cell_text(console.query_one("#workers", WorkersPane), "beta@host", "state")
+        assert "offline" in cell_text(
+            console.query_one("#workers", WorkersPane), "beta@host", "state"
+        )
 
 
 async def test_queues_pane_shows_bands_reserved_and_unknown_queues(console, sources):
     async with console.run_test(size=(100, 30)) as pilot:
         sources.queue_poll = QueueSnapshot.of(
-            [QueueLength("email", 45, {10: 40, 5: 3, 1: 2}, 2), QueueLength("default", 0, {}, 0),
-             QueueLength("legacy", 7, {5: 7}, 0)],
+            [
+                QueueLength("email", 45, {10: 40, 5: 3, 1: 2}, 2),
+                QueueLength("default", 0, {}, 0),
+                QueueLength("legacy", 7, {5: 7}, 0),
+            ],
             taken_at=time.time(),
         )
         console.console_screen.poll_queues()
@@ -132,7 +157,10 @@ async def test_queues_pane_shows_bands_reserved_and_unknown_queues(console, sour
         # a queue only the broker knows of is listed too, after the configured five
         assert pane.has_key("legacy")
         keys = [r.key.value for r in pane.ordered_rows]
-        assert keys[:5] == ["default", "email", "reports", "analytics", "cleanup"] and keys[5] == "legacy"
+        assert (
+            keys[:5] == ["default", "email", "reports", "analytics", "cleanup"]
+            and keys[5] == "legacy"
+        )
         # never polled yet: the configured queue shows unknown, not zero
         assert cell_text(pane, "reports", "waiting") == "-"
 
@@ -141,8 +169,12 @@ async def test_filter_by_text_and_escape_clears(console, sources, events):
     async with console.run_test(size=(100, 30)) as pilot:
         ok_id, ok_evs = events.task("success")
         bad_id, bad_evs = events.task("failure")
-        mail_id, mail_evs = events.task("success", name="afirgen_tasks.email.send_notification_email",
-                                        queue="email", host="mailer@box")
+        mail_id, mail_evs = events.task(
+            "success",
+            name="afirgen_tasks.email.send_notification_email",
+            queue="email",
+            host="mailer@box",
+        )
         sources.feed(ok_evs + bad_evs + mail_evs)
         console.console_screen.tick()
         await pilot.pause()
@@ -163,7 +195,11 @@ async def test_filter_by_text_and_escape_clears(console, sources, events):
         assert pane.row_count == 5
         assert not console.query_one("#filter", Input).display
         # other filter forms: worker, uuid prefix, bare word
-        for query, expected in (("worker:mailer", {mail_id}), (ok_id[:6], {ok_id}), ("email", {mail_id})):
+        for query, expected in (
+            ("worker:mailer", {mail_id}),
+            (ok_id[:6], {ok_id}),
+            ("email", {mail_id}),
+        ):
             console.console_screen.set_filter(query)
             await pilot.pause()
             assert pane.row_keys == expected, query
@@ -173,7 +209,11 @@ async def test_enter_opens_detail_with_traceback_and_backend_fill(console, sourc
     async with console.run_test(size=(100, 30)) as pilot:
         bad_id, bad_evs = events.task("failure", args="[99999]")
         sources.feed(bad_evs)
-        sources.results[bad_id] = {"status": "FAILURE", "date_done": "2026-11-24T07:00:00", "retries": 0}
+        sources.results[bad_id] = {
+            "status": "FAILURE",
+            "date_done": "2026-11-24T07:00:00",
+            "retries": 0,
+        }
         console.console_screen.tick()
         await pilot.pause()
         console.query_one("#tasks", TasksPane).focus()
@@ -195,8 +235,12 @@ async def test_enter_opens_detail_with_traceback_and_backend_fill(console, sourc
 
 async def test_detail_redacts_personal_data(console, sources, events):
     async with console.run_test(size=(100, 30)) as pilot:
-        uid, evs = events.task("success", name="afirgen_tasks.email.send_fir_confirmation_email",
-                               args="[12, 'ravi.kumar@example.in']", kwargs="{'phone': '+91 98765 43210'}")
+        uid, evs = events.task(
+            "success",
+            name="afirgen_tasks.email.send_fir_confirmation_email",
+            args="[12, 'ravi.kumar@example.in']",
+            kwargs="{'phone': '+91 98765 43210'}",
+        )
         sources.feed(evs)
         console.console_screen.tick()
         await pilot.pause()
@@ -268,8 +312,15 @@ async def test_disconnected_status_countdown_and_stale_panes(console, sources, e
         sources.feed(events.task("success")[1])
         console.console_screen.tick()
         await pilot.pause()
-        sources.set_status(ReceiverStatus(RECONNECTING, time.time(), next_attempt_at=time.time() + 4.2,
-                                          error="ConnectionError: Connection refused", attempt=2))
+        sources.set_status(
+            ReceiverStatus(
+                RECONNECTING,
+                time.time(),
+                next_attempt_at=time.time() + 4.2,
+                error="ConnectionError: Connection refused",
+                attempt=2,
+            )
+        )
         console.console_screen.tick()
         await pilot.pause()
         label, _ = console.console_screen.connection_state()
@@ -293,8 +344,11 @@ async def test_status_line_counts_and_masks_password(tmp_path, monkeypatch, even
 
     (tmp_path / "c.toml").write_text("")
     monkeypatch.setenv("AFIRGEN_CONFIG", str(tmp_path / "c.toml"))
-    settings = load_settings(None, celery_broker_url="redis://:hunter2secret@10.0.0.5:6379/0",
-                             console_audit_log=tmp_path / "a.log")
+    settings = load_settings(
+        None,
+        celery_broker_url="redis://:hunter2secret@10.0.0.5:6379/0",
+        console_audit_log=tmp_path / "a.log",
+    )
     src = StaticSources(settings)
     app = AfirgenApp(settings, src, autostart=False)
     src.start()
@@ -311,8 +365,14 @@ async def test_status_line_counts_and_masks_password(tmp_path, monkeypatch, even
 async def test_malformed_events_are_skipped_clipped_and_counted_on_screen(console, sources, events):
     async with console.run_test(size=(160, 30)) as pilot:
         uid, evs = events.task("success", args="[" + "x" * 3_000_000 + "]")  # MB-sized args
-        garbage = ["not a dict", {"type": "task-sent"}, {"type": "worker-bogus", "hostname": "h"},
-                   {"type": "task-succeeded", "uuid": 42, "hostname": "w"}, {"no": "type"}, None]
+        garbage = [
+            "not a dict",
+            {"type": "task-sent"},
+            {"type": "worker-bogus", "hostname": "h"},
+            {"type": "task-succeeded", "uuid": 42, "hostname": "w"},
+            {"no": "type"},
+            None,
+        ]
         sources.feed(evs + garbage)
         console.console_screen.tick()
         await pilot.pause()
@@ -354,7 +414,9 @@ async def test_tasks_pane_caps_rows_keeping_the_newest(console, sources, events)
 
 async def test_fixed_width_columns_keep_their_width_and_virtual_size(console, sources, events):
     async with console.run_test(size=(100, 30)) as pilot:
-        uid, evs = events.task("success", name="afirgen_tasks." + "x" * 80)  # longer than its column
+        uid, evs = events.task(
+            "success", name="afirgen_tasks." + "x" * 80
+        )  # longer than its column
         sources.feed(evs)
         console.console_screen.tick()
         await pilot.pause()
@@ -421,8 +483,13 @@ async def test_no_color_terminals_still_tell_states_apart(screen_settings, event
         await pilot.pause()
         pane = app.query_one("#tasks", TasksPane)
         labels = {o: str(pane.get_cell(u, "state")) for o, u in ids.items()}
-        assert labels == {"success": "✔ SUCCESS", "failure": "✘ FAILURE", "started": "▶ STARTED",
-                          "retry": "↻ RETRY", "revoked": "⊘ REVOKED"}
+        assert labels == {
+            "success": "✔ SUCCESS",
+            "failure": "✘ FAILURE",
+            "started": "▶ STARTED",
+            "retry": "↻ RETRY",
+            "revoked": "⊘ REVOKED",
+        }
         assert len({label.split()[0] for label in labels.values()}) == 5  # distinct symbols
 
 
@@ -431,8 +498,12 @@ async def test_tab_moves_between_a_dialogs_fields(console):
     from tui.ui.screens.forms import NumberFormScreen
 
     async with console.run_test(size=(100, 30)) as pilot:
-        form = NumberFormScreen("Autoscale", [("max", "Max", "8"), ("min", "Min", "2")], "w1@box",
-                                check=lambda values: None)
+        form = NumberFormScreen(
+            "Autoscale",
+            [("max", "Max", "8"), ("min", "Min", "2")],
+            "w1@box",
+            check=lambda values: None,
+        )
         console.push_screen(form)
         await pilot.pause()
         assert console.focused.id == "max"
@@ -491,7 +562,11 @@ async def test_zoom_enlarges_the_queues_and_workers_panes_too(console):
             await pilot.press("z")
             await pilot.pause()
             zoomed = console.query_one(f"#{pane_id}").outer_size.height
-            assert zoomed >= 25 > normal or pane_id == "tasks" and zoomed >= 25, (pane_id, normal, zoomed)
+            assert zoomed >= 25 > normal or pane_id == "tasks" and zoomed >= 25, (
+                pane_id,
+                normal,
+                zoomed,
+            )
             await pilot.press("z")
             await pilot.pause()
 
@@ -514,14 +589,25 @@ async def test_typing_in_the_filter_box_is_not_taken_for_pane_keys(console):
         assert not [n for n in console._notifications if "works on the" in n.message]
 
 
-async def test_conc_reads_as_processes_and_autoscale_is_not_offered_without_an_autoscaler(console, sources, events):
+async def test_conc_reads_as_processes_and_autoscale_is_not_offered_without_an_autoscaler(
+    console, sources, events
+):
     async with console.run_test(size=(100, 30)) as pilot:
         sources.feed([events.worker_online("beta@host")])
         # grown by hand from 2 to 3: Celery still reports max-concurrency 2
         sources.inspection = InspectionResult(
-            stats={"beta@host": {"pool": {"implementation": "celery.concurrency.prefork:TaskPool",
-                                          "max-concurrency": 2, "processes": [1, 2, 3]}}},
-            active_queues={"beta@host": ["default"]}, taken_at=time.time())
+            stats={
+                "beta@host": {
+                    "pool": {
+                        "implementation": "celery.concurrency.prefork:TaskPool",
+                        "max-concurrency": 2,
+                        "processes": [1, 2, 3],
+                    }
+                }
+            },
+            active_queues={"beta@host": ["default"]},
+            taken_at=time.time(),
+        )
         console.console_screen.tick()
         console.console_screen.inspect_workers()
         await console.workers.wait_for_complete()
@@ -539,11 +625,28 @@ async def test_conc_reads_as_processes_and_autoscale_is_not_offered_without_an_a
 async def test_detail_says_a_failed_task_was_terminated_first(console, sources, events):
     """Terminate an e-mail job: smtplib turns the SIGTERM into an SMTP error, which outranks REVOKED."""
     async with console.run_test(size=(100, 30)) as pilot:
-        uuid, evs = events.task("started", name="afirgen_tasks.email.send_notification_email", queue="email")
-        evs.append(events._ev("task-revoked", uuid=uuid, hostname="w1@box", terminated=True, signum=15,
-                              expired=False))
-        evs.append(events._ev("task-failed", uuid=uuid, hostname="w1@box",
-                              exception="SMTPResponseException(250, b'2.0.0 queued')", traceback="Traceback ..."))
+        uuid, evs = events.task(
+            "started", name="afirgen_tasks.email.send_notification_email", queue="email"
+        )
+        evs.append(
+            events._ev(
+                "task-revoked",
+                uuid=uuid,
+                hostname="w1@box",
+                terminated=True,
+                signum=15,
+                expired=False,
+            )
+        )
+        evs.append(
+            events._ev(
+                "task-failed",
+                uuid=uuid,
+                hostname="w1@box",
+                exception="SMTPResponseException(250, b'2.0.0 queued')",
+                traceback="Traceback ...",
+            )
+        )
         sources.feed(evs)
         console.console_screen.tick()
         await pilot.pause()

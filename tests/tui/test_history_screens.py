@@ -24,7 +24,9 @@ async def settle(pilot, app, predicate, timeout=10.0, message="condition"):
         await pilot.pause()
         if predicate():
             return
-    raise AssertionError(f"timed out waiting for {message}; screen {app.screen}; notes {[n.message for n in app._notifications]}")
+    raise AssertionError(
+        f"timed out waiting for {message}; screen {app.screen}; notes {[n.message for n in app._notifications]}"
+    )
 
 
 def new_console(settings, history):
@@ -39,7 +41,9 @@ async def test_history_survives_a_restart_and_search_finds_it(screen_settings, e
     app, sources = new_console(screen_settings, store)
     ids = {}
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot, app, lambda: app.console_screen.history.writer is not None, message="writer")
+        await settle(
+            pilot, app, lambda: app.console_screen.history.writer is not None, message="writer"
+        )
         for outcome in ("success", "failure", "success"):
             uid, evs = events.task(outcome, args=f"[{len(ids) + 100}, 'ravi@example.in']")
             ids[uid] = outcome
@@ -54,7 +58,12 @@ async def test_history_survives_a_restart_and_search_finds_it(screen_settings, e
     store = HistoryStore(screen_settings.history_db)
     app, _ = new_console(screen_settings, store)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot, app, lambda: app.console_screen.history.loaded_count == 3, message="history loaded")
+        await settle(
+            pilot,
+            app,
+            lambda: app.console_screen.history.loaded_count == 3,
+            message="history loaded",
+        )
         pane = app.query_one("#tasks", TasksPane)
         assert pane.row_keys == set(ids)
         failed = next(u for u, o in ids.items() if o == "failure")
@@ -69,7 +78,9 @@ async def test_history_survives_a_restart_and_search_finds_it(screen_settings, e
         assert screen.rows[0]["uuid"] == failed
         third = list(ids)[2]
         screen.run_search("args:102")
-        await settle(pilot, app, lambda: [r["uuid"] for r in screen.rows] == [third], message="args search")
+        await settle(
+            pilot, app, lambda: [r["uuid"] for r in screen.rows] == [third], message="args search"
+        )
         screen.run_search("since:nonsense")
         await pilot.pause()
         assert "neither an age" in str(screen.query_one("#history-status").render())
@@ -79,7 +90,9 @@ async def test_history_survives_a_restart_and_search_finds_it(screen_settings, e
         await pilot.pause()
         assert "bad priority in 'prio:>=abc'" in str(screen.query_one("#history-status").render())
         screen.run_search("state:failed")  # the everyday word for FAILURE
-        await settle(pilot, app, lambda: [r["uuid"] for r in screen.rows] == [failed], message="state:failed")
+        await settle(
+            pilot, app, lambda: [r["uuid"] for r in screen.rows] == [failed], message="state:failed"
+        )
         # Enter on a result opens its detail, with e-mail addresses redacted
         screen.run_search("")
         await settle(pilot, app, lambda: len(screen.rows) == 3, message="all rows")
@@ -95,7 +108,9 @@ async def test_export_csv_xlsx_and_pdf(screen_settings, events):
     store = HistoryStore(screen_settings.history_db)
     app, sources = new_console(screen_settings, store)
     async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot, app, lambda: app.console_screen.history.writer is not None, message="writer")
+        await settle(
+            pilot, app, lambda: app.console_screen.history.writer is not None, message="writer"
+        )
         for outcome in ("success", "failure", "success", "retry"):
             sources.feed(events.task(outcome, args="[7, 'priya.s@example.in']")[1])
         app.console_screen.tick()
@@ -111,8 +126,15 @@ async def test_export_csv_xlsx_and_pdf(screen_settings, events):
             await pilot.press("E")
             await pilot.pause()
             await pilot.press(key)
-            await settle(pilot, app, lambda n=n: len(app.console_screen.history.exports) == n, message=f"export {key}")
-        assert all(not e.error for e in app.console_screen.history.exports), [e.error for e in app.console_screen.history.exports]
+            await settle(
+                pilot,
+                app,
+                lambda n=n: len(app.console_screen.history.exports) == n,
+                message=f"export {key}",
+            )
+        assert all(not e.error for e in app.console_screen.history.exports), [
+            e.error for e in app.console_screen.history.exports
+        ]
         csv_path, xlsx_path, pdf_path = (e.path for e in app.console_screen.history.exports)
     store.close()
 

@@ -24,7 +24,9 @@ def status(app) -> str:
     return str(app.query_one("#status").render())
 
 
-async def test_poison_events_cost_no_real_task_and_losses_show(screen_settings, events, monkeypatch):
+async def test_poison_events_cost_no_real_task_and_losses_show(
+    screen_settings, events, monkeypatch
+):
     import tui.history.store as history
 
     # let an int past 64 bits reach SQLite, as a field nobody cleans would: the fallback's case
@@ -35,14 +37,18 @@ async def test_poison_events_cost_no_real_task_and_losses_show(screen_settings, 
     sources.start()
     real = []
     async with app.run_test(size=(200, 30)) as pilot:
-        await settle(pilot, app, lambda: app.console_screen.history.writer is not None, message="writer")
+        await settle(
+            pilot, app, lambda: app.console_screen.history.writer is not None, message="writer"
+        )
         assert "history:" not in status(app)
         for i in range(12):
             uid, evs = events.task("success")
             real.append(uid)
             sources.feed(evs)
             if i % 4 == 0:
-                app.console_screen.history.writer.submit([{"uuid": f"poison-{i}", "state": "SENT", "priority": 2**70}])
+                app.console_screen.history.writer.submit(
+                    [{"uuid": f"poison-{i}", "state": "SENT", "priority": 2**70}]
+                )
         app.console_screen.tick()
         app.console_screen.history.writer.flush()
         app.console_screen.update_status()

@@ -67,8 +67,10 @@ TITLE = "\x1b]2;pwned\x07"
 QUEUE_NAMES = [CLIPBOARD, CLEAR, "[/]", "[red]q[/red]"]
 HOST = "[@click=app.quit]w\x07@[b]box[/b]"
 HOST2 = f"w{TITLE}@h"
-TRACEBACK = ('Traceback (most recent call last):\n  File "[/]", line 1, in [@click=app.quit]run\n'
-             f"ValueError: [bold]boom[/] {CLEAR}")
+TRACEBACK = (
+    'Traceback (most recent call last):\n  File "[/]", line 1, in [@click=app.quit]run\n'
+    f"ValueError: [bold]boom[/] {CLEAR}"
+)
 EXCEPTION = "ValueError('[/] [link=http://e]x[/link]')"
 RESULT = "{'r': '[@click=app.resize_all(5)]again'}"
 ARGS = f"['[/]', '{CLIPBOARD}']"
@@ -129,9 +131,15 @@ def mem_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("AFIRGEN_CONFIG", str(tmp_path / "config.toml"))
     for name in [n for n in os.environ if n.startswith(("AFIRGEN_", "CELERY_"))]:
         monkeypatch.delenv(name)
-    return load_settings(None, celery_broker_url="memory://", celery_result_backend="cache+memory://",
-                         paths_data_dir=tmp_path / "var", console_audit_log=tmp_path / "audit.log",
-                         history_db=tmp_path / "history.sqlite3", console_control_timeout=0.2)
+    return load_settings(
+        None,
+        celery_broker_url="memory://",
+        celery_result_backend="cache+memory://",
+        paths_data_dir=tmp_path / "var",
+        console_audit_log=tmp_path / "audit.log",
+        history_db=tmp_path / "history.sqlite3",
+        console_control_timeout=0.2,
+    )
 
 
 @pytest.fixture
@@ -146,12 +154,21 @@ def hostile_cluster(sources: StaticSources, events) -> dict[str, str]:
     uuid -> the name each task was sent with."""
     sources.feed([events.worker_online(HOST), events.worker_online(HOST2)])
     sent = {}
-    for uuid, name, queue, outcome in ((GROW_UUID, NAMES[0], QUEUE_NAMES[0], "failure"),
-                                       (QUIT_UUID, NAMES[1], QUEUE_NAMES[1], "started"),
-                                       (CLOSE_UUID, NAMES[2], QUEUE_NAMES[2], "success"),
-                                       (LINK_UUID, NAMES[3], QUEUE_NAMES[3], "retry")):
-        _, evs = events.task(outcome, name=name, queue=queue, host=HOST if outcome != "retry" else HOST2,
-                             args=ARGS, kwargs="{'k': '[/]'}", uuid=uuid)
+    for uuid, name, queue, outcome in (
+        (GROW_UUID, NAMES[0], QUEUE_NAMES[0], "failure"),
+        (QUIT_UUID, NAMES[1], QUEUE_NAMES[1], "started"),
+        (CLOSE_UUID, NAMES[2], QUEUE_NAMES[2], "success"),
+        (LINK_UUID, NAMES[3], QUEUE_NAMES[3], "retry"),
+    ):
+        _, evs = events.task(
+            outcome,
+            name=name,
+            queue=queue,
+            host=HOST if outcome != "retry" else HOST2,
+            args=ARGS,
+            kwargs="{'k': '[/]'}",
+            uuid=uuid,
+        )
         for ev in evs:  # results and failures from the data too
             if ev["type"] == "task-failed":
                 ev.update(exception=EXCEPTION, traceback=TRACEBACK)
@@ -160,13 +177,28 @@ def hostile_cluster(sources: StaticSources, events) -> dict[str, str]:
         sources.feed(evs)
         sent[uuid] = name
     sources.inspection = InspectionResult(
-        stats={HOST: {"pool": {"implementation": "[/]\x1b[2J:TaskPool", "max-concurrency": 2, "processes": [1]},
-                      "autoscaler": {"max": 4, "min": 1}}},
+        stats={
+            HOST: {
+                "pool": {
+                    "implementation": "[/]\x1b[2J:TaskPool",
+                    "max-concurrency": 2,
+                    "processes": [1],
+                },
+                "autoscaler": {"max": 4, "min": 1},
+            }
+        },
         active_queues={HOST: QUEUE_NAMES, HOST2: ["default"]},
-        taken_at=time.time())
-    sources.queue_poll = QueueSnapshot.of([QueueLength(q, 3, {5: 3}, 1) for q in QUEUE_NAMES], taken_at=time.time())
-    sources.results[GROW_UUID] = {"status": "FAILURE", "result": "[/] backend says [@click=app.quit]no",
-                                  "traceback": TRACEBACK, "date_done": f"[b]2026[/b]{CLEAR}"}
+        taken_at=time.time(),
+    )
+    sources.queue_poll = QueueSnapshot.of(
+        [QueueLength(q, 3, {5: 3}, 1) for q in QUEUE_NAMES], taken_at=time.time()
+    )
+    sources.results[GROW_UUID] = {
+        "status": "FAILURE",
+        "result": "[/] backend says [@click=app.quit]no",
+        "traceback": TRACEBACK,
+        "date_done": f"[b]2026[/b]{CLEAR}",
+    }
     return sent
 
 
@@ -186,8 +218,15 @@ async def test_console_panes_status_and_toasts_show_hostile_data_literally(scree
         app.console_screen.tick()
         app.console_screen.poll_queues()
         app.console_screen.inspect_workers(resync=True)
-        await settle(pilot, app, lambda: app.query_one("#workers", WorkersPane).row_count == 2
-                     and app.console_screen.last_inspection is not None, message="inspect")
+        await settle(
+            pilot,
+            app,
+            lambda: (
+                app.query_one("#workers", WorkersPane).row_count == 2
+                and app.console_screen.last_inspection is not None
+            ),
+            message="inspect",
+        )
         tasks = app.query_one("#tasks", TasksPane)
         assert tasks.row_keys == set(sent)
         # every data cell is a literal Text (a str cell would be parsed as markup)
@@ -196,8 +235,17 @@ async def test_console_panes_status_and_toasts_show_hostile_data_literally(scree
             assert all(not isinstance(cell, str) for cell in row), row
         shown = [app.model.get_task(u).short_name for u in sent]
         # (cells are cut at the column width: "[red]q[/re" is the queue "[red]q[/red]")
-        assert_clean(app, *shown, "[@click=", "[/]-uuid", "[link=ht", "[red]q[/re", "[/]",
-                     "[@click=app.quit]w", where="main console")
+        assert_clean(
+            app,
+            *shown,
+            "[@click=",
+            "[/]-uuid",
+            "[link=ht",
+            "[red]q[/re",
+            "[/]",
+            "[@click=app.quit]w",
+            where="main console",
+        )
 
         # the typed filter (operator text) in the status line: literal, the rows still match
         app.console_screen.set_filter("[/]")
@@ -218,18 +266,36 @@ async def test_console_panes_status_and_toasts_show_hostile_data_literally(scree
 
         # toasts built from worker replies and hostnames
         app.console_screen.post_message(EventsEnabled([HOST, HOST2], ""))
-        app.console_screen.post_message(ActionCompleted("pause_queue", QUEUE_NAMES[0], Outcome(
-            False, f"pause {QUEUE_NAMES[0]} [/]: no reply", replies={HOST: f"[bold]error[/] {CLIPBOARD}"}), False))
-        app.console_screen.post_message(EventsEnabled([], f"could not enable events on {HOST}: {TITLE}[/]"))
-        await settle(pilot, app, lambda: len(app.screen.query("Toast")) >= 3, message="toasts on screen")
+        app.console_screen.post_message(
+            ActionCompleted(
+                "pause_queue",
+                QUEUE_NAMES[0],
+                Outcome(
+                    False,
+                    f"pause {QUEUE_NAMES[0]} [/]: no reply",
+                    replies={HOST: f"[bold]error[/] {CLIPBOARD}"},
+                ),
+                False,
+            )
+        )
+        app.console_screen.post_message(
+            EventsEnabled([], f"could not enable events on {HOST}: {TITLE}[/]")
+        )
+        await settle(
+            pilot, app, lambda: len(app.screen.query("Toast")) >= 3, message="toasts on screen"
+        )
         assert_clean(app, "[@click=app.quit]w", "[bold]error[/]", where="toasts")
 
         # the detail screen: the border title that was a clickable pool_grow to every worker
         grown: list[tuple] = []
         app.console_screen.action_resize_all = lambda *args: grown.append(args)  # type: ignore[method-assign]
         app.console_screen.action_open_detail(GROW_UUID)
-        await settle(pilot, app, lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.backend is not None,
-                     message="detail with backend")
+        await settle(
+            pilot,
+            app,
+            lambda: isinstance(app.screen, TaskDetailScreen) and app.screen.backend is not None,
+            message="detail with backend",
+        )
         # Click where the uuid's tail is drawn in the title (found whether it is literal or
         # was parsed into "Task GROW"): nothing may run.
         lines = [strip.text for strip in screen_lines(app)]
@@ -241,15 +307,31 @@ async def test_console_panes_status_and_toasts_show_hostile_data_literally(scree
         await settle(pilot, app)
         assert grown == [], "a click on the uuid in the title ran an action"
         assert len(app.console_screen.runner.action_log) == actions_before
-        assert_clean(app, f"Task {GROW_UUID}", "[bold red]x[/]", "ValueError('[/] [link=http://e]x[/link]')",
-                     "[@click=app.quit]run", "[bold]boom[/]", "(backend: FAILURE)",
-                     "[b]2026[/b]", "'[/]'", "{'k': '[/]'}", *ESCAPE_REMAINS[:1], where="task detail")
+        assert_clean(
+            app,
+            f"Task {GROW_UUID}",
+            "[bold red]x[/]",
+            "ValueError('[/] [link=http://e]x[/link]')",
+            "[@click=app.quit]run",
+            "[bold]boom[/]",
+            "(backend: FAILURE)",
+            "[b]2026[/b]",
+            "'[/]'",
+            "{'k': '[/]'}",
+            *ESCAPE_REMAINS[:1],
+            where="task detail",
+        )
         await pilot.press("escape")
 
         # a finished task with a result, and the retried one on the other host
-        for uuid, literals in ((CLOSE_UUID, ["[/]-uuid-0003", RESULT]), (LINK_UUID, [LINK_UUID, "[link=http://e]"])):
+        for uuid, literals in (
+            (CLOSE_UUID, ["[/]-uuid-0003", RESULT]),
+            (LINK_UUID, [LINK_UUID, "[link=http://e]"]),
+        ):
             app.console_screen.action_open_detail(uuid)
-            await settle(pilot, app, lambda: isinstance(app.screen, TaskDetailScreen), message="detail")
+            await settle(
+                pilot, app, lambda: isinstance(app.screen, TaskDetailScreen), message="detail"
+            )
             assert_clean(app, *literals, where=f"detail {uuid}")
             await pilot.press("escape")
             await pilot.pause()
@@ -264,7 +346,9 @@ async def test_dialogs_show_hostile_data_literally(mem_settings, mem_app, events
         hostile_cluster(sources, events)
         app.console_screen.tick()
         app.console_screen.poll_queues()
-        await settle(pilot, app, lambda: app.query_one("#queues", QueuesPane).has_key(CLEAR), message="poll")
+        await settle(
+            pilot, app, lambda: app.query_one("#queues", QueuesPane).has_key(CLEAR), message="poll"
+        )
 
         # revoke confirmation: name, uuid and state in the question
         move_to(app.query_one("#tasks", TasksPane), QUIT_UUID)
@@ -277,8 +361,12 @@ async def test_dialogs_show_hostile_data_literally(mem_settings, mem_app, events
         # purge: the queue name in the title, the question, the placeholder and the error
         move_to(app.query_one("#queues", QueuesPane), "[/]")
         await pilot.press("x")
-        await settle(pilot, app, lambda: isinstance(app.screen, TypedConfirmScreen), message="purge")
-        assert_clean(app, "Purge [/]", "from [/]. Reserved", "type [/] to confirm", where="purge confirm")
+        await settle(
+            pilot, app, lambda: isinstance(app.screen, TypedConfirmScreen), message="purge"
+        )
+        assert_clean(
+            app, "Purge [/]", "from [/]. Reserved", "type [/] to confirm", where="purge confirm"
+        )
         app.screen.query_one("#typed", Input).value = "[b]nope"
         await pilot.press("enter")
         await pilot.pause()
@@ -287,7 +375,12 @@ async def test_dialogs_show_hostile_data_literally(mem_settings, mem_app, events
         await pilot.pause()
         move_to(app.query_one("#queues", QueuesPane), CLIPBOARD)
         await pilot.press("x")
-        await settle(pilot, app, lambda: isinstance(app.screen, TypedConfirmScreen), message="purge escape queue")
+        await settle(
+            pilot,
+            app,
+            lambda: isinstance(app.screen, TypedConfirmScreen),
+            message="purge escape queue",
+        )
         assert_clean(app, *ESCAPE_REMAINS[:1], where="purge confirm, escape queue")
         await pilot.press("escape")
         await pilot.pause()
@@ -295,7 +388,9 @@ async def test_dialogs_show_hostile_data_literally(mem_settings, mem_app, events
         # worker forms: the hostname in the checkbox label
         move_to(app.query_one("#workers", WorkersPane), HOST)
         await pilot.press("equals_sign")
-        await settle(pilot, app, lambda: isinstance(app.screen, NumberFormScreen), message="resize form")
+        await settle(
+            pilot, app, lambda: isinstance(app.screen, NumberFormScreen), message="resize form"
+        )
         assert_clean(app, "not only [@click=app.quit]w", where="resize form")
         app.screen.query_one("#n", Input).value = "[/]"
         await pilot.press("enter")
@@ -305,7 +400,9 @@ async def test_dialogs_show_hostile_data_literally(mem_settings, mem_app, events
         await pilot.pause()
         move_to(app.query_one("#workers", WorkersPane), HOST2)
         await pilot.press("a")
-        await settle(pilot, app, lambda: isinstance(app.screen, NumberFormScreen), message="autoscale form")
+        await settle(
+            pilot, app, lambda: isinstance(app.screen, NumberFormScreen), message="autoscale form"
+        )
         assert_clean(app, *ESCAPE_REMAINS[1:], where="autoscale form")
         await pilot.press("escape")
         await pilot.pause()
@@ -344,13 +441,28 @@ async def test_dialogs_show_hostile_data_literally(mem_settings, mem_app, events
 # ---- history rows loaded at start and searched -----------------------------------------------
 def hostile_rows(now: float) -> list[dict]:
     rows = []
-    for n, (uuid, name, queue) in enumerate(zip((GROW_UUID, QUIT_UUID, CLOSE_UUID, LINK_UUID), NAMES, QUEUE_NAMES,
-                                                strict=True)):
-        rows.append({"uuid": uuid, "name": name, "state": "FAILURE" if n == 0 else "SUCCESS", "queue": queue,
-                     "priority": 5, "hostname": HOST if n % 2 else HOST2, "args": ARGS, "kwargs": "{}",
-                     "result": RESULT, "exception": EXCEPTION if n == 0 else None,
-                     "traceback": TRACEBACK if n == 0 else None, "sent": now - 60 + n, "started": now - 59 + n,
-                     "finished": now - 58 + n, "runtime": 1.0})
+    for n, (uuid, name, queue) in enumerate(
+        zip((GROW_UUID, QUIT_UUID, CLOSE_UUID, LINK_UUID), NAMES, QUEUE_NAMES, strict=True)
+    ):
+        rows.append(
+            {
+                "uuid": uuid,
+                "name": name,
+                "state": "FAILURE" if n == 0 else "SUCCESS",
+                "queue": queue,
+                "priority": 5,
+                "hostname": HOST if n % 2 else HOST2,
+                "args": ARGS,
+                "kwargs": "{}",
+                "result": RESULT,
+                "exception": EXCEPTION if n == 0 else None,
+                "traceback": TRACEBACK if n == 0 else None,
+                "sent": now - 60 + n,
+                "started": now - 59 + n,
+                "finished": now - 58 + n,
+                "runtime": 1.0,
+            }
+        )
     return rows
 
 
@@ -362,18 +474,37 @@ async def test_history_rows_loaded_at_start_and_searched_are_literal(screen_sett
     sources.start()
     try:
         async with app.run_test(size=SIZE, notifications=True) as pilot:
-            await settle(pilot, app, lambda: app.console_screen.history.loaded_count == 4, message="history loaded")
+            await settle(
+                pilot,
+                app,
+                lambda: app.console_screen.history.loaded_count == 4,
+                message="history loaded",
+            )
             tasks = app.query_one("#tasks", TasksPane)
             assert tasks.row_count == 4
-            assert_clean(app, "[bold red]x[/]", "[@click=", "[red]q[/r", where="history in the Tasks pane")
+            assert_clean(
+                app, "[bold red]x[/]", "[@click=", "[red]q[/r", where="history in the Tasks pane"
+            )
 
             # H: a name or queue "[/]" raised MarkupError here at every start
             await pilot.press("H")
-            await settle(pilot, app, lambda: isinstance(app.screen, HistorySearchScreen) and len(app.screen.rows) == 4,
-                         message="search results")
+            await settle(
+                pilot,
+                app,
+                lambda: isinstance(app.screen, HistorySearchScreen) and len(app.screen.rows) == 4,
+                message="search results",
+            )
             search = app.screen
-            assert_clean(app, "[bold red]x[/]", "[/]", "[@click=", "[link=ht", "[red]q[/r", "4 task(s)",
-                         where="history search")
+            assert_clean(
+                app,
+                "[bold red]x[/]",
+                "[/]",
+                "[@click=",
+                "[link=ht",
+                "[red]q[/r",
+                "4 task(s)",
+                where="history search",
+            )
             search.run_search("since:[b]x[/b]")
             await pilot.pause()
             assert_clean(app, "since: '[b]x[/b]' is neither", where="history search error")
@@ -381,10 +512,23 @@ async def test_history_rows_loaded_at_start_and_searched_are_literal(screen_sett
             await settle(pilot, app, lambda: len(search.rows) == 4, message="all rows again")
             table = search.query_one("#history-results")
             table.focus()
-            table.move_cursor(row=next(i for i, r in enumerate(search.rows) if r["uuid"] == GROW_UUID))
+            table.move_cursor(
+                row=next(i for i, r in enumerate(search.rows) if r["uuid"] == GROW_UUID)
+            )
             await pilot.press("enter")
-            await settle(pilot, app, lambda: isinstance(app.screen, TaskDetailScreen), message="detail from history")
-            assert_clean(app, f"Task {GROW_UUID}", "[bold]boom[/]", "[@click=app.quit]run", where="history detail")
+            await settle(
+                pilot,
+                app,
+                lambda: isinstance(app.screen, TaskDetailScreen),
+                message="detail from history",
+            )
+            assert_clean(
+                app,
+                f"Task {GROW_UUID}",
+                "[bold]boom[/]",
+                "[@click=app.quit]run",
+                where="history detail",
+            )
     finally:
         store.close()
 
@@ -392,10 +536,23 @@ async def test_history_rows_loaded_at_start_and_searched_are_literal(screen_sett
 # ---- the display layer alone: raw records, no source, no model, no store ---------------------
 async def test_screens_render_raw_hostile_records_without_any_validation(screen_settings):
     """The last line of defence: even data that skipped the validation boundary is literal."""
-    raw = {"uuid": f"{GROW_UUID}{CLIPBOARD}", "name": f"[bold red]x[/]{TITLE}", "state": "FAILURE",
-           "queue": CLIPBOARD, "priority": 5, "hostname": HOST, "args": ARGS, "kwargs": "{}",
-           "result": RESULT, "exception": f"{EXCEPTION}\x9b2J\u202e\udc80", "traceback": TRACEBACK, "sent": time.time() - 5,
-           "started": time.time() - 4, "finished": time.time() - 3, "runtime": 1.0}
+    raw = {
+        "uuid": f"{GROW_UUID}{CLIPBOARD}",
+        "name": f"[bold red]x[/]{TITLE}",
+        "state": "FAILURE",
+        "queue": CLIPBOARD,
+        "priority": 5,
+        "hostname": HOST,
+        "args": ARGS,
+        "kwargs": "{}",
+        "result": RESULT,
+        "exception": f"{EXCEPTION}\x9b2J\u202e\udc80",
+        "traceback": TRACEBACK,
+        "sent": time.time() - 5,
+        "started": time.time() - 4,
+        "finished": time.time() - 3,
+        "runtime": 1.0,
+    }
     sources = StaticSources(screen_settings)
     app = AfirgenApp(screen_settings, sources, autostart=False)
     sources.start()
@@ -403,24 +560,55 @@ async def test_screens_render_raw_hostile_records_without_any_validation(screen_
         record = row_as_task(raw)
         tasks = app.query_one("#tasks", TasksPane)
         tasks.upsert(raw["uuid"], tasks.cells(record))
-        tasks.upsert("plain-str-cells", ["[/]", f"[@click=app.quit]{CLEAR}"])  # a str cell slipping through
-        worker = SimpleNamespace(hostname=raw["hostname"], online=True, pool=f"[/]{CLEAR}", concurrency=2,
-                                 max_concurrency=2, autoscale=None, active=0, processed=1, failed=0,
-                                 last_heartbeat=time.time(), loadavg=None, queues=[CLIPBOARD, "[red]q[/red]"])
+        tasks.upsert(
+            "plain-str-cells", ["[/]", f"[@click=app.quit]{CLEAR}"]
+        )  # a str cell slipping through
+        worker = SimpleNamespace(
+            hostname=raw["hostname"],
+            online=True,
+            pool=f"[/]{CLEAR}",
+            concurrency=2,
+            max_concurrency=2,
+            autoscale=None,
+            active=0,
+            processed=1,
+            failed=0,
+            last_heartbeat=time.time(),
+            loadavg=None,
+            queues=[CLIPBOARD, "[red]q[/red]"],
+        )
         app.query_one("#workers", WorkersPane).show([worker])
-        app.query_one("#queues", QueuesPane).show([QueueRow(f"[/]{TITLE}", 1), QueueRow(CLEAR, 2, paused=True)])
+        app.query_one("#queues", QueuesPane).show(
+            [QueueRow(f"[/]{TITLE}", 1), QueueRow(CLEAR, 2, paused=True)]
+        )
         await pilot.pause()
         # C0 controls are shown as their Control Pictures (ESC -> ␛), as the sources' boundary does
-        assert_clean(app, "[bold red]x[/]␛]2;pwned␇", "␛]52;", "[/]␛]2", "[@click=app.quit]w",
-                     "[@click=app.quit]␛[2J", where="panes with raw records")
+        assert_clean(
+            app,
+            "[bold red]x[/]␛]2;pwned␇",
+            "␛]52;",
+            "[/]␛]2",
+            "[@click=app.quit]w",
+            "[@click=app.quit]␛[2J",
+            where="panes with raw records",
+        )
 
         app.push_screen(TaskDetailScreen(record, str, None))
         await pilot.pause()
-        assert_clean(app, f"Task {GROW_UUID}␛]52;c;SGFja2VkIQ==␇", "\\x9b2J\\u202e\ufffd", "[bold]boom[/] ␛[2J",
-                     where="detail of a raw record")
+        assert_clean(
+            app,
+            f"Task {GROW_UUID}␛]52;c;SGFja2VkIQ==␇",
+            "\\x9b2J\\u202e\ufffd",
+            "[bold]boom[/] ␛[2J",
+            where="detail of a raw record",
+        )
         await pilot.press("escape")
 
         app.push_screen(HistorySearchScreen(lambda *a, **k: [raw], str))
-        await settle(pilot, app, lambda: isinstance(app.screen, HistorySearchScreen) and app.screen.rows,
-                     message="raw search")
+        await settle(
+            pilot,
+            app,
+            lambda: isinstance(app.screen, HistorySearchScreen) and app.screen.rows,
+            message="raw search",
+        )
         assert_clean(app, "␛]52;c", "[@click=", where="history search of a raw row")

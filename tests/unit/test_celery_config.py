@@ -18,12 +18,19 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def config_for(tmp_path, broker: str, **overrides) -> dict:
-    settings = load_settings(None, celery_broker_url=broker, celery_result_backend="redis://127.0.0.1:6379/1",
-                             paths_data_dir=tmp_path, **overrides)
+    settings = load_settings(
+        None,
+        celery_broker_url=broker,
+        celery_result_backend="redis://127.0.0.1:6379/1",
+        paths_data_dir=tmp_path,
+        **overrides,
+    )
     return celery_config(settings)
 
 
-@pytest.mark.parametrize("broker", ["redis://127.0.0.1:6379/0", "rediss://u:p@cache.example:6380/0"])
+@pytest.mark.parametrize(
+    "broker", ["redis://127.0.0.1:6379/0", "rediss://u:p@cache.example:6380/0"]
+)
 def test_redis_brokers_use_the_atomic_fetch_transport(tmp_path, broker):
     conf = config_for(tmp_path, broker)
     assert conf["broker_transport"] == REDIS_TRANSPORT
@@ -32,8 +39,9 @@ def test_redis_brokers_use_the_atomic_fetch_transport(tmp_path, broker):
     assert type(conn.transport) is Transport
 
 
-@pytest.mark.parametrize("broker", ["amqp://guest:guest@127.0.0.1:5672//", "memory://",
-                                    "redis+socket:///tmp/redis.sock"])
+@pytest.mark.parametrize(
+    "broker", ["amqp://guest:guest@127.0.0.1:5672//", "memory://", "redis+socket:///tmp/redis.sock"]
+)
 def test_other_brokers_keep_kombus_transport(tmp_path, broker):
     assert config_for(tmp_path, broker)["broker_transport"] is None
 
@@ -42,8 +50,13 @@ SENTINELS = "sentinel://:pw@10.0.0.1:26379/2;sentinel://:pw@10.0.0.2:26380/2"
 
 
 def test_sentinel_brokers_use_the_atomic_fetch_behind_sentinel(tmp_path):
-    conf = config_for(tmp_path, SENTINELS, sentinel_master_name="mymaster", sentinel_password="sentinel-pw",
-                      sentinel_socket_timeout=3)
+    conf = config_for(
+        tmp_path,
+        SENTINELS,
+        sentinel_master_name="mymaster",
+        sentinel_password="sentinel-pw",
+        sentinel_socket_timeout=3,
+    )
     assert conf["broker_transport"] == REDIS_SENTINEL_TRANSPORT
     options = conf["broker_transport_options"]
     assert options["master_name"] == "mymaster"
@@ -51,22 +64,38 @@ def test_sentinel_brokers_use_the_atomic_fetch_behind_sentinel(tmp_path):
     # A dead sentinel is skipped at once, not retried with redis-py's 1-10 s backoff.
     assert kwargs.pop("retry").get_retries() == 0
     assert kwargs == {"socket_timeout": 3, "socket_connect_timeout": 3, "password": "sentinel-pw"}
-    assert options["priority_steps"] and options["sep"] == ":"  # the Redis layout, as on plain Redis
+    assert (
+        options["priority_steps"] and options["sep"] == ":"
+    )  # the Redis layout, as on plain Redis
     assert "master_name" not in conf["result_backend_transport_options"]  # the backend is redis://
-    conn = Connection(SENTINELS, transport=conf["broker_transport"], transport_options=options,
-                      failover_strategy=conf["broker_failover_strategy"])
+    conn = Connection(
+        SENTINELS,
+        transport=conf["broker_transport"],
+        transport_options=options,
+        failover_strategy=conf["broker_failover_strategy"],
+    )
     assert type(conn.transport) is SentinelTransport
     assert conn.port == 26379 and conn.virtual_host == "2" and conn.alt == SENTINELS.split(";")
     # A connection error switches "to the next URL": the transport must stay ours.
     conn.maybe_switch_next()
     assert type(conn.transport) is SentinelTransport and conn.password == "pw"
-    assert set(SentinelChannel.from_transport_options) >= {"master_name", "sentinel_kwargs", "atomic_fetch",
-                                                            "priority_steps", "sep"}
+    assert set(SentinelChannel.from_transport_options) >= {
+        "master_name",
+        "sentinel_kwargs",
+        "atomic_fetch",
+        "priority_steps",
+        "sep",
+    }
 
 
 def test_a_sentinel_result_backend_gets_the_master_name(tmp_path):
-    settings = load_settings(None, celery_broker_url="redis://127.0.0.1:6379/0", celery_result_backend=SENTINELS,
-                             sentinel_master_name="mymaster", paths_data_dir=tmp_path)
+    settings = load_settings(
+        None,
+        celery_broker_url="redis://127.0.0.1:6379/0",
+        celery_result_backend=SENTINELS,
+        sentinel_master_name="mymaster",
+        paths_data_dir=tmp_path,
+    )
     conf = celery_config(settings)
     assert conf["broker_transport"] == REDIS_TRANSPORT and "broker_failover_strategy" not in conf
     assert conf["result_backend_transport_options"]["master_name"] == "mymaster"
@@ -89,8 +118,13 @@ def test_rediss_cert_reqs_none_is_honoured(tmp_path):
 @pytest.mark.parametrize(("visibility", "expiry"), [(8, 5), (40, 20), (3600, 20)])
 def test_a_dead_sweepers_lock_frees_itself_within_seconds(tmp_path, visibility, expiry):
     """kombu's default (300 s) lets one worker SIGKILLed mid-sweep stop every sweep for 5 minutes."""
-    conf = config_for(tmp_path, "redis://127.0.0.1:6379/0", celery_visibility_timeout=visibility,
-                      celery_task_time_limit=min(6, visibility - 1), celery_task_soft_time_limit=min(5, visibility - 2))
+    conf = config_for(
+        tmp_path,
+        "redis://127.0.0.1:6379/0",
+        celery_visibility_timeout=visibility,
+        celery_task_time_limit=min(6, visibility - 1),
+        celery_task_soft_time_limit=min(5, visibility - 2),
+    )
     assert conf["broker_transport_options"]["unacked_mutex_expire"] == expiry
 
 
@@ -114,8 +148,13 @@ print(worker.consumer.gossip.enabled)
 def test_workers_run_without_gossip_unless_the_setting_asks(tmp_path, setting, flag, enabled):
     # A worker object is built (never started: no broker needed) in a child process, since
     # building one installs Celery's worker-side task tracing in the process that does it.
-    proc = subprocess.run([sys.executable, "-c", _GOSSIP_PROBE, str(tmp_path), setting, flag],
-                          capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", _GOSSIP_PROBE, str(tmp_path), setting, flag],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-1] == str(enabled)
 

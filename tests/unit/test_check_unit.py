@@ -55,10 +55,15 @@ def test_queues_without_consumer_are_named():
 
 def test_backlog_levels_and_per_queue_overrides():
     s = settings(
-        check_backlog_warn=10, check_backlog_fail=100,
-        check_queue_backlog_warn={"reports": 1}, check_queue_backlog_fail={"reports": 5},
+        check_backlog_warn=10,
+        check_backlog_fail=100,
+        check_queue_backlog_warn={"reports": 1},
+        check_queue_backlog_fail={"reports": 5},
     )
-    results = {r.name: r for r in backlog_results(snapshot(default=10, email=11, reports=6, cleanup=101), s)}
+    results = {
+        r.name: r
+        for r in backlog_results(snapshot(default=10, email=11, reports=6, cleanup=101), s)
+    }
     assert results["backlog[default]"].status == OK  # at the threshold is not over it
     assert results["backlog[email]"].status == WARN
     assert results["backlog[reports]"].status == FAIL
@@ -109,8 +114,15 @@ def test_format_line_is_one_line():
 
 
 def test_redis_client_tls_options_and_timeouts():
-    s = settings(tls_ca_certs="/ca.pem", tls_certfile="/c.pem", tls_keyfile="/k.pem", tls_cert_reqs="optional")
-    client = redis_client("rediss://:pw@host:6380/3", s, socket_connect_timeout=0.5, socket_timeout=0.7)
+    s = settings(
+        tls_ca_certs="/ca.pem",
+        tls_certfile="/c.pem",
+        tls_keyfile="/k.pem",
+        tls_cert_reqs="optional",
+    )
+    client = redis_client(
+        "rediss://:pw@host:6380/3", s, socket_connect_timeout=0.5, socket_timeout=0.7
+    )
     kwargs = client.connection_pool.connection_kwargs
     assert kwargs["ssl_ca_certs"] == "/ca.pem" and kwargs["ssl_certfile"] == "/c.pem"
     assert kwargs["ssl_keyfile"] == "/k.pem" and kwargs["ssl_cert_reqs"] == ssl.CERT_OPTIONAL
@@ -134,6 +146,8 @@ def test_a_hostile_worker_name_reaches_the_check_output_as_visible_text():
     """Worker replies are untrusted: an OSC 52 in a hostname must not write the clipboard."""
     from tui.check import OK, CheckResult, format_line
 
-    line = format_line(CheckResult("workers", OK, "1 worker(s) answered ping: w1\x1b]52;c;SGFja2VkIQ==\x07@host"))
+    line = format_line(
+        CheckResult("workers", OK, "1 worker(s) answered ping: w1\x1b]52;c;SGFja2VkIQ==\x07@host")
+    )
     assert "\x1b" not in line and "\x07" not in line
     assert "w1" in line and "@host" in line

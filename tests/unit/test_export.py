@@ -37,26 +37,46 @@ def _rows() -> list[dict]:
     for i in range(12):
         state = ("SUCCESS", "FAILURE", "RETRY")[i % 3]
         row = {
-            "uuid": f"00000000-0000-4000-8000-{i:012d}", "state": state,
-            "name": "afirgen_tasks.email.send_notification_email", "queue": "email",
-            "priority": 3, "hostname": "celery@w1", "retries": i % 2, "source": "events",
-            "sent": T0 + i * 60, "started": T0 + i * 60 + 1, "first_seen": T0 + i * 60,
+            "uuid": f"00000000-0000-4000-8000-{i:012d}",
+            "state": state,
+            "name": "afirgen_tasks.email.send_notification_email",
+            "queue": "email",
+            "priority": 3,
+            "hostname": "celery@w1",
+            "retries": i % 2,
+            "source": "events",
+            "sent": T0 + i * 60,
+            "started": T0 + i * 60 + 1,
+            "first_seen": T0 + i * 60,
             "args": "()",
             "kwargs": f"{{'recipient_email': 'officer{i}@police.example.in', 'subject': 'FIR {i}'}}",
         }
         if state == "SUCCESS":
             row.update(finished=T0 + i * 60 + 2, runtime=1.25, result="{'status': 'ok'}")
         elif state == "FAILURE":
-            row.update(finished=T0 + i * 60 + 2,
-                       exception=f"SMTPRecipientsRefused('officer{i}@police.example.in')",
-                       traceback=("Traceback (most recent call last):\n"
-                                  f'  File "email.py", line 88, in send\n'
-                                  f"SMTPRecipientsRefused: officer{i}@police.example.in refused; "
-                                  "call +91 98765 43210\n"))
+            row.update(
+                finished=T0 + i * 60 + 2,
+                exception=f"SMTPRecipientsRefused('officer{i}@police.example.in')",
+                traceback=(
+                    "Traceback (most recent call last):\n"
+                    f'  File "email.py", line 88, in send\n'
+                    f"SMTPRecipientsRefused: officer{i}@police.example.in refused; "
+                    "call +91 98765 43210\n"
+                ),
+            )
         rows.append(row)
-    rows.append({"uuid": "backend-1", "state": "SUCCESS", "name": "=HYPERLINK(\"http://x\")",
-                 "source": "backend", "finished": T0 + 30, "first_seen": T0 + 30,
-                 "kwargs": "{'note': 'contact desk@example.org'}", "result": "@SUM(A1)"})
+    rows.append(
+        {
+            "uuid": "backend-1",
+            "state": "SUCCESS",
+            "name": '=HYPERLINK("http://x")',
+            "source": "backend",
+            "finished": T0 + 30,
+            "first_seen": T0 + 30,
+            "kwargs": "{'note': 'contact desk@example.org'}",
+            "result": "@SUM(A1)",
+        }
+    )
     return rows
 
 
@@ -68,20 +88,46 @@ assert len(HUGE_ARGS) == 191_897
 def _incident_rows() -> list[dict]:
     """_rows() plus what the night shift exported: a failure with a huge args value and no
     runtime, a task revoked while running, one revoked before it started."""
-    return [*_rows(), {
-        "uuid": "huge-1", "state": "FAILURE", "name": "afirgen_tasks.reports.build_report",
-        "queue": "reports", "hostname": "celery@w2", "sent": T0 + 600.0, "started": T0 + 600.25,
-        "finished": T0 + 603.75, "first_seen": T0 + 600.0, "args": HUGE_ARGS, "kwargs": "{}",
-        "exception": "MemoryError()", "traceback": "Traceback (most recent call last):\nMemoryError\n",
-    }, {
-        "uuid": "revoked-running", "state": "REVOKED", "name": "afirgen_tasks.cleanup.pause_queue_now",
-        "queue": "cleanup", "hostname": "celery@w2", "sent": T0 + 700, "started": T0 + 701,
-        "finished": T0 + 705.5, "first_seen": T0 + 700, "revoke_reason": "terminated",
-    }, {
-        "uuid": "revoked-waiting", "state": "REVOKED", "name": "afirgen_tasks.cleanup.pause_queue_now",
-        "queue": "cleanup", "sent": T0 + 710, "finished": T0 + 720, "first_seen": T0 + 710,
-        "revoke_reason": "revoked",
-    }]
+    return [
+        *_rows(),
+        {
+            "uuid": "huge-1",
+            "state": "FAILURE",
+            "name": "afirgen_tasks.reports.build_report",
+            "queue": "reports",
+            "hostname": "celery@w2",
+            "sent": T0 + 600.0,
+            "started": T0 + 600.25,
+            "finished": T0 + 603.75,
+            "first_seen": T0 + 600.0,
+            "args": HUGE_ARGS,
+            "kwargs": "{}",
+            "exception": "MemoryError()",
+            "traceback": "Traceback (most recent call last):\nMemoryError\n",
+        },
+        {
+            "uuid": "revoked-running",
+            "state": "REVOKED",
+            "name": "afirgen_tasks.cleanup.pause_queue_now",
+            "queue": "cleanup",
+            "hostname": "celery@w2",
+            "sent": T0 + 700,
+            "started": T0 + 701,
+            "finished": T0 + 705.5,
+            "first_seen": T0 + 700,
+            "revoke_reason": "terminated",
+        },
+        {
+            "uuid": "revoked-waiting",
+            "state": "REVOKED",
+            "name": "afirgen_tasks.cleanup.pause_queue_now",
+            "queue": "cleanup",
+            "sent": T0 + 710,
+            "finished": T0 + 720,
+            "first_seen": T0 + 710,
+            "revoke_reason": "revoked",
+        },
+    ]
 
 
 _MORE = re.compile(r" \(… ([\d,]+) more characters\)$")
@@ -123,7 +169,9 @@ def test_csv_holds_every_row_redacted(tmp_path: Path):
     assert "98765" not in body and "***" in body
     by_id = {r[0]: dict(zip(table[0], r, strict=True)) for r in table[1:]}
     assert by_id["00000000-0000-4000-8000-000000000001"]["State"] == "FAILURE"
-    assert by_id["00000000-0000-4000-8000-000000000001"]["Finished (UTC)"] == "2024-05-01 10:01:02.000"
+    assert (
+        by_id["00000000-0000-4000-8000-000000000001"]["Finished (UTC)"] == "2024-05-01 10:01:02.000"
+    )
     assert by_id["backend-1"]["Source"] == "backend"
     assert by_id["backend-1"]["Task"].startswith("'=")  # no formula injection
     assert by_id["backend-1"]["Result"] == "'@SUM(A1)"
@@ -170,8 +218,11 @@ def test_csv_reads_back_with_the_default_field_size_limit_clipped_and_with_runti
     assert huge["Started (UTC)"] == "2024-05-01 10:10:00.250"  # ISO text in CSV
     # FAILURE and REVOKED events carry no runtime: finished - started
     assert huge["Runtime (s)"] == "3.5"
-    assert all(r["Runtime (s)"] == "1.0" for r in by_id.values()
-               if r["State"] == "FAILURE" and r["Task id"] != "huge-1")
+    assert all(
+        r["Runtime (s)"] == "1.0"
+        for r in by_id.values()
+        if r["State"] == "FAILURE" and r["Task id"] != "huge-1"
+    )
     assert by_id["revoked-running"]["Runtime (s)"] == "4.5"
     assert by_id["revoked-waiting"]["Runtime (s)"] == ""  # never started: no runtime to show
     assert by_id["00000000-0000-4000-8000-000000000000"]["Runtime (s)"] == "1.25"  # reported wins
@@ -236,30 +287,58 @@ def test_a_failed_export_leaves_the_old_file_and_no_debris(tmp_path: Path):
 
 def _audit(tmp_path: Path) -> list[dict]:
     log = AuditLog(tmp_path / "audit.log")
-    log.write("revoke", "00000000-0000-4000-8000-000000000004", {"terminate": True},
-              "revoked on 1 worker", ok=True)
-    log.write("purge", "email", {"confirm": "email", "requested_by": "sp@police.example.in"},
-              "purged 42 messages", ok=True)
+    log.write(
+        "revoke",
+        "00000000-0000-4000-8000-000000000004",
+        {"terminate": True},
+        "revoked on 1 worker",
+        ok=True,
+    )
+    log.write(
+        "purge",
+        "email",
+        {"confirm": "email", "requested_by": "sp@police.example.in"},
+        "purged 42 messages",
+        ok=True,
+    )
     log.write("pool_grow", "celery@w1", {"n": 2}, "refused: solo pool", ok=False)
     records = log.read()
     # the log stamps now; put them inside the report window
     for i, rec in enumerate(records):
         rec["ts"] = f"2024-05-01T10:{10 + i:02d}:00.000+00:00"
-    records.append({"ts": "2024-04-30T09:00:00.000+00:00", "user": "old", "action": "enqueue",
-                    "target": "x", "params": {}, "ok": True, "outcome": "outside the window"})
+    records.append(
+        {
+            "ts": "2024-04-30T09:00:00.000+00:00",
+            "user": "old",
+            "action": "enqueue",
+            "target": "x",
+            "params": {},
+            "ok": True,
+            "outcome": "outside the window",
+        }
+    )
     return records
 
 
 def test_incident_pdf_has_window_plots_failures_tracebacks_and_actions(tmp_path: Path):
     path = tmp_path / "incident.pdf"
-    queue_samples = [(T0 + i * 30, {"email": max(0, 40 - abs(i - 20) * 2), "reports": i % 5})
-                     for i in range(0, 121)]
-    workers = [(T0 + i * 60, {"celery@w1": True, "celery@w2": i < 20 or i > 40})
-               for i in range(0, 61)]
+    queue_samples = [
+        (T0 + i * 30, {"email": max(0, 40 - abs(i - 20) * 2), "reports": i % 5})
+        for i in range(0, 121)
+    ]
+    workers = [
+        (T0 + i * 60, {"celery@w1": True, "celery@w2": i < 20 or i > 40}) for i in range(0, 61)
+    ]
     counts = export_incident_pdf(
-        path, _rows(), window=(T0, T0 + 3600), queue_samples=queue_samples,
-        worker_timeline=workers, audit_records=_audit(tmp_path), redact=REDACT,
-        author="duty@police.example.in")
+        path,
+        _rows(),
+        window=(T0, T0 + 3600),
+        queue_samples=queue_samples,
+        worker_timeline=workers,
+        audit_records=_audit(tmp_path),
+        redact=REDACT,
+        author="duty@police.example.in",
+    )
     assert counts == {"tasks": 13, "failures": 4, "actions": 3}
     reader = PdfReader(path)
     text = "\n".join(page.extract_text() for page in reader.pages)
@@ -284,8 +363,12 @@ def test_incident_pdf_has_window_plots_failures_tracebacks_and_actions(tmp_path:
 
 def test_incident_pdf_with_active_counts_and_nothing_else(tmp_path: Path):
     path = tmp_path / "quiet.pdf"
-    counts = export_incident_pdf(path, [], window=(T0, T0 + 600),
-                                 worker_timeline=[(T0, {"celery@w1": 2}), (T0 + 300, {"celery@w1": 4})])
+    counts = export_incident_pdf(
+        path,
+        [],
+        window=(T0, T0 + 600),
+        worker_timeline=[(T0, {"celery@w1": 2}), (T0 + 300, {"celery@w1": 4})],
+    )
     assert counts == {"tasks": 0, "failures": 0, "actions": 0}
     flat = " ".join("\n".join(p.extract_text() for p in PdfReader(path).pages).split())
     assert "No failed tasks in this window." in flat and "No console actions" in flat
@@ -307,13 +390,23 @@ def _night_shift_rows() -> list[dict]:
     """_incident_rows() plus 60 time-limit failures of one task on two workers."""
     rows = _incident_rows()
     for i in range(60):
-        rows.append({
-            "uuid": f"pause-{i:04d}", "state": "FAILURE", "name": LONG_NAME, "queue": "cleanup",
-            "hostname": f"celery@w{1 + i % 2}", "sent": T0 + 900 + i * 30,
-            "started": T0 + 901 + i * 30, "finished": T0 + 931 + i * 30, "first_seen": T0 + 900 + i * 30,
-            "args": "('cleanup',)", "kwargs": "{}", "exception": "TimeLimitExceeded(30,)",
-            "traceback": TRACEBACK,
-        })
+        rows.append(
+            {
+                "uuid": f"pause-{i:04d}",
+                "state": "FAILURE",
+                "name": LONG_NAME,
+                "queue": "cleanup",
+                "hostname": f"celery@w{1 + i % 2}",
+                "sent": T0 + 900 + i * 30,
+                "started": T0 + 901 + i * 30,
+                "finished": T0 + 931 + i * 30,
+                "first_seen": T0 + 900 + i * 30,
+                "args": "('cleanup',)",
+                "kwargs": "{}",
+                "exception": "TimeLimitExceeded(30,)",
+                "traceback": TRACEBACK,
+            }
+        )
     return rows
 
 
@@ -331,11 +424,20 @@ def _assert_not_cut_mid_word(text: str, word: str) -> None:
 
 def test_incident_pdf_groups_failures_with_one_sample_traceback_each(tmp_path: Path):
     path = tmp_path / "incident.pdf"
-    audit = [{"ts": "2024-05-01T10:20:00.000+00:00", "user": "oncall", "action": "pause_queue",
-              "target": LONG_NAME, "params": {"queue": "cleanup"}, "ok": True,
-              "outcome": "paused on 2 workers"}]
-    counts = export_incident_pdf(path, _night_shift_rows(), window=(T0, T0 + 3600),
-                                 audit_records=audit, redact=REDACT)
+    audit = [
+        {
+            "ts": "2024-05-01T10:20:00.000+00:00",
+            "user": "oncall",
+            "action": "pause_queue",
+            "target": LONG_NAME,
+            "params": {"queue": "cleanup"},
+            "ok": True,
+            "outcome": "paused on 2 workers",
+        }
+    ]
+    counts = export_incident_pdf(
+        path, _night_shift_rows(), window=(T0, T0 + 3600), audit_records=audit, redact=REDACT
+    )
     assert counts == {"tasks": 76, "failures": 65, "actions": 1}
     reader = PdfReader(path)
     # 65 tracebacks printed in full took a page or more each
@@ -348,8 +450,9 @@ def test_incident_pdf_groups_failures_with_one_sample_traceback_each(tmp_path: P
     assert flat.count("Traceback (most recent call last)") == 3
     assert flat.count("in trace_task") == 1 and flat.count("MemoryError") >= 2
     # the group's count, first and last seen, and workers
-    assert ("TimeLimitExceeded 60 2024-05-01 10:15:31 2024-05-01 10:45:01 celery@w1, celery@w2"
-            in flat)
+    assert (
+        "TimeLimitExceeded 60 2024-05-01 10:15:31 2024-05-01 10:45:01 celery@w1, celery@w2" in flat
+    )
     assert "MemoryError 1 2024-05-01 10:10:03 2024-05-01 10:10:03 celery@w2" in flat
     assert "1. afirgen_tasks.cleanup.pause_queue_now · TimeLimitExceeded · 60 failure(s)" in flat
     # the sample is the latest of its group; the per-task table still lists every failure
@@ -372,17 +475,28 @@ def test_wrapping_breaks_at_spaces_then_at_identifier_boundaries():
 
     def width_of(n: int) -> float:
         from reportlab.pdfbase.pdfmetrics import stringWidth
+
         return stringWidth("x" * n, "Courier", 10)
 
     assert _wrap("alpha beta gamma", "Courier", 10, width_of(11)) == ["alpha beta", "gamma"]
-    assert _wrap(LONG_NAME, "Courier", 10, width_of(24)) == ["afirgen_tasks.cleanup.", "pause_queue_now"]
+    assert _wrap(LONG_NAME, "Courier", 10, width_of(24)) == [
+        "afirgen_tasks.cleanup.",
+        "pause_queue_now",
+    ]
     assert _wrap(f"task {LONG_NAME}", "Courier", 10, width_of(16)) == [
-        "task", "afirgen_tasks.", "cleanup.pause_", "queue_now"]
+        "task",
+        "afirgen_tasks.",
+        "cleanup.pause_",
+        "queue_now",
+    ]
     # only a run with no boundary that is wider than the line is cut
     assert _wrap("x" * 25, "Courier", 10, width_of(10)) == ["x" * 10, "x" * 10, "x" * 5]
     # a traceback line keeps its indentation; continuation lines take the given indent
     assert _wrap("    R = fun(args) + more", "Courier", 10, width_of(12), indent="  ") == [
-        "    R =", "  fun(args)", "  + more"]
+        "    R =",
+        "  fun(args)",
+        "  + more",
+    ]
 
 
 def test_export_path_names_files_by_time(tmp_path: Path):

@@ -15,19 +15,35 @@ T0 = 1_700_000_000.0
 
 
 def _ev(kind: str, t: float, host: str = "celery@w1", **fields: object) -> dict[str, object]:
-    return {"type": kind, "uuid": "u1", "hostname": host, "timestamp": T0 + t, "local_received": T0 + t,
-            "clock": int(t * 1000), "pid": 1, **fields}
+    return {
+        "type": kind,
+        "uuid": "u1",
+        "hostname": host,
+        "timestamp": T0 + t,
+        "local_received": T0 + t,
+        "clock": int(t * 1000),
+        "pid": 1,
+        **fields,
+    }
 
 
 def _failed_task(sent: float = 0.0, received: float = 0.010) -> object:
     """A task as the model keeps it after sent, received, started at .046, failed at .052."""
     m = ClusterModel()
-    m.apply([
-        _ev("task-sent", sent, host="publisher@api", name="afirgen_tasks.reports.generate_fir_pdf", queue="reports"),
-        _ev("task-received", received, name="afirgen_tasks.reports.generate_fir_pdf"),
-        _ev("task-started", 0.046),
-        _ev("task-failed", 0.052, exception="ValueError('x')", traceback="Traceback..."),
-    ])
+    m.apply(
+        [
+            _ev(
+                "task-sent",
+                sent,
+                host="publisher@api",
+                name="afirgen_tasks.reports.generate_fir_pdf",
+                queue="reports",
+            ),
+            _ev("task-received", received, name="afirgen_tasks.reports.generate_fir_pdf"),
+            _ev("task-started", 0.046),
+            _ev("task-failed", 0.052, exception="ValueError('x')", traceback="Traceback..."),
+        ]
+    )
     task = m.get_task("u1")
     assert task is not None and task.state == "FAILURE"
     return task
@@ -72,19 +88,40 @@ def test_span_bounds() -> None:
 
 
 # ---- duration ---------------------------------------------------------------------------------
-@pytest.mark.parametrize(("seconds", "text"), [
-    (0.0, "0ms"), (0.002, "2ms"), (0.85, "850ms"), (0.9996, "1.0s"), (1.1, "1.1s"), (59.96, "1m00s"),
-    (185, "3m05s"), (7800, "2h10m"), (99 * 3600 + 59 * 60, "99h59m"), (5 * 86400 + 3 * 3600, "5d03h"),
-    (None, "-"), (-1.0, "-"), (float("nan"), "-"),
-])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.0, "0ms"),
+        (0.002, "2ms"),
+        (0.85, "850ms"),
+        (0.9996, "1.0s"),
+        (1.1, "1.1s"),
+        (59.96, "1m00s"),
+        (185, "3m05s"),
+        (7800, "2h10m"),
+        (99 * 3600 + 59 * 60, "99h59m"),
+        (5 * 86400 + 3 * 3600, "5d03h"),
+        (None, "-"),
+        (-1.0, "-"),
+        (float("nan"), "-"),
+    ],
+)
 def test_duration_precise(seconds: float | None, text: str) -> None:
     assert duration(seconds) == text
 
 
-@pytest.mark.parametrize(("seconds", "width", "text"), [
-    (0.002, 3, "2ms"), (0.85, 4, "0.8s"), (1.1, 4, "1.1s"), (185, 4, "3m"), (7800, 4, "2h"),
-    (5 * 86400 + 3 * 3600, 4, "5d"), (0.002, 2, "0s"),
-])
+@pytest.mark.parametrize(
+    ("seconds", "width", "text"),
+    [
+        (0.002, 3, "2ms"),
+        (0.85, 4, "0.8s"),
+        (1.1, 4, "1.1s"),
+        (185, 4, "3m"),
+        (7800, 4, "2h"),
+        (5 * 86400 + 3 * 3600, 4, "5d"),
+        (0.002, 2, "0s"),
+    ],
+)
 def test_duration_coarser_with_its_unit_when_narrow(seconds: float, width: int, text: str) -> None:
     assert duration(seconds, width) == text
 

@@ -65,17 +65,44 @@ def test_file_is_wal_with_normal_sync_and_busy_timeout(store: HistoryStore):
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == HistoryStore.BUSY_TIMEOUT_MS
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"ix_tasks_uuid", "ix_tasks_scan", "ix_tasks_name", "ix_tasks_state",
-            "ix_tasks_queue", "ix_tasks_hostname"} <= indexes
+    assert {
+        "ix_tasks_uuid",
+        "ix_tasks_scan",
+        "ix_tasks_name",
+        "ix_tasks_state",
+        "ix_tasks_queue",
+        "ix_tasks_hostname",
+    } <= indexes
     assert store.has_fts
 
 
 def test_state_never_regresses_and_known_fields_are_never_lost(store: HistoryStore):
-    store.upsert([{"uuid": "u1", "name": "t.pdf", "state": "SUCCESS", "result": "'ok'",
-                   "hostname": "celery@w1", "sent": 100.0, "finished": 105.0}])
+    store.upsert(
+        [
+            {
+                "uuid": "u1",
+                "name": "t.pdf",
+                "state": "SUCCESS",
+                "result": "'ok'",
+                "hostname": "celery@w1",
+                "sent": 100.0,
+                "finished": 105.0,
+            }
+        ]
+    )
     # a stale snapshot (another console, or an old event) arrives later
-    store.upsert([{"uuid": "u1", "name": None, "state": "STARTED", "hostname": "celery@w2",
-                   "queue": "reports", "started": 101.0}])
+    store.upsert(
+        [
+            {
+                "uuid": "u1",
+                "name": None,
+                "state": "STARTED",
+                "hostname": "celery@w2",
+                "queue": "reports",
+                "started": 101.0,
+            }
+        ]
+    )
     row = store.get("u1")
     assert row["state"] == "SUCCESS"
     assert row["result"] == "'ok'" and row["name"] == "t.pdf"
@@ -103,18 +130,40 @@ def test_backend_rows_are_marked_and_events_win_the_mark(store: HistoryStore):
 
 def test_task_to_row_round_trips_through_the_model(tmp_path: Path):
     model = ClusterModel()
-    model.apply([
-        {"type": "task-sent", "uuid": "abc-1", "hostname": "client", "timestamp": 10.0,
-         "name": "afirgen_tasks.reports.generate_pdf_report", "queue": "reports",
-         "priority": 5, "args": "(3,)", "kwargs": "{}"},
-        {"type": "task-received", "uuid": "abc-1", "hostname": "celery@w1", "timestamp": 10.5,
-         "name": "afirgen_tasks.reports.generate_pdf_report", "args": "(3,)", "kwargs": "{}",
-         "retries": 0},
-        {"type": "task-started", "uuid": "abc-1", "hostname": "celery@w1", "timestamp": 11.0},
-        {"type": "task-failed", "uuid": "abc-1", "hostname": "celery@w1", "timestamp": 12.0,
-         "exception": "PermanentTaskError('FIR 3 does not exist')",
-         "traceback": "Traceback (most recent call last):\n  boom\n"},
-    ])
+    model.apply(
+        [
+            {
+                "type": "task-sent",
+                "uuid": "abc-1",
+                "hostname": "client",
+                "timestamp": 10.0,
+                "name": "afirgen_tasks.reports.generate_pdf_report",
+                "queue": "reports",
+                "priority": 5,
+                "args": "(3,)",
+                "kwargs": "{}",
+            },
+            {
+                "type": "task-received",
+                "uuid": "abc-1",
+                "hostname": "celery@w1",
+                "timestamp": 10.5,
+                "name": "afirgen_tasks.reports.generate_pdf_report",
+                "args": "(3,)",
+                "kwargs": "{}",
+                "retries": 0,
+            },
+            {"type": "task-started", "uuid": "abc-1", "hostname": "celery@w1", "timestamp": 11.0},
+            {
+                "type": "task-failed",
+                "uuid": "abc-1",
+                "hostname": "celery@w1",
+                "timestamp": 12.0,
+                "exception": "PermanentTaskError('FIR 3 does not exist')",
+                "traceback": "Traceback (most recent call last):\n  boom\n",
+            },
+        ]
+    )
     rec = model.get_task("abc-1")
     assert rec is not None
     store = HistoryStore(tmp_path / "h.sqlite3")
@@ -123,8 +172,22 @@ def test_task_to_row_round_trips_through_the_model(tmp_path: Path):
     backend = load_into_model(fresh, store.load_recent(10))
     got = fresh.get_task("abc-1")
     assert got is not None and backend == set()
-    for f in ("name", "state", "queue", "priority", "hostname", "args", "kwargs", "exception",
-              "traceback", "retries", "sent", "received", "started", "finished"):
+    for f in (
+        "name",
+        "state",
+        "queue",
+        "priority",
+        "hostname",
+        "args",
+        "kwargs",
+        "exception",
+        "traceback",
+        "retries",
+        "sent",
+        "received",
+        "started",
+        "finished",
+    ):
         assert getattr(got, f) == getattr(rec, f), f
     store.close()
 
@@ -137,8 +200,17 @@ def test_restart_finds_the_history_newest_first(tmp_path: Path):
     store = HistoryStore(path)
     writer = HistoryWriter(store, interval=0.05)
     for i in range(10):  # ten UI ticks
-        writer.submit([{"uuid": f"t{i * 10 + k:03d}", "name": "n", "state": "SUCCESS",
-                        "sent": 1000.0 + i * 10 + k} for k in range(10)])
+        writer.submit(
+            [
+                {
+                    "uuid": f"t{i * 10 + k:03d}",
+                    "name": "n",
+                    "state": "SUCCESS",
+                    "sent": 1000.0 + i * 10 + k,
+                }
+                for k in range(10)
+            ]
+        )
     writer.close()
     assert not writer.alive and writer.written == 100 and writer.errors == 0
     store.close()
@@ -211,8 +283,13 @@ _STREAM_CHILD = textwrap.dedent("""
 
 def test_kill_9_mid_stream_loses_at_most_the_last_second(tmp_path: Path):
     path = tmp_path / "h.sqlite3"
-    proc = subprocess.Popen([sys.executable, "-c", _STREAM_CHILD, str(path)], cwd=REPO,
-                            env=child_env(), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STREAM_CHILD, str(path)],
+        cwd=REPO,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     submitted: list[tuple[int, float]] = []
 
     def read() -> None:
@@ -248,7 +325,8 @@ def test_kill_9_mid_stream_loses_at_most_the_last_second(tmp_path: Path):
     assert safe > 0
     assert len(uuids) >= safe, (
         f"lost {total - len(uuids)} of {total} rows: "
-        f"{safe - len(uuids)} were submitted more than 1 s before the kill")
+        f"{safe - len(uuids)} were submitted more than 1 s before the kill"
+    )
 
 
 _CONCURRENT_CHILD = textwrap.dedent("""
@@ -271,10 +349,17 @@ _CONCURRENT_CHILD = textwrap.dedent("""
 def test_two_processes_writing_the_same_file_do_not_corrupt_it(tmp_path: Path):
     path = tmp_path / "shared.sqlite3"
     go = str(time.time() + 1.0)
-    procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT_CHILD, str(path), who,
-                               str(start), go], cwd=REPO, env=child_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for who, start in (("a", 0), ("b", 3000))]  # 3000 uuids in common
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CONCURRENT_CHILD, str(path), who, str(start), go],
+            cwd=REPO,
+            env=child_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for who, start in (("a", 0), ("b", 3000))
+    ]  # 3000 uuids in common
     outs = [p.communicate(timeout=120) for p in procs]
     for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
@@ -300,8 +385,10 @@ def test_retention_by_age_and_by_count(tmp_path: Path):
     now = 1_000_000.0
     store = HistoryStore(tmp_path / "h.sqlite3", max_rows=50, max_age_days=1)
     old = [{"uuid": f"old{i}", "state": "SUCCESS", "sent": now - 2 * 86400 + i} for i in range(10)]
-    new = [{"uuid": f"new{i:03d}", "state": "SUCCESS", "args": f"fir-{i:03d}", "sent": now - 100 + i}
-           for i in range(80)]
+    new = [
+        {"uuid": f"new{i:03d}", "state": "SUCCESS", "args": f"fir-{i:03d}", "sent": now - 100 + i}
+        for i in range(80)
+    ]
     store.upsert(old)
     store.upsert(new)
     assert store.prune(now=now, chunk=7) == 10 + 30
@@ -328,8 +415,12 @@ def test_the_writer_prunes_periodically(tmp_path: Path):
 
 # ---- search: the Tasks pane syntax ---------------------------------------------------------
 
-_NAMES = ("afirgen_tasks.reports.generate_pdf_report", "afirgen_tasks.reports.generate_excel_report",
-          "afirgen_tasks.email.send_notification_email", "afirgen_tasks.cleanup.clear_expired_cache")
+_NAMES = (
+    "afirgen_tasks.reports.generate_pdf_report",
+    "afirgen_tasks.reports.generate_excel_report",
+    "afirgen_tasks.email.send_notification_email",
+    "afirgen_tasks.cleanup.clear_expired_cache",
+)
 _QUEUES = ("reports", "reports", "email", "cleanup")
 _HOSTS = ("celery@w1", "celery@w2", "celery@pdf-box", None)
 
@@ -362,11 +453,38 @@ def search_store(tmp_path_factory: pytest.TempPathFactory):
 
 
 _TOKENS = (
-    "pdf", "PDF", "e", "celery", "retry", "w1", "report", "zzz", "foo:bar", "state:",
-    "state:fail", "state:s", "s:failure,retry", "queue:email", "q:mail", "worker:w1",
-    "host:celery@", "name:report", "n:excel,pdf", "task:notif", "uuid:a", "id:0", "uuid:1,2",
-    "prio:10", "prio:>=8", "prio:<3", "prio:3-7", "prio:!=5", "prio:==4", "prio:>=8,1",
-    "prio:>9", "prio:<=2",
+    "pdf",
+    "PDF",
+    "e",
+    "celery",
+    "retry",
+    "w1",
+    "report",
+    "zzz",
+    "foo:bar",
+    "state:",
+    "state:fail",
+    "state:s",
+    "s:failure,retry",
+    "queue:email",
+    "q:mail",
+    "worker:w1",
+    "host:celery@",
+    "name:report",
+    "n:excel,pdf",
+    "task:notif",
+    "uuid:a",
+    "id:0",
+    "uuid:1,2",
+    "prio:10",
+    "prio:>=8",
+    "prio:<3",
+    "prio:3-7",
+    "prio:!=5",
+    "prio:==4",
+    "prio:>=8,1",
+    "prio:>9",
+    "prio:<=2",
 )
 
 
@@ -376,8 +494,16 @@ def _expected(query: str) -> list[str]:
 
 
 @pytest.mark.parametrize("cap", [1, 10**9], ids=["scan", "driver"])
-@pytest.mark.parametrize("query", [*_TOKENS, "state:failure queue:email", "pdf state:success",
-                                   "prio:x", "prio:>=8 worker:w2 name:pdf"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        *_TOKENS,
+        "state:failure queue:email",
+        "pdf state:success",
+        "prio:x",
+        "prio:>=8 worker:w2 name:pdf",
+    ],
+)
 def test_search_matches_the_tasks_pane_filter(search_store: HistoryStore, query: str, cap: int):
     search_store.DRIVER_CAP = cap  # both plans must give the pane's answer
     try:
@@ -387,7 +513,9 @@ def test_search_matches_the_tasks_pane_filter(search_store: HistoryStore, query:
     assert [r["uuid"] for r in got] == _expected(query), plan
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.sampled_from(_TOKENS), min_size=1, max_size=3), st.integers(1, 50))
 def test_search_agrees_with_the_filter_on_combinations(search_store, tokens, limit):
     query = " ".join(tokens)
@@ -410,10 +538,12 @@ def test_search_args_text_and_time_range(search_store: HistoryStore):
     assert search_store.search("args:100%") == []  # LIKE wildcards are literal
     assert parse_query("args:ab").errors  # too short for the trigram index
     got = search_store.search("state:failure", since=10_050, until=10_100)
-    assert got and all(10_050 <= r["first_seen"] <= 10_100 and r["state"] == "FAILURE"
-                       for r in got)
-    assert [r["uuid"] for r in got] == [u for u in _expected("state:failure")
-                                        if 10_050 <= RECORDS[int(u.split("-")[1])].sent <= 10_100]
+    assert got and all(10_050 <= r["first_seen"] <= 10_100 and r["state"] == "FAILURE" for r in got)
+    assert [r["uuid"] for r in got] == [
+        u
+        for u in _expected("state:failure")
+        if 10_050 <= RECORDS[int(u.split("-")[1])].sent <= 10_100
+    ]
     assert len(search_store.search("", since=10_200)) == 40
     assert search_store.search("", limit=3)[0]["uuid"] == RECORDS[-1].uuid
 
@@ -438,28 +568,55 @@ def test_search_picks_an_index_for_rare_terms_and_scans_for_common_ones(search_s
 
 
 def _meta(status: str, **extra) -> bytes:
-    meta = {"status": status, "result": None, "traceback": None, "children": [],
-            "date_done": "2024-05-01T10:00:00.500000+00:00", **extra}
+    meta = {
+        "status": status,
+        "result": None,
+        "traceback": None,
+        "children": [],
+        "date_done": "2024-05-01T10:00:00.500000+00:00",
+        **extra,
+    }
     return json.dumps(meta).encode()
 
 
 def test_backfill_reads_backend_meta_and_skips_what_the_console_knows(store: HistoryStore):
     r = fakeredis.FakeRedis()
-    r.set("celery-task-meta-new-ok", _meta(
-        "SUCCESS", result={"status": "ok"}, name="afirgen_tasks.email.send_notification_email",
-        args=[], kwargs={"recipient_email": "a@example.org"}, worker="celery@w9", retries=0,
-        queue="email"))
-    r.set("celery-task-meta-new-fail", _meta(
-        "FAILURE", result={"exc_type": "PermanentTaskError", "exc_message": ["FIR 9 does not exist"],
-                           "exc_module": "afirgen_tasks.base"},
-        traceback="Traceback (most recent call last):\nPermanentTaskError: FIR 9\n"))
+    r.set(
+        "celery-task-meta-new-ok",
+        _meta(
+            "SUCCESS",
+            result={"status": "ok"},
+            name="afirgen_tasks.email.send_notification_email",
+            args=[],
+            kwargs={"recipient_email": "a@example.org"},
+            worker="celery@w9",
+            retries=0,
+            queue="email",
+        ),
+    )
+    r.set(
+        "celery-task-meta-new-fail",
+        _meta(
+            "FAILURE",
+            result={
+                "exc_type": "PermanentTaskError",
+                "exc_message": ["FIR 9 does not exist"],
+                "exc_module": "afirgen_tasks.base",
+            },
+            traceback="Traceback (most recent call last):\nPermanentTaskError: FIR 9\n",
+        ),
+    )
     r.set("celery-task-meta-live", _meta("SUCCESS"))
     r.set("celery-task-meta-stuck", _meta("SUCCESS", result=7))
     r.set("celery-task-meta-done", _meta("FAILURE"))
     r.set("celery-task-meta-junk", b"not json")
     r.set("unrelated", b"x")
-    store.upsert([{"uuid": "stuck", "state": "STARTED", "name": "n"},
-                  {"uuid": "done", "state": "SUCCESS", "name": "n"}])
+    store.upsert(
+        [
+            {"uuid": "stuck", "state": "STARTED", "name": "n"},
+            {"uuid": "done", "state": "SUCCESS", "name": "n"},
+        ]
+    )
 
     res = backfill_from_backend(r, store, known_uuids={"live"}, batch=2, scan_count=2)
     assert (res.scanned, res.inserted, res.updated, res.unreadable) == (6, 2, 1, 1)
@@ -499,7 +656,9 @@ def test_writer_survives_a_row_sqlite_cannot_store(store: HistoryStore):
     try:
         bad = {"uuid": "too-big", "name": "afirgen_tasks.x", "state": "SUCCESS", "priority": 2**70}
         writer.submit([bad])
-        writer.submit([{"uuid": "fine", "name": "afirgen_tasks.x", "state": "SUCCESS", "priority": 5}])
+        writer.submit(
+            [{"uuid": "fine", "name": "afirgen_tasks.x", "state": "SUCCESS", "priority": 5}]
+        )
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and store.get("fine") is None:
             time.sleep(0.02)
@@ -542,11 +701,20 @@ def test_one_poison_event_every_few_real_ones_costs_no_real_task(tmp_path: Path)
         for i in range(240):
             uuid = f"real-{i:03d}"
             real.append(uuid)
-            row = {"uuid": uuid, "name": "afirgen_tasks.reports.x", "state": "SUCCESS", "priority": 5,
-                   "sent": 1.7e9 + i}
+            row = {
+                "uuid": uuid,
+                "name": "afirgen_tasks.reports.x",
+                "state": "SUCCESS",
+                "priority": 5,
+                "sent": 1.7e9 + i,
+            }
             batch = [row]
             if i % 3 == 0:
-                bad = {"uuid": f"poison-{i:03d}", "state": "SENT", **POISON_VALUES[i % len(POISON_VALUES)]}
+                bad = {
+                    "uuid": f"poison-{i:03d}",
+                    "state": "SENT",
+                    **POISON_VALUES[i % len(POISON_VALUES)],
+                }
                 poison.append(bad["uuid"])
                 batch.insert(0, bad)
             writer.submit(batch)

@@ -29,6 +29,7 @@ def matches(task: TaskRecord, query: str) -> bool:
     """The Tasks pane's verdict on ``task`` for ``query``."""
     return TaskFilter(query)(task)
 
+
 W1 = "celery@afirgen-worker-01"
 W2 = "celery@afirgen-worker-02"
 CLIENT = "gen311@afirgen-api-1"
@@ -36,14 +37,21 @@ T0 = 1_700_000_000.0
 _clock = itertools.count(1)
 
 
-def ev(type_: str, uuid: str | None = None, t: float = 0.0, host: str | None = None,
-       **fields: Any) -> dict[str, Any]:
+def ev(
+    type_: str, uuid: str | None = None, t: float = 0.0, host: str | None = None, **fields: Any
+) -> dict[str, Any]:
     """An event dict as celery.events.Receiver delivers it."""
     if host is None:
         host = CLIENT if type_ == "task-sent" else W1
-    e: dict[str, Any] = {"type": type_, "hostname": host, "timestamp": T0 + t,
-                         "local_received": T0 + t + 0.01, "clock": next(_clock), "pid": 4242,
-                         "utcoffset": 0}
+    e: dict[str, Any] = {
+        "type": type_,
+        "hostname": host,
+        "timestamp": T0 + t,
+        "local_received": T0 + t + 0.01,
+        "clock": next(_clock),
+        "pid": 4242,
+        "utcoffset": 0,
+    }
     if uuid is not None:
         e["uuid"] = uuid
     e.update(fields)
@@ -51,18 +59,35 @@ def ev(type_: str, uuid: str | None = None, t: float = 0.0, host: str | None = N
 
 
 def sent(uuid: str, t: float = 0.0, **fields: Any) -> dict[str, Any]:
-    base = {"name": "afirgen_tasks.reports.generate_fir_pdf", "args": "('FIR-2024-MUM-000123',)",
-            "kwargs": "{'watermark': 'AFIRGen'}", "retries": 0, "eta": None, "expires": None,
-            "root_id": uuid, "parent_id": None, "queue": "reports", "exchange": "",
-            "routing_key": "reports", "priority": 5}
+    base = {
+        "name": "afirgen_tasks.reports.generate_fir_pdf",
+        "args": "('FIR-2024-MUM-000123',)",
+        "kwargs": "{'watermark': 'AFIRGen'}",
+        "retries": 0,
+        "eta": None,
+        "expires": None,
+        "root_id": uuid,
+        "parent_id": None,
+        "queue": "reports",
+        "exchange": "",
+        "routing_key": "reports",
+        "priority": 5,
+    }
     base.update(fields)
     return ev("task-sent", uuid, t, **base)
 
 
 def received(uuid: str, t: float = 1.0, host: str = W1, **fields: Any) -> dict[str, Any]:
-    base = {"name": "afirgen_tasks.reports.generate_fir_pdf", "args": "('FIR-2024-MUM-000123',)",
-            "kwargs": "{'watermark': 'AFIRGen'}", "retries": 0, "root_id": uuid, "parent_id": None,
-            "eta": None, "expires": None}
+    base = {
+        "name": "afirgen_tasks.reports.generate_fir_pdf",
+        "args": "('FIR-2024-MUM-000123',)",
+        "kwargs": "{'watermark': 'AFIRGen'}",
+        "retries": 0,
+        "root_id": uuid,
+        "parent_id": None,
+        "eta": None,
+        "expires": None,
+    }
     base.update(fields)
     return ev("task-received", uuid, t, host, **base)
 
@@ -72,17 +97,27 @@ def started(uuid: str, t: float = 2.0, host: str = W1) -> dict[str, Any]:
 
 
 def succeeded(uuid: str, t: float = 3.0, host: str = W1, runtime: float = 1.0) -> dict[str, Any]:
-    return ev("task-succeeded", uuid, t, host, result="{'status': 'ok', 'pages': 3}", runtime=runtime)
+    return ev(
+        "task-succeeded", uuid, t, host, result="{'status': 'ok', 'pages': 3}", runtime=runtime
+    )
 
 
-def failed(uuid: str, t: float = 3.0, host: str = W1, tb: str = "Traceback...\nLookupError: x\n",
-           ) -> dict[str, Any]:
+def failed(
+    uuid: str,
+    t: float = 3.0,
+    host: str = W1,
+    tb: str = "Traceback...\nLookupError: x\n",
+) -> dict[str, Any]:
     return ev("task-failed", uuid, t, host, exception="LookupError('FIR not found')", traceback=tb)
 
 
 def lifecycle(uuid: str, t: float = 0.0, host: str = W1) -> list[dict[str, Any]]:
-    return [sent(uuid, t), received(uuid, t + 1, host), started(uuid, t + 2, host),
-            succeeded(uuid, t + 3, host)]
+    return [
+        sent(uuid, t),
+        received(uuid, t + 1, host),
+        started(uuid, t + 2, host),
+        succeeded(uuid, t + 3, host),
+    ]
 
 
 # ---- happy path, retries, failures ---------------------------------------------------
@@ -126,11 +161,22 @@ def test_states_step_by_step_and_wait_time_from_received_when_sent_unknown() -> 
 
 def test_retry_then_success() -> None:
     m = ClusterModel()
-    m.apply([sent("r", 0), received("r", 1), started("r", 2),
-             sent("r", 2.9, retries=1)])  # Task.retry() re-sends before the worker reports
+    m.apply(
+        [sent("r", 0), received("r", 1), started("r", 2), sent("r", 2.9, retries=1)]
+    )  # Task.retry() re-sends before the worker reports
     assert m.get_task("r").state == SENT  # type: ignore[union-attr]
-    m.apply([ev("task-retried", "r", 3.0, W1, exception="Retry in 1s: SMTPServerDisconnected()",
-                traceback="Traceback ...\nsmtplib.SMTPServerDisconnected\n")])
+    m.apply(
+        [
+            ev(
+                "task-retried",
+                "r",
+                3.0,
+                W1,
+                exception="Retry in 1s: SMTPServerDisconnected()",
+                traceback="Traceback ...\nsmtplib.SMTPServerDisconnected\n",
+            )
+        ]
+    )
     t = m.get_task("r")
     assert t is not None and t.state == RETRY and not t.is_finished
     assert t.exception is not None and t.exception.startswith("Retry in 1s")
@@ -145,13 +191,20 @@ def test_retry_then_success() -> None:
 
 def test_a_late_retry_of_the_earlier_attempt_does_not_undo_the_next_one() -> None:
     m = ClusterModel()
-    m.apply([received("r", 1), started("r", 2), received("r", 10, W2, retries=1),
-             ev("task-retried", "r", 3.0, W1, exception="x")])
+    m.apply(
+        [
+            received("r", 1),
+            started("r", 2),
+            received("r", 10, W2, retries=1),
+            ev("task-retried", "r", 3.0, W1, exception="x"),
+        ]
+    )
     assert m.get_task("r").state == RECEIVED  # type: ignore[union-attr]
     # and a stale received of attempt 1 after the retry does not leave RETRY
     m2 = ClusterModel()
-    m2.apply([received("s", 1), started("s", 2), ev("task-retried", "s", 3.0, W1),
-              received("s", 1.5)])
+    m2.apply(
+        [received("s", 1), started("s", 2), ev("task-retried", "s", 3.0, W1), received("s", 1.5)]
+    )
     assert m2.get_task("s").state == RETRY  # type: ignore[union-attr]
 
 
@@ -251,19 +304,27 @@ def test_unknown_types_are_counted_not_applied() -> None:
     assert m.events_unknown == 3 and len(m) == 0 and m.workers() == []
 
 
-@pytest.mark.parametrize("bad", [
-    None, 5, "task-sent", ["type", "task-sent"], b"{}", {},
-    {"uuid": "x", "hostname": W1},  # no type
-    {"type": None, "uuid": "x", "hostname": W1},
-    {"type": ["task-sent"], "uuid": "x", "hostname": W1},
-    {"type": "task-started", "hostname": W1},  # no uuid
-    {"type": "task-started", "uuid": "", "hostname": W1},
-    {"type": "task-started", "uuid": 17, "hostname": W1},
-    {"type": "task-started", "uuid": "x"},  # no hostname
-    {"type": "task-started", "uuid": "x", "hostname": {"a": 1}},
-    {"type": "task-started", "uuid": "x" * 300, "hostname": W1},
-    {"type": "worker-heartbeat"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        5,
+        "task-sent",
+        ["type", "task-sent"],
+        b"{}",
+        {},
+        {"uuid": "x", "hostname": W1},  # no type
+        {"type": None, "uuid": "x", "hostname": W1},
+        {"type": ["task-sent"], "uuid": "x", "hostname": W1},
+        {"type": "task-started", "hostname": W1},  # no uuid
+        {"type": "task-started", "uuid": "", "hostname": W1},
+        {"type": "task-started", "uuid": 17, "hostname": W1},
+        {"type": "task-started", "uuid": "x"},  # no hostname
+        {"type": "task-started", "uuid": "x", "hostname": {"a": 1}},
+        {"type": "task-started", "uuid": "x" * 300, "hostname": W1},
+        {"type": "worker-heartbeat"},
+    ],
+)
 def test_malformed_events_are_skipped_and_counted(bad: object) -> None:
     m = ClusterModel()
     ch = m.apply([bad, succeeded("ok")])  # type: ignore[list-item]
@@ -274,10 +335,22 @@ def test_malformed_events_are_skipped_and_counted(bad: object) -> None:
 
 def test_wrong_field_types_are_dropped_or_coerced() -> None:
     m = ClusterModel()
-    m.apply([sent("w", priority="high", retries="3", queue=["q"], name=42, args=[1, 2],
-                  kwargs={"a": 1}, root_id=7),
-             ev("task-started", "w", host=W1, timestamp="yesterday", local_received=None),
-             ev("task-succeeded", "w", host=W1, runtime="fast", result=b"bytes")])
+    m.apply(
+        [
+            sent(
+                "w",
+                priority="high",
+                retries="3",
+                queue=["q"],
+                name=42,
+                args=[1, 2],
+                kwargs={"a": 1},
+                root_id=7,
+            ),
+            ev("task-started", "w", host=W1, timestamp="yesterday", local_received=None),
+            ev("task-succeeded", "w", host=W1, runtime="fast", result=b"bytes"),
+        ]
+    )
     t = m.get_task("w")
     assert t is not None and t.state == SUCCESS
     assert t.priority is None and t.retries is None and t.queue is None and t.name is None
@@ -290,8 +363,13 @@ def test_wrong_field_types_are_dropped_or_coerced() -> None:
 def test_huge_args_are_clipped_and_counted() -> None:
     m = ClusterModel(max_field_chars=2000)
     mb = "x" * (3 * 1024 * 1024)
-    m.apply([sent("big", args=mb, kwargs=mb), received("big", args=mb, kwargs="{}"),
-             failed("big", tb="T" * 100_000)])
+    m.apply(
+        [
+            sent("big", args=mb, kwargs=mb),
+            received("big", args=mb, kwargs="{}"),
+            failed("big", tb="T" * 100_000),
+        ]
+    )
     t = m.get_task("big")
     assert t is not None and t.args is not None and t.kwargs is not None
     assert t.args.startswith("x" * 2000) and len(t.args) < 2100 and "clipped" in t.args
@@ -413,8 +491,15 @@ def test_tasks_per_second_over_the_window() -> None:
 
 # ---- workers -------------------------------------------------------------------------
 def heartbeat(host: str, t: float, **fields: Any) -> dict[str, Any]:
-    base = {"freq": 2.0, "sw_ident": "py-celery", "sw_ver": "5.7.0", "sw_sys": "Linux",
-            "active": 1, "processed": 42, "loadavg": [0.5, 0.4, 0.3]}
+    base = {
+        "freq": 2.0,
+        "sw_ident": "py-celery",
+        "sw_ver": "5.7.0",
+        "sw_sys": "Linux",
+        "active": 1,
+        "processed": 42,
+        "loadavg": [0.5, 0.4, 0.3],
+    }
     base.update(fields)
     return ev("worker-heartbeat", None, t, host, **base)
 
@@ -426,7 +511,13 @@ def test_worker_online_offline_by_heartbeat_timeout() -> None:
     m.apply([heartbeat(W1, 4.0)])
     w1, w2 = m.get_worker(W1), m.get_worker(W2)
     assert w1 is not None and w2 is not None
-    assert (w2.active, w2.processed, w2.loadavg, w2.sw_ver, w2.freq) == (1, 42, (0.5, 0.4, 0.3), "5.7.0", 2.0)
+    assert (w2.active, w2.processed, w2.loadavg, w2.sw_ver, w2.freq) == (
+        1,
+        42,
+        (0.5, 0.4, 0.3),
+        "5.7.0",
+        2.0,
+    )
     assert m.refresh_liveness(T0 + 6.0) == set()
     assert m.refresh_liveness(T0 + 6.5) == {W2}  # 6.49 s since its last heartbeat
     assert not w2.online and w1.online
@@ -456,13 +547,22 @@ def test_task_events_are_signs_of_life() -> None:
 
 PREFORK_STATS = {
     "total": {"afirgen_tasks.email.send_status_update": 12, "afirgen_tasks.reliability.ping": 3},
-    "pid": 4242, "clock": "77", "uptime": 120,
-    "pool": {"implementation": "celery.concurrency.prefork:TaskPool", "max-concurrency": 8,
-             "processes": [101, 102, 103, 104], "max-tasks-per-child": "N/A",
-             "put-guarded-by-semaphore": False, "timeouts": [0, 0], "writes": "N/A"},
+    "pid": 4242,
+    "clock": "77",
+    "uptime": 120,
+    "pool": {
+        "implementation": "celery.concurrency.prefork:TaskPool",
+        "max-concurrency": 8,
+        "processes": [101, 102, 103, 104],
+        "max-tasks-per-child": "N/A",
+        "put-guarded-by-semaphore": False,
+        "timeouts": [0, 0],
+        "writes": "N/A",
+    },
     "autoscaler": {"max": 8, "min": 2, "current": 4, "qty": 0},
     "broker": {"hostname": "127.0.0.1", "transport": "redis"},
-    "prefetch_count": 32, "rusage": "N/A",
+    "prefetch_count": 32,
+    "rusage": "N/A",
 }
 
 
@@ -471,8 +571,17 @@ def test_worker_stats_merge() -> None:
     assert m.set_worker_stats(W1, PREFORK_STATS) is True
     w = m.get_worker(W1)
     assert w is not None
-    assert (w.pool, w.concurrency, w.max_concurrency, w.autoscale, w.pid) == ("prefork", 4, 8, (8, 2), 4242)
-    assert w.totals == {"afirgen_tasks.email.send_status_update": 12, "afirgen_tasks.reliability.ping": 3}
+    assert (w.pool, w.concurrency, w.max_concurrency, w.autoscale, w.pid) == (
+        "prefork",
+        4,
+        8,
+        (8, 2),
+        4242,
+    )
+    assert w.totals == {
+        "afirgen_tasks.email.send_status_update": 12,
+        "afirgen_tasks.reliability.ping": 3,
+    }
     assert m.set_worker_stats(W1, PREFORK_STATS) is False
     assert m.apply([]).workers == {W1}
     solo = {"pool": {"implementation": "celery.concurrency.solo:TaskPool", "max-concurrency": 1}}
@@ -485,8 +594,10 @@ def test_worker_queues_merge() -> None:
     m = ClusterModel()
     assert m.set_worker_queues(W1, ["email", "default"]) is True
     assert m.get_worker(W1).queues == ("default", "email")  # type: ignore[union-attr]
-    assert m.set_worker_queues(W1, [{"name": "default", "routing_key": "default"},
-                                    {"name": "email"}]) is False
+    assert (
+        m.set_worker_queues(W1, [{"name": "default", "routing_key": "default"}, {"name": "email"}])
+        is False
+    )
     assert m.set_worker_queues(W1, [{"name": "reports"}, None, 3]) is True
     assert m.get_worker(W1).queues == ("reports",)  # type: ignore[union-attr]
 
@@ -496,8 +607,17 @@ def test_merge_task_info_fills_gaps_and_never_regresses() -> None:
     m = ClusterModel()
     m.apply([succeeded("g", 3.0)])
     t = m.get_task("g")
-    assert m.merge_task_info("g", state="STARTED", name="afirgen_tasks.email.send_status_update",
-                             result="overwritten?", args="('FIR-1',)", bogus=1) is True
+    assert (
+        m.merge_task_info(
+            "g",
+            state="STARTED",
+            name="afirgen_tasks.email.send_status_update",
+            result="overwritten?",
+            args="('FIR-1',)",
+            bogus=1,
+        )
+        is True
+    )
     assert t is not None and t.state == SUCCESS and t.result == "{'status': 'ok', 'pages': 3}"
     assert t.name == "afirgen_tasks.email.send_status_update" and t.args == "('FIR-1',)"
     assert m.merge_task_info("g", state="STARTED", name="other") is False
@@ -505,8 +625,17 @@ def test_merge_task_info_fills_gaps_and_never_regresses() -> None:
 
 def test_merge_task_info_creates_tasks_seen_by_inspect_only() -> None:
     m = ClusterModel()
-    assert m.merge_task_info("i", state="STARTED", worker=W2, name="afirgen_tasks.reliability.ping",
-                             started=T0, priority=9) is True
+    assert (
+        m.merge_task_info(
+            "i",
+            state="STARTED",
+            worker=W2,
+            name="afirgen_tasks.reliability.ping",
+            started=T0,
+            priority=9,
+        )
+        is True
+    )
     t = m.get_task("i")
     assert t is not None and t.state == STARTED and t.hostname == W2 and t.priority == 9
     ch = m.apply([])
@@ -533,49 +662,58 @@ def test_changes_keep_arrival_order_of_new_tasks() -> None:
 
 
 # ---- the filter ----------------------------------------------------------------------
-def _task(uuid: str = "3f2a9c1e-aaaa", name: str = "afirgen_tasks.email.send_status_update",
-          state: str = FAILURE, queue: str = "email", host: str = W1, prio: int | None = 8) -> TaskRecord:
+def _task(
+    uuid: str = "3f2a9c1e-aaaa",
+    name: str = "afirgen_tasks.email.send_status_update",
+    state: str = FAILURE,
+    queue: str = "email",
+    host: str = W1,
+    prio: int | None = 8,
+) -> TaskRecord:
     t = TaskRecord(uuid)
     t.name, t.state, t.queue, t.hostname, t.priority = name, state, queue, host, prio
     return t
 
 
-@pytest.mark.parametrize(("query", "expected"), [
-    ("", True),
-    ("   ", True),
-    ("EMAIL", True),  # queue and name, any case
-    ("status_update", True),
-    ("fail", True),  # state substring
-    ("worker-01", True),
-    ("3f2a", True),  # uuid prefix
-    ("aaaa", False),  # not a prefix
-    ("pdf", False),
-    ("state:failure", True),
-    ("state:FAIL", True),
-    ("state:success", False),
-    ("state:success,failure", True),
-    ("queue:email", True),
-    ("queue:reports", False),
-    ("worker:w", True),
-    ("worker:worker-02", False),
-    ("host:worker-01", True),
-    ("name:status", True),
-    ("name:pdf", False),
-    ("uuid:3F2A", True),
-    ("uuid:2a", False),
-    ("prio:8", True),
-    ("prio:>=8", True),
-    ("prio:>8", False),
-    ("prio:<=3", False),
-    ("prio:7-9", True),
-    ("prio:10", False),
-    ("prio:!=8", False),
-    ("email state:failure prio:>=8", True),  # ANDed
-    ("email state:success", False),
-    ("state:", True),  # still typing
-    ("prio:high", False),
-    ("foo:bar", False),  # unknown key: a bare term
-])
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", True),
+        ("   ", True),
+        ("EMAIL", True),  # queue and name, any case
+        ("status_update", True),
+        ("fail", True),  # state substring
+        ("worker-01", True),
+        ("3f2a", True),  # uuid prefix
+        ("aaaa", False),  # not a prefix
+        ("pdf", False),
+        ("state:failure", True),
+        ("state:FAIL", True),
+        ("state:success", False),
+        ("state:success,failure", True),
+        ("queue:email", True),
+        ("queue:reports", False),
+        ("worker:w", True),
+        ("worker:worker-02", False),
+        ("host:worker-01", True),
+        ("name:status", True),
+        ("name:pdf", False),
+        ("uuid:3F2A", True),
+        ("uuid:2a", False),
+        ("prio:8", True),
+        ("prio:>=8", True),
+        ("prio:>8", False),
+        ("prio:<=3", False),
+        ("prio:7-9", True),
+        ("prio:10", False),
+        ("prio:!=8", False),
+        ("email state:failure prio:>=8", True),  # ANDed
+        ("email state:success", False),
+        ("state:", True),  # still typing
+        ("prio:high", False),
+        ("foo:bar", False),  # unknown key: a bare term
+    ],
+)
 def test_filter_syntax(query: str, expected: bool) -> None:
     assert matches(_task(), query) is expected
     assert TaskFilter(query)(_task()) is expected
@@ -593,30 +731,67 @@ def test_filter_details() -> None:
 
 
 # ---- properties ----------------------------------------------------------------------
-_TYPES = ["task-sent", "task-received", "task-started", "task-succeeded", "task-failed",
-          "task-retried", "task-revoked", "task-rejected", "worker-online", "worker-heartbeat",
-          "worker-offline", "task-progress", "bogus"]
-_junk = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
-                  st.text(max_size=5), st.lists(st.integers(), max_size=2),
-                  st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
+_TYPES = [
+    "task-sent",
+    "task-received",
+    "task-started",
+    "task-succeeded",
+    "task-failed",
+    "task-retried",
+    "task-revoked",
+    "task-rejected",
+    "worker-online",
+    "worker-heartbeat",
+    "worker-offline",
+    "task-progress",
+    "bogus",
+]
+_junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+)
 _event = st.fixed_dictionaries(
-    {"type": st.one_of(st.sampled_from(_TYPES), _junk),
-     "uuid": st.one_of(st.sampled_from(["a", "b", "c", "d", "e", "f"]), _junk),
-     "hostname": st.one_of(st.sampled_from([W1, W2, CLIENT]), _junk),
-     "timestamp": st.one_of(st.floats(0, 100), _junk)},
-    optional={"local_received": st.one_of(st.floats(0, 100), _junk),
-              "name": st.one_of(st.just("afirgen_tasks.x.y"), _junk),
-              "args": _junk, "result": _junk, "traceback": st.one_of(st.text(), _junk),
-              "priority": _junk, "retries": _junk, "runtime": _junk, "requeue": _junk,
-              "queue": _junk, "root_id": _junk, "loadavg": _junk, "freq": _junk,
-              "active": _junk, "eta": _junk, "signum": _junk, "terminated": _junk},
+    {
+        "type": st.one_of(st.sampled_from(_TYPES), _junk),
+        "uuid": st.one_of(st.sampled_from(["a", "b", "c", "d", "e", "f"]), _junk),
+        "hostname": st.one_of(st.sampled_from([W1, W2, CLIENT]), _junk),
+        "timestamp": st.one_of(st.floats(0, 100), _junk),
+    },
+    optional={
+        "local_received": st.one_of(st.floats(0, 100), _junk),
+        "name": st.one_of(st.just("afirgen_tasks.x.y"), _junk),
+        "args": _junk,
+        "result": _junk,
+        "traceback": st.one_of(st.text(), _junk),
+        "priority": _junk,
+        "retries": _junk,
+        "runtime": _junk,
+        "requeue": _junk,
+        "queue": _junk,
+        "root_id": _junk,
+        "loadavg": _junk,
+        "freq": _junk,
+        "active": _junk,
+        "eta": _junk,
+        "signum": _junk,
+        "terminated": _junk,
+    },
 )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches=st.lists(st.lists(st.one_of(_event, _junk), max_size=12), max_size=8),
-       max_tasks=st.integers(1, 4))
-def test_random_event_streams_never_crash_or_regress(batches: list[list[Any]], max_tasks: int) -> None:
+@given(
+    batches=st.lists(st.lists(st.one_of(_event, _junk), max_size=12), max_size=8),
+    max_tasks=st.integers(1, 4),
+)
+def test_random_event_streams_never_crash_or_regress(
+    batches: list[list[Any]], max_tasks: int
+) -> None:
     m = ClusterModel(max_tasks=max_tasks, max_field_chars=8)
     ranks: dict[int, tuple[TaskRecord, int]] = {}
     total = 0
@@ -648,14 +823,29 @@ def test_filter_understands_everyday_state_words_and_names_its_mistakes():
     assert TaskFilter("state:failed").errors == []
     model = ClusterModel(max_tasks=10)
     for uuid, kind in (("a1", "task-failed"), ("b2", "task-succeeded")):
-        model.apply([{"type": "task-received", "uuid": uuid, "name": "t", "timestamp": 1.0, "hostname": "w1@h"},
-                     {"type": kind, "uuid": uuid, "timestamp": 2.0, "hostname": "w1@h"}])
+        model.apply(
+            [
+                {
+                    "type": "task-received",
+                    "uuid": uuid,
+                    "name": "t",
+                    "timestamp": 1.0,
+                    "hostname": "w1@h",
+                },
+                {"type": kind, "uuid": uuid, "timestamp": 2.0, "hostname": "w1@h"},
+            ]
+        )
     failed = [t.uuid for t in model.iter_tasks(newest_first=True) if TaskFilter("state:failed")(t)]
     assert failed == ["a1"]
-    assert [t.uuid for t in model.iter_tasks(newest_first=True) if TaskFilter("state:ok")(t)] == ["b2"]
+    assert [t.uuid for t in model.iter_tasks(newest_first=True) if TaskFilter("state:ok")(t)] == [
+        "b2"
+    ]
     assert TaskFilter("state:bogus").errors == [
-        "no state 'bogus' (states: pending sent received started retry rejected revoked failure success purged)"]
-    assert TaskFilter("foo:bar").errors == ["no field 'foo' (fields: state queue worker name uuid prio)"]
+        "no state 'bogus' (states: pending sent received started retry rejected revoked failure success purged)"
+    ]
+    assert TaskFilter("foo:bar").errors == [
+        "no field 'foo' (fields: state queue worker name uuid prio)"
+    ]
     assert TaskFilter("prio:>=abc").errors == ["bad priority in 'prio:>=abc'"]
     # still typing, and words with a colon that are no field name, are not mistakes
     assert TaskFilter("state: 10:15").errors == []
@@ -665,11 +855,26 @@ def test_mark_purged_marks_only_what_waited_in_that_queue_and_later_events_win()
     from tui.core.model import PURGED
 
     model = ClusterModel(max_tasks=10)
-    sent = lambda uuid, queue, ts: {"type": "task-sent", "uuid": uuid, "name": "t", "queue": queue,  # noqa: E731
-                                    "timestamp": ts, "hostname": "pub@h"}
-    model.apply([sent("a", "reports", 1.0), sent("b", "email", 1.0), sent("c", "reports", 5.0),
-                 sent("d", "reports", 1.0),
-                 {"type": "task-received", "uuid": "d", "timestamp": 2.0, "hostname": "w1@h"}])
+
+    def sent(uuid, queue, ts):
+        return {
+            "type": "task-sent",
+            "uuid": uuid,
+            "name": "t",
+            "queue": queue,
+            "timestamp": ts,
+            "hostname": "pub@h",
+        }
+
+    model.apply(
+        [
+            sent("a", "reports", 1.0),
+            sent("b", "email", 1.0),
+            sent("c", "reports", 5.0),
+            sent("d", "reports", 1.0),
+            {"type": "task-received", "uuid": "d", "timestamp": 2.0, "hostname": "w1@h"},
+        ]
+    )
     assert model.mark_purged("reports", before=3.0) == 1
     states = {t.uuid: t.state for t in model.iter_tasks(newest_first=True)}
     # a: waited in reports; b: another queue; c: sent after the purge; d: a worker had it
@@ -688,19 +893,51 @@ def _flood(model: ClusterModel, start: int, stop: int, unique_hosts: bool) -> No
     for lo in range(start, stop, 1000):
         batch: list[dict[str, Any]] = []
         for i in range(lo, min(lo + 1000, stop)):
-            uuid, host, ts = f"{i:08x}-flood", f"w{i}@forged" if unique_hosts else "celery@w1", t + i / 1000
+            uuid, host, ts = (
+                f"{i:08x}-flood",
+                f"w{i}@forged" if unique_hosts else "celery@w1",
+                t + i / 1000,
+            )
             if i % 2:
-                batch.append({"type": "task-received", "uuid": uuid, "hostname": host, "timestamp": ts,
-                              "local_received": ts, "name": f"n{i}", "args": "(1, 2)"})
+                batch.append(
+                    {
+                        "type": "task-received",
+                        "uuid": uuid,
+                        "hostname": host,
+                        "timestamp": ts,
+                        "local_received": ts,
+                        "name": f"n{i}",
+                        "args": "(1, 2)",
+                    }
+                )
             else:
-                batch += [{"type": "task-sent", "uuid": uuid, "hostname": "gen@api", "timestamp": ts,
-                           "local_received": ts, "name": "afirgen.x", "queue": "email", "args": "(1, 2)"},
-                          {"type": "task-succeeded", "uuid": uuid, "hostname": host, "timestamp": ts,
-                           "local_received": ts, "result": "'ok'", "runtime": 0.1}]
+                batch += [
+                    {
+                        "type": "task-sent",
+                        "uuid": uuid,
+                        "hostname": "gen@api",
+                        "timestamp": ts,
+                        "local_received": ts,
+                        "name": "afirgen.x",
+                        "queue": "email",
+                        "args": "(1, 2)",
+                    },
+                    {
+                        "type": "task-succeeded",
+                        "uuid": uuid,
+                        "hostname": host,
+                        "timestamp": ts,
+                        "local_received": ts,
+                        "result": "'ok'",
+                        "runtime": 0.1,
+                    },
+                ]
         model.apply(batch)
 
 
-@pytest.mark.parametrize("unique_hosts", [False, True], ids=["one-worker", "a-new-worker-per-event"])
+@pytest.mark.parametrize(
+    "unique_hosts", [False, True], ids=["one-worker", "a-new-worker-per-event"]
+)
 def test_referenced_memory_stays_bounded_past_max_tasks(unique_hosts: bool) -> None:
     # tracemalloc's current size is what is still referenced (RSS also counts memory that
     # was freed but not returned to the OS).  The model holds max_tasks tasks and
@@ -725,14 +962,27 @@ def test_referenced_memory_stays_bounded_past_max_tasks(unique_hosts: bool) -> N
     assert len(model.workers()) <= 300
     assert model.tasks_evicted == 87_000
     assert len(model._order) <= model._order_limit and len(model._finished) <= 3000
-    assert at_90k < 1.5 * at_9k, f"{at_9k / 1e6:.1f} MB after 9k ids, {at_90k / 1e6:.1f} MB after 90k"
+    assert at_90k < 1.5 * at_9k, (
+        f"{at_9k / 1e6:.1f} MB after 9k ids, {at_90k / 1e6:.1f} MB after 90k"
+    )
 
 
 def test_least_recently_seen_workers_are_forgotten_past_max_workers() -> None:
     model = ClusterModel(max_workers=10)
-    model.apply([{"type": "worker-heartbeat", "hostname": f"w{i}@h", "local_received": 100.0 + i, "freq": 2.0}
-                 for i in range(10)])
-    model.apply({"type": "worker-heartbeat", "hostname": "w0@h", "local_received": 200.0})  # w0 is fresh again
+    model.apply(
+        [
+            {
+                "type": "worker-heartbeat",
+                "hostname": f"w{i}@h",
+                "local_received": 100.0 + i,
+                "freq": 2.0,
+            }
+            for i in range(10)
+        ]
+    )
+    model.apply(
+        {"type": "worker-heartbeat", "hostname": "w0@h", "local_received": 200.0}
+    )  # w0 is fresh again
     ch = model.apply({"type": "worker-heartbeat", "hostname": "new@h", "local_received": 201.0})
     hosts = {w.hostname for w in model.workers()}
     assert len(hosts) == 9 and {"w0@h", "new@h"} <= hosts

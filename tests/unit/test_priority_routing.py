@@ -46,18 +46,24 @@ def test_celery_task_routes_keep_order_and_cover_every_queue():
     assert {opts["queue"] for r in routes for opts in r.values()} == set(QUEUES)
 
 
-@pytest.mark.parametrize(("operator", "redis_wire", "amqp_wire"), [(10, 0, 10), (5, 5, 5), (1, 9, 1), (7, 3, 7)])
+@pytest.mark.parametrize(
+    ("operator", "redis_wire", "amqp_wire"), [(10, 0, 10), (5, 5, 5), (1, 9, 1), (7, 3, 7)]
+)
 def test_to_wire_per_transport(operator, redis_wire, amqp_wire):
     assert to_wire(operator, REDIS) == redis_wire
     assert to_wire(operator, AMQP) == amqp_wire
 
 
-@pytest.mark.parametrize("broker", [REDIS, "rediss://h:6380/0", "sentinel://h:26379", AMQP, "pyamqp://h//"])
+@pytest.mark.parametrize(
+    "broker", [REDIS, "rediss://h:6380/0", "sentinel://h:26379", AMQP, "pyamqp://h//"]
+)
 def test_round_trip_and_urgency_order(broker):
     wires = [to_wire(p, broker) for p in range(1, 11)]
     assert [from_wire(w, broker) for w in wires] == list(range(1, 11))
     # Urgency order: Redis serves low numbers first, RabbitMQ high numbers first.
-    served_first = sorted(range(1, 11), key=lambda p: to_wire(p, broker), reverse=not is_redis_transport(broker))
+    served_first = sorted(
+        range(1, 11), key=lambda p: to_wire(p, broker), reverse=not is_redis_transport(broker)
+    )
     assert served_first == list(range(10, 0, -1))
 
 
@@ -129,7 +135,10 @@ def test_non_redis_transport_keeps_operator_number_on_the_wire(tmp_path):
 
     previous = get_current_app()
     settings = load_settings(
-        None, celery_broker_url="memory://", celery_result_backend="cache+memory://", paths_data_dir=tmp_path
+        None,
+        celery_broker_url="memory://",
+        celery_result_backend="cache+memory://",
+        paths_data_dir=tmp_path,
     )
     app = create_app(settings)
     try:

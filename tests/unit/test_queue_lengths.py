@@ -79,7 +79,9 @@ def fake() -> fakeredis.FakeRedis:
 
 
 def make(client, *, keyprefix: str = "", clock=None, **kwargs) -> QueueLengthPoller:
-    return QueueLengthPoller(client, QUEUES, REDIS_PRIORITY_STEPS, ":", keyprefix, clock=clock or FakeClock(), **kwargs)
+    return QueueLengthPoller(
+        client, QUEUES, REDIS_PRIORITY_STEPS, ":", keyprefix, clock=clock or FakeClock(), **kwargs
+    )
 
 
 # ---- parsing ---------------------------------------------------------------------------
@@ -234,7 +236,9 @@ def test_not_available_on_amqp():
         class conf:
             task_queues = ()
 
-    poller = make_queue_poller(App(), broker_url="amqp://guest:pw@localhost//", configured_queues=QUEUES)
+    poller = make_queue_poller(
+        App(), broker_url="amqp://guest:pw@localhost//", configured_queues=QUEUES
+    )
     snap = poller.poll()
     assert not snap.available and NOT_AVAILABLE in snap.error and "amqp" in snap.error
     assert poller.queues == list(QUEUES) and poller.discover() == list(QUEUES)

@@ -22,11 +22,15 @@ def test_schema_is_idempotent_and_versioned(tmp_path: Path) -> None:
     db = tmp_path / "firs.sqlite3"
     for _ in range(2):
         with records.open_db(db) as conn:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
             assert {"firs", "dashboard_stats", "cache", "email_deliveries"} <= tables
             assert conn.execute("PRAGMA user_version").fetchone()[0] == records.SCHEMA_VERSION
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-            assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == int(records.DEFAULT_BUSY_TIMEOUT * 1000)
+            assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == int(
+                records.DEFAULT_BUSY_TIMEOUT * 1000
+            )
 
 
 def test_status_check_constraint_rejects_unknown_status(tmp_path: Path) -> None:
@@ -48,7 +52,12 @@ def test_sample_is_deterministic_by_seed() -> None:
 
 def test_sample_fields_are_realistic() -> None:
     firs = records.sample_firs(500, seed=3, end=END)
-    stations = {(d, ps) for districts in records.PLACES.values() for d, sts in districts.items() for ps in sts}
+    stations = {
+        (d, ps)
+        for districts in records.PLACES.values()
+        for d, sts in districts.items()
+        for ps in sts
+    }
     offences = {o[0]: o[1] for o in records.OFFENCES}
     assert len({f.fir_number for f in firs}) == 500
     for f in firs:
@@ -67,7 +76,12 @@ def test_sample_fields_are_realistic() -> None:
     # filing order follows ids, and the data has variety worth a dashboard
     assert [f.filed_at for f in firs] == sorted(f.filed_at for f in firs)
     assert len({f.district for f in firs}) >= 10
-    assert {f.status for f in firs} == {"registered", "under_investigation", "chargesheeted", "closed"}
+    assert {f.status for f in firs} == {
+        "registered",
+        "under_investigation",
+        "chargesheeted",
+        "closed",
+    }
     assert len({f.offence for f in firs}) == len(records.OFFENCES)
 
 
@@ -116,7 +130,9 @@ def test_stats_and_cache_helpers_upsert(tmp_path: Path) -> None:
     with records.open_db(tmp_path / "f.db") as conn:
         assert records.get_stat(conn, "k") == {"a": 2}
         assert records.get_stat(conn, "missing") is None
-        assert [tuple(r) for r in conn.execute("SELECT value, expires_at FROM cache")] == [("v2", "2031-01-01T00:00:00Z")]
+        assert [tuple(r) for r in conn.execute("SELECT value, expires_at FROM cache")] == [
+            ("v2", "2031-01-01T00:00:00Z")
+        ]
 
 
 def test_locked_database_is_a_transient_error(tmp_path: Path) -> None:
@@ -146,7 +162,10 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "afirgen_tasks.records", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -183,11 +202,19 @@ def test_cli_bad_input_exits_2_with_one_line(args: tuple[str, ...], message: str
 def test_cli_uses_data_dir_from_environment(tmp_path: Path) -> None:
     import os
 
-    env = {**os.environ, "AFIRGEN_PATHS_DATA_DIR": str(tmp_path / "d"), "AFIRGEN_CONFIG": str(tmp_path / "none.toml")}
+    env = {
+        **os.environ,
+        "AFIRGEN_PATHS_DATA_DIR": str(tmp_path / "d"),
+        "AFIRGEN_CONFIG": str(tmp_path / "none.toml"),
+    }
     (tmp_path / "none.toml").write_text("")
     proc = subprocess.run(
         [sys.executable, "-m", "afirgen_tasks.records", "seed", "--count", "5"],
-        cwd=REPO, capture_output=True, text=True, timeout=60, env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "d" / "firs.sqlite3").is_file()

@@ -47,7 +47,9 @@ def test_visible_leaves_ordinary_text_alone_and_the_same_object():
     assert visible(42) == "42" and visible(None) == "None"
 
 
-@pytest.mark.parametrize("markup", ["[bold red]x[/]", "[@click=app.quit]q", "[/]", "[link=http://e]l[/link]"])
+@pytest.mark.parametrize(
+    "markup", ["[bold red]x[/]", "[@click=app.quit]q", "[/]", "[link=http://e]l[/link]"]
+)
 def test_data_text_is_never_parsed_as_markup(markup):
     text = data_text(markup, style="bold")
     assert isinstance(text, Text)

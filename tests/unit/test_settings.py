@@ -41,7 +41,9 @@ def test_defaults_without_file(clean_env):
 
 
 def test_precedence_keyword_over_env_over_file(clean_env, tmp_path):
-    cfg = write_config(tmp_path, '[celery]\nworker_concurrency = 3\nworker_pool = "solo"\n[smtp]\nport = 2525\n')
+    cfg = write_config(
+        tmp_path, '[celery]\nworker_concurrency = 3\nworker_pool = "solo"\n[smtp]\nport = 2525\n'
+    )
     assert load_settings(cfg).celery_worker_concurrency == 3
     clean_env.setenv("CELERY_WORKER_CONCURRENCY", "7")
     clean_env.setenv("AFIRGEN_SMTP_PORT", "2626")
@@ -51,7 +53,9 @@ def test_precedence_keyword_over_env_over_file(clean_env, tmp_path):
 
 
 def test_afirgen_config_env_names_the_file_and_relative_paths_follow_it(clean_env, tmp_path):
-    cfg = write_config(tmp_path, '[paths]\ndata_dir = "data"\n[celery]\nworker_autoscale = " 8 , 2 "\n')
+    cfg = write_config(
+        tmp_path, '[paths]\ndata_dir = "data"\n[celery]\nworker_autoscale = " 8 , 2 "\n'
+    )
     clean_env.setenv("AFIRGEN_CONFIG", str(cfg))
     s = load_settings()
     assert s.config_path == cfg.resolve()
@@ -88,7 +92,11 @@ BAD_VALUES = [
     ("AFIRGEN_CONSOLE_CONTROL_TIMEOUT", "0", "greater than 0"),
     ("AFIRGEN_CHECK_MIN_WORKERS", "-1", "greater than or equal to 0"),
     ("AFIRGEN_CHECK_BACKLOG_WARN", "20000", "must not exceed AFIRGEN_CHECK_BACKLOG_FAIL=10000"),
-    ("AFIRGEN_CHECK_QUEUE_BACKLOG_WARN", '{"email": -1}', "thresholds must be >= 0 (queue 'email')"),
+    (
+        "AFIRGEN_CHECK_QUEUE_BACKLOG_WARN",
+        '{"email": -1}',
+        "thresholds must be >= 0 (queue 'email')",
+    ),
     ("AFIRGEN_HISTORY_MAX_ROWS", "10", "greater than or equal to 1000"),
     ("AFIRGEN_HISTORY_MAX_AGE_DAYS", "-1", "greater than 0"),
     ("AFIRGEN_REDACT_PATTERNS", '["("]', "not a valid regular expression"),
@@ -97,7 +105,9 @@ BAD_VALUES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "value", "fragment"), BAD_VALUES, ids=[f"{n}={v}" for n, v, _ in BAD_VALUES])
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"), BAD_VALUES, ids=[f"{n}={v}" for n, v, _ in BAD_VALUES]
+)
 def test_every_bad_value_is_rejected_with_one_line(clean_env, name, value, fragment):
     clean_env.setenv(name, value)
     with pytest.raises(SettingsError) as info:
@@ -121,7 +131,10 @@ def test_several_problems_give_one_line_each(clean_env):
     with pytest.raises(SettingsError) as info:
         load_settings()
     assert len(info.value.lines) == 2
-    assert {line.split("=")[0] for line in info.value.lines} == {"CELERY_WORKER_POOL", "AFIRGEN_SMTP_PORT"}
+    assert {line.split("=")[0] for line in info.value.lines} == {
+        "CELERY_WORKER_POOL",
+        "AFIRGEN_SMTP_PORT",
+    }
 
 
 @pytest.mark.parametrize(
@@ -192,20 +205,34 @@ def test_secret_never_in_error_lines(clean_env):
     assert SECRET not in text
 
 
-def _run_load_or_exit(env_overrides: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _run_load_or_exit(
+    env_overrides: dict[str, str], tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "AFIRGEN_"))}
     empty = tmp_path / "empty.toml"
     empty.write_text("")
     env.update({"AFIRGEN_CONFIG": str(empty), "PYTHONPATH": str(REPO_ROOT)}, **env_overrides)
     return subprocess.run(
-        [sys.executable, "-c", "from afirgen_tasks.settings import load_settings_or_exit; load_settings_or_exit()"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "from afirgen_tasks.settings import load_settings_or_exit; load_settings_or_exit()",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
 def test_load_settings_or_exit_prints_lines_and_exits_2(tmp_path):
     proc = _run_load_or_exit(
-        {"CELERY_WORKER_CONCURRENCY": "zero", "CELERY_BROKER_URL": f"ftp://u:{SECRET}@h/", "AFIRGEN_SMTP_PASSWORD": SECRET},
+        {
+            "CELERY_WORKER_CONCURRENCY": "zero",
+            "CELERY_BROKER_URL": f"ftp://u:{SECRET}@h/",
+            "AFIRGEN_SMTP_PASSWORD": SECRET,
+        },
         tmp_path,
     )
     assert proc.returncode == 2
@@ -222,7 +249,14 @@ def test_load_settings_or_exit_succeeds_quietly(tmp_path):
 
 
 # ---- masking that cannot be fooled (issue 12, item 7) ------------------------------------
-HOSTILE_PASSWORDS = ["Pa55word/with/slash", "p@ss:w/rd#1", "q?uery=1&x", "pct%41%zz", "pässwörd-ß", "a:b@c:d"]
+HOSTILE_PASSWORDS = [
+    "Pa55word/with/slash",
+    "p@ss:w/rd#1",
+    "q?uery=1&x",
+    "pct%41%zz",
+    "pässwörd-ß",
+    "a:b@c:d",
+]
 
 
 @pytest.mark.parametrize("password", HOSTILE_PASSWORDS)
@@ -234,16 +268,24 @@ def test_mask_url_splits_at_the_last_at_whatever_the_password_holds(password, us
     assert mask_url(url) == f"redis://{user}:***@127.0.0.1:6379/0"
     assert password in url_secrets(url)
     # in free text (an error message) with the password quoted again on its own
-    text = SecretScrubber(url_secrets(url))(f"Error 111 connecting to {url}. auth {password!r} failed")
+    text = SecretScrubber(url_secrets(url))(
+        f"Error 111 connecting to {url}. auth {password!r} failed"
+    )
     assert password not in text and "127.0.0.1:6379/0" in text
 
 
 def test_url_secrets_lists_the_percent_decoded_password_too():
     from afirgen_tasks.settings import url_secrets
 
-    assert url_secrets("redis://:p%40ss%3Aw%2Frd%231@h:1/0") == ["p%40ss%3Aw%2Frd%231", "p@ss:w/rd#1"]
+    assert url_secrets("redis://:p%40ss%3Aw%2Frd%231@h:1/0") == [
+        "p%40ss%3Aw%2Frd%231",
+        "p@ss:w/rd#1",
+    ]
     assert url_secrets("sentinel://:a@h1:1;sentinel://:b%2F@h2:2") == ["a", "b%2F", "b/"]
-    assert mask_url("sentinel://:a@h1:1;sentinel://:b%2F@h2:2") == "sentinel://:***@h1:1;sentinel://:***@h2:2"
+    assert (
+        mask_url("sentinel://:a@h1:1;sentinel://:b%2F@h2:2")
+        == "sentinel://:***@h1:1;sentinel://:***@h2:2"
+    )
 
 
 def test_scrubber_catches_json_escaped_secrets():
@@ -263,7 +305,9 @@ def test_a_raw_authority_delimiter_in_the_password_is_refused_masked(clean_env, 
     with pytest.raises(SettingsError) as info:
         load_settings(None, celery_broker_url=f"redis://:{password}@127.0.0.1:1/0")
     [line] = info.value.lines
-    assert "percent-encode" in line and password not in line and "redis://:***@127.0.0.1:1/0" in line
+    assert (
+        "percent-encode" in line and password not in line and "redis://:***@127.0.0.1:1/0" in line
+    )
     for fragment in password.replace("#", "/").replace("?", "/").split("/"):
         assert f"'{fragment}'" not in line
 
@@ -282,7 +326,9 @@ def test_non_utf8_config_file_is_one_line_naming_it(clean_env, tmp_path):
     cfg.write_bytes(LATIN1_CONFIG)
     with pytest.raises(SettingsError) as info:
         load_settings(cfg)
-    assert info.value.lines == [f"config file {cfg} is not UTF-8 (byte 0xe9 on line 2); save it as UTF-8"]
+    assert info.value.lines == [
+        f"config file {cfg} is not UTF-8 (byte 0xe9 on line 2); save it as UTF-8"
+    ]
 
 
 def _entry_points() -> list[tuple[str, list[str]]]:
@@ -303,8 +349,13 @@ def test_non_utf8_config_file_exits_2_with_one_line(tmp_path, name, argv):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "AFIRGEN_"))}
     env.update({"AFIRGEN_CONFIG": str(cfg), "PYTHONPATH": str(REPO_ROOT), "TERM": "dumb"})
     proc = subprocess.run(
-        [a.format(cfg=cfg) for a in argv], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=60,
+        [a.format(cfg=cfg) for a in argv],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.splitlines()
@@ -324,23 +375,32 @@ def test_a_sentinel_url_without_a_master_name_is_one_line(clean_env, name):
         load_settings()
     lines = info.value.lines
     assert len(lines) == 1 and "\n" not in lines[0], lines
-    assert lines[0].startswith(f"{name} is a sentinel:// URL but AFIRGEN_SENTINEL_MASTER_NAME is not set")
+    assert lines[0].startswith(
+        f"{name} is a sentinel:// URL but AFIRGEN_SENTINEL_MASTER_NAME is not set"
+    )
     assert "[sentinel] master_name" in lines[0] and SECRET not in lines[0]
 
 
 def test_sentinel_settings_from_the_config_file(clean_env, tmp_path):
-    cfg = write_config(tmp_path, f'''[celery]
+    cfg = write_config(
+        tmp_path,
+        f'''[celery]
 broker_url = "{SENTINELS}"
 [sentinel]
 master_name = " mymaster "
 password = "{SECRET}sentinel"
 socket_timeout = 1.5
-''')
+''',
+    )
     s = load_settings(cfg)
     assert s.sentinel_master_name == "mymaster"
     assert s.sentinel_transport_options() == {
         "master_name": "mymaster",
-        "sentinel_kwargs": {"socket_timeout": 1.5, "socket_connect_timeout": 1.5, "password": SECRET + "sentinel"},
+        "sentinel_kwargs": {
+            "socket_timeout": 1.5,
+            "socket_connect_timeout": 1.5,
+            "password": SECRET + "sentinel",
+        },
     }
     assert s.sentinel_kwargs(socket_timeout=0.2)["socket_timeout"] == 0.2
     assert SECRET + "sentinel" in s.secrets() and SECRET in s.secrets()

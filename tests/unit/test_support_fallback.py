@@ -62,9 +62,13 @@ def test_fakeredis_tcp_server_runs_lua_and_blocking_pops():
         assert client.eval("return redis.call('incrby', KEYS[1], ARGV[1])", 1, "n", 5) == 5
         pubsub = client.pubsub()
         pubsub.subscribe("/3.celery.pidbox")
-        wait_until(lambda: pubsub.get_message(timeout=0.1), timeout=2, message="no subscribe confirmation")
+        wait_until(
+            lambda: pubsub.get_message(timeout=0.1), timeout=2, message="no subscribe confirmation"
+        )
         client.publish("/3.celery.pidbox", "hello")
-        msg = wait_until(lambda: pubsub.get_message(timeout=0.1), timeout=2, message="no pub/sub message")
+        msg = wait_until(
+            lambda: pubsub.get_message(timeout=0.1), timeout=2, message="no pub/sub message"
+        )
         assert msg["data"] == b"hello"
         pubsub.close()
         # An error reply must not close the connection (EVALSHA -> NOSCRIPT -> SCRIPT LOAD).
@@ -82,7 +86,9 @@ def test_fakeredis_blocked_pop_of_a_dead_client_takes_nothing():
     server = find_redis(force="fakeredis")
     try:
         ghost = socket.create_connection((server.host, server.port))
-        ghost.sendall(b"*2\r\n$6\r\nSELECT\r\n$1\r\n4\r\n*3\r\n$5\r\nBRPOP\r\n$1\r\nq\r\n$1\r\n5\r\n")
+        ghost.sendall(
+            b"*2\r\n$6\r\nSELECT\r\n$1\r\n4\r\n*3\r\n$5\r\nBRPOP\r\n$1\r\nq\r\n$1\r\n5\r\n"
+        )
         wait_until(lambda: ghost.recv(5), timeout=2, message="no reply to SELECT")
         ghost.close()  # the worker dies while (or just before) its BRPOP blocks
         client = server.client(4)

@@ -21,8 +21,12 @@ RANGE = "afirgen_tasks.analytics.process_analytics_data"
 
 def make_app(tmp_path: Path, count: int = 400) -> Celery:
     settings = load_settings(
-        None, paths_data_dir=tmp_path / "data", paths_report_dir=tmp_path / "reports",
-        paths_outbox_dir=tmp_path / "outbox", paths_temp_dir=tmp_path / "tmp", celery_task_max_retries=2,
+        None,
+        paths_data_dir=tmp_path / "data",
+        paths_report_dir=tmp_path / "reports",
+        paths_outbox_dir=tmp_path / "outbox",
+        paths_temp_dir=tmp_path / "tmp",
+        celery_task_max_retries=2,
     )
     app = create_app(settings)
     if count:
@@ -47,8 +51,13 @@ def test_dashboard_stats_match_the_records(tmp_path: Path) -> None:
     assert res.state == "SUCCESS", res.traceback
     firs = all_firs(app)
     stats = stats_rows(app)
-    assert set(stats) == {"dashboard:totals", "dashboard:by_status", "dashboard:by_district",
-                          "dashboard:by_offence", "dashboard:by_day"}
+    assert set(stats) == {
+        "dashboard:totals",
+        "dashboard:by_status",
+        "dashboard:by_district",
+        "dashboard:by_offence",
+        "dashboard:by_day",
+    }
     status = Counter(f.status for f in firs)
     assert stats["dashboard:by_status"] == {s: status.get(s, 0) for s in records.STATUSES}
     assert stats["dashboard:by_district"] == dict(Counter(f.district for f in firs))
@@ -112,7 +121,12 @@ def test_range_aggregates_match_the_records(tmp_path: Path) -> None:
     # idempotent: a re-run replaces the one row
     app.tasks[RANGE].apply(args=(start, end))
     with records.open_db(app.afirgen_settings.fir_db_path) as conn:
-        assert conn.execute("SELECT count(*) FROM dashboard_stats WHERE key LIKE 'range:%'").fetchone()[0] == 1
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM dashboard_stats WHERE key LIKE 'range:%'"
+            ).fetchone()[0]
+            == 1
+        )
 
 
 def test_single_day_range_includes_the_whole_day(tmp_path: Path) -> None:
@@ -124,13 +138,15 @@ def test_single_day_range_includes_the_whole_day(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("start", "end", "message"),
-    [("2025-02-30", "2025-03-01", "start_date '2025-02-30' is not a date"),
-     ("2025/01/01", "2025-03-01", "start_date '2025/01/01' is not a date"),
-     ("2025-01-01", "20250301", "end_date '20250301' is not a date"),
-     ("2025-01-01", None, "end_date None is not a date"),
-     (20250101, "2025-03-01", "start_date 20250101 is not a date"),
-     ("2025-03-02", "2025-03-01", "start_date 2025-03-02 is after end_date 2025-03-01"),
-     ("1990-01-01", "2025-03-01", "longer than")],
+    [
+        ("2025-02-30", "2025-03-01", "start_date '2025-02-30' is not a date"),
+        ("2025/01/01", "2025-03-01", "start_date '2025/01/01' is not a date"),
+        ("2025-01-01", "20250301", "end_date '20250301' is not a date"),
+        ("2025-01-01", None, "end_date None is not a date"),
+        (20250101, "2025-03-01", "start_date 20250101 is not a date"),
+        ("2025-03-02", "2025-03-01", "start_date 2025-03-02 is after end_date 2025-03-01"),
+        ("1990-01-01", "2025-03-01", "longer than"),
+    ],
 )
 def test_bad_dates_are_permanent(tmp_path: Path, start: object, end: object, message: str) -> None:
     app = make_app(tmp_path, count=5)
@@ -140,7 +156,9 @@ def test_bad_dates_are_permanent(tmp_path: Path, start: object, end: object, mes
     assert message in str(res.result)
 
 
-def test_aggregation_does_not_hold_the_write_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_aggregation_does_not_hold_the_write_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """While the dashboard figures are computed, other writers (e-mail deliveries, cleanup) go on."""
     import sqlite3
 

@@ -22,8 +22,12 @@ TEMP = "afirgen_tasks.cleanup.cleanup_temp_files"
 
 def make_app(tmp_path: Path) -> Celery:
     settings = load_settings(
-        None, paths_data_dir=tmp_path / "data", paths_report_dir=tmp_path / "reports",
-        paths_outbox_dir=tmp_path / "outbox", paths_temp_dir=tmp_path / "tmp", celery_task_max_retries=2,
+        None,
+        paths_data_dir=tmp_path / "data",
+        paths_report_dir=tmp_path / "reports",
+        paths_outbox_dir=tmp_path / "outbox",
+        paths_temp_dir=tmp_path / "tmp",
+        celery_task_max_retries=2,
     )
     return create_app(settings)
 
@@ -40,11 +44,21 @@ def seed_firs(app: Celery) -> None:
     5 chargesheeted 500 days ago."""
     base = records.sample_firs(5, seed=1)
     now = records.utc_now()
-    spec = {1: ("closed", 400), 2: ("closed", 800), 3: ("closed", 10), 4: ("under_investigation", 900),
-            5: ("chargesheeted", 500)}
+    spec = {
+        1: ("closed", 400),
+        2: ("closed", 800),
+        3: ("closed", 10),
+        4: ("under_investigation", 900),
+        5: ("chargesheeted", 500),
+    }
     firs = [
-        records.FIR(**{**f.as_dict(), "status": spec[f.id][0],
-                       "filed_at": records.utc_iso(now - timedelta(days=spec[f.id][1]))})
+        records.FIR(
+            **{
+                **f.as_dict(),
+                "status": spec[f.id][0],
+                "filed_at": records.utc_iso(now - timedelta(days=spec[f.id][1])),
+            }
+        )
         for f in base
     ]
     with records.open_db(db(app)) as conn, records.transaction(conn):
@@ -53,7 +67,9 @@ def seed_firs(app: Celery) -> None:
 
 def statuses(app: Celery) -> dict[int, tuple[str, str | None]]:
     with records.open_db(db(app)) as conn:
-        return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT id, status, archived_at FROM firs")}
+        return {
+            r[0]: (r[1], r[2]) for r in conn.execute("SELECT id, status, archived_at FROM firs")
+        }
 
 
 def test_archive_marks_only_old_closed_firs(tmp_path: Path) -> None:
@@ -61,7 +77,11 @@ def test_archive_marks_only_old_closed_firs(tmp_path: Path) -> None:
     seed_firs(app)
     res = app.tasks[ARCHIVE].apply()
     assert res.state == "SUCCESS", res.traceback
-    assert res.result["archived"] == 2 and res.result["fir_ids"] == [1, 2] and res.result["days"] == 365
+    assert (
+        res.result["archived"] == 2
+        and res.result["fir_ids"] == [1, 2]
+        and res.result["days"] == 365
+    )
     now = statuses(app)
     assert now[1][0] == now[2][0] == "archived"
     assert now[1][1] is not None and now[1][1].endswith("Z")
@@ -79,9 +99,16 @@ def test_archive_days_parameter(tmp_path: Path) -> None:
     assert app.tasks[ARCHIVE].apply(args=(0,)).result["fir_ids"] == [1, 3]
 
 
-@pytest.mark.parametrize(("days", "message"), [(-1, "must not be negative"), ("soon", "not a number"),
-                                               (True, "not a number"), (1.5, "not a whole number"),
-                                               (10**6, "at most")])
+@pytest.mark.parametrize(
+    ("days", "message"),
+    [
+        (-1, "must not be negative"),
+        ("soon", "not a number"),
+        (True, "not a number"),
+        (1.5, "not a whole number"),
+        (10**6, "at most"),
+    ],
+)
 def test_archive_bad_days_is_permanent(tmp_path: Path, days: object, message: str) -> None:
     app = make_app(tmp_path)
     seed_firs(app)
@@ -109,7 +136,9 @@ def cache_keys(app: Celery) -> list[str]:
         return sorted(r[0] for r in conn.execute("SELECT key FROM cache"))
 
 
-def test_clear_expired_cache_deletes_only_expired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clear_expired_cache_deletes_only_expired(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from afirgen_tasks import cleanup
 
     monkeypatch.setattr(cleanup, "CACHE_DELETE_BATCH", 2)  # several batches
@@ -117,7 +146,9 @@ def test_clear_expired_cache_deletes_only_expired(tmp_path: Path, monkeypatch: p
     fill_cache(app)
     res = app.tasks[CACHE].apply()
     assert res.state == "SUCCESS", res.traceback
-    assert res.result["expired"] == 3 and res.result["evicted"] == 0 and res.result["remaining"] == 4
+    assert (
+        res.result["expired"] == 3 and res.result["evicted"] == 0 and res.result["remaining"] == 4
+    )
     assert cache_keys(app) == ["live0", "live1", "live2", "live3"]
     assert app.tasks[CACHE].apply().result["expired"] == 0
 
@@ -166,7 +197,12 @@ def test_cleanup_temp_files_deletes_old_regular_files_only(tmp_path: Path) -> No
     res = app.tasks[TEMP].apply()
     assert res.state == "SUCCESS", res.traceback
     out = res.result
-    assert out["deleted"] == 2 and out["bytes_freed"] == 10 and out["kept"] == 1 and out["skipped"] == 1
+    assert (
+        out["deleted"] == 2
+        and out["bytes_freed"] == 10
+        and out["kept"] == 1
+        and out["skipped"] == 1
+    )
     assert not old_a.exists() and not old_b.exists()
     assert fresh.exists() and precious.exists() and precious_in_dir.exists()
     assert link_file.is_symlink() and link_dir.is_symlink()

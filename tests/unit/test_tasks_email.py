@@ -25,9 +25,13 @@ NOTIFY = "afirgen_tasks.email.send_notification_email"
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return load_settings(
-        None, paths_data_dir=tmp_path / "data", paths_report_dir=tmp_path / "reports",
-        paths_outbox_dir=tmp_path / "outbox", paths_temp_dir=tmp_path / "tmp",
-        celery_task_max_retries=2, **overrides,
+        None,
+        paths_data_dir=tmp_path / "data",
+        paths_report_dir=tmp_path / "reports",
+        paths_outbox_dir=tmp_path / "outbox",
+        paths_temp_dir=tmp_path / "tmp",
+        celery_task_max_retries=2,
+        **overrides,
     )
 
 
@@ -87,7 +91,14 @@ def test_confirmation_is_a_real_mime_message_in_the_outbox(tmp_path: Path) -> No
     assert msg["Message-ID"].endswith("@afirgen.local>")
     assert msg["Date"] is not None
     body = msg.get_content()
-    for value in (record.complainant, record.fir_number, record.police_station, record.district, record.offence, record.act_section):
+    for value in (
+        record.complainant,
+        record.fir_number,
+        record.police_station,
+        record.district,
+        record.offence,
+        record.act_section,
+    ):
         assert value in body
     assert msg.get_content_type() == "text/plain"
 
@@ -99,7 +110,9 @@ def test_confirmation_rerun_overwrites_the_same_file(tmp_path: Path) -> None:
     other = app.tasks[CONFIRM].apply(args=(5, "a@example.com")).result
     assert first["path"] == second["path"] and first["message_id"] == second["message_id"]
     assert other["path"] != first["path"] and other["message_id"] != first["message_id"]
-    assert names(tmp_path / "outbox") == sorted({Path(first["path"]).name, Path(other["path"]).name})
+    assert names(tmp_path / "outbox") == sorted(
+        {Path(first["path"]).name, Path(other["path"]).name}
+    )
 
 
 def test_notification_eml_and_idempotency(tmp_path: Path) -> None:
@@ -118,10 +131,22 @@ def test_notification_eml_and_idempotency(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["not-an-email", "a@b", "a@@example.com", "a b@example.com", "x@example.com\nBcc: y@example.com",
-     ".x@example.com", "x@-example.com", "", 42, None],
+    [
+        "not-an-email",
+        "a@b",
+        "a@@example.com",
+        "a b@example.com",
+        "x@example.com\nBcc: y@example.com",
+        ".x@example.com",
+        "x@-example.com",
+        "",
+        42,
+        None,
+    ],
 )
-def test_malformed_address_fails_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, address: object) -> None:
+def test_malformed_address_fails_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, address: object
+) -> None:
     app = make_app(tmp_path)
     task = app.tasks[CONFIRM]
     retries = spy_retries(monkeypatch, task)
@@ -133,7 +158,9 @@ def test_malformed_address_fails_at_once(tmp_path: Path, monkeypatch: pytest.Mon
     assert names(tmp_path / "outbox") == []
 
 
-def test_unknown_fir_fails_at_once_with_a_clear_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_fir_fails_at_once_with_a_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = make_app(tmp_path)
     task = app.tasks[CONFIRM]
     retries = spy_retries(monkeypatch, task)
@@ -146,10 +173,16 @@ def test_unknown_fir_fails_at_once_with_a_clear_message(tmp_path: Path, monkeypa
 
 @pytest.mark.parametrize(
     ("subject", "body", "message"),
-    [("", "b", "non-empty"), ("line\r\nBcc: x@example.com", "b", "one line"), ("s", None, "body must be a string"),
-     ("x" * 1000, "b", "at most")],
+    [
+        ("", "b", "non-empty"),
+        ("line\r\nBcc: x@example.com", "b", "one line"),
+        ("s", None, "body must be a string"),
+        ("x" * 1000, "b", "at most"),
+    ],
 )
-def test_bad_notification_input_is_permanent(tmp_path: Path, subject: str, body: object, message: str) -> None:
+def test_bad_notification_input_is_permanent(
+    tmp_path: Path, subject: str, body: object, message: str
+) -> None:
     app = make_app(tmp_path)
     res = app.tasks[NOTIFY].apply(args=("a@example.com", subject, body))
     assert res.state == "FAILURE"
@@ -162,8 +195,17 @@ def test_bad_notification_input_is_permanent(tmp_path: Path, subject: str, body:
 #: The subject of issue 12: harmless as a raw string, a Bcc and a Reply-To once decoded.
 INJECTED_SUBJECT = "=?utf-8?q?Hello=0D=0ABcc:_evil@x.example=0D=0AReply-To:_attacker@evil.example?="
 #: Every header the tasks write; anything else in a written message was injected.
-EXPECTED_HEADERS = {"from", "to", "subject", "date", "message-id", "x-afirgen-key",
-                    "content-type", "content-transfer-encoding", "mime-version"}
+EXPECTED_HEADERS = {
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "x-afirgen-key",
+    "content-type",
+    "content-transfer-encoding",
+    "mime-version",
+}
 
 HOSTILE_SUBJECTS = {
     "issue-12 q-encoded CRLF": INJECTED_SUBJECT,
@@ -207,9 +249,11 @@ def test_hostile_fir_record_cannot_inject_into_the_confirmation(tmp_path: Path) 
 
 @pytest.mark.parametrize(
     "sender",
-    ["=?utf-8?q?AFIRGen=0D=0ABcc:_evil@x.example?= <no-reply@afirgen.local>",
-     '"=?utf-8?q?AFIRGen=0ABcc:_evil@x.example?=" <no-reply@afirgen.local>',
-     "AFIRGen\x00 <no-reply@afirgen.local>"],
+    [
+        "=?utf-8?q?AFIRGen=0D=0ABcc:_evil@x.example?= <no-reply@afirgen.local>",
+        '"=?utf-8?q?AFIRGen=0ABcc:_evil@x.example?=" <no-reply@afirgen.local>',
+        "AFIRGen\x00 <no-reply@afirgen.local>",
+    ],
 )
 def test_hostile_sender_name_is_refused(tmp_path: Path, sender: str) -> None:
     app = make_app(tmp_path, smtp_sender=sender)
@@ -222,11 +266,15 @@ def test_hostile_sender_name_is_refused(tmp_path: Path, sender: str) -> None:
 
 @pytest.mark.parametrize(
     ("subject", "shown"),
-    [("Sunwāi: FIR 12/2024 — हिन्दी 日本語 ✓", "Sunwāi: FIR 12/2024 — हिन्दी 日本語 ✓"),
-     ("=?utf-8?q?Caf=C3=A9_hearing?=", "Café hearing"),
-     ("Tab\tseparated", "Tab\tseparated")],
+    [
+        ("Sunwāi: FIR 12/2024 — हिन्दी 日本語 ✓", "Sunwāi: FIR 12/2024 — हिन्दी 日本語 ✓"),
+        ("=?utf-8?q?Caf=C3=A9_hearing?=", "Café hearing"),
+        ("Tab\tseparated", "Tab\tseparated"),
+    ],
 )
-def test_legit_subjects_are_written_and_read_back_without_extra_headers(tmp_path: Path, subject: str, shown: str) -> None:
+def test_legit_subjects_are_written_and_read_back_without_extra_headers(
+    tmp_path: Path, subject: str, shown: str
+) -> None:
     app = make_app(tmp_path)
     res = app.tasks[NOTIFY].apply(args=("a@example.com", subject, "body"))
     assert res.state == "SUCCESS", res.traceback
@@ -290,7 +338,9 @@ def smtp_app(tmp_path: Path, controller: Controller, **overrides: Any) -> Celery
     return make_app(tmp_path, smtp_host="127.0.0.1", smtp_port=controller.port, **options)
 
 
-def test_smtp_delivers_the_message(tmp_path: Path, smtp_server: tuple[Controller, RecordingHandler]) -> None:
+def test_smtp_delivers_the_message(
+    tmp_path: Path, smtp_server: tuple[Controller, RecordingHandler]
+) -> None:
     controller, handler = smtp_server
     app = smtp_app(tmp_path, controller)
     res = app.tasks[CONFIRM].apply(args=(2, "complainant@example.com"))
@@ -306,7 +356,9 @@ def test_smtp_delivers_the_message(tmp_path: Path, smtp_server: tuple[Controller
     assert names(tmp_path / "outbox") == []
 
 
-def test_smtp_redelivered_task_does_not_send_twice(tmp_path: Path, smtp_server: tuple[Controller, RecordingHandler]) -> None:
+def test_smtp_redelivered_task_does_not_send_twice(
+    tmp_path: Path, smtp_server: tuple[Controller, RecordingHandler]
+) -> None:
     controller, handler = smtp_server
     app = smtp_app(tmp_path, controller)
     args = ("a@example.com", "Status", "Your FIR moved on.")
@@ -320,7 +372,13 @@ def test_smtp_redelivered_task_does_not_send_twice(tmp_path: Path, smtp_server: 
 
 
 def test_smtp_unreachable_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = make_app(tmp_path, smtp_host="127.0.0.1", smtp_port=free_port(), smtp_security="none", smtp_timeout=2.0)
+    app = make_app(
+        tmp_path,
+        smtp_host="127.0.0.1",
+        smtp_port=free_port(),
+        smtp_security="none",
+        smtp_timeout=2.0,
+    )
     task = app.tasks[CONFIRM]
     retries = spy_retries(monkeypatch, task)
     res = task.apply(args=(1, "a@example.com"))
@@ -332,8 +390,11 @@ def test_smtp_unreachable_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "cannot reach SMTP server 127.0.0.1" in str(res.result)
 
 
-def test_smtp_4xx_is_retried_and_5xx_is_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            smtp_server: tuple[Controller, RecordingHandler]) -> None:
+def test_smtp_4xx_is_retried_and_5xx_is_not(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    smtp_server: tuple[Controller, RecordingHandler],
+) -> None:
     controller, handler = smtp_server
     app = smtp_app(tmp_path, controller)
     task = app.tasks[NOTIFY]
@@ -381,5 +442,9 @@ def test_smtp_header_injection_never_reaches_the_wire(
     assert rcpts == ["a@example.com"]
     msg = BytesParser(policy=policy.default).parsebytes(content)
     assert msg["Subject"] == "Sunwāi — हिन्दी"
-    assert {name.lower() for name in msg.keys()} <= EXPECTED_HEADERS | {"x-peer", "x-mailfrom", "x-rcptto"}
+    assert {name.lower() for name in msg.keys()} <= EXPECTED_HEADERS | {
+        "x-peer",
+        "x-mailfrom",
+        "x-rcptto",
+    }
     assert "bcc" not in {name.lower() for name in msg.keys()}

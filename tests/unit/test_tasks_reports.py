@@ -23,8 +23,12 @@ XLSX = "afirgen_tasks.reports.generate_excel_report"
 
 def make_app(tmp_path: Path, count: int = 30) -> Celery:
     settings = load_settings(
-        None, paths_data_dir=tmp_path / "data", paths_report_dir=tmp_path / "reports",
-        paths_outbox_dir=tmp_path / "outbox", paths_temp_dir=tmp_path / "tmp", celery_task_max_retries=2,
+        None,
+        paths_data_dir=tmp_path / "data",
+        paths_report_dir=tmp_path / "reports",
+        paths_outbox_dir=tmp_path / "outbox",
+        paths_temp_dir=tmp_path / "tmp",
+        celery_task_max_retries=2,
     )
     app = create_app(settings)
     records.create_sample_db(settings.fir_db_path, count=count, seed=4)
@@ -62,9 +66,19 @@ def test_pdf_holds_every_field_and_the_description(tmp_path: Path) -> None:
     assert reader.metadata.title == f"FIR {record.fir_number}"
     text = pdf_text(path)
     assert "First Information Report" in text
-    for value in (record.fir_number, record.complainant, record.contact_email, record.contact_phone,
-                  record.state, record.district, record.police_station, record.offence, record.act_section,
-                  record.status, record.filed_at):
+    for value in (
+        record.fir_number,
+        record.complainant,
+        record.contact_email,
+        record.contact_phone,
+        record.state,
+        record.district,
+        record.police_station,
+        record.offence,
+        record.act_section,
+        record.status,
+        record.filed_at,
+    ):
         assert value in text, value
     for paragraph in record.description.split("\n\n"):
         assert re.sub(r"\s+", " ", paragraph) in text
@@ -82,8 +96,15 @@ def test_pdf_rerun_writes_the_same_file_once(tmp_path: Path) -> None:
 
 def test_pdf_escapes_markup_in_fields(tmp_path: Path) -> None:
     app = make_app(tmp_path)
-    odd = records.FIR(**{**get(app, 1).as_dict(), "id": 500, "fir_number": "X/1/2025/0001",
-                         "complainant": "Ravi <b>& Sons</b>", "description": "Line <one> & more.\n\nSecond para."})
+    odd = records.FIR(
+        **{
+            **get(app, 1).as_dict(),
+            "id": 500,
+            "fir_number": "X/1/2025/0001",
+            "complainant": "Ravi <b>& Sons</b>",
+            "description": "Line <one> & more.\n\nSecond para.",
+        }
+    )
     with records.open_db(app.afirgen_settings.fir_db_path) as conn, records.transaction(conn):
         records.insert_firs(conn, [odd])
     res = app.tasks[PDF].apply(args=(500,))
@@ -112,7 +133,9 @@ def test_excel_rows_header_freeze_and_widths(tmp_path: Path) -> None:
     out = res.result
     assert out["rows"] == 3 and out["fir_ids"] == [2, 5, 9]
     path = Path(out["path"])
-    assert path.parent == tmp_path / "reports" and re.fullmatch(r"firs-[0-9a-f]{16}\.xlsx", path.name)
+    assert path.parent == tmp_path / "reports" and re.fullmatch(
+        r"firs-[0-9a-f]{16}\.xlsx", path.name
+    )
     ws = openpyxl.load_workbook(path).active
     headers = [c.value for c in ws[1]]
     assert headers == [h for h, _ in EXCEL_COLUMNS]
@@ -130,7 +153,10 @@ def test_excel_rows_header_freeze_and_widths(tmp_path: Path) -> None:
     col = {a: openpyxl.utils.get_column_letter(i) for i, a in enumerate(attrs, start=1)}
     longest_number = max(len("FIR number"), *(len(f.fir_number) for f in firs))
     assert ws.column_dimensions[col["fir_number"]].width == longest_number + 2
-    assert ws.column_dimensions[col["contact_email"]].width == max(len(f.contact_email) for f in firs) + 2
+    assert (
+        ws.column_dimensions[col["contact_email"]].width
+        == max(len(f.contact_email) for f in firs) + 2
+    )
     assert ws.column_dimensions[col["description"]].width == MAX_COLUMN_WIDTH
     assert ws[f"{col['description']}2"].alignment.wrap_text
 
@@ -147,8 +173,13 @@ def test_excel_path_depends_on_the_set_of_ids_only(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("ids", "message"),
-    [([1, 998, 999], "unknown FIR ids: 998, 999"), ([], "fir_ids is empty"), (["x"], "not a positive whole number"),
-     ([0], "not a positive whole number"), ({"a": 1}, "must be a list")],
+    [
+        ([1, 998, 999], "unknown FIR ids: 998, 999"),
+        ([], "fir_ids is empty"),
+        (["x"], "not a positive whole number"),
+        ([0], "not a positive whole number"),
+        ({"a": 1}, "must be a list"),
+    ],
 )
 def test_excel_bad_ids_are_permanent(tmp_path: Path, ids: Any, message: str) -> None:
     app = make_app(tmp_path)
@@ -168,12 +199,16 @@ def test_excel_handles_many_ids(tmp_path: Path) -> None:
     assert ws.max_row == 1201
 
 
-def test_excel_text_is_never_a_formula_and_control_characters_do_not_fail_it(tmp_path: Path) -> None:
+def test_excel_text_is_never_a_formula_and_control_characters_do_not_fail_it(
+    tmp_path: Path,
+) -> None:
     app = make_app(tmp_path)
     settings = app.afirgen_settings
     with records.open_db(settings.fir_db_path) as conn, records.transaction(conn):
-        conn.execute("UPDATE firs SET complainant = ?, description = ? WHERE id = 4",
-                     ('=HYPERLINK("http://evil.example","click")', "line one\x0bvertical tab\x07bell"))
+        conn.execute(
+            "UPDATE firs SET complainant = ?, description = ? WHERE id = 4",
+            ('=HYPERLINK("http://evil.example","click")', "line one\x0bvertical tab\x07bell"),
+        )
     res = app.tasks[XLSX].apply(args=([4],))
     assert res.state == "SUCCESS", res.traceback
     ws = openpyxl.load_workbook(res.result["path"]).active

@@ -34,8 +34,12 @@ ALL_TASKS = [
 
 def make_app(tmp_path: Path, retries: int = 2) -> Celery:
     settings = load_settings(
-        None, paths_data_dir=tmp_path / "data", paths_report_dir=tmp_path / "reports",
-        paths_outbox_dir=tmp_path / "outbox", paths_temp_dir=tmp_path / "tmp", celery_task_max_retries=retries,
+        None,
+        paths_data_dir=tmp_path / "data",
+        paths_report_dir=tmp_path / "reports",
+        paths_outbox_dir=tmp_path / "outbox",
+        paths_temp_dir=tmp_path / "tmp",
+        celery_task_max_retries=retries,
     )
     app = create_app(settings)
     records.create_sample_db(settings.fir_db_path, count=10, seed=3)
@@ -74,11 +78,15 @@ def test_the_nine_tasks_are_registered_under_their_public_names(tmp_path: Path) 
 
 @pytest.mark.parametrize(
     ("name", "args"),
-    [("afirgen_tasks.analytics.update_dashboard_stats", ()),
-     ("afirgen_tasks.cleanup.archive_old_records", (30,)),
-     ("afirgen_tasks.cleanup.clear_expired_cache", ())],
+    [
+        ("afirgen_tasks.analytics.update_dashboard_stats", ()),
+        ("afirgen_tasks.cleanup.archive_old_records", (30,)),
+        ("afirgen_tasks.cleanup.clear_expired_cache", ()),
+    ],
 )
-def test_locked_database_is_retried(locked_db: Celery, monkeypatch: pytest.MonkeyPatch, name: str, args: tuple) -> None:
+def test_locked_database_is_retried(
+    locked_db: Celery, monkeypatch: pytest.MonkeyPatch, name: str, args: tuple
+) -> None:
     task = locked_db.tasks[name]
     calls = spy_retries(monkeypatch, task)
     res = task.apply(args=args)
@@ -114,10 +122,15 @@ def test_locked_database_recovers_on_retry(tmp_path: Path, monkeypatch: pytest.M
 
 @pytest.mark.parametrize(
     "error",
-    [redis.exceptions.ConnectionError("Error 111 connecting to redis"), redis.exceptions.TimeoutError("timed out"),
-     ConnectionResetError("reset by peer")],
+    [
+        redis.exceptions.ConnectionError("Error 111 connecting to redis"),
+        redis.exceptions.TimeoutError("timed out"),
+        ConnectionResetError("reset by peer"),
+    ],
 )
-def test_redis_and_connection_errors_are_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+def test_redis_and_connection_errors_are_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
     app = make_app(tmp_path, retries=3)
     task = app.tasks["afirgen_tasks.analytics.update_dashboard_stats"]
     calls = spy_retries(monkeypatch, task)
@@ -133,14 +146,16 @@ def test_redis_and_connection_errors_are_retried(tmp_path: Path, monkeypatch: py
 
 @pytest.mark.parametrize(
     ("name", "args"),
-    [("afirgen_tasks.reports.generate_pdf_report", (99_999,)),
-     ("afirgen_tasks.reports.generate_excel_report", ([1, 99_999],)),
-     ("afirgen_tasks.email.send_fir_confirmation_email", (99_999, "a@example.com")),
-     ("afirgen_tasks.email.send_notification_email", ("bad", "s", "b")),
-     ("afirgen_tasks.analytics.process_analytics_data", ("2025-12-01", "2025-01-01")),
-     ("afirgen_tasks.cleanup.archive_old_records", (-1,)),
-     ("afirgen_tasks.cleanup.clear_expired_cache", (-1,)),
-     ("afirgen_tasks.cleanup.cleanup_temp_files", (-1,))],
+    [
+        ("afirgen_tasks.reports.generate_pdf_report", (99_999,)),
+        ("afirgen_tasks.reports.generate_excel_report", ([1, 99_999],)),
+        ("afirgen_tasks.email.send_fir_confirmation_email", (99_999, "a@example.com")),
+        ("afirgen_tasks.email.send_notification_email", ("bad", "s", "b")),
+        ("afirgen_tasks.analytics.process_analytics_data", ("2025-12-01", "2025-01-01")),
+        ("afirgen_tasks.cleanup.archive_old_records", (-1,)),
+        ("afirgen_tasks.cleanup.clear_expired_cache", (-1,)),
+        ("afirgen_tasks.cleanup.cleanup_temp_files", (-1,)),
+    ],
 )
 def test_permanent_errors_fail_on_the_first_attempt(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, args: tuple
@@ -154,7 +169,9 @@ def test_permanent_errors_fail_on_the_first_attempt(
     assert calls == []
 
 
-def test_retry_raises_celery_retry_on_a_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retry_raises_celery_retry_on_a_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Off the eager path (``throw`` and not called directly) the wrapper raises ``Retry``,
     which a worker turns into the RETRY state and a re-queued message."""
     app = make_app(tmp_path)

@@ -47,7 +47,9 @@ def _check_datatable(table) -> None:
     from textual.widgets import DataTable
 
     for name in DATATABLE_PRIVATE_ATTRS:
-        assert hasattr(table, name), f"DataTable.{name} is gone: revisit tui/ui/widgets/keyed_table.py"
+        assert hasattr(table, name), (
+            f"DataTable.{name} is gone: revisit tui/ui/widgets/keyed_table.py"
+        )
     for name in DATATABLE_PRIVATE_METHODS:
         assert callable(getattr(DataTable, name, None)), (
             f"DataTable.{name}() is gone: revisit keyed_table.py"

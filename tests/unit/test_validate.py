@@ -36,9 +36,21 @@ def validator() -> EventValidator:
 
 
 def sent(**extra: Any) -> dict[str, Any]:
-    ev = {"type": "task-sent", "uuid": "u-1", "hostname": "gen1@api", "timestamp": NOW - 5.0,
-          "name": "afirgen_tasks.reports.generate_fir_pdf", "queue": "reports", "priority": 5,
-          "args": "('FIR-1',)", "kwargs": "{}", "retries": 0, "clock": 12, "utcoffset": 0, "pid": 311}
+    ev = {
+        "type": "task-sent",
+        "uuid": "u-1",
+        "hostname": "gen1@api",
+        "timestamp": NOW - 5.0,
+        "name": "afirgen_tasks.reports.generate_fir_pdf",
+        "queue": "reports",
+        "priority": 5,
+        "args": "('FIR-1',)",
+        "kwargs": "{}",
+        "retries": 0,
+        "clock": 12,
+        "utcoffset": 0,
+        "pid": 311,
+    }
     ev.update(extra)
     return ev
 
@@ -53,7 +65,19 @@ def test_a_typical_task_event_passes_with_its_fields_and_receive_time() -> None:
     ev = sent()
     out = v.validate(ev)
     assert out is not None and out is not ev
-    for key in ("type", "uuid", "hostname", "name", "queue", "priority", "args", "kwargs", "retries", "clock", "pid"):
+    for key in (
+        "type",
+        "uuid",
+        "hostname",
+        "name",
+        "queue",
+        "priority",
+        "args",
+        "kwargs",
+        "retries",
+        "clock",
+        "pid",
+    ):
         assert out[key] == ev[key], key
     assert out["local_received"] == NOW
     assert v.tally.invalid == 0 and v.tally.cleaned == 0
@@ -61,12 +85,32 @@ def test_a_typical_task_event_passes_with_its_fields_and_receive_time() -> None:
 
 def test_a_failure_keeps_the_traceback_lines_and_a_heartbeat_its_numbers() -> None:
     v = validator()
-    tb = 'Traceback (most recent call last):\n  File "x.py", line 1, in f\n\tboom()\nValueError: x\n'
-    out = v.validate({"type": "task-failed", "uuid": "u", "hostname": "w@h", "timestamp": NOW,
-                      "exception": "ValueError('x')", "traceback": tb})
+    tb = (
+        'Traceback (most recent call last):\n  File "x.py", line 1, in f\n\tboom()\nValueError: x\n'
+    )
+    out = v.validate(
+        {
+            "type": "task-failed",
+            "uuid": "u",
+            "hostname": "w@h",
+            "timestamp": NOW,
+            "exception": "ValueError('x')",
+            "traceback": tb,
+        }
+    )
     assert out is not None and out["traceback"] == tb
-    hb = v.validate({"type": "worker-heartbeat", "hostname": "w@h", "timestamp": NOW, "freq": 2.0,
-                     "active": 3, "processed": 10**12, "loadavg": [0.5, 1, 2.25], "sw_ver": "5.5.3"})
+    hb = v.validate(
+        {
+            "type": "worker-heartbeat",
+            "hostname": "w@h",
+            "timestamp": NOW,
+            "freq": 2.0,
+            "active": 3,
+            "processed": 10**12,
+            "loadavg": [0.5, 1, 2.25],
+            "sw_ver": "5.5.3",
+        }
+    )
     assert hb is not None
     assert hb["freq"] == 2.0 and hb["active"] == 3 and hb["processed"] == 10**12
     assert hb["loadavg"] == [0.5, 1.0, 2.25] and hb["sw_ver"] == "5.5.3"
@@ -108,8 +152,19 @@ def test_a_missing_or_unprintable_type_skips_the_event(etype: Any) -> None:
     assert v.validate(ev) is None and v.tally.invalid == 1
 
 
-@pytest.mark.parametrize("host", [None, "", 5, "w@" + "h" * MAX_KEY_CHARS, "w\x1b]2;pwned\x07@h", "w\n@h",
-                                  "w\u202e@h", "w\ud800@h"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        None,
+        "",
+        5,
+        "w@" + "h" * MAX_KEY_CHARS,
+        "w\x1b]2;pwned\x07@h",
+        "w\n@h",
+        "w\u202e@h",
+        "w\ud800@h",
+    ],
+)
 def test_a_bad_hostname_skips_the_event(host: Any) -> None:
     v = validator()
     ev = sent(hostname=host)
@@ -118,7 +173,9 @@ def test_a_bad_hostname_skips_the_event(host: Any) -> None:
     assert v.validate(ev) is None and v.tally.invalid == 1 and "hostname" in v.tally.last
 
 
-@pytest.mark.parametrize("uuid", [None, "", 12345, ["u"], "u" * (MAX_KEY_CHARS + 1), "[@click=app.quit]\x1b[0m"])
+@pytest.mark.parametrize(
+    "uuid", [None, "", 12345, ["u"], "u" * (MAX_KEY_CHARS + 1), "[@click=app.quit]\x1b[0m"]
+)
 def test_a_task_event_without_a_valid_uuid_is_skipped(uuid: Any) -> None:
     v = validator()
     ev = sent(uuid=uuid)
@@ -131,8 +188,25 @@ def test_a_worker_event_needs_no_uuid() -> None:
     assert one({"type": "worker-online", "hostname": "w@h", "timestamp": NOW}) is not None
 
 
-@pytest.mark.parametrize("ts", ["now", "1750000000", math.nan, math.inf, -math.inf, -1e18, -1.0, 0, 1e18,
-                                NOW + 2 * 86_400, 946_684_799.0, True, [NOW], {"__type__": "datetime"}])
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "now",
+        "1750000000",
+        math.nan,
+        math.inf,
+        -math.inf,
+        -1e18,
+        -1.0,
+        0,
+        1e18,
+        NOW + 2 * 86_400,
+        946_684_799.0,
+        True,
+        [NOW],
+        {"__type__": "datetime"},
+    ],
+)
 def test_a_timestamp_that_is_not_a_sane_time_skips_the_event(ts: Any) -> None:
     v = validator()
     assert v.validate(sent(timestamp=ts)) is None
@@ -165,10 +239,21 @@ def test_utcoffset_localises_the_timestamp_like_celery_and_a_bad_one_is_ignored(
 
 
 # ---- optional fields: dropped or cleaned, counted, the event kept -----------------------------
-@pytest.mark.parametrize(("key", "value"), [
-    ("priority", 2**70), ("priority", -1), ("priority", 256), ("priority", "5"), ("priority", True), ("priority", 5.0),
-    ("retries", 2**40), ("pid", -5), ("clock", 2**64), ("clock", "12"),
-])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("priority", 2**70),
+        ("priority", -1),
+        ("priority", 256),
+        ("priority", "5"),
+        ("priority", True),
+        ("priority", 5.0),
+        ("retries", 2**40),
+        ("pid", -5),
+        ("clock", 2**64),
+        ("clock", "12"),
+    ],
+)
 def test_an_integer_out_of_type_or_bounds_is_dropped(key: str, value: Any) -> None:
     v = validator()
     out = v.validate(sent(**{key: value}))
@@ -185,8 +270,16 @@ def test_integer_bounds_are_inclusive() -> None:
 @pytest.mark.parametrize("runtime", [math.nan, math.inf, -0.5, "1.0", 1e12, None])
 def test_a_runtime_that_is_not_a_finite_duration_is_dropped(runtime: Any) -> None:
     v = validator()
-    out = v.validate({"type": "task-succeeded", "uuid": "u", "hostname": "w@h", "timestamp": NOW,
-                      "runtime": runtime, "result": "42"})
+    out = v.validate(
+        {
+            "type": "task-succeeded",
+            "uuid": "u",
+            "hostname": "w@h",
+            "timestamp": NOW,
+            "runtime": runtime,
+            "result": "42",
+        }
+    )
     assert out is not None and "runtime" not in out and out["result"] == "42"
     assert v.tally.cleaned == (0 if runtime is None else 1)
 
@@ -196,26 +289,55 @@ def test_an_int_runtime_becomes_a_float() -> None:
     assert out["runtime"] == 3.0 and out["runtime"].__class__ is float
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("freq", math.nan), ("freq", -1), ("active", 2**40), ("processed", 2**64), ("loadavg", [1, 2, 3, 4]),
-    ("loadavg", [math.nan]), ("loadavg", "1 2 3"), ("loadavg", [-1.0]), ("sw_ident", ["x"]),
-])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("freq", math.nan),
+        ("freq", -1),
+        ("active", 2**40),
+        ("processed", 2**64),
+        ("loadavg", [1, 2, 3, 4]),
+        ("loadavg", [math.nan]),
+        ("loadavg", "1 2 3"),
+        ("loadavg", [-1.0]),
+        ("sw_ident", ["x"]),
+    ],
+)
 def test_bad_heartbeat_fields_are_dropped_and_the_heartbeat_kept(key: str, value: Any) -> None:
     v = validator()
     out = v.validate({"type": "worker-heartbeat", "hostname": "w@h", "timestamp": NOW, key: value})
     assert out is not None and key not in out and v.tally.cleaned == 1
 
 
-@pytest.mark.parametrize(("value", "kept"), [(True, True), (False, False), ("yes", None), (1, None)])
+@pytest.mark.parametrize(
+    ("value", "kept"), [(True, True), (False, False), ("yes", None), (1, None)]
+)
 def test_flags_must_be_booleans(value: Any, kept: Any) -> None:
     out = one({"type": "task-rejected", "uuid": "u", "hostname": "w@h", "requeue": value})
     assert out.get("requeue") == kept
 
 
-@pytest.mark.parametrize(("value", "kept"), [(15, 15), ("SIGTERM", "SIGTERM"), ("SIG\x1b[2J", "SIG␛[2J"),
-                                             (2**70, None), ("x" * 40, None), (1.5, None)])
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        (15, 15),
+        ("SIGTERM", "SIGTERM"),
+        ("SIG\x1b[2J", "SIG␛[2J"),
+        (2**70, None),
+        ("x" * 40, None),
+        (1.5, None),
+    ],
+)
 def test_signum_is_a_signal_number_or_a_short_name(value: Any, kept: Any) -> None:
-    out = one({"type": "task-revoked", "uuid": "u", "hostname": "w@h", "terminated": True, "signum": value})
+    out = one(
+        {
+            "type": "task-revoked",
+            "uuid": "u",
+            "hostname": "w@h",
+            "terminated": True,
+            "signum": value,
+        }
+    )
     assert out.get("signum") == kept
 
 
@@ -244,9 +366,17 @@ def test_a_lone_surrogate_becomes_the_replacement_character() -> None:
 
 def test_newlines_survive_only_in_multi_line_fields() -> None:
     v = validator()
-    out = v.validate({"type": "task-failed", "uuid": "u", "hostname": "w@h", "timestamp": NOW,
-                      "exception": "E('a\nb')", "traceback": "line 1\r\nline 2\n\x1b[31mred\x1b[0m\tend\rx",
-                      "name": "multi\nline"})
+    out = v.validate(
+        {
+            "type": "task-failed",
+            "uuid": "u",
+            "hostname": "w@h",
+            "timestamp": NOW,
+            "exception": "E('a\nb')",
+            "traceback": "line 1\r\nline 2\n\x1b[31mred\x1b[0m\tend\rx",
+            "name": "multi\nline",
+        }
+    )
     assert out["traceback"] == "line 1\nline 2\n␛[31mred␛[0m\tend␍x"
     assert out["exception"] == "E('a\nb')"
     assert out["name"] == "multi␊line"
@@ -281,7 +411,9 @@ def test_text_of_another_type_is_shown_as_its_repr() -> None:
 # ---- messages and robustness -----------------------------------------------------------------
 def test_a_list_message_yields_its_good_events_and_counts_the_rest() -> None:
     v = validator()
-    got = v.validate_message([sent(uuid="a"), 5, {"no": "type"}, sent(uuid="b", timestamp="now"), sent(uuid="c")])
+    got = v.validate_message(
+        [sent(uuid="a"), 5, {"no": "type"}, sent(uuid="b", timestamp="now"), sent(uuid="c")]
+    )
     assert [e["uuid"] for e in got] == ["a", "c"]
     assert v.tally.invalid == 3
     assert v.validate_message(sent(uuid="d"))[0]["uuid"] == "d"
@@ -308,9 +440,18 @@ def test_the_validator_never_raises_even_on_a_hostile_mapping() -> None:
 
 def test_validated_events_apply_to_the_model_without_any_model_complaint() -> None:
     v = validator()
-    bad = [sent(uuid="a", priority=2**70, queue=OSC52), sent(uuid="b", timestamp=math.nan),
-           {"type": "task-succeeded", "uuid": "a", "hostname": "w@h", "timestamp": NOW, "runtime": math.inf,
-            "result": "\x1b[2J"}]
+    bad = [
+        sent(uuid="a", priority=2**70, queue=OSC52),
+        sent(uuid="b", timestamp=math.nan),
+        {
+            "type": "task-succeeded",
+            "uuid": "a",
+            "hostname": "w@h",
+            "timestamp": NOW,
+            "runtime": math.inf,
+            "result": "\x1b[2J",
+        },
+    ]
     model = ClusterModel()
     model.apply(v.validate_message(bad))
     task = model.get_task("a")
@@ -347,21 +488,39 @@ def test_tally_and_boundary_sum_their_sources() -> None:
 # ---- inspect replies ---------------------------------------------------------------------------
 def test_stats_replies_keep_checked_values_only() -> None:
     t = Tally()
-    out = clean_stats_replies({
-        "celery@ok": {"pool": {"implementation": "celery.concurrency.prefork:TaskPool", "max-concurrency": 4,
-                               "processes": [11, 12, "x"]},
-                      "autoscaler": {"max": 8, "min": 2}, "pid": 42, "total": {"t.a": 3, "t\x1bb": 1, "t.c": 2**70},
-                      "broker": {"password": "not passed on"}},
-        "celery@bad\x1b]2;x\x07": {"pid": 1},
-        "celery@huge": {"pid": 2**70, "pool": {"max-concurrency": 2**70, "implementation": "x" * 300},
-                        "autoscaler": {"max": "8", "min": 2}},
-        "celery@notdict": ["x"],
-    }, t)
+    out = clean_stats_replies(
+        {
+            "celery@ok": {
+                "pool": {
+                    "implementation": "celery.concurrency.prefork:TaskPool",
+                    "max-concurrency": 4,
+                    "processes": [11, 12, "x"],
+                },
+                "autoscaler": {"max": 8, "min": 2},
+                "pid": 42,
+                "total": {"t.a": 3, "t\x1bb": 1, "t.c": 2**70},
+                "broker": {"password": "not passed on"},
+            },
+            "celery@bad\x1b]2;x\x07": {"pid": 1},
+            "celery@huge": {
+                "pid": 2**70,
+                "pool": {"max-concurrency": 2**70, "implementation": "x" * 300},
+                "autoscaler": {"max": "8", "min": 2},
+            },
+            "celery@notdict": ["x"],
+        },
+        t,
+    )
     assert set(out) == {"celery@ok", "celery@huge"}
     ok = out["celery@ok"]
-    assert ok["pool"] == {"implementation": "celery.concurrency.prefork:TaskPool", "max-concurrency": 4,
-                          "processes": [11, 12, 0]}
-    assert ok["autoscaler"] == {"max": 8, "min": 2} and ok["pid"] == 42 and ok["total"] == {"t.a": 3}
+    assert ok["pool"] == {
+        "implementation": "celery.concurrency.prefork:TaskPool",
+        "max-concurrency": 4,
+        "processes": [11, 12, 0],
+    }
+    assert (
+        ok["autoscaler"] == {"max": 8, "min": 2} and ok["pid"] == 42 and ok["total"] == {"t.a": 3}
+    )
     assert "broker" not in ok
     assert out["celery@huge"] == {"pool": {}}
     assert t.invalid == 2  # the bad hostname, the non-dict reply
@@ -369,13 +528,22 @@ def test_stats_replies_keep_checked_values_only() -> None:
     model = ClusterModel()
     for host, stats in out.items():
         model.set_worker_stats(host, stats)
-    assert model.get_worker("celery@ok").max_concurrency == 4 and model.get_worker("celery@huge").pid is None
+    assert (
+        model.get_worker("celery@ok").max_concurrency == 4
+        and model.get_worker("celery@huge").pid is None
+    )
 
 
 def test_queue_replies_drop_names_with_escapes_and_bad_hosts() -> None:
     t = Tally()
-    out = clean_queue_replies({"w@h": [{"name": "email"}, {"name": OSC52}, {"name": 5}, "x", {"name": "q" * 300}],
-                               "w\x1b@h": [{"name": "email"}], "w2@h": {"name": "not a list"}}, t)
+    out = clean_queue_replies(
+        {
+            "w@h": [{"name": "email"}, {"name": OSC52}, {"name": 5}, "x", {"name": "q" * 300}],
+            "w\x1b@h": [{"name": "email"}],
+            "w2@h": {"name": "not a list"},
+        },
+        t,
+    )
     assert out == {"w@h": ["email"]}
     assert t.cleaned == 4 and t.invalid == 2
     assert clean_queue_replies(None, t) == {} and clean_queue_replies(["x"], t) == {}
@@ -383,21 +551,51 @@ def test_queue_replies_drop_names_with_escapes_and_bad_hosts() -> None:
 
 def test_active_and_reserved_task_infos_are_checked() -> None:
     t = Tally()
-    out = clean_inspect_tasks({"w@h": [{"id": "u1", "name": "t\x1b[2J", "args": ["\x1b"], "kwargs": "{'a': '\x07'}",
-                                        "hostname": "ignored"},
-                                       {"id": "u\x1b"}, {"name": "no id"}, "junk"]}, t)
-    assert out == {"w@h": [{"id": "u1", "name": "t␛[2J", "args": "['\\x1b']", "kwargs": "{'a': '␇'}"}]}
+    out = clean_inspect_tasks(
+        {
+            "w@h": [
+                {
+                    "id": "u1",
+                    "name": "t\x1b[2J",
+                    "args": ["\x1b"],
+                    "kwargs": "{'a': '\x07'}",
+                    "hostname": "ignored",
+                },
+                {"id": "u\x1b"},
+                {"name": "no id"},
+                "junk",
+            ]
+        },
+        t,
+    )
+    assert out == {
+        "w@h": [{"id": "u1", "name": "t␛[2J", "args": "['\\x1b']", "kwargs": "{'a': '␇'}"}]
+    }
     assert t.invalid == 3 and t.cleaned == 2
 
 
 # ---- result backend --------------------------------------------------------------------------
 def test_backend_meta_is_cleaned_and_keeps_its_structure() -> None:
     t = Tally()
-    meta = {"status": "FAILURE\x1b[2J", "worker": "w@h", "queue": OSC52, "retries": 2**70, "date_done": "2024-01-01T00:00:00",
-            "traceback": "Traceback:\n  \x1b]52;c;x\x07\n", "result": {"exc_type": "E\x1b[31m", "exc_message": ["m\x07", 2**70]},
-            "args": ["a\x1b", {"k": ("v\x1b",)}], "kwargs": {"\x1bk": 1}, "children": [], "unknown": "\x1b"}
+    meta = {
+        "status": "FAILURE\x1b[2J",
+        "worker": "w@h",
+        "queue": OSC52,
+        "retries": 2**70,
+        "date_done": "2024-01-01T00:00:00",
+        "traceback": "Traceback:\n  \x1b]52;c;x\x07\n",
+        "result": {"exc_type": "E\x1b[31m", "exc_message": ["m\x07", 2**70]},
+        "args": ["a\x1b", {"k": ("v\x1b",)}],
+        "kwargs": {"\x1bk": 1},
+        "children": [],
+        "unknown": "\x1b",
+    }
     out = clean_backend_meta(meta, t)
-    assert out["status"] == "FAILURE␛[2J" and out["queue"] == "␛]52;c;SGFja2VkIQ==␇" and "retries" not in out
+    assert (
+        out["status"] == "FAILURE␛[2J"
+        and out["queue"] == "␛]52;c;SGFja2VkIQ==␇"
+        and "retries" not in out
+    )
     assert out["traceback"] == "Traceback:\n  ␛]52;c;x␇\n"
     assert out["result"] == {"exc_type": "E␛[31m", "exc_message": ["m␇", 2**70]}
     assert out["args"] == ["a␛", {"k": ("v␛",)}] and out["kwargs"] == {"␛k": 1}
@@ -419,16 +617,43 @@ def test_backend_meta_nested_too_deep_is_cut() -> None:
 # ---- history rows ------------------------------------------------------------------------------
 def test_history_rows_from_before_the_fix_are_cleaned_field_by_field() -> None:
     t = Tally()
-    row = {"uuid": "u1", "name": "t", "state": "SUCCESS", "queue": "\x1b]52;c;x\x07", "priority": 2**70,
-           "sent": math.nan, "received": -1e18, "started": math.inf, "finished": NOW, "first_seen": NOW,
-           "runtime": math.nan, "retries": 1.5, "traceback": "a\nb\x1b", "args": b"('\xff',)", "source": "events",
-           "rank": 8, "updated": NOW}
+    row = {
+        "uuid": "u1",
+        "name": "t",
+        "state": "SUCCESS",
+        "queue": "\x1b]52;c;x\x07",
+        "priority": 2**70,
+        "sent": math.nan,
+        "received": -1e18,
+        "started": math.inf,
+        "finished": NOW,
+        "first_seen": NOW,
+        "runtime": math.nan,
+        "retries": 1.5,
+        "traceback": "a\nb\x1b",
+        "args": b"('\xff',)",
+        "source": "events",
+        "rank": 8,
+        "updated": NOW,
+    }
     out = clean_history_row(row, t, now=NOW)
-    assert out == {"uuid": "u1", "name": "t", "state": "SUCCESS", "queue": "␛]52;c;x␇", "finished": NOW,
-                   "first_seen": NOW, "traceback": "a\nb␛", "args": "('\ufffd',)", "source": "events"}
+    assert out == {
+        "uuid": "u1",
+        "name": "t",
+        "state": "SUCCESS",
+        "queue": "␛]52;c;x␇",
+        "finished": NOW,
+        "first_seen": NOW,
+        "traceback": "a\nb␛",
+        "args": "('\ufffd',)",
+        "source": "events",
+    }
     # queue, priority, sent, received, started, runtime, retries, traceback, args
     assert t.cleaned == 9 and t.invalid == 0
-    assert clean_history_row({"uuid": 5}, t) is None and clean_history_row({"uuid": "a\x1b"}, t) is None
+    assert (
+        clean_history_row({"uuid": 5}, t) is None
+        and clean_history_row({"uuid": "a\x1b"}, t) is None
+    )
     assert clean_history_row("row", t) is None and t.invalid == 3
 
 
@@ -441,12 +666,28 @@ def test_history_rows_accept_times_from_the_epoch() -> None:
 def test_poisoned_rows_in_a_real_store_load_cleaned_and_counted(tmp_path) -> None:
     store = HistoryStore(tmp_path / "h.sqlite3")
     now = time.time()
-    store.upsert([{"uuid": f"u{i}", "name": "t", "state": "SUCCESS", "queue": "q", "priority": 5,
-                   "sent": now - 10, "finished": now - 5} for i in range(3)])
+    store.upsert(
+        [
+            {
+                "uuid": f"u{i}",
+                "name": "t",
+                "state": "SUCCESS",
+                "queue": "q",
+                "priority": 5,
+                "sent": now - 10,
+                "finished": now - 5,
+            }
+            for i in range(3)
+        ]
+    )
     # what a console before the fix could have written, planted with SQL
     conn = sqlite3.connect(tmp_path / "h.sqlite3")
-    conn.execute("UPDATE tasks SET queue = ?, priority = ? WHERE uuid = 'u0'", (OSC52, 1.1805916207174113e21))
-    conn.execute("UPDATE tasks SET sent = ?, priority = '1180591620717411303424' WHERE uuid = 'u1'", (-1e18,))
+    conn.execute(
+        "UPDATE tasks SET queue = ?, priority = ? WHERE uuid = 'u0'", (OSC52, 1.1805916207174113e21)
+    )
+    conn.execute(
+        "UPDATE tasks SET sent = ?, priority = '1180591620717411303424' WHERE uuid = 'u1'", (-1e18,)
+    )
     conn.execute("UPDATE tasks SET uuid = ? WHERE uuid = 'u2'", ("u2\x1b[2J",))
     conn.commit()
     conn.close()
@@ -469,7 +710,11 @@ def test_poisoned_rows_in_a_real_store_load_cleaned_and_counted(tmp_path) -> Non
 def test_formatting_shows_a_question_mark_for_an_impossible_time(ts: float) -> None:
     assert formatting.clock(ts) == "?"
     assert formatting.timestamp(ts) == "?"
-    assert formatting.age(ts, now=NOW, width=6) in ("?", "0ms", "0.0s")  # 1e18 is in the future: age 0
+    assert formatting.age(ts, now=NOW, width=6) in (
+        "?",
+        "0ms",
+        "0.0s",
+    )  # 1e18 is in the future: age 0
     assert formatting.duration(ts) in ("?", "-") or formatting.duration(ts).endswith("d")
 
 
@@ -497,4 +742,6 @@ def test_upstream_contract_of_the_receiver_override() -> None:
     assert "on_decode_error" in inspect.signature(Consumer.__init__).parameters
     assert "_callbacks" in inspect.getsource(Transport.__init__)
     # basic_consume registers the delivery callback under the queue's name
-    assert "self.connection._callbacks[queue] = _callback" in inspect.getsource(Channel.basic_consume)
+    assert "self.connection._callbacks[queue] = _callback" in inspect.getsource(
+        Channel.basic_consume
+    )

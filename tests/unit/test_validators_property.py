@@ -28,8 +28,12 @@ from tui.core.query import TaskFilter
 def app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prop")
     (tmp / "c.toml").write_text("")
-    settings = load_settings(tmp / "c.toml", celery_broker_url="memory://", celery_result_backend="cache+memory://",
-                             paths_data_dir=tmp / "var")
+    settings = load_settings(
+        tmp / "c.toml",
+        celery_broker_url="memory://",
+        celery_result_backend="cache+memory://",
+        paths_data_dir=tmp / "var",
+    )
     app = create_app(settings, main="prop")
     yield app
     app.close()
@@ -37,24 +41,50 @@ def app(tmp_path_factory):
 
 json_text = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=10,
 ).map(json.dumps)
-any_text = st.one_of(st.text(max_size=60), json_text, st.sampled_from(["", " ", "[", "{", "[]", "{}", "null", "1e999",
-                                                                       "[" * 2000, "NaN", "\x00", "ünïcödé"]))
+any_text = st.one_of(
+    st.text(max_size=60),
+    json_text,
+    st.sampled_from(
+        ["", " ", "[", "{", "[]", "{}", "null", "1e999", "[" * 2000, "NaN", "\x00", "ünïcödé"]
+    ),
+)
 
-FIELDS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FIELDS = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @FIELDS
-@given(task=st.one_of(st.text(max_size=30), st.sampled_from(["afirgen_tasks.cleanup.archive_old_records",
-                                                             "afirgen_tasks.email.send_notification_email",
-                                                             "afirgen_tasks.reports.generate_excel_report"])),
-       args=any_text, kwargs=any_text, queue=st.one_of(st.text(max_size=12), st.sampled_from(QUEUES)),
-       priority=any_text, countdown=any_text, eta=any_text)
-def test_enqueue_validation_accepts_or_names_the_problem(app, task, args, kwargs, queue, priority, countdown, eta):
+@given(
+    task=st.one_of(
+        st.text(max_size=30),
+        st.sampled_from(
+            [
+                "afirgen_tasks.cleanup.archive_old_records",
+                "afirgen_tasks.email.send_notification_email",
+                "afirgen_tasks.reports.generate_excel_report",
+            ]
+        ),
+    ),
+    args=any_text,
+    kwargs=any_text,
+    queue=st.one_of(st.text(max_size=12), st.sampled_from(QUEUES)),
+    priority=any_text,
+    countdown=any_text,
+    eta=any_text,
+)
+def test_enqueue_validation_accepts_or_names_the_problem(
+    app, task, args, kwargs, queue, priority, countdown, eta
+):
     try:
-        req = validate_enqueue(app, task, args, kwargs, queue, priority, countdown, eta, known_queues=QUEUES)
+        req = validate_enqueue(
+            app, task, args, kwargs, queue, priority, countdown, eta, known_queues=QUEUES
+        )
     except ValidationFailed as exc:
         assert exc.errors, "a rejection names at least one field"
         for field, message in exc.errors.items():
@@ -99,7 +129,13 @@ def test_task_filter_compiles_any_text(query):
     from tui.core.model import TaskRecord
 
     task = TaskRecord("0123456789abcdef")
-    task.name, task.state, task.queue, task.hostname, task.priority = "afirgen_tasks.x.y", "SUCCESS", "email", "w@h", 5
+    task.name, task.state, task.queue, task.hostname, task.priority = (
+        "afirgen_tasks.x.y",
+        "SUCCESS",
+        "email",
+        "w@h",
+        5,
+    )
     assert flt(task) in (True, False)
 
 
@@ -108,9 +144,13 @@ def test_rejected_input_sends_nothing(app, tmp_path):
     audit = AuditLog(tmp_path / "audit.log")
     actions = Actions(app, audit)
     with pytest.raises(ValidationFailed):
-        validate_enqueue(app, "afirgen_tasks.cleanup.archive_old_records", "[1, 2, 3]", "", "cleanup", "5")
+        validate_enqueue(
+            app, "afirgen_tasks.cleanup.archive_old_records", "[1, 2, 3]", "", "cleanup", "5"
+        )
     assert audit.read() == []
-    out = actions.enqueue(EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {"days": 5}, "cleanup", 5))
+    out = actions.enqueue(
+        EnqueueRequest("afirgen_tasks.cleanup.archive_old_records", [], {"days": 5}, "cleanup", 5)
+    )
     assert out.ok and len(audit.read()) == 1
     with app.connection_for_write() as conn:
         assert conn.default_channel.queue_purge("cleanup") == 1

@@ -85,7 +85,12 @@ def _make_interner(limit: int = 4096) -> Callable[[str], str]:
 _intern = _make_interner()
 
 # Short local names for the hot path (tui.core.states is the definition).
-_R_PENDING, _R_SENT, _R_RECEIVED, _R_STARTED = _states.R_PENDING, _states.R_SENT, _states.R_RECEIVED, _states.R_STARTED
+_R_PENDING, _R_SENT, _R_RECEIVED, _R_STARTED = (
+    _states.R_PENDING,
+    _states.R_SENT,
+    _states.R_RECEIVED,
+    _states.R_STARTED,
+)
 _R_CYCLE, _R_REJECTED, _R_REVOKED = _states.R_CYCLE, _states.R_REJECTED, _states.R_REVOKED
 _R_FAILURE, _R_SUCCESS, _FINAL = _states.R_FAILURE, _states.R_SUCCESS, _states.R_FINAL
 _KIND_STATE = _states.STATE_OF_RANK
@@ -139,10 +144,33 @@ class TaskRecord:
     """
 
     __slots__ = (
-        "uuid", "name", "state", "rank", "revoke_requested", "queue", "priority",
-        "hostname", "args", "kwargs", "result", "exception", "traceback", "retries",
-        "sent", "received", "started", "retried", "finished", "runtime", "eta",
-        "expires", "root_id", "parent_id", "routing_key", "exchange", "revoke_reason",
+        "uuid",
+        "name",
+        "state",
+        "rank",
+        "revoke_requested",
+        "queue",
+        "priority",
+        "hostname",
+        "args",
+        "kwargs",
+        "result",
+        "exception",
+        "traceback",
+        "retries",
+        "sent",
+        "received",
+        "started",
+        "retried",
+        "finished",
+        "runtime",
+        "eta",
+        "expires",
+        "root_id",
+        "parent_id",
+        "routing_key",
+        "exchange",
+        "revoke_reason",
     )
 
     uuid: str
@@ -291,9 +319,15 @@ class ClusterModel:
     least recently seen workers are forgotten (a live one comes back with its next event).
     """
 
-    def __init__(self, max_tasks: int = 100_000, heartbeat_timeout: float = 6.0,
-                 max_field_chars: int = 2000, max_traceback_chars: int = 20_000,
-                 rate_window: float = 5.0, max_workers: int = 5000) -> None:
+    def __init__(
+        self,
+        max_tasks: int = 100_000,
+        heartbeat_timeout: float = 6.0,
+        max_field_chars: int = 2000,
+        max_traceback_chars: int = 20_000,
+        rate_window: float = 5.0,
+        max_workers: int = 5000,
+    ) -> None:
         if max_tasks < 1:
             raise ValueError("max_tasks must be at least 1")
         if max_workers < 1:
@@ -740,8 +774,9 @@ class ClusterModel:
         while rate[0][0] < horizon:
             rate.popleft()
 
-    def _worker_event(self, kind: int, host: str, lr: float | None, ev: dict[str, Any],
-                      changed: set[str]) -> None:
+    def _worker_event(
+        self, kind: int, host: str, lr: float | None, ev: dict[str, Any], changed: set[str]
+    ) -> None:
         w = self._workers.get(host)
         if w is None:
             w = self._workers[host] = WorkerRecord(_intern(host), online=False)
@@ -771,8 +806,11 @@ class ClusterModel:
                     invalid += 1
         v = get("loadavg")
         if v is not None:
-            if isinstance(v, list | tuple) and len(v) <= 3 and all(
-                    _as_float(x) is not None for x in v):
+            if (
+                isinstance(v, list | tuple)
+                and len(v) <= 3
+                and all(_as_float(x) is not None for x in v)
+            ):
                 w.loadavg = tuple(float(x) for x in v)
             else:
                 invalid += 1
@@ -842,8 +880,12 @@ class ClusterModel:
         """
         marked = 0
         for rec in self._tasks.values():
-            if rec.rank == _R_SENT and rec.state == SENT and rec.queue == queue \
-                    and (rec.sent or 0) <= before:
+            if (
+                rec.rank == _R_SENT
+                and rec.state == SENT
+                and rec.queue == queue
+                and (rec.sent or 0) <= before
+            ):
                 rec.state = PURGED
                 self._changes().tasks.add(rec.uuid)
                 marked += 1
@@ -959,8 +1001,11 @@ class ClusterModel:
             elif limit.__class__ is int:
                 w.concurrency = limit  # solo / threads / green pools: no process list
         scaler = stats.get("autoscaler")
-        if isinstance(scaler, dict) and scaler.get("max").__class__ is int \
-                and scaler.get("min").__class__ is int:
+        if (
+            isinstance(scaler, dict)
+            and scaler.get("max").__class__ is int
+            and scaler.get("min").__class__ is int
+        ):
             w.autoscale = (scaler["max"], scaler["min"])
         elif "pool" in stats:
             w.autoscale = None
@@ -971,7 +1016,13 @@ class ClusterModel:
         if isinstance(total, dict):
             w.totals = {_intern(str(k)): v for k, v in total.items() if v.__class__ is int}
         changed = created or before != (
-            w.pool, w.concurrency, w.max_concurrency, w.autoscale, w.pid, w.totals)
+            w.pool,
+            w.concurrency,
+            w.max_concurrency,
+            w.autoscale,
+            w.pid,
+            w.totals,
+        )
         if changed:
             self._changes().workers.add(hostname)
         return changed

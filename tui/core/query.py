@@ -36,21 +36,42 @@ def _lower(text: str) -> str:
 
 
 _FIELD_ALIASES = {
-    "state": "state", "s": "state",
-    "queue": "queue", "q": "queue",
-    "worker": "worker", "host": "worker", "w": "worker",
-    "name": "name", "n": "name", "task": "name",
-    "uuid": "uuid", "id": "uuid",
-    "prio": "prio", "priority": "prio", "p": "prio",
+    "state": "state",
+    "s": "state",
+    "queue": "queue",
+    "q": "queue",
+    "worker": "worker",
+    "host": "worker",
+    "w": "worker",
+    "name": "name",
+    "n": "name",
+    "task": "name",
+    "uuid": "uuid",
+    "id": "uuid",
+    "prio": "prio",
+    "priority": "prio",
+    "p": "prio",
 }
 
 #: What operators type for a state: Celery's event words and everyday ones.
 _STATE_WORDS = {
-    "failed": "failure", "fail": "failure", "error": "failure", "errors": "failure",
-    "succeeded": "success", "ok": "success", "done": "success",
-    "retried": "retry", "retrying": "retry", "running": "started", "active": "started",
-    "queued": "sent", "waiting": "sent", "canceled": "revoked", "cancelled": "revoked",
-    "terminated": "revoked", "killed": "revoked",
+    "failed": "failure",
+    "fail": "failure",
+    "error": "failure",
+    "errors": "failure",
+    "succeeded": "success",
+    "ok": "success",
+    "done": "success",
+    "retried": "retry",
+    "retrying": "retry",
+    "running": "started",
+    "active": "started",
+    "queued": "sent",
+    "waiting": "sent",
+    "canceled": "revoked",
+    "cancelled": "revoked",
+    "terminated": "revoked",
+    "killed": "revoked",
 }
 _STATE_NAMES = tuple(s.lower() for s in (*ALL_STATES, PURGED))
 
@@ -90,6 +111,7 @@ def _text_pred(attr: str, needles: list[str], prefix: bool) -> _Pred:
         if prefix:
             return any(low.startswith(n) for n in needles)
         return any(n in low for n in needles)
+
     return pred
 
 
@@ -117,7 +139,7 @@ def parse_prio_spec(spec: str) -> list[tuple] | None:
         part = part.strip()
         for op in _PRIO_OPS:
             if part.startswith(op):
-                num = part[len(op):]
+                num = part[len(op) :]
                 break
         else:
             op, num = "=", part
@@ -142,15 +164,20 @@ def _prio_pred(spec: str) -> _Pred | None:
             tests.append(lambda p, a=nums[0], b=nums[1]: a <= p <= b)
             continue
         n = nums[0]
-        tests.append({
-            ">=": lambda p, n=n: p >= n, "<=": lambda p, n=n: p <= n,
-            ">": lambda p, n=n: p > n, "<": lambda p, n=n: p < n,
-            "!=": lambda p, n=n: p != n,
-        }.get(op, lambda p, n=n: p == n))
+        tests.append(
+            {
+                ">=": lambda p, n=n: p >= n,
+                "<=": lambda p, n=n: p <= n,
+                ">": lambda p, n=n: p > n,
+                "<": lambda p, n=n: p < n,
+                "!=": lambda p, n=n: p != n,
+            }.get(op, lambda p, n=n: p == n)
+        )
 
     def pred(task: TaskRecord) -> bool:
         p = task.priority
         return p is not None and any(t(p) for t in tests)
+
     return pred
 
 
@@ -162,6 +189,7 @@ def _bare_pred(needle: str) -> _Pred:
             if value is not None and needle in _lower(value):
                 return True
         return False
+
     return pred
 
 

@@ -36,17 +36,30 @@ class Redactor:
     regular expressions.  Masking is applied to the *text* the console shows or exports.
     """
 
-    def __init__(self, arg_names: Iterable[str] = (), emails: bool = True, phones: bool = True,
-                 patterns: Iterable[str] = (), secrets: Iterable[str] = ()):
+    def __init__(
+        self,
+        arg_names: Iterable[str] = (),
+        emails: bool = True,
+        phones: bool = True,
+        patterns: Iterable[str] = (),
+        secrets: Iterable[str] = (),
+    ):
         self._names = frozenset(n for n in arg_names if n)
         names = [re.escape(n) for n in arg_names if n]
         # 'email': 'x' / "email": "x" (reprs, JSON) or email='x' (keyword arguments); a bare
         # "email: text" is prose (an outcome message, a queue name), not an argument.
         alternatives = "|".join(names)
         self._named = (
-            re.compile(r"""(?:(['"])(""" + alternatives + r""")\1(\s*:\s*)|\b(""" + alternatives + r""")(\s*=\s*))"""
-                       r"""('[^']*'|"[^"]*"|[^,)}\]\s]+)""")
-            if names else None
+            re.compile(
+                r"""(?:(['"])("""
+                + alternatives
+                + r""")\1(\s*:\s*)|\b("""
+                + alternatives
+                + r""")(\s*=\s*))"""
+                r"""('[^']*'|"[^"]*"|[^,)}\]\s]+)"""
+            )
+            if names
+            else None
         )
         self._regexes = [re.compile(p) for p in patterns]
         if emails:
@@ -60,7 +73,10 @@ class Redactor:
         if isinstance(obj, str):
             return self(obj)
         if isinstance(obj, dict):
-            return {k: (MASK if isinstance(k, str) and k in self._names else self.value(v)) for k, v in obj.items()}
+            return {
+                k: (MASK if isinstance(k, str) and k in self._names else self.value(v))
+                for k, v in obj.items()
+            }
         if isinstance(obj, (list, tuple)):
             return [self.value(v) for v in obj]
         return obj
@@ -72,8 +88,13 @@ class Redactor:
     @classmethod
     def from_settings(cls, settings) -> Redactor:  # noqa: ANN001 - afirgen_tasks.settings.Settings
         """A redactor configured by ``settings`` (which also supplies its secrets to scrub)."""
-        return cls(settings.redact_arg_names, settings.redact_emails, settings.redact_phones,
-                   settings.redact_patterns, settings.secrets())
+        return cls(
+            settings.redact_arg_names,
+            settings.redact_emails,
+            settings.redact_phones,
+            settings.redact_patterns,
+            settings.secrets(),
+        )
 
     def __call__(self, text: str | None) -> str:
         """``text`` with every configured item masked."""

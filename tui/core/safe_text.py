@@ -60,7 +60,9 @@ def visible(value: object, *, multiline: bool = False) -> str:
     return pattern.sub(_show, text)
 
 
-def data_text(value: object, style: str = "", *, multiline: bool = False, justify: str | None = None) -> Text:
+def data_text(
+    value: object, style: str = "", *, multiline: bool = False, justify: str | None = None
+) -> Text:
     """A ``Text`` showing ``value`` literally (see :func:`visible`), in ``style``.
 
     Use it for every cell, title or line built from data; a ``Text`` is never parsed as

@@ -26,7 +26,17 @@ SUCCESS = "SUCCESS"
 PURGED = "PURGED"
 
 #: Every Celery state the console knows, in rank order (PURGED is not a Celery state).
-ALL_STATES: tuple[str, ...] = (PENDING, SENT, RECEIVED, STARTED, RETRY, REJECTED, REVOKED, FAILURE, SUCCESS)
+ALL_STATES: tuple[str, ...] = (
+    PENDING,
+    SENT,
+    RECEIVED,
+    STARTED,
+    RETRY,
+    REJECTED,
+    REVOKED,
+    FAILURE,
+    SUCCESS,
+)
 
 R_PENDING, R_SENT, R_RECEIVED, R_STARTED, R_CYCLE = 0, 1, 2, 3, 4
 R_REJECTED, R_REVOKED, R_FAILURE, R_SUCCESS = 5, 6, 7, 8

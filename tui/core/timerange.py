@@ -18,7 +18,9 @@ def parse_moment(value: str, now: float) -> float:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise ValueError(f"{value!r} is neither an age like 30m, 2h, 1d nor an ISO time like 2026-11-24T07:00") from None
+        raise ValueError(
+            f"{value!r} is neither an age like 30m, 2h, 1d nor an ISO time like 2026-11-24T07:00"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.astimezone()
     return moment.timestamp()

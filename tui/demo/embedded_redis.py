@@ -49,7 +49,11 @@ def _error_tolerant_handler() -> type:
                     return read_response(**kwargs)
                 except RaiseErrorTypes as exc:
                     # Writer.dump encodes an exception as a RESP error reply: one line.
-                    if exc.args and isinstance(exc.args[0], str) and ("\n" in exc.args[0] or "\r" in exc.args[0]):
+                    if (
+                        exc.args
+                        and isinstance(exc.args[0], str)
+                        and ("\n" in exc.args[0] or "\r" in exc.args[0])
+                    ):
                         exc.args = (" ".join(exc.args[0].split()), *exc.args[1:])
                     return exc
 
@@ -85,7 +89,9 @@ def _error_tolerant_handler() -> type:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tui.demo.embedded_redis", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tui.demo.embedded_redis", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()

@@ -54,7 +54,10 @@ def free_port() -> int:
 def _wait_port(port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), timeout=0.2),
+        ):
             return True
         time.sleep(0.05)
     return False
@@ -111,7 +114,12 @@ class SMTPSink(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, delay: tuple[float, float] = (0.3, 3.0), refuse_rate: float = 0.15, seed: int | None = None):
+    def __init__(
+        self,
+        delay: tuple[float, float] = (0.3, 3.0),
+        refuse_rate: float = 0.15,
+        seed: int | None = None,
+    ):
         super().__init__(("127.0.0.1", 0), _SinkHandler)
         self.delay = delay
         self.refuse_rate = refuse_rate
@@ -171,7 +179,9 @@ class Sandbox:
             self._seed()
             say("starting workers")
             self._start_workers()
-            self._generator = threading.Thread(target=self._generate, name="afirgen-demo-jobs", daemon=True)
+            self._generator = threading.Thread(
+                target=self._generate, name="afirgen-demo-jobs", daemon=True
+            )
             self._generator.start()
         except BaseException:
             self.stop()
@@ -199,9 +209,24 @@ class Sandbox:
         binary = shutil.which("redis-server")
         if binary and not os.environ.get("AFIRGEN_DEMO_FAKEREDIS"):
             self._redis_proc = subprocess.Popen(
-                [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(self.dir), "--logfile", str(self.dir / "redis.log")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                [
+                    binary,
+                    "--port",
+                    str(self.redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.dir),
+                    "--logfile",
+                    str(self.dir / "redis.log"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
             self.redis_kind = "redis-server"
@@ -209,19 +234,25 @@ class Sandbox:
             # no redis-server: fakeredis over TCP (with Lua), in a child process of its own
             self._redis_proc = subprocess.Popen(
                 [sys.executable, "-m", "tui.demo.embedded_redis", "--port", str(self.redis_port)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
             self.redis_kind = "embedded fakeredis"
         if not _wait_port(self.redis_port, 10):
-            raise RuntimeError(f"the demo Redis ({self.redis_kind}) did not start on port {self.redis_port}")
+            raise RuntimeError(
+                f"the demo Redis ({self.redis_kind}) did not start on port {self.redis_port}"
+            )
 
     def _start_smtp(self) -> None:
         self._smtp = SMTPSink().start()
 
     def _write_env(self) -> None:
         config = self.dir / "config.toml"
-        config.write_text("# afirgen-tui --demo sandbox: everything else is the default\n", encoding="utf-8")
+        config.write_text(
+            "# afirgen-tui --demo sandbox: everything else is the default\n", encoding="utf-8"
+        )
         assert self._smtp is not None
         self.env = {
             "AFIRGEN_CONFIG": str(config),
@@ -263,10 +294,27 @@ class Sandbox:
         for name in DEMO_WORKERS[: self.n_workers]:
             log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
             proc = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "afirgen_tasks.celery_app", "worker",
-                 "-n", f"{name}@%h", "-l", "INFO", "--without-mingle", "--without-gossip"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.dir, preexec_fn=_die_with_parent,
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "afirgen_tasks.celery_app",
+                    "worker",
+                    "-n",
+                    f"{name}@%h",
+                    "-l",
+                    "INFO",
+                    "--without-mingle",
+                    "--without-gossip",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.dir,
+                preexec_fn=_die_with_parent,
             )
             log.close()
             self._workers.append(proc)
@@ -292,32 +340,54 @@ class Sandbox:
         priority = rng.randint(1, 10)
         roll = rng.random()
         if roll < 0.30:
-            app.send_task("afirgen_tasks.email.send_fir_confirmation_email",
-                          args=[fir, f"citizen{rng.randint(1, 999)}@example.in"], priority=priority)
+            app.send_task(
+                "afirgen_tasks.email.send_fir_confirmation_email",
+                args=[fir, f"citizen{rng.randint(1, 999)}@example.in"],
+                priority=priority,
+            )
         elif roll < 0.40:
-            app.send_task("afirgen_tasks.email.send_notification_email",
-                          args=[f"officer{rng.randint(1, 99)}@police.example.in", f"Update on FIR {fir}",
-                                "Status changed."], priority=priority)
+            app.send_task(
+                "afirgen_tasks.email.send_notification_email",
+                args=[
+                    f"officer{rng.randint(1, 99)}@police.example.in",
+                    f"Update on FIR {fir}",
+                    "Status changed.",
+                ],
+                priority=priority,
+            )
         elif roll < 0.60:
-            app.send_task("afirgen_tasks.reports.generate_pdf_report", args=[fir], priority=priority)
+            app.send_task(
+                "afirgen_tasks.reports.generate_pdf_report", args=[fir], priority=priority
+            )
         elif roll < 0.66:
             # an FIR that does not exist: fails at once, no retry
-            app.send_task("afirgen_tasks.reports.generate_pdf_report", args=[rng.randint(90_000, 99_999)],
-                          priority=priority)
+            app.send_task(
+                "afirgen_tasks.reports.generate_pdf_report",
+                args=[rng.randint(90_000, 99_999)],
+                priority=priority,
+            )
         elif roll < 0.74:
-            app.send_task("afirgen_tasks.reports.generate_excel_report", args=[rng.sample(fir_ids, 20)],
-                          priority=priority)
+            app.send_task(
+                "afirgen_tasks.reports.generate_excel_report",
+                args=[rng.sample(fir_ids, 20)],
+                priority=priority,
+            )
         elif roll < 0.84:
             app.send_task("afirgen_tasks.analytics.update_dashboard_stats", priority=priority)
         elif roll < 0.90:
-            app.send_task("afirgen_tasks.analytics.process_analytics_data", args=["2024-01-01", "2024-12-31"],
-                          priority=priority)
+            app.send_task(
+                "afirgen_tasks.analytics.process_analytics_data",
+                args=["2024-01-01", "2024-12-31"],
+                priority=priority,
+            )
         elif roll < 0.94:
             app.send_task("afirgen_tasks.cleanup.clear_expired_cache", priority=priority)
         elif roll < 0.97:
             app.send_task("afirgen_tasks.cleanup.cleanup_temp_files", priority=priority)
         else:
-            app.send_task("afirgen_tasks.cleanup.archive_old_records", kwargs={"days": 365}, priority=priority)
+            app.send_task(
+                "afirgen_tasks.cleanup.archive_old_records", kwargs={"days": 365}, priority=priority
+            )
 
 
 def _terminate(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:

@@ -80,7 +80,9 @@ def meta_to_row(uuid: str, meta: dict[str, Any]) -> dict[str, Any]:
                 v = json.loads(v)
             except ValueError:
                 pass
-        row[key] = None if v is None else repr(tuple(v) if key == "args" and isinstance(v, list) else v)
+        row[key] = (
+            None if v is None else repr(tuple(v) if key == "args" and isinstance(v, list) else v)
+        )
     if state == "SUCCESS":
         row["result"] = None if result is None else repr(result)
     elif state in ("FAILURE", "RETRY"):
@@ -93,10 +95,16 @@ def meta_to_row(uuid: str, meta: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def backfill_from_backend(backend: Any, store: HistoryStore,
-                          known_uuids: Collection[str] = (), limit: int = 50_000,
-                          prefix: str = "celery-task-meta-", batch: int = 500,
-                          scan_count: int = 1000, tally: Tally | None = None) -> BackfillResult:
+def backfill_from_backend(
+    backend: Any,
+    store: HistoryStore,
+    known_uuids: Collection[str] = (),
+    limit: int = 50_000,
+    prefix: str = "celery-task-meta-",
+    batch: int = 500,
+    scan_count: int = 1000,
+    tally: Tally | None = None,
+) -> BackfillResult:
     """Fill the history with tasks the console did not see, from Celery's Redis result backend.
 
     SCANs (never KEYS) ``<prefix>*``, skips ``known_uuids`` (the live model's tasks) and
@@ -109,7 +117,11 @@ def backfill_from_backend(backend: Any, store: HistoryStore,
     counted in ``tally``) before it becomes a row.
     """
     tally = tally if tally is not None else Tally()
-    reader = backend if isinstance(backend, ResultBackendReader) else ResultBackendReader(backend, prefix, scan_count)
+    reader = (
+        backend
+        if isinstance(backend, ResultBackendReader)
+        else ResultBackendReader(backend, prefix, scan_count)
+    )
     res = BackfillResult()
     known = known_uuids if isinstance(known_uuids, set | frozenset | dict) else set(known_uuids)
     pending: list[tuple[str, bytes | str]] = []

@@ -68,12 +68,25 @@ Redact = Callable[[str], str]
 
 #: (key, header) of every exported column, in order.
 COLUMNS: tuple[tuple[str, str], ...] = (
-    ("uuid", "Task id"), ("name", "Task"), ("state", "State"), ("source", "Source"),
-    ("queue", "Queue"), ("priority", "Priority"), ("hostname", "Worker"), ("retries", "Retries"),
-    ("sent", "Sent (UTC)"), ("received", "Received (UTC)"), ("started", "Started (UTC)"),
-    ("finished", "Finished (UTC)"), ("runtime", "Runtime (s)"), ("args", "Args"),
-    ("kwargs", "Kwargs"), ("result", "Result"), ("exception", "Exception"),
-    ("traceback", "Traceback"), ("revoke_reason", "Revoke reason"),
+    ("uuid", "Task id"),
+    ("name", "Task"),
+    ("state", "State"),
+    ("source", "Source"),
+    ("queue", "Queue"),
+    ("priority", "Priority"),
+    ("hostname", "Worker"),
+    ("retries", "Retries"),
+    ("sent", "Sent (UTC)"),
+    ("received", "Received (UTC)"),
+    ("started", "Started (UTC)"),
+    ("finished", "Finished (UTC)"),
+    ("runtime", "Runtime (s)"),
+    ("args", "Args"),
+    ("kwargs", "Kwargs"),
+    ("result", "Result"),
+    ("exception", "Exception"),
+    ("traceback", "Traceback"),
+    ("revoke_reason", "Revoke reason"),
 )
 _TIME_KEYS = frozenset({"sent", "received", "started", "finished", "retried", "first_seen"})
 _NUMBER_KEYS = frozenset({"priority", "retries", "runtime"})
@@ -140,8 +153,9 @@ def _more(n: int) -> str:
 def _runtime(row: Any) -> float | None:
     """The reported runtime, else finished - started (FAILURE and REVOKED events carry none)."""
     if isinstance(row, Mapping):
-        row = SimpleNamespace(runtime=row.get("runtime"), started=row.get("started"),
-                              finished=row.get("finished"))
+        row = SimpleNamespace(
+            runtime=row.get("runtime"), started=row.get("started"), finished=row.get("finished")
+        )
     value = task_runtime(row)
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         return None
@@ -184,15 +198,17 @@ def _atomic(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 def export_path(directory: str | os.PathLike[str], kind: str, now: float | None = None) -> Path:
     """``<directory>/tasks-20240501-100000.<kind>`` (``incident-...pdf`` for the report)."""
-    stamp = datetime.fromtimestamp(now if now is not None else datetime.now(UTC).timestamp(),
-                                   UTC).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.fromtimestamp(
+        now if now is not None else datetime.now(UTC).timestamp(), UTC
+    ).strftime("%Y%m%d-%H%M%S")
     stem = "incident" if kind == "pdf" else "tasks"
     return Path(directory) / f"{stem}-{stamp}.{kind}"
 
 
 # ---- CSV -------------------------------------------------------------------------------
-def export_csv(rows: Iterable[Any], path: str | os.PathLike[str],
-               redact: Redact | None = None) -> int:
+def export_csv(
+    rows: Iterable[Any], path: str | os.PathLike[str], redact: Redact | None = None
+) -> int:
     """Write ``rows`` as CSV (UTF-8 with BOM, so Excel reads the accents); returns the count.
 
     Timestamps are UTC text, runtimes and counts numbers, every cell at most
@@ -220,8 +236,9 @@ def export_csv(rows: Iterable[Any], path: str | os.PathLike[str],
 
 
 # ---- Excel -----------------------------------------------------------------------------
-def export_xlsx(rows: Iterable[Any], path: str | os.PathLike[str],
-                redact: Redact | None = None) -> int:
+def export_xlsx(
+    rows: Iterable[Any], path: str | os.PathLike[str], redact: Redact | None = None
+) -> int:
     """Write ``rows`` to an .xlsx: a "Tasks" sheet with a State column, then one sheet per state.
 
     Each sheet has a bold, filled header row that stays frozen, sized column widths and
@@ -265,7 +282,8 @@ def export_xlsx(rows: Iterable[Any], path: str | os.PathLike[str],
     for values in table:
         by_state.setdefault(str(values[state_col]) or "UNKNOWN", []).append(values)
     order = [s for s in ALL_STATES if s in by_state] + sorted(
-        s for s in by_state if s not in ALL_STATES)
+        s for s in by_state if s not in ALL_STATES
+    )
     sheets = [("Tasks", table)] + [(s[:31], by_state[s]) for s in order]
     for title, body in sheets:
         ws = wb.create_sheet(title)
@@ -303,8 +321,18 @@ def export_xlsx(rows: Iterable[Any], path: str | os.PathLike[str],
 
 
 # ---- the incident report PDF -----------------------------------------------------------------
-_QUEUE_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
-                 "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+_QUEUE_COLORS = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 _MAX_SERIES = 10
 _MAX_FAILURES = 200
 _MAX_TRACEBACK_LINES = 60
@@ -315,7 +343,9 @@ _PDF_TEXT_MAX = 600  # args, kwargs, exception text in the report: the CSV/XLSX 
 # Where a line may end: at a space; inside a word too long for a line of its own, after
 # one of these.  A run between them is never cut unless it alone is wider than the line.
 _BREAK_AFTER = "_.-/,"
-_PIECE = re.compile(rf"[^{re.escape(_BREAK_AFTER)}]*[{re.escape(_BREAK_AFTER)}]+|[^{re.escape(_BREAK_AFTER)}]+")
+_PIECE = re.compile(
+    rf"[^{re.escape(_BREAK_AFTER)}]*[{re.escape(_BREAK_AFTER)}]+|[^{re.escape(_BREAK_AFTER)}]+"
+)
 
 
 def _wrap(text: str, font: str, size: float, width: float, indent: str = "") -> list[str]:
@@ -370,7 +400,7 @@ def _wrap(text: str, font: str, size: float, width: float, indent: str = "") -> 
                             break
                         cut += 1
                     line += piece[: max(cut, 1)]
-                    piece = piece[max(cut, 1):]
+                    piece = piece[max(cut, 1) :]
                     new_line()
                     pw = sw(piece)
                 line += piece
@@ -392,8 +422,13 @@ def _para(text: str, style: Any, width: float | None = None) -> Any:
     return Paragraph("<br/>".join(_markup(x) for x in lines), style)
 
 
-def _table(header: Sequence[str], body: Sequence[Sequence[str]], fractions: Sequence[float],
-           width: float, style: Any) -> Any:
+def _table(
+    header: Sequence[str],
+    body: Sequence[Sequence[str]],
+    fractions: Sequence[float],
+    width: float,
+    style: Any,
+) -> Any:
     """A grid of wrapped plain-text cells with a repeated dark header row."""
     from reportlab.lib import colors
     from reportlab.lib.styles import ParagraphStyle
@@ -406,13 +441,17 @@ def _table(header: Sequence[str], body: Sequence[Sequence[str]], fractions: Sequ
     data = [[_para(h, head, inner[i]) for i, h in enumerate(header)]]
     data += [[_para(v, style, inner[i]) for i, v in enumerate(row)] for row in body]
     table = Table(data, colWidths=widths, repeatRows=1)
-    table.setStyle(TableStyle([
-        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#1F4E78")),
-        ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LEFTPADDING", (0, 0), (-1, -1), pad),
-        ("RIGHTPADDING", (0, 0), (-1, -1), pad),
-    ]))
+    table.setStyle(
+        TableStyle(
+            [
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#1F4E78")),
+                ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+                ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                ("LEFTPADDING", (0, 0), (-1, -1), pad),
+                ("RIGHTPADDING", (0, 0), (-1, -1), pad),
+            ]
+        )
+    )
     return table
 
 
@@ -446,11 +485,21 @@ def _failure_groups(failures: Sequence[Any], redact: Redact) -> list[dict[str, A
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for r in failures:
         name = _text(_get(r, "name"), redact) or "?"
-        exc_type = _exception_type(_text(_get(r, "exception"), redact),
-                                   _text(_get(r, "traceback"), redact))
-        g = groups.setdefault((name, exc_type), {
-            "name": name, "exc_type": exc_type, "count": 0, "first": None, "last": None,
-            "workers": set(), "sample": r})
+        exc_type = _exception_type(
+            _text(_get(r, "exception"), redact), _text(_get(r, "traceback"), redact)
+        )
+        g = groups.setdefault(
+            (name, exc_type),
+            {
+                "name": name,
+                "exc_type": exc_type,
+                "count": 0,
+                "first": None,
+                "last": None,
+                "workers": set(),
+                "sample": r,
+            },
+        )
         g["count"] += 1
         ts = _when(r)
         if ts is not None:
@@ -465,8 +514,14 @@ def _failure_groups(failures: Sequence[Any], redact: Redact) -> list[dict[str, A
     return sorted(groups.values(), key=lambda g: (-g["count"], -(g["last"] or 0), g["name"]))
 
 
-def _line_chart(series: dict[str, list[tuple[float, float]]], since: float, until: float,
-                y_label: str, width: float, height: float = 170) -> Any:
+def _line_chart(
+    series: dict[str, list[tuple[float, float]]],
+    since: float,
+    until: float,
+    y_label: str,
+    width: float,
+    height: float = 170,
+) -> Any:
     """A LinePlot of ``{label: [(ts, value)]}`` over the window, x in minutes, with a legend."""
     from reportlab.graphics.charts.legends import Legend
     from reportlab.graphics.charts.lineplots import LinePlot
@@ -500,8 +555,15 @@ def _line_chart(series: dict[str, list[tuple[float, float]]], since: float, unti
         plot.lines[i].strokeColor = colors.HexColor(_QUEUE_COLORS[i % len(_QUEUE_COLORS)])
         plot.lines[i].strokeWidth = 1.5
     drawing.add(plot)
-    drawing.add(String(plot.x + plot.width / 2, plot.y - 24, "minutes since the window start",
-                       fontSize=7, textAnchor="middle"))
+    drawing.add(
+        String(
+            plot.x + plot.width / 2,
+            plot.y - 24,
+            "minutes since the window start",
+            fontSize=7,
+            textAnchor="middle",
+        )
+    )
     drawing.add(String(8, plot.y + plot.height + 6, y_label, fontSize=7))
     legend = Legend()
     legend.x, legend.y = plot.x, plot.y - 30  # y is the legend's top
@@ -510,14 +572,17 @@ def _line_chart(series: dict[str, list[tuple[float, float]]], since: float, unti
     legend.columnMaximum = legend_rows
     legend.alignment = "right"
     legend.deltax = (width - 60) / 3
-    legend.colorNamePairs = [(colors.HexColor(_QUEUE_COLORS[i % len(_QUEUE_COLORS)]), lab)
-                             for i, lab in enumerate(labels)]
+    legend.colorNamePairs = [
+        (colors.HexColor(_QUEUE_COLORS[i % len(_QUEUE_COLORS)]), lab)
+        for i, lab in enumerate(labels)
+    ]
     drawing.add(legend)
     return drawing
 
 
-def _online_timeline(series: dict[str, list[tuple[float, bool]]], since: float, until: float,
-                     width: float) -> Any:
+def _online_timeline(
+    series: dict[str, list[tuple[float, bool]]], since: float, until: float, width: float
+) -> Any:
     """One bar per worker: green while online, red while offline, grey before it was seen."""
     from reportlab.graphics.shapes import Drawing, Line, Rect, String
     from reportlab.lib import colors
@@ -534,8 +599,9 @@ def _online_timeline(series: dict[str, list[tuple[float, bool]]], since: float, 
     for i, host in enumerate(hosts):
         y = drawing.height - top_pad - row_h * (i + 1)
         drawing.add(String(left - 4, y + 3, host[:28], fontSize=7, textAnchor="end"))
-        drawing.add(Rect(left, y, plot_w, row_h - 3, fillColor=colors.HexColor("#eeeeee"),
-                         strokeColor=None))
+        drawing.add(
+            Rect(left, y, plot_w, row_h - 3, fillColor=colors.HexColor("#eeeeee"), strokeColor=None)
+        )
         points = sorted(series[host])
         for j, (ts, online) in enumerate(points):
             end = points[j + 1][0] if j + 1 < len(points) else until
@@ -543,19 +609,30 @@ def _online_timeline(series: dict[str, list[tuple[float, bool]]], since: float, 
                 continue
             x0, x1 = x_of(ts), x_of(end)
             color = colors.HexColor("#2ca02c" if online else "#d62728")
-            drawing.add(Rect(x0, y, max(x1 - x0, 0.5), row_h - 3, fillColor=color, strokeColor=None))
+            drawing.add(
+                Rect(x0, y, max(x1 - x0, 0.5), row_h - 3, fillColor=color, strokeColor=None)
+            )
     base = 14
     drawing.add(Line(left, base + 4, left + plot_w, base + 4, strokeWidth=0.5))
     for k in range(5):
         ts = since + span * k / 4
         x = x_of(ts)
-        drawing.add(String(x, base - 6, datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S"),
-                           fontSize=6, textAnchor="middle"))
+        drawing.add(
+            String(
+                x,
+                base - 6,
+                datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S"),
+                fontSize=6,
+                textAnchor="middle",
+            )
+        )
     drawing.add(String(left, 0, "green: online, red: offline (UTC)", fontSize=6))
     return drawing
 
 
-def _series(samples: Sequence[tuple[float, Mapping[str, Any]]]) -> dict[str, list[tuple[float, Any]]]:
+def _series(
+    samples: Sequence[tuple[float, Mapping[str, Any]]],
+) -> dict[str, list[tuple[float, Any]]]:
     out: dict[str, list[tuple[float, Any]]] = {}
     for ts, values in samples:
         for key, v in values.items():
@@ -609,17 +686,21 @@ def export_incident_pdf(
 
     story: list[Any] = [_para(redact(title), styles["Title"])]
     minutes = (until - since) / 60
-    story.append(_para(
-        f"Window: {_fmt_time(since)[:19]} to {_fmt_time(until)[:19]} UTC ({minutes:,.0f} min)",
-        styles["Heading3"]))
+    story.append(
+        _para(
+            f"Window: {_fmt_time(since)[:19]} to {_fmt_time(until)[:19]} UTC ({minutes:,.0f} min)",
+            styles["Heading3"],
+        )
+    )
     generated = f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
     if author:
         generated += f" by {redact(author)}"
     story.append(_para(generated, small))
     states = Counter(str(_get(r, "state") or "?") for r in rows)
     summary = ", ".join(f"{s}: {states[s]}" for s in (*ALL_STATES, "?") if states.get(s))
-    story.append(_para(f"{len(rows):,} tasks in the window" + (f" ({summary})" if summary else ""),
-                       body))
+    story.append(
+        _para(f"{len(rows):,} tasks in the window" + (f" ({summary})" if summary else ""), body)
+    )
     story.append(Spacer(1, 4 * mm))
 
     # -- plots
@@ -627,18 +708,29 @@ def export_incident_pdf(
     queues = _series(queue_samples)
     if queues:
         ranked = sorted(queues, key=lambda q: -max(v for _, v in queues[q]))
-        story.append(_line_chart({redact(q): queues[q] for q in ranked}, since, until,
-                                 "messages waiting", width))
+        story.append(
+            _line_chart(
+                {redact(q): queues[q] for q in ranked}, since, until, "messages waiting", width
+            )
+        )
     else:
         story.append(_para("No queue samples in this window.", body))
     story.append(_para("Worker timeline", h2))
     workers = _series(worker_timeline)
     if workers and all(isinstance(v, bool) for pts in workers.values() for _, v in pts):
-        story.append(_online_timeline({redact(h): workers[h] for h in sorted(workers)},
-                                      since, until, width))
+        story.append(
+            _online_timeline({redact(h): workers[h] for h in sorted(workers)}, since, until, width)
+        )
     elif workers:
-        story.append(_line_chart({redact(h): [(t, int(v)) for t, v in workers[h]]
-                                  for h in sorted(workers)}, since, until, "active tasks", width))
+        story.append(
+            _line_chart(
+                {redact(h): [(t, int(v)) for t, v in workers[h]] for h in sorted(workers)},
+                since,
+                until,
+                "active tasks",
+                width,
+            )
+        )
     else:
         story.append(_para("No worker samples in this window.", body))
 
@@ -650,26 +742,55 @@ def export_incident_pdf(
     if not failures:
         story.append(_para("No failed tasks in this window.", body))
     else:
-        story.append(_para(
-            f"{len(failures):,} failed task(s) in {len(groups):,} group(s) of task and exception"
-            " type, most frequent first. Times are UTC.", body))
-        story.append(_table(
-            ("#", "Task", "Exception", "Count", "First seen", "Last seen", "Workers"),
-            [(str(i), g["name"], g["exc_type"], f"{g['count']:,}", _fmt_time(g["first"])[:19],
-              _fmt_time(g["last"])[:19], ", ".join(sorted(g["workers"])) or "?")
-             for i, g in enumerate(groups[:_MAX_GROUPS], start=1)],
-            (0.04, 0.24, 0.19, 0.06, 0.155, 0.155, 0.16), text_width, small))
+        story.append(
+            _para(
+                f"{len(failures):,} failed task(s) in {len(groups):,} group(s) of task and exception"
+                " type, most frequent first. Times are UTC.",
+                body,
+            )
+        )
+        story.append(
+            _table(
+                ("#", "Task", "Exception", "Count", "First seen", "Last seen", "Workers"),
+                [
+                    (
+                        str(i),
+                        g["name"],
+                        g["exc_type"],
+                        f"{g['count']:,}",
+                        _fmt_time(g["first"])[:19],
+                        _fmt_time(g["last"])[:19],
+                        ", ".join(sorted(g["workers"])) or "?",
+                    )
+                    for i, g in enumerate(groups[:_MAX_GROUPS], start=1)
+                ],
+                (0.04, 0.24, 0.19, 0.06, 0.155, 0.155, 0.16),
+                text_width,
+                small,
+            )
+        )
         if len(groups) > _MAX_GROUPS:
-            story.append(_para(f"... and {len(groups) - _MAX_GROUPS} more groups "
-                               "(the CSV/Excel export lists every failure).", body))
+            story.append(
+                _para(
+                    f"... and {len(groups) - _MAX_GROUPS} more groups "
+                    "(the CSV/Excel export lists every failure).",
+                    body,
+                )
+            )
         story.append(_para("One sample traceback per group", h2))
     for i, g in enumerate(groups[:_MAX_GROUPS], start=1):
         r = g["sample"]
-        block = [_para(f"{i}. {g['name']} · {g['exc_type']} · {g['count']:,} failure(s)", h3, text_width)]
-        block.append(_para(
-            f"sample: task {_text(_get(r, 'uuid'), redact)} on "
-            f"{_text(_get(r, 'hostname'), redact) or 'worker ?'} at {_fmt_time(_when(r))} UTC",
-            small, text_width))
+        block = [
+            _para(f"{i}. {g['name']} · {g['exc_type']} · {g['count']:,} failure(s)", h3, text_width)
+        ]
+        block.append(
+            _para(
+                f"sample: task {_text(_get(r, 'uuid'), redact)} on "
+                f"{_text(_get(r, 'hostname'), redact) or 'worker ?'} at {_fmt_time(_when(r))} UTC",
+                small,
+                text_width,
+            )
+        )
         args = clip(_text(_get(r, "args"), redact), _PDF_TEXT_MAX)
         kwargs = clip(_text(_get(r, "kwargs"), redact), _PDF_TEXT_MAX)
         if args or kwargs:
@@ -683,9 +804,16 @@ def export_incident_pdf(
             lines = tb.rstrip("\n").splitlines()
             if len(lines) > _MAX_TRACEBACK_LINES:
                 cut = len(lines) - _MAX_TRACEBACK_LINES
-                lines = lines[:10] + [f"... {cut} lines ..."] + lines[-(_MAX_TRACEBACK_LINES - 10):]
-            lines = _wrap("\n".join(lines), code.fontName, code.fontSize,
-                          text_width - code.leftIndent - code.rightIndent, indent="      ")
+                lines = (
+                    lines[:10] + [f"... {cut} lines ..."] + lines[-(_MAX_TRACEBACK_LINES - 10) :]
+                )
+            lines = _wrap(
+                "\n".join(lines),
+                code.fontName,
+                code.fontSize,
+                text_width - code.leftIndent - code.rightIndent,
+                indent="      ",
+            )
             block.append(Preformatted("\n".join(lines), code))
         # a short block stays on one page; a long traceback may start under its heading
         story.append(KeepTogether(block) if len(lines) < 45 else block[0])
@@ -694,17 +822,33 @@ def export_incident_pdf(
     if failures:
         shown = failures[-_MAX_FAILURES:][::-1]
         story.append(_para(f"Failed tasks ({len(failures)}), newest first", h2))
-        story.append(_table(
-            ("Finished (UTC)", "Task", "Task id", "Worker", "Runtime", "Exception"),
-            [(_fmt_time(_when(r))[:19], _text(_get(r, "name"), redact) or "?",
-              _text(_get(r, "uuid"), redact), _text(_get(r, "hostname"), redact) or "?",
-              "" if _runtime(r) is None else f"{_runtime(r):.3f} s",
-              clip(_text(_get(r, "exception"), redact).partition("\n")[0], 200))
-             for r in shown],
-            (0.155, 0.25, 0.2, 0.12, 0.08, 0.195), text_width, small))
+        story.append(
+            _table(
+                ("Finished (UTC)", "Task", "Task id", "Worker", "Runtime", "Exception"),
+                [
+                    (
+                        _fmt_time(_when(r))[:19],
+                        _text(_get(r, "name"), redact) or "?",
+                        _text(_get(r, "uuid"), redact),
+                        _text(_get(r, "hostname"), redact) or "?",
+                        "" if _runtime(r) is None else f"{_runtime(r):.3f} s",
+                        clip(_text(_get(r, "exception"), redact).partition("\n")[0], 200),
+                    )
+                    for r in shown
+                ],
+                (0.155, 0.25, 0.2, 0.12, 0.08, 0.195),
+                text_width,
+                small,
+            )
+        )
         if len(failures) > _MAX_FAILURES:
-            story.append(_para(f"... and {len(failures) - _MAX_FAILURES} older failures "
-                               "(the CSV/Excel export lists them all).", body))
+            story.append(
+                _para(
+                    f"... and {len(failures) - _MAX_FAILURES} older failures "
+                    "(the CSV/Excel export lists them all).",
+                    body,
+                )
+            )
 
     # -- actions
     actions = []
@@ -725,18 +869,35 @@ def export_incident_pdf(
             params = rec.get("params")
             params_text = json.dumps(params, default=str, ensure_ascii=False) if params else ""
             detail = "\n".join(x for x in (params_text, str(rec.get("outcome") or "")) if x)
-            data.append((
-                _fmt_time(ts)[:19] if ts else _text(rec.get("ts"), redact),
-                redact(who), _text(rec.get("action"), redact), _text(rec.get("target"), redact),
-                "ok" if rec.get("ok") else "FAILED", clip(redact(detail), 2000),
-            ))
-        story.append(_table(("Time (UTC)", "Operator", "Action", "Target", "Result",
-                             "Parameters / outcome"),
-                            data, (0.155, 0.14, 0.11, 0.17, 0.07, 0.355), text_width, small))
+            data.append(
+                (
+                    _fmt_time(ts)[:19] if ts else _text(rec.get("ts"), redact),
+                    redact(who),
+                    _text(rec.get("action"), redact),
+                    _text(rec.get("target"), redact),
+                    "ok" if rec.get("ok") else "FAILED",
+                    clip(redact(detail), 2000),
+                )
+            )
+        story.append(
+            _table(
+                ("Time (UTC)", "Operator", "Action", "Target", "Result", "Parameters / outcome"),
+                data,
+                (0.155, 0.14, 0.11, 0.17, 0.07, 0.355),
+                text_width,
+                small,
+            )
+        )
 
     with _atomic(path) as tmp:
-        doc = SimpleDocTemplate(str(tmp), pagesize=A4, title=redact(title),
-                                leftMargin=18 * mm, rightMargin=18 * mm,
-                                topMargin=15 * mm, bottomMargin=15 * mm)
+        doc = SimpleDocTemplate(
+            str(tmp),
+            pagesize=A4,
+            title=redact(title),
+            leftMargin=18 * mm,
+            rightMargin=18 * mm,
+            topMargin=15 * mm,
+            bottomMargin=15 * mm,
+        )
         doc.build(story)
     return {"tasks": len(rows), "failures": len(failures), "actions": len(actions)}

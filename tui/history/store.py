@@ -57,10 +57,31 @@ log = logging.getLogger(__name__)
 #: TaskRecord fields persisted, in column order (wide text last: reads of the narrow
 #: columns then never touch overflow pages).
 FIELDS: tuple[str, ...] = (
-    "uuid", "name", "state", "queue", "priority", "hostname", "retries",
-    "sent", "received", "started", "retried", "finished", "runtime",
-    "eta", "expires", "root_id", "parent_id", "routing_key", "exchange", "revoke_reason",
-    "args", "kwargs", "result", "exception", "traceback",
+    "uuid",
+    "name",
+    "state",
+    "queue",
+    "priority",
+    "hostname",
+    "retries",
+    "sent",
+    "received",
+    "started",
+    "retried",
+    "finished",
+    "runtime",
+    "eta",
+    "expires",
+    "root_id",
+    "parent_id",
+    "routing_key",
+    "exchange",
+    "revoke_reason",
+    "args",
+    "kwargs",
+    "result",
+    "exception",
+    "traceback",
 )
 #: Extra keys of the dicts :meth:`HistoryStore.load_recent` and ``search`` return.
 EXTRA_KEYS: tuple[str, ...] = ("source", "first_seen", "seen_by")
@@ -157,8 +178,10 @@ def _upsert_sql() -> str:
     sets.append("seen_by = coalesce(tasks.seen_by, excluded.seen_by)")
     sets.append("updated = excluded.updated")
     # a task seen by events is 'events' for good; the backend only fills gaps
-    sets.append(f"source = CASE WHEN excluded.source = '{SOURCE_EVENTS}'"
-                f" THEN '{SOURCE_EVENTS}' ELSE tasks.source END")
+    sets.append(
+        f"source = CASE WHEN excluded.source = '{SOURCE_EVENTS}'"
+        f" THEN '{SOURCE_EVENTS}' ELSE tasks.source END"
+    )
     placeholders = ", ".join("?" for _ in cols)
     return (
         f"INSERT INTO tasks ({', '.join(cols)}) VALUES ({placeholders})"
@@ -235,7 +258,9 @@ def _first_seen(values: list[Any], now: float) -> float:
     return min(times) if times else now
 
 
-def _row_values(row: dict[str, Any], source: str, seen_by: str | None, now: float) -> tuple[tuple, int]:
+def _row_values(
+    row: dict[str, Any], source: str, seen_by: str | None, now: float
+) -> tuple[tuple, int]:
     """The upsert's parameters for ``row`` and how many of its values had to be cleaned.
 
     Untrusted data (events, the result backend) may hold anything: what SQLite cannot
@@ -276,8 +301,13 @@ def _reason(exc: BaseException) -> str:
 #: What a single row can make SQLite (or the binding of its values) raise.  Anything else
 #: (OperationalError: locked, disk full, read-only, I/O) is a write failure of the batch.
 _ROW_ERRORS: tuple[type[BaseException], ...] = (
-    sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, sqlite3.ProgrammingError,
-    OverflowError, ValueError, TypeError,
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.DataError,
+    sqlite3.ProgrammingError,
+    OverflowError,
+    ValueError,
+    TypeError,
 )
 
 
@@ -347,8 +377,13 @@ class HistoryStore:
     DRIVER_CAP = 20_000
     BUSY_TIMEOUT_MS = 5_000
 
-    def __init__(self, path: str | os.PathLike[str], max_rows: int = 1_000_000,
-                 max_age_days: float = 30.0, seen_by: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        max_rows: int = 1_000_000,
+        max_age_days: float = 30.0,
+        seen_by: str | None = None,
+    ) -> None:
         self.path = Path(path)
         self.max_rows = max_rows
         self.max_age_days = max_age_days
@@ -374,8 +409,12 @@ class HistoryStore:
     # ---- connections --------------------------------------------------------------
     def connect(self) -> sqlite3.Connection:
         """A new connection configured for this store (autocommit; explicit transactions)."""
-        conn = sqlite3.connect(self.path, timeout=self.BUSY_TIMEOUT_MS / 1000,
-                               isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
         conn.execute(f"PRAGMA busy_timeout = {self.BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA temp_store = MEMORY")
@@ -454,10 +493,13 @@ class HistoryStore:
                     c.execute(stmt)
             except sqlite3.OperationalError as exc:  # no FTS5 or no trigram: LIKE scans
                 log.warning("history: no FTS5 trigram index (%s); args search scans", exc)
-            c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)",
-                      (str(SCHEMA_VERSION),))
-        self.has_fts = bool(conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE name = 'tasks_fts'").fetchone())
+            c.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        self.has_fts = bool(
+            conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'tasks_fts'").fetchone()
+        )
 
     class _Tx:
         def __init__(self, conn: sqlite3.Connection) -> None:
@@ -485,16 +527,18 @@ class HistoryStore:
         return HistoryStore._Tx(self._conn())
 
     # ---- writing ------------------------------------------------------------------
-    def upsert(self, rows: Iterable[dict[str, Any]], source: str = SOURCE_EVENTS,
-               now: float | None = None) -> int:
+    def upsert(
+        self, rows: Iterable[dict[str, Any]], source: str = SOURCE_EVENTS, now: float | None = None
+    ) -> int:
         """Insert or merge ``rows`` (TaskRecord-field dicts); returns the count written.
 
         See :meth:`upsert_report` (a row that cannot be saved is skipped, not raised).
         """
         return self.upsert_report(rows, source, now).written
 
-    def upsert_report(self, rows: Iterable[dict[str, Any]], source: str = SOURCE_EVENTS,
-                      now: float | None = None) -> UpsertReport:
+    def upsert_report(
+        self, rows: Iterable[dict[str, Any]], source: str = SOURCE_EVENTS, now: float | None = None
+    ) -> UpsertReport:
         """Insert or merge ``rows`` in one transaction; a bad row never costs the batch.
 
         Values SQLite cannot store are cleaned first (counted in ``cleaned``).  Should the
@@ -559,14 +603,14 @@ class HistoryStore:
             with self._vocab_lock:
                 new_vocab = vocab - self._vocab_seen
             if new_vocab:
-                conn.executemany("INSERT OR IGNORE INTO vocab(field, value) VALUES (?, ?)",
-                                 sorted(new_vocab))
+                conn.executemany(
+                    "INSERT OR IGNORE INTO vocab(field, value) VALUES (?, ?)", sorted(new_vocab)
+                )
         with self._vocab_lock:
             self._vocab_seen |= new_vocab
         return len(written), failed
 
-    def prune(self, now: float | None = None, chunk: int = 20_000,
-              max_chunks: int = 50) -> int:
+    def prune(self, now: float | None = None, chunk: int = 20_000, max_chunks: int = 50) -> int:
         """Delete rows past ``max_age_days`` and past ``max_rows``, in short transactions.
 
         Count retention keeps the ``max_rows`` most recently *inserted* rows (row ids
@@ -578,13 +622,19 @@ class HistoryStore:
         horizon = now - self.max_age_days * 86400
         deleted += self._delete_chunks(
             "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE first_seen < ? LIMIT ?)",
-            (horizon, chunk), chunk, max_chunks)
+            (horizon, chunk),
+            chunk,
+            max_chunks,
+        )
         row = conn.execute("SELECT max(id) FROM tasks").fetchone()
         top = row[0] if row else None
         if top is not None and top > self.max_rows:
             deleted += self._delete_chunks(
                 "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE id <= ? ORDER BY id LIMIT ?)",
-                (top - self.max_rows, chunk), chunk, max_chunks)
+                (top - self.max_rows, chunk),
+                chunk,
+                max_chunks,
+            )
         return deleted
 
     def _delete_chunks(self, sql: str, params: tuple[Any, ...], chunk: int, max_chunks: int) -> int:
@@ -616,7 +666,9 @@ class HistoryStore:
         """
         return self._rows(
             f"SELECT {_SELECT_COLS} FROM tasks INDEXED BY ix_tasks_scan"
-            " ORDER BY first_seen DESC LIMIT ?", (limit,))
+            " ORDER BY first_seen DESC LIMIT ?",
+            (limit,),
+        )
 
     def get(self, uuid: str) -> dict[str, Any] | None:
         """One task by uuid, or None."""
@@ -629,7 +681,8 @@ class HistoryStore:
             return {}
         cur = self._conn().execute(
             "SELECT uuid, rank FROM tasks WHERE uuid IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(uuids)),))
+            (json.dumps(list(uuids)),),
+        )
         return dict(cur.fetchall())
 
     def _vocab(self) -> dict[str, list[str]]:
@@ -638,8 +691,13 @@ class HistoryStore:
             out.setdefault(fld, []).append(value)
         return out
 
-    def search(self, query: str = "", since: float | None = None, until: float | None = None,
-               limit: int = 500) -> list[dict[str, Any]]:
+    def search(
+        self,
+        query: str = "",
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 500,
+    ) -> list[dict[str, Any]]:
         """Tasks matching the Tasks pane filter ``query`` (plus ``args:text``), newest first.
 
         ``since``/``until`` bound the first-seen time (epoch seconds, inclusive).  A query
@@ -649,15 +707,22 @@ class HistoryStore:
         rows, _plan = self.search_with_plan(query, since, until, limit)
         return rows
 
-    def search_with_plan(self, query: str = "", since: float | None = None,
-                         until: float | None = None, limit: int = 500,
-                         ) -> tuple[list[dict[str, Any]], str]:
+    def search_with_plan(
+        self,
+        query: str = "",
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 500,
+    ) -> tuple[list[dict[str, Any]], str]:
         """:meth:`search`, also returning which plan ran (``scan`` or ``driver:<term>``)."""
         parsed = parse_query(query)
         if parsed.never or limit <= 0:
             return [], "never"
-        vocab = self._vocab() if any(
-            t.kind in ("bare", "state", "queue", "worker", "name") for t in parsed.terms) else {}
+        vocab = (
+            self._vocab()
+            if any(t.kind in ("bare", "state", "queue", "worker", "name") for t in parsed.terms)
+            else {}
+        )
         clauses: list[tuple[str, _Clause]] = []
         for term in parsed.terms:
             clause = self._clause(term, vocab)
@@ -685,9 +750,13 @@ class HistoryStore:
         # matches come soon.  A small time window alone makes the scan cheap.
         best: tuple[int, str, str, list[Any]] | None = None
         cap = self.DRIVER_CAP
-        small_window = bool(time_conds) and self._count_capped(
-            conn, "SELECT id FROM tasks WHERE " + " AND ".join(time_conds),
-            time_params, cap) < cap
+        small_window = (
+            bool(time_conds)
+            and self._count_capped(
+                conn, "SELECT id FROM tasks WHERE " + " AND ".join(time_conds), time_params, cap
+            )
+            < cap
+        )
         if clauses and not small_window:
             for kind, clause in sorted(clauses, key=lambda kc: _KIND_ORDER.get(kc[0], 9)):
                 if not clause.drivers:
@@ -701,17 +770,20 @@ class HistoryStore:
                     break
         if best is None:
             plan = "scan"
-            ids_sql = (f"SELECT id FROM tasks INDEXED BY ix_tasks_scan WHERE {where}"
-                       " ORDER BY first_seen DESC LIMIT ?")
+            ids_sql = (
+                f"SELECT id FROM tasks INDEXED BY ix_tasks_scan WHERE {where}"
+                " ORDER BY first_seen DESC LIMIT ?"
+            )
             ids_params = [*params, limit]
         else:
             _n, kind, sub, sub_params = best
             plan = f"driver:{kind}"
-            ids_sql = (f"SELECT id FROM tasks NOT INDEXED WHERE id IN ({sub}) AND {where}"
-                       " ORDER BY first_seen DESC LIMIT ?")
+            ids_sql = (
+                f"SELECT id FROM tasks NOT INDEXED WHERE id IN ({sub}) AND {where}"
+                " ORDER BY first_seen DESC LIMIT ?"
+            )
             ids_params = [*sub_params, *params, limit]
-        sql = (f"SELECT {_SELECT_COLS} FROM tasks WHERE id IN ({ids_sql})"
-               " ORDER BY first_seen DESC")
+        sql = f"SELECT {_SELECT_COLS} FROM tasks WHERE id IN ({ids_sql}) ORDER BY first_seen DESC"
         return self._rows(sql, ids_params), plan
 
     @staticmethod
@@ -751,8 +823,11 @@ class HistoryStore:
             if not values:
                 return None
             in_sql, in_params = _in_list(values)
-            return _Clause(f"+{col} {in_sql}", in_params, [
-                (f"SELECT id FROM tasks WHERE {col} {in_sql}", in_params)])
+            return _Clause(
+                f"+{col} {in_sql}",
+                in_params,
+                [(f"SELECT id FROM tasks WHERE {col} {in_sql}", in_params)],
+            )
         if kind == "prio":
             conds, params, drivers = [], [], []
             for alt in term.prio:
@@ -779,8 +854,16 @@ class HistoryStore:
 
 
 # uuid prefixes are the most selective, args the costliest to count
-_KIND_ORDER = {"uuid": 0, "name": 1, "worker": 2, "queue": 3, "state": 4, "prio": 5,
-               "bare": 6, "args": 7}
+_KIND_ORDER = {
+    "uuid": 0,
+    "name": 1,
+    "worker": 2,
+    "queue": 3,
+    "state": 4,
+    "prio": 5,
+    "bare": 6,
+    "args": 7,
+}
 
 
 def _create_private(path: Path) -> bool:

@@ -18,6 +18,7 @@ from tui.history.store import SOURCE_EVENTS, HistoryStore, _reason
 
 log = logging.getLogger(__name__)
 
+
 class HistoryWriter:
     """Writes submitted rows to a :class:`HistoryStore` from a daemon thread.
 
@@ -34,9 +35,14 @@ class HistoryWriter:
     write failed.  :meth:`status_note` puts them in words for the status line.
     """
 
-    def __init__(self, store: HistoryStore, interval: float = 0.5,
-                 max_pending: int = 200_000, prune_every: float = 60.0,
-                 source: str = SOURCE_EVENTS) -> None:
+    def __init__(
+        self,
+        store: HistoryStore,
+        interval: float = 0.5,
+        max_pending: int = 200_000,
+        prune_every: float = 60.0,
+        source: str = SOURCE_EVENTS,
+    ) -> None:
         self.store = store
         self.interval = interval
         self.max_pending = max_pending
@@ -101,8 +107,11 @@ class HistoryWriter:
             self.errors += 1
             self.failing = True
             self.last_error = _reason(exc)
-            log.warning("history write failed (%s); %d rows kept for the next try",
-                        self.last_error, len(batch))
+            log.warning(
+                "history write failed (%s); %d rows kept for the next try",
+                self.last_error,
+                len(batch),
+            )
             with self._lock:  # put them back unless a newer snapshot arrived meanwhile
                 newer = self._pending
                 batch.update(newer)
@@ -113,7 +122,9 @@ class HistoryWriter:
         if report.rejected:
             self.rejected += len(report.rejected)
             self.last_rejected = report.rejected[-1][1]
-            log.warning("history: %d row(s) not saved (%s)", len(report.rejected), self.last_rejected)
+            log.warning(
+                "history: %d row(s) not saved (%s)", len(report.rejected), self.last_rejected
+            )
         self.written += report.written
         self.flushes += 1
         self.last_flush_seconds = time.perf_counter() - started
@@ -124,14 +135,18 @@ class HistoryWriter:
         when rows were lost or writes fail; empty while all is well."""
         parts = []
         if self.rejected:
-            parts.append(f"{self.rejected:,} row{'s' if self.rejected != 1 else ''} not saved"
-                         f" ({self.last_rejected})")
+            parts.append(
+                f"{self.rejected:,} row{'s' if self.rejected != 1 else ''} not saved"
+                f" ({self.last_rejected})"
+            )
         if self.dropped:
             parts.append(f"{self.dropped:,} rows dropped (writer behind)")
         if self.errors:
             state = "failing" if self.failing else "recovered"
-            parts.append(f"{self.errors:,} write failure{'s' if self.errors != 1 else ''}, {state}"
-                         f" ({self.last_error})")
+            parts.append(
+                f"{self.errors:,} write failure{'s' if self.errors != 1 else ''}, {state}"
+                f" ({self.last_error})"
+            )
         return "history: " + "; ".join(parts) if parts else ""
 
     # runs in the writer thread
@@ -163,5 +178,3 @@ class HistoryWriter:
     def alive(self) -> bool:
         """True while the writer thread runs."""
         return self._thread.is_alive()
-
-

@@ -30,7 +30,9 @@ class ResultBackendReader:
         plen = len(self.prefix)
         cursor: int | str = 0
         while True:
-            cursor, keys = self.client.scan(cursor=cursor, match=self.prefix + "*", count=self.scan_count)
+            cursor, keys = self.client.scan(
+                cursor=cursor, match=self.prefix + "*", count=self.scan_count
+            )
             for key in keys:
                 text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
                 yield text[plen:], key

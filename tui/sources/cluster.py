@@ -53,8 +53,9 @@ class BrokerSources:
         self.app = app
         self.scrub = scrub or (lambda text: text)
         self.boundary = Boundary()
-        self.events = EventReceiverThread(app, settings.console_event_buffer, scrub=self.scrub,
-                                          tally=self.boundary.events)
+        self.events = EventReceiverThread(
+            app, settings.console_event_buffer, scrub=self.scrub, tally=self.boundary.events
+        )
         self._poller: Any = None
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -101,20 +102,38 @@ class BrokerSources:
                 from tui.sources.queue_lengths import make_queue_poller
 
                 timeout = max(1.0, self.settings.console_queue_poll_interval * 2)
-                self._poller = make_queue_poller(self.app, settings=self.settings,
-                                                 socket_connect_timeout=timeout, socket_timeout=timeout)
+                self._poller = make_queue_poller(
+                    self.app,
+                    settings=self.settings,
+                    socket_connect_timeout=timeout,
+                    socket_timeout=timeout,
+                )
             snap = self._poller.poll()
             if not snap.available:
-                return QueueSnapshot(available=False, supported=False, taken_at=time.time(),
-                                     error=snap.error or "queue lengths need a Redis broker")
+                return QueueSnapshot(
+                    available=False,
+                    supported=False,
+                    taken_at=time.time(),
+                    error=snap.error or "queue lengths need a Redis broker",
+                )
             return snap
         except Exception as exc:  # broker down: say so, keep the last data on screen
-            return QueueSnapshot(available=False, error=self.scrub(f"{type(exc).__name__}: {exc}")[:200],
-                                 duration=time.monotonic() - started, taken_at=time.time())
+            return QueueSnapshot(
+                available=False,
+                error=self.scrub(f"{type(exc).__name__}: {exc}")[:200],
+                duration=time.monotonic() - started,
+                taken_at=time.time(),
+            )
 
     def inspect(self, expected: int | None, tasks: bool) -> InspectionResult:
-        return inspect_workers(self.app, self.settings.console_control_timeout, expected, tasks, self.scrub,
-                               tally=self.boundary.inspect)
+        return inspect_workers(
+            self.app,
+            self.settings.console_control_timeout,
+            expected,
+            tasks,
+            self.scrub,
+            tally=self.boundary.inspect,
+        )
 
     def enable_events(self, hosts: list[str]) -> list[dict[str, Any]]:
         """Ask ``hosts`` to send task events; their replies say who had them off."""

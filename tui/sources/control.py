@@ -24,11 +24,26 @@ class ClusterControl:
         self.app = app
         self.timeout = timeout
 
-    def send_task(self, name: str, args: Sequence[Any], kwargs: dict[str, Any], queue: str, priority: int,
-                  countdown: float | None = None, eta: datetime | None = None) -> str:
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        queue: str,
+        priority: int,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+    ) -> str:
         """Publish one job; returns its task id."""
-        result = self.app.send_task(name, args=list(args), kwargs=kwargs, queue=queue, priority=priority,
-                                    countdown=countdown, eta=eta)
+        result = self.app.send_task(
+            name,
+            args=list(args),
+            kwargs=kwargs,
+            queue=queue,
+            priority=priority,
+            countdown=countdown,
+            eta=eta,
+        )
         return str(result.id)
 
     def revoke(self, task_id: str, terminate: bool = False, signal: str | None = None) -> Replies:
@@ -45,8 +60,12 @@ class ClusterControl:
 
     def autoscale(self, max_c: int, min_c: int, hosts: Sequence[str]) -> Replies:
         """Set the autoscaler's bounds on ``hosts``."""
-        return self.app.control.autoscale(max_c, min_c, destination=list(hosts), reply=True,
-                                          timeout=self.timeout) or []
+        return (
+            self.app.control.autoscale(
+                max_c, min_c, destination=list(hosts), reply=True, timeout=self.timeout
+            )
+            or []
+        )
 
     def consume(self, queue: str, start: bool, hosts: Sequence[str] | None = None) -> Replies:
         """``add_consumer`` (``start``) or ``cancel_consumer`` of ``queue`` on ``hosts`` (None: all)."""
@@ -61,4 +80,9 @@ class ClusterControl:
 
     def enable_events(self, hosts: Sequence[str]) -> Replies:
         """Ask ``hosts`` to send task events (``enable_events``); the replies say who had them off."""
-        return self.app.control.enable_events(destination=list(hosts), reply=True, timeout=self.timeout) or []
+        return (
+            self.app.control.enable_events(
+                destination=list(hosts), reply=True, timeout=self.timeout
+            )
+            or []
+        )

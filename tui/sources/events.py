@@ -60,15 +60,27 @@ class _Receiver(EventReceiver):
     malformed envelope is caught around the channel's delivery callback.
     """
 
-    def __init__(self, *args: Any, on_ready: Any = None, validator: EventValidator | None = None,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        on_ready: Any = None,
+        validator: EventValidator | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self._on_ready = on_ready
         self._validator = validator or EventValidator()
 
     def get_consumers(self, Consumer, channel):  # type: ignore[override]  # noqa: N803 - kombu's name
-        return [Consumer(queues=[self.queue], callbacks=[self._receive], no_ack=True,
-                         accept=self.accept, on_decode_error=self._on_decode_error)]
+        return [
+            Consumer(
+                queues=[self.queue],
+                callbacks=[self._receive],
+                no_ack=True,
+                accept=self.accept,
+                on_decode_error=self._on_decode_error,
+            )
+        ]
 
     def on_consume_ready(self, connection, channel, consumers, wakeup=True, **kwargs):  # type: ignore[override]
         self._guard_delivery(channel)
@@ -129,8 +141,9 @@ class EventReceiverThread(threading.Thread):
     All only grow and are written by this thread alone.
     """
 
-    def __init__(self, app: Celery, buffer_size: int = 200_000, scrub: Any = None,
-                 tally: Tally | None = None):
+    def __init__(
+        self, app: Celery, buffer_size: int = 200_000, scrub: Any = None, tally: Tally | None = None
+    ):
         super().__init__(name="afirgen-events", daemon=True)
         self.app = app
         self.buffer: collections.deque[dict[str, Any]] = collections.deque()

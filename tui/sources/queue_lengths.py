@@ -131,7 +131,7 @@ def parse_binding_member(member: bytes | str, sep: str) -> tuple[str, str, str]:
     if len(parts) == 3:
         return parts[0], parts[1], parts[2]
     for i, part in enumerate(parts):
-        if part == "" and sep.join(parts[:i]) == sep.join(parts[i + 1:]):
+        if part == "" and sep.join(parts[:i]) == sep.join(parts[i + 1 :]):
             name = sep.join(parts[:i])
             return name, "", name
     if len(parts) < 3:
@@ -351,7 +351,9 @@ class QueueLengthPoller:
                 i += 1
                 if isinstance(value, int):
                     bands[priority] += value
-            queues[queue] = QueueLength(queue, sum(bands.values()), bands, reserved.get(queue, 0), ends)
+            queues[queue] = QueueLength(
+                queue, sum(bands.values()), bands, reserved.get(queue, 0), ends
+            )
         return QueueSnapshot(
             queues=queues,
             unacked=hlen,
@@ -436,14 +438,19 @@ def make_queue_poller(
     if configured_queues is None:
         configured_queues = [q.name for q in (app.conf.task_queues or ())]
     if broker_url is None:
-        broker_url = settings.celery_broker_url if settings is not None else app.conf.broker_write_url
+        broker_url = (
+            settings.celery_broker_url if settings is not None else app.conf.broker_write_url
+        )
     url = broker_url or ""
     if client is None:
         if not is_redis_url(url):
             scheme = url.split("://", 1)[0] or "unknown"
             return UnavailableQueuePoller(configured_queues, f"{NOT_AVAILABLE} ({scheme})")
         client = redis_client(
-            url, settings, socket_connect_timeout=socket_connect_timeout, socket_timeout=socket_timeout
+            url,
+            settings,
+            socket_connect_timeout=socket_connect_timeout,
+            socket_timeout=socket_timeout,
         )
     layout = transport_layout(app)
     return QueueLengthPoller(

@@ -42,7 +42,9 @@ def is_redis_url(url: str) -> bool:
     return scheme in REDIS_SCHEMES or scheme == SENTINEL_SCHEME
 
 
-def _no_retry_options(socket_connect_timeout: float | None, socket_timeout: float | None) -> dict[str, Any]:
+def _no_retry_options(
+    socket_connect_timeout: float | None, socket_timeout: float | None
+) -> dict[str, Any]:
     return {
         "socket_connect_timeout": socket_connect_timeout,
         "socket_timeout": socket_timeout,
@@ -52,25 +54,39 @@ def _no_retry_options(socket_connect_timeout: float | None, socket_timeout: floa
     }
 
 
-def _sentinel(url: str, settings: Settings | None, socket_connect_timeout: float | None,
-              socket_timeout: float | None, **kwargs: Any) -> tuple[Sentinel, str, list[str]]:
+def _sentinel(
+    url: str,
+    settings: Settings | None,
+    socket_connect_timeout: float | None,
+    socket_timeout: float | None,
+    **kwargs: Any,
+) -> tuple[Sentinel, str, list[str]]:
     """``(Sentinel, master name, "host:port" of each sentinel)`` for a ``sentinel://`` URL.
 
     Like kombu, every ``;``-joined URL names a sentinel (default port 26379) and the first
     one carries the master's password, user name and db.
     """
-    master_name = kwargs.pop("master_name", None) or (settings.sentinel_master_name if settings else "")
+    master_name = kwargs.pop("master_name", None) or (
+        settings.sentinel_master_name if settings else ""
+    )
     if not master_name:
-        raise NotRedisError(f"{mask_url(url)} needs the master name the sentinels monitor ([sentinel] master_name)")
+        raise NotRedisError(
+            f"{mask_url(url)} needs the master name the sentinels monitor ([sentinel] master_name)"
+        )
     hosts: list[tuple[str, int]] = []
     for part in url.split(";"):
         parts = urlsplit(part.strip())
         if parts.scheme.lower() != SENTINEL_SCHEME or not parts.hostname:
-            raise NotRedisError(f"{mask_url(url)}: every ;-joined URL must be sentinel://host[:port]")
+            raise NotRedisError(
+                f"{mask_url(url)}: every ;-joined URL must be sentinel://host[:port]"
+            )
         hosts.append((parts.hostname, parts.port or 26379))
     first_url = url.split(";", 1)[0]
     first = urlsplit(first_url)
-    master: dict[str, Any] = {**_no_retry_options(socket_connect_timeout, socket_timeout), "db": redis_db(first_url)}
+    master: dict[str, Any] = {
+        **_no_retry_options(socket_connect_timeout, socket_timeout),
+        "db": redis_db(first_url),
+    }
     if first.password:
         master["password"] = unquote(first.password)
     if first.username:
@@ -78,16 +94,23 @@ def _sentinel(url: str, settings: Settings | None, socket_connect_timeout: float
     master.update(kwargs)
     sentinel_options = settings.sentinel_kwargs() if settings is not None else {}
     # The sentinels are asked within the caller's timeouts too (--check's budget).
-    timeouts = [t for t in (socket_connect_timeout, socket_timeout, sentinel_options.get("socket_timeout")) if t]
+    timeouts = [
+        t
+        for t in (socket_connect_timeout, socket_timeout, sentinel_options.get("socket_timeout"))
+        if t
+    ]
     if timeouts:
-        sentinel_options["socket_timeout"] = sentinel_options["socket_connect_timeout"] = min(timeouts)
+        sentinel_options["socket_timeout"] = sentinel_options["socket_connect_timeout"] = min(
+            timeouts
+        )
     sentinel_options["retry"] = Retry(NoBackoff(), 0)
     sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_options, **master)
     return sentinel, master_name, [f"{h}:{p}" for h, p in hosts]
 
 
-def sentinel_master(url: str, settings: Settings | None = None, *, socket_timeout: float | None = 5.0,
-                    **kwargs: Any) -> tuple[str, int]:
+def sentinel_master(
+    url: str, settings: Settings | None = None, *, socket_timeout: float | None = 5.0, **kwargs: Any
+) -> tuple[str, int]:
     """The ``(host, port)`` of the master the sentinels of ``url`` name, asking each in turn.
 
     Raises :class:`SentinelLookupError` with one line: no sentinel answered (with the first
@@ -103,7 +126,9 @@ def sentinel_master(url: str, settings: Settings | None = None, *, socket_timeou
             try:
                 masters = node.sentinel_masters()
             except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError) as exc:
-                errors.append(f"{address}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                errors.append(
+                    f"{address}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                )
                 continue
             known.update(str(n) for n in masters)
             state = masters.get(name)
@@ -116,9 +141,13 @@ def sentinel_master(url: str, settings: Settings | None = None, *, socket_timeou
     if len(errors) == len(addresses):
         raise SentinelLookupError(f"no sentinel answered ({'; '.join(errors)})")
     if down:
-        raise SentinelLookupError(f"the sentinels report master {name!r} down (or no master yet after a failover)")
+        raise SentinelLookupError(
+            f"the sentinels report master {name!r} down (or no master yet after a failover)"
+        )
     shown = ", ".join(sorted(known)) or "none"
-    raise SentinelLookupError(f"the sentinels know no master named {name!r} (they monitor: {shown})")
+    raise SentinelLookupError(
+        f"the sentinels know no master named {name!r} (they monitor: {shown})"
+    )
 
 
 def redis_client(
@@ -138,8 +167,9 @@ def redis_client(
     """
     scheme = url.split("://", 1)[0].lower()
     if scheme == SENTINEL_SCHEME:
-        sentinel, name, _ = _sentinel(url, settings, socket_connect_timeout, socket_timeout,
-                                      health_check_interval=0, **kwargs)
+        sentinel, name, _ = _sentinel(
+            url, settings, socket_connect_timeout, socket_timeout, health_check_interval=0, **kwargs
+        )
         return sentinel.master_for(name, redis_class=redis.Redis)
     if scheme not in REDIS_SCHEMES:
         raise NotRedisError(f"{mask_url(url)} is not a Redis URL")

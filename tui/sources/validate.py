@@ -218,12 +218,16 @@ class Boundary:
     @property
     def invalid(self) -> int:
         """Records skipped, all sources."""
-        return self.events.invalid + self.inspect.invalid + self.backend.invalid + self.history.invalid
+        return (
+            self.events.invalid + self.inspect.invalid + self.backend.invalid + self.history.invalid
+        )
 
     @property
     def cleaned(self) -> int:
         """Fields cleaned or dropped, all sources."""
-        return self.events.cleaned + self.inspect.cleaned + self.backend.cleaned + self.history.cleaned
+        return (
+            self.events.cleaned + self.inspect.cleaned + self.backend.cleaned + self.history.cleaned
+        )
 
 
 # ---- events ------------------------------------------------------------------------------
@@ -269,10 +273,18 @@ EVENT_FIELDS: dict[str, tuple[int, Any, Any]] = {
     "signum": (_SIGNUM, 0, 255),
 }
 
-_TASK_TYPES = frozenset({
-    "task-sent", "task-received", "task-started", "task-succeeded", "task-failed",
-    "task-retried", "task-revoked", "task-rejected",
-})
+_TASK_TYPES = frozenset(
+    {
+        "task-sent",
+        "task-received",
+        "task-started",
+        "task-succeeded",
+        "task-failed",
+        "task-retried",
+        "task-revoked",
+        "task-rejected",
+    }
+)
 _WORKER_TYPES = frozenset({"worker-online", "worker-heartbeat", "worker-offline"})
 
 
@@ -330,7 +342,11 @@ class EventValidator:
             body = dict(body)
         get = body.get
         etype = get("type")
-        if etype.__class__ is not str or not 0 < len(etype) <= MAX_TYPE_CHARS or not etype.isprintable():
+        if (
+            etype.__class__ is not str
+            or not 0 < len(etype) <= MAX_TYPE_CHARS
+            or not etype.isprintable()
+        ):
             tally.skip("event type missing or not a short printable string")
             return None
         known = etype in _TASK_TYPES or etype in _WORKER_TYPES
@@ -356,8 +372,12 @@ class EventValidator:
                 return None
             ts = float(ts)
             offset = get("utcoffset")
-            if offset is not None and (offset.__class__ is int or offset.__class__ is float) \
-                    and -24 <= offset <= 24 and ts == ts:
+            if (
+                offset is not None
+                and (offset.__class__ is int or offset.__class__ is float)
+                and -24 <= offset <= 24
+                and ts == ts
+            ):
                 if now - self._here_at > 60.0:  # DST can change under a long-running console
                     self._here = float(_local_utcoffset())
                     self._here_at = now
@@ -412,8 +432,14 @@ class EventValidator:
                 elif v is not None:
                     tally.clean(f"{key}: not a boolean, dropped")
             elif kind == _LOADAVG:
-                if (cls is list or cls is tuple) and len(v) <= 3 and all(
-                        (x.__class__ is float or x.__class__ is int) and 0.0 <= x <= spec[2] for x in v):
+                if (
+                    (cls is list or cls is tuple)
+                    and len(v) <= 3
+                    and all(
+                        (x.__class__ is float or x.__class__ is int) and 0.0 <= x <= spec[2]
+                        for x in v
+                    )
+                ):
                     out[key] = [float(x) for x in v]
                 elif v is not None:
                     tally.clean(f"{key}: not up to 3 numbers in range, dropped")
@@ -477,7 +503,9 @@ def clean_stats_replies(replies: Any, tally: Tally) -> dict[str, dict[str, Any]]
         if isinstance(pool, Mapping):
             p: dict[str, Any] = {}
             impl = pool.get("implementation")
-            if impl is not None and (impl := _key_or_none(impl, tally, "stats.pool.implementation")):
+            if impl is not None and (
+                impl := _key_or_none(impl, tally, "stats.pool.implementation")
+            ):
                 p["implementation"] = impl
             limit = pool.get("max-concurrency")
             if limit is not None:
@@ -586,8 +614,10 @@ def _clean_value(value: Any, tally: Tally, what: str, depth: int = 0) -> Any:
         tally.clean(f"{what}: nested too deep, cut")
         return "…"
     if isinstance(value, Mapping):
-        return {_clean_value(k, tally, what, depth + 1): _clean_value(v, tally, what, depth + 1)
-                for k, v in list(value.items())[:1000]}
+        return {
+            _clean_value(k, tally, what, depth + 1): _clean_value(v, tally, what, depth + 1)
+            for k, v in list(value.items())[:1000]
+        }
     if isinstance(value, list | tuple):
         items = [_clean_value(v, tally, what, depth + 1) for v in value[:1000]]
         return tuple(items) if cls is tuple else items
@@ -634,8 +664,21 @@ def clean_backend_meta(meta: Any, tally: Tally) -> dict[str, Any]:
 
 
 # ---- history rows ------------------------------------------------------------------------------
-_ROW_KEYS = ("name", "queue", "hostname", "root_id", "parent_id", "routing_key", "exchange",
-             "eta", "expires", "state", "source", "seen_by", "revoke_reason")
+_ROW_KEYS = (
+    "name",
+    "queue",
+    "hostname",
+    "root_id",
+    "parent_id",
+    "routing_key",
+    "exchange",
+    "eta",
+    "expires",
+    "state",
+    "source",
+    "seen_by",
+    "revoke_reason",
+)
 _ROW_TEXT = ("args", "kwargs")
 _ROW_MULTI = ("result", "exception", "traceback")
 _ROW_TIMES = ("sent", "received", "started", "retried", "finished", "first_seen")
@@ -694,4 +737,3 @@ def clean_history_row(row: Any, tally: Tally, now: float | None = None) -> dict[
                 tally.clean(f"history.{key}: control characters shown, cut or not text")
         # other columns (rank, updated, id...) are the store's own and not passed on
     return out
-

@@ -29,7 +29,9 @@ _ROW_NOUN = {"queues": "queue", "workers": "worker", "tasks": "task"}
 class ActionRunner:
     """Enqueue, revoke/terminate/kill, pool resize, autoscale, pause/resume, purge."""
 
-    def __init__(self, screen: ConsoleScreen, actions: Actions, read_only: bool, celery_app: Celery | None) -> None:
+    def __init__(
+        self, screen: ConsoleScreen, actions: Actions, read_only: bool, celery_app: Celery | None
+    ) -> None:
         self.screen = screen
         self.actions = actions
         self.read_only = read_only
@@ -44,14 +46,23 @@ class ActionRunner:
     # ---- dispatch ------------------------------------------------------------------------
     def request(self, action: str, args: tuple[Any, ...], target: str | None) -> None:
         """A pane's command on its highlighted row (``target``; None: nothing highlighted)."""
-        pane = {"revoke": "tasks", "resize": "workers", "resize_form": "workers", "autoscale": "workers",
-                "pause_queue": "queues", "purge_queue": "queues"}.get(action)
+        pane = {
+            "revoke": "tasks",
+            "resize": "workers",
+            "resize_form": "workers",
+            "autoscale": "workers",
+            "pause_queue": "queues",
+            "purge_queue": "queues",
+        }.get(action)
         if pane is None:
             self.screen.notify(f"unknown command {action!r}", severity="error")
             return
         if target is None:
-            self.screen.notify(f"highlight a {_ROW_NOUN[pane]} in the {pane.capitalize()} pane first "
-                               f"({PANE_NUMBER[pane]} focuses it)", severity="warning")
+            self.screen.notify(
+                f"highlight a {_ROW_NOUN[pane]} in the {pane.capitalize()} pane first "
+                f"({PANE_NUMBER[pane]} focuses it)",
+                severity="warning",
+            )
             return
         if action == "revoke":
             self.revoke(target, *args)
@@ -85,8 +96,10 @@ class ActionRunner:
         from tui.ui.screens.forms import EnqueueScreen
 
         queues = sorted(set(QUEUES) | set(self.screen.queue_rows))
-        self.screen.app.push_screen(EnqueueScreen(self.celery_app, task_names(self.celery_app), queues),
-                                    self._enqueue_chosen)
+        self.screen.app.push_screen(
+            EnqueueScreen(self.celery_app, task_names(self.celery_app), queues),
+            self._enqueue_chosen,
+        )
 
     def _enqueue_chosen(self, req: Any) -> None:
         if req is None:
@@ -100,7 +113,9 @@ class ActionRunner:
         if self._refuse_read_only("enqueue", "-"):
             return
         if self.last_enqueue is None:
-            self.screen.notify("nothing to repeat yet: enqueue a job with e first", severity="warning")
+            self.screen.notify(
+                "nothing to repeat yet: enqueue a job with e first", severity="warning"
+            )
             return
         req = self.last_enqueue
         self.run("enqueue", req.task, lambda: self.actions.enqueue(req))
@@ -116,9 +131,11 @@ class ActionRunner:
             self.run(mode, uuid, lambda: self.actions.revoke(uuid, state, mode))
             return
         verbs = {"revoke": "Revoke", "terminate": "Terminate (SIGTERM)", "kill": "Kill (SIGKILL)"}
-        effect = {"revoke": "a waiting job is discarded when it reaches a worker; a scheduled one never runs",
-                  "terminate": "the worker sends SIGTERM to the process running it",
-                  "kill": "the worker sends SIGKILL to the process running it (no clean-up)"}[mode]
+        effect = {
+            "revoke": "a waiting job is discarded when it reaches a worker; a scheduled one never runs",
+            "terminate": "the worker sends SIGTERM to the process running it",
+            "kill": "the worker sends SIGKILL to the process running it (no clean-up)",
+        }[mode]
         from tui.ui.screens.forms import ConfirmScreen
 
         def answered(yes: bool | None) -> None:
@@ -130,7 +147,11 @@ class ActionRunner:
             self.run(mode, uuid, lambda: self.actions.revoke(uuid, state, mode))
 
         self.screen.app.push_screen(
-            ConfirmScreen(f"{verbs[mode]} task", f"{verbs[mode]} {name} [{uuid}] ({state})?\n{effect}."), answered)
+            ConfirmScreen(
+                f"{verbs[mode]} task", f"{verbs[mode]} {name} [{uuid}] ({state})?\n{effect}."
+            ),
+            answered,
+        )
 
     # ---- workers -------------------------------------------------------------------------
     def _worker_targets(self, all_workers: bool, target: str | None) -> list[str]:
@@ -153,8 +174,12 @@ class ActionRunner:
         if not hosts:
             return
         sizes = self._pool_sizes(hosts)  # read on the UI thread, where the model lives
-        self.run("pool_grow" if delta > 0 else "pool_shrink", ",".join(hosts),
-                 lambda: self.actions.pool_resize(hosts, delta, current=sizes), reinspect=True)
+        self.run(
+            "pool_grow" if delta > 0 else "pool_shrink",
+            ",".join(hosts),
+            lambda: self.actions.pool_resize(hosts, delta, current=sizes),
+            reinspect=True,
+        )
 
     def resize_form(self, target: str) -> None:
         """Ask for N (negative shrinks) and whether to apply to all workers."""
@@ -164,9 +189,17 @@ class ActionRunner:
             if values is not None:
                 self.resize(values["n"], target, all_workers=bool(values["all"]))
 
-        self.screen.app.push_screen(NumberFormScreen("Resize pool", [("n", "By N", "1")], target,
-                                                     lambda v: None if v["n"] and abs(v["n"]) <= 64 else
-                                                     "N must be between -64 and 64, not 0"), chosen)
+        self.screen.app.push_screen(
+            NumberFormScreen(
+                "Resize pool",
+                [("n", "By N", "1")],
+                target,
+                lambda v: (
+                    None if v["n"] and abs(v["n"]) <= 64 else "N must be between -64 and 64, not 0"
+                ),
+            ),
+            chosen,
+        )
 
     def autoscale(self, target: str | None, all_workers: bool = False) -> None:
         """Set autoscale max,min on ``target`` (or all, from the form)."""
@@ -176,9 +209,12 @@ class ActionRunner:
         worker = self.model.get_worker(label) if not all_workers else None
         if worker is not None and worker.pool is not None and worker.autoscale is None:
             # Known from stats: no autoscaler, and Celery cannot start one at runtime.
-            self.screen.notify(f"{label} runs without an autoscaler and Celery cannot add one to a running worker: "
-                               "restart it with --autoscale=MAX,MIN (or CELERY_WORKER_AUTOSCALE); "
-                               "+ - = resize its pool now", severity="warning")
+            self.screen.notify(
+                f"{label} runs without an autoscaler and Celery cannot add one to a running worker: "
+                "restart it with --autoscale=MAX,MIN (or CELERY_WORKER_AUTOSCALE); "
+                "+ - = resize its pool now",
+                severity="warning",
+            )
             return
         cur = worker.autoscale if worker is not None and worker.autoscale else (8, 2)
         from tui.ui.screens.forms import NumberFormScreen
@@ -186,24 +222,36 @@ class ActionRunner:
         def chosen(values: dict[str, Any] | None) -> None:
             if values is not None:
                 hosts = self._worker_targets(bool(values["all"]) or all_workers, target)
-                self.run("autoscale", ",".join(hosts),
-                         lambda: self.actions.autoscale(hosts, values["max"], values["min"]), reinspect=True)
+                self.run(
+                    "autoscale",
+                    ",".join(hosts),
+                    lambda: self.actions.autoscale(hosts, values["max"], values["min"]),
+                    reinspect=True,
+                )
 
         def check(v: dict[str, int]) -> str | None:
             if not 1 <= v["max"] <= 512 or not 0 <= v["min"] <= v["max"]:
                 return "need 1 <= max <= 512 and 0 <= min <= max"
             return None
 
-        self.screen.app.push_screen(NumberFormScreen("Autoscale", [("max", "Max", str(cur[0])),
-                                                                   ("min", "Min", str(cur[1]))], label, check),
-                                    chosen)
+        self.screen.app.push_screen(
+            NumberFormScreen(
+                "Autoscale",
+                [("max", "Max", str(cur[0])), ("min", "Min", str(cur[1]))],
+                label,
+                check,
+            ),
+            chosen,
+        )
 
     # ---- queues --------------------------------------------------------------------------
     def pause(self, queue: str) -> None:
         """Pause (or resume) consumption of ``queue`` on every worker."""
         resume = queue in self.screen.paused_queues
         action = "resume_queue" if resume else "pause_queue"
-        self.run(action, queue, lambda: self.actions.set_consuming(queue, consume=resume), reinspect=True)
+        self.run(
+            action, queue, lambda: self.actions.set_consuming(queue, consume=resume), reinspect=True
+        )
 
     def purge(self, queue: str) -> None:
         """Purge ``queue`` after the operator types its name."""
@@ -211,7 +259,11 @@ class ActionRunner:
             return
         row = self.screen.queue_rows.get(queue)
         waiting = row.waiting if row is not None else None
-        count = f"{waiting:,} waiting message(s)" if waiting is not None else "every waiting message (count unknown)"
+        count = (
+            f"{waiting:,} waiting message(s)"
+            if waiting is not None
+            else "every waiting message (count unknown)"
+        )
         from tui.ui.screens.forms import TypedConfirmScreen
 
         def typed(name: str | None) -> None:
@@ -222,20 +274,31 @@ class ActionRunner:
             self.purge_sent_at[queue] = time.time()
             self.run("purge", queue, lambda: self.actions.purge(queue, name, waiting))
 
-        self.screen.app.push_screen(TypedConfirmScreen(f"Purge {queue}",
-                                                       f"This deletes {count} from {queue}. Reserved (running) jobs "
-                                                       f"are not affected. Type the queue name to confirm.", queue),
-                                    typed)
+        self.screen.app.push_screen(
+            TypedConfirmScreen(
+                f"Purge {queue}",
+                f"This deletes {count} from {queue}. Reserved (running) jobs "
+                f"are not affected. Type the queue name to confirm.",
+                queue,
+            ),
+            typed,
+        )
 
     # ---- send and show -------------------------------------------------------------------
-    def run(self, action: str, target: str, call: Callable[[], Outcome] | None, reinspect: bool = False) -> None:
+    def run(
+        self, action: str, target: str, call: Callable[[], Outcome] | None, reinspect: bool = False
+    ) -> None:
         """Run an action in a thread worker; the outcome comes back as :class:`ActionCompleted`.
 
         ``call`` None means "refuse": the action layer audits the refusal and says why.
         """
-        self.screen.run_worker(lambda: self._send(action, target, call, reinspect), thread=True, group="actions")
+        self.screen.run_worker(
+            lambda: self._send(action, target, call, reinspect), thread=True, group="actions"
+        )
 
-    def _send(self, action: str, target: str, call: Callable[[], Outcome] | None, reinspect: bool) -> None:
+    def _send(
+        self, action: str, target: str, call: Callable[[], Outcome] | None, reinspect: bool
+    ) -> None:
         # runs in a worker thread: the broker may be slow; the outcome is posted back
         try:
             if self.read_only or call is None:
@@ -248,7 +311,9 @@ class ActionRunner:
         except ValidationFailed as exc:
             outcome = Outcome(False, "; ".join(exc.errors.values()))
         except Exception as exc:  # never into the event loop: shown as words
-            outcome = Outcome(False, self.screen.redact(f"{action} failed: {type(exc).__name__}: {exc}"))
+            outcome = Outcome(
+                False, self.screen.redact(f"{action} failed: {type(exc).__name__}: {exc}")
+            )
         self.screen.post_message(ActionCompleted(action, target, outcome, reinspect))
 
     def completed(self, message: ActionCompleted) -> None:
@@ -288,8 +353,13 @@ class ActionRunner:
 
     def _show_enqueued(self, task_id: str) -> None:
         req = self.last_enqueue
-        self.model.merge_task_info(task_id, name=req.task if req else None, queue=req.queue if req else None,
-                                   priority=req.priority if req else None, state="SENT")
+        self.model.merge_task_info(
+            task_id,
+            name=req.task if req else None,
+            queue=req.queue if req else None,
+            priority=req.priority if req else None,
+            state="SENT",
+        )
         tasks = self.screen.tasks_pane
         previous, tasks.highlight_uuid = tasks.highlight_uuid, task_id
         self.screen.tick()

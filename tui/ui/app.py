@@ -37,9 +37,16 @@ class AfirgenApp(App[None]):
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = bindings("app")
 
-    def __init__(self, settings: Settings, sources: Sources, celery_app: Celery | None = None,
-                 read_only: bool = False, banner: str = "", autostart: bool = True,
-                 history: HistoryStore | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        sources: Sources,
+        celery_app: Celery | None = None,
+        read_only: bool = False,
+        banner: str = "",
+        autostart: bool = True,
+        history: HistoryStore | None = None,
+    ):
         super().__init__()
         self.settings = settings
         self.sources = sources
@@ -50,11 +57,19 @@ class AfirgenApp(App[None]):
         self.autostart = autostart
         #: the persisted history (None: no persistence); the console screen writes and reads it
         self.history_store = history
-        self.model = ClusterModel(max_tasks=settings.console_max_tasks,
-                                  heartbeat_timeout=settings.console_heartbeat_timeout)
+        self.model = ClusterModel(
+            max_tasks=settings.console_max_tasks,
+            heartbeat_timeout=settings.console_heartbeat_timeout,
+        )
         self.redact: Redactor = Redactor.from_settings(settings)
-        audit = AuditLog(settings.console_audit_log, scrub=self.redact.scrub_secrets, redact_value=self.redact.value)
-        self.actions = Actions(celery_app, audit, read_only=self.read_only, timeout=settings.console_control_timeout)
+        audit = AuditLog(
+            settings.console_audit_log,
+            scrub=self.redact.scrub_secrets,
+            redact_value=self.redact.value,
+        )
+        self.actions = Actions(
+            celery_app, audit, read_only=self.read_only, timeout=settings.console_control_timeout
+        )
         self.console_screen = ConsoleScreen(self)
 
     def get_default_screen(self) -> Screen[Any]:
@@ -64,7 +79,9 @@ class AfirgenApp(App[None]):
         if self.banner:
             self.notify(self.banner, timeout=8)
         if self.read_only:
-            self.notify("read-only: enqueue, revoke, scale, pause and purge are disabled", timeout=6)
+            self.notify(
+                "read-only: enqueue, revoke, scale, pause and purge are disabled", timeout=6
+            )
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
         """Notifications carry task ids, JSON and worker replies: plain text, never markup.
@@ -98,8 +115,11 @@ class AfirgenApp(App[None]):
         yield from super().get_system_commands(screen)
         for command in palette_commands():
             # palette titles and help are parsed as markup: escape them
-            yield SystemCommand(escape_markup(command.title), escape_markup(command.description),
-                                lambda c=command: self._run_command(c.scope, c.action))
+            yield SystemCommand(
+                escape_markup(command.title),
+                escape_markup(command.description),
+                lambda c=command: self._run_command(c.scope, c.action),
+            )
 
     async def _run_command(self, scope: str, action: str) -> None:
         """Run a registry command from the palette on the widget that owns it."""

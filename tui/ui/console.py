@@ -79,9 +79,12 @@ class ConsoleScreen(Screen[None]):
         self.task_filter = TaskFilter("")
         self.queue_rows: dict[str, QueueRow] = {name: QueueRow(name, None) for name in QUEUES}
         self.paused_queues: set[str] = set()
-        self._rates: dict[str, collections.deque[tuple[float, int, int]]] = collections.defaultdict(collections.deque)
+        self._rates: dict[str, collections.deque[tuple[float, int, int]]] = collections.defaultdict(
+            collections.deque
+        )
         self._trend: dict[str, collections.deque[float]] = collections.defaultdict(
-            lambda: collections.deque(maxlen=TREND_POINTS))
+            lambda: collections.deque(maxlen=TREND_POINTS)
+        )
         self.last_poll: QueueSnapshot | None = None
         self.last_inspection: InspectionResult | None = None
         self.events_applied = 0
@@ -96,10 +99,16 @@ class ConsoleScreen(Screen[None]):
         self._connects_seen = 0
         self._poll_timers: dict[str, Timer] = {}
         #: (ts, {queue: waiting}) and (ts, {hostname: online}) for the incident report
-        self.queue_samples: collections.deque[tuple[float, dict[str, int]]] = collections.deque(maxlen=7200)
-        self.worker_samples: collections.deque[tuple[float, dict[str, bool]]] = collections.deque(maxlen=7200)
+        self.queue_samples: collections.deque[tuple[float, dict[str, int]]] = collections.deque(
+            maxlen=7200
+        )
+        self.worker_samples: collections.deque[tuple[float, dict[str, bool]]] = collections.deque(
+            maxlen=7200
+        )
         self.started_at = time.time()
-        self.runner = ActionRunner(self, app.actions, read_only=app.read_only, celery_app=app.celery_app)
+        self.runner = ActionRunner(
+            self, app.actions, read_only=app.read_only, celery_app=app.celery_app
+        )
         self.history = HistoryService(self, app.history_store)
 
     # ---- layout ----------------------------------------------------------------------
@@ -110,8 +119,11 @@ class ConsoleScreen(Screen[None]):
             yield WorkersPane(id="workers")
             with Vertical(id="tasks-box"):
                 # PlainInput: a pasted task name must not bring its escapes along
-                yield PlainInput(placeholder="filter: words, state:failure queue:email worker:w1 prio:>=8 "
-                                             "(Enter keeps, Esc clears)", id="filter")
+                yield PlainInput(
+                    placeholder="filter: words, state:failure queue:email worker:w1 prio:>=8 "
+                    "(Enter keeps, Esc clears)",
+                    id="filter",
+                )
                 yield TasksPane(id="tasks")
         yield Footer()
 
@@ -181,7 +193,9 @@ class ConsoleScreen(Screen[None]):
         self.history.persist(changed.union(new))
         self._record_rates(now, flow)
         with self.app.batch_update():
-            self.tasks_pane.update_rows(self.model.get_task, new, changed - evicted, evicted, self.task_filter)
+            self.tasks_pane.update_rows(
+                self.model.get_task, new, changed - evicted, evicted, self.task_filter
+            )
             self.query_one("#workers", WorkersPane).show(self.model.workers(), now, changed=workers)
             if flow or self.tick_count % 4 == 0:
                 self.show_queues()
@@ -254,18 +268,28 @@ class ConsoleScreen(Screen[None]):
             seen = set()
             for q in poll.queues.values():
                 seen.add(q.name)
-                row = self.queue_rows.setdefault(q.name, QueueRow(q.name, None, configured=q.name in QUEUES))
-                row.waiting, row.by_priority, row.reserved = q.waiting, dict(q.by_priority), q.reserved
+                row = self.queue_rows.setdefault(
+                    q.name, QueueRow(q.name, None, configured=q.name in QUEUES)
+                )
+                row.waiting, row.by_priority, row.reserved = (
+                    q.waiting,
+                    dict(q.by_priority),
+                    q.reserved,
+                )
                 self._trend[q.name].append(float(q.waiting))
                 row.trend = list(self._trend[q.name])
-            self.queue_samples.append((poll.taken_at, {q.name: q.waiting for q in poll.queues.values()}))
+            self.queue_samples.append(
+                (poll.taken_at, {q.name: q.waiting for q in poll.queues.values()})
+            )
             for name in list(self.queue_rows):
                 if name not in seen and name not in QUEUES:
                     del self.queue_rows[name]
         self.show_queues()
         self.update_status()
         if poll.supported:
-            self._schedule("queue-poll", self.settings.console_queue_poll_interval, self.poll_queues)
+            self._schedule(
+                "queue-poll", self.settings.console_queue_poll_interval, self.poll_queues
+            )
 
     def show_queues(self) -> None:
         """Redraw the Queues pane from the last poll and the workers' consumers."""
@@ -275,7 +299,10 @@ class ConsoleScreen(Screen[None]):
                 for q in getattr(w, "queues", None) or ():
                     consumers[q] += 1
         rows = []
-        for name in sorted(self.queue_rows, key=lambda n: (n not in QUEUES, QUEUES.index(n) if n in QUEUES else 0, n)):
+        for name in sorted(
+            self.queue_rows,
+            key=lambda n: (n not in QUEUES, QUEUES.index(n) if n in QUEUES else 0, n),
+        ):
             row = self.queue_rows[name]
             row.consumers = consumers.get(name, 0)
             row.paused = name in self.paused_queues
@@ -304,9 +331,14 @@ class ConsoleScreen(Screen[None]):
                 for host, infos in replies.items():
                     for info in infos:
                         if isinstance(info, dict) and info.get("id"):
-                            self.model.merge_task_info(info["id"], name=info.get("name"), hostname=host,
-                                                       state=state, args=str(info.get("args")),
-                                                       kwargs=str(info.get("kwargs")))
+                            self.model.merge_task_info(
+                                info["id"],
+                                name=info.get("name"),
+                                hostname=host,
+                                state=state,
+                                args=str(info.get("args")),
+                                kwargs=str(info.get("kwargs")),
+                            )
         self._enable_events_if_needed(result)
         workers = self.model.workers()
         self.query_one("#workers", WorkersPane).show(workers)
@@ -314,7 +346,11 @@ class ConsoleScreen(Screen[None]):
         self.show_queues()
         # A worker seen in events but not yet inspected (it just started): ask again soon.
         pending = any(w.online and w.pool is None for w in self.model.workers())
-        self._schedule("inspect", 0.5 if pending else self.settings.console_inspect_interval, self.inspect_workers)
+        self._schedule(
+            "inspect",
+            0.5 if pending else self.settings.console_inspect_interval,
+            self.inspect_workers,
+        )
 
     def _schedule(self, name: str, delay: float, callback: Callable[[], object]) -> None:
         """One pending timer per poll: extra polls (resync, after an action) replace it, so
@@ -341,10 +377,19 @@ class ConsoleScreen(Screen[None]):
         try:
             replies = self.sources.enable_events(hosts)
         except Exception as exc:
-            self.post_message(EventsEnabled([], self.redact(f"could not enable events on {', '.join(hosts)}: {exc}")))
+            self.post_message(
+                EventsEnabled(
+                    [], self.redact(f"could not enable events on {', '.join(hosts)}: {exc}")
+                )
+            )
             return
-        switched = sorted(host for reply in replies or [] if isinstance(reply, dict) for host, body in reply.items()
-                          if isinstance(body, dict) and body.get("ok") == "task events enabled")
+        switched = sorted(
+            host
+            for reply in replies or []
+            if isinstance(reply, dict)
+            for host, body in reply.items()
+            if isinstance(body, dict) and body.get("ok") == "task events enabled"
+        )
         self.post_message(EventsEnabled(switched, ""))
 
     def on_events_enabled(self, message: EventsEnabled) -> None:
@@ -352,8 +397,10 @@ class ConsoleScreen(Screen[None]):
             self.notify(message.error, severity="error")
         elif message.hosts:
             self.events_switched_on.extend(message.hosts)
-            self.notify(f"task events were off on {', '.join(message.hosts)}: enabled them (enable_events)",
-                        timeout=10)
+            self.notify(
+                f"task events were off on {', '.join(message.hosts)}: enabled them (enable_events)",
+                timeout=10,
+            )
 
     # ---- connection state and the status line ----------------------------------------
     def connection_state(self) -> tuple[str, str]:
@@ -379,7 +426,9 @@ class ConsoleScreen(Screen[None]):
             for pane_id in PANES:
                 pane = self.query_one(f"#{pane_id}", KeyedTable)
                 pane.set_class(stale, "-stale")
-                pane.border_subtitle = "stale: broker lost, showing last known data" if stale else ""
+                pane.border_subtitle = (
+                    "stale: broker lost, showing last known data" if stale else ""
+                )
         if connected and not self._was_connected and self.tick_count > 1:
             # Back after an outage: re-read workers, active and reserved tasks.
             self.inspect_workers(resync=True)
@@ -414,8 +463,11 @@ class ConsoleScreen(Screen[None]):
         boundary = self.sources.boundary
         bad = m.events_skipped + m.events_unknown + boundary.invalid
         if bad or m.fields_clipped or boundary.cleaned:
-            text.append(f" │ {bad:,} bad/unknown events skipped, {m.fields_clipped:,} fields clipped, "
-                        f"{boundary.cleaned:,} cleaned", style="yellow")
+            text.append(
+                f" │ {bad:,} bad/unknown events skipped, {m.fields_clipped:,} fields clipped, "
+                f"{boundary.cleaned:,} cleaned",
+                style="yellow",
+            )
         reconnects = self.sources.status.connects - 1
         if reconnects > 0:
             text.append(f" │ reconnected {reconnects}×", style="yellow")
@@ -500,7 +552,11 @@ class ConsoleScreen(Screen[None]):
 
     def on_key(self, event: events.Key) -> None:
         # Esc inside the filter box clears it (Input swallows the screen binding otherwise).
-        if event.key == "escape" and isinstance(self.focused, Input) and self.focused.id == "filter":
+        if (
+            event.key == "escape"
+            and isinstance(self.focused, Input)
+            and self.focused.id == "filter"
+        ):
             event.stop()
             self.action_escape()
             return
@@ -509,8 +565,11 @@ class ConsoleScreen(Screen[None]):
         command = pane_of_key(event.key)
         focused = self.focused
         if command is not None and (focused is None or focused.id != command.scope):
-            self.notify(f"{event.character or event.key} works on the {command.scope.capitalize()} pane: "
-                        f"press {PANE_NUMBER[command.scope]} to focus it", severity="warning")
+            self.notify(
+                f"{event.character or event.key} works on the {command.scope.capitalize()} pane: "
+                f"press {PANE_NUMBER[command.scope]} to focus it",
+                severity="warning",
+            )
 
     @on(TasksPane.RowSelected, "#tasks")
     def _task_selected(self, event: TasksPane.RowSelected) -> None:
@@ -527,7 +586,9 @@ class ConsoleScreen(Screen[None]):
         note = ""
         if uuid in pane.backend_uuids:
             note = "filled in from the result backend: the console did not see this task live"
-        self.app.push_screen(TaskDetailScreen(task, self.redact, self.sources.fetch_result, note=note))
+        self.app.push_screen(
+            TaskDetailScreen(task, self.redact, self.sources.fetch_result, note=note)
+        )
 
     # ---- console-wide commands (keys and palette) ----------------------------------------
     def action_enqueue(self) -> None:

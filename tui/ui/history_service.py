@@ -54,7 +54,9 @@ class HistoryService:
             rows = self.store.load_recent(self.screen.model.max_tasks)
             self.screen.post_message(HistoryLoaded(rows, ""))
         except Exception as exc:
-            self.screen.post_message(HistoryLoaded([], self.screen.redact(f"{type(exc).__name__}: {exc}")))
+            self.screen.post_message(
+                HistoryLoaded([], self.screen.redact(f"{type(exc).__name__}: {exc}"))
+            )
 
     def loaded(self, message: HistoryLoaded) -> None:
         """The newest rows were read: put them in the model, then go live and backfill."""
@@ -63,7 +65,9 @@ class HistoryService:
             screen.notify(f"history not loaded: {message.error}", severity="error")
         else:
             tasks = screen.tasks_pane
-            tasks.backend_uuids |= load_into_model(screen.model, message.rows, screen.sources.boundary.history)
+            tasks.backend_uuids |= load_into_model(
+                screen.model, message.rows, screen.sources.boundary.history
+            )
             self.loaded_count = len(message.rows)
             screen.model.apply([])  # the loaded tasks are not news: drop the pending changes
             screen.refresh_tasks()
@@ -87,14 +91,19 @@ class HistoryService:
         try:
             client = redis_client(url, settings, socket_connect_timeout=3, socket_timeout=10)
             try:
-                result = backfill_from_backend(ResultBackendReader(client), self.store,
-                                               tally=self.screen.sources.boundary.backend)
+                result = backfill_from_backend(
+                    ResultBackendReader(client),
+                    self.store,
+                    tally=self.screen.sources.boundary.backend,
+                )
             finally:
                 client.close()
             rows = [r for u in result.uuids if (r := self.store.get(u)) is not None]
             self.screen.post_message(HistoryBackfilled(rows, ""))
         except Exception as exc:
-            self.screen.post_message(HistoryBackfilled([], self.screen.redact(f"{type(exc).__name__}: {exc}")))
+            self.screen.post_message(
+                HistoryBackfilled([], self.screen.redact(f"{type(exc).__name__}: {exc}"))
+            )
 
     def backfilled(self, message: HistoryBackfilled) -> None:
         """Tasks the console never saw were found in the result backend: show them."""
@@ -105,12 +114,15 @@ class HistoryService:
         fresh = [r for r in message.rows if screen.model.get_task(r["uuid"]) is None]
         if fresh:
             tasks = screen.tasks_pane
-            tasks.backend_uuids |= (load_into_model(screen.model, fresh, screen.sources.boundary.history)
-                                    | {r["uuid"] for r in fresh})
+            tasks.backend_uuids |= load_into_model(
+                screen.model, fresh, screen.sources.boundary.history
+            ) | {r["uuid"] for r in fresh}
             screen.model.apply([])
             screen.refresh_tasks()
-            screen.notify(f"{len(fresh):,} task(s) the console did not see were filled in from the result backend",
-                          timeout=6)
+            screen.notify(
+                f"{len(fresh):,} task(s) the console did not see were filled in from the result backend",
+                timeout=6,
+            )
 
     # ---- writing -------------------------------------------------------------------------
     def persist(self, uuids: Iterable[str]) -> None:
@@ -140,8 +152,9 @@ class HistoryService:
             return
         from tui.ui.screens.history_search import HistorySearchScreen
 
-        self.screen.app.push_screen(HistorySearchScreen(self.store.search, self.screen.redact,
-                                                        self.screen.task_filter.text))
+        self.screen.app.push_screen(
+            HistorySearchScreen(self.store.search, self.screen.redact, self.screen.task_filter.text)
+        )
 
     def export(self) -> None:
         """Export the filtered history to CSV, Excel or an incident report PDF."""
@@ -151,11 +164,22 @@ class HistoryService:
         what = f"tasks matching {query!r}" if query else "all tasks"
         source = "the persisted history" if self.store is not None else "memory"
         self.screen.app.push_screen(
-            ChoiceScreen("Export", f"Export {what} from {source} (redaction applies):",
-                         [("c", "csv", "CSV"), ("x", "xlsx", "Excel workbook (.xlsx)"),
-                          ("p", "pdf", "incident report (PDF): backlog and worker plots, "
-                                       "failures with tracebacks, actions taken")]),
-            self._export_chosen)
+            ChoiceScreen(
+                "Export",
+                f"Export {what} from {source} (redaction applies):",
+                [
+                    ("c", "csv", "CSV"),
+                    ("x", "xlsx", "Excel workbook (.xlsx)"),
+                    (
+                        "p",
+                        "pdf",
+                        "incident report (PDF): backlog and worker plots, "
+                        "failures with tracebacks, actions taken",
+                    ),
+                ],
+            ),
+            self._export_chosen,
+        )
 
     def _export_chosen(self, kind: str | None) -> None:
         screen = self.screen
@@ -191,8 +215,15 @@ class HistoryService:
                 now = time.time()
                 firsts = [t for r in rows if (t := _first_time(r))]
                 since = min([screen.started_at, *firsts]) if firsts else screen.started_at
-                export_incident_pdf(path, rows, (since, now), list(screen.queue_samples), list(screen.worker_samples),
-                                    AuditLog(settings.console_audit_log).read(), screen.redact)
+                export_incident_pdf(
+                    path,
+                    rows,
+                    (since, now),
+                    list(screen.queue_samples),
+                    list(screen.worker_samples),
+                    AuditLog(settings.console_audit_log).read(),
+                    screen.redact,
+                )
             screen.post_message(ExportDone(str(path), len(rows), ""))
         except Exception as exc:
             screen.post_message(ExportDone("", 0, screen.redact(f"{type(exc).__name__}: {exc}")))

@@ -63,7 +63,12 @@ class ConfirmScreen(ModalScreen[bool]):
             # as markup, so it gets a Text; the Static takes none (markup=False).
             box.border_title = data_text(self.title_text)
             box.border_subtitle = "y / Enter confirm · n / Esc cancel"
-            yield Static(visible(self.question, multiline=True), classes="question", id="question", markup=False)
+            yield Static(
+                visible(self.question, multiline=True),
+                classes="question",
+                id="question",
+                markup=False,
+            )
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
@@ -118,7 +123,12 @@ class TypedConfirmScreen(ModalScreen[str | None]):
             # "Purge <queue>": the queue name is broker data; a str title is parsed as markup
             box.border_title = data_text(self.title_text)
             box.border_subtitle = "Enter confirm · Esc cancel"
-            yield Static(visible(self.question, multiline=True), classes="question", id="question", markup=False)
+            yield Static(
+                visible(self.question, multiline=True),
+                classes="question",
+                id="question",
+                markup=False,
+            )
             yield PlainInput(placeholder=f"type {visible(self.expected)} to confirm", id="typed")
             yield Static("", classes="error", id="typed-error", markup=False)
 
@@ -129,7 +139,9 @@ class TypedConfirmScreen(ModalScreen[str | None]):
     def _submitted(self, event: Input.Submitted) -> None:
         if event.value.strip() != self.expected:
             box = self.query_one("#typed-error", Static)
-            box.update(f"✘ that is not {visible(repr(self.expected))}: type the name exactly, or Esc to cancel")
+            box.update(
+                f"✘ that is not {visible(repr(self.expected))}: type the name exactly, or Esc to cancel"
+            )
             box.add_class("-shown")
             return
         self.dismiss(event.value.strip())
@@ -149,7 +161,13 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
 
     FIELDS = ("task", "args", "kwargs", "queue", "priority", "countdown", "eta")
 
-    def __init__(self, app: Celery, tasks: Sequence[str], queues: Sequence[str], initial: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        app: Celery,
+        tasks: Sequence[str],
+        queues: Sequence[str],
+        initial: dict[str, Any] | None = None,
+    ):
         super().__init__()
         self.celery_app = app
         self.task_names = list(tasks)
@@ -165,8 +183,12 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
             box.border_subtitle = "Enter / Ctrl+S send · Esc cancel"
             with Horizontal(classes="row"):
                 yield Label("Task", classes="field")
-                yield Select([(n.removeprefix("afirgen_tasks."), n) for n in self.task_names], value=first,
-                             allow_blank=False, id="task")
+                yield Select(
+                    [(n.removeprefix("afirgen_tasks."), n) for n in self.task_names],
+                    value=first,
+                    allow_blank=False,
+                    id="task",
+                )
             yield Static("", classes="hint", id="params", markup=False)
             yield Static("", classes="error", id="task-error", markup=False)
             for name, placeholder in (
@@ -199,10 +221,13 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
         if not keep or not queue.value:
             queue.value = str(self.initial.get("queue", route.queue)) if keep else route.queue
         if not keep or not priority.value:
-            priority.value = str(self.initial.get("priority", route.priority)) if keep else str(route.priority)
+            priority.value = (
+                str(self.initial.get("priority", route.priority)) if keep else str(route.priority)
+            )
         self.query_one("#params", Static).update(
             f"{task.rsplit('.', 1)[-1]}({describe_parameters(self.celery_app, task)}) → route {route.queue}, "
-            f"priority {route.priority}")
+            f"priority {route.priority}"
+        )
 
     @on(Select.Changed, "#task")
     def _task_changed(self, event: Select.Changed) -> None:
@@ -230,7 +255,9 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
 
     def values(self) -> dict[str, str]:
         """The form's raw text, by field."""
-        out = {name: self.query_one(f"#{name}", Input).value for name in self.FIELDS if name != "task"}
+        out = {
+            name: self.query_one(f"#{name}", Input).value for name in self.FIELDS if name != "task"
+        }
         out["task"] = str(self.query_one("#task", Select).value)
         return out
 
@@ -240,8 +267,17 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
         for name in self.FIELDS:
             self._error(name, "")
         try:
-            req = validate_enqueue(self.celery_app, v["task"], v["args"], v["kwargs"], v["queue"], v["priority"],
-                                   v["countdown"], v["eta"], known_queues=self.queues)
+            req = validate_enqueue(
+                self.celery_app,
+                v["task"],
+                v["args"],
+                v["kwargs"],
+                v["queue"],
+                v["priority"],
+                v["countdown"],
+                v["eta"],
+                known_queues=self.queues,
+            )
         except ValidationFailed as exc:
             self.errors = exc.errors
             for name, message in exc.errors.items():
@@ -269,8 +305,13 @@ class NumberFormScreen(ModalScreen[dict[str, Any] | None]):
     DEFAULT_CSS = FORM_CSS
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, fields: Sequence[tuple[str, str, str]], target: str,
-                 check: Callable[[dict[str, int]], str | None]):
+    def __init__(
+        self,
+        title: str,
+        fields: Sequence[tuple[str, str, str]],
+        target: str,
+        check: Callable[[dict[str, int]], str | None],
+    ):
         """``fields``: (name, label, initial); ``check`` returns an error message or None."""
         super().__init__()
         self.title_text = title

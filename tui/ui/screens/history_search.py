@@ -24,9 +24,30 @@ from tui.ui.screens.task_detail import TaskDetailScreen
 from tui.ui.widgets.plain_input import PlainInput
 
 RESULT_LIMIT = 500
-_RECORD_FIELDS = ("uuid", "name", "state", "queue", "priority", "hostname", "args", "kwargs", "result", "exception",
-                  "traceback", "retries", "sent", "received", "started", "finished", "runtime", "eta", "expires",
-                  "root_id", "parent_id", "revoke_requested")
+_RECORD_FIELDS = (
+    "uuid",
+    "name",
+    "state",
+    "queue",
+    "priority",
+    "hostname",
+    "args",
+    "kwargs",
+    "result",
+    "exception",
+    "traceback",
+    "retries",
+    "sent",
+    "received",
+    "started",
+    "finished",
+    "runtime",
+    "eta",
+    "expires",
+    "root_id",
+    "parent_id",
+    "revoke_requested",
+)
 
 
 def row_as_task(row: dict[str, Any]) -> SimpleNamespace:
@@ -63,7 +84,12 @@ class HistorySearchScreen(ModalScreen[None]):
     HistorySearchScreen DataTable { height: 1fr; }
     """
 
-    def __init__(self, search: Callable[..., list[dict[str, Any]]], redact: Callable[[str], str], query: str = ""):
+    def __init__(
+        self,
+        search: Callable[..., list[dict[str, Any]]],
+        redact: Callable[[str], str],
+        query: str = "",
+    ):
         super().__init__()
         self.search = search
         self.redact = redact
@@ -74,16 +100,28 @@ class HistorySearchScreen(ModalScreen[None]):
         with Vertical() as box:
             box.border_title = "Search all history"
             box.border_subtitle = "Enter search · ↓ results · Enter on a row: detail · Esc close"
-            yield PlainInput(value=self.initial, placeholder="state:failure queue:email args:FIR since:2h until:30m …",
-                        id="history-query")
+            yield PlainInput(
+                value=self.initial,
+                placeholder="state:failure queue:email args:FIR since:2h until:30m …",
+                id="history-query",
+            )
             yield Static("", id="history-status", markup=False)
             table: DataTable[Any] = DataTable(id="history-results", cursor_type="row")
             yield table
 
     def on_mount(self) -> None:
         table = self.query_one("#history-results", DataTable)
-        for label, width in (("State", 11), ("Task", 20), ("Queue", 9), ("Pri", 3), ("Worker", 12),
-                             ("Runtime", 7), ("Time", 8), ("Src", 7), ("UUID", 8)):
+        for label, width in (
+            ("State", 11),
+            ("Task", 20),
+            ("Queue", 9),
+            ("Pri", 3),
+            ("Worker", 12),
+            ("Runtime", 7),
+            ("Time", 8),
+            ("Src", 7),
+            ("UUID", 8),
+        ):
             table.add_column(label, width=width)
         self.query_one("#history-query", Input).focus()
         self.run_search(self.initial)
@@ -113,7 +151,9 @@ class HistorySearchScreen(ModalScreen[None]):
             rows = self.search(query, since=since, until=until, limit=RESULT_LIMIT)
             self.post_message(HistorySearched(rows, time.perf_counter() - started))
         except Exception as exc:
-            self.post_message(HistorySearched([], time.perf_counter() - started, f"{type(exc).__name__}: {exc}"))
+            self.post_message(
+                HistorySearched([], time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+            )
 
     def on_history_searched(self, message: HistorySearched) -> None:
         status = self.query_one("#history-status", Static)
@@ -128,12 +168,18 @@ class HistorySearchScreen(ModalScreen[None]):
             first = row.get("sent") or row.get("received") or row.get("first_seen")
             # Rows are data: a DataTable parses str cells as markup (a name "[/]" raised
             # MarkupError here at every start), so every cell is a literal Text.
-            table.add_row(data_text(label, style=style), data_text(str(row.get("name") or "?").rsplit(".", 1)[-1]),
-                          data_text(row.get("queue") or "-"), data_text(row.get("priority") or "-"),
-                          data_text(str(row.get("hostname") or "-").split("@")[0]),
-                          Text(duration(task_runtime(row_as_task(row)))), Text(clock(first)),
-                          Text("backend" if row.get("source") == "backend" else "events"),
-                          data_text(str(row.get("uuid") or "")[:8]), key=str(i))
+            table.add_row(
+                data_text(label, style=style),
+                data_text(str(row.get("name") or "?").rsplit(".", 1)[-1]),
+                data_text(row.get("queue") or "-"),
+                data_text(row.get("priority") or "-"),
+                data_text(str(row.get("hostname") or "-").split("@")[0]),
+                Text(duration(task_runtime(row_as_task(row)))),
+                Text(clock(first)),
+                Text("backend" if row.get("source") == "backend" else "events"),
+                data_text(str(row.get("uuid") or "")[:8]),
+                key=str(i),
+            )
         more = " (first 500: narrow the search)" if len(message.rows) >= RESULT_LIMIT else ""
         status.update(f"{len(message.rows):,} task(s) in {message.took * 1000:.0f} ms{more}")
 

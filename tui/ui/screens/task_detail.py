@@ -17,8 +17,14 @@ from textual.widgets import Static
 from tui.core.formatting import duration, state_text, task_runtime, task_wait, timestamp
 from tui.core.safe_text import data_text, visible
 
-TIMESTAMPS = (("sent", "Sent"), ("received", "Received"), ("started", "Started"), ("finished", "Finished"),
-              ("eta", "ETA"), ("expires", "Expires"))
+TIMESTAMPS = (
+    ("sent", "Sent"),
+    ("received", "Received"),
+    ("started", "Started"),
+    ("finished", "Finished"),
+    ("eta", "ETA"),
+    ("expires", "Expires"),
+)
 
 
 def _ts(value: Any) -> str:
@@ -52,11 +58,19 @@ class TaskDetailScreen(ModalScreen[None]):
     }
     """
 
-    def __init__(self, task: Any, redact: Callable[[str], str], fetch: Callable[[str], dict[str, Any]] | None,
-                 note: str = ""):
+    def __init__(
+        self,
+        task: Any,
+        redact: Callable[[str], str],
+        fetch: Callable[[str], dict[str, Any]] | None,
+        note: str = "",
+    ):
         super().__init__()
-        self.note = note or ("filled in from the result backend: the console did not see this task live"
-                             if getattr(task, "source", None) == "backend" else "")
+        self.note = note or (
+            "filled in from the result backend: the console did not see this task live"
+            if getattr(task, "source", None) == "backend"
+            else ""
+        )
         self.task_record = task
         self.redact = redact
         self.fetch = fetch
@@ -82,7 +96,9 @@ class TaskDetailScreen(ModalScreen[None]):
             meta = self.fetch(self.task_record.uuid) if self.fetch else None
             self.post_message(BackendFetched(meta))
         except Exception as exc:
-            self.post_message(BackendFetched(None, self.redact(f"{type(exc).__name__}: {exc}")[:200]))
+            self.post_message(
+                BackendFetched(None, self.redact(f"{type(exc).__name__}: {exc}")[:200])
+            )
 
     def on_backend_fetched(self, message: BackendFetched) -> None:
         self.backend = message.meta
@@ -106,11 +122,25 @@ class TaskDetailScreen(ModalScreen[None]):
             out.append(f"{visible(self.note, multiline=True)}\n\n", style="italic yellow")
         line("UUID", t.uuid)
         line("Name", t.name or meta.get("name") or "?")
-        line("State", label + (f"   (backend: {meta['status']})" if meta.get("status") else ""), style)
+        line(
+            "State",
+            label + (f"   (backend: {meta['status']})" if meta.get("status") else ""),
+            style,
+        )
         line("Queue", getattr(t, "queue", None) or meta.get("queue") or "-")
-        line("Priority", "-" if getattr(t, "priority", None) is None else f"{t.priority} (1-10, 10 = most urgent)")
+        line(
+            "Priority",
+            "-"
+            if getattr(t, "priority", None) is None
+            else f"{t.priority} (1-10, 10 = most urgent)",
+        )
         line("Worker", getattr(t, "hostname", None) or meta.get("worker") or "-")
-        line("Retries", getattr(t, "retries", None) if getattr(t, "retries", None) is not None else meta.get("retries", "-"))
+        line(
+            "Retries",
+            getattr(t, "retries", None)
+            if getattr(t, "retries", None) is not None
+            else meta.get("retries", "-"),
+        )
         line("Root id", getattr(t, "root_id", None) or "-")
         line("Parent id", getattr(t, "parent_id", None) or "-")
         for attr, name in TIMESTAMPS:
@@ -120,9 +150,17 @@ class TaskDetailScreen(ModalScreen[None]):
         line("Wait", duration(task_wait(t)))
         runtime = task_runtime(t)
         derived = runtime is not None and getattr(t, "runtime", None) is None
-        line("Runtime", duration(runtime) + ("   (finished - started: the event carried no runtime)" if derived else ""))
-        args = getattr(t, "args", None) or (repr(meta["args"]) if meta.get("args") is not None else None)
-        kwargs = getattr(t, "kwargs", None) or (repr(meta["kwargs"]) if meta.get("kwargs") is not None else None)
+        line(
+            "Runtime",
+            duration(runtime)
+            + ("   (finished - started: the event carried no runtime)" if derived else ""),
+        )
+        args = getattr(t, "args", None) or (
+            repr(meta["args"]) if meta.get("args") is not None else None
+        )
+        kwargs = getattr(t, "kwargs", None) or (
+            repr(meta["kwargs"]) if meta.get("kwargs") is not None else None
+        )
         line("Args", self.redact(args or "-"), multiline=True)
         line("Kwargs", self.redact(kwargs or "-"), multiline=True)
         result = getattr(t, "result", None)
@@ -134,10 +172,16 @@ class TaskDetailScreen(ModalScreen[None]):
         if reason:
             # A terminate's task-revoked comes first; the job's own failure (e.g. smtplib
             # turning the SIGTERM into an SMTP error) outranks it, so say what came first.
-            after = (f"   (then {t.state}: the job kept running or failed as the signal hit it; "
-                     f"the exception below is its own)" if t.state in ("FAILURE", "SUCCESS") else "")
+            after = (
+                f"   (then {t.state}: the job kept running or failed as the signal hit it; "
+                f"the exception below is its own)"
+                if t.state in ("FAILURE", "SUCCESS")
+                else ""
+            )
             line("Revoked", reason + after, "red", multiline=True)
-        exc = getattr(t, "exception", None) or (repr(meta.get("result")) if meta.get("status") == "FAILURE" else None)
+        exc = getattr(t, "exception", None) or (
+            repr(meta.get("result")) if meta.get("status") == "FAILURE" else None
+        )
         if exc:
             line("Exception", self.redact(str(exc)), "bold red", multiline=True)
         tb = getattr(t, "traceback", None) or meta.get("traceback")

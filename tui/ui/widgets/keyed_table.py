@@ -68,7 +68,9 @@ class KeyedTable(DataTable):
             # rebuilt lists per call, the largest cost of a tick under a flood.
             data = self._data[RowKey(key)]
             changed = False
-            for column_key, new in zip(self._ordered_column_keys(), map(_literal, cells), strict=False):
+            for column_key, new in zip(
+                self._ordered_column_keys(), map(_literal, cells), strict=False
+            ):
                 old = data.get(column_key)
                 if old is not new and old != new:
                     data[column_key] = new
@@ -170,7 +172,9 @@ class KeyedTable(DataTable):
         new_row = self.get_row_index(before_key)
         if new_row != before_row:
             self.move_cursor(row=new_row, animate=False, scroll=False)
-            self.scroll_to(y=max(0, self.scroll_y + (new_row - before_row)), animate=False, immediate=True)
+            self.scroll_to(
+                y=max(0, self.scroll_y + (new_row - before_row)), animate=False, immediate=True
+            )
 
     def unpin(self) -> None:
         """Follow the top row again (the operator pressed Home)."""
@@ -196,7 +200,9 @@ class KeyedTable(DataTable):
             return
         width = sum(column.get_render_width(self) for column in self.columns.values())
         header = self.header_height if self.show_header else 0
-        self.virtual_size = Size(width + self._row_label_column_width, self._total_row_height + header)
+        self.virtual_size = Size(
+            width + self._row_label_column_width, self._total_row_height + header
+        )
 
     # ---- the operator moving the cursor pins it ---------------------------------------
     def action_cursor_down(self) -> None:

@@ -25,7 +25,11 @@ from tui.ui.messages import CommandRequested
 from tui.ui.widgets.keyed_table import KeyedTable
 
 # Priority bands on the operator scale (10 = most urgent).
-BANDS: tuple[tuple[str, range], ...] = (("urgent", range(8, 11)), ("normal", range(4, 8)), ("low", range(1, 4)))
+BANDS: tuple[tuple[str, range], ...] = (
+    ("urgent", range(8, 11)),
+    ("normal", range(4, 8)),
+    ("low", range(1, 4)),
+)
 
 
 @dataclass(slots=True)
@@ -104,7 +108,11 @@ class QueuesPane(_CommandPane):
                 Text(count(row.band(BANDS[1][1])), justify="right"),
                 Text(count(row.band(BANDS[2][1])), justify="right"),
                 Text(count(row.reserved), justify="right"),
-                Text(str(row.consumers), justify="right", style="" if row.consumers or not row.configured else "bold red"),
+                Text(
+                    str(row.consumers),
+                    justify="right",
+                    style="" if row.consumers or not row.configured else "bold red",
+                ),
                 Text(f"{row.rate_in:.1f}", justify="right"),
                 Text(f"{row.rate_out:.1f}", justify="right"),
                 Text(sparkline(row.trend), style="cyan"),
@@ -152,7 +160,9 @@ class WorkersPane(_CommandPane):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._ages_at = 0.0
 
-    def show(self, workers: Iterable[object], now: float | None = None, changed: set[str] | None = None) -> None:
+    def show(
+        self, workers: Iterable[object], now: float | None = None, changed: set[str] | None = None
+    ) -> None:
         """Upsert worker rows (``tui.core.model.WorkerRecord``-like), sorted by hostname.
 
         With ``changed``, only those rows are rebuilt; the heartbeat-age column of the others
@@ -187,7 +197,11 @@ class WorkersPane(_CommandPane):
             data_text(_concurrency(w), justify="right"),  # autoscale figures come from inspect
             Text(count(getattr(w, "active", None)), justify="right"),
             Text(count(getattr(w, "processed", None)), justify="right"),
-            Text(count(getattr(w, "failed", None)), justify="right", style="red" if getattr(w, "failed", 0) else ""),
+            Text(
+                count(getattr(w, "failed", None)),
+                justify="right",
+                style="red" if getattr(w, "failed", 0) else "",
+            ),
             Text(age(getattr(w, "last_heartbeat", None), now, HB_WIDTH), justify="right"),
             Text(" ".join(f"{x:.2f}" for x in load[:3]) if load else "-"),
             data_text(",".join(map(str, queues)) if queues else "-"),
@@ -262,6 +276,7 @@ class TasksPane(_CommandPane):
     def action_revoke(self, mode: str) -> None:
         """Revoke, terminate or kill the highlighted task (after a confirm)."""
         self.request("revoke", mode)
+
     DEFAULT_CSS = """
     TasksPane { overflow-y: scroll; }
     """
@@ -303,24 +318,40 @@ class TasksPane(_CommandPane):
         label, style = state_text(t.state, getattr(t, "revoke_requested", False))  # type: ignore[attr-defined]
         if t.uuid == self.highlight_uuid:  # type: ignore[attr-defined]
             # the mark takes the symbol's place when both would not fit: the word stays whole
-            label = MARK + (label if len(MARK) + len(label) <= _W["state"] else label.split(" ", 1)[-1])
+            label = MARK + (
+                label if len(MARK) + len(label) <= _W["state"] else label.split(" ", 1)[-1]
+            )
         host = (getattr(t, "hostname", None) or "-").split("@")[0]
         prio = getattr(t, "priority", None)
-        first = getattr(t, "sent", None) or getattr(t, "received", None) or getattr(t, "started", None)
+        first = (
+            getattr(t, "sent", None) or getattr(t, "received", None) or getattr(t, "started", None)
+        )
         return [
             data_text(label, style=style),  # an unknown state is shown as the event named it
             data_text(getattr(t, "short_name", None) or t.name or "?"),  # type: ignore[attr-defined]
             data_text(getattr(t, "queue", None) or "-"),
-            Text("-" if prio is None else str(prio), justify="right", style="bold red" if (prio or 0) >= 8 else ""),
+            Text(
+                "-" if prio is None else str(prio),
+                justify="right",
+                style="bold red" if (prio or 0) >= 8 else "",
+            ),
             data_text(host),
             Text(duration(task_runtime(t), _W["runtime"]), justify="right"),
             Text(duration(task_wait(t), _W["wait"]), justify="right"),
-            Text("backend", style="italic yellow") if t.uuid in self.backend_uuids else Text(clock(first)),  # type: ignore[attr-defined]
+            Text("backend", style="italic yellow")
+            if t.uuid in self.backend_uuids
+            else Text(clock(first)),  # type: ignore[attr-defined]
             data_text(t.uuid[:8], style="dim"),  # type: ignore[attr-defined]
         ]
 
-    def update_rows(self, get: Callable[[str], object | None], new: list[str], changed: Iterable[str],
-                    removed: Iterable[str], keep: Callable[[object], bool]) -> None:
+    def update_rows(
+        self,
+        get: Callable[[str], object | None],
+        new: list[str],
+        changed: Iterable[str],
+        removed: Iterable[str],
+        keep: Callable[[object], bool],
+    ) -> None:
         """Apply one tick: ``new`` uuids in arrival order, ``changed`` and ``removed`` ones."""
         drops = [uuid for uuid in removed if self.has_key(uuid)]
         fresh: list[str] = []
