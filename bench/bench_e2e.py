@@ -299,7 +299,7 @@ async def run_phase(
 
 
 async def bench(args: argparse.Namespace, broker: str) -> list[dict[str, Any]]:
-    from afirgen_tasks.celery_app import create_app
+    from afirgen_tasks.factory import create_app
     from afirgen_tasks.settings import load_settings
     from tui.sources.cluster import BrokerSources
 

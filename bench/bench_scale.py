@@ -116,7 +116,7 @@ def env_for(tmp: Path, broker: str) -> dict[str, str]:
 
 # ---- child: first paint against a live event stream -------------------------------------
 async def child_first_paint() -> dict[str, Any]:
-    from afirgen_tasks.celery_app import create_app
+    from afirgen_tasks.factory import create_app
     from afirgen_tasks.settings import load_settings
     from tui.sources.cluster import BrokerSources
 

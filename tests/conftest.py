@@ -227,7 +227,7 @@ def afirgen_settings(afirgen_env: dict[str, str]):
 
 def make_app(settings):
     """A Celery app for ``settings`` (made current, like the worker's); close it when done."""
-    from afirgen_tasks.celery_app import create_app
+    from afirgen_tasks.factory import create_app
 
     return create_app(settings)
 

@@ -425,7 +425,7 @@ def _config_env(settings: Settings):
 
 def _make_app(settings: Settings, budget: Budget) -> Any:
     with _config_env(settings):
-        from afirgen_tasks.celery_app import create_app
+        from afirgen_tasks.factory import create_app
 
     app = create_app(settings, main="afirgen-check")
     # Celery's conf prefers $CELERY_BROKER_URL over the configured broker_url; the read and

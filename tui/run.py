@@ -66,7 +66,7 @@ def run_console(args: argparse.Namespace) -> int:
                 update={"paths_report_dir": Path.cwd() / "afirgen-exports"}
             )
 
-        from afirgen_tasks.celery_app import create_app
+        from afirgen_tasks.factory import create_app
         from tui.core.redaction import Redactor
         from tui.history import HistoryStore
         from tui.sources.cluster import BrokerSources

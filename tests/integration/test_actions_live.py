@@ -965,7 +965,7 @@ def password_redis(tmp_path):
 async def test_audit_lines_for_every_attempt_without_secrets(
     afirgen_env, password_redis, monkeypatch
 ):
-    from afirgen_tasks.celery_app import create_app
+    from afirgen_tasks.factory import create_app
     from afirgen_tasks.settings import load_settings
 
     port, broker_pw = password_redis

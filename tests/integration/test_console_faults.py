@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from afirgen_tasks.celery_app import create_app
+from afirgen_tasks.factory import create_app
 from afirgen_tasks.settings import load_settings
 from tests.support.restartable_redis import RestartableRedis
 from tui.sources.cluster import BrokerSources

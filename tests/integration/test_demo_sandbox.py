@@ -38,7 +38,7 @@ def test_demo_sandbox_runs_jobs_and_cleans_up(kind, monkeypatch):
         assert sandbox.redis_kind == (
             "embedded fakeredis" if kind == "fakeredis" else "redis-server"
         )
-        from afirgen_tasks.celery_app import create_app
+        from afirgen_tasks.factory import create_app
 
         app = create_app(sandbox.settings(), main="demo-probe")
         deadline = time.monotonic() + 60

@@ -77,7 +77,7 @@ def rabbitmq_app(afirgen_settings, afirgen_env, rabbitmq_vhost, monkeypatch):
     """An app on a RabbitMQ vhost of the run's own (results in the test's Redis db)."""
     from celery._state import get_current_app
 
-    from afirgen_tasks.celery_app import create_app
+    from afirgen_tasks.factory import create_app
     from afirgen_tasks.settings import load_settings
 
     # Celery itself prefers $CELERY_BROKER_URL over the app's broker_url: keep them equal.

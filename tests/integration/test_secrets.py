@@ -12,7 +12,7 @@ import time
 import pytest
 import redis
 
-from afirgen_tasks.celery_app import create_app
+from afirgen_tasks.factory import create_app
 from afirgen_tasks.settings import load_settings
 from tests.support.restartable_redis import RestartableRedis
 from tui.actions import EnqueueRequest

@@ -21,7 +21,7 @@ import redis
 from celery.result import AsyncResult
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
-from afirgen_tasks.celery_app import REDIS_SENTINEL_TRANSPORT, create_app
+from afirgen_tasks.factory import REDIS_SENTINEL_TRANSPORT, create_app
 from afirgen_tasks.redis_transport import WAKEUP_PREFIX, SentinelTransport
 from afirgen_tasks.settings import load_settings
 from tests.support.chaos import TaskEventRecorder, backend_states

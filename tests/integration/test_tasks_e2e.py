@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from celery.result import AsyncResult
 
-from afirgen_tasks.celery_app import task_names
+from afirgen_tasks.factory import task_names
 from afirgen_tasks.records import utc_iso, utc_now
 from afirgen_tasks.routing import QUEUES
 

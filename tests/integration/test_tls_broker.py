@@ -11,7 +11,7 @@ import time
 import pytest
 import redis
 
-from afirgen_tasks.celery_app import create_app
+from afirgen_tasks.factory import create_app
 from afirgen_tasks.settings import load_settings
 from tests.support.redis_server import free_port
 from tui.sources.cluster import BrokerSources

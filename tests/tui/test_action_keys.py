@@ -13,7 +13,7 @@ import time
 import pytest
 from textual.widgets import Checkbox, Input, Select, Static
 
-from afirgen_tasks.celery_app import create_app
+from afirgen_tasks.factory import create_app
 from afirgen_tasks.routing import QUEUES
 from afirgen_tasks.settings import load_settings
 from tui.actions import Actions, AuditLog, EnqueueRequest, ReadOnlyRefused

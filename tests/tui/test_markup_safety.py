@@ -29,7 +29,7 @@ from textual.events import Paste
 from textual.strip import Strip
 from textual.widgets import Input
 
-from afirgen_tasks.celery_app import create_app
+from afirgen_tasks.factory import create_app
 from afirgen_tasks.settings import load_settings
 from tui.actions import Outcome
 from tui.history import HistoryStore

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from afirgen_tasks.celery_app import REDIS_SENTINEL_TRANSPORT, REDIS_TRANSPORT, celery_config
+from afirgen_tasks.factory import REDIS_SENTINEL_TRANSPORT, REDIS_TRANSPORT, celery_config
 from afirgen_tasks.redis_transport import SentinelChannel, SentinelTransport, Transport
 from afirgen_tasks.settings import load_settings
 
@@ -130,7 +130,7 @@ def test_a_dead_sweepers_lock_frees_itself_within_seconds(tmp_path, visibility, 
 
 _GOSSIP_PROBE = """
 import sys
-from afirgen_tasks.celery_app import create_app
+from afirgen_tasks.factory import create_app
 from afirgen_tasks.settings import load_settings
 settings = load_settings(None, paths_data_dir=sys.argv[1], celery_broker_url="redis://127.0.0.1:1/0",
                          celery_worker_gossip=sys.argv[2] == "on")

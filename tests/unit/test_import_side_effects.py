@@ -29,7 +29,7 @@ def _run(code: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProce
 def test_importing_the_celery_app_module_reads_no_config(tmp_path):
     (tmp_path / "config.toml").write_text("this is [ not toml")
     done = _run(
-        "import afirgen_tasks.celery_app as m; from afirgen_tasks.celery_app import create_app; print('ok')",
+        "import afirgen_tasks.celery_app as m; from afirgen_tasks.factory import create_app; print('ok')",
         tmp_path,
         {},
     )

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from afirgen_tasks.celery_app import REDIS_PRIORITY_SEP, default_route
+from afirgen_tasks.factory import REDIS_PRIORITY_SEP
 from afirgen_tasks.priority import (
     PRIORITY_HEADER,
     PriorityError,
@@ -37,7 +37,6 @@ AMQP = "amqp://guest:guest@127.0.0.1:5672//"
 )
 def test_routes(task_name, queue, priority):
     assert (route_for(task_name).queue, route_for(task_name).priority) == (queue, priority)
-    assert default_route(task_name) == (queue, priority)
 
 
 def test_celery_task_routes_keep_order_and_cover_every_queue():
@@ -130,7 +129,7 @@ def test_non_redis_transport_keeps_operator_number_on_the_wire(tmp_path):
     """On AMQP-like transports the wire priority is the operator's (checked with kombu's memory transport)."""
     from celery._state import get_current_app
 
-    from afirgen_tasks.celery_app import create_app
+    from afirgen_tasks.factory import create_app
     from afirgen_tasks.settings import load_settings
 
     previous = get_current_app()

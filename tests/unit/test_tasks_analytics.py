@@ -12,7 +12,7 @@ from celery import Celery
 from afirgen_tasks import records
 from afirgen_tasks.analytics import DASHBOARD_DAYS
 from afirgen_tasks.base import PermanentTaskError
-from afirgen_tasks.celery_app import create_app
+from afirgen_tasks.factory import create_app
 from afirgen_tasks.settings import load_settings
 
 DASH = "afirgen_tasks.analytics.update_dashboard_stats"

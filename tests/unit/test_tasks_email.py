@@ -16,7 +16,7 @@ from celery import Celery, Task
 
 from afirgen_tasks import records
 from afirgen_tasks.base import PermanentTaskError, TransientTaskError
-from afirgen_tasks.celery_app import create_app
+from afirgen_tasks.factory import create_app
 from afirgen_tasks.settings import Settings, load_settings
 
 CONFIRM = "afirgen_tasks.email.send_fir_confirmation_email"

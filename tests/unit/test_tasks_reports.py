@@ -13,7 +13,7 @@ from celery import Celery
 
 from afirgen_tasks import records
 from afirgen_tasks.base import PermanentTaskError
-from afirgen_tasks.celery_app import create_app
+from afirgen_tasks.factory import create_app
 from afirgen_tasks.reports import EXCEL_COLUMNS, MAX_COLUMN_WIDTH
 from afirgen_tasks.settings import load_settings
 

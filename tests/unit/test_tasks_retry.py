@@ -16,7 +16,7 @@ from celery.exceptions import Retry
 
 from afirgen_tasks import analytics, records
 from afirgen_tasks.base import DatabaseLockedError, PermanentTaskError
-from afirgen_tasks.celery_app import create_app, task_names
+from afirgen_tasks.factory import create_app, task_names
 from afirgen_tasks.settings import load_settings
 
 ALL_TASKS = [

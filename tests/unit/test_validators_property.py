@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from afirgen_tasks.celery_app import create_app, task_names
+from afirgen_tasks.factory import create_app, task_names
 from afirgen_tasks.priority import PriorityError, validate_priority
 from afirgen_tasks.routing import QUEUES
 from afirgen_tasks.settings import load_settings

@@ -321,7 +321,7 @@ class Sandbox:
 
     # runs in the generator thread
     def _generate(self) -> None:
-        from afirgen_tasks.celery_app import create_app
+        from afirgen_tasks.factory import create_app
 
         app = create_app(self.settings(), main="afirgen-demo")
         rng = random.Random(11)

@@ -92,7 +92,7 @@ def run_serve_metrics(args: argparse.Namespace, listen: tuple[str, int]) -> int:
 
     from prometheus_client import ProcessCollector, start_http_server
 
-    from afirgen_tasks.celery_app import create_app
+    from afirgen_tasks.factory import create_app
     from tui.metrics.exporter import ClusterMetrics
     from tui.sources.events import CONNECTED, EventReceiverThread
     from tui.sources.queue_lengths import QueueLengthPoller, make_queue_poller

@@ -92,7 +92,7 @@ class ActionRunner:
         if self.celery_app is None:
             self.screen.notify("no broker connection to send jobs to", severity="error")
             return
-        from afirgen_tasks.celery_app import task_names
+        from afirgen_tasks.factory import task_names
         from tui.ui.screens.forms import EnqueueScreen
 
         queues = sorted(set(QUEUES) | set(self.screen.queue_rows))
