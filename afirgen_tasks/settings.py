@@ -40,7 +40,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from pydantic_settings import SettingsError as PydanticSettingsError
 
 QUEUE_NAMES: tuple[str, ...] = ("default", "email", "reports", "analytics", "cleanup")
-POOLS: tuple[str, ...] = ("prefork", "solo", "threads", "gevent")
 
 #: config.toml sections; a field ``<section>_<key>`` lives at ``[section] key``.
 SECTIONS: tuple[str, ...] = (

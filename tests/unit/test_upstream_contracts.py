@@ -56,7 +56,7 @@ def _check_datatable(table) -> None:
         )
     # The shapes keyed_table writes into.
     from textual._two_way_dict import TwoWayDict
-    from textual.widgets._data_table import CellKey, ColumnKey, Row, RowKey
+    from textual.widgets.data_table import CellKey, ColumnKey, Row, RowKey
 
     assert isinstance(table._row_locations, TwoWayDict)
     assert isinstance(table._data, dict) and RowKey("r") in table._data

@@ -3,7 +3,8 @@
 It starts, in a private temp directory:
 
 * a Redis: ``redis-server`` on a free port when one is on PATH, else fakeredis's TCP
-  server (with Lua, which Celery's Redis transport needs) inside this process;
+  server (with Lua, which Celery's Redis transport needs) in a child process
+  (``python -m tui.demo.embedded_redis``);
 * a flaky, slow SMTP sink (:class:`SMTPSink`) on a free port, so e-mail jobs take a while and sometimes
   answer ``421`` (transient: the job retries with backoff, as in production);
 * a sample FIR database, and two real ``celery worker`` processes on all five queues;
@@ -158,6 +159,9 @@ class Sandbox:
         self._stop = threading.Event()
         self._generator: threading.Thread | None = None
         self.jobs_sent = 0
+        #: publishes that failed (the sandbox broker restarting), and the last reason
+        self.send_errors = 0
+        self.last_send_error = ""
 
     # ---- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
@@ -330,8 +334,9 @@ class Sandbox:
             try:
                 self._send_one(app, rng, fir_ids)
                 self.jobs_sent += 1
-            except Exception:
-                pass  # the sandbox broker restarting: keep going
+            except Exception as exc:  # the sandbox broker restarting: count it and keep going
+                self.send_errors += 1
+                self.last_send_error = f"{type(exc).__name__}: {exc}"[:200]
             self._stop.wait(rng.expovariate(self.jobs_per_second))
 
     @staticmethod

@@ -14,7 +14,7 @@ from itertools import zip_longest
 from rich.text import Text
 from textual.geometry import Size
 from textual.widgets import DataTable
-from textual.widgets._data_table import CellKey, ColumnKey, Row, RowKey
+from textual.widgets.data_table import CellDoesNotExist, CellKey, ColumnKey, Row, RowKey
 
 from tui.core.safe_text import data_text
 
@@ -56,7 +56,7 @@ class KeyedTable(DataTable):
             return None
         try:
             return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        except Exception:
+        except CellDoesNotExist:  # the cursor sits past the last row while rows are removed
             return None
 
     # ---- updates -------------------------------------------------------------------------
@@ -119,10 +119,6 @@ class KeyedTable(DataTable):
         if keys is None or len(keys) != len(self.columns):
             keys = self._column_keys_cache = [column.key for column in self.ordered_columns]
         return keys
-
-    def drop(self, key: str) -> None:
-        """Remove the row ``key`` if shown."""
-        self.drop_many((key,))
 
     def drop_many(self, keys: Iterable[str]) -> None:
         """Remove many rows with one re-index.
