@@ -138,7 +138,7 @@ def process_analytics_data(self: Task, start_date: str, end_date: str) -> dict[s
     with records.open_db(settings.fir_db_path) as conn:
         with records.snapshot(conn):  # the scans do not hold the write lock
             by_status = _by_status(conn, where, params)
-            value = {
+            value: dict[str, Any] = {
                 "start_date": start.isoformat(),
                 "end_date": end.isoformat(),
                 "total": sum(by_status.values()),

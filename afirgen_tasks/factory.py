@@ -54,7 +54,7 @@ class PriorityAMQP(AMQP):
     and in the ``task-sent`` event (the console shows it).
     """
 
-    def _create_task_sender(self):  # type: ignore[override]
+    def _create_task_sender(self):
         send = super()._create_task_sender()
         broker_url = self.app.conf.broker_url or ""
 
@@ -78,7 +78,7 @@ class AFIRGenTask(Task):
 
     def signature_from_request(
         self, request=None, args=None, kwargs=None, queue=None, **extra_options
-    ):  # type: ignore[override]
+    ):
         sig = super().signature_from_request(request, args, kwargs, queue, **extra_options)
         request = self.request if request is None else request
         operator = getattr(request, PRIORITY_HEADER, None)
@@ -263,7 +263,7 @@ def create_app(settings: Settings, main: str = "afirgen") -> Celery:
     """A Celery app configured from ``settings`` with every AFIRGen task registered."""
     app = Celery(main, amqp=PriorityAMQP, task_cls=AFIRGenTask)
     app.conf.update(celery_config(settings))
-    app.afirgen_settings = settings  # type: ignore[attr-defined]
+    app.afirgen_settings = settings
     app.conf.afirgen_worker_autoscale = settings.celery_worker_autoscale
     app.conf.afirgen_worker_gossip = settings.celery_worker_gossip
     for module in TASK_MODULES:

@@ -568,7 +568,7 @@ def _inr(amount: int) -> str:
     """Indian digit grouping: 257000 -> 2,57,000."""
     text = str(amount)
     head, tail = text[:-3], text[-3:]
-    groups = []
+    groups: list[str] = []
     while len(head) > 2:
         groups.insert(0, head[-2:])
         head = head[:-2]

@@ -36,11 +36,11 @@ class BackoffConsumer(Consumer):
     second like Celery does.
     """
 
-    def ensure_connected(self, conn):  # type: ignore[override]
+    def ensure_connected(self, conn):
         conf = self.app.conf
         retry = (
             conf.broker_connection_retry_on_startup
-            if self.first_connection_attempt
+            if getattr(self, "first_connection_attempt", True)
             else conf.broker_connection_retry
         )
         if retry is False:

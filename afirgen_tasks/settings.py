@@ -142,6 +142,7 @@ def url_secrets(url: str) -> list[str]:
         if parts is None or parts[1] is None:
             continue
         scheme, userinfo, _after = parts
+        assert userinfo is not None
         user, sep, password = userinfo.partition(":")
         if not sep:
             # redis://secret@host is a password (redis-py reads it so)
@@ -552,7 +553,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls, _CONFIG_PATH.get()))
 
-    def __repr_args__(self):  # type: ignore[override]
+    def __repr_args__(self):
         # repr() and str() must not show URL passwords (SecretStr already hides the SMTP one).
         for name, value in super().__repr_args__():
             if name in ("celery_broker_url", "celery_result_backend") and isinstance(value, str):
@@ -697,7 +698,7 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        raise SettingsError([_format_error(e) for e in exc.errors()]) from None
+        raise SettingsError([_format_error(dict(e)) for e in exc.errors()]) from None
     except PydanticSettingsError as exc:
         # An environment value for a list/dict setting that is not JSON.
         match = re.search(r'field "([a-z_]+)"', str(exc))

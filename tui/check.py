@@ -302,8 +302,12 @@ def busy_result(
             or len(tasks) < slots
         ):
             continue
-        starts = [t.get("time_start") for t in tasks if isinstance(t, dict)]
-        if not starts or any(not isinstance(s, int | float) for s in starts):
+        starts = [
+            s
+            for t in tasks
+            if isinstance(t, dict) and isinstance(s := t.get("time_start"), int | float)
+        ]
+        if not starts or len(starts) != len(tasks):
             continue
         busy_for = now - max(starts)
         if busy_for > busy_seconds:
@@ -727,7 +731,7 @@ def run_check_cli(args: argparse.Namespace) -> int:
         for line in lines:
             print(f"afirgen-tui: config error: {line}", file=sys.stderr)
         if as_json:
-            report = {
+            failed = {
                 "status": ERROR,
                 "exit_code": 2,
                 "elapsed": 0.0,
@@ -736,7 +740,7 @@ def run_check_cli(args: argparse.Namespace) -> int:
                 "strict": strict,
                 "checks": [asdict(CheckResult("settings", FAIL, "; ".join(lines)))],
             }
-            print(json.dumps(report, indent=2))
+            print(json.dumps(failed, indent=2))
         return 2
     scrub = Scrubber([*settings.secrets(), *scrub.secrets])
     report = run_check(settings, timeout=getattr(args, "timeout", None), strict=strict)

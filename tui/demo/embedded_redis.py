@@ -57,7 +57,7 @@ def _error_tolerant_handler() -> type:
                         exc.args = (" ".join(exc.args[0].split()), *exc.args[1:])
                     return exc
 
-            client.read_response = read_response_or_error
+            client.read_response = read_response_or_error  # type: ignore[method-assign]
 
             # A blocked BRPOP runs in this thread, so the handler cannot see its client go
             # away; fakeredis would pop the next pushed message and write it to a dead
@@ -83,7 +83,7 @@ def _error_tolerant_handler() -> type:
 
                 return blocking(timeout, attempt, shape)
 
-            fake_socket._blocking = guarded_blocking
+            fake_socket._blocking = guarded_blocking  # type: ignore[method-assign]
 
     return ErrorTolerantHandler
 

@@ -132,7 +132,8 @@ def backfill_from_backend(
         uuids = [u for u, _ in pending]
         values = reader.read([k for _, k in pending])
         have = store.existing(uuids)
-        new_rows, upd_rows = [], []
+        new_rows: list[dict[str, Any]] = []
+        upd_rows: list[dict[str, Any]] = []
         for uuid, raw in zip(uuids, values, strict=True):
             if raw is None:
                 continue  # expired between SCAN and MGET

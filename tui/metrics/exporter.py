@@ -124,7 +124,7 @@ class _QueueRow:
     label: str
     waiting: int
     by_priority: dict[int, int]
-    reserved: int
+    reserved: int | None
     age: float | None
 
 
@@ -414,7 +414,8 @@ class ClusterMetrics(Collector):
         )
         for row in rows:
             length.add_metric([row.label], row.waiting)
-            reserved.add_metric([row.label], row.reserved)
+            if row.reserved is not None:
+                reserved.add_metric([row.label], row.reserved)
             for priority in range(MIN_PRIORITY, MAX_PRIORITY + 1):
                 waiting.add_metric([row.label, str(priority)], row.by_priority.get(priority, 0))
             if row.age is not None:
@@ -454,8 +455,8 @@ class ClusterMetrics(Collector):
             host = node_host(node)
             was_up, was_active = hosts.get(host, (0, 0))
             hosts[host] = (max(was_up, int(alive)), was_active + (running if alive else 0))
-        for host, (alive, running) in sorted(hosts.items()):
-            up.add_metric([host], alive)
+        for host, (host_up, running) in sorted(hosts.items()):
+            up.add_metric([host], host_up)
             active.add_metric([host], running)
         yield up
         yield active

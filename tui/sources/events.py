@@ -71,7 +71,7 @@ class _Receiver(EventReceiver):
         self._on_ready = on_ready
         self._validator = validator or EventValidator()
 
-    def get_consumers(self, Consumer, channel):  # type: ignore[override]  # noqa: N803 - kombu's name
+    def get_consumers(self, Consumer, channel):  # noqa: N803 - kombu's name
         return [
             Consumer(
                 queues=[self.queue],
@@ -82,7 +82,7 @@ class _Receiver(EventReceiver):
             )
         ]
 
-    def on_consume_ready(self, connection, channel, consumers, wakeup=True, **kwargs):  # type: ignore[override]
+    def on_consume_ready(self, connection, channel, consumers, wakeup=True, **kwargs):
         self._guard_delivery(channel)
         super().on_consume_ready(connection, channel, consumers, wakeup=wakeup, **kwargs)
         if self._on_ready is not None:

@@ -240,10 +240,10 @@ class QueueLengthPoller:
         """
         started = self._clock()
         pattern = _glob_escape(self.keyprefix + BINDING_PREFIX) + "*"
-        keys: list[bytes] = []
+        keys: list[bytes | str] = []
         cursor: int | bytes = 0
         while True:
-            cursor, batch = self.client.scan(cursor=cursor, match=pattern, count=1000)
+            cursor, batch = self.client.scan(cursor=int(cursor), match=pattern, count=1000)
             self.round_trips += 1
             self.commands += 1
             keys.extend(batch)

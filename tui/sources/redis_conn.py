@@ -11,7 +11,7 @@ follows a failover; :func:`sentinel_master` says where the master is, or why not
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -124,7 +124,7 @@ def sentinel_master(
     try:
         for address, node in zip(addresses, sentinel.sentinels, strict=True):
             try:
-                masters = node.sentinel_masters()
+                masters = cast(dict[str, Any], node.sentinel_masters())
             except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError) as exc:
                 errors.append(
                     f"{address}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"

@@ -48,7 +48,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = [
     "EVENT_FIELDS",
@@ -138,7 +138,7 @@ def _as_text(value: Any, limit: int) -> str:
         return f"<unrepresentable {type(value).__name__}>"
 
 
-def is_key(value: Any) -> bool:
+def is_key(value: Any) -> TypeGuard[str]:
     """True for a usable key: a non-empty str of at most MAX_KEY_CHARS, no control character."""
     return (
         value.__class__ is str
