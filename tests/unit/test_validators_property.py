@@ -42,7 +42,8 @@ def app(tmp_path_factory):
 json_text = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+        st.lists(children, min_size=1, max_size=4)
+        | st.dictionaries(st.text(max_size=8), children, min_size=1, max_size=4)
     ),
     max_leaves=10,
 ).map(json.dumps)
