@@ -44,6 +44,7 @@ from tui.sources.validate import Tally, clean_history_row
 
 __all__ = [
     "FIELDS",
+    "HistoryRefused",
     "HistoryStore",
     "SearchQuery",
     "UpsertReport",
@@ -398,6 +399,7 @@ class HistoryStore:
         created = False
         if self.path.parent and str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _refuse_links(self.path)
             created = _create_private(self.path)
         self._init_schema()
         if created:
@@ -653,10 +655,29 @@ class HistoryStore:
         """Rows held (a full count: for tests and the status line, not per tick)."""
         return self._conn().execute("SELECT count(*) FROM tasks").fetchone()[0]
 
+    def _fetch(self, sql: str, params: Iterable[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows of a read.  TEXT that is not UTF-8 (a lone surrogate's
+        bytes, a file written by another tool or damaged) made the whole read fail with
+        "Could not decode to UTF-8": then the read is repeated with such bytes replaced by
+        U+FFFD, so one bad value costs neither the load at start nor the search."""
+        conn = self._conn()
+        params = tuple(params)
+        try:
+            cur = conn.execute(sql, params)
+            return [d[0] for d in cur.description], cur.fetchall()
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc):
+                raise
+        conn.text_factory = _lenient_text
+        try:
+            cur = conn.execute(sql, params)
+            return [d[0] for d in cur.description], cur.fetchall()
+        finally:
+            conn.text_factory = str
+
     def _rows(self, sql: str, params: Iterable[Any]) -> list[dict[str, Any]]:
-        cur = self._conn().execute(sql, tuple(params))
-        keys = [d[0] for d in cur.description]
-        return [dict(zip(keys, r, strict=True)) for r in cur.fetchall()]
+        keys, rows = self._fetch(sql, params)
+        return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def load_recent(self, limit: int = 10_000) -> list[dict[str, Any]]:
         """The ``limit`` newest tasks (by first-seen time), newest first.
@@ -679,15 +700,15 @@ class HistoryStore:
         """``{uuid: rank}`` for those of ``uuids`` the store holds."""
         if not uuids:
             return {}
-        cur = self._conn().execute(
+        _keys, rows = self._fetch(
             "SELECT uuid, rank FROM tasks WHERE uuid IN (SELECT value FROM json_each(?))",
             (json.dumps(list(uuids)),),
         )
-        return dict(cur.fetchall())
+        return dict(rows)
 
     def _vocab(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {"state": [], "queue": [], "hostname": [], "name": []}
-        for fld, value in self._conn().execute("SELECT field, value FROM vocab"):
+        for fld, value in self._fetch("SELECT field, value FROM vocab", ())[1]:
             out.setdefault(fld, []).append(value)
         return out
 
@@ -881,11 +902,35 @@ def _create_private(path: Path) -> bool:
     return True
 
 
+class HistoryRefused(OSError):
+    """The history file cannot be used safely (the message says why)."""
+
+
+def _refuse_links(path: Path) -> None:
+    """Refuse a history file, ``-wal`` or ``-shm`` that is a symbolic link.
+
+    SQLite follows links: one planted at the path would put the unredacted task history
+    wherever it points, created with the umask's mode rather than 0600 (the audit log
+    refuses links the same way).
+    """
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if p.is_symlink():
+            raise HistoryRefused(
+                f"{p} is a symbolic link (refused: the task history is never "
+                "written through a link)"
+            )
+
+
 def _chmod_private(path: Path) -> None:
     try:
         os.chmod(path, 0o600, follow_symlinks=False)
     except (FileNotFoundError, NotImplementedError):
         pass  # not there (yet), or a platform without lchmod
+
+
+def _lenient_text(raw: bytes) -> str:
+    """SQLite TEXT as str, bytes that are not UTF-8 replaced (see :meth:`HistoryStore._fetch`)."""
+    return raw.decode("utf-8", "replace")
 
 
 def _close_quietly(conn: sqlite3.Connection) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from tui.history import HistoryStore, HistoryWriter, load_into_model, task_to_row
+from tui.sources.validate import Tally, clean_history_row
 from tui.ui.messages import ExportDone, HistoryBackfilled, HistoryLoaded
 
 if TYPE_CHECKING:
@@ -153,8 +154,30 @@ class HistoryService:
         from tui.ui.screens.history_search import HistorySearchScreen
 
         self.screen.app.push_screen(
-            HistorySearchScreen(self.store.search, self.screen.redact, self.screen.task_filter.text)
+            HistorySearchScreen(self.search_rows, self.screen.redact, self.screen.task_filter.text)
         )
+
+    def search_rows(
+        self,
+        query: str = "",
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 500,
+    ) -> list[dict[str, Any]]:
+        """:meth:`HistoryStore.search` through the trust boundary, like the rows loaded at start.
+
+        The store returns what the file holds: rows written before the boundary existed (or
+        by anything else that can write the file) may hold a time ``'NaN'`` or ``'now'``, a
+        BLOB name or an escape, which the search screen would show or compute with (``H``
+        crashed on ``'now' - 'NaN'``).  Runs in the search's thread worker, so it counts in a
+        tally of its own (the history tally has one writer, the UI thread); a row without a
+        usable uuid is left out.
+        """
+        assert self.store is not None
+        tally = Tally()
+        now = time.time()
+        rows = self.store.search(query, since=since, until=until, limit=limit)
+        return [row for raw in rows if (row := clean_history_row(raw, tally, now)) is not None]
 
     def export(self) -> None:
         """Export the filtered history to CSV, Excel or an incident report PDF."""

@@ -1,0 +1,91 @@
+"""History rows no writer of ours produces, read back: TEXT that is not UTF-8, and times or
+numbers of the wrong type, must cost neither the load at start nor the ``H`` search.
+
+Found by tests/integration/test_fuzz_hostile.py::test_hostile_history_rows_planted_before_start.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tui.history import HistoryStore
+from tui.history.store import HistoryRefused
+from tui.ui.history_service import HistoryService
+
+
+def _plant(path: Path) -> None:
+    """Three rows: a name and queue whose TEXT is a lone surrogate's bytes (not UTF-8),
+    times stored as text, and a well-formed row."""
+    HistoryStore(path).close()
+    now = time.time()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute(
+            "INSERT INTO tasks (uuid, name, queue, state, first_seen, updated)"
+            " VALUES ('bad-utf8', CAST(? AS TEXT), CAST(? AS TEXT), 'SUCCESS', ?, ?)",
+            (b"a\xed\xa0\x80b", b"q\xff", now, now),
+        )
+        conn.execute(
+            "INSERT INTO tasks (uuid, name, state, sent, started, runtime, priority, first_seen, updated)"
+            " VALUES ('text-times', 'n', 'STARTED', 'NaN', 'now', 'x', 'high', ?, ?)",
+            (now, now),
+        )
+        conn.execute(
+            "INSERT INTO tasks (uuid, name, state, sent, first_seen, updated)"
+            " VALUES ('fine', 'afirgen_tasks.x.y', 'SUCCESS', ?, ?, ?)",
+            (now, now, now),
+        )
+        conn.execute(
+            "INSERT INTO vocab (field, value) VALUES ('name', CAST(? AS TEXT))", (b"v\xed\xb2\x80",)
+        )
+    finally:
+        conn.close()
+
+
+def test_text_that_is_not_utf8_is_read_with_replacement_characters(tmp_path: Path) -> None:
+    """load_recent, get, search (with its vocabulary) and existing read every row; the
+    bytes that are not UTF-8 come back as U+FFFD instead of failing the whole read."""
+    path = tmp_path / "h.sqlite3"
+    _plant(path)
+    with HistoryStore(path) as store:
+        rows = {r["uuid"]: r for r in store.load_recent()}
+        assert set(rows) == {"bad-utf8", "text-times", "fine"}
+        assert (
+            rows["bad-utf8"]["name"] == "a\ufffd\ufffd\ufffdb"
+            and rows["bad-utf8"]["queue"] == "q\ufffd"
+        )
+        assert store.get("bad-utf8")["queue"] == "q\ufffd"
+        assert [r["uuid"] for r in store.search("uuid:bad")] == ["bad-utf8"]
+        assert store.search("name:v") == []  # reads the vocabulary, which holds bad bytes too
+        assert store.existing(["bad-utf8", "fine", "missing"]) == {"bad-utf8": 0, "fine": 0}
+        # the fast path is back for the next read
+        assert store._conn().text_factory is str
+
+
+def test_search_results_pass_the_trust_boundary(tmp_path: Path) -> None:
+    """What ``H`` shows is cleaned like the rows loaded at start: a time stored as 'NaN'
+    or 'now', a runtime 'x' and a priority 'high' are dropped, not computed with."""
+    path = tmp_path / "h.sqlite3"
+    _plant(path)
+    with HistoryStore(path) as store:
+        service = SimpleNamespace(store=store)
+        rows = {r["uuid"]: r for r in HistoryService.search_rows(service, "")}  # type: ignore[arg-type]
+    assert set(rows) == {"bad-utf8", "text-times", "fine"}
+    weird = rows["text-times"]
+    assert not {"sent", "started", "runtime", "priority"} & set(weird), weird
+    assert isinstance(rows["fine"]["sent"], float)
+
+
+@pytest.mark.parametrize("name", ["h.sqlite3", "h.sqlite3-wal", "h.sqlite3-shm"])
+def test_a_history_file_that_is_a_symbolic_link_is_refused(tmp_path: Path, name: str) -> None:
+    """A link planted at the history path (or its -wal / -shm) is refused, like the audit
+    log's: SQLite would follow it and create the target with the umask's mode."""
+    (tmp_path / name).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(HistoryRefused, match="symbolic link"):
+        HistoryStore(tmp_path / "h.sqlite3")
+    assert not (tmp_path / "elsewhere").exists()
