@@ -53,9 +53,14 @@ def inspect_workers(
     out = InspectionResult(taken_at=time.time())
     try:
         insp = app.control.inspect(timeout=timeout, limit=expected or None)
-        out.stats = clean_stats_replies(insp.stats() or {}, tally)
-        # Workers that answered stats are the ones to wait for in the next calls.
-        insp = app.control.inspect(timeout=timeout, limit=len(out.stats) or expected or None)
+        raw_stats = insp.stats() or {}
+        out.stats = clean_stats_replies(raw_stats, tally)
+        # Nodes that answered stats are the ones to wait for in the next calls: all of them,
+        # the ones the gate rejected too.  Counting only the accepted ones let a node with
+        # a forged name answer first and fill the limit, so a real worker's queues, active
+        # and reserved tasks went unread.
+        answered = len(raw_stats) if isinstance(raw_stats, dict) else 0
+        insp = app.control.inspect(timeout=timeout, limit=answered or expected or None)
         out.active_queues = clean_queue_replies(insp.active_queues() or {}, tally)
         if tasks:
             out.active = clean_inspect_tasks(insp.active() or {}, tally)
