@@ -490,10 +490,12 @@ class ConsoleScreen(Screen[None]):
         self.runner.completed(message)
 
     def on_history_loaded(self, message: HistoryLoaded) -> None:
-        if isinstance(message, HistoryBackfilled):
-            self.history.backfilled(message)
-        else:
-            self.history.loaded(message)
+        self.history.loaded(message)
+
+    def on_history_backfilled(self, message: HistoryBackfilled) -> None:
+        # Textual finds a handler by the message's own name (on_history_backfilled), not by
+        # its base class: without this method the backfilled tasks never reached the model.
+        self.history.backfilled(message)
 
     def on_export_done(self, message: ExportDone) -> None:
         self.history.export_done(message)
