@@ -510,3 +510,12 @@ def test_audit_lines_are_json(tmp_path: Path):
     assert {"ts", "user", "action", "target", "params", "ok", "outcome"} <= set(rec)
     json.dumps(rec)
     assert os.path.exists(tmp_path / "audit.log")
+
+
+def test_a_stored_nan_or_huge_negative_time_never_sets_the_incident_time_axis():
+    """Rows from before the trust boundary may hold NaN or -1e18 (the split console lost this once)."""
+    from tui.ui.history_service import _first_time
+
+    assert _first_time({"sent": float("nan")}) is None
+    assert _first_time({"sent": -1e18}) is None
+    assert _first_time({"sent": None, "received": 1_700_000_000.0}) == 1_700_000_000.0

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from tui.history import HistoryStore, HistoryWriter, load_into_model, task_to_row
-from tui.sources.validate import Tally, clean_history_row
+from tui.sources.validate import Tally, clean_history_row, valid_timestamp
 from tui.ui.messages import ExportDone, HistoryBackfilled, HistoryLoaded
 
 if TYPE_CHECKING:
@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 def _first_time(row: Any) -> float | None:
     get = row.get if isinstance(row, dict) else (lambda k: getattr(row, k, None))
     value = get("sent") or get("received") or get("first_seen")
-    return value if isinstance(value, (int, float)) else None
+    # rows from before the trust boundary may hold NaN or -1e18: they must not set the
+    # incident report's time axis
+    return valid_timestamp(value, time.time())
 
 
 class HistoryService:
