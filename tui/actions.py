@@ -19,6 +19,7 @@ import os
 import re
 import stat
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +31,10 @@ from celery import Celery
 
 from afirgen_tasks.priority import PriorityError, validate_priority
 from afirgen_tasks.routing import route_for
+from tui.core.pauses import PauseRecord
 from tui.core.states import is_final
 from tui.sources.control import ClusterControl
+from tui.sources.pause_records import PauseRecordStore
 
 MAX_COUNTDOWN_S = 30 * 86400
 
@@ -409,11 +412,16 @@ class Actions:
     """The action layer: validate, refuse when read-only, send, audit, return an :class:`Outcome`."""
 
     def __init__(
-        self, app: Celery | None, audit: AuditLog, read_only: bool = False, timeout: float = 2.0
+        self,
+        app: Celery | None,
+        audit: AuditLog,
+        read_only: bool = False,
+        timeout: float = 2.0,
+        pause_records: PauseRecordStore | None = None,
     ):
         #: the app's task registry validates jobs; every send goes through ``control``
         self.app = app
-        self.control = ClusterControl(app, timeout) if app is not None else None
+        self.control = ClusterControl(app, timeout, pause_records) if app is not None else None
         self.audit = audit
         self.read_only = read_only
         self._timeout = timeout
@@ -681,26 +689,98 @@ class Actions:
         return self._attempt("autoscale", ",".join(hosts), params, send)
 
     # -- queues --
-    def set_consuming(
-        self, queue: str, consume: bool, hosts: Sequence[str] | None = None
-    ) -> Outcome:
-        """Pause (cancel_consumer) or resume (add_consumer) ``queue`` on every worker (or ``hosts``)."""
-        action = "resume_queue" if consume else "pause_queue"
-        params = {"workers": list(hosts) if hosts else "all"}
+    @property
+    def operator(self) -> str:
+        """Who acts, in one line for a pause record: ``alice`` or ``alice from 203.0.113.7``."""
+        who = self.audit.identity
+        return who["user"] + (f" from {who['ssh_client']}" if who.get("ssh_client") else "")
+
+    def pause_queue(self, queue: str) -> Outcome:
+        """Stop exactly the workers that consume ``queue`` now (``cancel_consumer`` to them), and
+        keep who they were in the broker: resume gives the queue back to them and nobody else.
+
+        The consumers are asked live (``active_queues``), after the attempt is audited; the
+        outcome line lists them.  The record is written before the command goes out (a record
+        that cannot be written: nothing is sent).  On a broker that is not Redis there is no
+        record: the queue is paused all the same and the outcome says so.
+        """
+        params: dict[str, Any] = {"workers": "the consumers at pause time"}
 
         def send() -> Outcome:
-            replies = self._control().consume(queue, consume, hosts)
+            control = self._control()
+            answered, hosts = control.consumers(queue)
+            params["workers"] = hosts
+            if not answered:
+                return Outcome(
+                    False, f"pause {queue}: no worker replied", replies={"*": "no worker replied"}
+                )
+            if not hosts:
+                return Outcome(
+                    False,
+                    f"no worker consumes {queue}: nothing to pause "
+                    f"({len(answered)} worker(s) answered)",
+                )
+            store = control.pause_records
+            note = ""
+            if store.available:
+                store.put(PauseRecord(queue, tuple(hosts), time.time(), self.operator))
+            else:
+                params["record"] = "not kept"
+                note = (
+                    f"; record not kept ({store.why_not}): the console cannot show it paused "
+                    f"or resume it; resume with: celery control add_consumer {queue} "
+                    f"-d {','.join(hosts)}"
+                )
+            replies = control.consume(queue, False, hosts)
             ok, words = _replies_to_words(replies, hosts)
-            verb = "resumed" if consume else "paused"
             return Outcome(
                 ok,
-                f"{queue} {verb} on {len(words)} worker(s)"
-                if ok
-                else f"{action} {queue}: some workers refused",
+                (
+                    f"{queue} paused on {len(hosts)} worker(s): {', '.join(hosts)}"
+                    if ok
+                    else f"pause {queue}: some workers did not confirm"
+                )
+                + note,
                 replies=words,
             )
 
-        return self._attempt(action, queue, params, send)
+        return self._attempt("pause_queue", queue, params, send)
+
+    def resume_queue(
+        self, queue: str, hosts: Sequence[str], offline: Sequence[str] = ()
+    ) -> Outcome:
+        """Give ``queue`` back (``add_consumer``) to ``hosts``: the workers its pause record
+        names that are online and not consuming it.  ``offline``: recorded workers that are
+        not online (not sent to; said).  Every host confirmed: the record is deleted."""
+        params: dict[str, Any] = {"workers": list(hosts), "offline": list(offline)}
+        self.guard("resume_queue", queue, params)
+        if not hosts:
+            raise ValidationFailed({"workers": f"no online worker to give {queue} back to"})
+
+        def send() -> Outcome:
+            control = self._control()
+            replies = control.consume(queue, True, hosts)
+            ok, words = _replies_to_words(replies, hosts)
+            note = ""
+            if offline:
+                note = (
+                    f"; not resumed on {', '.join(offline)} (offline): a worker restarted "
+                    f"with -Q {queue} consumes it again"
+                )
+            if ok and control.pause_records.available:
+                control.pause_records.delete(queue)
+            return Outcome(
+                ok,
+                (
+                    f"{queue} resumed on {len(hosts)} worker(s): {', '.join(hosts)}"
+                    if ok
+                    else f"resume {queue}: some workers did not confirm (still marked paused)"
+                )
+                + note,
+                replies=words,
+            )
+
+        return self._attempt_sent("resume_queue", queue, params, send)
 
     def purge(self, queue: str, typed_name: str, expected_count: int | None) -> Outcome:
         """Delete every waiting message of ``queue``; ``typed_name`` must equal the queue name."""

@@ -754,9 +754,13 @@ async def test_paused_queue_holds_its_jobs_until_resumed(
         await pilot.press("p")
         paused = await next_outcome(pilot, console, 0)
         assert paused.action == "pause_queue" and paused.outcome.ok, paused.outcome
-        assert console.console_screen.paused_queues == {"cleanup"} and "⏸" in cell(
-            queues, "cleanup", "name"
+        # the mark is derived from the workers' queues: it shows after the next inspect
+        await until(
+            pilot,
+            lambda: "⏸" in cell(queues, "cleanup", "name"),
+            message="cleanup marked paused",
         )
+        assert console.console_screen.paused_queues == {"cleanup"}
         assert await asyncio.to_thread(consumed_queues, worker) == set()
 
         jobs = [afirgen_app.send_task(CLEANUP, kwargs={"max_age_hours": 100000}) for _ in range(3)]
@@ -776,9 +780,12 @@ async def test_paused_queue_holds_its_jobs_until_resumed(
         await pilot.press("p")
         resumed = await next_outcome(pilot, console, 1)
         assert resumed.action == "resume_queue" and resumed.outcome.ok, resumed.outcome
-        assert console.console_screen.paused_queues == set() and "⏸" not in cell(
-            queues, "cleanup", "name"
+        await until(
+            pilot,
+            lambda: "⏸" not in cell(queues, "cleanup", "name"),
+            message="cleanup no longer marked paused",
         )
+        assert console.console_screen.paused_queues == set()
         await until(
             pilot, lambda: all(has_state(tasks, j.id, "SUCCESS") for j in jobs), message="jobs ran"
         )
@@ -891,7 +898,7 @@ async def test_read_only_console_sends_nothing(live_settings, afirgen_app, worke
         lambda: layer.revoke(waiting.id, "SENT", "terminate"),
         lambda: layer.pool_resize([worker.hostname], 1),
         lambda: layer.autoscale([worker.hostname], 3, 1),
-        lambda: layer.set_consuming("default", consume=False),
+        lambda: layer.pause_queue("default"),
         lambda: layer.purge("cleanup", "cleanup", 1),
     ):
         with pytest.raises(ReadOnlyRefused):

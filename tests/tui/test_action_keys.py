@@ -593,7 +593,7 @@ def test_read_only_is_enforced_in_the_action_layer(mem_settings, mem_app):
         lambda: actions.revoke("abc", "STARTED", "kill"),
         lambda: actions.pool_resize(["w1@box"], 1),
         lambda: actions.autoscale(["w1@box"], 4, 1),
-        lambda: actions.set_consuming("email", consume=False),
+        lambda: actions.pause_queue("email"),
         lambda: actions.purge("email", "email", 3),
     ]
     for call in calls:
@@ -689,3 +689,69 @@ def test_the_attempt_is_on_disk_before_the_command_is_sent(mem_settings, mem_app
         "outcome",
         "attempt",
     ]
+
+
+def _pause_cluster(console, sources, events):
+    """w1 and w2 online; w1 no longer consumes reports, w2 does; the broker holds a pause
+    record naming both (paused on both, then w2 given it back by hand)."""
+    from tui.core.pauses import PauseRecord
+    from tui.sources.inspection import InspectionResult
+
+    sources.feed([events.worker_online("w1@box"), events.worker_online("w2@box")])
+    console.console_screen.tick()
+    stats = {"pool": {"implementation": "celery.concurrency.prefork:TaskPool", "processes": [1]}}
+    sources.inspection = InspectionResult(
+        stats={"w1@box": stats, "w2@box": stats},
+        active_queues={"w1@box": [{"name": "default"}], "w2@box": [{"name": "reports"}]},
+        taken_at=time.time(),
+    )
+    sources.pauses = {"reports": PauseRecord("reports", ("w1@box", "w2@box"), time.time(), "bob")}
+
+
+async def test_pause_mark_is_derived_and_p_offers_resume_to_the_recorded_workers(
+    mem_settings, mem_app, events
+):
+    console, sources = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        await _queues_focused(console, pilot)
+        queues = console.query_one("#queues")
+        assert str(queues.get_cell("reports", "name")) == "reports"  # no record: no mark
+        _pause_cluster(console, sources, events)
+        console.console_screen.inspect_workers()
+        await settle(pilot, console, lambda: "⏸" in str(queues.get_cell("reports", "name")))
+        assert str(queues.get_cell("reports", "name")) == "reports ⏸ 1/2"
+        from tui.actions import Outcome
+
+        sent: list[tuple] = []
+
+        def resume_queue(queue, hosts, offline=()):
+            sent.append((queue, hosts, offline))
+            return Outcome(False, "not sent (test)")
+
+        console.actions.resume_queue = resume_queue
+        await pilot.press("p")
+        await settle(pilot, console, lambda: bool(sent))
+        # resume, not pause; only w1: w2 consumes it already
+        assert sent == [("reports", ["w1@box"], [])]
+
+        # the record is gone (resumed elsewhere): the mark goes on the next inspect
+        sources.pauses = {}
+        console.console_screen.inspect_workers()
+        await settle(pilot, console, lambda: "⏸" not in str(queues.get_cell("reports", "name")))
+        assert console.console_screen.paused_queues == set()
+
+
+async def test_resume_is_refused_read_only(mem_settings, mem_app, events):
+    console, sources = make_console(mem_settings, mem_app, read_only=True)
+    async with console.run_test(size=(100, 30)) as pilot:
+        await _queues_focused(console, pilot)
+        _pause_cluster(console, sources, events)
+        console.console_screen.inspect_workers()
+        queues = console.query_one("#queues")
+        await settle(pilot, console, lambda: "⏸" in str(queues.get_cell("reports", "name")))
+        await pilot.press("p")
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
+        done = console.console_screen.runner.action_log[-1]
+        assert done.action == "resume_queue" and "read-only" in done.outcome.message
+    [line] = audit_lines(mem_settings)
+    assert line["action"] == "resume_queue" and line["outcome"] == "refused: read-only mode"

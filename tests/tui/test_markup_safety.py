@@ -579,7 +579,7 @@ async def test_screens_render_raw_hostile_records_without_any_validation(screen_
         )
         app.query_one("#workers", WorkersPane).show([worker])
         app.query_one("#queues", QueuesPane).show(
-            [QueueRow(f"[/]{TITLE}", 1), QueueRow(CLEAR, 2, paused=True)]
+            [QueueRow(f"[/]{TITLE}", 1), QueueRow(CLEAR, 2, paused="⏸")]
         )
         await pilot.pause()
         # C0 controls are shown as their Control Pictures (ESC -> ␛), as the sources' boundary does

@@ -14,9 +14,11 @@ from typing import Any, Protocol
 from celery import Celery
 
 from afirgen_tasks.settings import Settings
+from tui.core.pauses import PauseRecord
 from tui.sources.control import ClusterControl
 from tui.sources.events import CONNECTED, CONNECTING, EventReceiverThread, ReceiverStatus
 from tui.sources.inspection import InspectionResult, inspect_workers
+from tui.sources.pause_records import PauseRecordStore
 from tui.sources.queue_lengths import QueueSnapshot
 from tui.sources.validate import Boundary, clean_backend_meta
 
@@ -43,6 +45,7 @@ class Sources(Protocol):
     def enable_events(self, hosts: list[str]) -> list[dict[str, Any]]: ...
     def inspect(self, expected: int | None, tasks: bool) -> InspectionResult: ...
     def fetch_result(self, uuid: str) -> dict[str, Any]: ...
+    def pause_records(self) -> dict[str, PauseRecord] | None: ...
 
 
 class BrokerSources:
@@ -57,6 +60,7 @@ class BrokerSources:
             app, settings.console_event_buffer, scrub=self.scrub, tally=self.boundary.events
         )
         self._poller: Any = None
+        self._pause_store: PauseRecordStore | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -144,6 +148,21 @@ class BrokerSources:
         meta = self.app.AsyncResult(uuid).backend.get_task_meta(uuid)
         return clean_backend_meta(meta or {}, self.boundary.backend)
 
+    def pause_records(self) -> dict[str, PauseRecord] | None:
+        """The pause records in the broker (cleaned; {} when it cannot keep any), or None when
+        they could not be read (broker down: the caller keeps what it had)."""
+        # runs in the inspect thread worker
+        try:
+            if self._pause_store is None:
+                self._pause_store = PauseRecordStore.for_app(
+                    self.app, self.settings, self.settings.console_control_timeout
+                )
+            if not self._pause_store.available:
+                return {}
+            return self._pause_store.read_all(self.boundary.inspect)
+        except Exception:
+            return None
+
 
 class StaticSources:
     """Sources fed by the caller (screen tests, benchmarks): no broker, same interface."""
@@ -157,6 +176,8 @@ class StaticSources:
         self.enable_events_replies: list[dict[str, Any]] = []
         self.inspection = InspectionResult(taken_at=time.time())
         self.results: dict[str, dict[str, Any]] = {}
+        #: the pause records to give back (None: "could not be read")
+        self.pauses: dict[str, PauseRecord] | None = {}
         # Fed as-is (tests feed odd data on purpose to exercise the model's own checks);
         # the history load still counts into it.
         self.boundary = Boundary()
@@ -210,3 +231,6 @@ class StaticSources:
 
     def fetch_result(self, uuid: str) -> dict[str, Any]:
         return self.results.get(uuid, {})
+
+    def pause_records(self) -> dict[str, PauseRecord] | None:
+        return None if self.pauses is None else dict(self.pauses)

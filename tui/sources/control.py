@@ -14,15 +14,28 @@ from typing import Any
 
 from celery import Celery
 
+from tui.sources.pause_records import PauseRecordStore
+from tui.sources.validate import Tally, clean_queue_replies
+
 Replies = list[dict[str, Any]]
 
 
 class ClusterControl:
     """Jobs, remote control and purges on the cluster of ``app``, each bounded by ``timeout``."""
 
-    def __init__(self, app: Celery, timeout: float = 2.0) -> None:
+    def __init__(
+        self, app: Celery, timeout: float = 2.0, pause_records: PauseRecordStore | None = None
+    ) -> None:
         self.app = app
         self.timeout = timeout
+        self._pause_records = pause_records
+
+    @property
+    def pause_records(self) -> PauseRecordStore:
+        """Where pauses are kept (the broker's Redis); built on first use."""
+        if self._pause_records is None:
+            self._pause_records = PauseRecordStore.for_app(self.app, None, self.timeout)
+        return self._pause_records
 
     def send_task(
         self,
@@ -72,6 +85,16 @@ class ClusterControl:
         dest = list(hosts) if hosts else None
         call = self.app.control.add_consumer if start else self.app.control.cancel_consumer
         return call(queue, reply=True, destination=dest, timeout=self.timeout) or []
+
+    def consumers(self, queue: str) -> tuple[list[str], list[str]]:
+        """``(workers that answered, those of them consuming queue)``, from ``active_queues``.
+
+        Waits the whole ``timeout``: a worker missed here would keep consuming a paused queue.
+        """
+        replies = clean_queue_replies(
+            self.app.control.inspect(timeout=self.timeout).active_queues() or {}, Tally()
+        )
+        return sorted(replies), sorted(h for h, names in replies.items() if queue in names)
 
     def purge(self, queue: str) -> int:
         """Delete every waiting message of ``queue``; returns how many the broker deleted."""

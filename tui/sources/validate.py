@@ -45,10 +45,13 @@ and counts what it did in a :class:`Tally`.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeGuard
+
+from tui.core.pauses import PauseRecord
 
 __all__ = [
     "EVENT_FIELDS",
@@ -63,6 +66,7 @@ __all__ = [
     "clean_backend_meta",
     "clean_history_row",
     "clean_inspect_tasks",
+    "clean_pause_record",
     "clean_queue_replies",
     "clean_stats_replies",
     "clean_text",
@@ -737,3 +741,40 @@ def clean_history_row(row: Any, tally: Tally, now: float | None = None) -> dict[
                 tally.clean(f"history.{key}: control characters shown, cut or not text")
         # other columns (rank, updated, id...) are the store's own and not passed on
     return out
+
+
+# ---- pause records (afirgen:paused in the broker) ---------------------------------------------
+def clean_pause_record(
+    queue: Any, raw: Any, tally: Tally, now: float | None = None
+) -> PauseRecord | None:
+    """A pause record read from the broker (``{workers, paused_at, by}`` JSON), or None (skipped).
+
+    Anyone who can write to the broker can write this hash: the queue and every hostname must
+    be usable keys, the time finite and not in the future, ``by`` a short line of text.
+    """
+    if isinstance(queue, bytes):
+        queue = queue.decode("utf-8", "replace")
+    if not is_key(queue):
+        tally.skip("pause record: bad queue name")
+        return None
+    try:
+        data = json.loads(raw)
+    except (TypeError, ValueError, RecursionError):
+        tally.skip("pause record: not JSON")
+        return None
+    workers = data.get("workers") if isinstance(data, dict) else None
+    if not isinstance(workers, list) or not workers:
+        tally.skip("pause record: no worker list")
+        return None
+    hosts = [h for h in workers[:1000] if is_key(h)]
+    if len(hosts) != len(workers):
+        tally.clean("pause record: bad hostname dropped")
+    if not hosts:
+        tally.skip("pause record: no valid hostname")
+        return None
+    paused_at = valid_timestamp(data.get("paused_at"), now if now is not None else time.time())
+    if paused_at is None:
+        tally.clean("pause record: bad time dropped")
+    by = data.get("by")
+    by = clean_text(by, MAX_KEY_CHARS) if isinstance(by, str) else ""
+    return PauseRecord(queue, tuple(dict.fromkeys(hosts)), paused_at or 0.0, by)

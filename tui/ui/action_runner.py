@@ -246,11 +246,24 @@ class ActionRunner:
 
     # ---- queues --------------------------------------------------------------------------
     def pause(self, queue: str) -> None:
-        """Pause (or resume) consumption of ``queue`` on every worker."""
-        resume = queue in self.screen.paused_queues
-        action = "resume_queue" if resume else "pause_queue"
+        """Pause ``queue`` on the workers consuming it, or resume it where it is paused.
+
+        Paused (derived from the pause record and the workers' queues, see
+        :mod:`tui.core.pauses`): resume on the recorded workers that are online and not
+        consuming it.  Otherwise: pause on whoever consumes it now (asked live).
+        """
+        pause = self.screen.pauses.get(queue)
+        if pause is None:
+            self.run("pause_queue", queue, lambda: self.actions.pause_queue(queue), reinspect=True)
+            return
+        skip = set(pause.offline) | set(pause.consuming)
+        hosts = [h for h in pause.record.workers if h not in skip]
+        offline = list(pause.offline)
         self.run(
-            action, queue, lambda: self.actions.set_consuming(queue, consume=resume), reinspect=True
+            "resume_queue",
+            queue,
+            lambda: self.actions.resume_queue(queue, hosts, offline),
+            reinspect=True,
         )
 
     def purge(self, queue: str) -> None:
@@ -341,12 +354,6 @@ class ActionRunner:
             if sent_at is not None and self.model.mark_purged(message.target, sent_at):
                 screen.tick()
             screen.poll_queues()
-        if message.action in ("pause_queue", "resume_queue") and out.ok:
-            if message.action == "pause_queue":
-                screen.paused_queues.add(message.target)
-            else:
-                screen.paused_queues.discard(message.target)
-            screen.show_queues()
         if message.reinspect:
             screen.inspect_workers()
         screen.update_status()

@@ -24,6 +24,7 @@ from tui.core.redaction import Redactor
 from tui.core.safe_text import visible
 from tui.history import HistoryStore
 from tui.sources.cluster import Sources
+from tui.sources.pause_records import PauseRecordStore
 from tui.ui.commands import PANES, bindings, help_rows, palette_commands
 from tui.ui.console import ConsoleScreen
 from tui.ui.screens.help import HelpScreen
@@ -68,7 +69,15 @@ class AfirgenApp(App[None]):
             redact_value=self.redact.value,
         )
         self.actions = Actions(
-            celery_app, audit, read_only=self.read_only, timeout=settings.console_control_timeout
+            celery_app,
+            audit,
+            read_only=self.read_only,
+            timeout=settings.console_control_timeout,
+            pause_records=(
+                PauseRecordStore.for_app(celery_app, settings, settings.console_control_timeout)
+                if celery_app is not None
+                else None
+            ),
         )
         self.console_screen = ConsoleScreen(self)
 

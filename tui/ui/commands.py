@@ -223,7 +223,8 @@ COMMANDS: tuple[Command, ...] = (
         "p",
         "pause_queue",
         "queues",
-        "pause / resume the highlighted queue on every worker (Queues pane)",
+        "pause the highlighted queue on the workers consuming it (⏸; ⏸ 1/2: paused on 1 of 2), "
+        "or resume it on exactly those (Queues pane)",
         mutating=True,
         show=True,
         footer="Pause/resume",

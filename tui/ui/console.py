@@ -28,6 +28,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
 from afirgen_tasks.routing import QUEUES
+from tui.core.pauses import PauseRecord, QueuePause, WorkerQueues, derive_pauses
 from tui.core.query import TaskFilter
 from tui.core.safe_text import visible
 from tui.sources.events import CONNECTED, RECONNECTING
@@ -78,7 +79,10 @@ class ConsoleScreen(Screen[None]):
         self.redact = app.redact
         self.task_filter = TaskFilter("")
         self.queue_rows: dict[str, QueueRow] = {name: QueueRow(name, None) for name in QUEUES}
-        self.paused_queues: set[str] = set()
+        #: the pause records in the broker, as last read (with each inspect round)
+        self.pause_records: dict[str, PauseRecord] = {}
+        #: queue -> where it is paused, derived from the records and the workers' queues
+        self.pauses: dict[str, QueuePause] = {}
         self._rates: dict[str, collections.deque[tuple[float, int, int]]] = collections.defaultdict(
             collections.deque
         )
@@ -291,8 +295,29 @@ class ConsoleScreen(Screen[None]):
                 "queue-poll", self.settings.console_queue_poll_interval, self.poll_queues
             )
 
+    @property
+    def paused_queues(self) -> set[str]:
+        """The queues paused on some worker now (derived: see :mod:`tui.core.pauses`)."""
+        return set(self.pauses)
+
+    def derive_pauses(self) -> None:
+        """Where each recorded pause holds now, from the workers' ``active_queues``."""
+        self.pauses = derive_pauses(
+            self.pause_records,
+            (
+                WorkerQueues(
+                    w.hostname,
+                    w.online,
+                    inspected=w.pool is not None or bool(w.queues),
+                    queues=frozenset(w.queues),
+                )
+                for w in self.model.workers()
+            ),
+        )
+
     def show_queues(self) -> None:
         """Redraw the Queues pane from the last poll and the workers' consumers."""
+        self.derive_pauses()
         consumers: dict[str, int] = collections.Counter()
         for w in self.model.workers():
             if getattr(w, "online", False):
@@ -305,7 +330,8 @@ class ConsoleScreen(Screen[None]):
         ):
             row = self.queue_rows[name]
             row.consumers = consumers.get(name, 0)
-            row.paused = name in self.paused_queues
+            pause = self.pauses.get(name)
+            row.paused = pause.mark if pause is not None else ""
             rows.append(row)
         self.query_one("#queues", QueuesPane).show(rows)
 
@@ -316,12 +342,14 @@ class ConsoleScreen(Screen[None]):
         # runs in a worker thread; blocks on the broker for up to control_timeout
         online = sum(1 for w in self.model.workers() if getattr(w, "online", False))
         result = self.sources.inspect(online or None, tasks=resync)
-        self.post_message(WorkersInspected(result, resync))
+        self.post_message(WorkersInspected(result, resync, self.sources.pause_records()))
 
     @while_panes_exist
     def on_workers_inspected(self, message: WorkersInspected) -> None:
         result = message.result
         self.last_inspection = result
+        if message.pauses is not None:  # unread (broker down): keep the last ones
+            self.pause_records = message.pauses
         for host, stats in result.stats.items():
             self.model.set_worker_stats(host, stats)
         for host, queues in result.active_queues.items():

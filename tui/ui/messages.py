@@ -6,6 +6,7 @@ from typing import Any
 
 from textual.message import Message
 
+from tui.core.pauses import PauseRecord
 from tui.sources.inspection import InspectionResult
 from tui.sources.queue_lengths import QueueSnapshot
 
@@ -19,12 +20,18 @@ class QueueLengthsPolled(Message):
 
 
 class WorkersInspected(Message):
-    """An ``inspect`` round finished."""
+    """An ``inspect`` round finished; ``pauses``: the pause records read with it (None: unread)."""
 
-    def __init__(self, result: InspectionResult, resync: bool):
+    def __init__(
+        self,
+        result: InspectionResult,
+        resync: bool,
+        pauses: dict[str, PauseRecord] | None = None,
+    ):
         super().__init__()
         self.result = result
         self.resync = resync
+        self.pauses = pauses
 
 
 class HistoryLoaded(Message):

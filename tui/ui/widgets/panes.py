@@ -44,7 +44,8 @@ class QueueRow:
     rate_in: float = 0.0
     rate_out: float = 0.0
     trend: list[float] = field(default_factory=list)
-    paused: bool = False
+    #: the pause mark, "" when not paused: "⏸", or "⏸ 1/2" when paused on 1 of 2 consumers
+    paused: str = ""
     configured: bool = True
 
     def band(self, levels: range) -> int | None:
@@ -99,7 +100,7 @@ class QueuesPane(_CommandPane):
             # queue names come from the broker (KEYS, events): literal text, escapes visible
             name = data_text(row.name, style="bold" if row.configured else "italic")
             if row.paused:
-                name = data_text(f"{row.name} ⏸", style="bold yellow")
+                name = data_text(f"{row.name} {row.paused}", style="bold yellow")
             urgent = row.band(BANDS[0][1])
             cells = [
                 name,
