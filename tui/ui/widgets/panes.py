@@ -81,7 +81,7 @@ class QueuesPane(_CommandPane):
         self.request("purge_queue")
 
     def on_mount(self) -> None:
-        self.add_column("Queue", width=10, key="name")
+        self.add_column("Queue", width=14, key="name")  # "analytics ⏸ 1/2"
         self.add_column("Wait", width=6, key="waiting")
         self.add_column("P8-10", width=5, key="urgent")
         self.add_column("P4-7", width=5, key="normal")
