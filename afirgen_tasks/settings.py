@@ -387,6 +387,11 @@ class Settings(BaseSettings):
     console_control_timeout: float = Field(
         2.0, gt=0, le=60, validation_alias=_env("console_control_timeout")
     )
+    #: Seconds after which a running task is flagged in the Tasks pane and counted in the
+    #: status line ("2 running > 10m"); 0 turns the flag off.
+    console_long_running_after: float = Field(
+        600.0, ge=0, le=30 * 86400, validation_alias=_env("console_long_running_after")
+    )
 
     # ---- [check] --------------------------------------------------------------------
     check_min_workers: int = Field(1, ge=0, validation_alias=_env("check_min_workers"))

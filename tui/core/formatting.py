@@ -107,6 +107,33 @@ def task_runtime(task: object) -> float | None:
     return span(getattr(task, "started", None), getattr(task, "finished", None))
 
 
+#: Before the elapsed time of a task still running (a finished runtime has no mark).
+RUNNING_MARK = "▸"
+#: Before the elapsed time of a task running longer than ``[console] long_running_after``.
+LONG_RUNNING_MARK = "!"
+
+
+def elapsed(
+    started: float | None, now: float, width: int | None = None, long_after: float = 0
+) -> tuple[str, bool]:
+    """``("▸3m12s", False)`` for a task running since ``started``; ``("!12m05s", True)`` past
+    ``long_after`` seconds (0: never); ``("▸-", False)`` when the start is unknown or skewed."""
+    seconds = span(started, now)
+    long = bool(long_after) and seconds is not None and seconds > long_after
+    mark = LONG_RUNNING_MARK if long else RUNNING_MARK
+    return mark + duration(seconds, None if width is None else width - len(mark)), long
+
+
+def threshold(seconds: float) -> str:
+    """A setting's seconds in words for the status line: ``10m``, ``1h``, ``90s``."""
+    whole = int(seconds)
+    if whole >= 3600 and whole % 3600 == 0:
+        return f"{whole // 3600}h"
+    if whole >= 60 and whole % 60 == 0:
+        return f"{whole // 60}m"
+    return f"{whole}s"
+
+
 def task_wait(task: object) -> float | None:
     """Seconds from sent (or received) to started, a small negative (clock skew) read as 0."""
     wait = getattr(task, "wait_time", None)

@@ -171,6 +171,7 @@ class TaskRecord:
         "routing_key",
         "exchange",
         "revoke_reason",
+        "last_event",
     )
 
     uuid: str
@@ -200,6 +201,9 @@ class TaskRecord:
     routing_key: str | None
     exchange: str | None
     revoke_reason: str | None
+    #: the latest time of any of its events (event clock), or of what the backend or the
+    #: history told (sent, started, finished...): the "latest activity" the pane sorts by
+    last_event: float | None
 
     def __init__(self, uuid: str) -> None:
         self.uuid = uuid
@@ -211,7 +215,7 @@ class TaskRecord:
         self.retries = self.sent = self.received = self.started = self.retried = None
         self.finished = self.runtime = self.eta = self.expires = None
         self.root_id = self.parent_id = self.routing_key = self.exchange = None
-        self.revoke_reason = None
+        self.revoke_reason = self.last_event = None
 
     @property
     def is_finished(self) -> bool:
@@ -264,8 +268,12 @@ class WorkerRecord:
     #: ``(max, min)`` when the worker runs an autoscaler
     autoscale: tuple[int, int] | None = None
     active: int | None = None
+    #: the worker's own count from its heartbeats: tasks it *accepted* since it started
+    #: (running ones included, reset by a restart); not shown as Done, see ``succeeded``
     processed: int | None = None
-    #: ``task-failed`` events seen from this worker
+    #: ``task-succeeded`` events this console saw from this worker (the Done column)
+    succeeded: int = 0
+    #: ``task-failed`` events this console saw from this worker (the Fail column)
     failed: int = 0
     loadavg: tuple[float, ...] | None = None
     queues: tuple[str, ...] = ()
@@ -358,6 +366,9 @@ class ClusterModel:
         # [second, finished count] buckets for tasks_per_second()
         self._rate: deque[list[int]] = deque()
         self._pending: Changes | None = None
+        # Tasks that moved to STARTED, pruned lazily by running_tasks(): whatever moves a
+        # task on (an event, the backend, eviction) need not know about this index.
+        self._running: dict[str, TaskRecord] = {}
 
     # ---- queries ----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -380,6 +391,19 @@ class ClusterModel:
         """Tasks by first-seen time; do not mutate the model while iterating."""
         values = self._tasks.values()
         return reversed(values) if newest_first else iter(values)
+
+    def running_tasks(self) -> list[TaskRecord]:
+        """Tasks in the model that are STARTED now (cheap: an index, not a scan of every task)."""
+        running = self._running
+        tasks = self._tasks
+        gone = [
+            uuid
+            for uuid, rec in running.items()
+            if rec.rank != _R_STARTED or tasks.get(uuid) is not rec
+        ]
+        for uuid in gone:
+            del running[uuid]
+        return list(running.values())
 
     def workers(self) -> list[WorkerRecord]:
         """Every worker seen, online or not, sorted by hostname."""
@@ -496,6 +520,10 @@ class ClusterModel:
                             else:
                                 self._evict(new, changed, evicted)
                     changed_add(uuid)
+                    if ts is not None:
+                        last = rec.last_event
+                        if last is None or ts > last:
+                            rec.last_event = ts
 
                     # the worker: any event from it is a sign of life
                     if kind != _R_SENT:
@@ -544,12 +572,17 @@ class ClusterModel:
                         if new_rank != cur:
                             rec.state = kind_state[kind]
                             rec.rank = new_rank
-                            if new_rank >= _FINAL and cur < _FINAL:
+                            if new_rank == _R_STARTED:
+                                self._running[uuid] = rec
+                            elif new_rank >= _FINAL and cur < _FINAL:
                                 finished_append(rec)
                                 rec.revoke_requested = False
                                 if kind >= _R_FAILURE:
-                                    if kind == _R_FAILURE and w is not None:
-                                        w.failed += 1
+                                    if w is not None:
+                                        if kind == _R_FAILURE:
+                                            w.failed += 1
+                                        else:
+                                            w.succeeded += 1
                                         wchanged.add(host)
                                     self._count_finish(lr if lr is not None else ts)
                         if w is not None:
@@ -944,6 +977,8 @@ class ClusterModel:
             if v is not None and getattr(rec, key) is None:
                 setattr(rec, key, v)
                 changed = True
+                if key != "runtime" and (rec.last_event is None or v > rec.last_event):
+                    rec.last_event = v
         for key in _INT_FIELDS:
             v = fields.get(key)
             if v.__class__ is int and getattr(rec, key) is None:
@@ -958,6 +993,8 @@ class ClusterModel:
                 rec.state = _KIND_STATE[rank]
                 rec.rank = rank
                 changed = True
+                if rank == _R_STARTED:
+                    self._running[uuid] = rec
                 if rank >= _FINAL and was < _FINAL:
                     self._finished.append(rec)
                     rec.revoke_requested = False

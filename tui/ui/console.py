@@ -28,6 +28,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
 from afirgen_tasks.routing import QUEUES
+from tui.core.formatting import threshold
 from tui.core.pauses import PauseRecord, QueuePause, WorkerQueues, derive_pauses
 from tui.core.query import TaskFilter
 from tui.core.safe_text import visible
@@ -110,6 +111,9 @@ class ConsoleScreen(Screen[None]):
             maxlen=7200
         )
         self.started_at = time.time()
+        #: tasks running longer than ``[console] long_running_after`` (counted once a second)
+        self.long_running = 0
+        self._running_counted_at = 0.0
         self.runner = ActionRunner(
             self, app.actions, read_only=app.read_only, celery_app=app.celery_app
         )
@@ -136,6 +140,7 @@ class ConsoleScreen(Screen[None]):
             pane = self.query_one(f"#{pane_id}", KeyedTable)
             pane.border_title = pane.BORDER_TITLE
         self.query_one("#filter", Input).display = False
+        self.tasks_pane.long_running_after = self.settings.console_long_running_after
         self.tasks_pane.focus()
         self.show_queues()
         self.update_status()
@@ -200,6 +205,7 @@ class ConsoleScreen(Screen[None]):
             self.tasks_pane.update_rows(
                 self.model.get_task, new, changed - evicted, evicted, self.task_filter
             )
+            self.refresh_running(now)
             self.query_one("#workers", WorkersPane).show(self.model.workers(), now, changed=workers)
             if flow or self.tick_count % 4 == 0:
                 self.show_queues()
@@ -207,6 +213,19 @@ class ConsoleScreen(Screen[None]):
         self.tick_count += 1
         self._watch_connection()
         self._resync_after_loss()
+
+    def refresh_running(self, now: float) -> None:
+        """Elapsed time of the running rows and the long-running count, at most once a second."""
+        if now - self._running_counted_at < 1.0:
+            return
+        self._running_counted_at = now
+        self.tasks_pane.refresh_running(self.model.get_task, now)
+        limit = self.settings.console_long_running_after
+        self.long_running = (
+            sum(1 for t in self.model.running_tasks() if (t.started or now) < now - limit)
+            if limit
+            else 0
+        )
 
     def refresh_tasks(self) -> None:
         """Rebuild the Tasks pane from the model (after a history load or a new filter)."""
@@ -479,6 +498,12 @@ class ConsoleScreen(Screen[None]):
             text.append(f" │ filter: {visible(self.task_filter.text)}", style="bold cyan")
             for error in self.task_filter.errors:
                 text.append(f" ⚠ {visible(error)}", style="bold red")
+        if new_above := self.tasks_pane.new_above():
+            # Early too: the operator's cursor is pinned and these rows are above the view.
+            text.append(f" │ {new_above:,} new ↑ (Home)", style="bold magenta")
+        if self.long_running:
+            limit = threshold(self.settings.console_long_running_after)
+            text.append(f" │ {self.long_running:,} running > {limit}", style="bold yellow")
         text.append(f" │ {online}/{len(workers)} workers │ {rate:.1f}/s │ ev ")
         dropped = self.sources.dropped
         text.append(f"{self.sources.received:,}↓ {self.events_applied:,}✓ ")

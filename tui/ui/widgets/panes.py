@@ -3,6 +3,7 @@ they never talk to the broker (the app feeds them from the model and the pollers
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -14,12 +15,15 @@ from tui.core.formatting import (
     clock,
     count,
     duration,
+    elapsed,
     sparkline,
     state_text,
     task_runtime,
     task_wait,
 )
+from tui.core.ordering import DEFAULT_ORDER, TaskOrder
 from tui.core.safe_text import data_text
+from tui.core.states import STARTED
 from tui.ui.commands import bindings
 from tui.ui.messages import CommandRequested
 from tui.ui.widgets.keyed_table import KeyedTable
@@ -124,6 +128,8 @@ class QueuesPane(_CommandPane):
 
 
 HB_WIDTH = 5
+#: "4 (auto 1–4)" fits; two-digit bounds drop the word ("12 (10–20)").
+CONC_WIDTH = 12
 
 
 class WorkersPane(_CommandPane):
@@ -149,9 +155,9 @@ class WorkersPane(_CommandPane):
         self.add_column("Worker", width=18, key="host")
         self.add_column("State", width=9, key="state")
         self.add_column("Pool", width=7, key="pool")
-        self.add_column("Conc", width=8, key="conc")
+        self.add_column("Conc", width=CONC_WIDTH, key="conc")
         self.add_column("Act", width=3, key="active")
-        self.add_column("Done", width=6, key="processed")
+        self.add_column("Done", width=6, key="done")
         self.add_column("Fail", width=4, key="failed")
         self.add_column("HB", width=HB_WIDTH, key="hb")
         self.add_column("Load", width=14, key="load")
@@ -197,7 +203,10 @@ class WorkersPane(_CommandPane):
             data_text(getattr(w, "pool", None) or "-"),
             data_text(_concurrency(w), justify="right"),  # autoscale figures come from inspect
             Text(count(getattr(w, "active", None)), justify="right"),
-            Text(count(getattr(w, "processed", None)), justify="right"),
+            # Done and Fail: both counted from the task events this console saw (one source;
+            # the heartbeat's "processed" counts accepted tasks, running ones included, and
+            # restarts at 0 with the worker)
+            Text(count(getattr(w, "succeeded", None)), justify="right"),
             Text(
                 count(getattr(w, "failed", None)),
                 justify="right",
@@ -209,16 +218,20 @@ class WorkersPane(_CommandPane):
         ]
 
 
-def _concurrency(w: object) -> str:
+def _concurrency(w: object, width: int = CONC_WIDTH) -> str:
+    """Pool processes now, then how they may change: ``4 (auto 1–4)``, ``3 +1``, ``4``."""
     cur = getattr(w, "concurrency", None)
     mx = getattr(w, "max_concurrency", None)
     auto = getattr(w, "autoscale", None)
     if cur is None and mx is None:
         return "-"
     if auto:
-        # Autoscaled: processes now / the autoscaler's ceiling, then its max,min.
-        text = f"{count(cur)}/{count(mx)}" if mx is not None and mx != cur else count(cur)
-        return text + f" a{auto[0]},{auto[1]}"
+        # Autoscaled: the processes now and the autoscaler's bounds, min–max.  Celery's
+        # max-concurrency is then the pool's starting size, not a ceiling ("4/1" read as
+        # "4 of at most 1"), so it is not shown.
+        high, low = auto
+        text = f"{count(cur)} (auto {low}–{high})"
+        return text if len(text) <= width else f"{count(cur)} ({low}–{high})"
     if cur is not None and mx is not None and cur != mx:
         # Grown or shrunk by hand: Celery keeps reporting the configured size as the
         # maximum, so "3/2" read as nonsense; show the processes and the change instead.
@@ -264,7 +277,12 @@ def fit_name_width(available: int, widths: list[int], padding: int, name_index: 
 
 
 class TasksPane(_CommandPane):
-    """Task history, newest first; rows are updated by uuid as states move.
+    """Task history in :attr:`task_order` (latest activity first); rows are updated by uuid.
+
+    A row whose task changes is re-keyed and moves to its place without rebuilding the
+    table (:meth:`KeyedTable.set_order`).  While the operator's cursor is pinned below the
+    top, rows that arrive or move above it are counted (:meth:`new_above`) until Home.
+    Running tasks show their elapsed time, refreshed by :meth:`refresh_running`.
 
     The vertical scrollbar is always there, so the width the columns are fitted to does not
     change when the rows outgrow the pane.
@@ -284,10 +302,19 @@ class TasksPane(_CommandPane):
 
     def __init__(self, **kwargs: object):
         super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.order: list[str] = []  # newest first, the keys shown
+        self.order: list[str] = []  # the keys shown, top first
         self.highlight_uuid: str | None = None
         #: tasks filled in from the result backend (the console did not see them live)
         self.backend_uuids: set[str] = set()
+        #: the order of the rows (:mod:`tui.core.ordering`)
+        self.task_order: TaskOrder = DEFAULT_ORDER
+        #: seconds after which a running task is flagged (``[console] long_running_after``)
+        self.long_running_after: float = 0.0
+        #: the console's clock, for the elapsed time of running tasks (tests set it)
+        self.clock: Callable[[], float] = time.time
+        self._sort_keys: dict[str, float] = {}
+        self._new_above: set[str] = set()
+        self._running_rows: set[str] = set()
         self._fitted_to = -1
 
     def on_mount(self) -> None:
@@ -337,13 +364,58 @@ class TasksPane(_CommandPane):
                 style="bold red" if (prio or 0) >= 8 else "",
             ),
             data_text(host),
-            Text(duration(task_runtime(t), _W["runtime"]), justify="right"),
+            self._runtime_cell(t, None),
             Text(duration(task_wait(t), _W["wait"]), justify="right"),
             Text("backend", style="italic yellow")
-            if t.uuid in self.backend_uuids
-            else Text(clock(first)),  # type: ignore[attr-defined]
+            if t.uuid in self.backend_uuids  # type: ignore[attr-defined]
+            else Text(clock(first)),
             data_text(t.uuid[:8], style="dim"),  # type: ignore[attr-defined]
         ]
+
+    def _runtime_cell(self, task: object, now: float | None) -> Text:
+        """A finished runtime; for a STARTED task its elapsed time so far, marked (``▸3m12s``)."""
+        uuid: str = task.uuid  # type: ignore[attr-defined]
+        if getattr(task, "state", None) != STARTED:
+            self._running_rows.discard(uuid)
+            return Text(duration(task_runtime(task), _W["runtime"]), justify="right")
+        self._running_rows.add(uuid)
+        text, long = elapsed(
+            getattr(task, "started", None),
+            self.clock() if now is None else now,
+            _W["runtime"],
+            self.long_running_after,
+        )
+        return Text(text, justify="right", style="bold yellow reverse" if long else "italic cyan")
+
+    def refresh_running(self, get: Callable[[str], object | None], now: float) -> int:
+        """Re-draw the Runtime cell of the running rows shown (the console: once a second).
+
+        Only those rows are touched, not every row.  Returns the number of cells redrawn.
+        """
+        redrawn = 0
+        for uuid in list(self._running_rows):
+            task = get(uuid)
+            if task is None or not self.has_key(uuid):
+                self._running_rows.discard(uuid)
+                continue
+            cell = self._runtime_cell(task, now)
+            if self.get_cell(uuid, "runtime") != cell:
+                self.update_cell(uuid, "runtime", cell)
+                redrawn += 1
+        return redrawn
+
+    def new_above(self) -> int:
+        """Rows that arrived or moved above the pinned cursor since the operator moved it."""
+        if not self.pinned:
+            self._new_above.clear()
+            return 0
+        cursor = self.cursor_row
+        return sum(1 for k in self._new_above if self.has_key(k) and self.get_row_index(k) < cursor)
+
+    def unpin(self) -> None:
+        """Follow the top row again (Home); the count of new rows above is read."""
+        self._new_above.clear()
+        super().unpin()
 
     def update_rows(
         self,
@@ -353,7 +425,11 @@ class TasksPane(_CommandPane):
         removed: Iterable[str],
         keep: Callable[[object], bool],
     ) -> None:
-        """Apply one tick: ``new`` uuids in arrival order, ``changed`` and ``removed`` ones."""
+        """Apply one tick: ``new`` uuids in arrival order, ``changed`` and ``removed`` ones.
+
+        A changed task not shown (beyond the row cap, or it now matches the filter) comes
+        back: its new activity puts it near the top.
+        """
         drops = [uuid for uuid in removed if self.has_key(uuid)]
         fresh: list[str] = []
         adds: list[tuple[str, list[Text]]] = []
@@ -362,41 +438,73 @@ class TasksPane(_CommandPane):
             if task is not None and keep(task) and not self.has_key(uuid):
                 adds.append((uuid, self.cells(task)))
                 fresh.append(uuid)
-        self.add_many(adds)
         just_added = set(fresh)
+        moved: list[str] = []
         for uuid in changed:
             if uuid in just_added:
                 continue  # its row was built from the same record a moment ago
             task = get(uuid)
-            if task is None or not self.has_key(uuid):
+            if task is None:
+                continue
+            if not self.has_key(uuid):
+                if keep(task):
+                    adds.append((uuid, self.cells(task)))
+                    fresh.append(uuid)
                 continue
             if keep(task):
                 self.upsert(uuid, self.cells(task))
+                moved.append(uuid)
             else:
                 drops.append(uuid)
-        fresh.reverse()
+        self.add_many(adds)
+        if not (fresh or moved or drops):
+            return
+        key = self.task_order.key
+        sort_keys = self._sort_keys
+        rose = list(fresh)  # rows new to the pane or whose key went up: new activity
+        for uuid in fresh:
+            sort_keys[uuid] = key(get(uuid))
+        for uuid in moved:
+            before, sort_keys[uuid] = sort_keys.get(uuid), key(get(uuid))
+            if before is None or sort_keys[uuid] > before:
+                rose.append(uuid)
         dropped = set(drops)
-        order = fresh + [k for k in self.order if k not in dropped and self.has_key(k)]
-        drops.extend(order[TASK_ROW_CAP:])  # past the row cap: the oldest rows go
+        fresh.reverse()  # the newest arrival first among equal keys
+        fresh_set = set(fresh)
+        order = fresh + [
+            k for k in self.order if k not in dropped and k not in fresh_set and self.has_key(k)
+        ]
+        # Stable, and the rows not re-keyed are already in order: close to linear.
+        order.sort(key=sort_keys.__getitem__, reverse=True)
+        drops.extend(order[TASK_ROW_CAP:])  # past the row cap: the last rows go
         self.drop_many(drops)  # one re-index for all of them
+        for uuid in drops:
+            sort_keys.pop(uuid, None)
         self.order = order[:TASK_ROW_CAP]
         self.set_order(self.order)
+        if self.pinned:
+            cursor = self.cursor_row
+            for uuid in rose:
+                if self.has_key(uuid) and self.get_row_index(uuid) < cursor:
+                    self._new_above.add(uuid)
+            self._new_above &= self.row_keys
 
-    def rebuild(self, tasks_newest_first: Iterable[object], keep: Callable[[object], bool]) -> None:
-        """Show the newest matching tasks again (after the filter changed)."""
-        wanted: list[object] = []
-        for task in tasks_newest_first:
-            if keep(task):
-                wanted.append(task)
-                if len(wanted) >= TASK_ROW_CAP:
-                    break
+    def rebuild(self, tasks: Iterable[object], keep: Callable[[object], bool]) -> None:
+        """Show the top matching tasks in :attr:`task_order` again (after the filter changed).
+
+        ``tasks`` newest first-seen first: among equal keys, the newest stays on top.
+        """
+        key = self.task_order.key
+        wanted = heapq.nlargest(TASK_ROW_CAP, (t for t in tasks if keep(t)), key=key)
         keys = {t.uuid for t in wanted}  # type: ignore[attr-defined]
         self.drop_many([k for k in self.row_keys if k not in keys])
         for t in wanted:
             self.upsert(t.uuid, self.cells(t))  # type: ignore[attr-defined]
+        self._sort_keys = {t.uuid: key(t) for t in wanted}  # type: ignore[attr-defined]
         self.order = [t.uuid for t in wanted]  # type: ignore[attr-defined]
         self.set_order(self.order)
         self.pinned = False
+        self._new_above.clear()
         if self.row_count:
             self.move_cursor(row=0, animate=False)
 
