@@ -680,7 +680,7 @@ async def test_autoscale_bounds_and_refusals_in_the_workers_words(
         await show_worker(pilot, console, solo, pool="solo")
         await until(
             pilot,
-            lambda: "a4,1" in cell(workers, scaled.hostname, "conc"),
+            lambda: "(auto 1–4)" in cell(workers, scaled.hostname, "conc"),
             message="autoscale 4,1 shown",
         )
 
@@ -703,8 +703,8 @@ async def test_autoscale_bounds_and_refusals_in_the_workers_words(
         assert (stats["autoscaler"]["max"], stats["autoscaler"]["min"]) == (3, 2)
         await until(
             pilot,
-            lambda: "a3,2" in cell(workers, scaled.hostname, "conc"),
-            message="Conc shows a3,2",
+            lambda: "(auto 2–3)" in cell(workers, scaled.hostname, "conc"),
+            message="Conc shows (auto 2–3)",
         )
 
         # "+" on an autoscaled worker: the worker's own refusal, in words

@@ -148,3 +148,14 @@ def test_sparkline_one_waiting_job_is_a_low_bar_and_big_counts_still_scale():
     assert sparkline([0, 7]) == "▁█"
     assert sparkline([0, 50, 100]) == "▁▅█"
     assert sparkline([]) == "" and sparkline([0, 0]) == "▁▁"
+
+
+def test_elapsed_of_a_running_task_is_marked_and_flagged_past_the_threshold() -> None:
+    from tui.core.formatting import elapsed, threshold
+
+    assert elapsed(T0, T0 + 192, 7) == ("▸3m12s", False)
+    assert elapsed(T0, T0 + 725, 7, long_after=600) == ("!12m05s", True)
+    assert elapsed(T0, T0 + 725, 7, long_after=0) == ("▸12m05s", False)  # 0: never flagged
+    assert elapsed(None, T0, 7) == ("▸-", False)  # start unknown
+    assert len(elapsed(T0, T0 + 40 * 3600, 7)[0]) <= 7
+    assert [threshold(s) for s in (600, 3600, 90, 2.0)] == ["10m", "1h", "90s", "2s"]

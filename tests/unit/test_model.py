@@ -1015,3 +1015,33 @@ def test_the_interner_shares_copies_but_holds_a_bounded_number_and_never_immorta
     assert held < 200_000, held
     # sys.intern makes strings immortal on Python 3.12 (refcount 2**32 - 1): never for data
     assert sys.getrefcount(intern("".join(["unique-", "name"]))) < 1000
+
+
+# ---- issue 14: latest activity, running tasks, Done/Fail from one source ------------------
+def test_last_event_is_the_latest_event_time_whatever_arrives_first() -> None:
+    m = ClusterModel()
+    m.apply([sent("a", 0.0), received("a", 1.0), succeeded("a", 5.0), started("a", 2.0)])
+    assert m.get_task("a").last_event == T0 + 5  # type: ignore[union-attr]
+    # from the backend or the history: the latest of the times it knows
+    m.merge_task_info("b", state="FAILURE", sent=T0 + 1, started=T0 + 2, finished=T0 + 9)
+    assert m.get_task("b").last_event == T0 + 9  # type: ignore[union-attr]
+
+
+def test_running_tasks_is_an_index_of_the_started_ones() -> None:
+    m = ClusterModel(max_tasks=100)
+    m.apply([sent("r"), received("r"), started("r"), sent("s"), received("s"), started("s")])
+    m.merge_task_info("i", state="STARTED", started=T0)
+    assert sorted(t.uuid for t in m.running_tasks()) == ["i", "r", "s"]
+    m.apply([succeeded("r", 9.0)])
+    m.merge_task_info("i", state="SUCCESS")
+    assert [t.uuid for t in m.running_tasks()] == ["s"]
+
+
+def test_done_and_fail_both_count_task_events_and_not_the_heartbeat() -> None:
+    m = ClusterModel()
+    hb = ev("worker-heartbeat", None, 0.0, W1, processed=3, active=1)
+    m.apply([hb, succeeded("a"), failed("b"), received("c"), started("c")])
+    w = m.get_worker(W1)
+    assert w is not None and (w.succeeded, w.failed, w.processed) == (1, 1, 3)
+    m.apply([succeeded("a", 4.0)])  # a duplicate event does not count twice
+    assert (w.succeeded, w.failed) == (1, 1)

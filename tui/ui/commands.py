@@ -150,6 +150,14 @@ COMMANDS: tuple[Command, ...] = (
     # ---- the Tasks pane ---------------------------------------------------------------
     Command("", "Enter", "open_detail", "tasks", "task detail (on the Tasks pane)"),
     Command(
+        "",
+        "Tasks: order, Runtime",
+        "",
+        "tasks",
+        "latest activity first ('N new ↑': rows above a moved cursor, Home to see them); "
+        "Runtime ▸3m12s: still running, !12m05s: longer than [console] long_running_after",
+    ),
+    Command(
         "r",
         "r",
         "revoke('revoke')",
@@ -217,6 +225,22 @@ COMMANDS: tuple[Command, ...] = (
         "", "", "resize_all(-1)", "console", "shrink every worker's pool by one", mutating=True
     ),
     Command("", "", "autoscale_all", "console", "set autoscale on every worker", mutating=True),
+    # What the Workers pane's counters mean (help only: no key, no action).
+    Command(
+        "",
+        "Workers: Conc",
+        "",
+        "workers",
+        "pool processes now; '(auto 1–4)': the autoscaler's min–max; '+1': grown by hand",
+    ),
+    Command(
+        "",
+        "Workers: Done Fail",
+        "",
+        "workers",
+        "tasks the worker succeeded / failed, both counted from the events this console saw "
+        "since it started (a worker restart does not reset them; running tasks are not Done)",
+    ),
     # ---- the Queues pane --------------------------------------------------------------
     Command(
         "p",

@@ -1,0 +1,226 @@
+"""Issue 14, items 3, 7 and 8: latest activity on top, counters that say one thing, and
+the elapsed time of running tasks (with a long-running flag and count)."""
+
+from __future__ import annotations
+
+import time
+
+from afirgen_tasks.settings import load_settings
+from tests.tui.test_console_screens import cell_text
+from tui.sources.inspection import InspectionResult
+from tui.ui.commands import help_rows
+from tui.ui.widgets.panes import TasksPane, WorkersPane
+
+
+def status_of(app) -> str:
+    return str(app.query_one("#status").render())
+
+
+# ---- 3: newest activity on top ------------------------------------------------------------
+async def test_a_job_sent_first_that_fails_last_comes_to_the_top(console, sources, events):
+    async with console.run_test(size=(120, 36)) as pilot:
+        slow, slow_evs = events.task("failure")
+        sources.feed(slow_evs[:3])  # sent, received, started
+        burst = []
+        for _ in range(5):
+            uuid, evs = events.task("success")
+            burst.append(uuid)
+            sources.feed(evs)
+        console.console_screen.tick()
+        await pilot.pause()
+        pane = console.query_one("#tasks", TasksPane)
+        assert pane.order == [*reversed(burst), slow]  # the burst came after it
+        slow_evs[3]["timestamp"] = events.t + 1  # ...and then it failed, after the whole burst
+        sources.feed(slow_evs[3:])
+        console.console_screen.tick()
+        await pilot.pause()
+        assert pane.order[0] == slow, pane.order
+        assert pane.get_row_index(slow) == 0 and "FAILURE" in cell_text(pane, slow, "state")
+        assert pane.order[1:] == list(reversed(burst))
+
+
+async def test_new_rows_above_a_pinned_cursor_are_counted_until_home(console, sources, events):
+    async with console.run_test(size=(120, 36)) as pilot:
+        first = []
+        for _ in range(6):
+            uuid, evs = events.task("started")
+            first.append(uuid)
+            sources.feed(evs)
+        screen = console.console_screen
+        screen.tick()
+        await pilot.pause()
+        pane = console.query_one("#tasks", TasksPane)
+        pane.focus()
+        await pilot.press("down", "down")
+        chosen = pane.cursor_key()
+        assert pane.pinned and chosen == first[3]
+        assert "new ↑" not in status_of(console)
+        # two new tasks and new activity on an old one (first[0] finishes): three rows above
+        sources.feed(events.task("sent")[1] + events.task("sent")[1])
+        sources.feed([events._ev("task-succeeded", uuid=first[0], hostname="w1@box", runtime=1.0)])
+        screen.tick()
+        await pilot.pause()
+        assert pane.cursor_key() == chosen  # the cursor stays on the operator's row
+        assert pane.order[0] == first[0]
+        assert pane.cursor_row == 5
+        assert pane.new_above() == 3
+        assert "3 new ↑" in status_of(console), status_of(console)
+        # moving the cursor up past one of them reads it
+        await pilot.press("up", "up", "up")
+        screen.tick()
+        await pilot.pause()
+        assert "2 new ↑" in status_of(console), status_of(console)
+        # Home: back to the top, the count is gone
+        await pilot.press("home")
+        screen.tick()
+        await pilot.pause()
+        assert pane.cursor_row == 0 and not pane.pinned
+        assert "new ↑" not in status_of(console), status_of(console)
+        # and following the top again, new rows are not "new above"
+        sources.feed(events.task("sent")[1])
+        screen.tick()
+        await pilot.pause()
+        assert pane.cursor_row == 0 and "new ↑" not in status_of(console)
+
+
+async def test_a_filter_shows_the_latest_activity_first_too(console, sources, events):
+    async with console.run_test(size=(120, 36)) as pilot:
+        early, early_evs = events.task("failure", queue="email")
+        sources.feed(early_evs[:3])
+        later, later_evs = events.task("failure", queue="email")
+        sources.feed(later_evs)
+        early_evs[3]["timestamp"] = events.t + 1  # early fails after later did
+        sources.feed(early_evs[3:])
+        screen = console.console_screen
+        screen.tick()
+        screen.set_filter("state:failure")
+        await pilot.pause()
+        pane = console.query_one("#tasks", TasksPane)
+        assert pane.order == [early, later]  # early failed last
+        # a task that fails while the filter is on appears (at the top)
+        third, third_evs = events.task("failure")
+        sources.feed(third_evs[:3])
+        screen.tick()
+        assert not pane.has_key(third)
+        third_evs[3]["timestamp"] = events.t + 2
+        sources.feed(third_evs[3:])
+        screen.tick()
+        await pilot.pause()
+        assert pane.order[0] == third
+
+
+# ---- 7: counters that say one thing ------------------------------------------------------
+def _stats(processes: int, limit: int, autoscaler: tuple[int, int] | None) -> dict:
+    stats: dict = {
+        "pool": {
+            "implementation": "celery.concurrency.prefork:TaskPool",
+            "max-concurrency": limit,
+            "processes": list(range(100, 100 + processes)),
+        }
+    }
+    if autoscaler:
+        stats["autoscaler"] = {"max": autoscaler[0], "min": autoscaler[1]}
+    return stats
+
+
+async def test_conc_done_and_fail_read_plainly_from_one_source(console, sources, events):
+    async with console.run_test(size=(160, 36)) as pilot:
+        host, other = "w1@box", "w2@box"
+        sources.feed([events.worker_online(host), events.worker_online(other)])
+        for outcome in ("success", "success", "failure", "started"):
+            sources.feed(events.task(outcome, host=host)[1])
+        # the worker's heartbeat: 4 accepted (the running one too)
+        sources.feed([events.heartbeat(host, active=1, processed=4)])
+        sources.inspection = InspectionResult(
+            stats={
+                host: _stats(4, 1, (4, 1)),  # what --autoscale=4,1 reports under load
+                other: _stats(3, 2, None),  # --concurrency=2, then grown by one
+            },
+            active_queues={host: ["default"], other: ["default"]},
+            taken_at=time.time(),
+        )
+        screen = console.console_screen
+        screen.tick()
+        screen.inspect_workers()
+        await console.workers.wait_for_complete()
+        await pilot.pause()
+        pane = console.query_one("#workers", WorkersPane)
+        assert cell_text(pane, host, "conc") == "4 (auto 1–4)"
+        assert cell_text(pane, other, "conc") == "3 +1"
+        assert cell_text(pane, host, "done") == "2"  # not 4: the running job is not done
+        assert cell_text(pane, host, "failed") == "1"
+        # the worker restarts: its own counter starts at 0 again, the columns do not split
+        sources.feed([events.worker_online(host), events.heartbeat(host, processed=0)])
+        sources.feed(events.task("failure", host=host)[1])
+        screen.tick()
+        await pilot.pause()
+        assert (cell_text(pane, host, "done"), cell_text(pane, host, "failed")) == ("2", "2")
+    helps = dict(help_rows())
+    assert "events this console saw" in helps["Workers: Done Fail"]
+    assert "auto" in helps["Workers: Conc"]
+
+
+# ---- 8: running tasks show their elapsed time ----------------------------------------------
+async def test_running_task_shows_elapsed_time_and_a_long_running_flag(console, sources, events):
+    async with console.run_test(size=(120, 36)) as pilot:
+        screen = console.console_screen
+        assert screen.settings.console_long_running_after == 600  # the default
+        started_at = time.time() - 30
+        uuid, evs = events.task("started")
+        evs[-1]["timestamp"] = started_at
+        done, done_evs = events.task("success")
+        sources.feed(evs + done_evs)
+        screen.tick()
+        await pilot.pause()
+        pane = console.query_one("#tasks", TasksPane)
+        first = cell_text(pane, uuid, "runtime")
+        assert first.startswith("▸") and first.endswith("s"), first
+        assert 29 <= float(first[1:-1]) <= 60, first
+        assert cell_text(pane, done, "runtime") == "250ms"  # a finished runtime: no mark
+        assert "running >" not in status_of(console)
+
+        screen.refresh_running(started_at + 65)
+        await pilot.pause()
+        assert cell_text(pane, uuid, "runtime") == "▸1m05s"
+
+        screen.refresh_running(started_at + 700)
+        screen.update_status()
+        await pilot.pause()
+        assert cell_text(pane, uuid, "runtime") == "!11m40s"
+        assert "bold yellow reverse" in str(pane.get_cell(uuid, "runtime").style)
+        assert "1 running > 10m" in status_of(console), status_of(console)
+
+        # it finishes: a plain runtime, and the count is gone
+        sources.feed([events._ev("task-succeeded", uuid=uuid, hostname="w1@box", runtime=701.0)])
+        screen.tick()
+        screen.refresh_running(started_at + 702)
+        screen.update_status()
+        await pilot.pause()
+        assert cell_text(pane, uuid, "runtime") == "11m41s"
+        assert "running >" not in status_of(console)
+
+
+async def test_only_running_rows_are_redrawn(console, sources, events):
+    async with console.run_test(size=(120, 36)) as pilot:
+        screen = console.console_screen
+        running = []
+        for _ in range(3):
+            uuid, evs = events.task("started")
+            running.append(uuid)
+            sources.feed(evs)
+        for _ in range(20):
+            sources.feed(events.task("success")[1])
+        screen.tick()
+        await pilot.pause()
+        pane = console.query_one("#tasks", TasksPane)
+        assert pane.refresh_running(console.model.get_task, time.time() + 90) == 3
+
+
+def test_long_running_after_setting_from_config_and_env(tmp_path, monkeypatch) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[console]\nlong_running_after = 120\n")
+    monkeypatch.setenv("AFIRGEN_CONFIG", str(config))
+    monkeypatch.delenv("AFIRGEN_CONSOLE_LONG_RUNNING_AFTER", raising=False)
+    assert load_settings(None).console_long_running_after == 120
+    monkeypatch.setenv("AFIRGEN_CONSOLE_LONG_RUNNING_AFTER", "0")
+    assert load_settings(None).console_long_running_after == 0  # 0 turns the flag off
