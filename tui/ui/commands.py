@@ -154,7 +154,8 @@ COMMANDS: tuple[Command, ...] = (
         "Tasks: order, Runtime",
         "",
         "tasks",
-        "latest activity first ('N new ↑': rows above a moved cursor, Home to see them); "
+        "latest activity first, Time is that activity's ('N new ↑': rows above a moved "
+        "cursor, Home to see them); "
         "Runtime ▸3m12s: still running, !12m05s: longer than [console] long_running_after",
     ),
     Command(

@@ -368,7 +368,7 @@ class TasksPane(_CommandPane):
             Text(duration(task_wait(t), _W["wait"]), justify="right"),
             Text("backend", style="italic yellow")
             if t.uuid in self.backend_uuids  # type: ignore[attr-defined]
-            else Text(clock(first)),
+            else Text(clock(self.task_order.time(t) or first)),
             data_text(t.uuid[:8], style="dim"),  # type: ignore[attr-defined]
         ]
 
