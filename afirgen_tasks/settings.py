@@ -24,7 +24,7 @@ from contextvars import ContextVar
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from pydantic import (
     AliasChoices,
@@ -123,6 +123,103 @@ def mask_url(url: str | None) -> str:
     if not url:
         return ""
     return ";".join(_mask_one(part) for part in _NEXT_URL.split(url))
+
+
+#: The history's cluster for rows written before the history knew clusters (schema 1).
+LEGACY_CLUSTER = "legacy"
+_DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "sentinel": 26379, "amqp": 5672, "amqps": 5671}
+_SCHEME_ALIASES = {"pyamqp": "amqp", "librabbitmq": "amqp"}
+
+
+def _host_port(hostport: str, default_port: int | None) -> str:
+    """``host:port``, lowercased, with the scheme's default port filled in (IPv6 in brackets)."""
+    hostport = unquote(hostport).strip().lower()
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        host, port = f"[{host}]", rest[1:] if rest.startswith(":") else ""
+    elif hostport.count(":") == 1:
+        host, _, port = hostport.partition(":")
+    else:
+        host, port = hostport, ""
+    host = host or "localhost"
+    port = port.lstrip("0") or ("0" if port else "")
+    if not port and default_port is not None:
+        port = str(default_port)
+    return f"{host}:{port}" if port else host
+
+
+def _db_of(path: str, query: str) -> str:
+    """The Redis db of a URL: its path (``/3``), else ``?db=`` / ``?virtual_host=``, else 0."""
+    value = path.strip("/")
+    if not value:
+        for pair in query.split("&"):
+            key, _, v = pair.partition("=")
+            if key.lower() in ("db", "virtual_host") and v:
+                value = unquote(v).strip("/")
+    value = value.strip()
+    return str(int(value)) if value.isascii() and value.isdigit() else value or "0"
+
+
+def cluster_identity(url: str | None, master_name: str = "") -> str:
+    """Which cluster a broker URL points at, WITHOUT its credentials: the history's key.
+
+    Scheme, hosts and ports, and the Redis db or AMQP vhost, normalised: lowercase, the
+    default port filled in, the hosts of a failover list (``;``-joined URLs) sorted.
+    ``redis://:pw@H:6379/0``, ``redis://h/0`` and ``redis://user:other@h:6379`` are all
+    ``redis://h:6379/0``; ``redis://h:6379/1`` is another cluster.  A ``sentinel://`` broker
+    is named by its sentinels and the master they watch:
+    ``sentinel://s1:26379,s2:26379/0?master=mymaster``.  User names, passwords and other
+    query options never take part.  No DNS lookups: ``localhost`` and ``127.0.0.1`` differ.
+    """
+    text = (url or "").strip()
+    if not text:
+        return "unknown"
+    scheme = ""
+    hosts: list[str] = []
+    first_path = first_query = None
+    for part in _NEXT_URL.split(text):
+        parts = _split_userinfo(part.strip())
+        if parts is None:
+            continue
+        raw_scheme, _userinfo, after = parts
+        raw_scheme = raw_scheme.lower()
+        scheme = scheme or _SCHEME_ALIASES.get(raw_scheme, raw_scheme)
+        after = after.partition("#")[0]
+        after, _, query = after.partition("?")
+        hostpart, slash, path = after.partition("/")
+        if first_path is None:
+            first_path, first_query = slash + path, query
+        if scheme == "redis+socket":
+            hosts.append(unquote(hostpart + slash + path))
+            continue
+        default = _DEFAULT_PORTS.get(scheme)
+        names = [h for h in hostpart.split(",") if h.strip()] or [""]  # "" is localhost
+        hosts.extend(_host_port(h, default) for h in names)
+    if not scheme:
+        return "unknown"
+    path, query = first_path or "", first_query or ""
+    hostlist = ",".join(sorted(dict.fromkeys(hosts)))
+    if scheme in ("redis", "rediss", "sentinel"):
+        where = f"{scheme}://{hostlist}/{_db_of(path, query)}"
+        if scheme == "sentinel" and master_name.strip():
+            where += f"?master={master_name.strip()}"
+        return where
+    if scheme == "redis+socket":
+        return f"{scheme}://{hostlist.partition('?')[0]}?db={_db_of('', query)}"
+    if scheme in ("amqp", "amqps"):
+        vhost = unquote(path[1:]) if path.startswith("/") else ""
+        vhost = vhost or "/"
+        return f"{scheme}://{hostlist}/{vhost if vhost == '/' else quote(vhost, safe='')}"
+    return f"{scheme}://{hostlist}{path}"
+
+
+def state_home() -> Path:
+    """Where an operator's console keeps its own state when nothing else is configured:
+    ``$XDG_STATE_HOME/afirgen-tui``, else ``~/.local/state/afirgen-tui`` (the XDG base
+    directory rules: a relative ``$XDG_STATE_HOME`` is ignored)."""
+    base = os.environ.get("XDG_STATE_HOME", "").strip()
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "state"
+    return root / "afirgen-tui"
 
 
 def is_sentinel_url(url: str | None) -> bool:
@@ -381,8 +478,11 @@ class Settings(BaseSettings):
         6.0, ge=1, le=600, validation_alias=_env("console_heartbeat_timeout")
     )
     console_read_only: bool = Field(False, validation_alias=_env("console_read_only"))
+    #: Default: ``audit.log`` in the user's state directory (:func:`state_home`), not in
+    #: ``[paths]``: an operator's console keeps its own state.
     console_audit_log: Path = Field(
-        Path("var/audit.log"), validation_alias=_env("console_audit_log")
+        default_factory=lambda: state_home() / "audit.log",
+        validation_alias=_env("console_audit_log"),
     )
     console_control_timeout: float = Field(
         2.0, gt=0, le=60, validation_alias=_env("console_control_timeout")
@@ -407,7 +507,11 @@ class Settings(BaseSettings):
     check_busy_seconds: float = Field(0.0, ge=0, validation_alias=_env("check_busy_seconds"))
 
     # ---- [history] ------------------------------------------------------------------
-    history_db: Path = Field(Path("var/history.sqlite3"), validation_alias=_env("history_db"))
+    #: Default: ``history.sqlite3`` in the user's state directory (:func:`state_home`).
+    history_db: Path = Field(
+        default_factory=lambda: state_home() / "history.sqlite3",
+        validation_alias=_env("history_db"),
+    )
     history_max_rows: int = Field(1_000_000, ge=1000, validation_alias=_env("history_max_rows"))
     history_max_age_days: float = Field(30.0, gt=0, validation_alias=_env("history_max_age_days"))
 
@@ -578,6 +682,12 @@ class Settings(BaseSettings):
     def config_path(self) -> Path | None:
         """The config file these settings were read from (None: defaults and environment only)."""
         return self._config_path
+
+    @property
+    def cluster_id(self) -> str:
+        """The cluster the broker URL points at, without credentials (:func:`cluster_identity`):
+        the key of the console's history and of its audit lines."""
+        return cluster_identity(self.celery_broker_url, self.sentinel_master_name)
 
     @property
     def broker_display(self) -> str:

@@ -235,13 +235,18 @@ class AuditLog:
         path: Path,
         scrub: Callable[[str], str] | None = None,
         redact_value: Callable[[Any], Any] | None = None,
+        cluster: str | None = None,
     ):
         """``scrub`` masks secrets in the finished line; ``redact_value`` masks personal data in
-        parameter values before they are serialised (so the line stays valid JSON)."""
+        parameter values before they are serialised (so the line stays valid JSON).
+        ``cluster`` (the broker's identity without credentials,
+        :attr:`afirgen_tasks.settings.Settings.cluster_id`) goes in every line: one log may
+        record actions on several clusters."""
         self.path = Path(path)
         self.scrub = scrub or (lambda s: s)
         self.redact_value = redact_value or (lambda v: v)
         self.identity = operator_identity()
+        self.cluster = cluster
 
     def attempt(self, action: str, target: str, params: dict[str, Any]) -> str:
         """Record that ``action`` is about to be sent; returns the id its outcome line repeats.
@@ -281,6 +286,7 @@ class AuditLog:
         record = {
             "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
             **self.identity,
+            **({"cluster": self.cluster} if self.cluster is not None else {}),
             "phase": phase,
             "action": action,
             "target": target,

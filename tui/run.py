@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from afirgen_tasks.settings import SettingsError, load_settings
+from afirgen_tasks.settings import Settings, SettingsError, load_settings, state_home
 
 
 def _fail(lines: list[str]) -> int:
@@ -27,6 +27,17 @@ def _stop_sandbox_on_hangup(sandbox) -> None:  # noqa: ANN001 - tui.demo.Sandbox
 
     for sig in (signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, handler)
+
+
+def prepare_state_dir(settings: Settings) -> Path | None:
+    """Create the console's state directory (mode 0700: the history holds task arguments
+    unredacted) when the history or the audit log lives there, i.e. was not configured
+    elsewhere; returns it, or None when neither uses it."""
+    home = state_home()
+    if not any(p.parent == home for p in (settings.history_db, settings.console_audit_log)):
+        return None
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return home
 
 
 def run_console(args: argparse.Namespace) -> int:
@@ -75,9 +86,9 @@ def run_console(args: argparse.Namespace) -> int:
         celery_app = create_app(settings, main="afirgen-tui")
         sources = BrokerSources(settings, celery_app, scrub=Redactor.from_settings(settings))
         try:
-            history = HistoryStore(
-                settings.history_db, settings.history_max_rows, settings.history_max_age_days
-            )
+            prepare_state_dir(settings)
+            # keyed by the broker's cluster: another broker's tasks are never loaded here
+            history = HistoryStore.from_settings(settings)
         except Exception as exc:  # a history problem must not keep the operator from the console
             history = None
             banner = (

@@ -72,6 +72,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("name", "Task"),
     ("state", "State"),
     ("source", "Source"),
+    ("cluster", "Cluster"),
     ("queue", "Queue"),
     ("priority", "Priority"),
     ("hostname", "Worker"),
@@ -162,9 +163,10 @@ def _runtime(row: Any) -> float | None:
     return round(value, 6)  # a difference of two float stamps: no 1.0000000000000002
 
 
-def _cell(row: Any, key: str, redact: Redact) -> Any:
+def _cell(row: Any, key: str, redact: Redact, cluster: str = "") -> Any:
     """One exported cell: numbers stay numbers, times are aware UTC datetimes (or None),
-    everything else is redacted text (not yet clipped)."""
+    everything else is redacted text (not yet clipped).  ``cluster`` is the Cluster of a row
+    that does not carry one (an in-memory task is of the console's cluster)."""
     if key in _TIME_KEYS:
         return _utc(_get(row, key))
     if key == "runtime":
@@ -174,6 +176,8 @@ def _cell(row: Any, key: str, redact: Redact) -> Any:
         return value
     if key == "source" and value is None:
         value = "events" if not isinstance(row, Mapping) else ""
+    if key == "cluster" and not value:
+        value = cluster
     return _text(value, redact)
 
 
@@ -207,12 +211,15 @@ def export_path(directory: str | os.PathLike[str], kind: str, now: float | None 
 
 # ---- CSV -------------------------------------------------------------------------------
 def export_csv(
-    rows: Iterable[Any], path: str | os.PathLike[str], redact: Redact | None = None
+    rows: Iterable[Any],
+    path: str | os.PathLike[str],
+    redact: Redact | None = None,
+    cluster: str = "",
 ) -> int:
     """Write ``rows`` as CSV (UTF-8 with BOM, so Excel reads the accents); returns the count.
 
     Timestamps are UTC text, runtimes and counts numbers, every cell at most
-    :data:`CELL_MAX` characters.
+    :data:`CELL_MAX` characters.  The Cluster column is each row's own, else ``cluster``.
     """
     redact = redact or _identity
     n = 0
@@ -222,7 +229,7 @@ def export_csv(
         for row in rows:
             out = []
             for key, _ in COLUMNS:
-                v = _cell(row, key, redact)
+                v = _cell(row, key, redact, cluster)
                 if isinstance(v, datetime):
                     v = _fmt_time(v)
                 elif isinstance(v, str):
@@ -237,13 +244,17 @@ def export_csv(
 
 # ---- Excel -----------------------------------------------------------------------------
 def export_xlsx(
-    rows: Iterable[Any], path: str | os.PathLike[str], redact: Redact | None = None
+    rows: Iterable[Any],
+    path: str | os.PathLike[str],
+    redact: Redact | None = None,
+    cluster: str = "",
 ) -> int:
     """Write ``rows`` to an .xlsx: a "Tasks" sheet with a State column, then one sheet per state.
 
     Each sheet has a bold, filled header row that stays frozen, sized column widths and
     an autofilter.  Timestamps are date cells in UTC, text cells at most :data:`CELL_MAX`
-    characters.  Returns the number of task rows.
+    characters.  The Cluster column is each row's own, else ``cluster``.  Returns the
+    number of task rows.
     """
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
@@ -255,7 +266,7 @@ def export_xlsx(
     for row in rows:
         values = []
         for key, _ in COLUMNS:
-            v = _cell(row, key, redact)
+            v = _cell(row, key, redact, cluster)
             if isinstance(v, str):
                 v = xlsx_text(clip(v))  # clipped first: xlsx_text's own cut would hide N
             elif isinstance(v, datetime):

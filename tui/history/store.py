@@ -37,14 +37,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from afirgen_tasks.settings import LEGACY_CLUSTER
 from tui.core.model import ALL_STATES, TaskRecord
 from tui.core.query import SearchQuery, Term, parse_query
 from tui.core.states import R_CYCLE, R_FINAL
 from tui.sources.validate import Tally, clean_history_row
 
 __all__ = [
+    "DEFAULT_CLUSTER",
     "FIELDS",
     "HistoryRefused",
+    "LEGACY_CLUSTER",
     "HistoryStore",
     "SearchQuery",
     "UpsertReport",
@@ -85,7 +88,7 @@ FIELDS: tuple[str, ...] = (
     "traceback",
 )
 #: Extra keys of the dicts :meth:`HistoryStore.load_recent` and ``search`` return.
-EXTRA_KEYS: tuple[str, ...] = ("source", "first_seen", "seen_by")
+EXTRA_KEYS: tuple[str, ...] = ("source", "first_seen", "seen_by", "cluster")
 
 SOURCE_EVENTS = "events"
 SOURCE_BACKEND = "backend"
@@ -98,7 +101,12 @@ _VOCAB_COLUMN = {"state": "state", "queue": "queue", "worker": "hostname", "name
 _R_CYCLE = R_CYCLE
 _FINAL = R_FINAL
 
-SCHEMA_VERSION = 1
+#: 1: one history for every broker; 2: each row carries its ``cluster`` (the broker's
+#: identity without credentials, :func:`afirgen_tasks.settings.cluster_identity`), rows of
+#: version 1 are kept under :data:`LEGACY_CLUSTER`, and every index leads with the cluster.
+SCHEMA_VERSION = 2
+#: The cluster of a store opened without one (tests, tools); the console names its own.
+DEFAULT_CLUSTER = "default"
 
 _TIME_FIELDS = ("sent", "received", "started", "retried", "finished")
 _TIME_INDEXES = tuple(FIELDS.index(f) for f in _TIME_FIELDS)
@@ -106,6 +114,7 @@ _TIME_INDEXES = tuple(FIELDS.index(f) for f in _TIME_FIELDS)
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS tasks (
     id INTEGER PRIMARY KEY,
+    cluster TEXT NOT NULL DEFAULT '{LEGACY_CLUSTER}',
     uuid TEXT NOT NULL,
     name TEXT, state TEXT NOT NULL, rank INTEGER NOT NULL DEFAULT 0,
     queue TEXT, priority INTEGER, hostname TEXT, retries INTEGER,
@@ -118,16 +127,18 @@ CREATE TABLE IF NOT EXISTS tasks (
     updated REAL NOT NULL,
     args TEXT, kwargs TEXT, result TEXT, exception TEXT, traceback TEXT
 );
-CREATE UNIQUE INDEX IF NOT EXISTS ix_tasks_uuid ON tasks(uuid);
--- newest-first scans: covering every filterable column but args, so a scan that
--- filters by them never reads the table
+-- a task is one row per cluster: the same id seen on another broker is another task
+-- (a forged event there cannot rewrite this cluster's history)
+CREATE UNIQUE INDEX IF NOT EXISTS ix_tasks_uuid ON tasks(cluster, uuid);
+-- newest-first scans of one cluster: covering every filterable column but args, so a
+-- scan that filters by them never reads the table
 CREATE INDEX IF NOT EXISTS ix_tasks_scan
-    ON tasks(first_seen, state, name, queue, hostname, priority, uuid);
-CREATE INDEX IF NOT EXISTS ix_tasks_name ON tasks(name, first_seen);
-CREATE INDEX IF NOT EXISTS ix_tasks_state ON tasks(state, first_seen);
-CREATE INDEX IF NOT EXISTS ix_tasks_queue ON tasks(queue, first_seen);
-CREATE INDEX IF NOT EXISTS ix_tasks_hostname ON tasks(hostname, first_seen);
-CREATE INDEX IF NOT EXISTS ix_tasks_priority ON tasks(priority, first_seen);
+    ON tasks(cluster, first_seen, state, name, queue, hostname, priority, uuid);
+CREATE INDEX IF NOT EXISTS ix_tasks_name ON tasks(cluster, name, first_seen);
+CREATE INDEX IF NOT EXISTS ix_tasks_state ON tasks(cluster, state, first_seen);
+CREATE INDEX IF NOT EXISTS ix_tasks_queue ON tasks(cluster, queue, first_seen);
+CREATE INDEX IF NOT EXISTS ix_tasks_hostname ON tasks(cluster, hostname, first_seen);
+CREATE INDEX IF NOT EXISTS ix_tasks_priority ON tasks(cluster, priority, first_seen);
 -- the distinct names / states / queues / hostnames: substring terms resolve here to
 -- exact values, which the indexes above can look up
 CREATE TABLE IF NOT EXISTS vocab (
@@ -156,8 +167,20 @@ END;
 """
 
 
+#: The indexes of schema 1, dropped by the migration and made again leading with the cluster.
+_V1_INDEXES = (
+    "ix_tasks_uuid",
+    "ix_tasks_scan",
+    "ix_tasks_name",
+    "ix_tasks_state",
+    "ix_tasks_queue",
+    "ix_tasks_hostname",
+    "ix_tasks_priority",
+)
+
+
 def _upsert_sql() -> str:
-    cols = (*FIELDS, "rank", "source", "seen_by", "first_seen", "updated")
+    cols = (*FIELDS, "rank", "source", "seen_by", "first_seen", "updated", "cluster")
     # "wins": the incoming row is at least as advanced as the stored one (or is the
     # next attempt out of the retry cycle).  The winner's known fields are preferred;
     # a known field is never replaced by NULL.
@@ -186,7 +209,7 @@ def _upsert_sql() -> str:
     placeholders = ", ".join("?" for _ in cols)
     return (
         f"INSERT INTO tasks ({', '.join(cols)}) VALUES ({placeholders})"
-        f" ON CONFLICT(uuid) DO UPDATE SET {', '.join(sets)}"
+        f" ON CONFLICT(cluster, uuid) DO UPDATE SET {', '.join(sets)}"
     )
 
 
@@ -260,7 +283,7 @@ def _first_seen(values: list[Any], now: float) -> float:
 
 
 def _row_values(
-    row: dict[str, Any], source: str, seen_by: str | None, now: float
+    row: dict[str, Any], source: str, seen_by: str | None, now: float, cluster: str
 ) -> tuple[tuple, int]:
     """The upsert's parameters for ``row`` and how many of its values had to be cleaned.
 
@@ -287,7 +310,7 @@ def _row_values(
             v, bad = _clean_text(v)
         cleaned += bad
         values.append(v)
-    values.extend((rank, source, seen_by, _first_seen(values, now), now))
+    values.extend((rank, source, seen_by, _first_seen(values, now), now, cluster))
     return tuple(values), cleaned
 
 
@@ -384,8 +407,14 @@ class HistoryStore:
         max_rows: int = 1_000_000,
         max_age_days: float = 30.0,
         seen_by: str | None = None,
+        cluster: str = DEFAULT_CLUSTER,
     ) -> None:
         self.path = Path(path)
+        #: the cluster this console writes and reads by default (its broker's identity)
+        self.cluster = cluster
+        #: rows the schema migration found from before clusters (kept as ``legacy``); set
+        #: by the store that migrated the file, see :meth:`take_legacy_notice`
+        self.migrated_legacy_rows = 0
         self.max_rows = max_rows
         self.max_age_days = max_age_days
         self.seen_by = seen_by if seen_by is not None else console_id()
@@ -396,6 +425,7 @@ class HistoryStore:
         self._vocab_seen: set[tuple[str, str]] = set()
         self._vocab_lock = threading.Lock()
         self.has_fts = False
+        self.schema_version = SCHEMA_VERSION
         created = False
         if self.path.parent and str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -407,6 +437,16 @@ class HistoryStore:
             # the same unredacted arguments)
             for suffix in ("-wal", "-shm"):
                 _chmod_private(Path(f"{self.path}{suffix}"))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> HistoryStore:
+        """The console's store: ``[history]`` db and retention, keyed by the broker's cluster."""
+        return cls(
+            settings.history_db,
+            settings.history_max_rows,
+            settings.history_max_age_days,
+            cluster=settings.cluster_id,
+        )
 
     # ---- connections --------------------------------------------------------------
     def connect(self) -> sqlite3.Connection:
@@ -488,6 +528,7 @@ class HistoryStore:
         if str(mode).lower() != "wal":
             log.warning("history %s: journal_mode is %s, not wal", self.path, mode)
         with self.transaction() as c:
+            self._migrate(c)
             for stmt in _split_sql(_SCHEMA):
                 c.execute(stmt)
             try:
@@ -499,9 +540,70 @@ class HistoryStore:
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)",
                 (str(SCHEMA_VERSION),),
             )
+            found = c.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            try:
+                self.schema_version = int(found[0])
+            except (TypeError, ValueError):
+                self.schema_version = SCHEMA_VERSION
+        if self.schema_version > SCHEMA_VERSION:
+            log.warning(
+                "history %s: schema %s is newer than this console's (%s)",
+                self.path,
+                self.schema_version,
+                SCHEMA_VERSION,
+            )
         self.has_fts = bool(
             conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'tasks_fts'").fetchone()
         )
+
+    def _migrate(self, c: sqlite3.Connection) -> None:
+        """Schema 1 -> 2, inside the schema transaction (several consoles may open the file at
+        once: the first migrates, the others find the column there).
+
+        Rows of schema 1 were written by consoles that did not record their broker, so which
+        cluster they came from is unknown: they are kept under :data:`LEGACY_CLUSTER`, which
+        no console's own view shows; ``cluster:all`` (or ``cluster:legacy``) in the history
+        search finds them.  The indexes are made again, each leading with the cluster.
+        """
+        columns = {r[1] for r in c.execute("PRAGMA table_info(tasks)")}
+        if not columns or "cluster" in columns:
+            return  # a new file, or already migrated
+        c.execute(f"ALTER TABLE tasks ADD COLUMN cluster TEXT NOT NULL DEFAULT '{LEGACY_CLUSTER}'")
+        for name in _V1_INDEXES:
+            c.execute(f"DROP INDEX IF EXISTS {name}")
+        legacy = c.execute("SELECT count(*) FROM tasks").fetchone()[0]
+        c.execute(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID"
+        )
+        c.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+        )
+        if legacy:
+            # said once, by the first console that opens the file (take_legacy_notice)
+            c.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('legacy_notice', ?)",
+                (str(legacy),),
+            )
+        self.migrated_legacy_rows = legacy
+        log.info(
+            "history %s: schema 1 -> 2, %d row(s) kept as %r", self.path, legacy, LEGACY_CLUSTER
+        )
+
+    def take_legacy_notice(self) -> int:
+        """The rows a migration kept as ``legacy``, if no console has said so yet (then 0).
+
+        The first console to call this after the migration gets the count and clears it, so
+        the operators are told once, not at every start.
+        """
+        with self.transaction() as c:
+            row = c.execute("SELECT value FROM meta WHERE key = 'legacy_notice'").fetchone()
+            if row is None:
+                return 0
+            c.execute("DELETE FROM meta WHERE key = 'legacy_notice'")
+        try:
+            return int(row[0])
+        except (TypeError, ValueError):
+            return 0
 
     class _Tx:
         def __init__(self, conn: sqlite3.Connection) -> None:
@@ -552,13 +654,14 @@ class HistoryStore:
         report = UpsertReport()
         values = []
         seen_by = self.seen_by
+        cluster = self.cluster
         for row in rows:
             uuid = row.get("uuid")
             if not isinstance(uuid, str) or not uuid:
                 report.rejected.append(("?", "no task id"))
                 continue
             try:
-                v, cleaned = _row_values(row, source, seen_by, now)
+                v, cleaned = _row_values(row, source, seen_by, now, cluster)
             except Exception as exc:  # a row cleaning did not foresee: skip it, say why
                 report.rejected.append((uuid, _reason(exc)))
                 continue
@@ -598,6 +701,8 @@ class HistoryStore:
                         written.append(v)
             vocab: set[tuple[str, str]] = set()
             for v in written:
+                # the vocabulary is shared by every cluster: a value another cluster uses
+                # only widens an IN list, the cluster condition still holds
                 vocab.add(("state", v[2]))
                 for key, idx in (("name", 1), ("queue", 3), ("hostname", 5)):
                     if v[idx] is not None:
@@ -622,12 +727,16 @@ class HistoryStore:
         conn = self._conn()
         deleted = 0
         horizon = now - self.max_age_days * 86400
-        deleted += self._delete_chunks(
-            "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE first_seen < ? LIMIT ?)",
-            (horizon, chunk),
-            chunk,
-            max_chunks,
-        )
+        # every cluster's old rows (the file's bound, whoever wrote them); per cluster, so
+        # the (cluster, first_seen) index finds them
+        for cluster in self.clusters():
+            deleted += self._delete_chunks(
+                "DELETE FROM tasks WHERE id IN (SELECT id FROM tasks INDEXED BY ix_tasks_scan"
+                " WHERE cluster = ? AND first_seen < ? LIMIT ?)",
+                (cluster, horizon, chunk),
+                chunk,
+                max_chunks,
+            )
         row = conn.execute("SELECT max(id) FROM tasks").fetchone()
         top = row[0] if row else None
         if top is not None and top > self.max_rows:
@@ -651,9 +760,47 @@ class HistoryStore:
         return deleted
 
     # ---- reading ------------------------------------------------------------------
-    def count(self) -> int:
-        """Rows held (a full count: for tests and the status line, not per tick)."""
-        return self._conn().execute("SELECT count(*) FROM tasks").fetchone()[0]
+    def count(self, cluster: str | None = None) -> int:
+        """Rows held, of every cluster or of ``cluster`` (a full count: for tests and the
+        status line, not per tick)."""
+        if cluster is None:
+            return self._conn().execute("SELECT count(*) FROM tasks").fetchone()[0]
+        return (
+            self._conn()
+            .execute("SELECT count(*) FROM tasks WHERE cluster = ?", (cluster,))
+            .fetchone()[0]
+        )
+
+    def clusters(self) -> list[str]:
+        """Every cluster the file holds rows of, sorted (a seek per cluster on the index)."""
+        conn = self._conn()
+        out: list[str] = []
+        row = conn.execute("SELECT min(cluster) FROM tasks").fetchone()
+        while row is not None and row[0] is not None:
+            out.append(row[0])
+            row = conn.execute(
+                "SELECT min(cluster) FROM tasks WHERE cluster > ?", (row[0],)
+            ).fetchone()
+        return out
+
+    def resolve_scope(self, scope: str = "") -> list[str]:
+        """The clusters a history search covers: ``""``/``this`` is this console's cluster,
+        ``all`` (or ``*``) every cluster in the file, other text the clusters whose identity
+        holds it (``legacy``, ``:6380``, ``/2``...).  ValueError names the known clusters when
+        none matches."""
+        scope = scope.strip().lower()
+        if scope in ("", "this"):
+            return [self.cluster]
+        known = self.clusters()
+        if scope in ("all", "*"):
+            return known
+        found = [c for c in known if scope in c.lower()]
+        if not found:
+            raise ValueError(
+                f"no cluster matching {scope!r} in the history"
+                f" (clusters: {', '.join(known) or 'none'})"
+            )
+        return found
 
     def _fetch(self, sql: str, params: Iterable[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Column names and rows of a read.  TEXT that is not UTF-8 (a lone surrogate's
@@ -680,29 +827,34 @@ class HistoryStore:
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def load_recent(self, limit: int = 10_000) -> list[dict[str, Any]]:
-        """The ``limit`` newest tasks (by first-seen time), newest first.
+        """The ``limit`` newest tasks of this store's cluster (by first-seen time), newest first.
 
         Dicts with TaskRecord field names plus ``source`` ('events' / 'backend'),
-        ``first_seen`` and ``seen_by``; see :func:`load_into_model`.
+        ``first_seen``, ``seen_by`` and ``cluster``; see :func:`load_into_model`.  Another
+        cluster's rows (and the ``legacy`` ones) are never loaded into this console.
         """
         return self._rows(
             f"SELECT {_SELECT_COLS} FROM tasks INDEXED BY ix_tasks_scan"
-            " ORDER BY first_seen DESC LIMIT ?",
-            (limit,),
+            " WHERE cluster = ? ORDER BY first_seen DESC LIMIT ?",
+            (self.cluster, limit),
         )
 
     def get(self, uuid: str) -> dict[str, Any] | None:
-        """One task by uuid, or None."""
-        rows = self._rows(f"SELECT {_SELECT_COLS} FROM tasks WHERE uuid = ?", (uuid,))
+        """One task of this cluster by uuid, or None."""
+        rows = self._rows(
+            f"SELECT {_SELECT_COLS} FROM tasks WHERE cluster = ? AND uuid = ?",
+            (self.cluster, uuid),
+        )
         return rows[0] if rows else None
 
     def existing(self, uuids: Collection[str]) -> dict[str, int]:
-        """``{uuid: rank}`` for those of ``uuids`` the store holds."""
+        """``{uuid: rank}`` for those of ``uuids`` this cluster's history holds."""
         if not uuids:
             return {}
         _keys, rows = self._fetch(
-            "SELECT uuid, rank FROM tasks WHERE uuid IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(uuids)),),
+            "SELECT uuid, rank FROM tasks WHERE cluster = ?"
+            " AND uuid IN (SELECT value FROM json_each(?))",
+            (self.cluster, json.dumps(list(uuids))),
         )
         return dict(rows)
 
@@ -718,15 +870,25 @@ class HistoryStore:
         since: float | None = None,
         until: float | None = None,
         limit: int = 500,
+        scope: str = "",
     ) -> list[dict[str, Any]]:
         """Tasks matching the Tasks pane filter ``query`` (plus ``args:text``), newest first.
 
         ``since``/``until`` bound the first-seen time (epoch seconds, inclusive).  A query
-        with an unreadable ``prio:`` matches nothing (like the pane).  Runs on the caller's
-        thread: call it from a thread worker, not the UI thread.
+        with an unreadable ``prio:`` matches nothing (like the pane).  ``scope`` says which
+        clusters (:meth:`resolve_scope`): this store's own by default, ``all`` for every one;
+        ValueError when it names none.  Runs on the caller's thread: call it from a thread
+        worker, not the UI thread.
         """
-        rows, _plan = self.search_with_plan(query, since, until, limit)
-        return rows
+        clusters = self.resolve_scope(scope)
+        if len(clusters) == 1:
+            return self.search_with_plan(query, since, until, limit, clusters[0])[0]
+        # one indexed search per cluster (each index leads with the cluster), merged
+        found: list[dict[str, Any]] = []
+        for cluster in clusters:
+            found.extend(self.search_with_plan(query, since, until, limit, cluster)[0])
+        found.sort(key=lambda r: r["first_seen"], reverse=True)
+        return found[:limit]
 
     def search_with_plan(
         self,
@@ -734,8 +896,11 @@ class HistoryStore:
         since: float | None = None,
         until: float | None = None,
         limit: int = 500,
+        cluster: str | None = None,
     ) -> tuple[list[dict[str, Any]], str]:
-        """:meth:`search`, also returning which plan ran (``scan`` or ``driver:<term>``)."""
+        """:meth:`search` in one cluster (this store's by default), also returning which plan
+        ran (``scan`` or ``driver:<term>``)."""
+        cluster = self.cluster if cluster is None else cluster
         parsed = parse_query(query)
         if parsed.never or limit <= 0:
             return [], "never"
@@ -746,7 +911,7 @@ class HistoryStore:
         )
         clauses: list[tuple[str, _Clause]] = []
         for term in parsed.terms:
-            clause = self._clause(term, vocab)
+            clause = self._clause(term, vocab, cluster)
             if clause is None:
                 return [], "never"  # a term no row can match
             clauses.append((term.kind, clause))
@@ -758,11 +923,11 @@ class HistoryStore:
         if until is not None:
             time_conds.append("first_seen <= ?")
             time_params.append(float(until))
-        conds, params = list(time_conds), list(time_params)
+        conds, params = ["cluster = ?", *time_conds], [cluster, *time_params]
         for _kind, clause in clauses:
             conds.append(clause.cond)
             params.extend(clause.params)
-        where = " AND ".join(conds) if conds else "1"
+        where = " AND ".join(conds)
         conn = self._conn()
 
         # The plan: the indexed term matching the fewest rows drives, if it matches
@@ -774,7 +939,10 @@ class HistoryStore:
         small_window = (
             bool(time_conds)
             and self._count_capped(
-                conn, "SELECT id FROM tasks WHERE " + " AND ".join(time_conds), time_params, cap
+                conn,
+                f"{_IN_CLUSTER} " + " AND ".join(time_conds),
+                [cluster, *time_params],
+                cap,
             )
             < cap
         )
@@ -811,7 +979,7 @@ class HistoryStore:
     def _count_capped(conn: sqlite3.Connection, sub: str, params: list[Any], cap: int) -> int:
         return conn.execute(f"SELECT count(*) FROM ({sub} LIMIT ?)", (*params, cap)).fetchone()[0]
 
-    def _clause(self, term: Term, vocab: dict[str, list[str]]) -> _Clause | None:
+    def _clause(self, term: Term, vocab: dict[str, list[str]], cluster: str) -> _Clause | None:
         """SQL for one term, or None when no row can match it."""
         kind = term.kind
         needles = term.needles
@@ -821,7 +989,7 @@ class HistoryStore:
                 lo, hi = _prefix_range(n)
                 uuid_conds.append("(+uuid >= ? AND +uuid < ?)")
                 uuid_params += [lo, hi]
-                uuid_drivers.append(("SELECT id FROM tasks WHERE uuid >= ? AND uuid < ?", [lo, hi]))
+                uuid_drivers.append((f"{_IN_CLUSTER} uuid >= ? AND uuid < ?", [cluster, lo, hi]))
             if kind == "uuid":
                 return _Clause("(" + " OR ".join(uuid_conds) + ")", uuid_params, uuid_drivers)
             # bare: uuid prefix, or a substring of name, state, queue or worker
@@ -833,7 +1001,7 @@ class HistoryStore:
                     in_sql, in_params = _in_list(values)
                     conds.append(f"+{col} {in_sql}")
                     params += in_params
-                    drivers.append((f"SELECT id FROM tasks WHERE {col} {in_sql}", in_params))
+                    drivers.append((f"{_IN_CLUSTER} {col} {in_sql}", [cluster, *in_params]))
             return _Clause("(" + " OR ".join(conds) + ")", params, drivers)
         if kind in _VOCAB_COLUMN:
             col = _VOCAB_COLUMN[kind]
@@ -847,7 +1015,7 @@ class HistoryStore:
             return _Clause(
                 f"+{col} {in_sql}",
                 in_params,
-                [(f"SELECT id FROM tasks WHERE {col} {in_sql}", in_params)],
+                [(f"{_IN_CLUSTER} {col} {in_sql}", [cluster, *in_params])],
             )
         if kind == "prio":
             conds, params, drivers = [], [], []
@@ -858,7 +1026,7 @@ class HistoryStore:
                     expr, ps = f"{'<>' if alt[0] == '!=' else alt[0]} ?", [alt[1]]
                 conds.append(f"+priority {expr}")
                 params += ps
-                drivers.append((f"SELECT id FROM tasks WHERE priority {expr}", ps))
+                drivers.append((f"{_IN_CLUSTER} priority {expr}", [cluster, *ps]))
             return _Clause("(" + " OR ".join(conds) + ")", params, drivers)
         if kind == "args":
             conds, params = [], []
@@ -873,6 +1041,9 @@ class HistoryStore:
             return _Clause("(" + " OR ".join(conds) + ")", params, drivers)
         raise ValueError(f"unknown term kind {kind!r}")
 
+
+#: the start of a driver subquery: the ids of one cluster's rows that ...
+_IN_CLUSTER = "SELECT id FROM tasks WHERE cluster = ? AND"
 
 # uuid prefixes are the most selective, args the costliest to count
 _KIND_ORDER = {

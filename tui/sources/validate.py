@@ -682,6 +682,7 @@ _ROW_KEYS = (
     "source",
     "seen_by",
     "revoke_reason",
+    "cluster",
 )
 _ROW_TEXT = ("args", "kwargs")
 _ROW_MULTI = ("result", "exception", "traceback")

@@ -67,6 +67,7 @@ class AfirgenApp(App[None]):
             settings.console_audit_log,
             scrub=self.redact.scrub_secrets,
             redact_value=self.redact.value,
+            cluster=settings.cluster_id,
         )
         self.actions = Actions(
             celery_app,

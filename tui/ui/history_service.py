@@ -1,5 +1,9 @@
 """The console's persisted history: load at start, backfill from the result backend, write
-each tick's changes, search everything (``H``), export (``E``).
+each tick's changes, search everything (``H``), export (``E``, and ``E`` in the search).
+
+The history is per cluster: the store writes and loads the rows of this console's cluster
+(its broker's identity without credentials); the search covers other clusters only when
+asked (``cluster:all``).
 
 :class:`HistoryService` is a plain object with declared inputs: the console screen it works
 for and the history store (None: no persistence).  Reads, backfills and exports run in
@@ -12,12 +16,18 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from tui.core.scope import ALL_CLUSTERS, THIS_CLUSTER, describe_scope
 from tui.history import HistoryStore, HistoryWriter, load_into_model, task_to_row
+from tui.history.store import LEGACY_CLUSTER
 from tui.sources.validate import Tally, clean_history_row, valid_timestamp
 from tui.ui.messages import ExportDone, HistoryBackfilled, HistoryLoaded
 
 if TYPE_CHECKING:
     from tui.ui.console import ConsoleScreen
+    from tui.ui.screens.history_search import HistorySearch
+
+#: The most rows one export holds.
+EXPORT_LIMIT = 1_000_000
 
 
 def _first_time(row: Any) -> float | None:
@@ -37,6 +47,8 @@ class HistoryService:
         self.writer: HistoryWriter | None = None
         self.loaded_count = 0
         self.exports: list[ExportDone] = []
+        #: rows a schema migration kept as ``legacy`` (said once, then 0)
+        self.legacy_rows = 0
 
     # ---- load and backfill ---------------------------------------------------------------
     def start(self) -> bool:
@@ -54,6 +66,7 @@ class HistoryService:
         # runs in a worker thread: read the newest rows off the UI thread
         assert self.store is not None
         try:
+            self.legacy_rows = self.store.take_legacy_notice()
             rows = self.store.load_recent(self.screen.model.max_tasks)
             self.screen.post_message(HistoryLoaded(rows, ""))
         except Exception as exc:
@@ -76,6 +89,13 @@ class HistoryService:
             screen.refresh_tasks()
             if message.rows:
                 screen.notify(f"loaded {len(message.rows):,} task(s) from the history", timeout=4)
+            if self.legacy_rows:
+                screen.notify(
+                    f"the history now keeps each cluster's tasks apart: {self.legacy_rows:,}"
+                    f" task(s) recorded before are kept as cluster {LEGACY_CLUSTER!r}, not shown"
+                    " here; H with cluster:all (or cluster:legacy) finds them",
+                    timeout=15,
+                )
         screen.start_live()
         screen.run_worker(self._backfill, thread=True, exclusive=True, group="history-backfill")
 
@@ -156,7 +176,13 @@ class HistoryService:
         from tui.ui.screens.history_search import HistorySearchScreen
 
         self.screen.app.push_screen(
-            HistorySearchScreen(self.search_rows, self.screen.redact, self.screen.task_filter.text)
+            HistorySearchScreen(
+                self.search_rows,
+                self.screen.redact,
+                self.screen.task_filter.text,
+                cluster=self.store.cluster,
+                export=self.export_search,
+            )
         )
 
     def search_rows(
@@ -165,6 +191,7 @@ class HistoryService:
         since: float | None = None,
         until: float | None = None,
         limit: int = 500,
+        scope: str = "",
     ) -> list[dict[str, Any]]:
         """:meth:`HistoryStore.search` through the trust boundary, like the rows loaded at start.
 
@@ -173,25 +200,53 @@ class HistoryService:
         BLOB name or an escape, which the search screen would show or compute with (``H``
         crashed on ``'now' - 'NaN'``).  Runs in the search's thread worker, so it counts in a
         tally of its own (the history tally has one writer, the UI thread); a row without a
-        usable uuid is left out.
+        usable uuid is left out.  ``scope``: this cluster (``""``), ``all`` or text naming
+        clusters (:meth:`HistoryStore.resolve_scope`; ValueError when it names none).
         """
         assert self.store is not None
         tally = Tally()
         now = time.time()
-        rows = self.store.search(query, since=since, until=until, limit=limit)
+        rows = self.store.search(query, since=since, until=until, limit=limit, scope=scope)
         return [row for raw in rows if (row := clean_history_row(raw, tally, now)) is not None]
+
+    @property
+    def cluster(self) -> str:
+        """This console's cluster (the key of its history rows)."""
+        return self.store.cluster if self.store is not None else self.screen.settings.cluster_id
 
     def export(self) -> None:
         """Export the filtered history to CSV, Excel or an incident report PDF."""
-        from tui.ui.screens.forms import ChoiceScreen
-
         query = self.screen.task_filter.text
         what = f"tasks matching {query!r}" if query else "all tasks"
         source = "the persisted history" if self.store is not None else "memory"
+        self._ask_kind(
+            f"Export {what} of cluster {self.cluster} from {source} (redaction applies):",
+            self._export_chosen,
+        )
+
+    def export_search(self, search: HistorySearch, rows: list[dict[str, Any]] | None) -> None:
+        """``E`` in the history search: export exactly that search (its filter, time range
+        and cluster scope).  ``rows`` are the rows it shows; None when it showed only the
+        first of more, and the export then holds every match."""
+        where = describe_scope(search.scope, self.cluster)
+        what = f"search {search.text!r}" if search.text else "search (everything)"
+        count = (
+            f"the {search.shown:,} task(s) shown"
+            if rows is not None
+            else f"every task matching (more than the {search.shown:,} shown)"
+        )
+        self._ask_kind(
+            f"Export {count} of the history {what}, {where} (redaction applies):",
+            lambda kind: self._search_export_chosen(kind, search, rows),
+        )
+
+    def _ask_kind(self, question: str, then: Any) -> None:
+        from tui.ui.screens.forms import ChoiceScreen
+
         self.screen.app.push_screen(
             ChoiceScreen(
                 "Export",
-                f"Export {what} from {source} (redaction applies):",
+                question,
                 [
                     ("c", "csv", "CSV"),
                     ("x", "xlsx", "Excel workbook (.xlsx)"),
@@ -203,7 +258,28 @@ class HistoryService:
                     ),
                 ],
             ),
-            self._export_chosen,
+            then,
+        )
+
+    def _search_export_chosen(
+        self, kind: str | None, search: HistorySearch, rows: list[dict[str, Any]] | None
+    ) -> None:
+        screen = self.screen
+        if kind is None:
+            screen.notify("export cancelled", timeout=3)
+            return
+        screen.notify(f"exporting {kind}…", timeout=3)
+        screen.run_worker(
+            lambda: self._export(
+                kind,
+                search.query,
+                rows,
+                since=search.since,
+                until=search.until,
+                scope=search.scope,
+            ),
+            thread=True,
+            group="export",
         )
 
     def _export_chosen(self, kind: str | None) -> None:
@@ -218,36 +294,57 @@ class HistoryService:
         query = screen.task_filter.text
         screen.run_worker(lambda: self._export(kind, query, rows), thread=True, group="export")
 
-    def _export(self, kind: str, query: str, rows: Any) -> None:
+    def _export(
+        self,
+        kind: str,
+        query: str,
+        rows: Any,
+        since: float | None = None,
+        until: float | None = None,
+        scope: str = THIS_CLUSTER,
+    ) -> None:
         # runs in a worker thread: queries and file writes off the UI thread
         from tui.actions import AuditLog
         from tui.history.export import export_csv, export_incident_pdf, export_path, export_xlsx
 
         screen = self.screen
         settings = screen.settings
+        cluster = self.cluster
         try:
+            clusters = [cluster]
+            if self.store is not None:
+                clusters = self.store.resolve_scope(scope)
             if rows is None:
                 assert self.store is not None
                 if self.writer is not None:
                     self.writer.flush()  # what is on screen is in the file too
-                rows = self.store.search(query, limit=1_000_000)
+                rows = self.store.search(
+                    query, since=since, until=until, limit=EXPORT_LIMIT, scope=scope
+                )
             path = export_path(settings.paths_report_dir, kind)
             if kind == "csv":
-                export_csv(rows, path, screen.redact)
+                export_csv(rows, path, screen.redact, cluster=cluster)
             elif kind == "xlsx":
-                export_xlsx(rows, path, screen.redact)
+                export_xlsx(rows, path, screen.redact, cluster=cluster)
             else:
                 now = time.time()
                 firsts = [t for r in rows if (t := _first_time(r))]
-                since = min([screen.started_at, *firsts]) if firsts else screen.started_at
+                start = min([screen.started_at, *firsts]) if firsts else screen.started_at
+                window = (start if since is None else since, now if until is None else until)
+                ours = cluster in clusters  # the live samples are of this console's cluster
+                audit = AuditLog(settings.console_audit_log).read()
+                if scope != ALL_CLUSTERS:
+                    # lines from before the audit log named clusters have no cluster
+                    audit = [r for r in audit if r.get("cluster") in (None, *clusters)]
                 export_incident_pdf(
                     path,
                     rows,
-                    (since, now),
-                    list(screen.queue_samples),
-                    list(screen.worker_samples),
-                    AuditLog(settings.console_audit_log).read(),
+                    window,
+                    list(screen.queue_samples) if ours else [],
+                    list(screen.worker_samples) if ours else [],
+                    audit,
                     screen.redact,
+                    title=f"Incident report: {describe_scope(scope, cluster)}",
                 )
             screen.post_message(ExportDone(str(path), len(rows), ""))
         except Exception as exc:

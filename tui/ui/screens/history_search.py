@@ -1,9 +1,11 @@
-"""``H``: search the whole persisted history (not only what is in memory)."""
+"""``H``: search the whole persisted history of this cluster (not only what is in memory);
+``cluster:all`` searches every cluster the history file holds; ``E`` exports the search."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -19,6 +21,7 @@ from textual.widgets import DataTable, Input, Static
 from tui.core.formatting import clock, duration, state_text, task_runtime
 from tui.core.query import parse_query
 from tui.core.safe_text import data_text, visible
+from tui.core.scope import THIS_CLUSTER, describe_scope, split_cluster_term
 from tui.core.timerange import split_time_terms
 from tui.ui.screens.task_detail import TaskDetailScreen
 from tui.ui.widgets.plain_input import PlainInput
@@ -62,20 +65,52 @@ def row_as_task(row: dict[str, Any]) -> SimpleNamespace:
     return task
 
 
+@dataclass(frozen=True, slots=True)
+class HistorySearch:
+    """One search as it ran: the filter, the time range resolved to epoch seconds when it
+    ran (``since:2h`` means the same rows later), the cluster scope (``""``: this cluster,
+    ``all``, or text to match) and how many rows it showed (``truncated``: the first
+    :data:`RESULT_LIMIT` of more)."""
+
+    text: str
+    query: str
+    since: float | None
+    until: float | None
+    scope: str
+    shown: int = 0
+    truncated: bool = False
+
+
 class HistorySearched(Message):
     """The history store answered a search."""
 
-    def __init__(self, rows: list[dict[str, Any]], took: float, error: str = ""):
+    def __init__(
+        self,
+        rows: list[dict[str, Any]],
+        took: float,
+        error: str = "",
+        search: HistorySearch | None = None,
+    ):
         super().__init__()
         self.rows = rows
         self.took = took
         self.error = error
+        self.search = search
+
+
+#: ``export(search, rows)``: rows are what the screen shows, None when it showed only the
+#: first RESULT_LIMIT (the exporter then asks the store for every match of ``search``).
+Exporter = Callable[[HistorySearch, list[dict[str, Any]] | None], None]
 
 
 class HistorySearchScreen(ModalScreen[None]):
-    """Type a filter (the Tasks pane syntax, plus ``args:text``, ``since:2h``, ``until:…``)."""
+    """Type a filter (the Tasks pane syntax, plus ``args:text``, ``since:2h``, ``until:…``,
+    ``cluster:all``); ``E`` in the results exports exactly this search."""
 
-    BINDINGS = [Binding("escape", "close", "Close")]
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("E", "export", "Export this search"),
+    ]
     DEFAULT_CSS = """
     HistorySearchScreen { align: center middle; }
     HistorySearchScreen > Vertical { width: 96%; height: 92%; border: round $accent; background: $surface; }
@@ -89,20 +124,32 @@ class HistorySearchScreen(ModalScreen[None]):
         search: Callable[..., list[dict[str, Any]]],
         redact: Callable[[str], str],
         query: str = "",
+        *,
+        cluster: str = "",
+        export: Exporter | None = None,
     ):
+        """``search(query, since=, until=, limit=, scope=)`` is the store's; ``cluster`` names
+        this console's cluster (the default scope); ``export`` runs ``E``."""
         super().__init__()
         self.search = search
         self.redact = redact
         self.initial = query
+        self.cluster = cluster
+        self.exporter = export
         self.rows: list[dict[str, Any]] = []
+        #: the search whose rows are shown (None while none is)
+        self.shown: HistorySearch | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = "Search all history"
-            box.border_subtitle = "Enter search · ↓ results · Enter on a row: detail · Esc close"
+            box.border_title = "Search the history of this cluster (cluster:all for every one)"
+            box.border_subtitle = (
+                "Enter search · ↓ results · Enter on a row: detail · E (in the results): export"
+                " this search · Esc close"
+            )
             yield PlainInput(
                 value=self.initial,
-                placeholder="state:failure queue:email args:FIR since:2h until:30m …",
+                placeholder="state:failure queue:email args:FIR since:2h until:30m cluster:all …",
                 id="history-query",
             )
             yield Static("", id="history-status", markup=False)
@@ -131,39 +178,75 @@ class HistorySearchScreen(ModalScreen[None]):
         self.run_search(event.value)
 
     def run_search(self, text: str) -> None:
-        rest, since, until, errors = split_time_terms(text, time.time())
-        errors += parse_query(rest).errors
+        rest, scope, errors = split_cluster_term(text)
+        rest, since, until, time_errors = split_time_terms(rest, time.time())
+        errors += time_errors + parse_query(rest).errors
         if errors:
             # the errors quote the operator's query: shown literally (the Static takes no markup)
             self.query_one("#history-status", Static).update("✘ " + visible("; ".join(errors)))
             # The old results would read as the answer to this query.
-            self.rows = []
-            self.query_one("#history-results", DataTable).clear()
+            self._clear()
             return
         self.query_one("#history-status", Static).update("searching…")
-        self._search(rest, since, until)
+        self._search(HistorySearch(text.strip(), rest, since, until, scope))
+
+    def _clear(self) -> None:
+        self.rows = []
+        self.shown = None
+        self.query_one("#history-results", DataTable).clear()
 
     @work(thread=True, exclusive=True)
-    def _search(self, query: str, since: float | None, until: float | None) -> None:
+    def _search(self, search: HistorySearch) -> None:
         # runs in a worker thread: SQLite reads off the UI thread
         started = time.perf_counter()
         try:
-            rows = self.search(query, since=since, until=until, limit=RESULT_LIMIT)
-            self.post_message(HistorySearched(rows, time.perf_counter() - started))
+            kwargs: dict[str, Any] = {}
+            if search.scope != THIS_CLUSTER:
+                kwargs["scope"] = search.scope
+            rows = self.search(
+                search.query, since=search.since, until=search.until, limit=RESULT_LIMIT, **kwargs
+            )
+            self.post_message(HistorySearched(rows, time.perf_counter() - started, "", search))
+        except ValueError as exc:  # a cluster: term that names no cluster
+            self.post_message(HistorySearched([], time.perf_counter() - started, str(exc), search))
         except Exception as exc:
             self.post_message(
-                HistorySearched([], time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+                HistorySearched(
+                    [],
+                    time.perf_counter() - started,
+                    f"search failed: {type(exc).__name__}: {exc}",
+                    search,
+                )
             )
 
     def on_history_searched(self, message: HistorySearched) -> None:
         status = self.query_one("#history-status", Static)
         if message.error:
-            status.update(f"✘ search failed: {visible(self.redact(message.error))}")
+            status.update(f"✘ {visible(self.redact(message.error))}")
+            self._clear()
             return
         self.rows = message.rows
+        if message.search is not None:
+            self.shown = HistorySearch(
+                message.search.text,
+                message.search.query,
+                message.search.since,
+                message.search.until,
+                message.search.scope,
+                len(message.rows),
+                len(message.rows) >= RESULT_LIMIT,
+            )
         table = self.query_one("#history-results", DataTable)
         table.clear()
+        scope = message.search.scope if message.search is not None else THIS_CLUSTER
+        # rows of several clusters need their cluster beside them; one's own do not
+        with_cluster = scope != THIS_CLUSTER
+        if with_cluster and "cluster" not in table.columns:
+            table.add_column("Cluster", width=24, key="cluster")
+        elif not with_cluster and "cluster" in table.columns:
+            table.remove_column("cluster")
         for i, row in enumerate(message.rows):
+            extra = [data_text(str(row.get("cluster") or "?"))] if with_cluster else []
             label, style = state_text(row.get("state") or "PENDING")
             first = row.get("sent") or row.get("received") or row.get("first_seen")
             # Rows are data: a DataTable parses str cells as markup (a name "[/]" raised
@@ -178,15 +261,32 @@ class HistorySearchScreen(ModalScreen[None]):
                 Text(clock(first)),
                 Text("backend" if row.get("source") == "backend" else "events"),
                 data_text(str(row.get("uuid") or "")[:8]),
+                *extra,
                 key=str(i),
             )
         more = " (first 500: narrow the search)" if len(message.rows) >= RESULT_LIMIT else ""
-        status.update(f"{len(message.rows):,} task(s) in {message.took * 1000:.0f} ms{more}")
+        where = describe_scope(scope, self.cluster or "this cluster")
+        hint = " · cluster:all searches every cluster" if scope == THIS_CLUSTER else ""
+        # the cluster is data (a broker identity): the Static takes no markup
+        status.update(
+            f"{len(message.rows):,} task(s) of {visible(where)} in {message.took * 1000:.0f} ms"
+            f"{more}{hint}"
+        )
 
     @on(DataTable.RowSelected, "#history-results")
     def _open(self, event: DataTable.RowSelected) -> None:
         row = self.rows[int(event.row_key.value)]
         self.app.push_screen(TaskDetailScreen(row_as_task(row), self.redact, None))
+
+    def action_export(self) -> None:
+        """``E``: export the search shown (its rows; every match when it showed the first 500)."""
+        if self.exporter is None:
+            self.notify("export is not available here", severity="warning")
+            return
+        if self.shown is None:
+            self.notify("nothing to export: run a search first (Enter)", severity="warning")
+            return
+        self.exporter(self.shown, None if self.shown.truncated else list(self.rows))
 
     def action_close(self) -> None:
         self.dismiss(None)
