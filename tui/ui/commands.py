@@ -124,7 +124,8 @@ COMMANDS: tuple[Command, ...] = (
         "H",
         "search_history",
         "console",
-        "search all persisted history (filter syntax + args:text since:2h until:30m)",
+        "search this cluster's persisted history (filter syntax + args:text since:2h until:30m;"
+        " cluster:all for every cluster; E in the results exports that search)",
         show=True,
         footer="History",
     ),
@@ -133,7 +134,7 @@ COMMANDS: tuple[Command, ...] = (
         "E",
         "export",
         "console",
-        "export the filtered history: CSV, Excel (.xlsx) or incident report (PDF)",
+        "export this cluster's filtered history: CSV, Excel (.xlsx) or incident report (PDF)",
         show=True,
         footer="Export",
     ),
