@@ -57,6 +57,7 @@ from rich.style import Style
 from rich.text import Text
 
 from tui.history import HistoryStore
+from tui.history.store import DEFAULT_CLUSTER
 from tui.sources.cluster import BrokerSources
 from tui.ui.app import AfirgenApp
 
@@ -1106,7 +1107,15 @@ def plant_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     try:
         now = time.time()
         for row in rows:
-            row = {"first_seen": now, "updated": now, "rank": 0, "source": "events", **row}
+            # the cluster of a store opened without one (the console's own in these tests)
+            row = {
+                "cluster": DEFAULT_CLUSTER,
+                "first_seen": now,
+                "updated": now,
+                "rank": 0,
+                "source": "events",
+                **row,
+            }
             cols, exprs, params = [], [], []
             for col, value in row.items():
                 cols.append(col)

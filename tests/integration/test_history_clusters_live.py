@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from afirgen_tasks.celery_app import create_app
+from afirgen_tasks.factory import create_app
 from tui.history import HistoryStore
 from tui.sources.cluster import BrokerSources
 from tui.ui.app import AfirgenApp

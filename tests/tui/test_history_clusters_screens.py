@@ -77,7 +77,8 @@ async def test_another_cluster_shows_none_of_the_first_ones_tasks(screen_setting
         await settle(pilot, app, lambda: screen.shown is not None, message="first search")
         assert {r["uuid"] for r in screen.rows} == set(b_ids)
         status = str(screen.query_one("#history-status").render())
-        assert "of cluster redis://127.0.0.1:6379/1" in status and "cluster:all" in status
+        assert "task(s) in" in status and "· cluster redis://127.0.0.1:6379/1 ·" in status
+        assert "cluster:all searches every cluster" in status
         screen.run_search("state:failure")
         await settle(pilot, app, lambda: len(screen.rows) == 1, message="B's failure")
         assert screen.rows[0]["uuid"] == b_ids[1]

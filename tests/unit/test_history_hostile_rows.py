@@ -20,24 +20,25 @@ from tui.ui.history_service import HistoryService
 
 def _plant(path: Path) -> None:
     """Three rows: a name and queue whose TEXT is a lone surrogate's bytes (not UTF-8),
-    times stored as text, and a well-formed row."""
+    times stored as text, and a well-formed row (in the cluster of a store opened without
+    one, ``default``)."""
     HistoryStore(path).close()
     now = time.time()
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute(
-            "INSERT INTO tasks (uuid, name, queue, state, first_seen, updated)"
-            " VALUES ('bad-utf8', CAST(? AS TEXT), CAST(? AS TEXT), 'SUCCESS', ?, ?)",
+            "INSERT INTO tasks (cluster, uuid, name, queue, state, first_seen, updated)"
+            " VALUES ('default', 'bad-utf8', CAST(? AS TEXT), CAST(? AS TEXT), 'SUCCESS', ?, ?)",
             (b"a\xed\xa0\x80b", b"q\xff", now, now),
         )
         conn.execute(
-            "INSERT INTO tasks (uuid, name, state, sent, started, runtime, priority, first_seen, updated)"
-            " VALUES ('text-times', 'n', 'STARTED', 'NaN', 'now', 'x', 'high', ?, ?)",
+            "INSERT INTO tasks (cluster, uuid, name, state, sent, started, runtime, priority, first_seen, updated)"
+            " VALUES ('default', 'text-times', 'n', 'STARTED', 'NaN', 'now', 'x', 'high', ?, ?)",
             (now, now),
         )
         conn.execute(
-            "INSERT INTO tasks (uuid, name, state, sent, first_seen, updated)"
-            " VALUES ('fine', 'afirgen_tasks.x.y', 'SUCCESS', ?, ?, ?)",
+            "INSERT INTO tasks (cluster, uuid, name, state, sent, first_seen, updated)"
+            " VALUES ('default', 'fine', 'afirgen_tasks.x.y', 'SUCCESS', ?, ?, ?)",
             (now, now, now),
         )
         conn.execute(

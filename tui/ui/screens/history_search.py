@@ -269,8 +269,8 @@ class HistorySearchScreen(ModalScreen[None]):
         hint = " · cluster:all searches every cluster" if scope == THIS_CLUSTER else ""
         # the cluster is data (a broker identity): the Static takes no markup
         status.update(
-            f"{len(message.rows):,} task(s) of {visible(where)} in {message.took * 1000:.0f} ms"
-            f"{more}{hint}"
+            f"{len(message.rows):,} task(s) in {message.took * 1000:.0f} ms{more}"
+            f" · {visible(where)}{hint}"
         )
 
     @on(DataTable.RowSelected, "#history-results")
