@@ -841,7 +841,7 @@ def test_filter_understands_everyday_state_words_and_names_its_mistakes():
         "b2"
     ]
     assert TaskFilter("state:bogus").errors == [
-        "no state 'bogus' (states: pending sent received started retry rejected revoked failure success purged)"
+        "no state 'bogus' (states: pending sent received started retry rejected revoked failure success purged lost)"
     ]
     assert TaskFilter("foo:bar").errors == [
         "no field 'foo' (fields: state queue worker name uuid prio)"

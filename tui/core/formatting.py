@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
-from tui.core.states import SETTLED_STATES, STYLE
+from tui.core.states import LOST, SETTLED_STATES, STYLE
 
 #: state -> (symbol, style), from the one definition in :mod:`tui.core.states`.
 STATE_STYLE = STYLE
@@ -18,12 +19,55 @@ REVOKE_REQUESTED = ("…", "bold red")
 SPARK = "▁▂▃▄▅▆▇█"
 
 
-def state_text(state: str, revoke_requested: bool = False) -> tuple[str, str]:
-    """``(label, style)`` for a task state, e.g. ``("✔ SUCCESS", "green")``."""
+#: After ``✝ LOST``: the message is not in the broker's unacked set any more.
+LOST_GONE = " ∅"
+#: Before the local time (HH:MM) the broker hands a lost task out again.
+LOST_BACK = "↻"
+
+
+def state_text(state: str, revoke_requested: bool = False, lost: Any = None) -> tuple[str, str]:
+    """``(label, style)`` for a task state, e.g. ``("✔ SUCCESS", "green")``.
+
+    A :data:`LOST` task with ``lost`` (its :class:`tui.core.model.LostInfo`) gets the short
+    form of what the broker said: ``✝ LOST↻14:03`` (handed out again at 14:03),
+    ``✝ LOST ∅`` (not in the broker: it finished or was restored); :func:`lost_text` says it
+    in words.
+    """
     if revoke_requested and state not in SETTLED_STATES:
         return f"{REVOKE_REQUESTED[0]} revoke req", REVOKE_REQUESTED[1]
     symbol, style = STATE_STYLE.get(state, ("?", ""))
+    if state == LOST and lost is not None:
+        if lost.in_broker is False:
+            return f"{symbol} {state}{LOST_GONE}", style
+        local = _localtime(lost.redeliver_at) if lost.in_broker else None
+        if local is not None:
+            return f"{symbol} {state}{LOST_BACK}{time.strftime('%H:%M', local)}", style
     return f"{symbol} {state}", style
+
+
+def lost_text(lost: Any, state: str, now: float | None = None) -> str:
+    """A lost task in words: with which worker, how it was noticed, and when the broker hands
+    it out again (``redelivered at 14:03:10 (in 58m)``); for a task no longer LOST, that it was."""
+    now = time.time() if now is None else now
+    head = f"lost with {lost.worker} at {clock(lost.at)} ({lost.why})"
+    if state != LOST:
+        return f"was {head}; a later event replaced it"
+    if lost.in_broker is True and _finite(lost.redeliver_at):
+        back = lost.redeliver_at
+        since = f"unacknowledged in the broker since {clock(lost.delivered_at)}"
+        if back > now:
+            return f"{head}\n{since}: redelivered at {clock(back)} (in {duration(back - now, 4)})"
+        return (
+            f"{head}\n{since}: due for redelivery since {clock(back)} "
+            f"({duration(now - back, 4)} ago): a live worker's sweep puts it back in its queue"
+        )
+    if lost.in_broker is True:
+        return f"{head}\nunacknowledged in the broker; {lost.note or 'delivery time unknown'}"
+    if lost.in_broker is False:
+        return f"{head}\nnot in the broker: it finished or was restored to its queue"
+    if lost.note:
+        return f"{head}\n{lost.note}"
+    return f"{head}\nasking the broker when it hands the job out again…"
 
 
 #: How far a start may precede the time it is measured from (clocks of two hosts, or a

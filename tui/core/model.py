@@ -19,6 +19,7 @@ but is built for a console that keeps a large, bounded history:
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from tui.core import states as _states
 from tui.core.states import (
     ALL_STATES,
     FAILURE,
+    LOST,
     PENDING,
     PURGED,
     RECEIVED,
@@ -43,6 +45,7 @@ from tui.core.states import (
 __all__ = [
     "ALL_STATES",
     "PURGED",
+    "LOST",
     "FAILURE",
     "PENDING",
     "RECEIVED",
@@ -54,6 +57,7 @@ __all__ = [
     "SUCCESS",
     "Changes",
     "ClusterModel",
+    "LostInfo",
     "TaskRecord",
     "WorkerRecord",
 ]
@@ -96,6 +100,8 @@ _R_FAILURE, _R_SUCCESS, _FINAL = _states.R_FAILURE, _states.R_SUCCESS, _states.R
 _KIND_STATE = _states.STATE_OF_RANK
 _FINISH_EVENT = _states.FINISH_EVENT
 _STATE_RANK: dict[str, int] = {s: i for i, s in enumerate(_KIND_STATE)}
+#: merge_task_info's ranks: Celery's states and the console's own (PURGED, LOST)
+_MERGE_RANK: dict[str, int] = dict(_states.RANK)
 _WORKER_ONLINE, _WORKER_HEARTBEAT, _WORKER_OFFLINE = 10, 11, 12
 
 #: event type -> kind; a task kind equals the rank of the state it reports.
@@ -135,6 +141,31 @@ def _short_name(name: str) -> str:
     return name.rpartition(".")[2]
 
 
+@dataclass(slots=True, eq=False)
+class LostInfo:
+    """Why a task reads :data:`LOST`, and what the broker said about its message.
+
+    ``in_broker`` is None until the broker was asked; True with ``delivered_at`` (the
+    ``unacked_index`` score: when the message was handed to the lost worker) and
+    ``redeliver_at`` (that plus the visibility timeout); False when the message is no longer
+    in ``unacked`` (acknowledged, or already restored to its queue).
+    """
+
+    #: the worker the task was lost with
+    worker: str
+    #: when the console noticed (its own clock)
+    at: float
+    #: how: "missed heartbeats", "worker-offline", "worker restarted"...
+    why: str
+    in_broker: bool | None = None
+    delivered_at: float | None = None
+    redeliver_at: float | None = None
+    #: why the broker could not be asked (or the look-up was not complete)
+    note: str = ""
+    #: when the broker was last asked (console clock)
+    checked_at: float | None = None
+
+
 class TaskRecord:
     """One task as the console knows it (first seen by an event, the backend or inspect).
 
@@ -172,6 +203,7 @@ class TaskRecord:
         "exchange",
         "revoke_reason",
         "last_event",
+        "lost",
     )
 
     uuid: str
@@ -204,6 +236,8 @@ class TaskRecord:
     #: the latest time of any of its events (event clock), or of what the backend or the
     #: history told (sent, started, finished...): the "latest activity" the pane sorts by
     last_event: float | None
+    #: set when the task was lost with its worker (kept after a later event replaced LOST)
+    lost: LostInfo | None
 
     def __init__(self, uuid: str) -> None:
         self.uuid = uuid
@@ -216,6 +250,7 @@ class TaskRecord:
         self.finished = self.runtime = self.eta = self.expires = None
         self.root_id = self.parent_id = self.routing_key = self.exchange = None
         self.revoke_reason = self.last_event = None
+        self.lost = None
 
     @property
     def is_finished(self) -> bool:
@@ -369,6 +404,11 @@ class ClusterModel:
         # Tasks that moved to STARTED, pruned lazily by running_tasks(): whatever moves a
         # task on (an event, the backend, eviction) need not know about this index.
         self._running: dict[str, TaskRecord] = {}
+        # host -> (why, before): workers gone during this apply(), scanned once at its end
+        self._lost_scan: dict[str, tuple[str, float | None]] = {}
+        # tasks marked LOST (in order), and those whose message the broker was not asked about
+        self._lost: dict[str, None] = {}
+        self._lost_unasked: dict[str, None] = {}
 
     # ---- queries ----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -714,6 +754,9 @@ class ClusterModel:
                 except Exception as exc:  # noqa: BLE001 - one bad event must not stop the console
                     skipped += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"
+            if self._lost_scan:
+                # one pass over the tasks for every worker that went in this batch
+                self._mark_lost_scan(changed)
         except BaseException:
             # the iterable itself failed: keep what was applied for the next call
             ch.new_tasks = list(new)
@@ -817,7 +860,19 @@ class ClusterModel:
                 self._prune_workers(host, changed)
         if kind == _WORKER_OFFLINE:
             w.online = False
+            self._lost_scan[host] = ("worker-offline", _as_float(ev.get("timestamp")))
+        elif kind == _WORKER_ONLINE:
+            # worker-online is sent once, when a worker process starts: whatever an earlier
+            # process of this hostname held is gone with it
+            w.online = True
+            self._lost_scan[host] = ("worker restarted", _as_float(ev.get("timestamp")))
+            if lr is not None and (w.last_heartbeat is None or lr > w.last_heartbeat):
+                w.last_heartbeat = lr
         else:
+            pid = ev.get("pid")
+            if pid.__class__ is int and w.pid is not None and pid != w.pid:
+                # the same hostname, another process: the old one is gone
+                self._lost_scan[host] = ("worker restarted", _as_float(ev.get("timestamp")))
             w.online = True
             if lr is not None and (w.last_heartbeat is None or lr > w.last_heartbeat):
                 w.last_heartbeat = lr
@@ -898,7 +953,90 @@ class ClusterModel:
             if now - w.last_heartbeat > timeout:
                 w.online = False
                 flipped.add(host)
+                self._lost_scan[host] = ("missed heartbeats", None)
+        if self._lost_scan:
+            self._mark_lost_scan(self._changes().tasks)
         return flipped
+
+    # ---- tasks lost with their worker ------------------------------------------------
+    def _mark_lost_scan(self, changed: set[str]) -> None:
+        """Mark RECEIVED/STARTED tasks of the workers in ``_lost_scan`` as :data:`LOST`.
+
+        One pass over the tasks whatever the number of workers (a flood of forged
+        worker-offline events costs one scan per batch).  ``before`` (the worker's event
+        time) spares tasks a new process of the same hostname received after it started.
+        """
+        scan = self._lost_scan
+        self._lost_scan = {}
+        now = time.time()
+        lost, unasked = self._lost, self._lost_unasked
+        for rec in self._tasks.values():
+            rank = rec.rank
+            if rank != _R_RECEIVED and rank != _R_STARTED:
+                continue
+            host = rec.hostname
+            hit = scan.get(host) if host is not None else None
+            if hit is None:
+                continue
+            why, before = hit
+            if before is not None:
+                last = rec.started if rec.started is not None else rec.received
+                if last is not None and last > before:
+                    continue
+            rec.state = LOST
+            rec.rank = _R_SENT
+            rec.lost = LostInfo(host, now, why)
+            changed.add(rec.uuid)
+            lost[rec.uuid] = None
+            unasked[rec.uuid] = None
+
+    def lost_to_locate(self) -> list[str]:
+        """Tasks newly marked :data:`LOST`, to look up in the broker (each returned once)."""
+        if not self._lost_unasked:
+            return []
+        tasks = self._tasks
+        out = [u for u in self._lost_unasked if (r := tasks.get(u)) is not None and r.state == LOST]
+        self._lost_unasked.clear()
+        return out
+
+    def lost_due(self, now: float, every: float) -> list[str]:
+        """LOST tasks to ask the broker about again: their redelivery time has passed (or
+        the last answer was incomplete) and they were last asked ``every`` seconds ago."""
+        tasks = self._tasks
+        out: list[str] = []
+        for uuid in list(self._lost):
+            rec = tasks.get(uuid)
+            info = rec.lost if rec is not None else None
+            if rec is None or rec.state != LOST or info is None:
+                del self._lost[uuid]  # replaced by a later event, or evicted
+                continue
+            if info.checked_at is None or now - info.checked_at < every:
+                continue
+            if info.in_broker is None or (info.redeliver_at or 0) <= now:
+                out.append(uuid)
+        return out
+
+    def set_lost_location(
+        self,
+        uuid: str,
+        in_broker: bool | None,
+        delivered_at: float | None = None,
+        redeliver_at: float | None = None,
+        note: str = "",
+        now: float | None = None,
+    ) -> bool:
+        """Record what the broker said about a LOST task's message; False if it is LOST no more."""
+        rec = self._tasks.get(uuid)
+        if rec is None or rec.state != LOST or rec.lost is None:
+            return False
+        info = rec.lost
+        info.in_broker = in_broker
+        info.delivered_at = delivered_at
+        info.redeliver_at = redeliver_at
+        info.note = note
+        info.checked_at = time.time() if now is None else now
+        self._changes().tasks.add(uuid)
+        return True
 
     def _changes(self) -> Changes:
         if self._pending is None:
@@ -987,11 +1125,17 @@ class ClusterModel:
         state = fields.get("state")
         if state.__class__ is str:
             state = state.upper()
-            rank = _STATE_RANK.get(state, _R_PENDING)
+            # the console's own states too (a PURGED or LOST row of the history): a
+            # backend's PENDING ranks 0 and never replaces anything known
+            rank = _MERGE_RANK.get(state, _R_PENDING)
             if rank > rec.rank:
                 was = rec.rank
-                rec.state = _KIND_STATE[rank]
+                rec.state = state if state in _MERGE_RANK else _KIND_STATE[rank]
                 rec.rank = rank
+                if state == LOST:
+                    rec.lost = LostInfo(rec.hostname or "?", time.time(), "before a restart")
+                    self._lost[uuid] = None
+                    self._lost_unasked[uuid] = None
                 changed = True
                 if rank == _R_STARTED:
                     self._running[uuid] = rec

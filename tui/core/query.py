@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tui.core.model import TaskRecord
-from tui.core.states import ALL_STATES, PURGED
+from tui.core.states import ALL_STATES, CONSOLE_STATES
 
 __all__ = [
     "FILTER_FIELDS",
@@ -73,7 +73,7 @@ _STATE_WORDS = {
     "terminated": "revoked",
     "killed": "revoked",
 }
-_STATE_NAMES = tuple(s.lower() for s in (*ALL_STATES, PURGED))
+_STATE_NAMES = tuple(s.lower() for s in (*ALL_STATES, *CONSOLE_STATES))
 
 
 def state_needles(needles: list[str]) -> tuple[list[str], list[str]]:

@@ -24,6 +24,14 @@ SUCCESS = "SUCCESS"
 #: keeps SENT's rank, so any later event about the task (a worker had it after all)
 #: replaces it.
 PURGED = "PURGED"
+#: Console-only: the task was RECEIVED or STARTED on a worker that went away (missed its
+#: heartbeats, said worker-offline, or came back as a new process).  The broker still holds
+#: the message unacknowledged and hands it out again once the visibility timeout has passed
+#: since it was delivered.  Celery has no such state.  It ranks with SENT (the job waits for
+#: the broker again), below RECEIVED: any later event about the task (the redelivery's
+#: task-received, or a late event from the worker after all) replaces it; a result-backend
+#: PENDING (rank 0, "unknown") never does.
+LOST = "LOST"
 
 #: Every Celery state the console knows, in rank order (PURGED is not a Celery state).
 ALL_STATES: tuple[str, ...] = (
@@ -43,8 +51,10 @@ R_REJECTED, R_REVOKED, R_FAILURE, R_SUCCESS = 5, 6, 7, 8
 #: The lowest final rank: a task at or above it has finished.
 R_FINAL = R_REJECTED
 
-#: state -> rank (PURGED ranks with SENT).
-RANK: dict[str, int] = {s: i for i, s in enumerate(ALL_STATES)} | {PURGED: R_SENT}
+#: state -> rank (the console-only PURGED and LOST rank with SENT).
+RANK: dict[str, int] = {s: i for i, s in enumerate(ALL_STATES)} | {PURGED: R_SENT, LOST: R_SENT}
+#: The states only this console gives a task (not Celery's).
+CONSOLE_STATES: tuple[str, ...] = (PURGED, LOST)
 #: rank -> state (the state a task event of that kind reports).
 STATE_OF_RANK: tuple[str, ...] = ALL_STATES
 
@@ -73,6 +83,7 @@ STYLE: dict[str, tuple[str, str]] = {
     REVOKED: ("⊘", "red"),
     REJECTED: ("⊗", "red"),
     PURGED: ("⌫", "red"),
+    LOST: ("✝", "bold red"),
 }
 
 

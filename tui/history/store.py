@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from afirgen_tasks.settings import LEGACY_CLUSTER
-from tui.core.model import ALL_STATES, TaskRecord
+from tui.core.model import TaskRecord
 from tui.core.query import SearchQuery, Term, parse_query
-from tui.core.states import R_CYCLE, R_FINAL
+from tui.core.states import LOST, R_CYCLE, R_FINAL, R_RECEIVED, R_STARTED, RANK
 from tui.sources.validate import Tally, clean_history_row
 
 __all__ = [
@@ -95,7 +95,7 @@ SOURCE_BACKEND = "backend"
 
 # The state ranks (tui.core.states): a task only moves to a higher rank, except out of
 # the retry cycle into the next attempt, which has a higher retry count.
-_STATE_RANK: dict[str, int] = {s: i for i, s in enumerate(ALL_STATES)}
+_STATE_RANK: dict[str, int] = dict(RANK)  # the console's PURGED and LOST included
 #: filter field -> the column it searches
 _VOCAB_COLUMN = {"state": "state", "queue": "queue", "worker": "hostname", "name": "name"}
 _R_CYCLE = R_CYCLE
@@ -184,9 +184,12 @@ def _upsert_sql() -> str:
     # "wins": the incoming row is at least as advanced as the stored one (or is the
     # next attempt out of the retry cycle).  The winner's known fields are preferred;
     # a known field is never replaced by NULL.
+    # LOST ranks below RECEIVED (any later event replaces it) but replaces the RECEIVED or
+    # STARTED it was marked from: the console saw the worker go.
     wins = (
         f"(excluded.rank >= tasks.rank OR (tasks.rank = {R_CYCLE} AND excluded.rank < {R_FINAL}"
-        " AND coalesce(excluded.retries, 0) > coalesce(tasks.retries, 0)))"
+        " AND coalesce(excluded.retries, 0) > coalesce(tasks.retries, 0))"
+        f" OR (excluded.state = '{LOST}' AND tasks.rank IN ({R_RECEIVED}, {R_STARTED})))"
     )
     sets = []
     for col in FIELDS[1:]:

@@ -20,6 +20,7 @@ from tui.sources.events import CONNECTED, CONNECTING, EventReceiverThread, Recei
 from tui.sources.inspection import InspectionResult, inspect_workers
 from tui.sources.pause_records import PauseRecordStore
 from tui.sources.queue_lengths import QueueSnapshot
+from tui.sources.unacked import UnackedHold, UnackedLookup
 from tui.sources.validate import Boundary, clean_backend_meta
 
 
@@ -47,6 +48,8 @@ class Sources(Protocol):
     def fetch_result(self, uuid: str) -> dict[str, Any]: ...
     def pause_records(self) -> dict[str, PauseRecord] | None: ...
 
+    def locate_unacked(self, uuids: list[str]) -> UnackedLookup: ...
+
 
 class BrokerSources:
     """The real sources: Celery's event receiver thread, the Redis queue poller, inspect, the backend."""
@@ -61,6 +64,7 @@ class BrokerSources:
         )
         self._poller: Any = None
         self._pause_store: PauseRecordStore | None = None
+        self._locator: Any = None
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -70,12 +74,13 @@ class BrokerSources:
     def stop(self) -> None:
         """Stop the receiver thread and close broker connections."""
         self.events.stop()
-        client = getattr(self._poller, "client", None)
-        if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
+        for holder in (self._poller, self._locator):
+            client = getattr(holder, "client", None)
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:
+                    pass
 
     # ---- events ------------------------------------------------------------------------
     def drain(self, budget: int) -> list[dict[str, Any]]:
@@ -163,6 +168,30 @@ class BrokerSources:
         except Exception:
             return None
 
+    def locate_unacked(self, uuids: list[str]) -> UnackedLookup:
+        """Where the broker holds lost tasks' messages and when it hands them out again
+        (:mod:`tui.sources.unacked`); one thread worker at a time."""
+        try:
+            if self._locator is None:
+                from tui.sources.redis_conn import is_redis_url, redis_client
+                from tui.sources.unacked import make_unacked_locator
+
+                url = self.settings.celery_broker_url or ""
+                if not is_redis_url(url):
+                    return UnackedLookup(
+                        error="the broker is not Redis: its unacknowledged messages cannot be read",
+                        taken_at=time.time(),
+                    )
+                client = redis_client(
+                    url, self.settings, socket_connect_timeout=3, socket_timeout=5
+                )
+                self._locator = make_unacked_locator(self.app, client)
+            return self._locator.locate(uuids, self.boundary.broker)
+        except Exception as exc:  # broker down: say so on the task
+            return UnackedLookup(
+                error=self.scrub(f"{type(exc).__name__}: {exc}")[:200], taken_at=time.time()
+            )
+
 
 class StaticSources:
     """Sources fed by the caller (screen tests, benchmarks): no broker, same interface."""
@@ -178,6 +207,9 @@ class StaticSources:
         self.results: dict[str, dict[str, Any]] = {}
         #: the pause records to give back (None: "could not be read")
         self.pauses: dict[str, PauseRecord] | None = {}
+        #: what ``locate_unacked`` answers, by task id (others: not in the broker)
+        self.unacked: dict[str, UnackedHold] = {}
+        self.unacked_asked: list[list[str]] = []
         # Fed as-is (tests feed odd data on purpose to exercise the model's own checks);
         # the history load still counts into it.
         self.boundary = Boundary()
@@ -234,3 +266,10 @@ class StaticSources:
 
     def pause_records(self) -> dict[str, PauseRecord] | None:
         return None if self.pauses is None else dict(self.pauses)
+
+    def locate_unacked(self, uuids: list[str]) -> UnackedLookup:
+        self.unacked_asked.append(list(uuids))
+        return UnackedLookup(
+            {u: self.unacked.get(u) or UnackedHold(u, False) for u in uuids},
+            taken_at=time.time(),
+        )

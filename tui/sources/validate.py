@@ -70,6 +70,7 @@ __all__ = [
     "clean_queue_replies",
     "clean_stats_replies",
     "clean_text",
+    "clean_unacked_hold",
     "is_key",
     "valid_timestamp",
 ]
@@ -207,7 +208,7 @@ class Tally:
 class Boundary:
     """The tallies of every gate, one per source, so that each has a single writer."""
 
-    __slots__ = ("backend", "events", "history", "inspect")
+    __slots__ = ("backend", "broker", "events", "history", "inspect")
 
     def __init__(self) -> None:
         #: events (receiver thread)
@@ -218,19 +219,29 @@ class Boundary:
         self.backend = Tally()
         #: history rows loaded into the model (UI thread)
         self.history = Tally()
+        #: what the broker's own keys said (the unacked look-up thread worker)
+        self.broker = Tally()
 
     @property
     def invalid(self) -> int:
         """Records skipped, all sources."""
         return (
-            self.events.invalid + self.inspect.invalid + self.backend.invalid + self.history.invalid
+            self.events.invalid
+            + self.inspect.invalid
+            + self.backend.invalid
+            + self.history.invalid
+            + self.broker.invalid
         )
 
     @property
     def cleaned(self) -> int:
         """Fields cleaned or dropped, all sources."""
         return (
-            self.events.cleaned + self.inspect.cleaned + self.backend.cleaned + self.history.cleaned
+            self.events.cleaned
+            + self.inspect.cleaned
+            + self.backend.cleaned
+            + self.history.cleaned
+            + self.broker.cleaned
         )
 
 
@@ -688,6 +699,22 @@ _ROW_TEXT = ("args", "kwargs")
 _ROW_MULTI = ("result", "exception", "traceback")
 _ROW_TIMES = ("sent", "received", "started", "retried", "finished", "first_seen")
 _ROW_INTS = {"priority": (0, 255), "retries": (0, 2**31 - 1)}
+
+
+def clean_unacked_hold(
+    tag: Any, score: Any, tally: Tally, now: float | None = None
+) -> tuple[str, float] | None:
+    """``(delivery tag, delivered at)`` of an ``unacked`` entry, or None (counted) when the tag
+    is not a usable key or its ``unacked_index`` score is not a time in 2000..now+1d."""
+    if not is_key(tag):
+        tally.skip("unacked delivery tag missing or not a valid key")
+        return None
+    now = time.time() if now is None else now
+    ts = valid_timestamp(score, now)
+    if ts is None:
+        tally.skip("unacked_index score missing or not a time in 2000..now+1d")
+        return None
+    return tag, ts
 
 
 def clean_history_row(row: Any, tally: Tally, now: float | None = None) -> dict[str, Any] | None:

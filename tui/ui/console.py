@@ -46,6 +46,7 @@ from tui.ui.messages import (
     ExportDone,
     HistoryBackfilled,
     HistoryLoaded,
+    LostTasksLocated,
     QueueLengthsPolled,
     WorkersInspected,
 )
@@ -63,6 +64,8 @@ TICK_BUDGET_S = 0.05
 CHUNK = 2000
 #: Seconds of history behind the in/out rates.
 RATE_WINDOW_S = 5.0
+#: Seconds between look-ups of lost tasks whose redelivery is due (or was not known).
+LOST_RECHECK_S = 5.0
 TREND_POINTS = 10
 
 
@@ -103,6 +106,7 @@ class ConsoleScreen(Screen[None]):
         self._new_worker_inspect_at = 0.0
         self._connects_seen = 0
         self._poll_timers: dict[str, Timer] = {}
+        self._lost_checked_at = 0.0
         #: (ts, {queue: waiting}) and (ts, {hostname: online}) for the incident report
         self.queue_samples: collections.deque[tuple[float, dict[str, int]]] = collections.deque(
             maxlen=7200
@@ -198,6 +202,12 @@ class ConsoleScreen(Screen[None]):
         # wall clock would show every worker offline while the console catches up.
         if not self.sources.buffered:
             workers |= self.model.refresh_liveness(now)
+            # the tasks lost with a worker that just went: on screen this tick
+            late = self.model.apply([])
+            new.extend(late.new_tasks)
+            changed |= late.tasks
+            evicted |= late.evicted
+        self._locate_lost(now)
         self._inspect_new_workers(workers, now)
         self.history.persist(changed.union(new))
         self._record_rates(now, flow)
@@ -275,6 +285,34 @@ class ConsoleScreen(Screen[None]):
             if row is not None:
                 row.rate_in = sum(x[1] for x in window) / RATE_WINDOW_S
                 row.rate_out = sum(x[2] for x in window) / RATE_WINDOW_S
+
+    # ---- tasks lost with their worker: ask the broker (thread worker) ------------------
+    def _locate_lost(self, now: float) -> None:
+        uuids = self.model.lost_to_locate()
+        if now - self._lost_checked_at >= LOST_RECHECK_S:
+            self._lost_checked_at = now
+            uuids += self.model.lost_due(now, LOST_RECHECK_S)
+        if uuids:
+            self.locate_lost(uuids)
+
+    @work(thread=True, group="locate-lost")
+    def locate_lost(self, uuids: list[str]) -> None:
+        """Ask the broker where lost tasks' messages are and when they come back (thread worker)."""
+        # runs in a worker thread: HSCAN pages of the unacked hash, then one pipeline
+        self.post_message(LostTasksLocated(uuids, self.sources.locate_unacked(uuids)))
+
+    @while_panes_exist
+    def on_lost_tasks_located(self, message: LostTasksLocated) -> None:
+        lookup = message.lookup
+        for uuid in message.uuids:
+            hold = lookup.holds.get(uuid)
+            if hold is None:
+                note = f"the broker could not be asked: {lookup.error or 'no answer'}"
+                self.model.set_lost_location(uuid, None, note=note)
+            else:
+                self.model.set_lost_location(
+                    uuid, hold.in_broker, hold.delivered_at, hold.redeliver_at, hold.note
+                )
 
     # ---- queue-length poll (thread worker) -------------------------------------------
     @work(thread=True, exclusive=True, group="queue-poll")

@@ -9,6 +9,7 @@ from textual.message import Message
 from tui.core.pauses import PauseRecord
 from tui.sources.inspection import InspectionResult
 from tui.sources.queue_lengths import QueueSnapshot
+from tui.sources.unacked import UnackedLookup
 
 
 class QueueLengthsPolled(Message):
@@ -32,6 +33,15 @@ class WorkersInspected(Message):
         self.result = result
         self.resync = resync
         self.pauses = pauses
+
+
+class LostTasksLocated(Message):
+    """The broker was asked where the messages of tasks lost with their worker are."""
+
+    def __init__(self, uuids: list[str], lookup: UnackedLookup):
+        super().__init__()
+        self.uuids = uuids
+        self.lookup = lookup
 
 
 class HistoryLoaded(Message):

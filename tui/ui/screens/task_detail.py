@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,14 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.core.formatting import duration, state_text, task_runtime, task_wait, timestamp
+from tui.core.formatting import (
+    duration,
+    lost_text,
+    state_text,
+    task_runtime,
+    task_wait,
+    timestamp,
+)
 from tui.core.safe_text import data_text, visible
 
 TIMESTAMPS = (
@@ -88,6 +96,24 @@ class TaskDetailScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         if self.fetch is not None:
             self._fetch_backend()
+        # The record is the live one: a task lost with its worker changes as the broker
+        # answers and when it is redelivered, and the countdown moves.
+        self._shown = self._live_signature()
+        self.set_interval(1.0, self._refresh_if_changed)
+
+    def _live_signature(self) -> tuple[Any, ...]:
+        t = self.task_record
+        lost = getattr(t, "lost", None)
+        live = (getattr(t, "state", None), getattr(t, "revoke_requested", None))
+        if lost is None:
+            return live
+        return (*live, lost.in_broker, lost.redeliver_at, lost.note, int(time.time()))
+
+    def _refresh_if_changed(self) -> None:
+        shown = self._live_signature()
+        if shown != self._shown:
+            self._shown = shown
+            self.query_one("#detail-body", Static).update(self.render_text())
 
     @work(thread=True, exclusive=True)
     def _fetch_backend(self) -> None:
@@ -117,16 +143,21 @@ class TaskDetailScreen(ModalScreen[None]):
             # so a name cannot forge the lines below it.
             out.append(visible(value, multiline=multiline) + "\n", style=style)
 
-        label, style = state_text(t.state, getattr(t, "revoke_requested", False))
+        lost = getattr(t, "lost", None)
+        label, style = state_text(t.state, getattr(t, "revoke_requested", False), lost)
+        # The backend's PENDING means "no record": it says nothing next to a known state.
+        backend_state = meta.get("status") if meta.get("status") != "PENDING" else None
         if self.note:
             out.append(f"{visible(self.note, multiline=True)}\n\n", style="italic yellow")
         line("UUID", t.uuid)
         line("Name", t.name or meta.get("name") or "?")
         line(
             "State",
-            label + (f"   (backend: {meta['status']})" if meta.get("status") else ""),
+            label + (f"   (backend: {backend_state})" if backend_state else ""),
             style,
         )
+        if lost is not None:
+            line("Lost", lost_text(lost, t.state), "bold red" if t.state == "LOST" else "dim", True)
         line("Queue", getattr(t, "queue", None) or meta.get("queue") or "-")
         line(
             "Priority",

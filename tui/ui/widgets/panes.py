@@ -343,7 +343,11 @@ class TasksPane(_CommandPane):
     def cells(self, task: object) -> list[Text]:
         """The row for a ``tui.core.model.TaskRecord``-like object."""
         t = task
-        label, style = state_text(t.state, getattr(t, "revoke_requested", False))  # type: ignore[attr-defined]
+        label, style = state_text(
+            t.state,  # type: ignore[attr-defined]
+            getattr(t, "revoke_requested", False),
+            getattr(t, "lost", None),
+        )
         if t.uuid == self.highlight_uuid:  # type: ignore[attr-defined]
             # the mark takes the symbol's place when both would not fit: the word stays whole
             label = MARK + (
