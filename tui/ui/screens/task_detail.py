@@ -157,7 +157,9 @@ class TaskDetailScreen(ModalScreen[None]):
             style,
         )
         if lost is not None:
-            line("Lost", lost_text(lost, t.state), "bold red" if t.state == "LOST" else "dim", True)
+            lost_style = "bold red" if t.state == "LOST" else "dim"
+            for n, part in enumerate(lost_text(lost, t.state).split("\n")):
+                line("" if n else "Lost", part, lost_style)
         line("Queue", getattr(t, "queue", None) or meta.get("queue") or "-")
         line(
             "Priority",
