@@ -35,6 +35,8 @@ from tui.core.pauses import PauseRecord
 from tui.core.states import is_final
 from tui.sources.control import ClusterControl
 from tui.sources.pause_records import PauseRecordStore
+from tui.sources.queue_jobs import QueuedJob, QueueJobs
+from tui.sources.validate import is_key
 
 MAX_COUNTDOWN_S = 30 * 86400
 
@@ -424,9 +426,12 @@ class Actions:
         read_only: bool = False,
         timeout: float = 2.0,
         pause_records: PauseRecordStore | None = None,
+        queue_jobs: Callable[[], QueueJobs] | None = None,
     ):
         #: the app's task registry validates jobs; every send goes through ``control``
         self.app = app
+        #: the waiting jobs' editor (Redis only: it raises, saying why, elsewhere)
+        self.queue_jobs = queue_jobs
         self.control = ClusterControl(app, timeout, pause_records) if app is not None else None
         self.audit = audit
         self.read_only = read_only
@@ -811,6 +816,72 @@ class Actions:
             return Outcome(True, message, count=deleted)
 
         return self._attempt("purge", queue, params, send)
+
+    # -- one waiting job --
+    def _job_editor(self) -> QueueJobs:
+        if self.queue_jobs is None:
+            raise RuntimeError("no broker connection to change waiting jobs")
+        return self.queue_jobs()
+
+    def delete_job(self, job: QueuedJob) -> Outcome:
+        """Remove one waiting job from its queue (atomically: only if it is still there)."""
+        job = _check_job(job)
+        params = _job_params(job)
+
+        def send() -> Outcome:
+            if self._job_editor().delete(job):
+                return Outcome(
+                    True,
+                    f"deleted {job.short_name} {job.id[:8]} from {job.queue}: it will not run",
+                    task_id=job.id,
+                )
+            return _gone(job)
+
+        return self._attempt("delete_job", job.id, params, send)
+
+    def move_job_to_front(self, job: QueuedJob) -> Outcome:
+        """Make one waiting job the next to run in its queue, at priority 10 (atomically)."""
+        job = _check_job(job)
+        params = _job_params(job)
+
+        def send() -> Outcome:
+            if self._job_editor().move_to_front(job):
+                return Outcome(
+                    True,
+                    f"moved {job.short_name} {job.id[:8]} to the front of {job.queue} "
+                    "(priority 10): it runs next",
+                    task_id=job.id,
+                )
+            return _gone(job)
+
+        return self._attempt("move_job_to_front", job.id, params, send)
+
+
+def _gone(job: QueuedJob) -> Outcome:
+    return Outcome(
+        False,
+        f"{job.short_name} {job.id[:8]} is no longer waiting in {job.queue}: already taken by "
+        "a worker (or removed meanwhile); nothing was changed",
+        task_id=job.id,
+        warning=True,
+    )
+
+
+def _job_params(job: QueuedJob) -> dict[str, Any]:
+    return {
+        "queue": job.queue,
+        "task": job.task,
+        "band": job.band,
+        "position": job.position,
+        "delivery_tag": job.delivery_tag,
+    }
+
+
+def _check_job(job: Any) -> QueuedJob:
+    """``job`` is a waiting job read from the broker, with a usable id and payload."""
+    if not isinstance(job, QueuedJob) or not is_key(job.id) or not job.payload:
+        raise ValidationFailed({"job": "no waiting job selected"})
+    return job
 
 
 def _replies_by_host(replies: list[dict[str, Any]] | None) -> dict[str, Any]:

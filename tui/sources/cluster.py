@@ -19,6 +19,8 @@ from tui.sources.control import ClusterControl
 from tui.sources.events import CONNECTED, CONNECTING, EventReceiverThread, ReceiverStatus
 from tui.sources.inspection import InspectionResult, inspect_workers
 from tui.sources.pause_records import PauseRecordStore
+from tui.sources.queue_jobs import NOT_AVAILABLE as JOBS_NOT_AVAILABLE
+from tui.sources.queue_jobs import JobsPage, QueueJobs, make_queue_jobs
 from tui.sources.queue_lengths import QueueSnapshot
 from tui.sources.unacked import UnackedHold, UnackedLookup
 from tui.sources.validate import Boundary, clean_backend_meta
@@ -47,6 +49,8 @@ class Sources(Protocol):
     def inspect(self, expected: int | None, tasks: bool) -> InspectionResult: ...
     def fetch_result(self, uuid: str) -> dict[str, Any]: ...
     def pause_records(self) -> dict[str, PauseRecord] | None: ...
+    def read_queue_jobs(self, queue: str, offset: int, limit: int) -> JobsPage: ...
+    def queue_jobs(self) -> QueueJobs: ...
 
     def locate_unacked(self, uuids: list[str]) -> UnackedLookup: ...
 
@@ -65,6 +69,7 @@ class BrokerSources:
         self._poller: Any = None
         self._pause_store: PauseRecordStore | None = None
         self._locator: Any = None
+        self._jobs: QueueJobs | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -74,7 +79,7 @@ class BrokerSources:
     def stop(self) -> None:
         """Stop the receiver thread and close broker connections."""
         self.events.stop()
-        for holder in (self._poller, self._locator):
+        for holder in (self._poller, self._locator, self._jobs):
             client = getattr(holder, "client", None)
             if client is not None:
                 try:
@@ -192,6 +197,37 @@ class BrokerSources:
                 error=self.scrub(f"{type(exc).__name__}: {exc}")[:200], taken_at=time.time()
             )
 
+    # ---- the jobs waiting in a queue ----------------------------------------------------
+    def queue_jobs(self) -> QueueJobs:
+        """The reader and editor of waiting jobs; raises RuntimeError (saying why) when the
+        broker is not Redis."""
+        if self._jobs is None:
+            timeout = max(1.0, self.settings.console_control_timeout * 2)
+            self._jobs = make_queue_jobs(
+                self.app, self.settings, socket_connect_timeout=timeout, socket_timeout=timeout
+            )
+            if self._jobs is None:
+                raise RuntimeError(JOBS_NOT_AVAILABLE)
+        return self._jobs
+
+    def read_queue_jobs(self, queue: str, offset: int, limit: int) -> JobsPage:
+        """A window of ``queue``'s waiting jobs in run order (never raises: errors are words)."""
+        try:
+            jobs = self.queue_jobs()
+        except RuntimeError as exc:
+            return JobsPage(queue, available=False, supported=False, error=str(exc))
+        try:
+            return jobs.read_page(queue, offset, limit)
+        except Exception as exc:  # broker down, scripting refused: say so
+            return JobsPage(
+                queue,
+                offset,
+                limit,
+                available=False,
+                error=self.scrub(f"{type(exc).__name__}: {exc}")[:200],
+                taken_at=time.time(),
+            )
+
 
 class StaticSources:
     """Sources fed by the caller (screen tests, benchmarks): no broker, same interface."""
@@ -210,6 +246,8 @@ class StaticSources:
         #: what ``locate_unacked`` answers, by task id (others: not in the broker)
         self.unacked: dict[str, UnackedHold] = {}
         self.unacked_asked: list[list[str]] = []
+        #: the waiting-jobs reader (a test gives it one on a real Redis); None: not Redis
+        self.jobs: QueueJobs | None = None
         # Fed as-is (tests feed odd data on purpose to exercise the model's own checks);
         # the history load still counts into it.
         self.boundary = Boundary()
@@ -273,3 +311,13 @@ class StaticSources:
             {u: self.unacked.get(u) or UnackedHold(u, False) for u in uuids},
             taken_at=time.time(),
         )
+
+    def queue_jobs(self) -> QueueJobs:
+        if self.jobs is None:
+            raise RuntimeError(JOBS_NOT_AVAILABLE)
+        return self.jobs
+
+    def read_queue_jobs(self, queue: str, offset: int, limit: int) -> JobsPage:
+        if self.jobs is None:
+            return JobsPage(queue, available=False, supported=False, error=JOBS_NOT_AVAILABLE)
+        return self.jobs.read_page(queue, offset, limit)

@@ -45,10 +45,13 @@ and counts what it did in a :class:`Tally`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 from tui.core.pauses import PauseRecord
@@ -68,6 +71,7 @@ __all__ = [
     "clean_inspect_tasks",
     "clean_pause_record",
     "clean_queue_replies",
+    "clean_queued_message",
     "clean_stats_replies",
     "clean_text",
     "clean_unacked_hold",
@@ -806,3 +810,136 @@ def clean_pause_record(
     by = data.get("by")
     by = clean_text(by, MAX_KEY_CHARS) if isinstance(by, str) else ""
     return PauseRecord(queue, tuple(dict.fromkeys(hosts)), paused_at or 0.0, by)
+
+
+# ---- messages waiting in a Redis queue -------------------------------------------------------
+#: Most a queued message's ETA or expiry may lie ahead (a countdown of years is a fault to see).
+MAX_SCHEDULE_AHEAD_S = 10 * 365 * 86_400.0
+#: Header carrying the operator priority (``afirgen_tasks.priority.PRIORITY_HEADER``, kept
+#: out of this module's imports; a test asserts the two agree).
+QUEUED_PRIORITY_HEADER = "afirgen_priority"
+
+
+def _iso_time(value: Any, now: float) -> float | None:
+    """An ISO 8601 ``eta``/``expires`` header as epoch seconds, or None when unusable."""
+    if value.__class__ is not str or not 0 < len(value) <= 64:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # Celery writes UTC (enable_utc)
+    try:
+        ts = when.timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
+    return ts if MIN_TIMESTAMP <= ts <= now + MAX_SCHEDULE_AHEAD_S else None
+
+
+def _body_call(message: Mapping[str, Any], tally: Tally) -> tuple[Any, Any] | None:
+    """``(args, kwargs)`` from a protocol 2 body (base64 JSON ``[args, kwargs, embed]``)."""
+    props = message.get("properties")
+    body = message.get("body")
+    if body.__class__ is not str:
+        return None
+    if message.get("content-type") != "application/json":
+        tally.clean("queued.body: not JSON, args shown from the headers' repr")
+        return None
+    raw: str | bytes = body
+    if isinstance(props, Mapping) and props.get("body_encoding") == "base64":
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            tally.clean("queued.body: bad base64, args shown from the headers' repr")
+            return None
+    try:
+        decoded = json.loads(raw)
+    except (ValueError, RecursionError):
+        tally.clean("queued.body: not valid JSON, args shown from the headers' repr")
+        return None
+    if decoded.__class__ is not list or len(decoded) < 2:
+        tally.clean("queued.body: not [args, kwargs, embed], args shown from the headers' repr")
+        return None
+    return decoded[0], decoded[1]
+
+
+def clean_queued_message(
+    payload: Any, tally: Tally, now: float | None = None
+) -> dict[str, Any] | None:
+    """A message read from a queue's Redis list (kombu's JSON envelope around a Celery
+    protocol 2 task message), reduced to what the queue-jobs screen shows, every field checked.
+
+    Returns ``{"id", "task", "args", "kwargs", "priority", "wire_priority", "eta", "expires",
+    "retries", "delivery_tag"}`` (absent values are None; ``args``/``kwargs`` are inert text
+    built from the decoded body, or from the ``argsrepr`` headers when the body cannot be
+    read), or None, counted, when the message cannot be used: not JSON, not an object, no
+    headers, an id that is not a valid key, no task name.  Never raises.
+    """
+    try:
+        return _clean_queued(payload, tally, time.time() if now is None else now)
+    except Exception as exc:  # noqa: BLE001 - a gap in a rule must not stop the page
+        tally.skip(f"queued message: validator error: {type(exc).__name__}")
+        return None
+
+
+def _clean_queued(payload: Any, tally: Tally, now: float) -> dict[str, Any] | None:
+    if not isinstance(payload, str | bytes | bytearray):
+        tally.skip("queued message is not text")
+        return None
+    try:
+        message = json.loads(payload)
+    except (ValueError, RecursionError):
+        tally.skip("queued message is not JSON")
+        return None
+    if message.__class__ is not dict:
+        tally.skip("queued message is not a JSON object")
+        return None
+    headers = message.get("headers")
+    props = message.get("properties")
+    if headers.__class__ is not dict:
+        tally.skip("queued message has no headers (not a Celery protocol 2 task)")
+        return None
+    if props.__class__ is not dict:
+        props = {}
+        tally.clean("queued.properties: not an object, ignored")
+    task_id = headers.get("id")
+    if not is_key(task_id):
+        tally.skip("queued message id missing or not a valid key")
+        return None
+    name = headers.get("task")
+    if name.__class__ is not str or not 0 < len(name) <= MAX_KEY_CHARS:
+        tally.skip("queued message task name missing or not a short string")
+        return None
+    out: dict[str, Any] = {"id": task_id, "task": clean_text(name, MAX_KEY_CHARS)}
+    if out["task"] is not name:
+        tally.clean("queued.task: control characters shown")
+    call = _body_call(message, tally)
+    for i, key in enumerate(("args", "kwargs")):
+        if call is not None:
+            text = _as_text(_clean_value(call[i], tally, f"queued.{key}"), MAX_TEXT_CHARS)
+        else:
+            text = headers.get(f"{key}repr")
+            if text.__class__ is not str:
+                text = "?"
+        out[key] = c = clean_text(text, MAX_TEXT_CHARS)
+        if c is not text:
+            tally.clean(f"queued.{key}: control characters shown or cut")
+    prio = headers.get(QUEUED_PRIORITY_HEADER)
+    out["priority"] = _bounded_int(prio, 1, 10)
+    if prio is not None and out["priority"] is None:
+        tally.clean("queued.priority header: not an int in 1..10, dropped")
+    wire = props.get("priority")
+    out["wire_priority"] = _bounded_int(wire, 0, 255)
+    if wire is not None and out["wire_priority"] is None:
+        tally.clean("queued.properties.priority: not an int in 0..255, dropped")
+    for key in ("eta", "expires"):
+        value = headers.get(key)
+        out[key] = _iso_time(value, now) if value is not None else None
+        if value is not None and out[key] is None:
+            tally.clean(f"queued.{key}: not an ISO time in 2000..now+10y, dropped")
+    retries = headers.get("retries")
+    out["retries"] = _bounded_int(retries, 0, 2**31 - 1)
+    tag = props.get("delivery_tag")
+    out["delivery_tag"] = tag if is_key(tag) else None
+    return out

@@ -16,11 +16,15 @@ from celery import Celery
 
 from afirgen_tasks.routing import QUEUES
 from tui.actions import Actions, Outcome, ReadOnlyRefused, ValidationFailed
+from tui.sources.queue_jobs import QueuedJob
 from tui.ui.commands import PANE_NUMBER
 from tui.ui.messages import ActionCompleted
 
 if TYPE_CHECKING:
     from tui.ui.console import ConsoleScreen
+
+#: actions that change what a queue's jobs screen shows
+JOB_ACTIONS = frozenset({"delete_job", "move_job_to_front", "revoke"})
 
 #: pane -> what its rows are, for "highlight a ... first"
 _ROW_NOUN = {"queues": "queue", "workers": "worker", "tasks": "task"}
@@ -297,6 +301,62 @@ class ActionRunner:
             typed,
         )
 
+    # ---- one waiting job (the queue's jobs screen) ------------------------------------------
+    def delete_job(self, job: QueuedJob) -> None:
+        """Delete one waiting job from its queue, after confirmation."""
+        if self._refuse_read_only("delete_job", job.id):
+            return
+        from tui.ui.screens.forms import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.screen.notify("delete cancelled: nothing changed", timeout=3)
+                return
+            self.run("delete_job", job.id, lambda: self.actions.delete_job(job))
+
+        self.screen.app.push_screen(
+            ConfirmScreen(
+                "Delete waiting job",
+                f"Delete {job.task} [{job.id}] from {job.queue} (priority {job.band}, "
+                f"#{job.position + 1} in run order)?\nIt is removed from the queue and never "
+                "runs; this cannot be undone. If a worker takes it first, nothing is deleted.",
+            ),
+            answered,
+        )
+
+    def move_job_to_front(self, job: QueuedJob) -> None:
+        """Make one waiting job the next to run (priority 10)."""
+        if self._refuse_read_only("move_job_to_front", job.id):
+            return
+        self.run("move_job_to_front", job.id, lambda: self.actions.move_job_to_front(job))
+
+    def revoke_job(self, job: QueuedJob) -> None:
+        """Revoke one waiting job, after confirmation: it stays queued, a worker discards it."""
+        task = self.model.get_task(job.id)
+        state = task.state if task is not None else None
+        if self.read_only:
+            self.run("revoke", job.id, lambda: self.actions.revoke(job.id, state, "revoke"))
+            return
+        from tui.ui.screens.forms import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.screen.notify("revoke cancelled: nothing sent", timeout=3)
+                return
+            if self.model.mark_revoke_requested(job.id):
+                self.screen.tick()
+            self.run("revoke", job.id, lambda: self.actions.revoke(job.id, state, "revoke"))
+
+        self.screen.app.push_screen(
+            ConfirmScreen(
+                "Revoke waiting job",
+                f"Revoke {job.task} [{job.id}] waiting in {job.queue}?\nIt stays in the "
+                "queue and is discarded when a worker takes it (d deletes it from the queue "
+                "now).",
+            ),
+            answered,
+        )
+
     # ---- send and show -------------------------------------------------------------------
     def run(
         self, action: str, target: str, call: Callable[[], Outcome] | None, reinspect: bool = False
@@ -354,9 +414,20 @@ class ActionRunner:
             if sent_at is not None and self.model.mark_purged(message.target, sent_at):
                 screen.tick()
             screen.poll_queues()
+        if message.action in JOB_ACTIONS:
+            if message.action != "revoke" and out.ok:
+                screen.poll_queues()
+            self._reload_job_screens()
         if message.reinspect:
             screen.inspect_workers()
         screen.update_status()
+
+    def _reload_job_screens(self) -> None:
+        from tui.ui.screens.queue_jobs import QueueJobsScreen
+
+        for open_screen in self.screen.app.screen_stack:
+            if isinstance(open_screen, QueueJobsScreen):
+                open_screen.reload()
 
     def _show_enqueued(self, task_id: str) -> None:
         req = self.last_enqueue

@@ -79,6 +79,7 @@ class AfirgenApp(App[None]):
                 if celery_app is not None
                 else None
             ),
+            queue_jobs=sources.queue_jobs,
         )
         self.console_screen = ConsoleScreen(self)
 
@@ -136,6 +137,15 @@ class AfirgenApp(App[None]):
         console = self.console_screen
         if scope == "app":
             await self.run_action(action)
+        elif scope == "queue_jobs":
+            # the screen of a queue's jobs, when it is the one on top
+            if getattr(self.screen, "SCOPE", None) == scope:
+                await self.screen.run_action(action)
+            else:
+                self.notify(
+                    "open a queue's waiting jobs first: Enter on the Queues pane (1 focuses it)",
+                    severity="warning",
+                )
         elif scope in PANES:
             pane = console.query_one(f"#{scope}")
             pane.focus()

@@ -14,8 +14,8 @@ from typing import Literal
 from textual.binding import Binding
 
 #: ``app``: the App (works over dialogs too); ``console``: the console screen; a pane's name:
-#: that pane, when it has the focus.
-Scope = Literal["app", "console", "queues", "workers", "tasks"]
+#: that pane, when it has the focus; ``queue_jobs``: the screen of a queue's waiting jobs.
+Scope = Literal["app", "console", "queues", "workers", "tasks", "queue_jobs"]
 
 #: The panes, in Tab order, with the digit that focuses each.
 PANES: tuple[Scope, ...] = ("queues", "workers", "tasks")
@@ -265,6 +265,53 @@ COMMANDS: tuple[Command, ...] = (
         show=True,
         footer="Purge",
     ),
+    Command(
+        "",
+        "Enter",
+        "open_jobs",
+        "queues",
+        "the jobs waiting in the highlighted queue, by priority band (Queues pane)",
+    ),
+    # ---- a queue's waiting jobs (Enter on the Queues pane) ------------------------------
+    Command(
+        "d",
+        "d",
+        "delete_job",
+        "queue_jobs",
+        "delete the highlighted waiting job from its queue, after you confirm (queue's jobs)",
+        mutating=True,
+        show=True,
+        footer="Delete",
+    ),
+    Command(
+        "r",
+        "r",
+        "revoke_job",
+        "queue_jobs",
+        "revoke the highlighted waiting job: it stays queued, a worker discards it (queue's jobs)",
+        mutating=True,
+        show=True,
+        footer="Revoke",
+    ),
+    Command(
+        "circumflex_accent",
+        "^",
+        "move_job_to_front",
+        "queue_jobs",
+        "move the highlighted waiting job to the front: priority 10, runs next (queue's jobs)",
+        mutating=True,
+        show=True,
+        footer="To front",
+    ),
+    Command(
+        "pagedown",
+        "PgDn / PgUp",
+        "page(1)",
+        "queue_jobs",
+        "next / previous page of waiting jobs (queue's jobs)",
+        priority=True,
+    ),
+    Command("pageup", "", "page(-1)", "queue_jobs", "previous page of waiting jobs", priority=True),
 )
 
 

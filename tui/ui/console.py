@@ -574,6 +574,8 @@ class ConsoleScreen(Screen[None]):
         message.stop()
         if message.action == "open_detail":
             self.action_open_detail(message.target)
+        elif message.action == "open_jobs":
+            self.open_queue_jobs(message.target)
         else:
             self.runner.request(message.action, message.args, message.target)
 
@@ -663,6 +665,21 @@ class ConsoleScreen(Screen[None]):
                 f"press {PANE_NUMBER[command.scope]} to focus it",
                 severity="warning",
             )
+
+    @on(QueuesPane.RowSelected, "#queues")
+    def _queue_selected(self, event: QueuesPane.RowSelected) -> None:
+        self.open_queue_jobs(event.row_key.value)
+
+    def open_queue_jobs(self, queue: str | None) -> None:
+        """Show the jobs waiting in ``queue``, by priority band, a page at a time."""
+        if queue is None:
+            self.notify(
+                "highlight a queue in the Queues pane first (1 focuses it)", severity="warning"
+            )
+            return
+        from tui.ui.screens.queue_jobs import QueueJobsScreen
+
+        self.app.push_screen(QueueJobsScreen(self, queue))
 
     @on(TasksPane.RowSelected, "#tasks")
     def _task_selected(self, event: TasksPane.RowSelected) -> None:

@@ -84,6 +84,10 @@ class QueuesPane(_CommandPane):
         """Purge the highlighted queue (after typing its name)."""
         self.request("purge_queue")
 
+    def action_open_jobs(self) -> None:
+        """Show the jobs waiting in the highlighted queue (Enter)."""
+        self.request("open_jobs")
+
     def on_mount(self) -> None:
         self.add_column("Queue", width=14, key="name")  # "analytics ⏸ 1/2"
         self.add_column("Wait", width=6, key="waiting")
