@@ -900,9 +900,6 @@ def _clean_queued(payload: Any, tally: Tally, now: float) -> dict[str, Any] | No
     if headers.__class__ is not dict:
         tally.skip("queued message has no headers (not a Celery protocol 2 task)")
         return None
-    if props.__class__ is not dict:
-        props = {}
-        tally.clean("queued.properties: not an object, ignored")
     task_id = headers.get("id")
     if not is_key(task_id):
         tally.skip("queued message id missing or not a valid key")
@@ -911,6 +908,9 @@ def _clean_queued(payload: Any, tally: Tally, now: float) -> dict[str, Any] | No
     if name.__class__ is not str or not 0 < len(name) <= MAX_KEY_CHARS:
         tally.skip("queued message task name missing or not a short string")
         return None
+    if props.__class__ is not dict:
+        props = {}
+        tally.clean("queued.properties: not an object, ignored")
     out: dict[str, Any] = {"id": task_id, "task": clean_text(name, MAX_KEY_CHARS)}
     if out["task"] is not name:
         tally.clean("queued.task: control characters shown")
