@@ -68,7 +68,7 @@ class QueueJobsScreen(ModalScreen[None]):
         width: 98%; height: 94%; border: round $accent; background: $surface; padding: 0 1;
     }
     QueueJobsScreen #jobs-header { height: auto; }
-    QueueJobsScreen #jobs { height: 1fr; border: none !important; }
+    QueueJobsScreen #jobs { height: 1fr; }
     """
 
     def __init__(self, console: ConsoleScreen, queue: str, page_size: int = PAGE_SIZE) -> None:
