@@ -240,6 +240,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Revoked ids survive restarts: %n is the node name (one file per worker).
         "worker_state_db": str(settings.paths_data_dir / "worker-%n.state"),
         "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # pool_restart remote control (the console's worker detail, P); read by the worker at
+        # start, and reported by inspect().conf() so the console can say when it is off
+        "worker_pool_restarts": settings.celery_worker_pool_restarts,
         "worker_hijack_root_logger": True,
     }
     if is_sentinel_url(broker):

@@ -401,6 +401,11 @@ class Settings(BaseSettings):
     #: Run Celery's gossip bootstep (``--without-gossip`` when False, the default): it makes a
     #: worker parse every other worker's heartbeat, and one forged heartbeat kills it.
     celery_worker_gossip: bool = Field(False, validation_alias=_env("celery_worker_gossip"))
+    #: Let the console (or ``celery control pool_restart``) restart a worker's pool: each
+    #: process is replaced after its current task.  Off by default, as in Celery.
+    celery_worker_pool_restarts: bool = Field(
+        False, validation_alias=_env("celery_worker_pool_restarts")
+    )
     celery_visibility_timeout: int = Field(
         3600, ge=1, validation_alias=_env("celery_visibility_timeout")
     )

@@ -39,6 +39,18 @@ from tui.sources.queue_jobs import QueuedJob, QueueJobs
 from tui.sources.validate import is_key
 
 MAX_COUNTDOWN_S = 30 * 86400
+#: Longest time limit the worker detail's ``L`` accepts (seconds).
+MAX_TIME_LIMIT_S = 7 * 86400
+#: Highest rate limit (tasks per second, minute or hour) ``L`` accepts.
+MAX_RATE = 1_000_000
+#: Celery's rate-limit strings (celery.utils.time.rate): a number, optionally per s/m/h.
+_RATE_LIMIT = re.compile(r"(\d+(?:\.\d+)?)(?:/([smh]))?")
+#: How long a shutdown waits for the worker to stop answering pings before saying so.
+SHUTDOWN_WAIT_S = 15.0
+POOL_RESTARTS_OFF = (
+    "pool restarts are off on {host}: start it with worker_pool_restarts=True "
+    "([celery] worker_pool_restarts = true, or CELERY_WORKER_POOL_RESTARTS=true)"
+)
 
 
 class ValidationFailed(Exception):
@@ -202,6 +214,53 @@ def validate_enqueue(
     if errors:
         raise ValidationFailed(errors)
     return EnqueueRequest(task, args, kwargs, queue, priority, countdown, eta)
+
+
+def validate_rate_limit(text: str) -> str | None:
+    """``10/m``, ``5/s``, ``100/h`` or a plain number (per second); ``off`` or ``0`` -> None
+    (no limit).  Raises :class:`ValidationFailed` (field ``value``) otherwise."""
+    text = text.strip()
+    if text.lower() in ("off", "none", "0"):
+        return None
+    match = _RATE_LIMIT.fullmatch(text)
+    if match is None or not 0 < float(match[1]) <= MAX_RATE:
+        raise ValidationFailed(
+            {
+                "value": f"rate limit {text!r} must look like 10/m, 5/s or 100/h "
+                f"(1 to {MAX_RATE:,} per second, minute or hour), or off"
+            }
+        )
+    return text
+
+
+def validate_time_limits(text: str) -> tuple[float, float]:
+    """``"soft,hard"`` seconds (``50,60``): both above 0, at most a week, soft below hard."""
+    parts = [p.strip() for p in text.replace(" ", ",").split(",") if p.strip()]
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        soft, hard = float(parts[0]), float(parts[1])
+        if not (0 < soft <= MAX_TIME_LIMIT_S and 0 < hard <= MAX_TIME_LIMIT_S):
+            raise ValueError
+    except ValueError:
+        raise ValidationFailed(
+            {
+                "value": f"time limits {text.strip()!r} must be two numbers of seconds, soft,hard "
+                f"(e.g. 50,60), each from 0 to {MAX_TIME_LIMIT_S:,}"
+            }
+        ) from None
+    if soft >= hard:
+        raise ValidationFailed(
+            {"value": f"the soft limit ({soft:g} s) must be below the hard limit ({hard:g} s)"}
+        )
+    return soft, hard
+
+
+def _check_registered(task: str, registered: Sequence[str]) -> None:
+    if task not in registered:
+        raise ValidationFailed(
+            {"task": f"{task!r} is not registered on this worker" if task else "choose a task"}
+        )
 
 
 # ---- audit -----------------------------------------------------------------------------
@@ -792,6 +851,132 @@ class Actions:
             )
 
         return self._attempt_sent("resume_queue", queue, params, send)
+
+    # -- one worker (the worker detail screen) --
+    def worker_consume(self, host: str, queue: str, start: bool) -> Outcome:
+        """``add_consumer`` (``start``) or ``cancel_consumer`` of ``queue`` on ``host`` alone."""
+        if not queue.strip():
+            raise ValidationFailed({"queue": "choose a queue"})
+        action = "add_consumer" if start else "cancel_consumer"
+        params = {"queue": queue}
+
+        def send() -> Outcome:
+            replies = self._control().consume(queue, start, [host])
+            ok, words = _replies_to_words(replies, [host])
+            verb = "now consumes" if start else "stopped consuming"
+            return Outcome(
+                ok,
+                f"{host} {verb} {queue}"
+                if ok
+                else f"{action} {queue} on {host}: refused or no reply",
+                replies=words,
+            )
+
+        return self._attempt(action, host, params, send)
+
+    def rate_limit(self, host: str, task: str, text: str, registered: Sequence[str]) -> Outcome:
+        """Set task type ``task``'s rate limit on ``host`` (``10/m``; ``off`` removes it)."""
+        _check_registered(task, registered)
+        rate = validate_rate_limit(text)
+        params = {"task": task, "rate_limit": rate}
+
+        def send() -> Outcome:
+            replies = self._control().rate_limit(task, rate, [host])
+            ok, words = _replies_to_words(replies, [host])
+            what = f"rate limit {rate}" if rate else "no rate limit"
+            return Outcome(
+                ok,
+                f"{task.rsplit('.', 1)[-1]} on {host}: {what}"
+                if ok
+                else f"rate_limit {task} on {host}: refused or no reply",
+                replies=words,
+            )
+
+        return self._attempt("rate_limit", host, params, send)
+
+    def time_limit(self, host: str, task: str, text: str, registered: Sequence[str]) -> Outcome:
+        """Set task type ``task``'s soft and hard time limits on ``host`` (``"soft,hard"`` s)."""
+        _check_registered(task, registered)
+        soft, hard = validate_time_limits(text)
+        params = {"task": task, "soft": soft, "hard": hard}
+
+        def send() -> Outcome:
+            replies = self._control().time_limit(task, soft, hard, [host])
+            ok, words = _replies_to_words(replies, [host])
+            return Outcome(
+                ok,
+                f"{task.rsplit('.', 1)[-1]} on {host}: soft {soft:g} s, hard {hard:g} s"
+                if ok
+                else f"time_limit {task} on {host}: refused or no reply",
+                replies=words,
+            )
+
+        return self._attempt("time_limit", host, params, send)
+
+    def pool_restart(self, host: str, enabled: bool | None) -> Outcome:
+        """Restart ``host``'s pool; ``enabled`` is its ``worker_pool_restarts`` (None: unknown).
+
+        Refused (audited, nothing sent) when the worker said it has pool restarts off; the
+        worker's own refusal says the same when it was not known.
+        """
+        params: dict[str, Any] = {"worker_pool_restarts": enabled}
+        self.guard("pool_restart", host, params)
+        if enabled is False:
+            return self._done(
+                "pool_restart",
+                host,
+                params,
+                Outcome(False, "pool_restart refused: " + POOL_RESTARTS_OFF.format(host=host)),
+            )
+
+        def send() -> Outcome:
+            replies = self._control().pool_restart([host])
+            ok, words = _replies_to_words(replies, [host])
+            if "not enabled" in words.get(host, ""):
+                return Outcome(
+                    False,
+                    "pool_restart refused by the worker: " + POOL_RESTARTS_OFF.format(host=host),
+                    replies=words,
+                )
+            return Outcome(
+                ok,
+                f"{host}: pool restart started (each process is replaced)"
+                if ok
+                else f"pool_restart on {host}: refused or no reply",
+                replies=words,
+            )
+
+        return self._attempt_sent("pool_restart", host, params, send)
+
+    def shutdown(self, host: str, typed_name: str) -> Outcome:
+        """Warm shutdown of ``host``; ``typed_name`` must equal its name.
+
+        The worker gives no reply (it exits); the outcome says whether it stopped answering
+        pings within :data:`SHUTDOWN_WAIT_S`.
+        """
+        if typed_name.strip() != host:
+            raise ValidationFailed(
+                {
+                    "confirm": f"type the worker name {host!r} to confirm (got {typed_name.strip()!r})"
+                }
+            )
+        params: dict[str, Any] = {}
+
+        def send() -> Outcome:
+            control = self._control()
+            control.shutdown([host])
+            deadline = time.monotonic() + SHUTDOWN_WAIT_S
+            while time.monotonic() < deadline:
+                if host not in control.ping([host], timeout=0.5):
+                    return Outcome(True, f"{host} shut down: it no longer answers pings")
+            return Outcome(
+                False,
+                f"shutdown sent to {host}, but it still answers pings after "
+                f"{SHUTDOWN_WAIT_S:g} s (a warm shutdown waits for its running tasks)",
+                warning=True,
+            )
+
+        return self._attempt("shutdown", host, params, send)
 
     def purge(self, queue: str, typed_name: str, expected_count: int | None) -> Outcome:
         """Delete every waiting message of ``queue``; ``typed_name`` must equal the queue name."""

@@ -17,7 +17,13 @@ from afirgen_tasks.settings import Settings
 from tui.core.pauses import PauseRecord
 from tui.sources.control import ClusterControl
 from tui.sources.events import CONNECTED, CONNECTING, EventReceiverThread, ReceiverStatus
-from tui.sources.inspection import InspectionResult, inspect_workers
+from tui.sources.inspection import (
+    InspectionResult,
+    WorkerDetail,
+    inspect_workers,
+    worker_detail,
+    worker_queues,
+)
 from tui.sources.pause_records import PauseRecordStore
 from tui.sources.queue_jobs import NOT_AVAILABLE as JOBS_NOT_AVAILABLE
 from tui.sources.queue_jobs import JobsPage, QueueJobs, make_queue_jobs
@@ -53,6 +59,9 @@ class Sources(Protocol):
     def queue_jobs(self) -> QueueJobs: ...
 
     def locate_unacked(self, uuids: list[str]) -> UnackedLookup: ...
+
+    def worker_detail(self, host: str) -> WorkerDetail: ...
+    def worker_queues(self, host: str) -> list[str] | None: ...
 
 
 class BrokerSources:
@@ -147,6 +156,22 @@ class BrokerSources:
             tasks,
             self.scrub,
             tally=self.boundary.inspect,
+        )
+
+    def worker_detail(self, host: str) -> WorkerDetail:
+        """``host`` alone, in detail (stats, tasks, registry, queues, pool-restart setting)."""
+        return worker_detail(
+            self.app,
+            host,
+            self.settings.console_control_timeout,
+            self.scrub,
+            tally=self.boundary.inspect,
+        )
+
+    def worker_queues(self, host: str) -> list[str] | None:
+        """The queues ``host`` consumes now; None when it did not answer."""
+        return worker_queues(
+            self.app, host, self.settings.console_control_timeout, self.boundary.inspect
         )
 
     def enable_events(self, hosts: list[str]) -> list[dict[str, Any]]:
@@ -248,6 +273,8 @@ class StaticSources:
         self.unacked_asked: list[list[str]] = []
         #: the waiting-jobs reader (a test gives it one on a real Redis); None: not Redis
         self.jobs: QueueJobs | None = None
+        #: what ``worker_detail`` answers per host (absent: the worker does not reply)
+        self.details: dict[str, WorkerDetail] = {}
         # Fed as-is (tests feed odd data on purpose to exercise the model's own checks);
         # the history load still counts into it.
         self.boundary = Boundary()
@@ -321,3 +348,10 @@ class StaticSources:
         if self.jobs is None:
             return JobsPage(queue, available=False, supported=False, error=JOBS_NOT_AVAILABLE)
         return self.jobs.read_page(queue, offset, limit)
+
+    def worker_detail(self, host: str) -> WorkerDetail:
+        return self.details.get(host) or WorkerDetail(host, taken_at=time.time())
+
+    def worker_queues(self, host: str) -> list[str] | None:
+        detail = self.details.get(host)
+        return list(detail.queues) if detail is not None and detail.answered else None

@@ -96,6 +96,47 @@ class ClusterControl:
         )
         return sorted(replies), sorted(h for h, names in replies.items() if queue in names)
 
+    def rate_limit(self, task: str, rate: str | None, hosts: Sequence[str]) -> Replies:
+        """Set task type ``task``'s rate limit (``"10/m"``; None removes it) on ``hosts``."""
+        return (
+            self.app.control.rate_limit(
+                task, rate, destination=list(hosts), reply=True, timeout=self.timeout
+            )
+            or []
+        )
+
+    def time_limit(self, task: str, soft: float, hard: float, hosts: Sequence[str]) -> Replies:
+        """Set task type ``task``'s soft and hard time limits (seconds) on ``hosts``."""
+        return (
+            self.app.control.time_limit(
+                task,
+                soft=soft,
+                hard=hard,
+                destination=list(hosts),
+                reply=True,
+                timeout=self.timeout,
+            )
+            or []
+        )
+
+    def pool_restart(self, hosts: Sequence[str]) -> Replies:
+        """Restart the pool of ``hosts`` (refused by workers without ``worker_pool_restarts``)."""
+        return (
+            self.app.control.pool_restart(destination=list(hosts), reply=True, timeout=self.timeout)
+            or []
+        )
+
+    def shutdown(self, hosts: Sequence[str]) -> None:
+        """Warm shutdown of ``hosts``.  No reply: the worker exits before it could answer."""
+        self.app.control.shutdown(destination=list(hosts))
+
+    def ping(self, hosts: Sequence[str], timeout: float | None = None) -> set[str]:
+        """Which of ``hosts`` answer a ping within ``timeout``."""
+        replies = self.app.control.ping(
+            destination=list(hosts), timeout=self.timeout if timeout is None else timeout
+        )
+        return {h for r in replies or [] if isinstance(r, dict) for h in r if h in hosts}
+
     def purge(self, queue: str) -> int:
         """Delete every waiting message of ``queue``; returns how many the broker deleted."""
         with self.app.connection_for_write() as conn:

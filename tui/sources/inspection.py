@@ -13,9 +13,14 @@ from typing import Any
 from celery import Celery
 
 from tui.sources.validate import (
+    TASK_INFO_ITEMS,
     Tally,
+    clean_conf_flags,
+    clean_detail_stats,
     clean_inspect_tasks,
     clean_queue_replies,
+    clean_registered_replies,
+    clean_scheduled_tasks,
     clean_stats_replies,
 )
 
@@ -70,3 +75,67 @@ def inspect_workers(
         out.error = (scrub(text) if scrub else text)[:200]
     out.duration = time.monotonic() - started
     return out
+
+
+@dataclass(slots=True)
+class WorkerDetail:
+    """One worker in detail (Enter on the Workers pane), every field cleaned at the boundary.
+
+    ``answered`` is False when the worker did not reply to ``stats`` within the timeout (down
+    or busy): the other fields are then empty.  ``pool_restarts`` is the worker's
+    ``worker_pool_restarts`` setting (None: it did not say).
+    """
+
+    host: str
+    answered: bool = False
+    stats: dict[str, Any] = field(default_factory=dict)
+    active: list[dict[str, Any]] = field(default_factory=list)
+    reserved: list[dict[str, Any]] = field(default_factory=list)
+    scheduled: list[dict[str, Any]] = field(default_factory=list)
+    registered: list[dict[str, str]] = field(default_factory=list)
+    queues: list[str] = field(default_factory=list)
+    pool_restarts: bool | None = None
+    error: str = ""
+    duration: float = 0.0
+    taken_at: float = 0.0
+
+
+def worker_detail(
+    app: Celery, host: str, timeout: float, scrub: Any = None, tally: Tally | None = None
+) -> WorkerDetail:
+    """Ask ``host`` alone (``destination=[host]``) for its stats, tasks, registry, queues and conf.
+
+    Each call returns as soon as that one worker replied (``limit=1``); when it does not
+    answer ``stats`` the rest is not asked (each would wait the full ``timeout`` again).
+    """
+    tally = tally if tally is not None else Tally()
+    started = time.monotonic()
+    out = WorkerDetail(host, taken_at=time.time())
+    try:
+        insp = app.control.inspect(destination=[host], timeout=timeout, limit=1)
+        stats = clean_detail_stats(insp.stats() or {}, tally).get(host)
+        if stats is not None:
+            out.answered = True
+            out.stats = stats
+            out.queues = clean_queue_replies(insp.active_queues() or {}, tally).get(host, [])
+            out.active = clean_inspect_tasks(insp.active() or {}, tally).get(host, [])
+            out.reserved = clean_inspect_tasks(insp.reserved() or {}, tally).get(host, [])
+            out.scheduled = clean_scheduled_tasks(insp.scheduled() or {}, tally).get(host, [])
+            out.registered = clean_registered_replies(
+                insp.registered(*TASK_INFO_ITEMS) or {}, tally
+            ).get(host, [])
+            flags = clean_conf_flags(insp.conf() or {}, tally, ("worker_pool_restarts",))
+            out.pool_restarts = flags.get(host, {}).get("worker_pool_restarts")
+    except Exception as exc:  # the broker is down or answered garbage: report, never raise
+        text = f"{type(exc).__name__}: {exc}"
+        out.error = (scrub(text) if scrub else text)[:200]
+    out.duration = time.monotonic() - started
+    return out
+
+
+def worker_queues(
+    app: Celery, host: str, timeout: float, tally: Tally | None = None
+) -> list[str] | None:
+    """The queues ``host`` consumes now (``active_queues``), or None when it did not answer."""
+    insp = app.control.inspect(destination=[host], timeout=timeout, limit=1)
+    return clean_queue_replies(insp.active_queues() or {}, tally or Tally()).get(host)

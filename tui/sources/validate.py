@@ -67,11 +67,15 @@ __all__ = [
     "EventValidator",
     "Tally",
     "clean_backend_meta",
+    "clean_conf_flags",
+    "clean_detail_stats",
     "clean_history_row",
     "clean_inspect_tasks",
     "clean_pause_record",
     "clean_queue_replies",
     "clean_queued_message",
+    "clean_registered_replies",
+    "clean_scheduled_tasks",
     "clean_stats_replies",
     "clean_text",
     "clean_unacked_hold",
@@ -609,8 +613,150 @@ def clean_inspect_tasks(replies: Any, tally: Tally) -> dict[str, list[dict[str, 
                     task[key] = c = clean_text(text, MAX_TEXT_CHARS)
                     if c is not text:
                         tally.clean(f"active/reserved.{key}: control characters shown or cut")
+            started = info.get("time_start")
+            if started is not None:
+                # epoch seconds (Celery converts the pool's monotonic accept time)
+                if (ts := valid_timestamp(started, time.time())) is None:
+                    tally.clean("active/reserved.time_start: not a time, dropped")
+                else:
+                    task["time_start"] = ts
             tasks.append(task)
         out[host] = tasks
+    return out
+
+
+def clean_scheduled_tasks(replies: Any, tally: Tally) -> dict[str, list[dict[str, Any]]]:
+    """``inspect().scheduled()`` (``{eta, priority, request: {...}}`` per ETA/countdown job) as
+    hostname -> task infos like :func:`clean_inspect_tasks`, plus ``eta`` (ISO text)."""
+    flat: dict[str, Any] = {}
+    etas: dict[str, list[Any]] = {}
+    for host, entries in _replies(replies, tally, "scheduled"):
+        if not isinstance(entries, list):
+            tally.skip("scheduled: reply is not a list")
+            continue
+        requests: list[Any] = []
+        for entry in entries[:100_000]:
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("request"), Mapping):
+                tally.skip("scheduled: entry without a request")
+                continue
+            requests.append(entry["request"])
+            etas.setdefault(host, []).append(entry.get("eta"))
+        flat[host] = requests
+    out = clean_inspect_tasks(flat, tally)
+    for host, tasks in out.items():
+        by_id = {r.get("id"): eta for r, eta in zip(flat[host], etas.get(host, []), strict=False)}
+        for task in tasks:
+            eta = by_id.get(task["id"])
+            if eta is not None and (eta := _key_or_none(eta, tally, "scheduled.eta")):
+                task["eta"] = eta[:64]
+    return out
+
+
+def _bounded_float(value: Any, lo: float, hi: float) -> float | None:
+    cls = value.__class__
+    if (cls is int or cls is float) and lo <= value <= hi:  # NaN fails both comparisons
+        return float(value)
+    return None
+
+
+def clean_detail_stats(replies: Any, tally: Tally) -> dict[str, dict[str, Any]]:
+    """``inspect().stats()`` for the worker detail: :func:`clean_stats_replies`'s fields plus
+    ``uptime`` (seconds), ``prefetch_count`` and ``rusage`` (``utime``/``stime`` seconds,
+    ``maxrss`` KiB), each number checked; anything else in the reply is not passed on."""
+    out = clean_stats_replies(replies, tally)
+    raw = replies if isinstance(replies, Mapping) else {}  # hosts already checked above
+    for host, clean in out.items():
+        stats = raw.get(host)
+        if not isinstance(stats, Mapping):
+            continue
+        uptime = stats.get("uptime")
+        if uptime is not None:
+            if (up := _bounded_int(uptime, 0, 100 * 365 * 86_400)) is None:
+                tally.clean("stats.uptime: not an int in range, dropped")
+            else:
+                clean["uptime"] = up
+        prefetch = stats.get("prefetch_count")
+        if prefetch is not None:
+            # "N/A" before the consumer started: dropped, like any other non-number
+            if (n := _bounded_int(prefetch, 0, 2**31 - 1)) is None:
+                tally.clean("stats.prefetch_count: not an int in range, dropped")
+            else:
+                clean["prefetch_count"] = n
+        rusage = stats.get("rusage")
+        if isinstance(rusage, Mapping):
+            usage: dict[str, float] = {}
+            for key in ("utime", "stime"):
+                v = _bounded_float(rusage.get(key), 0.0, 1e10)
+                if v is None:
+                    tally.clean(f"stats.rusage.{key}: not a duration, dropped")
+                else:
+                    usage[key] = v
+            rss = _bounded_int(rusage.get("maxrss"), 0, INT64_MAX)
+            if rss is None:
+                tally.clean("stats.rusage.maxrss: not an int in range, dropped")
+            else:
+                usage["maxrss"] = rss
+            clean["rusage"] = usage
+        elif rusage is not None and rusage != "N/A":
+            tally.clean("stats.rusage: not an object, dropped")
+    return out
+
+
+#: the ``registered`` task info fields the detail shows (``name [rate_limit=10/m ...]``)
+TASK_INFO_ITEMS = ("rate_limit", "time_limit", "soft_time_limit")
+_TASK_INFO = re.compile(r"(.+) \[((?:[a-z_]+=\S*)(?: [a-z_]+=\S*)*)\]")
+
+
+def clean_registered_replies(replies: Any, tally: Tally) -> dict[str, list[dict[str, str]]]:
+    """``inspect().registered(*TASK_INFO_ITEMS)`` as hostname -> ``{"name": ..., "rate_limit":
+    ..., ...}``, parsed from Celery's ``"name [rate_limit=10/m time_limit=60]"`` strings.
+
+    Names must be keys; only the :data:`TASK_INFO_ITEMS` fields are kept, each key-like text.
+    """
+    out: dict[str, list[dict[str, str]]] = {}
+    for host, names in _replies(replies, tally, "registered"):
+        if not isinstance(names, list):
+            tally.skip("registered: reply is not a list")
+            continue
+        tasks: list[dict[str, str]] = []
+        for entry in names[:10_000]:
+            if entry.__class__ is not str:
+                tally.skip("registered: entry is not a string")
+                continue
+            match = _TASK_INFO.fullmatch(entry)
+            name, info = (match[1], match[2]) if match else (entry, "")
+            if not is_key(name):
+                tally.skip("registered: bad task name")
+                continue
+            task = {"name": name}
+            for pair in info.split():
+                key, _, value = pair.partition("=")
+                if key in TASK_INFO_ITEMS and (
+                    v := _key_or_none(value, tally, f"registered.{key}")
+                ):
+                    task[key] = v[:64]
+            tasks.append(task)
+        out[host] = tasks
+    return out
+
+
+def clean_conf_flags(replies: Any, tally: Tally, keys: Iterable[str]) -> dict[str, dict[str, bool]]:
+    """``inspect().conf()`` reduced to the boolean settings in ``keys`` (hostname -> {key: bool}).
+
+    The rest of the configuration (broker URLs, paths) is never passed on."""
+    out: dict[str, dict[str, bool]] = {}
+    for host, conf in _replies(replies, tally, "conf"):
+        if not isinstance(conf, Mapping):
+            tally.skip("conf: reply is not an object")
+            continue
+        flags: dict[str, bool] = {}
+        for key in keys:
+            v = conf.get(key)
+            if v.__class__ is bool:
+                flags[key] = v
+            elif v is not None:
+                tally.clean(f"conf.{key}: not a boolean, dropped")
+        out[host] = flags
     return out
 
 
