@@ -28,6 +28,7 @@ from tui.sources.pause_records import PauseRecordStore
 from tui.ui.commands import PANES, bindings, help_rows, palette_commands
 from tui.ui.console import ConsoleScreen
 from tui.ui.screens.help import HelpScreen
+from tui.ui.screens.worker_detail import WorkerDetailScreen
 
 
 class AfirgenApp(App[None]):
@@ -144,6 +145,14 @@ class AfirgenApp(App[None]):
             else:
                 self.notify(
                     "open a queue's waiting jobs first: Enter on the Queues pane (1 focuses it)",
+                    severity="warning",
+                )
+        elif scope == "worker_detail":
+            if isinstance(self.screen, WorkerDetailScreen):
+                await self.screen.run_action(action)
+            else:
+                self.notify(
+                    "that works in a worker's detail: Enter on the Workers pane (2) opens it",
                     severity="warning",
                 )
         elif scope in PANES:

@@ -14,8 +14,9 @@ from typing import Literal
 from textual.binding import Binding
 
 #: ``app``: the App (works over dialogs too); ``console``: the console screen; a pane's name:
-#: that pane, when it has the focus; ``queue_jobs``: the screen of a queue's waiting jobs.
-Scope = Literal["app", "console", "queues", "workers", "tasks", "queue_jobs"]
+#: that pane, when it has the focus; ``queue_jobs``: the screen of a queue's waiting jobs;
+#: ``worker_detail``: the worker detail screen.
+Scope = Literal["app", "console", "queues", "workers", "tasks", "queue_jobs", "worker_detail"]
 
 #: The panes, in Tab order, with the digit that focuses each.
 PANES: tuple[Scope, ...] = ("queues", "workers", "tasks")
@@ -222,6 +223,13 @@ COMMANDS: tuple[Command, ...] = (
         "set autoscale max,min, this or all workers (Workers pane)",
         mutating=True,
     ),
+    Command(
+        "",
+        "Enter",
+        "worker_detail",
+        "workers",
+        "worker detail: stats, active/reserved/scheduled and registered tasks, queues (Workers pane)",
+    ),
     Command("", "", "resize_all(1)", "console", "grow every worker's pool by one", mutating=True),
     Command(
         "", "", "resize_all(-1)", "console", "shrink every worker's pool by one", mutating=True
@@ -312,6 +320,56 @@ COMMANDS: tuple[Command, ...] = (
         priority=True,
     ),
     Command("pageup", "", "page(-1)", "queue_jobs", "previous page of waiting jobs", priority=True),
+    # ---- the worker detail (Enter on the Workers pane) --------------------------------
+    Command(
+        "g,f5",
+        "g / F5",
+        "refresh",
+        "worker_detail",
+        "re-read the worker (worker detail)",
+        show=True,
+        footer="Refresh",
+    ),
+    Command(
+        "c",
+        "c",
+        "consume",
+        "worker_detail",
+        "start or stop consuming a queue on this worker only (worker detail)",
+        mutating=True,
+        show=True,
+        footer="Consume",
+    ),
+    Command(
+        "L",
+        "L",
+        "limits",
+        "worker_detail",
+        "set a task type's rate limit or soft/hard time limits on this worker (worker detail)",
+        mutating=True,
+        show=True,
+        footer="Limits",
+    ),
+    Command(
+        "P",
+        "P",
+        "pool_restart",
+        "worker_detail",
+        "restart this worker's pool, after you confirm (worker detail; needs worker_pool_restarts)",
+        mutating=True,
+        show=True,
+        footer="Pool restart",
+    ),
+    Command(
+        "S",
+        "S",
+        "shutdown",
+        "worker_detail",
+        "shut this worker down, after you type its name (worker detail)",
+        mutating=True,
+        show=True,
+        footer="Shutdown",
+    ),
 )
 
 

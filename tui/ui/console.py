@@ -51,6 +51,7 @@ from tui.ui.messages import (
     WorkersInspected,
 )
 from tui.ui.screens.task_detail import TaskDetailScreen
+from tui.ui.screens.worker_detail import WorkerDetailScreen
 from tui.ui.widgets.keyed_table import KeyedTable
 from tui.ui.widgets.panes import QueueRow, QueuesPane, TasksPane, WorkersPane
 from tui.ui.widgets.plain_input import PlainInput
@@ -576,6 +577,8 @@ class ConsoleScreen(Screen[None]):
             self.action_open_detail(message.target)
         elif message.action == "open_jobs":
             self.open_queue_jobs(message.target)
+        elif message.action == "worker_detail":
+            self.open_worker_detail(message.target)
         else:
             self.runner.request(message.action, message.args, message.target)
 
@@ -684,6 +687,35 @@ class ConsoleScreen(Screen[None]):
     @on(TasksPane.RowSelected, "#tasks")
     def _task_selected(self, event: TasksPane.RowSelected) -> None:
         self.action_open_detail(event.row_key.value)
+
+    @on(WorkersPane.RowSelected, "#workers")
+    def _worker_selected(self, event: WorkersPane.RowSelected) -> None:
+        self.open_worker_detail(event.row_key.value)
+
+    def open_worker_detail(self, host: str | None) -> None:
+        """Show ``host`` in detail (stats, tasks, registry, queues) with its own commands."""
+        if host is None:
+            self.notify(
+                "highlight a worker in the Workers pane first (2 focuses it)", severity="warning"
+            )
+            return
+        self.app.push_screen(
+            WorkerDetailScreen(
+                host,
+                self.sources,
+                self.afirgen.actions,
+                self.redact,
+                read_only=self.afirgen.read_only,
+                known_queues=sorted(set(QUEUES) | set(self.queue_rows)),
+                on_outcome=self._worker_action_done,
+            )
+        )
+
+    def _worker_action_done(self, message: ActionCompleted) -> None:
+        # the detail screen showed it; keep it in the log and bring the panes up to date
+        self.runner.action_log.append(message)
+        if self.afirgen.autostart:
+            self.inspect_workers()
 
     def action_open_detail(self, uuid: str | None = None) -> None:
         """Show the highlighted task's detail screen."""

@@ -155,6 +155,10 @@ class WorkersPane(_CommandPane):
         """Set the highlighted worker's autoscale bounds (a form)."""
         self.request("autoscale")
 
+    def action_worker_detail(self) -> None:
+        """Open the highlighted worker in detail."""
+        self.request("worker_detail")
+
     def on_mount(self) -> None:
         self.add_column("Worker", width=18, key="host")
         self.add_column("State", width=9, key="state")
