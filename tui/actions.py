@@ -940,7 +940,7 @@ class Actions:
                 )
             return Outcome(
                 ok,
-                f"{host}: pool restart started (each process is replaced)"
+                f"{host}: pool restart started (each process is replaced after its current or next task)"
                 if ok
                 else f"pool_restart on {host}: refused or no reply",
                 replies=words,

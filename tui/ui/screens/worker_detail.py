@@ -20,6 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Select, Static
 
@@ -95,9 +96,8 @@ class WorkerDetailScreen(ModalScreen[None]):
 
     DEFAULT_CSS = """
     WorkerDetailScreen { align: center middle; }
-    WorkerDetailScreen > Vertical { width: 96%; height: 92%; }
-    WorkerDetailScreen VerticalScroll {
-        height: 1fr; border: round $accent; background: $surface; padding: 0 1;
+    WorkerDetailScreen > VerticalScroll {
+        width: 96%; height: 90%; border: round $accent; background: $surface; padding: 0 1;
     }
     """
 
@@ -126,13 +126,12 @@ class WorkerDetailScreen(ModalScreen[None]):
 
     # ---- layout and reading ---------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        with Vertical():
-            with VerticalScroll() as scroll:
-                # the hostname is data: a str title would be parsed as markup
-                scroll.border_title = Text("Worker ") + data_text(self.host)
-                scroll.border_subtitle = "g refresh · Esc close"
-                yield Static(self.render_text(), id="wd-body")
-            yield Footer()
+        with VerticalScroll() as scroll:
+            # the hostname is data: a str title would be parsed as markup
+            scroll.border_title = Text("Worker ") + data_text(self.host)
+            scroll.border_subtitle = "g refresh · Esc close"
+            yield Static(self.render_text(), id="wd-body")
+        yield Footer()  # this screen's keys, over the console's
 
     def on_mount(self) -> None:
         self.load()
@@ -176,17 +175,20 @@ class WorkerDetailScreen(ModalScreen[None]):
         procs = pool.get("processes")
         usage = s.get("rusage", {})
         out.append(f"read at {clock(d.taken_at)} in {duration(d.duration)}\n\n", style="dim")
-        self._field(out, "PID", s.get("pid", "-"))
-        self._field(out, "Uptime", duration(s.get("uptime")))
-        self._field(out, "Pool", pool.get("implementation", "-"))
-        self._field(
+        self._stat_line(out, "PID", s.get("pid", "-"))
+        self._stat_line(out, "Uptime", duration(s.get("uptime")))
+        impl = pool.get("implementation")
+        # celery.concurrency.prefork:TaskPool -> prefork (as the Workers pane shows it)
+        short = (impl or "").partition(":")[0].rpartition(".")[2] or impl
+        self._stat_line(out, "Pool", f"{short} ({impl})" if impl else "-")
+        self._stat_line(
             out,
             "Processes",
             f"{count(len(procs) if procs is not None else None)} "
             f"(max-concurrency {count(pool.get('max-concurrency'))})",
         )
-        self._field(out, "Prefetch", count(s.get("prefetch_count")))
-        self._field(
+        self._stat_line(out, "Prefetch", count(s.get("prefetch_count")))
+        self._stat_line(
             out,
             "Rusage",
             f"user {_seconds(usage.get('utime'))}, system {_seconds(usage.get('stime'))}, "
@@ -197,22 +199,23 @@ class WorkerDetailScreen(ModalScreen[None]):
             False: "off (start the worker with worker_pool_restarts=True to allow P)",
             None: "unknown",
         }[d.pool_restarts]
-        self._field(out, "Pool restart", restarts)
-        self._section(out, f"Queues consumed ({len(d.queues)})")
+        self._stat_line(out, "Pool restart", restarts)
+        self._heading(out, f"Queues consumed ({len(d.queues)})")
         out.append(
-            ("  " + ", ".join(visible(q) for q in d.queues) if d.queues else "  none") + "\n"
+            ("  " + ", ".join(visible(q) for q in sorted(d.queues)) if d.queues else "  none")
+            + "\n"
         )
         for title, tasks, when in (
             ("Active", d.active, "time_start"),
             ("Reserved", d.reserved, ""),
             ("Scheduled", d.scheduled, "eta"),
         ):
-            self._section(out, f"{title} ({len(tasks)})")
+            self._heading(out, f"{title} ({len(tasks)})")
             if not tasks:
                 out.append("  none\n", style="dim")
             for task in tasks:
-                self._task(out, task, when)
-        self._section(out, f"Registered ({len(d.registered)})")
+                self._task_lines(out, task, when)
+        self._heading(out, f"Registered ({len(d.registered)})")
         for info in d.registered:
             out.append("  " + visible(info["name"]))
             limits = "  ".join(
@@ -222,15 +225,15 @@ class WorkerDetailScreen(ModalScreen[None]):
         return out
 
     @staticmethod
-    def _field(out: Text, label: str, value: Any) -> None:
+    def _stat_line(out: Text, label: str, value: Any) -> None:
         out.append(f"{label:<13}", style="bold")
         out.append(visible(value) + "\n")
 
     @staticmethod
-    def _section(out: Text, title: str) -> None:
+    def _heading(out: Text, title: str) -> None:
         out.append(f"\n{title}\n", style="bold underline")
 
-    def _task(self, out: Text, task: dict[str, Any], when: str) -> None:
+    def _task_lines(self, out: Text, task: dict[str, Any], when: str) -> None:
         out.append("  " + visible(task.get("name", "?")), style="bold")
         out.append("  " + visible(task["id"]), style="dim")
         if when == "time_start" and task.get("time_start"):
@@ -341,7 +344,7 @@ class WorkerDetailScreen(ModalScreen[None]):
             ConfirmScreen(
                 "Restart pool",
                 f"Restart the pool of {self.host}? Each pool process is replaced by a new one "
-                "once its current task ends; reserved jobs wait meanwhile.",
+                "when it finishes its current (or, if idle, its next) task. This cannot be undone.",
             ),
             answered,
         )
@@ -421,7 +424,7 @@ class WorkerDetailScreen(ModalScreen[None]):
         text = out.message
         if out.replies:
             text += "\n" + "\n".join(f"{h}: {w}" for h, w in sorted(out.replies.items()))
-        severity = "information" if out.ok else "warning" if out.warning else "error"
+        severity: SeverityLevel = "information" if out.ok else "warning" if out.warning else "error"
         self.notify(self.redact(text), severity=severity, timeout=6 if out.ok else 10)
         if self.on_outcome is not None:
             self.on_outcome(ActionCompleted(message.action, self.host, out, reinspect=True))
