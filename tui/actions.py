@@ -175,16 +175,25 @@ def validate_enqueue(
                 errors["args"] = (
                     f"arguments do not fit {task.rsplit('.', 1)[-1]}({describe_parameters(app, task)}): {exc}"
                 )
-    queue = queue.strip() or (route_for(task).queue if task else "")
-    if known_queues and queue not in known_queues:
+    # An emptied field is an error, never silently the route's default: the form pre-fills
+    # both, so empty means the operator cleared it (or typed too fast for it).
+    queue = queue.strip()
+    if not queue:
+        route = f" (this task's route: {route_for(task).queue})" if "task" not in errors else ""
+        errors["queue"] = f"queue is empty: type one{route}"
+    elif known_queues and queue not in known_queues:
         errors["queue"] = f"queue {queue!r} does not exist (known: {', '.join(known_queues)})"
     priority = 0
-    try:
-        priority = validate_priority(
-            priority_text.strip() if priority_text.strip() else route_for(task).priority
+    if not priority_text.strip():
+        default = (
+            f" (this task's default: {route_for(task).priority})" if "task" not in errors else ""
         )
-    except PriorityError as exc:
-        errors["priority"] = str(exc)
+        errors["priority"] = f"priority is empty: type 1-10{default}"
+    else:
+        try:
+            priority = validate_priority(priority_text.strip())
+        except PriorityError as exc:
+            errors["priority"] = str(exc)
     countdown: float | None = None
     if countdown_text.strip():
         try:

@@ -160,7 +160,28 @@ async def test_enqueue_sends_with_priority_highlights_and_repeats(mem_settings, 
         assert pane.highlight_uuid == task_id and pane.cursor_key() == task_id
         assert str(pane.get_cell(task_id, "prio")) == "9"
         assert waiting(mem_app, "cleanup") == 1
+        # R (one Shift away from r) no longer re-sends anything
         await pilot.press("R")
+        await settle(pilot, console)
+        assert len(console.console_screen.runner.action_log) == 1
+        assert waiting(mem_app, "cleanup") == 1
+        # the repeat lives in the form: e opens with the last job's values, Enter sends it
+        await pilot.press("e")
+        await pilot.pause()
+        form = console.screen
+        assert isinstance(form, EnqueueScreen)
+        assert str(form.query_one("#task", Select).value) == (
+            "afirgen_tasks.cleanup.archive_old_records"
+        )
+        assert {
+            n: form.query_one(f"#{n}", Input).value for n in ("kwargs", "queue", "priority")
+        } == {
+            "kwargs": '{"days": 90}',
+            "queue": "cleanup",
+            "priority": "9",
+        }
+        assert "the last one sent" in str(form.query_one(".form").border_title)
+        await pilot.press("enter")
         await settle(pilot, console, lambda: len(console.console_screen.runner.action_log) == 2)
         assert console.console_screen.runner.action_log[-1].outcome.task_id not in (None, task_id)
         assert waiting(mem_app, "cleanup") == 2
@@ -170,12 +191,11 @@ async def test_enqueue_sends_with_priority_highlights_and_repeats(mem_settings, 
     assert stat.S_IMODE(os.stat(mem_settings.console_audit_log).st_mode) == 0o600
 
 
-async def test_enqueue_cancel_and_repeat_with_nothing(mem_settings, mem_app):
+async def test_enqueue_cancel_sends_nothing(mem_settings, mem_app):
     console, _ = make_console(mem_settings, mem_app)
     async with console.run_test(size=(100, 40)) as pilot:
-        await pilot.press("R")
-        await pilot.pause()
         screen = await open_enqueue(pilot, console)
+        assert screen.query_one(".form").border_title == "Enqueue a job"  # nothing sent yet
         fill(screen, kwargs='{"days": 90}')
         await pilot.press("escape")
         await settle(pilot, console)
@@ -561,23 +581,26 @@ async def test_read_only_every_key_explains_and_sends_nothing(mem_settings, mem_
     async with console.run_test(size=(100, 30)) as pilot:
         _, run_id = await _with_tasks(console, pilot, events)
         console.query_one("#tasks", TasksPane).select(run_id)
-        for key in ("e", "R", "r", "t", "k"):
+        for key in ("e", "r", "t", "k"):
             await pilot.press(key)
             await pilot.pause()
             assert not isinstance(console.screen, (EnqueueScreen, ConfirmScreen)), key
         await _with_worker(console, pilot, events)
-        await pilot.press("plus")
+        for key in ("plus", "equals_sign", "a"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert not isinstance(console.screen, NumberFormScreen), key
         await _queues_focused(console, pilot)
         await pilot.press("p")
         await pilot.press("x")
-        await settle(pilot, console, lambda: len(console.console_screen.runner.action_log) >= 8)
+        await settle(pilot, console, lambda: len(console.console_screen.runner.action_log) >= 9)
         assert not isinstance(console.screen, TypedConfirmScreen)
         assert all(
             "read-only" in done.outcome.message for done in console.console_screen.runner.action_log
         )
     assert waiting(mem_app, "cleanup") == waiting(mem_app, "email") == 0
     lines = audit_lines(mem_settings)
-    assert len(lines) >= 8 and all(
+    assert len(lines) >= 9 and all(
         line["ok"] is False and "read-only" in line["outcome"] for line in lines
     )
 
@@ -755,3 +778,164 @@ async def test_resume_is_refused_read_only(mem_settings, mem_app, events):
         assert done.action == "resume_queue" and "read-only" in done.outcome.message
     [line] = audit_lines(mem_settings)
     assert line["action"] == "resume_queue" and line["outcome"] == "refused: read-only mode"
+
+
+# ---- keyboard hazards (issue 14, item 10) ---------------------------------------------------
+
+
+async def test_shift_r_repeats_nothing_and_help_no_longer_lists_it(mem_settings, mem_app):
+    from tui.ui.commands import COMMANDS, help_rows
+
+    assert not [c for c in COMMANDS if "R" in c.key.split(",")], "R is left for retry (issue 15)"
+    assert "R" not in [keys for keys, _ in help_rows()]
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 40)) as pilot:
+        screen = await open_enqueue(pilot, console)
+        await pilot.press("enter")
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
+        assert not isinstance(console.screen, EnqueueScreen)
+        await pilot.press("R", "R")
+        await settle(pilot, console)
+        assert screen is not console.screen
+    assert waiting(mem_app, "cleanup") == 1
+    assert [line["action"] for line in audit_lines(mem_settings)] == ["enqueue"]
+
+
+async def test_enter_on_the_checkbox_submits_and_space_ticks_it(mem_settings, mem_app, events):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        await _with_worker(console, pilot, events)
+        await pilot.press("equals_sign")
+        await pilot.pause()
+        form = console.screen
+        assert isinstance(form, NumberFormScreen)
+        form.query_one("#n", Input).value = "2"
+        box = form.query_one("#all", Checkbox)
+        box.focus()
+        await pilot.press("space")
+        await pilot.pause()
+        assert box.value is True, "Space ticks the checkbox"
+        await pilot.press("enter")
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
+        assert console.screen is not form, "Enter on the checkbox submits the form"
+        assert box.value is True, "Enter did not toggle it back"
+    [line] = audit_lines(mem_settings)
+    assert line["action"] == "pool_grow" and line["params"] == {
+        "n": 2,
+        "workers": ["w1@box", "w2@box"],
+    }
+
+
+async def test_enter_on_the_task_list_sends_the_enqueue_form(mem_settings, mem_app):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 40)) as pilot:
+        form = await open_enqueue(pilot, console)
+        form.query_one("#task", Select).focus()
+        await pilot.press("enter")
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
+        assert console.screen is not form
+    assert waiting(mem_app, "cleanup") == 1
+
+
+async def test_keys_typed_in_one_burst_with_e_reach_the_form(mem_settings, mem_app):
+    """e, the args, Tab to the priority, clear it, 1 0, Enter — all before the form has drawn.
+
+    Seen three times: the job went out at the default priority (the keys typed before the
+    form was up were lost, and Ctrl+U ran after the digits it should have come before)."""
+    from textual import events as tevents
+
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 40)) as pilot:
+        # the form's first task: analytics.process_analytics_data(start_date, end_date)
+        burst = [("e", "e")] + [(c, c) for c in '["a","b"]']
+        burst += [("tab", None), ("tab", None), ("tab", None), ("ctrl+u", None)]
+        burst += [("1", "1"), ("0", "0"), ("enter", "\r")]
+        for key, character in burst:  # posted at once: no pause for the form to mount
+            console.post_message(tevents.Key(key, character))
+        await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
+        [done] = console.console_screen.runner.action_log
+        assert done.outcome.ok and "at priority 10" in done.outcome.message, done.outcome.message
+    [line] = audit_lines(mem_settings)
+    assert line["params"]["priority"] == 10 and line["params"]["args"] == ["a", "b"]
+
+
+async def test_an_emptied_priority_is_an_error_naming_the_default(mem_settings, mem_app):
+    console, _ = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 40)) as pilot:
+        form = await open_enqueue(pilot, console)
+        priority = form.query_one("#priority", Input)
+        assert "this task's default: 1" in priority.placeholder  # shown when it is empty
+        fill(form, priority="")
+        await pilot.press("ctrl+s")
+        await settle(pilot, console)
+        assert console.screen is form, "not sent at a default the operator did not see"
+        error = str(form.query_one("#priority-error", Static).render())
+        assert "priority is empty: type 1-10 (this task's default: 1)" in error
+        fill(form, priority="", queue="")
+        await pilot.press("ctrl+s")
+        await settle(pilot, console)
+        assert "queue is empty" in str(form.query_one("#queue-error", Static).render())
+    assert waiting(mem_app, "cleanup") == 0 and audit_lines(mem_settings) == []
+
+
+MUTATING_FOOTER = ("Enqueue", "Revoke", "Grow", "Shrink", "Pause/resume", "Purge")
+
+
+def _footer_keys(console) -> set[str]:
+    return {b.binding.description for b in console.screen.active_bindings.values() if b.enabled}
+
+
+async def test_read_only_hides_mutating_keys_and_refuses_them_at_once(
+    mem_settings, mem_app, events
+):
+    from textual.widgets import Footer
+
+    console, _ = make_console(mem_settings, mem_app, read_only=True)
+    async with console.run_test(size=(160, 30)) as pilot:
+        _, run_id = await _with_tasks(console, pilot, events)
+        console.query_one("#tasks", TasksPane).select(run_id)
+        await pilot.pause()
+        shown = _footer_keys(console)
+        assert "Filter" in shown and not shown & set(MUTATING_FOOTER), shown
+        footer_text = " ".join(
+            str(w.render()) for w in console.screen.query_one(Footer).query("FooterKey")
+        )
+        assert "Filter" in footer_text and "Revoke" not in footer_text, footer_text
+        await _with_worker(console, pilot, events)  # the Workers pane: + - = a
+        assert not _footer_keys(console) & set(MUTATING_FOOTER)
+        console.clear_notifications()
+        await pilot.press("equals_sign")  # no pause for a thread worker: said at once
+        assert not isinstance(console.screen, NumberFormScreen)
+        assert [n.message for n in console._notifications] == [
+            "read-only: grow or shrink by N, this or all workers is disabled (=)"
+        ]
+        await pilot.press("a")
+        assert not isinstance(console.screen, NumberFormScreen)
+        assert "read-only: set autoscale max,min, this or all workers is disabled (a)" in [
+            n.message for n in console._notifications
+        ]
+        await settle(pilot, console, lambda: len(console.console_screen.runner.action_log) == 2)
+        # said once (no second toast from the audit), and audited as before
+        assert len(console._notifications) == 2
+    lines = audit_lines(mem_settings)
+    assert [(line["action"], line["target"], line["ok"]) for line in lines] == [
+        ("pool_resize", "w1@box", False),
+        ("autoscale", "w1@box", False),
+    ]
+
+
+async def test_read_only_palette_omits_and_help_marks_mutating_commands(mem_settings, mem_app):
+    from tui.ui.screens.help import HelpScreen
+
+    console, _ = make_console(mem_settings, mem_app, read_only=True)
+    async with console.run_test(size=(100, 30)) as pilot:
+        titles = [c.title for c in console.get_system_commands(console.screen)]
+        assert any("Filter" in t for t in titles)
+        for gone in ("Enqueue", "Revoke", "Purge", "Grow every worker"):
+            assert not any(t.startswith(gone) for t in titles), (gone, titles)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(console.screen, HelpScreen)
+        rows = dict(console.screen.rows)
+        assert rows["x"].endswith("(disabled: read-only)")
+        assert rows["/"].startswith("filter") and "disabled" not in rows["/"]

@@ -8,8 +8,10 @@ opens the confirm dialogs, runs each send in a thread worker and shows the outco
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -17,10 +19,12 @@ from celery import Celery
 from afirgen_tasks.routing import QUEUES
 from tui.actions import Actions, Outcome, ReadOnlyRefused, ValidationFailed
 from tui.sources.queue_jobs import QueuedJob
-from tui.ui.commands import PANE_NUMBER
+from tui.ui.commands import PANE_NUMBER, Command, read_only_refusal
 from tui.ui.messages import ActionCompleted
 
 if TYPE_CHECKING:
+    from textual.widget import AwaitMount
+
     from tui.ui.console import ConsoleScreen
 
 #: actions that change what a queue's jobs screen shows
@@ -81,6 +85,22 @@ class ActionRunner:
         elif action == "purge_queue":
             self.purge(target)
 
+    def refuse_read_only(self, command: Command, target: str | None) -> None:
+        """A key that changes the cluster, pressed in read-only mode: say so at once, audit it."""
+        self.screen.notify(read_only_refusal(command), severity="warning", timeout=5)
+        action = command.name
+        if action == "revoke":
+            action = command.action.split("'")[1]  # revoke('kill') -> kill, as when it is sent
+        elif action == "resize":
+            action = "pool_shrink" if "-" in command.action else "pool_grow"
+        elif action == "resize_form":
+            action = "pool_resize"
+        elif action == "purge_queue":
+            action = "purge"
+        elif action == "pause_queue" and target in self.screen.pauses:
+            action = "resume_queue"  # p on a paused queue resumes it
+        self.run(action, target or "-", None, quiet=True)
+
     def _refuse_read_only(self, action: str, target: str) -> bool:
         """In read-only mode: say why (and audit the refusal) instead of acting."""
         if not self.read_only:
@@ -89,39 +109,52 @@ class ActionRunner:
         return True
 
     # ---- enqueue -------------------------------------------------------------------------
-    def enqueue(self) -> None:
-        """Open the enqueue form."""
+    def enqueue(self) -> AwaitMount | None:
+        """Open the enqueue form, filled with the last job sent (if any) to edit or send again.
+
+        Returns what to await for the form to be mounted (None: no form opened)."""
         if self._refuse_read_only("enqueue", "-"):
-            return
+            return None
         if self.celery_app is None:
             self.screen.notify("no broker connection to send jobs to", severity="error")
-            return
+            return None
         from afirgen_tasks.factory import task_names
         from tui.ui.screens.forms import EnqueueScreen
 
         queues = sorted(set(QUEUES) | set(self.screen.queue_rows))
-        self.screen.app.push_screen(
-            EnqueueScreen(self.celery_app, task_names(self.celery_app), queues),
+        return self.screen.app.push_screen(
+            EnqueueScreen(
+                self.celery_app,
+                task_names(self.celery_app),
+                queues,
+                initial=self._last_job_values(),
+            ),
             self._enqueue_chosen,
         )
+
+    def _last_job_values(self) -> dict[str, Any] | None:
+        """The last job sent, as the enqueue form's fields (None before the first send)."""
+        req = self.last_enqueue
+        if req is None:
+            return None
+        values: dict[str, Any] = {
+            "task": req.task,
+            "args": json.dumps(req.args),
+            "kwargs": json.dumps(req.kwargs),
+            "queue": req.queue,
+            "priority": req.priority,
+        }
+        if req.countdown is not None:
+            values["countdown"] = f"{req.countdown:g}"
+        elif req.eta is not None and req.eta > datetime.now(UTC):
+            values["eta"] = req.eta.isoformat(timespec="seconds")
+        return values
 
     def _enqueue_chosen(self, req: Any) -> None:
         if req is None:
             self.screen.notify("enqueue cancelled: nothing sent", timeout=3)
             return
         self.last_enqueue = req
-        self.run("enqueue", req.task, lambda: self.actions.enqueue(req))
-
-    def repeat_enqueue(self) -> None:
-        """Send the previous job again (a new task id)."""
-        if self._refuse_read_only("enqueue", "-"):
-            return
-        if self.last_enqueue is None:
-            self.screen.notify(
-                "nothing to repeat yet: enqueue a job with e first", severity="warning"
-            )
-            return
-        req = self.last_enqueue
         self.run("enqueue", req.task, lambda: self.actions.enqueue(req))
 
     # ---- tasks ---------------------------------------------------------------------------
@@ -359,18 +392,31 @@ class ActionRunner:
 
     # ---- send and show -------------------------------------------------------------------
     def run(
-        self, action: str, target: str, call: Callable[[], Outcome] | None, reinspect: bool = False
+        self,
+        action: str,
+        target: str,
+        call: Callable[[], Outcome] | None,
+        reinspect: bool = False,
+        quiet: bool = False,
     ) -> None:
         """Run an action in a thread worker; the outcome comes back as :class:`ActionCompleted`.
 
         ``call`` None means "refuse": the action layer audits the refusal and says why.
+        ``quiet``: the operator was told already; the outcome is logged, not shown again.
         """
         self.screen.run_worker(
-            lambda: self._send(action, target, call, reinspect), thread=True, group="actions"
+            lambda: self._send(action, target, call, reinspect, quiet),
+            thread=True,
+            group="actions",
         )
 
     def _send(
-        self, action: str, target: str, call: Callable[[], Outcome] | None, reinspect: bool
+        self,
+        action: str,
+        target: str,
+        call: Callable[[], Outcome] | None,
+        reinspect: bool,
+        quiet: bool = False,
     ) -> None:
         # runs in a worker thread: the broker may be slow; the outcome is posted back
         try:
@@ -387,7 +433,7 @@ class ActionRunner:
             outcome = Outcome(
                 False, self.screen.redact(f"{action} failed: {type(exc).__name__}: {exc}")
             )
-        self.screen.post_message(ActionCompleted(action, target, outcome, reinspect))
+        self.screen.post_message(ActionCompleted(action, target, outcome, reinspect, quiet))
 
     def completed(self, message: ActionCompleted) -> None:
         """Show an outcome and bring the panes up to date with what it changed."""
@@ -398,7 +444,8 @@ class ActionRunner:
         if out.replies:
             text += "\n" + "\n".join(f"{h}: {w}" for h, w in sorted(out.replies.items()))
         severity = "information" if out.ok else "warning" if out.warning else "error"
-        screen.notify(screen.redact(text), severity=severity, timeout=6 if out.ok else 10)
+        if not message.quiet or "not audited" in text:
+            screen.notify(screen.redact(text), severity=severity, timeout=6 if out.ok else 10)
         if message.action == "enqueue" and out.ok and out.task_id:
             self._show_enqueued(out.task_id)
         if message.action in ("revoke", "terminate", "kill") and not out.ok and not out.warning:

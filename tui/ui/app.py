@@ -25,7 +25,7 @@ from tui.core.safe_text import visible
 from tui.history import HistoryStore
 from tui.sources.cluster import Sources
 from tui.sources.pause_records import PauseRecordStore
-from tui.ui.commands import PANES, bindings, help_rows, palette_commands
+from tui.ui.commands import PANES, bindings, enabled, help_rows, palette_commands
 from tui.ui.console import ConsoleScreen
 from tui.ui.screens.help import HelpScreen
 from tui.ui.screens.worker_detail import WorkerDetailScreen
@@ -121,11 +121,12 @@ class AfirgenApp(App[None]):
 
     def action_help(self) -> None:
         """Show every key."""
-        self.push_screen(HelpScreen(help_rows()))
+        self.push_screen(HelpScreen(help_rows(read_only=self.read_only)))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for command in palette_commands():
+        # read-only: the commands that change the cluster are left out (the help marks them)
+        for command in palette_commands(read_only=self.read_only):
             # palette titles and help are parsed as markup: escape them
             yield SystemCommand(
                 escape_markup(command.title),
@@ -161,6 +162,9 @@ class AfirgenApp(App[None]):
             await pane.run_action(action)
         else:
             await console.run_action(action)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return enabled(action, self.read_only)
 
     def on_unmount(self) -> None:
         """However the app ends (q, Ctrl+Q, an error, a test's exit): stop the receiver

@@ -114,12 +114,15 @@ COMMANDS: tuple[Command, ...] = (
         "e",
         "enqueue",
         "console",
-        "enqueue a job: task, args, kwargs, queue, priority 1-10, countdown/ETA",
+        "enqueue a job: task, args, kwargs, queue, priority 1-10, countdown/ETA "
+        "(after a send it opens with the last job: edit or send it again)",
         mutating=True,
         show=True,
         footer="Enqueue",
+        # handled as it arrives (not after the key's round trip through the panes), and the
+        # next keys wait until the form is up: a burst "e Tab Tab Tab 1 0 Enter" lands in it
+        priority=True,
     ),
-    Command("R", "R", "repeat_enqueue", "console", "repeat the last enqueued job", mutating=True),
     Command(
         "H",
         "H",
@@ -390,19 +393,56 @@ def bindings(scope: Scope, commands: Iterable[Command] = COMMANDS) -> list[Bindi
     return out
 
 
-def help_rows(commands: Iterable[Command] = COMMANDS) -> list[tuple[str, str]]:
-    """``(keys, what it does)`` for the help screen, in registry order."""
-    return [(c.keys, c.description) for c in commands if c.keys]
+#: How the help marks a command that read-only mode disables.
+READ_ONLY_NOTE = " (disabled: read-only)"
 
 
-def palette_commands(commands: Iterable[Command] = COMMANDS) -> list[Command]:
-    """The commands the palette lists (those with an action to run)."""
-    return [c for c in commands if c.palette and c.action and c.action != "command_palette"]
+def help_rows(
+    commands: Iterable[Command] = COMMANDS, read_only: bool = False
+) -> list[tuple[str, str]]:
+    """``(keys, what it does)`` for the help screen, in registry order; in read-only mode the
+    commands that change the cluster say they are disabled."""
+    return [
+        (c.keys, c.description + (READ_ONLY_NOTE if read_only and c.mutating else ""))
+        for c in commands
+        if c.keys
+    ]
+
+
+def palette_commands(
+    commands: Iterable[Command] = COMMANDS, read_only: bool = False
+) -> list[Command]:
+    """The commands the palette lists (those with an action to run); read-only mode omits the
+    commands that change the cluster."""
+    return [
+        c
+        for c in commands
+        if c.palette
+        and c.action
+        and c.action != "command_palette"
+        and not (read_only and c.mutating)
+    ]
 
 
 def mutating_actions(commands: Iterable[Command] = COMMANDS) -> frozenset[str]:
     """Action names that change the cluster (refused and hidden in read-only mode)."""
     return frozenset(c.name for c in commands if c.mutating)
+
+
+def command_for_key(
+    key: str, focused_pane: str | None, commands: Iterable[Command] = COMMANDS
+) -> Command | None:
+    """The console or pane command ``key`` runs with ``focused_pane`` focused (None: none)."""
+    for c in commands:
+        if c.action and key in c.key.split(",") and c.scope in ("console", focused_pane):
+            return c
+    return None
+
+
+def read_only_refusal(command: Command) -> str:
+    """What the console says when a command that changes the cluster is pressed in read-only."""
+    what = command.description.split(":", 1)[0].split(" (", 1)[0]
+    return f"read-only: {what} is disabled ({command.keys or command.key})"
 
 
 def pane_of_key(key: str, commands: Iterable[Command] = COMMANDS) -> Command | None:
@@ -411,3 +451,12 @@ def pane_of_key(key: str, commands: Iterable[Command] = COMMANDS) -> Command | N
         if c.scope in PANES and key in c.key.split(","):
             return c
     return None
+
+
+_MUTATING = mutating_actions()
+
+
+def enabled(action: str, read_only: bool) -> bool:
+    """For ``check_action``: False (hidden from the footer, not run) for a command that changes
+    the cluster when the console is read-only; the console screen says why on the key press."""
+    return not (read_only and action in _MUTATING)

@@ -36,7 +36,7 @@ from tui.sources.events import CONNECTED, RECONNECTING
 from tui.sources.inspection import InspectionResult
 from tui.sources.queue_lengths import QueueSnapshot
 from tui.ui.action_runner import ActionRunner
-from tui.ui.commands import PANE_NUMBER, PANES, bindings, pane_of_key
+from tui.ui.commands import PANE_NUMBER, PANES, bindings, command_for_key, enabled, pane_of_key
 from tui.ui.history_service import HistoryService
 from tui.ui.lifecycle import while_panes_exist
 from tui.ui.messages import (
@@ -569,6 +569,12 @@ class ConsoleScreen(Screen[None]):
             text.append(" │ READ-ONLY", style="bold yellow")
         self.query_one("#status", Static).update(text)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "enqueue" and isinstance(self.focused, Input):
+            return False  # a priority key: typed into the filter box, it is a letter
+        # read-only: hidden from the footer; on_key refuses the key with a reason
+        return enabled(action, self.afirgen.read_only)
+
     # ---- what the operator asked for -----------------------------------------------------
     def on_command_requested(self, message: CommandRequested) -> None:
         """A pane's key: the runner validates, confirms and sends (or says why not)."""
@@ -658,10 +664,22 @@ class ConsoleScreen(Screen[None]):
             event.stop()
             self.action_escape()
             return
+        focused = self.focused
+        if self.afirgen.read_only:
+            pressed = command_for_key(event.key, focused.id if focused is not None else None)
+            pressed = pressed or pane_of_key(event.key)
+            if pressed is not None and not enabled(pressed.name, read_only=True):
+                # hidden from the footer and refused here, at once, with the reason (and audited)
+                event.stop()
+                event.prevent_default()
+                target = None
+                if pressed.scope in PANES:
+                    target = self.query_one(f"#{pressed.scope}", KeyedTable).cursor_key()
+                self.runner.refuse_read_only(pressed, target)
+                return
         # A pane's key pressed on another pane does nothing there; say where it works
         # rather than leave the operator wondering whether it was sent.
         command = pane_of_key(event.key)
-        focused = self.focused
         if command is not None and (focused is None or focused.id != command.scope):
             self.notify(
                 f"{event.character or event.key} works on the {command.scope.capitalize()} pane: "
@@ -733,13 +751,13 @@ class ConsoleScreen(Screen[None]):
         )
 
     # ---- console-wide commands (keys and palette) ----------------------------------------
-    def action_enqueue(self) -> None:
-        """Open the enqueue form."""
-        self.runner.enqueue()
-
-    def action_repeat_enqueue(self) -> None:
-        """Send the previous job again (a new task id)."""
-        self.runner.repeat_enqueue()
+    async def action_enqueue(self) -> None:
+        """Open the enqueue form (with the last job's values after a send)."""
+        opened = self.runner.enqueue()
+        if opened is not None:
+            # Keys typed in the same burst as ``e`` wait until the form's fields exist: the
+            # App handles its next key only when this action returns.
+            await opened
 
     def action_resize_all(self, delta: int) -> None:
         """Grow or shrink every online worker's pool (command palette)."""

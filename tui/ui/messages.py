@@ -79,12 +79,16 @@ class EventsEnabled(Message):
 class ActionCompleted(Message):
     """A mutating action finished; ``outcome`` says what happened, in words."""
 
-    def __init__(self, action: str, target: str, outcome: Any, reinspect: bool):
+    def __init__(
+        self, action: str, target: str, outcome: Any, reinspect: bool, quiet: bool = False
+    ):
         super().__init__()
         self.action = action
         self.target = target
         self.outcome = outcome
         self.reinspect = reinspect
+        #: the operator was already told (a read-only refusal): log it, do not notify again
+        self.quiet = quiet
 
 
 class CommandRequested(Message):

@@ -22,6 +22,19 @@ from tui.actions import EnqueueRequest, ValidationFailed, describe_parameters, v
 from tui.core.safe_text import data_text, visible
 from tui.ui.widgets.plain_input import PlainInput
 
+
+class FormCheckbox(Checkbox, inherit_bindings=False):
+    """A checkbox in a form: Space toggles it; Enter is left to the form, which submits."""
+
+    BINDINGS = [Binding("space", "toggle_button", "Toggle", show=False)]
+
+
+class FormSelect(Select[str], inherit_bindings=False):
+    """A drop-down in a form: Space or the arrows open it; Enter is left to the form (send)."""
+
+    BINDINGS = [Binding("down,space,up", "show_overlay", "Show menu", show=False)]
+
+
 FORM_CSS = """
 ModalScreen { align: center middle; }
 .form { width: 84; max-width: 96%; height: auto; max-height: 96%; border: round $accent;
@@ -133,7 +146,8 @@ class TypedConfirmScreen(ModalScreen[str | None]):
             yield Static("", classes="error", id="typed-error", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one("#typed", Input).focus()
+        # at once, not later (Widget.focus): keys typed while the form opened follow it
+        self.set_focus(self.query_one("#typed", Input))
 
     @on(Input.Submitted, "#typed")
     def _submitted(self, event: Input.Submitted) -> None:
@@ -156,7 +170,8 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
     DEFAULT_CSS = FORM_CSS
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+s", "submit", "Send"),
+        # Enter sends from any field (the task list opens with Space or the arrows)
+        Binding("ctrl+s,enter", "submit", "Send"),
     ]
 
     FIELDS = ("task", "args", "kwargs", "queue", "priority", "countdown", "eta")
@@ -173,17 +188,23 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
         self.task_names = list(tasks)
         self.queues = list(queues)
         self.initial = initial or {}
+        #: the task whose route queue and priority the form holds
+        self._prefilled_for = ""
         #: field -> the message shown beside it since the last submit
         self.errors: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         first = self.initial.get("task") or (self.task_names[0] if self.task_names else "")
         with VerticalScroll(classes="form") as box:
-            box.border_title = "Enqueue a job"
+            box.border_title = (
+                "Enqueue a job: the last one sent, edit it or send it again"
+                if self.initial
+                else "Enqueue a job"
+            )
             box.border_subtitle = "Enter / Ctrl+S send · Esc cancel"
             with Horizontal(classes="row"):
                 yield Label("Task", classes="field")
-                yield Select(
+                yield FormSelect(
                     [(n.removeprefix("afirgen_tasks."), n) for n in self.task_names],
                     value=first,
                     allow_blank=False,
@@ -213,9 +234,11 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
                 self.query_one(f"#{name}", Input).value = str(self.initial[name])
         task = self.query_one("#task", Select).value
         self._prefill(str(task), keep=True)
-        self.query_one("#args", Input).focus()
+        # at once, not later (Widget.focus): keys typed while the form opened follow it
+        self.set_focus(self.query_one("#args", Input))
 
     def _prefill(self, task: str, keep: bool = False) -> None:
+        self._prefilled_for = task
         route = route_for(task)
         queue, priority = self.query_one("#queue", Input), self.query_one("#priority", Input)
         if not keep or not queue.value:
@@ -224,6 +247,9 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
             priority.value = (
                 str(self.initial.get("priority", route.priority)) if keep else str(route.priority)
             )
+        # an emptied field is refused, never replaced by the default: say which it was
+        queue.placeholder = f"queue (this task's route: {route.queue})"
+        priority.placeholder = f"1-10, 10 = most urgent (this task's default: {route.priority})"
         self.query_one("#params", Static).update(
             f"{task.rsplit('.', 1)[-1]}({describe_parameters(self.celery_app, task)}) → route {route.queue}, "
             f"priority {route.priority}"
@@ -231,7 +257,11 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
 
     @on(Select.Changed, "#task")
     def _task_changed(self, event: Select.Changed) -> None:
-        self._prefill(str(event.value))
+        # The Select also reports the value it was built with, after on_mount: re-filling
+        # then would put the route's queue and priority over what the operator (or the
+        # last job) put there.  Only a different task brings its own route.
+        if str(event.value) != self._prefilled_for:
+            self._prefill(str(event.value))
 
     @on(Input.Submitted)
     def _enter(self) -> None:
@@ -303,7 +333,11 @@ class NumberFormScreen(ModalScreen[dict[str, Any] | None]):
     """A small form of integer fields plus an "all workers" checkbox (pool resize, autoscale)."""
 
     DEFAULT_CSS = FORM_CSS
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        # Enter applies from any field, the checkbox too (Space toggles it)
+        Binding("enter", "submit", "Apply"),
+    ]
 
     def __init__(
         self,
@@ -322,20 +356,25 @@ class NumberFormScreen(ModalScreen[dict[str, Any] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="form") as box:
             box.border_title = data_text(self.title_text)  # a str title would be parsed as markup
-            box.border_subtitle = "Enter apply · Esc cancel"
+            box.border_subtitle = "Enter apply · Space tick · Esc cancel"
             for name, label, initial in self.fields:
                 with Horizontal(classes="row"):
                     yield Label(label, classes="field")
                     yield PlainInput(value=initial, id=name)
             # the target is a worker's hostname: a str label would be parsed as markup
-            yield Checkbox(data_text(f"all workers (not only {self.target})"), id="all")
+            yield FormCheckbox(data_text(f"all workers (not only {self.target})"), id="all")
             yield Static("", classes="error", id="form-error", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one(f"#{self.fields[0][0]}", Input).focus()
+        # at once, not later (Widget.focus): keys typed while the form opened follow it
+        self.set_focus(self.query_one(f"#{self.fields[0][0]}", Input))
 
     @on(Input.Submitted)
     def _submitted(self) -> None:
+        self.action_submit()
+
+    def action_submit(self) -> None:
+        """Check the numbers; on a problem say it and stay open, else close with the values."""
         values: dict[str, int] = {}
         for name, label, _ in self.fields:
             text = self.query_one(f"#{name}", Input).value.strip()

@@ -24,7 +24,7 @@ from tui.core.formatting import (
 from tui.core.ordering import DEFAULT_ORDER, TaskOrder
 from tui.core.safe_text import data_text
 from tui.core.states import STARTED
-from tui.ui.commands import bindings
+from tui.ui.commands import bindings, enabled
 from tui.ui.messages import CommandRequested
 from tui.ui.widgets.keyed_table import KeyedTable
 
@@ -63,6 +63,10 @@ class _CommandPane(KeyedTable):
     """A pane whose keys (from the command registry) ask for something on its highlighted row."""
 
     SCOPE = ""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # read-only: hidden from the footer; the console screen refuses the key with a reason
+        return enabled(action, getattr(self.app, "read_only", False))
 
     def request(self, action: str, *args: object) -> None:
         """Post what the operator asked for; the console screen carries it out."""
