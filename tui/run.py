@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -44,6 +45,7 @@ def run_console(args: argparse.Namespace) -> int:
     """Open the console for ``args``; returns the process exit code."""
     sandbox = None
     banner = ""
+    said_stopping = False
     try:
         if args.demo:
             if args.broker:
@@ -61,7 +63,7 @@ def run_console(args: argparse.Namespace) -> int:
             os.environ.update(sandbox.env)
             banner = (
                 f"demo sandbox: {sandbox.redis_kind} on port {sandbox.redis_port}, 2 workers, "
-                "a job every ~0.3 s — everything stops when you quit"
+                f"a job every ~0.3 s; {sandbox.failure_note()} — everything stops when you quit"
             )
         if args.broker:
             # Celery reads $CELERY_BROKER_URL itself (it beats its config): make both agree.
@@ -101,14 +103,32 @@ def run_console(args: argparse.Namespace) -> int:
             read_only=args.read_only,
             banner=banner,
             history=history,
+            quit_note="stopping the demo sandbox…" if sandbox is not None else "",
         )
-        try:
-            app.run()
-        finally:
+
+        def after_app() -> None:
+            nonlocal said_stopping
+            if sandbox is not None:
+                # the moment the screen is restored, not seconds later
+                print("afirgen-tui: stopping the demo sandbox…", file=sys.stderr, flush=True)
+                said_stopping = True
             sources.stop()
             app.console_screen.history.close()
             if history is not None:
                 history.close()
+            if sandbox is not None:
+                # Now, inside the event loop: asyncio.run() then waits for the thread
+                # workers (an inspect waits out its reply timeout), which a stopped broker
+                # ends at once instead of seconds later.
+                sandbox.stop()
+
+        async def run_app() -> None:
+            try:
+                await app.run_async()
+            finally:
+                after_app()
+
+        asyncio.run(run_app())
         # Textual sets return_code 1 when an unhandled exception ended the app (it has
         # printed the traceback): a crash must not look like a quit to scripts and systemd
         return app.return_code or 0
@@ -116,5 +136,6 @@ def run_console(args: argparse.Namespace) -> int:
         return 130
     finally:
         if sandbox is not None:
-            print("afirgen-tui: stopping the demo sandbox…", file=sys.stderr)
+            if not said_stopping:
+                print("afirgen-tui: stopping the demo sandbox…", file=sys.stderr, flush=True)
             sandbox.stop()

@@ -20,6 +20,7 @@ __all__ = [
     "Term",
     "parse_prio_spec",
     "parse_query",
+    "prio_scale_errors",
 ]
 
 _LOWER: dict[str, str] = {}
@@ -154,6 +155,17 @@ def parse_prio_spec(spec: str) -> list[tuple] | None:
     return alts
 
 
+def prio_scale_errors(alts: list[tuple]) -> list[str]:
+    """Each number in ``prio:`` alternatives outside the operator's scale, 1–10, named
+    (``prio:11`` matches nothing: say so rather than show an empty pane)."""
+    out: list[str] = []
+    for _op, *nums in alts:
+        for n in nums:
+            if not 1 <= n <= 10 and f"priority {n} is outside 1–10" not in out:
+                out.append(f"priority {n} is outside 1–10")
+    return out
+
+
 def _prio_pred(spec: str) -> _Pred | None:
     alts = parse_prio_spec(spec)
     if alts is None:
@@ -231,6 +243,8 @@ class TaskFilter:
                 if pred is None:
                     self.errors.append(f"bad priority in {term!r}")
                     pred = _never
+                else:
+                    self.errors.extend(prio_scale_errors(parse_prio_spec(value) or []))
                 preds.append(pred)
             elif fieldname == "uuid":
                 preds.append(_uuid_pred(needles))
@@ -312,6 +326,7 @@ def parse_query(text: str) -> SearchQuery:
                 errors.append(f"bad priority in {term!r}")
                 never = True
                 continue
+            errors.extend(prio_scale_errors(alts))
             terms.append(Term("prio", needles, alts))
         else:
             terms.append(Term(kind, needles))

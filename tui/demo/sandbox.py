@@ -32,6 +32,15 @@ from pathlib import Path
 from typing import Any
 
 DEMO_WORKERS = ("demo-a", "demo-b")
+#: Share of the generated jobs that ask for a report on an FIR that does not exist: they
+#: fail at once (FAILURE, no retry) — on purpose, so the console has failures to show.
+FAILING_REPORT_SHARE = 0.06
+#: Share of SMTP sessions the demo mail sink refuses with 421: those e-mail jobs RETRY.
+SMTP_REFUSE_RATE = 0.15
+#: Share of the generated jobs that send e-mail (through the sink).
+EMAIL_SHARE = 0.40
+#: Seconds the workers get to finish a job before they are killed when the demo stops.
+STOP_GRACE_S = 1.0
 
 
 def _die_with_parent() -> None:
@@ -118,7 +127,7 @@ class SMTPSink(socketserver.ThreadingTCPServer):
     def __init__(
         self,
         delay: tuple[float, float] = (0.3, 3.0),
-        refuse_rate: float = 0.15,
+        refuse_rate: float = SMTP_REFUSE_RATE,
         seed: int | None = None,
     ):
         super().__init__(("127.0.0.1", 0), _SinkHandler)
@@ -163,6 +172,17 @@ class Sandbox:
         self.send_errors = 0
         self.last_send_error = ""
 
+    @staticmethod
+    def failure_note() -> str:
+        """What the sandbox breaks on purpose, for the banner (so its failures are not read
+        as real ones)."""
+        every = round(1 / FAILING_REPORT_SHARE)
+        return (
+            f"failures are injected on purpose: about 1 job in {every} is generate_pdf_report "
+            f"for an FIR that does not exist (FAILURE), and the demo mail sink refuses "
+            f"~{SMTP_REFUSE_RATE:.0%} of e-mails with 421 (send_* e-mail jobs RETRY)"
+        )
+
     # ---- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> Sandbox:
         self.start()
@@ -194,16 +214,22 @@ class Sandbox:
     def stop(self) -> None:
         """Stop everything started, leave no processes or files behind (idempotent)."""
         self._stop.set()
-        if self._generator is not None:
-            self._generator.join(timeout=3)
-        for proc in self._workers:
-            _terminate(proc, sig=signal.SIGTERM, timeout=6)
+        # the mail sink's serve loop takes up to half a second to notice: meanwhile, the workers
+        smtp, self._smtp = self._smtp, None
+        smtp_stopped = threading.Thread(target=smtp.stop, daemon=True) if smtp else None
+        if smtp_stopped is not None:
+            smtp_stopped.start()
+        # Every worker is told at once and they share one short deadline (they were stopped
+        # one after another, each waiting out its running job: 5-6 s to get the shell back);
+        # a demo job is not worth waiting for.
+        _terminate_all(self._workers, grace=STOP_GRACE_S)
         self._workers.clear()
-        if self._smtp is not None:
-            self._smtp.stop()
-            self._smtp = None
+        if self._generator is not None:
+            self._generator.join(timeout=1)
+        if smtp_stopped is not None:
+            smtp_stopped.join(timeout=2)
         if self._redis_proc is not None:
-            _terminate(self._redis_proc, sig=signal.SIGTERM, timeout=3)
+            _terminate_all([self._redis_proc], grace=1.0)
             self._redis_proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -344,6 +370,7 @@ class Sandbox:
         fir = rng.choice(fir_ids)
         priority = rng.randint(1, 10)
         roll = rng.random()
+        # the shares below add up to EMAIL_SHARE (0.40) and FAILING_REPORT_SHARE (0.06)
         if roll < 0.30:
             app.send_task(
                 "afirgen_tasks.email.send_fir_confirmation_email",
@@ -364,7 +391,7 @@ class Sandbox:
             app.send_task(
                 "afirgen_tasks.reports.generate_pdf_report", args=[fir], priority=priority
             )
-        elif roll < 0.66:
+        elif roll < 0.60 + FAILING_REPORT_SHARE:
             # an FIR that does not exist: fails at once, no retry
             app.send_task(
                 "afirgen_tasks.reports.generate_pdf_report",
@@ -395,15 +422,22 @@ class Sandbox:
             )
 
 
-def _terminate(proc: subprocess.Popen[bytes], sig: int, timeout: float) -> None:
-    """Signal ``proc``'s process group, wait, then SIGKILL what is left."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
+def _terminate_all(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
+    """SIGTERM every process group at once, wait up to ``grace`` seconds for all of them
+    together, then SIGKILL the groups still there (a worker's pool children too)."""
+    alive = [p for p in procs if p.poll() is None]
+    for proc in alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in alive:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.0, deadline - time.monotonic()))
+    late = [p for p in alive if p.poll() is None]
+    for proc in late:
+        # the whole group: the worker's pool processes go with it
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(3)
+    for proc in late:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(3)

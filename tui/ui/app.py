@@ -9,6 +9,7 @@ read data as markup.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -48,6 +49,7 @@ class AfirgenApp(App[None]):
         banner: str = "",
         autostart: bool = True,
         history: HistoryStore | None = None,
+        quit_note: str = "",
     ):
         super().__init__()
         self.settings = settings
@@ -55,6 +57,8 @@ class AfirgenApp(App[None]):
         self.celery_app = celery_app
         self.read_only = read_only or settings.console_read_only
         self.banner = banner
+        #: said on screen the moment q is pressed (the demo: its sandbox is stopped next)
+        self.quit_note = quit_note
         #: False in screen tests: no timers or polls start, the test calls ``tick()`` itself
         self.autostart = autostart
         #: the persisted history (None: no persistence); the console screen writes and reads it
@@ -173,7 +177,11 @@ class AfirgenApp(App[None]):
         self.console_screen.history.close()
 
     async def action_quit(self) -> None:
-        """Stop the sources, flush the history and leave."""
-        self.sources.stop()
+        """Say what happens next, stop the sources, flush the history and leave."""
+        if self.quit_note:
+            self.notify(self.quit_note, timeout=30)
+        # The receiver thread takes up to a second to stop: wait for it off the event loop,
+        # so the screen shows the note (and stays drawn) meanwhile.
+        await asyncio.to_thread(self.sources.stop)
         self.console_screen.history.close()
         self.exit()

@@ -554,12 +554,18 @@ class ConsoleScreen(Screen[None]):
         # rows) or by the model itself
         boundary = self.sources.boundary
         bad = m.events_skipped + m.events_unknown + boundary.invalid
-        if bad or m.fields_clipped or boundary.cleaned:
-            text.append(
-                f" │ {bad:,} bad/unknown events skipped, {m.fields_clipped:,} fields clipped, "
-                f"{boundary.cleaned:,} cleaned",
-                style="yellow",
+        # each counter only when it has counted something ("0 … skipped" reads as a problem)
+        counters = [
+            f"{n:,} {what}"
+            for n, what in (
+                (bad, "bad/unknown events skipped"),
+                (m.fields_clipped, "fields clipped"),
+                (boundary.cleaned, "cleaned"),
             )
+            if n
+        ]
+        if counters:
+            text.append(f" │ {', '.join(counters)}", style="yellow")
         reconnects = self.sources.status.connects - 1
         if reconnects > 0:
             text.append(f" │ reconnected {reconnects}×", style="yellow")

@@ -138,6 +138,24 @@ class QueuesPane(_CommandPane):
 HB_WIDTH = 5
 #: "4 (auto 1–4)" fits; two-digit bounds drop the word ("12 (10–20)").
 CONC_WIDTH = 12
+#: The Workers pane's Queues column: fits at 120 columns beside the others.
+QUEUES_WIDTH = 20
+
+
+def queues_text(queues: Iterable[object] | None, width: int) -> str:
+    """A worker's queues in ``width`` cells: as many names as fit, then ``+N`` for the rest
+    (``default,email,+1``), so a cut column never hides that there are more."""
+    names = [str(q) for q in queues or ()]
+    if not names:
+        return "-"
+    for shown in range(len(names), 0, -1):
+        text = ",".join(names[:shown])
+        if shown < len(names):
+            text += f",+{len(names) - shown}"
+        if len(text) <= width:
+            return text
+    more = f",+{len(names) - 1}" if len(names) > 1 else ""
+    return names[0][: max(1, width - len(more) - 1)] + "…" + more
 
 
 class WorkersPane(_CommandPane):
@@ -173,7 +191,7 @@ class WorkersPane(_CommandPane):
         self.add_column("Fail", width=4, key="failed")
         self.add_column("HB", width=HB_WIDTH, key="hb")
         self.add_column("Load", width=14, key="load")
-        self.add_column("Queues", width=40, key="queues")
+        self.add_column("Queues", width=QUEUES_WIDTH, key="queues")
 
     def __init__(self, **kwargs: object):
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -226,7 +244,7 @@ class WorkersPane(_CommandPane):
             ),
             Text(age(getattr(w, "last_heartbeat", None), now, HB_WIDTH), justify="right"),
             Text(" ".join(f"{x:.2f}" for x in load[:3]) if load else "-"),
-            data_text(",".join(map(str, queues)) if queues else "-"),
+            data_text(queues_text(queues, QUEUES_WIDTH)),
         ]
 
 
