@@ -45,6 +45,7 @@ QUEUE_NAMES: tuple[str, ...] = ("default", "email", "reports", "analytics", "cle
 SECTIONS: tuple[str, ...] = (
     "celery",
     "sentinel",
+    "rabbitmq",
     "paths",
     "smtp",
     "console",
@@ -436,6 +437,12 @@ class Settings(BaseSettings):
         2.0, gt=0, le=60, validation_alias=_env("sentinel_socket_timeout")
     )
 
+    # ---- [rabbitmq] -----------------------------------------------------------------
+    #: The RabbitMQ management HTTP API (reserved counts, queue discovery), e.g.
+    #: ``http://monitor:pw@rabbit.internal:15672``.  Empty: derived from the broker URL (its
+    #: host on port 15672, https on 15671 for amqps://, the broker's user and password).
+    rabbitmq_management_url: str = Field("", validation_alias=_env("rabbitmq_management_url"))
+
     # ---- [tls] ----------------------------------------------------------------------
     tls_ca_certs: str = Field("", validation_alias=_env("tls_ca_certs"))
     tls_certfile: str = Field("", validation_alias=_env("tls_certfile"))
@@ -570,6 +577,16 @@ class Settings(BaseSettings):
                 " percent-encode it in the password (/ as %2F, ? as %3F, # as %23; an @ in a path or"
                 " query as %40)"
             )
+        return value
+
+    @field_validator("rabbitmq_management_url")
+    @classmethod
+    def _management_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and value.split("://", 1)[0].lower() not in {"http", "https"}:
+            raise ValueError("must be an http:// or https:// URL like http://host:15672")
+        if (ch := raw_delimiter_in_credentials(value)) is not None:
+            raise ValueError(f"the credentials hold a raw {ch!r}: percent-encode it")
         return value
 
     @field_validator("sentinel_master_name")
@@ -740,7 +757,11 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value these settings hold, for leak tests and scrubbing."""
         found = [self.smtp_password.get_secret_value(), self.sentinel_password.get_secret_value()]
-        for url in (self.celery_broker_url, self.celery_result_backend):
+        for url in (
+            self.celery_broker_url,
+            self.celery_result_backend,
+            self.rabbitmq_management_url,
+        ):
             found.extend(url_secrets(url))
         return [s for s in found if s]
 

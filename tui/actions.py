@@ -780,8 +780,8 @@ class Actions:
 
         The consumers are asked live (``active_queues``), after the attempt is audited; the
         outcome line lists them.  The record is written before the command goes out (a record
-        that cannot be written: nothing is sent).  On a broker that is not Redis there is no
-        record: the queue is paused all the same and the outcome says so.
+        that cannot be written: nothing is sent).  On a broker that keeps no record (neither
+        Redis nor RabbitMQ) the queue is paused all the same and the outcome says so.
         """
         params: dict[str, Any] = {"workers": "the consumers at pause time"}
 

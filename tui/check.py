@@ -41,6 +41,7 @@ from afirgen_tasks.settings import (
     url_secrets,
 )
 
+from .sources.amqp_queues import AmqpQueuePoller
 from .sources.queue_lengths import (
     QueueSnapshot,
     make_queue_poller,
@@ -270,13 +271,62 @@ def backlog_results(snapshot: QueueSnapshot, settings: Settings) -> list[CheckRe
             status, level = WARN, f"over warn threshold {warn}"
         else:
             status, level = OK, f"warn > {warn}, fail > {fail}"
-        detail = f"{queue.waiting} waiting, {queue.reserved} reserved ({level})"
+        reserved = "reserved unknown" if queue.reserved is None else f"{queue.reserved} reserved"
+        detail = f"{queue.waiting} waiting, {reserved} ({level})"
+        if not queue.declared:
+            detail = f"not declared on the broker: 0 waiting ({level})"
         results.append(
             CheckResult(
                 f"backlog[{name}]", status, detail, value=queue.waiting, threshold=threshold
             )
         )
     return results
+
+
+def _broker_counts_consumers(snapshot: QueueSnapshot) -> bool:
+    return bool(snapshot.queues) and all(q.consumers is not None for q in snapshot.queues.values())
+
+
+def _queues_result_from_broker(snapshot: QueueSnapshot, configured: Sequence[str]) -> CheckResult:
+    """Every configured queue has a consumer, as the broker counts them (AMQP)."""
+    value = {
+        q: (snapshot.queues[q].consumers or 0) if q in snapshot.queues else 0 for q in configured
+    }
+    unconsumed = [q for q in configured if not value[q]]
+    if unconsumed:
+        undeclared = {
+            q for q in unconsumed if q in snapshot.queues and not snapshot.queues[q].declared
+        }
+        names = [f"{q} (not declared)" if q in undeclared else q for q in unconsumed]
+        return CheckResult(
+            "queues",
+            FAIL,
+            f"no consumer on {len(unconsumed)} queue(s): {', '.join(names)} (broker's count)",
+            value=value,
+            threshold=1,
+        )
+    return CheckResult(
+        "queues",
+        OK,
+        f"all {len(configured)} queues have a consumer (broker's count)",
+        value=value,
+        threshold=1,
+    )
+
+
+def _reserved_source(poller: AmqpQueuePoller, snapshot: QueueSnapshot) -> CheckResult:
+    """Where reserved (unacked) counts come from on RabbitMQ, or why there are none."""
+    if snapshot.notice:
+        return CheckResult("reserved", OK, f"not counted: {snapshot.notice}")
+    if poller.management is None:
+        return CheckResult("reserved", OK, "not counted: no management API configured")
+    return CheckResult(
+        "reserved",
+        OK,
+        f"{snapshot.unacked} reserved, from the RabbitMQ management API at "
+        f"{poller.management.endpoint.shown}",
+        value=snapshot.unacked,
+    )
 
 
 def busy_result(
@@ -529,12 +579,15 @@ def _run_checks(
     )
 
     # 2. What Redis tells us directly: the live workers' mailboxes and the queue lengths.
+    # (on RabbitMQ: passive declares for waiting and consumers, the management API for reserved)
     poller = make_queue_poller(
         app,
         client,
         settings=settings,
         configured_queues=configured,
         broker_url=settings.celery_broker_url,
+        socket_connect_timeout=budget.socket_timeout(),
+        socket_timeout=min(budget.socket_timeout(), KNOWN_WORKER_WAIT_S),
     )
     try:
         if client is not None:
@@ -547,6 +600,8 @@ def _run_checks(
     finally:
         if client is not None:
             client.close()
+        if isinstance(poller, AmqpQueuePoller):
+            poller.close()
 
     # 3. Remote control, events and the result backend, in parallel.
     if expected is None:
@@ -636,13 +691,18 @@ def _run_checks(
         checks.append(_workers_result(replies, settings.check_min_workers, expected))
 
     queues, error = outcome("active_queues")
-    if error:
+    if snapshot is not None and snapshot.available and _broker_counts_consumers(snapshot):
+        # the broker's own count (AMQP): a consumer that is not a Celery worker counts too
+        checks.append(_queues_result_from_broker(snapshot, configured))
+    elif error:
         checks.append(CheckResult("queues", FAIL, f"inspect active_queues failed: {error}"))
     else:
         checks.append(_queues_result(queues, configured))
 
     if snapshot is not None and snapshot.available:
         checks.extend(backlog_results(snapshot, settings))
+        if isinstance(poller, AmqpQueuePoller):
+            checks.append(_reserved_source(poller, snapshot))
     elif snapshot is not None:
         checks.append(CheckResult("backlog", OK, f"not checked: {snapshot.error}"))
     else:

@@ -675,3 +675,30 @@ async def test_rows_added_in_one_step_behave_like_add_row(console):
         tasks.drop_many(["k1"])
         await pilot.pause()
         assert tasks.row_count == 1 and tasks.get_row_index("k2") == 0
+
+
+async def test_queues_pane_on_rabbitmq_bands_and_reserved_unknown_not_zero(console, sources):
+    """RabbitMQ: waiting and consumers are the broker's, bands and reserved are ``-``."""
+    async with console.run_test(size=(100, 30)) as pilot:
+        notice = "reserved counts need the RabbitMQ management API (not reachable at http://h:15672: refused)"
+        sources.queue_poll = QueueSnapshot.of(
+            [
+                QueueLength("email", 12, {}, None, bands_known=False, consumers=2),
+                QueueLength("reports", 0, {}, None, bands_known=False, consumers=0, declared=False),
+            ],
+            taken_at=time.time(),
+            notice=notice,
+        )
+        for _ in range(3):
+            console.console_screen.poll_queues()
+            await console.workers.wait_for_complete()
+            await pilot.pause()
+        pane = console.query_one("#queues", QueuesPane)
+        assert cell_text(pane, "email", "waiting") == "12"
+        assert [cell_text(pane, "email", c) for c in ("urgent", "normal", "low")] == ["-"] * 3
+        assert cell_text(pane, "email", "reserved") == "-"
+        assert cell_text(pane, "email", "consumers") == "2"  # the broker's count, no worker known
+        assert cell_text(pane, "reports", "waiting") == "-"
+        assert cell_text(pane, "reports", "trend") == "undeclared"
+        assert "P-bands -" in str(pane.border_subtitle) and "Rsv -" in str(pane.border_subtitle)
+        assert [n.message for n in console._notifications].count(notice) == 1

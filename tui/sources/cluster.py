@@ -65,7 +65,8 @@ class Sources(Protocol):
 
 
 class BrokerSources:
-    """The real sources: Celery's event receiver thread, the Redis queue poller, inspect, the backend."""
+    """The real sources: Celery's event receiver thread, the queue poller (Redis or AMQP),
+    inspect, the backend."""
 
     def __init__(self, settings: Settings, app: Celery, scrub: Any = None):
         self.settings = settings
@@ -88,11 +89,16 @@ class BrokerSources:
     def stop(self) -> None:
         """Stop the receiver thread and close broker connections."""
         self.events.stop()
-        for holder in (self._poller, self._locator, self._jobs):
-            client = getattr(holder, "client", None)
-            if client is not None:
+        for closable in (
+            getattr(self._poller, "client", None),  # Redis
+            getattr(self._locator, "client", None),
+            getattr(self._jobs, "client", None),
+            self._poller if hasattr(self._poller, "declarer") else None,  # AMQP
+            self._pause_store if hasattr(self._pause_store, "declarer") else None,
+        ):
+            if closable is not None:
                 try:
-                    client.close()
+                    closable.close()
                 except Exception:
                     pass
 
@@ -194,6 +200,9 @@ class BrokerSources:
                 )
             if not self._pause_store.available:
                 return {}
+            if self._poller is not None and hasattr(self._pause_store, "note_queues"):
+                # AMQP cannot list queues: look for the records of every queue polled
+                self._pause_store.note_queues(self._poller.queues)
             return self._pause_store.read_all(self.boundary.inspect)
         except Exception:
             return None

@@ -5,14 +5,23 @@ value = JSON ``{"workers": [...], "paused_at": epoch, "by": "user"}``.  Written 
 that pauses, deleted by the one that resumes, read by every console on its ``inspect`` round,
 so a pause survives a console restart and a second console sees it.
 
-On a broker that is not Redis there is nowhere to keep it: :attr:`PauseRecordStore.available`
-is False and :attr:`PauseRecordStore.why_not` says so.  Blocking network I/O: call from a
-thread worker.
+On RabbitMQ (:class:`AmqpPauseRecordStore`) each record is the one message of a durable queue
+of its own in the broker's vhost, ``afirgen.paused.<queue>``, declared with ``x-max-length 1``:
+publishing a new record replaces the old one in one broker operation (drop-head), resuming
+deletes the queue (one operation), the message is persistent (it survives a broker restart),
+and a second console reads it as the first does (a ``basic_get`` that rejects the message back
+at once).  On other brokers there is nowhere to keep it: :attr:`PauseRecordStore.available` is
+False and :attr:`PauseRecordStore.why_not` says so.  Blocking network I/O: call from a thread
+worker.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
+import time
+from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery
@@ -46,6 +55,10 @@ class PauseRecordStore:
         url = (settings.celery_broker_url if settings is not None else None) or (
             app.conf.broker_write_url or ""
         )
+        from tui.sources.amqp_queues import is_amqp_url
+
+        if is_amqp_url(url):
+            return AmqpPauseRecordStore.for_amqp(app, settings, timeout)
         if not is_redis_url(url):
             scheme = url.split("://", 1)[0] or "unknown"
             return cls(None, why_not=f"pause records need a Redis broker (this one is {scheme})")
@@ -92,3 +105,179 @@ class PauseRecordStore:
     def delete(self, queue: str) -> None:
         """Forget the pause of ``queue``."""
         self._client().hdel(self.key, queue)
+
+
+#: Arguments of every record queue: one message at most, a new one pushes the old one out.
+RECORD_QUEUE_ARGUMENTS: dict[str, Any] = {"x-max-length": 1, "x-overflow": "drop-head"}
+#: A record read finds its queue non-empty yet gets nothing (another console holds the
+#: message for the instant of its own read): tries before the read is given up.
+BUSY_TRIES = 5
+
+
+def record_queue_name(queue: str) -> str:
+    """The RabbitMQ queue holding ``queue``'s pause record (AMQP names are at most 255 bytes:
+    a longer one is named by its digest; the record itself carries the queue's name)."""
+    from tui.sources.amqp_queues import PAUSE_RECORD_PREFIX
+
+    name = PAUSE_RECORD_PREFIX + queue
+    if len(name.encode()) <= 255:
+        return name
+    return (
+        PAUSE_RECORD_PREFIX
+        + "sha1."
+        + hashlib.sha1(queue.encode(), usedforsecurity=False).hexdigest()
+    )
+
+
+class RecordBusy(Exception):
+    """A record queue held a message that could not be read now (being read elsewhere)."""
+
+
+class AmqpPauseRecordStore(PauseRecordStore):
+    """Pause records on RabbitMQ: one durable ``x-max-length 1`` queue per paused queue.
+
+    ``queues`` names the queues whose records :meth:`read_all` looks for (AMQP cannot list
+    queues): the configured ones, plus those :meth:`note_queues` adds (the management API's
+    listing, when it answers, names the record queues directly).  Thread-safe (one lock
+    around the channel: the console's action workers may share a store).
+    """
+
+    def __init__(
+        self,
+        connect: Any,
+        queues: Iterable[str] = (),
+        management: Any = None,
+    ) -> None:
+        super().__init__(client=None)
+        from tui.sources.amqp_queues import PassiveDeclarer
+
+        self.declarer = PassiveDeclarer(connect)
+        self.management = management
+        self._known: set[str] = set(queues)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_amqp(cls, app: Celery, settings: Any, timeout: float) -> AmqpPauseRecordStore:
+        """The store on ``app``'s RabbitMQ vhost."""
+        from tui.sources.amqp_queues import amqp_connection, management_client
+
+        queues = [q.name for q in (app.conf.task_queues or ())]
+        management = management_client(settings, timeout) if settings is not None else None
+        return cls(lambda: amqp_connection(app, timeout), queues, management)
+
+    @property
+    def available(self) -> bool:
+        """Always: RabbitMQ keeps the records in queues of their own."""
+        return True
+
+    def note_queues(self, queues: Iterable[str]) -> None:
+        """More queues whose records :meth:`read_all` looks for."""
+        self._known.update(queues)
+
+    def _candidates(self) -> list[str]:
+        from tui.sources.amqp_queues import PAUSE_RECORD_PREFIX, ManagementUnreachable
+
+        names = set(self._known)
+        if self.management is not None:
+            try:
+                listed = self.management.queues()
+            except ManagementUnreachable:
+                listed = {}
+            strip = len(PAUSE_RECORD_PREFIX)
+            names.update(n[strip:] for n in listed if n.startswith(PAUSE_RECORD_PREFIX))
+        return sorted(names)
+
+    def _read_locked(self, queue: str, tally: Tally) -> PauseRecord | None:
+        answer = self.declarer.declare(record_queue_name(queue))
+        if answer is None or answer[0] == 0:
+            return None
+        channel = self.declarer.channel()
+        newest: PauseRecord | None = None
+        for _attempt in range(BUSY_TRIES):
+            held = []
+            try:
+                while (
+                    message := channel.basic_get(record_queue_name(queue), no_ack=False)
+                ) is not None:
+                    held.append(message)
+                    if len(held) >= 8:  # more than one only while a replacement settles
+                        break
+            finally:
+                for message in held:
+                    channel.basic_reject(message.delivery_tag, requeue=True)
+            for message in held:
+                record = self._record_of(queue, message.body, tally)
+                if record is not None and (newest is None or record.paused_at >= newest.paused_at):
+                    newest = record
+            if held:
+                return newest
+            time.sleep(0.02 * (_attempt + 1))
+        raise RecordBusy(f"the pause record of {queue} is being read elsewhere")
+
+    @staticmethod
+    def _record_of(queue: str, body: Any, tally: Tally) -> PauseRecord | None:
+        try:
+            data = json.loads(body)
+        except (TypeError, ValueError, RecursionError):
+            tally.skip("pause record: not JSON")
+            return None
+        if not isinstance(data, dict) or data.get("queue", queue) != queue:
+            tally.skip("pause record: for another queue")
+            return None
+        return clean_pause_record(queue, body, tally)
+
+    def read_all(self, tally: Tally | None = None) -> dict[str, PauseRecord]:
+        """Every record of the known queues (cleaned; a bad one is counted and skipped).
+
+        Raises :class:`RecordBusy` (or a connection error) when one could not be read: the
+        caller keeps what it had rather than show a pause gone.
+        """
+        tally = tally if tally is not None else Tally()
+        out: dict[str, PauseRecord] = {}
+        candidates = self._candidates()
+        with self._lock:
+            for queue in candidates:
+                record = self._read_locked(queue, tally)
+                if record is not None:
+                    out[queue] = record
+        return out
+
+    def read(self, queue: str, tally: Tally | None = None) -> PauseRecord | None:
+        """The record of ``queue``, or None."""
+        with self._lock:
+            return self._read_locked(queue, tally if tally is not None else Tally())
+
+    def put(self, record: PauseRecord) -> None:
+        """Keep ``record``: declare its queue (durable) and publish it, confirmed, persistent."""
+        import amqp
+
+        value = {
+            "queue": record.queue,
+            "workers": list(record.workers),
+            "paused_at": record.paused_at,
+            "by": record.by,
+        }
+        name = record_queue_name(record.queue)
+        self.note_queues([record.queue])
+
+        def publish(channel: Any) -> None:
+            channel.queue_declare(
+                queue=name, durable=True, auto_delete=False, arguments=RECORD_QUEUE_ARGUMENTS
+            )
+            message = amqp.Message(
+                json.dumps(value), content_type="application/json", delivery_mode=2
+            )
+            # waits for the broker's ack: the record is on disk before the pause is sent
+            channel.basic_publish_confirm(message, exchange="", routing_key=name)
+
+        with self._lock:
+            self.declarer.run(publish)
+
+    def delete(self, queue: str) -> None:
+        """Forget the pause of ``queue`` (delete its record queue)."""
+        with self._lock:
+            self.declarer.run(lambda channel: channel.queue_delete(queue=record_queue_name(queue)))
+
+    def close(self) -> None:
+        """Close the AMQP connection."""
+        self.declarer.close()

@@ -21,11 +21,14 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from afirgen_tasks.priority import MAX_PRIORITY, MIN_PRIORITY, from_wire, redis_step_key
+
+if TYPE_CHECKING:
+    from tui.sources.amqp_queues import AmqpQueuePoller
 
 #: kombu's binding-table key prefix (``Channel.keyprefix_queue``).
 BINDING_PREFIX = "_kombu.binding."
@@ -82,6 +85,13 @@ class QueueLength:
     #: of that priority's list (the oldest there: kombu LPUSHes and pops from the right).
     #: The identity is the message's delivery tag, else a digest of the tail bytes read.
     tails: dict[int, str] = field(default_factory=dict)
+    #: False when the broker keeps no count per priority (RabbitMQ): ``by_priority`` is then
+    #: empty and every band is unknown, never 0
+    bands_known: bool = True
+    #: consumers the broker counts on the queue (AMQP passive declare); None: not read here
+    consumers: int | None = None
+    #: False when the broker has no such queue (AMQP: nobody declared it yet)
+    declared: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +113,9 @@ class QueueSnapshot:
     available: bool = True
     error: str = ""
     supported: bool = True
+    #: a standing remark about the numbers, said once by the console (e.g. reserved counts
+    #: need the RabbitMQ management API, not reachable at ...)
+    notice: str = ""
 
     @classmethod
     def of(cls, queues: Iterable[QueueLength], **fields: Any) -> QueueSnapshot:
@@ -429,8 +442,9 @@ def make_queue_poller(
     socket_connect_timeout: float = 5.0,
     socket_timeout: float = 5.0,
     **kwargs: Any,
-) -> QueueLengthPoller | UnavailableQueuePoller:
-    """The poller for ``app``'s broker: a :class:`QueueLengthPoller` on Redis, else an
+) -> QueueLengthPoller | UnavailableQueuePoller | AmqpQueuePoller:
+    """The poller for ``app``'s broker: a :class:`QueueLengthPoller` on Redis, an
+    :class:`~tui.sources.amqp_queues.AmqpQueuePoller` on RabbitMQ (with ``settings``), else an
     :class:`UnavailableQueuePoller`.  Queues default to the app's ``task_queues``; the URL to
     ``settings.celery_broker_url`` (Celery's own conf would prefer ``$CELERY_BROKER_URL``)."""
     from .redis_conn import is_redis_url, redis_client
@@ -443,6 +457,10 @@ def make_queue_poller(
         )
     url = broker_url or ""
     if client is None:
+        from .amqp_queues import is_amqp_url, make_amqp_poller
+
+        if is_amqp_url(url) and app is not None and settings is not None:
+            return make_amqp_poller(app, settings, configured_queues, socket_timeout)
         if not is_redis_url(url):
             scheme = url.split("://", 1)[0] or "unknown"
             return UnavailableQueuePoller(configured_queues, f"{NOT_AVAILABLE} ({scheme})")

@@ -95,6 +95,11 @@ class ConsoleScreen(Screen[None]):
             lambda: collections.deque(maxlen=TREND_POINTS)
         )
         self.last_poll: QueueSnapshot | None = None
+        #: queue -> consumers as the broker counts them (AMQP passive declare)
+        self._broker_consumers: dict[str, int] = {}
+        #: what the last poll could not count, for the Queues pane's subtitle
+        self.queues_note = ""
+        self._notice_said = ""
         self.last_inspection: InspectionResult | None = None
         self.events_applied = 0
         self.tick_count = 0
@@ -338,6 +343,11 @@ class ConsoleScreen(Screen[None]):
                     dict(q.by_priority),
                     q.reserved,
                 )
+                row.bands_known, row.declared = q.bands_known, q.declared
+                if q.consumers is not None:
+                    self._broker_consumers[q.name] = q.consumers
+                else:
+                    self._broker_consumers.pop(q.name, None)
                 self._trend[q.name].append(float(q.waiting))
                 row.trend = list(self._trend[q.name])
             self.queue_samples.append(
@@ -346,12 +356,28 @@ class ConsoleScreen(Screen[None]):
             for name in list(self.queue_rows):
                 if name not in seen and name not in QUEUES:
                     del self.queue_rows[name]
+            self._note_queue_poll(poll)
         self.show_queues()
         self.update_status()
         if poll.supported:
             self._schedule(
                 "queue-poll", self.settings.console_queue_poll_interval, self.poll_queues
             )
+
+    def _note_queue_poll(self, poll: QueueSnapshot) -> None:
+        """Say what a poll could not count: in the Queues pane's subtitle, and a standing
+        notice (reserved counts need the RabbitMQ management API) once, not every poll."""
+        notes = []
+        if any(not q.bands_known for q in poll.queues.values()):
+            notes.append("P-bands -: RabbitMQ keeps no count per priority")
+        if poll.notice:
+            notes.append("Rsv -: no management API")
+            if poll.notice != self._notice_said:
+                self.notify(visible(poll.notice), severity="warning", timeout=10)
+        self._notice_said = poll.notice
+        self.queues_note = "; ".join(notes)
+        if not self._stale:
+            self.query_one("#queues", QueuesPane).border_subtitle = self.queues_note
 
     @property
     def paused_queues(self) -> set[str]:
@@ -387,7 +413,8 @@ class ConsoleScreen(Screen[None]):
             key=lambda n: (n not in QUEUES, QUEUES.index(n) if n in QUEUES else 0, n),
         ):
             row = self.queue_rows[name]
-            row.consumers = consumers.get(name, 0)
+            # the broker's own count when it gives one (AMQP), else the inspected workers'
+            row.consumers = self._broker_consumers.get(name, consumers.get(name, 0))
             pause = self.pauses.get(name)
             row.paused = pause.mark if pause is not None else ""
             rows.append(row)
@@ -513,7 +540,9 @@ class ConsoleScreen(Screen[None]):
                 pane = self.query_one(f"#{pane_id}", KeyedTable)
                 pane.set_class(stale, "-stale")
                 pane.border_subtitle = (
-                    "stale: broker lost, showing last known data" if stale else ""
+                    "stale: broker lost, showing last known data"
+                    if stale
+                    else (self.queues_note if pane_id == "queues" else "")
                 )
         if connected and not self._was_connected and self.tick_count > 1:
             # Back after an outage: re-read workers, active and reserved tasks.

@@ -51,10 +51,14 @@ class QueueRow:
     #: the pause mark, "" when not paused: "⏸", or "⏸ 1/2" when paused on 1 of 2 consumers
     paused: str = ""
     configured: bool = True
+    #: False on a broker that keeps no count per priority (RabbitMQ): every band shows ``-``
+    bands_known: bool = True
+    #: False when the broker has no such queue (AMQP: nobody declared it yet)
+    declared: bool = True
 
     def band(self, levels: range) -> int | None:
-        """Waiting messages whose operator priority is in ``levels``."""
-        if self.waiting is None:
+        """Waiting messages whose operator priority is in ``levels`` (None: unknown)."""
+        if self.waiting is None or not self.bands_known:
             return None
         return sum(self.by_priority.get(p, 0) for p in levels)
 
@@ -116,7 +120,7 @@ class QueuesPane(_CommandPane):
             urgent = row.band(BANDS[0][1])
             cells = [
                 name,
-                Text(count(row.waiting), justify="right"),
+                Text(count(row.waiting if row.declared else None), justify="right"),
                 Text(count(urgent), justify="right", style="bold red" if urgent else ""),
                 Text(count(row.band(BANDS[1][1])), justify="right"),
                 Text(count(row.band(BANDS[2][1])), justify="right"),
@@ -128,7 +132,9 @@ class QueuesPane(_CommandPane):
                 ),
                 Text(f"{row.rate_in:.1f}", justify="right"),
                 Text(f"{row.rate_out:.1f}", justify="right"),
-                Text(sparkline(row.trend), style="cyan"),
+                Text(sparkline(row.trend), style="cyan")
+                if row.declared
+                else Text("undeclared", style="dim"),
             ]
             self.upsert(row.name, cells)
         self.drop_many(set(self.row_keys) - set(order))
