@@ -276,3 +276,39 @@ def test_check_fails_over_the_backlog_threshold_and_passes_after_the_purge(
     assert code == 0, out + err
     assert lines["backlog[cleanup]"][0] == "OK" and lines["queues"][0] == "OK"
     assert "(broker's count)" in lines["queues"][1]
+
+
+def test_reserved_counts_come_from_the_management_api_when_it_answers(amqp):
+    """Runs only where the management plugin is enabled (it is not by default)."""
+    from tui.sources.amqp_queues import ManagementUnreachable
+
+    settings, app, _env = amqp
+    settings = settings.model_copy(update={"rabbitmq_management_url": ""})  # derived
+    try:
+        management_client(settings, 1.0).queues()
+    except ManagementUnreachable as exc:
+        pytest.skip(f"the RabbitMQ management API does not answer here: {exc}")
+    send(app, 3, "reports")
+    held: list = []
+    conn = app.connection_for_write()
+    try:
+        channel = conn.channel()
+        channel.basic_qos(0, 2, False)
+        channel.basic_consume("reports", callback=held.append, no_ack=False)
+
+        def two_held() -> bool:
+            try:
+                conn.drain_events(timeout=0.2)
+            except TimeoutError:
+                pass
+            return len(held) >= 2
+
+        wait_until(two_held, 10)
+        # the API's figures lag by its stats interval (5 s by default)
+        snap = wait_until(
+            lambda: (s := poll(settings, app)).queues["reports"].reserved == 2 and s, 20
+        )
+        reports = snap.queues["reports"]
+        assert (reports.waiting, reports.consumers, snap.notice) == (1, 1, "")
+    finally:
+        conn.close()
