@@ -507,7 +507,7 @@ class Actions:
         # pool resizes run one at a time; {host: (size the caller reported, size after our
         # change)}: a caller's figure that predates our last change is read as the newer one
         self._pool_lock = threading.Lock()
-        self._pool_after: dict[str, tuple[int, int]] = {}
+        self._pool_after: dict[str, tuple[int | None, int]] = {}
 
     @property
     def timeout(self) -> float:

@@ -190,13 +190,13 @@ def age(ts: float | None, now: float | None = None, width: int | None = None) ->
     """How long ago ``ts`` was, as :func:`duration`; ``never`` when unknown, ``?`` when not a time."""
     if not ts:
         return "never"
-    if not _finite(ts) or ts < 0:  # type: ignore[operator]
+    if not _finite(ts) or ts < 0:
         return "?"
     return duration(max(0.0, (now or time.time()) - ts), width)
 
 
 def _finite(value: object) -> bool:
-    return (value.__class__ is float or value.__class__ is int) and math.isfinite(value)  # type: ignore[arg-type]
+    return isinstance(value, float | int) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _localtime(ts: object) -> time.struct_time | None:

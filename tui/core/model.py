@@ -985,7 +985,7 @@ class ClusterModel:
                     continue
             rec.state = LOST
             rec.rank = _R_SENT
-            rec.lost = LostInfo(host, now, why)
+            rec.lost = LostInfo(host or "?", now, why)
             changed.add(rec.uuid)
             lost[rec.uuid] = None
             unasked[rec.uuid] = None

@@ -166,25 +166,27 @@ def prio_scale_errors(alts: list[tuple]) -> list[str]:
     return out
 
 
+def _prio_test(op: str, nums: list[int]) -> Callable[[int], bool]:
+    """One ``prio:`` alternative as a test on a priority."""
+    if op == "range":
+        lo, hi = nums[0], nums[1]
+        return lambda p: lo <= p <= hi
+    n = nums[0]
+    tests: dict[str, Callable[[int], bool]] = {
+        ">=": lambda p: p >= n,
+        "<=": lambda p: p <= n,
+        ">": lambda p: p > n,
+        "<": lambda p: p < n,
+        "!=": lambda p: p != n,
+    }
+    return tests.get(op, lambda p: p == n)
+
+
 def _prio_pred(spec: str) -> _Pred | None:
     alts = parse_prio_spec(spec)
     if alts is None:
         return None
-    tests: list[Callable[[int], bool]] = []
-    for op, *nums in alts:
-        if op == "range":
-            tests.append(lambda p, a=nums[0], b=nums[1]: a <= p <= b)
-            continue
-        n = nums[0]
-        tests.append(
-            {
-                ">=": lambda p, n=n: p >= n,
-                "<=": lambda p, n=n: p <= n,
-                ">": lambda p, n=n: p > n,
-                "<": lambda p, n=n: p < n,
-                "!=": lambda p, n=n: p != n,
-            }.get(op, lambda p, n=n: p == n)
-        )
+    tests: list[Callable[[int], bool]] = [_prio_test(op, nums) for op, *nums in alts]
 
     def pred(task: TaskRecord) -> bool:
         p = task.priority

@@ -294,7 +294,8 @@ def _row_values(
     store (ints past 64 bits, NaN, lone surrogates, odd types) is NULLed or replaced, so
     the task is saved without the bad value instead of not at all.
     """
-    state, cleaned = _clean_text(row.get("state"))
+    state, state_cleaned = _clean_text(row.get("state"))
+    cleaned = int(state_cleaned)
     state = state.upper() if state else "PENDING"
     rank = row.get("rank")
     if rank.__class__ is not int or not 0 <= rank < 100:
@@ -311,7 +312,7 @@ def _row_values(
             v, bad = _clean_float(v)
         else:
             v, bad = _clean_text(v)
-        cleaned += bad
+        cleaned += int(bad)
         values.append(v)
     values.extend((rank, source, seen_by, _first_seen(values, now), now, cluster))
     return tuple(values), cleaned
@@ -1037,11 +1038,11 @@ class HistoryStore:
                 pat = f"%{_like_escape(n)}%"
                 conds.append("(args LIKE ? ESCAPE '\\' OR kwargs LIKE ? ESCAPE '\\')")
                 params += [pat, pat]
-            drivers = None
+            fts: list[tuple[str, list[Any]]] | None = None
             if self.has_fts:
                 match = " OR ".join(_fts_phrase(n) for n in needles)
-                drivers = [("SELECT rowid AS id FROM tasks_fts WHERE tasks_fts MATCH ?", [match])]
-            return _Clause("(" + " OR ".join(conds) + ")", params, drivers)
+                fts = [("SELECT rowid AS id FROM tasks_fts WHERE tasks_fts MATCH ?", [match])]
+            return _Clause("(" + " OR ".join(conds) + ")", params, fts)
         raise ValueError(f"unknown term kind {kind!r}")
 
 

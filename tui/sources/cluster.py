@@ -96,10 +96,11 @@ class BrokerSources:
             self._poller if hasattr(self._poller, "declarer") else None,  # AMQP
             self._pause_store if hasattr(self._pause_store, "declarer") else None,
         ):
-            if closable is not None:
+            close = getattr(closable, "close", None)
+            if close is not None:
                 try:
-                    closable.close()
-                except Exception:
+                    close()
+                except Exception:  # closing what a dead broker left: nothing to report
                     pass
 
     # ---- events ------------------------------------------------------------------------

@@ -1065,9 +1065,8 @@ def _clean_queued(payload: Any, tally: Tally, now: float) -> dict[str, Any] | No
         if call is not None:
             text = _as_text(_clean_value(call[i], tally, f"queued.{key}"), MAX_TEXT_CHARS)
         else:
-            text = headers.get(f"{key}repr")
-            if text.__class__ is not str:
-                text = "?"
+            raw = headers.get(f"{key}repr")
+            text = raw if isinstance(raw, str) else "?"
         out[key] = c = clean_text(text, MAX_TEXT_CHARS)
         if c is not text:
             tally.clean(f"queued.{key}: control characters shown or cut")

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from celery import Celery
 
@@ -443,7 +443,9 @@ class ActionRunner:
         text = out.message
         if out.replies:
             text += "\n" + "\n".join(f"{h}: {w}" for h, w in sorted(out.replies.items()))
-        severity = "information" if out.ok else "warning" if out.warning else "error"
+        severity: Literal["information", "warning", "error"] = (
+            "information" if out.ok else "warning" if out.warning else "error"
+        )
         if not message.quiet or "not audited" in text:
             screen.notify(screen.redact(text), severity=severity, timeout=6 if out.ok else 10)
         if message.action == "enqueue" and out.ok and out.task_id:
@@ -491,6 +493,6 @@ class ActionRunner:
         # redraw both rows: the mark moves even when the task-sent event came first
         for uuid in (previous, task_id):
             task = self.model.get_task(uuid) if uuid else None
-            if task is not None and tasks.has_key(uuid):
+            if task is not None and uuid and tasks.has_key(uuid):
                 tasks.upsert(uuid, tasks.cells(task))
         tasks.select(task_id)

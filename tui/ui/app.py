@@ -99,7 +99,7 @@ class AfirgenApp(App[None]):
                 "read-only: enqueue, revoke, scale, pause and purge are disabled", timeout=6
             )
 
-    def notify(self, message: str, *, markup: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
+    def notify(self, message: str, *, markup: bool = False, **kwargs: Any) -> None:
         """Notifications carry task ids, JSON and worker replies: plain text, never markup.
 
         ``markup`` is ignored: ``Widget.notify`` (a screen's ``self.notify``) passes

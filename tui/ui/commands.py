@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 #: ``app``: the App (works over dialogs too); ``console``: the console screen; a pane's name:
 #: that pane, when it has the focus; ``queue_jobs``: the screen of a queue's waiting jobs;
@@ -376,9 +376,9 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
-def bindings(scope: Scope, commands: Iterable[Command] = COMMANDS) -> list[Binding]:
+def bindings(scope: Scope, commands: Iterable[Command] = COMMANDS) -> list[BindingType]:
     """The ``BINDINGS`` of the widget that owns ``scope`` (the App for ``app``)."""
-    out: list[Binding] = []
+    out: list[BindingType] = []
     for cmd in commands:
         if cmd.scope == scope and cmd.key and cmd.action:
             out.append(

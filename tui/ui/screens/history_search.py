@@ -275,7 +275,7 @@ class HistorySearchScreen(ModalScreen[None]):
 
     @on(DataTable.RowSelected, "#history-results")
     def _open(self, event: DataTable.RowSelected) -> None:
-        row = self.rows[int(event.row_key.value)]
+        row = self.rows[int(event.row_key.value or 0)]
         self.app.push_screen(TaskDetailScreen(row_as_task(row), self.redact, None))
 
     def action_export(self) -> None:

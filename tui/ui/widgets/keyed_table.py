@@ -184,11 +184,11 @@ class KeyedTable(DataTable):
     # the largest UI cost under an event flood (docs/performance.md, "B"). These two
     # overrides of DataTable internals skip it; textual is pinned below 9 in pyproject.toml
     # and tests/tui cover the rendering.
-    def _update_column_widths(self, updated_cells) -> None:  # type: ignore[no-untyped-def]
+    def _update_column_widths(self, updated_cells) -> None:
         if any(column.auto_width for column in self.columns.values()):
             super()._update_column_widths(updated_cells)
 
-    def _update_dimensions(self, new_rows) -> None:  # type: ignore[no-untyped-def]
+    def _update_dimensions(self, new_rows) -> None:
         if any(column.auto_width for column in self.columns.values()) or any(
             row.auto_height or row.label is not None for row in self.rows.values()
         ):

@@ -7,6 +7,7 @@ import heapq
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.text import Text
 
@@ -463,7 +464,7 @@ class TasksPane(_CommandPane):
         new: list[str],
         changed: Iterable[str],
         removed: Iterable[str],
-        keep: Callable[[object], bool],
+        keep: Callable[[Any], bool],
     ) -> None:
         """Apply one tick: ``new`` uuids in arrival order, ``changed`` and ``removed`` ones.
 
@@ -529,7 +530,7 @@ class TasksPane(_CommandPane):
                     self._new_above.add(uuid)
             self._new_above &= self.row_keys
 
-    def rebuild(self, tasks: Iterable[object], keep: Callable[[object], bool]) -> None:
+    def rebuild(self, tasks: Iterable[object], keep: Callable[[Any], bool]) -> None:
         """Show the top matching tasks in :attr:`task_order` again (after the filter changed).
 
         ``tasks`` newest first-seen first: among equal keys, the newest stays on top.
