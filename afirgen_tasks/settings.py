@@ -228,6 +228,15 @@ def is_sentinel_url(url: str | None) -> bool:
     return (url or "").split("://", 1)[0].strip().lower() == "sentinel"
 
 
+def is_postgres_url(value: object) -> bool:
+    """True when ``value`` is a ``postgresql://`` (or ``postgres://``) URL: ``[history] db``
+    then names a shared PostgreSQL history instead of a SQLite file."""
+    return isinstance(value, str) and value.split("://", 1)[0].strip().lower() in (
+        "postgresql",
+        "postgres",
+    )
+
+
 def url_secrets(url: str) -> list[str]:
     """The secrets in ``url``: its password, or the user part of a password-only Redis URL.
 
@@ -519,8 +528,9 @@ class Settings(BaseSettings):
     check_busy_seconds: float = Field(0.0, ge=0, validation_alias=_env("check_busy_seconds"))
 
     # ---- [history] ------------------------------------------------------------------
-    #: Default: ``history.sqlite3`` in the user's state directory (:func:`state_home`).
-    history_db: Path = Field(
+    #: Default: ``history.sqlite3`` in the user's state directory (:func:`state_home`).  A
+    #: ``postgresql://user:pw@host/db`` URL (kept as a str) is a history a team's consoles share.
+    history_db: Path | str = Field(
         default_factory=lambda: state_home() / "history.sqlite3",
         validation_alias=_env("history_db"),
     )
@@ -578,6 +588,16 @@ class Settings(BaseSettings):
                 " query as %40)"
             )
         return value
+
+    @field_validator("history_db", mode="before")
+    @classmethod
+    def _history_db(cls, value: Any) -> Any:
+        if is_postgres_url(value):
+            value = value.strip()
+            if (ch := raw_delimiter_in_credentials(value)) is not None:
+                raise ValueError(f"the credentials hold a raw {ch!r}: percent-encode it")
+            return value
+        return Path(value) if isinstance(value, str) else value
 
     @field_validator("rabbitmq_management_url")
     @classmethod
@@ -667,7 +687,10 @@ class Settings(BaseSettings):
                 "console_audit_log",
                 "history_db",
             ):
-                path = getattr(self, name).expanduser()
+                path = getattr(self, name)
+                if isinstance(path, str):
+                    continue  # a postgresql:// history
+                path = path.expanduser()
                 if not path.is_absolute():
                     path = base / path
                 object.__setattr__(self, name, path)
@@ -687,7 +710,9 @@ class Settings(BaseSettings):
     def __repr_args__(self):
         # repr() and str() must not show URL passwords (SecretStr already hides the SMTP one).
         for name, value in super().__repr_args__():
-            if name in ("celery_broker_url", "celery_result_backend") and isinstance(value, str):
+            if name in ("celery_broker_url", "celery_result_backend", "history_db") and isinstance(
+                value, str
+            ):
                 value = mask_url(value)
             yield name, value
 
@@ -761,6 +786,7 @@ class Settings(BaseSettings):
             self.celery_broker_url,
             self.celery_result_backend,
             self.rabbitmq_management_url,
+            self.history_db if isinstance(self.history_db, str) else "",
         ):
             found.extend(url_secrets(url))
         return [s for s in found if s]

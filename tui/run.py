@@ -35,7 +35,8 @@ def prepare_state_dir(settings: Settings) -> Path | None:
     unredacted) when the history or the audit log lives there, i.e. was not configured
     elsewhere; returns it, or None when neither uses it."""
     home = state_home()
-    if not any(p.parent == home for p in (settings.history_db, settings.console_audit_log)):
+    paths = (settings.history_db, settings.console_audit_log)  # history_db: or a postgresql:// URL
+    if not any(isinstance(p, Path) and p.parent == home for p in paths):
         return None
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     return home

@@ -1,6 +1,8 @@
-"""The persisted task history: the store (SQLite), its writer thread, the backfill from the
-result backend, and the exports (CSV, Excel, incident PDF).  No Textual here."""
+"""The persisted task history: the store (a SQLite file, or PostgreSQL a team shares), its
+writer thread, the backfill from the result backend, and the exports (CSV, Excel, incident
+PDF).  No Textual here."""
 
+from tui.history.backend import HistoryBackend, open_history
 from tui.history.backfill import BackfillResult, backfill_from_backend, meta_to_row, parse_utc_iso
 from tui.history.store import (
     FIELDS,
@@ -20,6 +22,7 @@ __all__ = [
     "SOURCE_BACKEND",
     "SOURCE_EVENTS",
     "BackfillResult",
+    "HistoryBackend",
     "HistoryStore",
     "HistoryWriter",
     "SearchQuery",
@@ -27,6 +30,7 @@ __all__ = [
     "backfill_from_backend",
     "load_into_model",
     "meta_to_row",
+    "open_history",
     "parse_query",
     "parse_utc_iso",
     "task_to_row",

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tui.core.states import R_FINAL, is_final
-from tui.history.store import SOURCE_BACKEND, HistoryStore
+from tui.history.backend import HistoryBackend
+from tui.history.store import SOURCE_BACKEND
 from tui.sources.backend import ResultBackendReader
 from tui.sources.validate import Tally, clean_backend_meta, is_key
 
@@ -97,7 +98,7 @@ def meta_to_row(uuid: str, meta: dict[str, Any]) -> dict[str, Any]:
 
 def backfill_from_backend(
     backend: Any,
-    store: HistoryStore,
+    store: HistoryBackend,
     known_uuids: Collection[str] = (),
     limit: int = 50_000,
     prefix: str = "celery-task-meta-",

@@ -41,6 +41,7 @@ from afirgen_tasks.settings import LEGACY_CLUSTER
 from tui.core.model import TaskRecord
 from tui.core.query import SearchQuery, Term, parse_query
 from tui.core.states import LOST, R_CYCLE, R_FINAL, R_RECEIVED, R_STARTED, RANK
+from tui.history.backend import HistoryBackend, open_history
 from tui.sources.validate import Tally, clean_history_row
 
 __all__ = [
@@ -179,7 +180,9 @@ _V1_INDEXES = (
 )
 
 
-def _upsert_sql() -> str:
+def _upsert_sql(placeholder: str = "?", least: str = "min") -> str:
+    """The upsert with the state-rank rules, for SQLite (default) or PostgreSQL
+    (``placeholder="%s", least="LEAST"``): the one definition both stores run."""
     cols = (*FIELDS, "rank", "source", "seen_by", "first_seen", "updated", "cluster")
     # "wins": the incoming row is at least as advanced as the stored one (or is the
     # next attempt out of the retry cycle).  The winner's known fields are preferred;
@@ -201,7 +204,7 @@ def _upsert_sql() -> str:
                 f" ELSE coalesce(tasks.{col}, excluded.{col}) END"
             )
     sets.append(f"rank = CASE WHEN {wins} THEN excluded.rank ELSE tasks.rank END")
-    sets.append("first_seen = min(tasks.first_seen, excluded.first_seen)")
+    sets.append(f"first_seen = {least}(tasks.first_seen, excluded.first_seen)")
     sets.append("seen_by = coalesce(tasks.seen_by, excluded.seen_by)")
     sets.append("updated = excluded.updated")
     # a task seen by events is 'events' for good; the backend only fills gaps
@@ -209,7 +212,7 @@ def _upsert_sql() -> str:
         f"source = CASE WHEN excluded.source = '{SOURCE_EVENTS}'"
         f" THEN '{SOURCE_EVENTS}' ELSE tasks.source END"
     )
-    placeholders = ", ".join("?" for _ in cols)
+    placeholders = ", ".join(placeholder for _ in cols)
     return (
         f"INSERT INTO tasks ({', '.join(cols)}) VALUES ({placeholders})"
         f" ON CONFLICT(cluster, uuid) DO UPDATE SET {', '.join(sets)}"
@@ -393,8 +396,9 @@ class _Clause:
 
 
 # ---- the store --------------------------------------------------------------------------
-class HistoryStore:
-    """The task history file (SQLite, WAL).  Safe to share between processes.
+class HistoryStore(HistoryBackend):
+    """The task history file (SQLite, WAL).  Safe to share between processes on one machine
+    (a team's consoles on many hosts share :class:`tui.history.postgres.PostgresHistoryStore`).
 
     One connection per thread (thread-local), so the writer thread, a search worker and
     the UI thread never share a connection.  ``max_rows`` and ``max_age_days`` bound
@@ -414,6 +418,7 @@ class HistoryStore:
         cluster: str = DEFAULT_CLUSTER,
     ) -> None:
         self.path = Path(path)
+        self.location = str(self.path)
         #: the cluster this console writes and reads by default (its broker's identity)
         self.cluster = cluster
         #: rows the schema migration found from before clusters (kept as ``legacy``); set
@@ -443,14 +448,10 @@ class HistoryStore:
                 _chmod_private(Path(f"{self.path}{suffix}"))
 
     @classmethod
-    def from_settings(cls, settings: Any) -> HistoryStore:
-        """The console's store: ``[history]`` db and retention, keyed by the broker's cluster."""
-        return cls(
-            settings.history_db,
-            settings.history_max_rows,
-            settings.history_max_age_days,
-            cluster=settings.cluster_id,
-        )
+    def from_settings(cls, settings: Any) -> HistoryBackend:
+        """The console's store: ``[history]`` db and retention, keyed by the broker's cluster;
+        a ``postgresql://`` db opens the shared PostgreSQL history (:func:`open_history`)."""
+        return open_history(settings)
 
     # ---- connections --------------------------------------------------------------
     def connect(self) -> sqlite3.Connection:
@@ -509,12 +510,6 @@ class HistoryStore:
         for _thread, conn in conns:
             _close_quietly(conn)
         self._local = threading.local()
-
-    def __enter__(self) -> HistoryStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _init_schema(self) -> None:
         conn = self._conn()
@@ -635,15 +630,6 @@ class HistoryStore:
         return HistoryStore._Tx(self._conn())
 
     # ---- writing ------------------------------------------------------------------
-    def upsert(
-        self, rows: Iterable[dict[str, Any]], source: str = SOURCE_EVENTS, now: float | None = None
-    ) -> int:
-        """Insert or merge ``rows`` (TaskRecord-field dicts); returns the count written.
-
-        See :meth:`upsert_report` (a row that cannot be saved is skipped, not raised).
-        """
-        return self.upsert_report(rows, source, now).written
-
     def upsert_report(
         self, rows: Iterable[dict[str, Any]], source: str = SOURCE_EVENTS, now: float | None = None
     ) -> UpsertReport:
@@ -787,25 +773,6 @@ class HistoryStore:
             ).fetchone()
         return out
 
-    def resolve_scope(self, scope: str = "") -> list[str]:
-        """The clusters a history search covers: ``""``/``this`` is this console's cluster,
-        ``all`` (or ``*``) every cluster in the file, other text the clusters whose identity
-        holds it (``legacy``, ``:6380``, ``/2``...).  ValueError names the known clusters when
-        none matches."""
-        scope = scope.strip().lower()
-        if scope in ("", "this"):
-            return [self.cluster]
-        known = self.clusters()
-        if scope in ("all", "*"):
-            return known
-        found = [c for c in known if scope in c.lower()]
-        if not found:
-            raise ValueError(
-                f"no cluster matching {scope!r} in the history"
-                f" (clusters: {', '.join(known) or 'none'})"
-            )
-        return found
-
     def _fetch(self, sql: str, params: Iterable[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Column names and rows of a read.  TEXT that is not UTF-8 (a lone surrogate's
         bytes, a file written by another tool or damaged) made the whole read fail with
@@ -867,32 +834,6 @@ class HistoryStore:
         for fld, value in self._fetch("SELECT field, value FROM vocab", ())[1]:
             out.setdefault(fld, []).append(value)
         return out
-
-    def search(
-        self,
-        query: str = "",
-        since: float | None = None,
-        until: float | None = None,
-        limit: int = 500,
-        scope: str = "",
-    ) -> list[dict[str, Any]]:
-        """Tasks matching the Tasks pane filter ``query`` (plus ``args:text``), newest first.
-
-        ``since``/``until`` bound the first-seen time (epoch seconds, inclusive).  A query
-        with an unreadable ``prio:`` matches nothing (like the pane).  ``scope`` says which
-        clusters (:meth:`resolve_scope`): this store's own by default, ``all`` for every one;
-        ValueError when it names none.  Runs on the caller's thread: call it from a thread
-        worker, not the UI thread.
-        """
-        clusters = self.resolve_scope(scope)
-        if len(clusters) == 1:
-            return self.search_with_plan(query, since, until, limit, clusters[0])[0]
-        # one indexed search per cluster (each index leads with the cluster), merged
-        found: list[dict[str, Any]] = []
-        for cluster in clusters:
-            found.extend(self.search_with_plan(query, since, until, limit, cluster)[0])
-        found.sort(key=lambda r: r["first_seen"], reverse=True)
-        return found[:limit]
 
     def search_with_plan(
         self,
@@ -1039,7 +980,8 @@ class HistoryStore:
                 conds.append("(args LIKE ? ESCAPE '\\' OR kwargs LIKE ? ESCAPE '\\')")
                 params += [pat, pat]
             fts: list[tuple[str, list[Any]]] | None = None
-            if self.has_fts:
+            # an FTS5 query cannot hold NUL ("unterminated string"): such a term scans
+            if self.has_fts and not any("\x00" in n for n in needles):
                 match = " OR ".join(_fts_phrase(n) for n in needles)
                 fts = [("SELECT rowid AS id FROM tasks_fts WHERE tasks_fts MATCH ?", [match])]
             return _Clause("(" + " OR ".join(conds) + ")", params, fts)

@@ -14,13 +14,14 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from tui.history.store import SOURCE_EVENTS, HistoryStore, _reason
+from tui.history.backend import HistoryBackend
+from tui.history.store import SOURCE_EVENTS, _reason
 
 log = logging.getLogger(__name__)
 
 
 class HistoryWriter:
-    """Writes submitted rows to a :class:`HistoryStore` from a daemon thread.
+    """Writes submitted rows to a history store (:class:`HistoryBackend`) from a daemon thread.
 
     :meth:`submit` (UI thread) never blocks for long: it puts rows in a dict keyed by uuid
     under a lock the writer holds only to swap the dict.  A task submitted twice before a
@@ -37,7 +38,7 @@ class HistoryWriter:
 
     def __init__(
         self,
-        store: HistoryStore,
+        store: HistoryBackend,
         interval: float = 0.5,
         max_pending: int = 200_000,
         prune_every: float = 60.0,

@@ -23,7 +23,7 @@ from tui.actions import Actions, AuditLog
 from tui.core.model import ClusterModel
 from tui.core.redaction import Redactor
 from tui.core.safe_text import visible
-from tui.history import HistoryStore
+from tui.history import HistoryBackend
 from tui.sources.cluster import Sources
 from tui.sources.pause_records import PauseRecordStore
 from tui.ui.commands import PANES, bindings, enabled, help_rows, palette_commands
@@ -48,7 +48,7 @@ class AfirgenApp(App[None]):
         read_only: bool = False,
         banner: str = "",
         autostart: bool = True,
-        history: HistoryStore | None = None,
+        history: HistoryBackend | None = None,
         quit_note: str = "",
     ):
         super().__init__()

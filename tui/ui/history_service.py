@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from tui.core.scope import ALL_CLUSTERS, THIS_CLUSTER, describe_scope
-from tui.history import HistoryStore, HistoryWriter, load_into_model, task_to_row
+from tui.history import HistoryBackend, HistoryWriter, load_into_model, task_to_row
 from tui.history.store import LEGACY_CLUSTER
 from tui.sources.validate import Tally, clean_history_row, valid_timestamp
 from tui.ui.messages import ExportDone, HistoryBackfilled, HistoryLoaded
@@ -41,7 +41,7 @@ def _first_time(row: Any) -> float | None:
 class HistoryService:
     """History and exports for one console screen."""
 
-    def __init__(self, screen: ConsoleScreen, store: HistoryStore | None) -> None:
+    def __init__(self, screen: ConsoleScreen, store: HistoryBackend | None) -> None:
         self.screen = screen
         self.store = store
         self.writer: HistoryWriter | None = None
