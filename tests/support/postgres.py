@@ -41,17 +41,20 @@ def pg_database() -> Iterator[str]:
         import psycopg
     except ImportError as exc:  # pragma: no cover - psycopg is a runtime dependency
         raise PostgresUnavailable(f"psycopg is not installed ({exc})") from None
+    from afirgen_tasks.settings import mask_url
+
     url = admin_url()
+    shown = mask_url(url)  # a skip reason or error must not print the password
     try:
         admin = psycopg.connect(url, autocommit=True, connect_timeout=3)
     except psycopg.Error as exc:
-        raise PostgresUnavailable(f"PostgreSQL not reachable at {url}: {exc}") from None
+        raise PostgresUnavailable(f"PostgreSQL not reachable at {shown}: {exc}") from None
     name = f"afirgen_test_{uuid.uuid4().hex[:12]}"
     try:
         admin.execute(f"CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0")
     except psycopg.Error as exc:
         admin.close()
-        raise PostgresUnavailable(f"cannot create a test database at {url}: {exc}") from None
+        raise PostgresUnavailable(f"cannot create a test database at {shown}: {exc}") from None
     try:
         yield _with_db(url, name)
     finally:
