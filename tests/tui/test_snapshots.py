@@ -19,6 +19,7 @@ from tui.history import HistoryStore
 from tui.sources.cluster import StaticSources
 from tui.sources.queue_lengths import QueueLength, QueueSnapshot
 from tui.ui.app import AfirgenApp
+from tui.ui.screens import forms, help, history_search, task_detail  # noqa: F401  (frozen too)
 
 #: 2026-05-01 10:00:00 UTC
 NOW = 1_777_629_600.0
@@ -287,6 +288,8 @@ def test_enqueue_form(snap_compare, fixed_clock, snap_settings):
         await _fed(pilot)
         await pilot.press("e")
         await pilot.pause()
+        for box in pilot.app.screen.query("Input"):
+            box.cursor_blink = False
 
     assert snap_compare(_console(snap_settings), terminal_size=(120, 36), run_before=open_form)
 
@@ -304,6 +307,8 @@ def test_history_search(snap_compare, fixed_clock, snap_settings):
         await pilot.press("enter")
         await pilot.app.workers.wait_for_complete()
         await pilot.pause(0.3)
+        for box in pilot.app.screen.query("Input"):
+            box.cursor_blink = False  # a blinking cursor would make the screenshot depend on timing
 
     assert snap_compare(
         _console(snap_settings, history=True), terminal_size=(120, 36), run_before=search
