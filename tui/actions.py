@@ -36,6 +36,7 @@ from tui.core.states import is_final
 from tui.sources.control import ClusterControl
 from tui.sources.pause_records import PauseRecordStore
 from tui.sources.queue_jobs import QueuedJob, QueueJobs
+from tui.sources.unacked import GONE, REQUEUED, UnackedJob, UnackedJobs
 from tui.sources.validate import is_key
 
 MAX_COUNTDOWN_S = 30 * 86400
@@ -495,11 +496,14 @@ class Actions:
         timeout: float = 2.0,
         pause_records: PauseRecordStore | None = None,
         queue_jobs: Callable[[], QueueJobs] | None = None,
+        unacked_jobs: Callable[[], UnackedJobs] | None = None,
     ):
         #: the app's task registry validates jobs; every send goes through ``control``
         self.app = app
         #: the waiting jobs' editor (Redis only: it raises, saying why, elsewhere)
         self.queue_jobs = queue_jobs
+        #: the unacknowledged jobs' requeuer (Redis only: it raises, saying why, elsewhere)
+        self.unacked_jobs = unacked_jobs
         self.control = ClusterControl(app, timeout, pause_records) if app is not None else None
         self.audit = audit
         self.read_only = read_only
@@ -1049,6 +1053,89 @@ class Actions:
             return _gone(job)
 
         return self._attempt("move_job_to_front", job.id, params, send)
+
+    # -- one job taken but not acknowledged --
+    def requeue_unacked(
+        self,
+        job: UnackedJob,
+        holder: str | None,
+        holder_online: bool,
+        ping_timeout: float = 1.0,
+    ) -> Outcome:
+        """Put one unacknowledged job back in its queue now, as the visibility timeout would.
+
+        Only when the worker holding it (``holder``, from the events) is offline: no heartbeat
+        (``holder_online`` is the model's liveness) and no answer to a ping sent now.  A worker
+        that is alive may still run the job, and a requeue would run it twice.  Refusals are
+        audited; the requeue is one script that does nothing when the job left ``unacked``.
+        """
+        if not isinstance(job, UnackedJob) or not is_key(job.tag) or not job.value:
+            raise ValidationFailed({"job": "no unacknowledged job selected"})
+        params: dict[str, Any] = {
+            "task": job.task,
+            "id": job.id,
+            "queue": job.queue,
+            "worker": holder,
+            "delivered_at": job.delivered_at,
+        }
+        self.guard("requeue_unacked", job.tag, params)
+        what = f"{job.short_name} {job.id[:8]}"
+        wait = "wait for it or for the visibility timeout"
+
+        def refuse(why: str) -> Outcome:
+            return self._done(
+                "requeue_unacked", job.tag, params, Outcome(False, why, task_id=job.id)
+            )
+
+        if not holder:
+            return refuse(
+                f"requeue of {what} refused: the console saw no event saying which worker holds "
+                f"it, so it cannot tell whether that worker still runs it; {wait}"
+            )
+        if holder_online:
+            return refuse(
+                f"requeue of {what} refused: {holder} is alive (heartbeats): it may still run "
+                f"this job; {wait}"
+            )
+        answered = self._control().ping([holder], timeout=ping_timeout)
+        if holder in answered:
+            return refuse(
+                f"requeue of {what} refused: {holder} is alive (answered ping): it may still run "
+                f"this job; {wait}"
+            )
+        params["ping"] = "no answer"
+
+        def send() -> Outcome:
+            if self.unacked_jobs is None:
+                raise RuntimeError("no broker connection to requeue jobs")
+            try:
+                result, queues = self.unacked_jobs().requeue(job)
+            except LookupError as exc:
+                return Outcome(False, f"requeue of {what} refused: {exc}", task_id=job.id)
+            where = ", ".join(queues)
+            if result == REQUEUED:
+                return Outcome(
+                    True,
+                    f"requeued {what} to {where} (it runs next there); it was held by {holder}, "
+                    "offline",
+                    task_id=job.id,
+                )
+            if result == GONE:
+                return Outcome(
+                    False,
+                    f"{what} is already acked or restored (no longer in unacked): nothing "
+                    "was pushed",
+                    task_id=job.id,
+                    warning=True,
+                )
+            return Outcome(
+                False,
+                f"{what} changed in unacked since it was read: nothing was pushed; read it again",
+                task_id=job.id,
+                warning=True,
+            )
+
+        return self._send_audited("requeue_unacked", job.tag, params, send)
 
 
 def _gone(job: QueuedJob) -> Outcome:

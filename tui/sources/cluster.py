@@ -28,7 +28,14 @@ from tui.sources.pause_records import PauseRecordStore
 from tui.sources.queue_jobs import NOT_AVAILABLE as JOBS_NOT_AVAILABLE
 from tui.sources.queue_jobs import JobsPage, QueueJobs, make_queue_jobs
 from tui.sources.queue_lengths import QueueSnapshot
-from tui.sources.unacked import UnackedHold, UnackedLookup
+from tui.sources.unacked import NOT_AVAILABLE as UNACKED_NOT_AVAILABLE
+from tui.sources.unacked import (
+    UnackedHold,
+    UnackedJobs,
+    UnackedLookup,
+    UnackedPage,
+    make_unacked_jobs,
+)
 from tui.sources.validate import Boundary, clean_backend_meta
 
 
@@ -59,6 +66,8 @@ class Sources(Protocol):
     def queue_jobs(self) -> QueueJobs: ...
 
     def locate_unacked(self, uuids: list[str]) -> UnackedLookup: ...
+    def read_unacked(self, offset: int, limit: int) -> UnackedPage: ...
+    def unacked_jobs(self) -> UnackedJobs: ...
 
     def worker_detail(self, host: str) -> WorkerDetail: ...
     def worker_queues(self, host: str) -> list[str] | None: ...
@@ -80,6 +89,7 @@ class BrokerSources:
         self._pause_store: PauseRecordStore | None = None
         self._locator: Any = None
         self._jobs: QueueJobs | None = None
+        self._unacked_jobs: UnackedJobs | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -93,6 +103,7 @@ class BrokerSources:
             getattr(self._poller, "client", None),  # Redis
             getattr(self._locator, "client", None),
             getattr(self._jobs, "client", None),
+            getattr(self._unacked_jobs, "client", None),
             self._poller if hasattr(self._poller, "declarer") else None,  # AMQP
             self._pause_store if hasattr(self._pause_store, "declarer") else None,
         ):
@@ -263,6 +274,36 @@ class BrokerSources:
                 taken_at=time.time(),
             )
 
+    # ---- jobs taken but not acknowledged ------------------------------------------------
+    def unacked_jobs(self) -> UnackedJobs:
+        """The reader and requeuer of unacknowledged jobs; raises RuntimeError (saying why)
+        when the broker is not Redis."""
+        if self._unacked_jobs is None:
+            timeout = max(1.0, self.settings.console_control_timeout * 2)
+            self._unacked_jobs = make_unacked_jobs(
+                self.app, self.settings, socket_connect_timeout=timeout, socket_timeout=timeout
+            )
+            if self._unacked_jobs is None:
+                raise RuntimeError(UNACKED_NOT_AVAILABLE)
+        return self._unacked_jobs
+
+    def read_unacked(self, offset: int, limit: int) -> UnackedPage:
+        """A window of the unacknowledged jobs by delivery time (never raises: errors are words)."""
+        try:
+            jobs = self.unacked_jobs()
+        except RuntimeError as exc:
+            return UnackedPage(available=False, supported=False, error=str(exc))
+        try:
+            return jobs.read_page(offset, limit)
+        except Exception as exc:  # broker down, scripting refused: say so
+            return UnackedPage(
+                offset,
+                limit,
+                available=False,
+                error=self.scrub(f"{type(exc).__name__}: {exc}")[:200],
+                taken_at=time.time(),
+            )
+
 
 class StaticSources:
     """Sources fed by the caller (screen tests, benchmarks): no broker, same interface."""
@@ -283,6 +324,8 @@ class StaticSources:
         self.unacked_asked: list[list[str]] = []
         #: the waiting-jobs reader (a test gives it one on a real Redis); None: not Redis
         self.jobs: QueueJobs | None = None
+        #: the unacknowledged-jobs reader (a test gives it one on a real Redis); None: not Redis
+        self.unacked_reader: UnackedJobs | None = None
         #: what ``worker_detail`` answers per host (absent: the worker does not reply)
         self.details: dict[str, WorkerDetail] = {}
         # Fed as-is (tests feed odd data on purpose to exercise the model's own checks);
@@ -358,6 +401,16 @@ class StaticSources:
         if self.jobs is None:
             return JobsPage(queue, available=False, supported=False, error=JOBS_NOT_AVAILABLE)
         return self.jobs.read_page(queue, offset, limit)
+
+    def unacked_jobs(self) -> UnackedJobs:
+        if self.unacked_reader is None:
+            raise RuntimeError(UNACKED_NOT_AVAILABLE)
+        return self.unacked_reader
+
+    def read_unacked(self, offset: int, limit: int) -> UnackedPage:
+        if self.unacked_reader is None:
+            return UnackedPage(available=False, supported=False, error=UNACKED_NOT_AVAILABLE)
+        return self.unacked_reader.read_page(offset, limit)
 
     def worker_detail(self, host: str) -> WorkerDetail:
         return self.details.get(host) or WorkerDetail(host, taken_at=time.time())

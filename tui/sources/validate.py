@@ -78,6 +78,7 @@ __all__ = [
     "clean_scheduled_tasks",
     "clean_stats_replies",
     "clean_text",
+    "clean_unacked_entry",
     "clean_unacked_hold",
     "is_key",
     "valid_timestamp",
@@ -1088,3 +1089,57 @@ def _clean_queued(payload: Any, tally: Tally, now: float) -> dict[str, Any] | No
     tag = props.get("delivery_tag")
     out["delivery_tag"] = tag if is_key(tag) else None
     return out
+
+
+# ---- messages taken but not acknowledged (kombu's unacked hash) ------------------------------
+def clean_unacked_entry(
+    tag: Any, score: Any, value: Any, tally: Tally, now: float | None = None
+) -> dict[str, Any] | None:
+    """An ``unacked`` hash entry (``[message, exchange, routing_key]`` JSON) and its
+    ``unacked_index`` score, reduced to what the unacknowledged-jobs screen shows.
+
+    Returns ``{"tag", "delivered_at", "exchange", "routing_key", "id", "task", "args",
+    "kwargs", "priority", "wire_priority"}`` or None, counted, when the tag or score is not
+    usable (:func:`clean_unacked_hold`), the value is not a 3-item JSON array with a usable
+    route, or the message fails :func:`clean_queued_message`.  Never raises.
+    """
+    now = time.time() if now is None else now
+    held = clean_unacked_hold(tag, score, tally, now)
+    if held is None:
+        return None
+    try:
+        entry = json.loads(value)
+    except (TypeError, ValueError, RecursionError):
+        tally.skip("unacked value is not JSON")
+        return None
+    if entry.__class__ is not list or len(entry) != 3:
+        tally.skip("unacked value is not [message, exchange, routing_key]")
+        return None
+    message, exchange, routing_key = entry
+    exchange = "" if exchange is None else exchange
+    routing_key = "" if routing_key is None else routing_key
+    if exchange.__class__ is not str or (exchange and not is_key(exchange)):
+        tally.skip("unacked exchange not a valid key")
+        return None
+    if not is_key(routing_key):
+        tally.skip("unacked routing key missing or not a valid key")
+        return None
+    try:
+        fields = _clean_queued(json.dumps(message), tally, now)
+    except Exception as exc:  # noqa: BLE001 - a gap in a rule must not stop the page
+        tally.skip(f"unacked message: validator error: {type(exc).__name__}")
+        return None
+    if fields is None:
+        return None
+    return {
+        "tag": held[0],
+        "delivered_at": held[1],
+        "exchange": exchange,
+        "routing_key": routing_key,
+        "id": fields["id"],
+        "task": fields["task"],
+        "args": fields["args"],
+        "kwargs": fields["kwargs"],
+        "priority": fields["priority"],
+        "wire_priority": fields["wire_priority"],
+    }

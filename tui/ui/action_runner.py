@@ -19,6 +19,7 @@ from celery import Celery
 from afirgen_tasks.routing import QUEUES
 from tui.actions import Actions, Outcome, ReadOnlyRefused, ValidationFailed
 from tui.sources.queue_jobs import QueuedJob
+from tui.sources.unacked import UnackedJob
 from tui.ui.commands import PANE_NUMBER, Command, read_only_refusal
 from tui.ui.messages import ActionCompleted
 
@@ -390,6 +391,41 @@ class ActionRunner:
             answered,
         )
 
+    # ---- one job taken but not acknowledged (the u screen) --------------------------------
+    def requeue_unacked(self, job: UnackedJob) -> None:
+        """Requeue one unacknowledged job after confirmation; the action layer checks (the
+        model's heartbeats, then a ping) that the worker holding it is offline."""
+        if self._refuse_read_only("requeue_unacked", job.tag):
+            return
+        from tui.ui.screens.forms import ConfirmScreen
+
+        task = self.model.get_task(job.id)
+        holder = task.hostname if task is not None else None
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.screen.notify("requeue cancelled: nothing changed", timeout=3)
+                return
+            # liveness read now (not when the question was asked), then a ping in the thread
+            worker = self.model.get_worker(holder) if holder else None
+            online = worker is not None and worker.online
+            self.run(
+                "requeue_unacked",
+                job.tag,
+                lambda: self.actions.requeue_unacked(job, holder, online),
+            )
+
+        self.screen.app.push_screen(
+            ConfirmScreen(
+                "Requeue unacknowledged job",
+                f"Put {job.task} [{job.id}] back in {job.queue or job.routing_key} now?\n"
+                f"Held by {holder or 'an unknown worker'}. It is requeued only if that worker is "
+                "offline (no heartbeat and no answer to a ping sent now) and the job is still "
+                "unacknowledged; otherwise nothing changes.",
+            ),
+            answered,
+        )
+
     # ---- send and show -------------------------------------------------------------------
     def run(
         self,
@@ -467,9 +503,20 @@ class ActionRunner:
             if message.action != "revoke" and out.ok:
                 screen.poll_queues()
             self._reload_job_screens()
+        if message.action == "requeue_unacked":
+            if out.ok:
+                screen.poll_queues()
+            self._reload_unacked_screens()
         if message.reinspect:
             screen.inspect_workers()
         screen.update_status()
+
+    def _reload_unacked_screens(self) -> None:
+        from tui.ui.screens.unacked import UnackedScreen
+
+        for open_screen in self.screen.app.screen_stack:
+            if isinstance(open_screen, UnackedScreen):
+                open_screen.reload()
 
     def _reload_job_screens(self) -> None:
         from tui.ui.screens.queue_jobs import QueueJobsScreen

@@ -85,6 +85,7 @@ class AfirgenApp(App[None]):
                 else None
             ),
             queue_jobs=sources.queue_jobs,
+            unacked_jobs=sources.unacked_jobs,
         )
         self.console_screen = ConsoleScreen(self)
 
@@ -151,6 +152,13 @@ class AfirgenApp(App[None]):
                 self.notify(
                     "open a queue's waiting jobs first: Enter on the Queues pane (1 focuses it)",
                     severity="warning",
+                )
+        elif scope == "unacked":
+            if getattr(self.screen, "SCOPE", None) == scope:
+                await self.screen.run_action(action)
+            else:
+                self.notify(
+                    "that works in the unacknowledged jobs: u opens them", severity="warning"
                 )
         elif scope == "worker_detail":
             if isinstance(self.screen, WorkerDetailScreen):

@@ -15,8 +15,10 @@ from textual.binding import Binding, BindingType
 
 #: ``app``: the App (works over dialogs too); ``console``: the console screen; a pane's name:
 #: that pane, when it has the focus; ``queue_jobs``: the screen of a queue's waiting jobs;
-#: ``worker_detail``: the worker detail screen.
-Scope = Literal["app", "console", "queues", "workers", "tasks", "queue_jobs", "worker_detail"]
+#: ``worker_detail``: the worker detail screen; ``unacked``: the jobs taken but not acknowledged.
+Scope = Literal[
+    "app", "console", "queues", "workers", "tasks", "queue_jobs", "worker_detail", "unacked"
+]
 
 #: The panes, in Tab order, with the digit that focuses each.
 PANES: tuple[Scope, ...] = ("queues", "workers", "tasks")
@@ -141,6 +143,16 @@ COMMANDS: tuple[Command, ...] = (
         "export this cluster's filtered history: CSV, Excel (.xlsx) or incident report (PDF)",
         show=True,
         footer="Export",
+    ),
+    Command(
+        "u",
+        "u",
+        "unacked",
+        "console",
+        "jobs taken by a worker but not acknowledged (Redis unacked): who holds each, when "
+        "Redis redelivers it, whether that worker is alive",
+        show=True,
+        footer="Unacked",
     ),
     Command(
         "",
@@ -372,6 +384,29 @@ COMMANDS: tuple[Command, ...] = (
         mutating=True,
         show=True,
         footer="Shutdown",
+    ),
+    # ---- jobs taken but not acknowledged (u) ------------------------------------------
+    Command(
+        "Q",
+        "Q",
+        "requeue_unacked",
+        "unacked",
+        "requeue the highlighted unacknowledged job now, only when its worker is offline "
+        "(no heartbeat, no ping answer), after you confirm (unacked jobs)",
+        mutating=True,
+        show=True,
+        footer="Requeue",
+    ),
+    Command(
+        "pagedown",
+        "PgDn / PgUp",
+        "page(1)",
+        "unacked",
+        "next / previous page of unacknowledged jobs (unacked jobs)",
+        priority=True,
+    ),
+    Command(
+        "pageup", "", "page(-1)", "unacked", "previous page of unacknowledged jobs", priority=True
     ),
 )
 

@@ -802,6 +802,12 @@ class ConsoleScreen(Screen[None]):
         """Set autoscale on every online worker (command palette)."""
         self.runner.autoscale(None, all_workers=True)
 
+    def action_unacked(self) -> None:
+        """Show the jobs workers took and have not acknowledged (Redis ``unacked``)."""
+        from tui.ui.screens.unacked import UnackedScreen
+
+        self.app.push_screen(UnackedScreen(self))
+
     def action_search_history(self) -> None:
         """Search the whole persisted history (not only what is in memory)."""
         self.history.search()
