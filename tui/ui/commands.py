@@ -151,8 +151,6 @@ COMMANDS: tuple[Command, ...] = (
         "console",
         "jobs taken by a worker but not acknowledged (Redis unacked): who holds each, when "
         "Redis redelivers it, whether that worker is alive",
-        show=True,
-        footer="Unacked",
     ),
     Command(
         "",
