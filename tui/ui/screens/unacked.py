@@ -91,12 +91,12 @@ class UnackedScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         table = self.table
         table.add_column("#", width=4, key="pos")
-        table.add_column("Task", width=24, key="task")
+        table.add_column("Task", width=22, key="task")
         table.add_column("ID", width=8, key="id")
-        table.add_column("Queue", width=12, key="queue")
-        table.add_column("Worker", width=18, key="worker")
+        table.add_column("Queue", width=10, key="queue")
+        table.add_column("Worker", width=16, key="worker")
         table.add_column("Alive", width=5, key="alive")
-        table.add_column("Delivered", width=15, key="delivered")
+        table.add_column("Delivered", width=14, key="delivered")
         table.add_column("Redelivery", width=17, key="redeliver")
         table.focus()
         self.load()
