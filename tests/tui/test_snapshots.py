@@ -246,6 +246,14 @@ def _console(settings, history: bool = False) -> AfirgenApp:
     return app
 
 
+async def _settled(pilot) -> None:
+    """Let workers, messages, layout and animations finish (a loaded machine is slow)."""
+    for _ in range(3):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.1)
+
+
 async def _fed(pilot) -> None:
     await pilot.pause()  # the auto-pilot starts before the first screen has composed
     screen = pilot.app.console_screen
@@ -254,7 +262,7 @@ async def _fed(pilot) -> None:
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()
     screen.tick()
-    await pilot.pause()
+    await _settled(pilot)
 
 
 def test_main_screen_120x36(snap_compare, fixed_clock, snap_settings):
@@ -269,7 +277,7 @@ def test_task_detail(snap_compare, fixed_clock, snap_settings):
     async def open_detail(pilot) -> None:
         await _fed(pilot)
         pilot.app.console_screen.action_open_detail("b71d04c5-aaaa-4000-8000-000000000002")
-        await pilot.pause()
+        await _settled(pilot)
 
     assert snap_compare(_console(snap_settings), terminal_size=(120, 36), run_before=open_detail)
 
@@ -278,7 +286,7 @@ def test_help(snap_compare, fixed_clock, snap_settings):
     async def open_help(pilot) -> None:
         await _fed(pilot)
         await pilot.press("question_mark")
-        await pilot.pause()
+        await _settled(pilot)
 
     assert snap_compare(_console(snap_settings), terminal_size=(120, 36), run_before=open_help)
 
@@ -287,9 +295,10 @@ def test_enqueue_form(snap_compare, fixed_clock, snap_settings):
     async def open_form(pilot) -> None:
         await _fed(pilot)
         await pilot.press("e")
-        await pilot.pause()
+        await _settled(pilot)
         for box in pilot.app.screen.query("Input"):
             box.cursor_blink = False
+        await _settled(pilot)
 
     assert snap_compare(_console(snap_settings), terminal_size=(120, 36), run_before=open_form)
 
@@ -305,10 +314,10 @@ def test_history_search(snap_compare, fixed_clock, snap_settings):
         await pilot.pause()
         await pilot.press(*"state:failure")
         await pilot.press("enter")
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause(0.3)
+        await _settled(pilot)
         for box in pilot.app.screen.query("Input"):
             box.cursor_blink = False  # a blinking cursor would make the screenshot depend on timing
+        await _settled(pilot)
 
     assert snap_compare(
         _console(snap_settings, history=True), terminal_size=(120, 36), run_before=search
