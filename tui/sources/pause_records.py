@@ -31,6 +31,40 @@ from tui.sources.validate import Tally, clean_pause_record
 
 #: the hash's name, after the transport's global_keyprefix
 PAUSED_KEY = "afirgen:paused"
+#: Most records returned by one read (anyone with the broker URL can write the hash).
+MAX_RECORDS = 1000
+#: Most hash entries looked at by one read.
+MAX_SCAN = 10_000
+#: A record longer than this is not sent back (a real one is well under 1 KiB).
+MAX_RECORD_BYTES = 64 * 1024
+
+#: KEYS: the hash.  ARGV: most records returned, largest value returned, most entries looked
+#: at.  Returns ``{HLEN, entries not returned, {field, value, ...}}``: the hash is walked by
+#: HSCAN inside Redis, so a flood of fields or a huge value never crosses the wire.
+READ_SCRIPT = """
+local maxn = tonumber(ARGV[1])
+local maxb = tonumber(ARGV[2])
+local maxscan = tonumber(ARGV[3])
+local out = {}
+local left = 0
+local seen = 0
+local cursor = '0'
+repeat
+  local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 256)
+  cursor = r[1]
+  local kv = r[2]
+  for i = 1, #kv, 2 do
+    seen = seen + 1
+    if #kv[i + 1] <= maxb and #kv[i] <= 255 and #out < 2 * maxn then
+      out[#out + 1] = kv[i]
+      out[#out + 1] = kv[i + 1]
+    else
+      left = left + 1
+    end
+  end
+until cursor == '0' or seen >= maxscan
+return {redis.call('HLEN', KEYS[1]), left, out}
+"""
 
 
 class PauseRecordsUnavailable(Exception):
@@ -81,10 +115,24 @@ class PauseRecordStore:
         return self.client
 
     def read_all(self, tally: Tally | None = None) -> dict[str, PauseRecord]:
-        """Every record, cleaned at the trust boundary (a bad one is counted and skipped)."""
+        """Every record, cleaned at the trust boundary (a bad one is counted and skipped).
+
+        Bounded (read on every ``inspect`` round, from a hash anyone with the broker URL can
+        write): at most :data:`MAX_RECORDS` records of at most :data:`MAX_RECORD_BYTES`,
+        :data:`MAX_SCAN` entries looked at; what is left unread is counted in ``tally``.
+        """
         tally = tally if tally is not None else Tally()
+        client = self._client()
+        total, _left, flat = client.eval(
+            READ_SCRIPT, 1, self.key, MAX_RECORDS, MAX_RECORD_BYTES, MAX_SCAN
+        )
+        unread = int(total) - len(flat) // 2
+        if unread > 0:
+            tally.skip(
+                f"pause records: {unread:,} of {int(total):,} not read (too many or too large)"
+            )
         out: dict[str, PauseRecord] = {}
-        for queue, raw in (self._client().hgetall(self.key) or {}).items():
+        for queue, raw in zip(flat[::2], flat[1::2], strict=True):
             record = clean_pause_record(queue, raw, tally)
             if record is not None:
                 out[record.queue] = record
@@ -92,10 +140,15 @@ class PauseRecordStore:
 
     def read(self, queue: str, tally: Tally | None = None) -> PauseRecord | None:
         """The record of ``queue``, or None."""
-        raw = self._client().hget(self.key, queue)
+        tally = tally if tally is not None else Tally()
+        client = self._client()
+        if client.hstrlen(self.key, queue) > MAX_RECORD_BYTES:
+            tally.skip("pause record: too large to read")
+            return None
+        raw = client.hget(self.key, queue)
         if raw is None:
             return None
-        return clean_pause_record(queue, raw, tally if tally is not None else Tally())
+        return clean_pause_record(queue, raw, tally)
 
     def put(self, record: PauseRecord) -> None:
         """Keep ``record`` (replacing the queue's previous one)."""
