@@ -125,6 +125,11 @@ async def test_pause_survives_a_console_restart_and_a_partial_resume_shows(
 
         await highlight(pilot, "1", queues, "reports")
         await pilot.press("p")  # offers resume, not pause
+        # this console (restarted) never saw w1 consume reports: the record is confirmed first
+        await until(
+            pilot, lambda: type(console.screen).__name__ == "ConfirmScreen", message="confirm"
+        )
+        await pilot.press("y")
         resumed = await next_outcome(pilot, console, 0)
         assert resumed.action == "resume_queue" and resumed.outcome.ok, resumed.outcome
         assert set(resumed.outcome.replies) == {w1.hostname}

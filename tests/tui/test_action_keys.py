@@ -753,6 +753,9 @@ async def test_pause_mark_is_derived_and_p_offers_resume_to_the_recorded_workers
 
         console.actions.resume_queue = resume_queue
         await pilot.press("p")
+        # this console never saw w1 consume reports (paused before it started): confirmed
+        await settle(pilot, console, lambda: type(console.screen).__name__ == "ConfirmScreen")
+        await pilot.press("y")
         await settle(pilot, console, lambda: bool(sent))
         # resume, not pause; only w1: w2 consumes it already
         assert sent == [("reports", ["w1@box"], [])]
@@ -762,6 +765,60 @@ async def test_pause_mark_is_derived_and_p_offers_resume_to_the_recorded_workers
         console.console_screen.inspect_workers()
         await settle(pilot, console, lambda: "⏸" not in str(queues.get_cell("reports", "name")))
         assert console.console_screen.paused_queues == set()
+
+
+async def test_a_forged_pause_record_cannot_resume_a_queue_on_a_stranger_with_one_key(
+    mem_settings, mem_app, events
+):
+    """Before: a record written by anyone with the broker URL, naming a worker that never
+    consumed the queue, made ``p`` (pressed to pause it) send that worker add_consumer at once."""
+    from tui.actions import Outcome
+    from tui.core.pauses import PauseRecord
+
+    console, sources = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        await _queues_focused(console, pilot)
+        queues = console.query_one("#queues")
+        _pause_cluster(console, sources, events)
+        # the forged record: default "paused" on w2, which consumes reports only
+        sources.pauses = {"default": PauseRecord("default", ("w2@box",), time.time(), "alice")}
+        console.console_screen.inspect_workers()
+        await settle(pilot, console, lambda: "⏸" in str(queues.get_cell("default", "name")))
+        sent: list[tuple] = []
+
+        def resume_queue(queue, hosts, offline=()):
+            sent.append((queue, hosts, offline))
+            return Outcome(False, "not sent (test)")
+
+        console.actions.resume_queue = resume_queue
+        queues.move_cursor(row=queues.get_row_index("default"))
+        await pilot.press("p")
+        await settle(pilot, console, lambda: type(console.screen).__name__ == "ConfirmScreen")
+        shown = " ".join(str(s.render()) for s in console.screen.query("Static"))
+        assert "never saw w2@box consume default" in shown and "alice" in shown
+        await pilot.press("n")
+        await pilot.pause()
+        assert sent == []
+
+        # w1 was seen consuming default: a record naming it is resumed without a question
+        sources.pauses = {"default": PauseRecord("default", ("w1@box",), time.time(), "bob")}
+        sources.inspection = type(sources.inspection)(
+            stats=sources.inspection.stats,
+            active_queues={"w1@box": [], "w2@box": [{"name": "reports"}]},
+            taken_at=time.time(),
+        )
+        console.console_screen.inspect_workers()
+        await settle(
+            pilot,
+            console,
+            lambda: (
+                console.console_screen.pauses.get("default") is not None
+                and console.console_screen.pauses["default"].stopped == ("w1@box",)
+            ),
+        )
+        await pilot.press("p")
+        await settle(pilot, console, lambda: bool(sent))
+        assert sent == [("default", ["w1@box"], [])]
 
 
 async def test_resume_is_refused_read_only(mem_settings, mem_app, events):

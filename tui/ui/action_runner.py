@@ -297,11 +297,40 @@ class ActionRunner:
         skip = set(pause.offline) | set(pause.consuming)
         hosts = [h for h in pause.record.workers if h not in skip]
         offline = list(pause.offline)
-        self.run(
-            "resume_queue",
-            queue,
-            lambda: self.actions.resume_queue(queue, hosts, offline),
-            reinspect=True,
+
+        def resume() -> None:
+            self.run(
+                "resume_queue",
+                queue,
+                lambda: self.actions.resume_queue(queue, hosts, offline),
+                reinspect=True,
+            )
+
+        # The record is in the broker, where anyone with its URL can write one naming any
+        # worker: a worker this console never saw consume the queue is confirmed first.
+        seen = getattr(self.screen, "seen_consuming", {}).get(queue, set())
+        unseen = [h for h in hosts if h not in seen]
+        if not unseen or self.read_only:
+            resume()
+            return
+        from tui.ui.screens.forms import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                resume()
+            else:
+                self.screen.notify("resume cancelled: nothing sent", timeout=3)
+
+        by = f" by {pause.record.by}" if pause.record.by else ""
+        self.screen.app.push_screen(
+            ConfirmScreen(
+                "Resume queue",
+                f"{queue} is marked paused by a record in the broker{by}. Resume gives it "
+                f"to {', '.join(hosts)}.\nThis console never saw {', '.join(unseen)} "
+                f"consume {queue}: anyone with the broker URL can write that record. "
+                "Send add_consumer?",
+            ),
+            answered,
         )
 
     def purge(self, queue: str) -> None:

@@ -70,6 +70,10 @@ LOST_RECHECK_S = 5.0
 TREND_POINTS = 10
 
 
+#: Queues whose consumers :attr:`ConsoleScreen.seen_consuming` remembers (replies are forgeable).
+MAX_SEEN_QUEUES = 10_000
+
+
 class ConsoleScreen(Screen[None]):
     """Queues, workers and task history of a Celery cluster, live (the App's base screen)."""
 
@@ -86,6 +90,10 @@ class ConsoleScreen(Screen[None]):
         self.queue_rows: dict[str, QueueRow] = {name: QueueRow(name, None) for name in QUEUES}
         #: the pause records in the broker, as last read (with each inspect round)
         self.pause_records: dict[str, PauseRecord] = {}
+        #: queue -> workers this console has seen consume it (``active_queues``).  A pause
+        #: record anyone with the broker URL can write names the workers resume gives the queue
+        #: to: a worker not in here is named in a confirm before it is sent add_consumer.
+        self.seen_consuming: dict[str, set[str]] = {}
         #: queue -> where it is paused, derived from the records and the workers' queues
         self.pauses: dict[str, QueuePause] = {}
         self._rates: dict[str, collections.deque[tuple[float, int, int]]] = collections.defaultdict(
@@ -439,6 +447,11 @@ class ConsoleScreen(Screen[None]):
             self.model.set_worker_stats(host, stats)
         for host, queues in result.active_queues.items():
             self.model.set_worker_queues(host, queues)
+            if len(self.seen_consuming) < MAX_SEEN_QUEUES:
+                for queue in queues:
+                    name = queue.get("name") if isinstance(queue, dict) else queue
+                    if isinstance(name, str):
+                        self.seen_consuming.setdefault(name, set()).add(host)
         if message.resync:
             for state, replies in (("STARTED", result.active), ("RECEIVED", result.reserved)):
                 for host, infos in replies.items():
