@@ -6,6 +6,8 @@ import base64
 import json
 import time
 
+import pytest
+
 from afirgen_tasks.priority import PRIORITY_HEADER
 from tui.sources.queue_jobs import front_payload
 from tui.sources.validate import Tally, clean_queued_message
@@ -67,3 +69,16 @@ def test_front_payload_is_the_same_job_at_priority_10() -> None:
     assert moved["properties"]["priority"] == 0 and moved["headers"][PRIORITY_HEADER] == 10
     before["properties"]["priority"], before["headers"][PRIORITY_HEADER] = 0, 10
     assert moved == before  # nothing else changed
+
+
+@pytest.mark.parametrize("props", [[], None, "x", 3])
+def test_a_job_whose_properties_are_not_an_object_can_still_be_moved_to_the_front(
+    props: object,
+) -> None:
+    """Before: the screen listed such a job (properties ignored) but ^ failed with a TypeError
+    in front_payload."""
+    raw = json.dumps({"headers": {"id": "abc", "task": "t"}, "properties": props, "body": ""})
+    assert clean_queued_message(raw.encode(), Tally()) is not None
+    moved = json.loads(front_payload(raw.encode()))
+    assert moved["headers"][PRIORITY_HEADER] == 10 and "priority" in moved["properties"]
+    assert moved["headers"]["id"] == "abc"

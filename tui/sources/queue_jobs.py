@@ -294,8 +294,11 @@ def front_payload(payload: bytes) -> bytes:
     """``payload`` (a message the screen decoded) at operator priority 10: the most urgent
     wire priority in its properties and 10 in its priority header; everything else as is."""
     message: dict[str, Any] = json.loads(payload)
-    message.setdefault("properties", {})["priority"] = to_wire(MAX_PRIORITY, _REDIS)
-    message.setdefault("headers", {})[PRIORITY_HEADER] = MAX_PRIORITY
+    for part in ("properties", "headers"):
+        if not isinstance(message.get(part), dict):  # the screen shows such a job all the same
+            message[part] = {}
+    message["properties"]["priority"] = to_wire(MAX_PRIORITY, _REDIS)
+    message["headers"][PRIORITY_HEADER] = MAX_PRIORITY
     return json.dumps(message).encode("utf-8")
 
 
