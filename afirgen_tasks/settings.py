@@ -28,6 +28,8 @@ from urllib.parse import quote, unquote
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
+    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
@@ -56,6 +58,28 @@ SECTIONS: tuple[str, ...] = (
 )
 
 _DEFAULT_CONFIG = "config.toml"
+
+#: ``[clusters.NAME]`` tables: another cluster each, its keys overriding these settings.
+CLUSTERS_SECTION = "clusters"
+
+#: A ``[clusters.NAME]`` key -> the setting it overrides for that cluster.
+CLUSTER_KEYS: dict[str, str] = {
+    "broker": "celery_broker_url",
+    "backend": "celery_result_backend",
+    "master_name": "sentinel_master_name",
+    "management_url": "rabbitmq_management_url",
+    "ca_certs": "tls_ca_certs",
+    "certfile": "tls_certfile",
+    "keyfile": "tls_keyfile",
+    "cert_reqs": "tls_cert_reqs",
+    "backlog_warn": "check_backlog_warn",
+    "backlog_fail": "check_backlog_fail",
+    "min_workers": "check_min_workers",
+}
+_FIELD_TO_CLUSTER_KEY = {field: key for key, field in CLUSTER_KEYS.items()}
+
+#: What a cluster may be called (``--cluster NAME``, the status line, audit lines).
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class SettingsError(Exception):
@@ -362,10 +386,18 @@ class _TomlSource(PydanticBaseSettingsSource):
         out: dict[str, Any] = {}
         problems: list[str] = []
         for section, body in raw.items():
+            if section == CLUSTERS_SECTION and isinstance(body, dict):
+                for name, table in body.items():
+                    if not isinstance(table, dict):
+                        problems.append(
+                            f"{self.path}: [{CLUSTERS_SECTION}] {name} must be a table:"
+                            f' [{CLUSTERS_SECTION}.{name}] with broker = "redis://..."'
+                        )
+                out[CLUSTERS_SECTION] = body
+                continue
             if section not in SECTIONS or not isinstance(body, dict):
-                problems.append(
-                    f"{self.path}: unknown section [{section}] (known: {', '.join(SECTIONS)})"
-                )
+                known = ", ".join((*SECTIONS, f"{CLUSTERS_SECTION}.NAME"))
+                problems.append(f"{self.path}: unknown section [{section}] (known: {known})")
                 continue
             for key, value in body.items():
                 name = f"{section}_{key}"
@@ -376,6 +408,43 @@ class _TomlSource(PydanticBaseSettingsSource):
         if problems:
             raise SettingsError(problems)
         return out
+
+
+class ClusterConfig(BaseModel):
+    """One ``[clusters.NAME]`` table: another cluster the console and ``--check`` can watch.
+
+    Each key overrides one top-level setting for that cluster (:data:`CLUSTER_KEYS`); what a
+    table leaves out is the top-level value.  The values are checked like the settings they
+    override, by :meth:`Settings.for_cluster` (:func:`load_settings` tries every cluster).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    broker: str
+    backend: str | None = None
+    master_name: str | None = None
+    management_url: str | None = None
+    ca_certs: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    cert_reqs: str | None = None
+    backlog_warn: int | None = None
+    backlog_fail: int | None = None
+    min_workers: int | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """``{setting field: value}`` for the keys this table sets."""
+        return {
+            CLUSTER_KEYS[key]: value
+            for key, value in self.model_dump().items()
+            if value is not None and key in CLUSTER_KEYS
+        }
+
+    def __repr_args__(self):
+        for name, value in super().__repr_args__():
+            if name in ("broker", "backend", "management_url") and isinstance(value, str):
+                value = mask_url(value)
+            yield name, value
 
 
 class Settings(BaseSettings):
@@ -513,6 +582,9 @@ class Settings(BaseSettings):
     console_long_running_after: float = Field(
         600.0, ge=0, le=30 * 86400, validation_alias=_env("console_long_running_after")
     )
+    #: The name of the cluster the top-level settings describe (the status line, audit
+    #: lines, ``--cluster``), beside the ``[clusters.NAME]`` tables.
+    console_cluster_name: str = Field("default", validation_alias=_env("console_cluster_name"))
 
     # ---- [check] --------------------------------------------------------------------
     check_min_workers: int = Field(1, ge=0, validation_alias=_env("check_min_workers"))
@@ -554,8 +626,17 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=_env("redact_patterns")
     )
 
+    # ---- [clusters.NAME] ---------------------------------------------------------------
+    #: The other clusters, by name (``[clusters.NAME]`` tables; ``AFIRGEN_CLUSTERS`` as JSON).
+    clusters: dict[str, ClusterConfig] = Field(
+        default_factory=dict, validation_alias=_env("clusters")
+    )
+
     #: The config file these settings were read from (None: defaults and environment only).
     _config_path: Path | None = PrivateAttr(None)
+    #: :meth:`for_cluster`: the top-level settings this copy was made from, and its name
+    _base: Settings | None = PrivateAttr(None)
+    _cluster_name: str = PrivateAttr("")
 
     # ---- validation -----------------------------------------------------------------
     @field_validator("celery_broker_url", "celery_result_backend")
@@ -616,6 +697,16 @@ class Settings(BaseSettings):
         if value and not re.fullmatch(r"[!-~]{1,200}", value):
             raise ValueError(
                 "must be the name the sentinels monitor: printable characters, no spaces"
+            )
+        return value
+
+    @field_validator("console_cluster_name")
+    @classmethod
+    def _cluster_name_ok(cls, value: str) -> str:
+        value = value.strip()
+        if not _CLUSTER_NAME.fullmatch(value):
+            raise ValueError(
+                "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
             )
         return value
 
@@ -731,6 +822,87 @@ class Settings(BaseSettings):
         return self._config_path
 
     @property
+    def cluster_name(self) -> str:
+        """The name of the cluster these settings point at: a ``[clusters.NAME]`` table's
+        name, or ``[console] cluster_name`` (``default``) for the top-level settings."""
+        return self._cluster_name or self.console_cluster_name
+
+    @property
+    def base_settings(self) -> Settings:
+        """The top-level settings (these, unless they come from :meth:`for_cluster`)."""
+        return self._base or self
+
+    def cluster_names(self) -> list[str]:
+        """Every cluster these settings know, the top-level one first."""
+        base = self.base_settings
+        return [base.console_cluster_name, *base.clusters]
+
+    @property
+    def has_several_clusters(self) -> bool:
+        """True when ``[clusters.NAME]`` tables are configured (the status line names the
+        cluster then)."""
+        return bool(self.base_settings.clusters)
+
+    def for_cluster(self, name: str) -> Settings:
+        """The settings of cluster ``name``: the top-level settings with its
+        ``[clusters.NAME]`` table's values in place (the top-level name: the top-level
+        settings).  Everything downstream (sources, history, ``--check``) takes the result.
+
+        Raises :class:`SettingsError`: an unknown name (one line listing the known ones), or
+        the table's values, one line per problem.
+        """
+        base = self.base_settings
+        if name == base.console_cluster_name:
+            return base
+        table = base.clusters.get(name)
+        if table is None:
+            raise SettingsError(
+                [f"unknown cluster {name!r} (known: {', '.join(base.cluster_names())})"]
+            )
+        data = {
+            field: getattr(base, field) for field in type(base).model_fields if field != "clusters"
+        }
+        data.update(table.overrides())
+        data["clusters"] = base.clusters
+        try:
+            copy = type(base).model_validate(data)
+        except ValidationError as exc:
+            raise SettingsError(
+                [_format_cluster_error(name, dict(e)) for e in exc.errors()]
+            ) from None
+        copy._config_path = base._config_path
+        copy._base = base
+        copy._cluster_name = name
+        return copy
+
+    def cluster_problems(self) -> list[str]:
+        """One line per problem with the ``[clusters.NAME]`` tables (names and values)."""
+        problems: list[str] = []
+        seen = {
+            self.console_cluster_name.lower(): f"[console] cluster_name = {self.console_cluster_name!r}"
+        }
+        for name in self.clusters:
+            where = f"[{CLUSTERS_SECTION}.{name}]"
+            if not _CLUSTER_NAME.fullmatch(name):
+                problems.append(
+                    f"{where}: a cluster name is 1-64 letters, digits, '.', '_' or '-',"
+                    " starting with a letter or digit"
+                )
+                continue
+            if (other := seen.get(name.lower())) is not None:
+                problems.append(
+                    f"{where}: the name is already taken by {other} (names are compared"
+                    " without case)"
+                )
+                continue
+            seen[name.lower()] = f"[{CLUSTERS_SECTION}.{name}]"
+            try:
+                self.for_cluster(name)
+            except SettingsError as exc:
+                problems.extend(exc.lines)
+        return problems
+
+    @property
     def cluster_id(self) -> str:
         """The cluster the broker URL points at, without credentials (:func:`cluster_identity`):
         the key of the console's history and of its audit lines."""
@@ -780,16 +952,20 @@ class Settings(BaseSettings):
         return {"master_name": self.sentinel_master_name, "sentinel_kwargs": self.sentinel_kwargs()}
 
     def secrets(self) -> list[str]:
-        """Every secret value these settings hold, for leak tests and scrubbing."""
+        """Every secret value these settings hold, for leak tests and scrubbing (every
+        configured cluster's too: one console may show any of them)."""
         found = [self.smtp_password.get_secret_value(), self.sentinel_password.get_secret_value()]
-        for url in (
+        urls = [
             self.celery_broker_url,
             self.celery_result_backend,
             self.rabbitmq_management_url,
             self.history_db if isinstance(self.history_db, str) else "",
-        ):
+        ]
+        for table in self.base_settings.clusters.values():
+            urls.extend(u for u in (table.broker, table.backend, table.management_url) if u)
+        for url in urls:
             found.extend(url_secrets(url))
-        return [s for s in found if s]
+        return list(dict.fromkeys(s for s in found if s))
 
     def ensure_dirs(self) -> None:
         """Create the data, report, outbox and temp directories."""
@@ -855,9 +1031,63 @@ def _format_error(err: dict[str, Any]) -> str:
     return msg
 
 
+def _format_cluster_error(name: str, err: dict[str, Any]) -> str:
+    """One line for a problem with a value of the ``[clusters.NAME]`` table ``name``, in the
+    table's own words (``[clusters.b] broker='ftp://h': has unsupported scheme 'ftp'``)."""
+    where = f"[{CLUSTERS_SECTION}.{name}]"
+    loc = err.get("loc") or ()
+    field = str(loc[0]) if loc else ""
+    if field not in Settings.model_fields:
+        field = _FIELD_BY_ENV.get(field.upper(), field)
+    key = _FIELD_TO_CLUSTER_KEY.get(field)
+    if key is None:
+        # a check across settings (backlog_warn above backlog_fail, a sentinel:// broker
+        # without master_name): say it with the table's keys where it names them
+        line = _format_error(err)
+        for other_field, other_key in _FIELD_TO_CLUSTER_KEY.items():
+            line = line.replace(env_name(other_field), other_key)
+        return f"{where} {line}"
+    value = err.get("input")
+    if isinstance(value, str) and "://" in value:
+        value = mask_url(value)
+    msg = err.get("msg", "is invalid")
+    kind = err.get("type", "")
+    if kind == "literal_error":
+        expected = (err.get("ctx") or {}).get("expected", "")
+        allowed = ", ".join(re.findall(r"'([^']*)'", expected)) or expected
+        return f"{where} {key}={value!r} is not one of {allowed}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    else:
+        msg = msg[:1].lower() + msg[1:]
+    return f"{where} {key}={value!r}: {msg}"
+
+
+def _format_table_error(err: dict[str, Any]) -> str | None:
+    """One line for a structural problem of a ``[clusters.NAME]`` table (unknown or missing
+    key, wrong type), or None for an error elsewhere."""
+    loc = err.get("loc") or ()
+    if not loc or str(loc[0]) not in (CLUSTERS_SECTION, env_name(CLUSTERS_SECTION)):
+        return None
+    if len(loc) < 2:
+        return f"[{CLUSTERS_SECTION}] must hold [{CLUSTERS_SECTION}.NAME] tables"
+    where = f"[{CLUSTERS_SECTION}.{loc[1]}]"
+    key = str(loc[2]) if len(loc) > 2 else ""
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return f"{where}: unknown setting {key!r} (known: {', '.join(CLUSTER_KEYS)})"
+    if kind == "missing":
+        return f"{where}: {key} is required (the cluster's broker URL)"
+    if not key:
+        return f'{where} must be a table with broker = "redis://..."'
+    msg = err.get("msg", "is invalid")
+    return f"{where} {key}={err.get('input')!r}: {msg[:1].lower()}{msg[1:]}"
+
+
 def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Load settings from ``config`` (or ``AFIRGEN_CONFIG`` / ./config.toml) and the environment.
 
+    Every ``[clusters.NAME]`` table is checked too (:meth:`Settings.cluster_problems`).
     Raises :class:`SettingsError` with one line per problem.
     """
     path = resolve_config_path(config)
@@ -865,7 +1095,9 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        raise SettingsError([_format_error(dict(e)) for e in exc.errors()]) from None
+        raise SettingsError(
+            [_format_table_error(dict(e)) or _format_error(dict(e)) for e in exc.errors()]
+        ) from None
     except PydanticSettingsError as exc:
         # An environment value for a list/dict setting that is not JSON.
         match = re.search(r'field "([a-z_]+)"', str(exc))
@@ -875,6 +1107,8 @@ def load_settings(config: str | os.PathLike[str] | None = None, **overrides: Any
         ) from None
     finally:
         _CONFIG_PATH.reset(token)
+    if problems := settings.cluster_problems():
+        raise SettingsError(problems)
     return settings
 
 

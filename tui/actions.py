@@ -307,17 +307,20 @@ class AuditLog:
         scrub: Callable[[str], str] | None = None,
         redact_value: Callable[[Any], Any] | None = None,
         cluster: str | None = None,
+        cluster_name: str | None = None,
     ):
         """``scrub`` masks secrets in the finished line; ``redact_value`` masks personal data in
         parameter values before they are serialised (so the line stays valid JSON).
         ``cluster`` (the broker's identity without credentials,
         :attr:`afirgen_tasks.settings.Settings.cluster_id`) goes in every line: one log may
-        record actions on several clusters."""
+        record actions on several clusters; ``cluster_name`` (the name the operator knows it
+        by, :attr:`~afirgen_tasks.settings.Settings.cluster_name`) beside it."""
         self.path = Path(path)
         self.scrub = scrub or (lambda s: s)
         self.redact_value = redact_value or (lambda v: v)
         self.identity = operator_identity()
         self.cluster = cluster
+        self.cluster_name = cluster_name
 
     def attempt(self, action: str, target: str, params: dict[str, Any]) -> str:
         """Record that ``action`` is about to be sent; returns the id its outcome line repeats.
@@ -358,6 +361,7 @@ class AuditLog:
             "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
             **self.identity,
             **({"cluster": self.cluster} if self.cluster is not None else {}),
+            **({"cluster_name": self.cluster_name} if self.cluster_name is not None else {}),
             "phase": phase,
             "action": action,
             "target": target,

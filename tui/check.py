@@ -93,6 +93,8 @@ class CheckReport:
     broker: str
     timeout: float
     strict: bool = False
+    #: the cluster's name (``--cluster``, ``[console] cluster_name``)
+    cluster: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` document."""
@@ -101,6 +103,7 @@ class CheckReport:
             "exit_code": self.exit_code,
             "elapsed": round(self.elapsed, 4),
             "broker": self.broker,
+            "cluster": self.cluster,
             "timeout": self.timeout,
             "strict": self.strict,
             "checks": [asdict(c) for c in self.checks],
@@ -457,6 +460,61 @@ def _events_result(heard: set[str] | None, responders: list[str], error: str = "
     )
 
 
+# ---- a quick look (the console's cluster switcher) -------------------------------------
+
+
+@dataclass
+class ClusterProbe:
+    """What a quick look at a cluster found: is its broker reachable, how many workers
+    answered a ping (None: not asked, the broker was not reached)."""
+
+    reachable: bool
+    workers: int | None
+    detail: str
+
+
+def probe_cluster(settings: Settings, timeout: float = 2.0) -> ClusterProbe:
+    """Ping ``settings``' broker, then its workers, within ``timeout`` seconds; never raises.
+
+    The broker and worker pings of :func:`run_check`, without the rest: the console's
+    cluster switcher runs one per configured cluster in a thread worker.  The detail is
+    scrubbed of every secret the settings hold.
+    """
+    scrub = SecretScrubber(settings.secrets())
+    budget = Budget(timeout)
+    try:
+        app = _make_app(settings, budget)
+    except Exception as exc:
+        return ClusterProbe(False, None, scrub(f"no Celery app: {_describe_error(exc)}"))
+    try:
+        try:
+            if is_redis_url(settings.celery_broker_url):
+                client, latency = _ping_broker_redis(app, settings, budget)
+                client.close()
+            else:
+                latency = _ping_broker_kombu(app, budget)
+        except Exception as exc:
+            return ClusterProbe(False, None, scrub(f"unreachable: {_describe_error(exc)}"))
+        try:
+            wait = max(0.2, budget.remaining() - REPLY_MARGIN_S)
+            replies = app.control.ping(timeout=wait) or []
+        except Exception as exc:
+            return ClusterProbe(
+                True, None, scrub(f"broker up; workers not asked: {_describe_error(exc)}")
+            )
+        workers = len({name for reply in replies for name in reply})
+        return ClusterProbe(
+            True,
+            workers,
+            f"broker answered in {latency * 1000:.0f} ms; {workers} worker(s) answered a ping",
+        )
+    finally:
+        try:
+            app.close()
+        except Exception:  # a wedged connection must not turn a probe into a traceback
+            pass
+
+
 # ---- the run ---------------------------------------------------------------------------
 
 
@@ -504,7 +562,10 @@ def run_check(
     budget = Budget(total)
     broker = settings.broker_display
     where = settings.config_path or "defaults and environment"
-    checks = [CheckResult("settings", OK, f"loaded from {where}")]
+    loaded = f"loaded from {where}"
+    if settings.has_several_clusters:
+        loaded += f", cluster {settings.cluster_name!r}"
+    checks = [CheckResult("settings", OK, loaded)]
 
     def finish(could_not_check: bool = False) -> CheckReport:
         worst = max((_RANK[c.status] for c in checks), default=0)
@@ -513,7 +574,9 @@ def run_check(
         else:
             status = {0: OK, 1: WARN, 2: FAIL}[worst]
             code = 1 if worst == 2 or (worst == 1 and strict) else 0
-        return CheckReport(checks, status, code, budget.elapsed(), broker, total, strict)
+        return CheckReport(
+            checks, status, code, budget.elapsed(), broker, total, strict, settings.cluster_name
+        )
 
     try:
         app = _make_app(settings, budget)
@@ -765,7 +828,10 @@ def _settings_from_args(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     if getattr(args, "broker", None):
         overrides["celery_broker_url"] = args.broker
-    return load_settings(getattr(args, "config", None), **overrides)
+    settings = load_settings(getattr(args, "config", None), **overrides)
+    if (cluster := getattr(args, "cluster", None)) is not None:
+        settings = settings.for_cluster(cluster)
+    return settings
 
 
 def _quiet_logging() -> None:
@@ -813,6 +879,8 @@ def run_check_cli(args: argparse.Namespace) -> int:
         for check in report.checks:
             print(scrub(format_line(check)))
         verdict = {0: "healthy", 1: "unhealthy", 2: "could not check"}[report.exit_code]
+        if settings.has_several_clusters:
+            verdict = f"cluster {report.cluster}: {verdict}"
         print(
             f"{report.status:<5} {'overall':<18} {verdict} in {report.elapsed:.2f} s (exit {report.exit_code})"
         )

@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="broker URL (overrides CELERY_BROKER_URL and the config file)",
     )
     p.add_argument(
+        "--cluster",
+        metavar="NAME",
+        help="watch (or --check) the cluster of config.toml's [clusters.NAME] table "
+        "(default: the top-level settings, [console] cluster_name)",
+    )
+    p.add_argument(
         "--demo",
         action="store_true",
         help="open on a self-contained sandbox cluster (Redis + 2 workers + jobs)",
@@ -112,6 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args.json or args.strict or args.timeout is not None) and not args.check:
         print(
             "afirgen-tui: --json, --strict and --timeout only apply with --check", file=sys.stderr
+        )
+        return 2
+    if args.cluster is not None and (args.broker or args.demo):
+        print(
+            "afirgen-tui: --cluster cannot be combined with --broker or --demo"
+            " (a cluster brings its own broker)",
+            file=sys.stderr,
         )
         return 2
     if args.check and args.demo:

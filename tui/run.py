@@ -8,8 +8,12 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from afirgen_tasks.settings import Settings, SettingsError, load_settings, state_home
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 def _fail(lines: list[str]) -> int:
@@ -71,6 +75,8 @@ def run_console(args: argparse.Namespace) -> int:
             os.environ["CELERY_BROKER_URL"] = args.broker
         try:
             settings = load_settings(args.config)
+            if getattr(args, "cluster", None) is not None:
+                settings = settings.for_cluster(args.cluster)
         except SettingsError as exc:
             return _fail(exc.lines)
 
@@ -86,8 +92,14 @@ def run_console(args: argparse.Namespace) -> int:
         from tui.sources.cluster import BrokerSources
         from tui.ui.app import AfirgenApp
 
-        celery_app = create_app(settings, main="afirgen-tui")
-        sources = BrokerSources(settings, celery_app, scrub=Redactor.from_settings(settings))
+        def connect(cluster: Settings) -> tuple[BrokerSources, Celery]:
+            """A cluster's Celery app and sources (at start, and for each switch: c)."""
+            celery_app = create_app(cluster, main="afirgen-tui")
+            return BrokerSources(
+                cluster, celery_app, scrub=Redactor.from_settings(cluster)
+            ), celery_app
+
+        sources, celery_app = connect(settings)
         try:
             prepare_state_dir(settings)
             # keyed by the broker's cluster: another broker's tasks are never loaded here
@@ -105,6 +117,7 @@ def run_console(args: argparse.Namespace) -> int:
             banner=banner,
             history=history,
             quit_note="stopping the demo sandbox…" if sandbox is not None else "",
+            connect=connect,
         )
 
         def after_app() -> None:
@@ -113,7 +126,7 @@ def run_console(args: argparse.Namespace) -> int:
                 # the moment the screen is restored, not seconds later
                 print("afirgen-tui: stopping the demo sandbox…", file=sys.stderr, flush=True)
                 said_stopping = True
-            sources.stop()
+            app.sources.stop()  # the cluster watched last (c switches)
             app.console_screen.history.close()
             if history is not None:
                 history.close()

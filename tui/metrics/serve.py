@@ -84,6 +84,8 @@ def run_serve_metrics(args: argparse.Namespace, listen: tuple[str, int]) -> int:
     overrides = {"celery_broker_url": args.broker} if args.broker else {}
     try:
         settings = load_settings(args.config, **overrides)
+        if getattr(args, "cluster", None) is not None:
+            settings = settings.for_cluster(args.cluster)
     except SettingsError as exc:
         for line in exc.lines:
             _say(f"config error: {scrub(line)}")

@@ -10,7 +10,7 @@ read data as markup.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from celery import Celery
@@ -50,12 +50,10 @@ class AfirgenApp(App[None]):
         autostart: bool = True,
         history: HistoryBackend | None = None,
         quit_note: str = "",
+        connect: Callable[[Settings], tuple[Sources, Celery | None]] | None = None,
     ):
         super().__init__()
-        self.settings = settings
-        self.sources = sources
-        self.celery_app = celery_app
-        self.read_only = read_only or settings.console_read_only
+        self._read_only_asked = read_only
         self.banner = banner
         #: said on screen the moment q is pressed (the demo: its sandbox is stopped next)
         self.quit_note = quit_note
@@ -63,6 +61,19 @@ class AfirgenApp(App[None]):
         self.autostart = autostart
         #: the persisted history (None: no persistence); the console screen writes and reads it
         self.history_store = history
+        #: builds a cluster's sources and Celery app (``c`` switches clusters with it; None:
+        #: this console watches one cluster)
+        self.connect = connect
+        self._bind(settings, sources, celery_app)
+
+    def _bind(self, settings: Settings, sources: Sources, celery_app: Celery | None) -> None:
+        """Point the app at one cluster: its settings, sources, model, actions and a fresh
+        console screen (not yet shown: the first is the default screen, later ones come in
+        through :meth:`switch_cluster`)."""
+        self.settings = settings
+        self.sources = sources
+        self.celery_app = celery_app
+        self.read_only = self._read_only_asked or settings.console_read_only
         self.model = ClusterModel(
             max_tasks=settings.console_max_tasks,
             heartbeat_timeout=settings.console_heartbeat_timeout,
@@ -73,6 +84,7 @@ class AfirgenApp(App[None]):
             scrub=self.redact.scrub_secrets,
             redact_value=self.redact.value,
             cluster=settings.cluster_id,
+            cluster_name=settings.cluster_name,
         )
         self.actions = Actions(
             celery_app,
@@ -91,6 +103,39 @@ class AfirgenApp(App[None]):
 
     def get_default_screen(self) -> Screen[Any]:
         return self.console_screen
+
+    async def switch_cluster(self, settings: Settings) -> bool:
+        """Watch the cluster of ``settings`` instead, without a restart; False if it could
+        not be reached (the console stays where it was).
+
+        The new cluster's sources and Celery app are built first; then the current sources
+        stop, the history writer flushes, the history store turns to the new cluster's rows,
+        and a fresh console screen (new model, panes, polls, action layer, audit lines
+        naming the new cluster) replaces the old one, which goes with its timers.
+        """
+        if self.connect is None:
+            self.notify("this console watches one cluster", severity="warning")
+            return False
+        name = settings.cluster_name
+        try:
+            sources, celery_app = await asyncio.to_thread(self.connect, settings)
+        except Exception as exc:
+            reason = self.redact.scrub_secrets(f"{type(exc).__name__}: {exc}")
+            self.notify(f"cluster {name} not opened: {reason}", severity="error")
+            return False
+        old_screen, old_sources, old_app = self.console_screen, self.sources, self.celery_app
+        await asyncio.to_thread(old_sources.stop)
+        await asyncio.to_thread(old_screen.history.close)
+        if old_app is not None and old_app is not celery_app:
+            await asyncio.to_thread(old_app.close)
+        if self.history_store is not None:
+            self.history_store.cluster = settings.cluster_id
+        self._bind(settings, sources, celery_app)
+        while len(self.screen_stack) > 1 and self.screen is not old_screen:
+            await self.pop_screen()
+        await self.switch_screen(self.console_screen)
+        self.notify(f"cluster {name}: {settings.broker_display}", timeout=5)
+        return True
 
     def on_mount(self) -> None:
         if self.banner:

@@ -103,6 +103,14 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("escape", "Esc", "escape", "console", "clear the filter / close a dialog"),
     Command(
+        "c",
+        "c",
+        "switch_cluster",
+        "console",
+        "clusters: each one in config.toml ([clusters.NAME]) with its live state; Enter "
+        "switches to it without a restart",
+    ),
+    Command(
         "z",
         "z",
         "zoom",

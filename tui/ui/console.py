@@ -572,6 +572,8 @@ class ConsoleScreen(Screen[None]):
         text = Text(no_wrap=True, overflow="ellipsis")
         # Appended str is literal (never markup); visible() keeps escapes in broker errors
         # and in the typed or pasted filter off the terminal, and the line one line.
+        if self.settings.has_several_clusters:
+            text.append(f"{visible(self.settings.cluster_name)}: ", style="bold reverse")
         text.append(f"{visible(self.settings.broker_display)} ", style="bold")
         text.append(visible(label), style=style)
         if self.task_filter.text:
@@ -820,6 +822,36 @@ class ConsoleScreen(Screen[None]):
         from tui.ui.screens.unacked import UnackedScreen
 
         self.app.push_screen(UnackedScreen(self))
+
+    def action_switch_cluster(self) -> None:
+        """List the configured clusters with their live state; Enter switches to one."""
+        from tui.check import probe_cluster
+        from tui.ui.screens.cluster_switch import ClusterSwitchScreen
+
+        names = self.settings.cluster_names()
+        if len(names) < 2:
+            self.notify(
+                f"one cluster ({self.settings.cluster_name}): add [clusters.NAME] tables to"
+                " config.toml to switch between clusters",
+                severity="warning",
+            )
+            return
+        # every table was checked when the settings were loaded
+        clusters = [(name, self.settings.for_cluster(name)) for name in names]
+        self.app.push_screen(
+            ClusterSwitchScreen(clusters, self.settings.cluster_name, probe_cluster),
+            self._cluster_chosen,
+        )
+
+    def _cluster_chosen(self, name: str | None) -> None:
+        if name is None or name == self.settings.cluster_name:
+            return
+        # an App worker: the switch replaces this screen, which must not be the one awaiting it
+        self.app.run_worker(
+            self.afirgen.switch_cluster(self.settings.for_cluster(name)),
+            group="switch-cluster",
+            exclusive=True,
+        )
 
     def action_search_history(self) -> None:
         """Search the whole persisted history (not only what is in memory)."""

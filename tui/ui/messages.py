@@ -104,3 +104,13 @@ class CommandRequested(Message):
         self.args = args
         self.target = target
         self.scope = scope
+
+
+class ClusterProbed(Message):
+    """A quick look at a configured cluster finished (the ``c`` switcher's State column)."""
+
+    def __init__(self, name: str, probe: Any):
+        super().__init__()
+        self.name = name
+        #: a :class:`tui.check.ClusterProbe`
+        self.probe = probe
