@@ -506,7 +506,7 @@ def probe_cluster(settings: Settings, timeout: float = 2.0) -> ClusterProbe:
         return ClusterProbe(
             True,
             workers,
-            f"broker answered in {latency * 1000:.0f} ms; {workers} worker(s) answered a ping",
+            f"up ({latency * 1000:.0f} ms), {workers} worker(s) answering",
         )
     finally:
         try:

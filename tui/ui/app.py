@@ -39,6 +39,10 @@ class AfirgenApp(App[None]):
     TITLE = "afirgen-tui"
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = bindings("app")
+    #: Each cluster watched gets a mode of its own whose base screen is its console screen:
+    #: a switch (c) goes to the new mode and removes the old one with its screens (Textual's
+    #: public way to replace a base screen; ``switch_screen`` replaces pushed screens only).
+    DEFAULT_MODE = "console-0"
 
     def __init__(
         self,
@@ -65,6 +69,8 @@ class AfirgenApp(App[None]):
         #: this console watches one cluster)
         self.connect = connect
         self._bind(settings, sources, celery_app)
+        self._console_modes = 0
+        self.add_mode(self.DEFAULT_MODE, lambda: self.console_screen)
 
     def _bind(self, settings: Settings, sources: Sources, celery_app: Celery | None) -> None:
         """Point the app at one cluster: its settings, sources, model, actions and a fresh
@@ -101,9 +107,6 @@ class AfirgenApp(App[None]):
         )
         self.console_screen = ConsoleScreen(self)
 
-    def get_default_screen(self) -> Screen[Any]:
-        return self.console_screen
-
     async def switch_cluster(self, settings: Settings) -> bool:
         """Watch the cluster of ``settings`` instead, without a restart; False if it could
         not be reached (the console stays where it was).
@@ -131,9 +134,12 @@ class AfirgenApp(App[None]):
         if self.history_store is not None:
             self.history_store.cluster = settings.cluster_id
         self._bind(settings, sources, celery_app)
-        while len(self.screen_stack) > 1 and self.screen is not old_screen:
-            await self.pop_screen()
-        await self.switch_screen(self.console_screen)
+        old_mode = self.current_mode
+        self._console_modes += 1
+        mode = f"console-{self._console_modes}"
+        self.add_mode(mode, lambda screen=self.console_screen: screen)
+        await self.switch_mode(mode)
+        await self.remove_mode(old_mode)  # the old console screen (and any dialog on it) goes
         self.notify(f"cluster {name}: {settings.broker_display}", timeout=5)
         return True
 

@@ -54,16 +54,17 @@ class ClusterSwitchScreen(ModalScreen[str | None]):
     def on_mount(self) -> None:
         table: DataTable[Any] = self.query_one("#clusters", DataTable)
         table.add_column("", key="mark", width=1)
-        table.add_column("Cluster", key="name", width=16)
-        table.add_column("Broker", key="broker", width=34)
-        table.add_column("State", key="state")
+        # the state before the broker: on 80 columns the broker is what scrolls off
+        table.add_column("Cluster", key="name", width=12)
+        table.add_column("State", key="state", width=34)
+        table.add_column("Broker", key="broker")
         for row, (name, settings) in enumerate(self.clusters):
             # names and URLs come from config.toml: shown as data, never markup
             table.add_row(
                 "●" if name == self.current else "",
                 data_text(name),
-                data_text(settings.broker_display),
                 Text("checking…", style="dim"),
+                data_text(settings.broker_display),
                 key=name,
             )
             if name == self.current:
