@@ -137,7 +137,8 @@ class AfirgenApp(App[None]):
         old_mode = self.current_mode
         self._console_modes += 1
         mode = f"console-{self._console_modes}"
-        self.add_mode(mode, lambda screen=self.console_screen: screen)
+        screen: Screen[Any] = self.console_screen
+        self.add_mode(mode, lambda: screen)
         await self.switch_mode(mode)
         await self.remove_mode(old_mode)  # the old console screen (and any dialog on it) goes
         self.notify(f"cluster {name}: {settings.broker_display}", timeout=5)
