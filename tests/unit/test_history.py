@@ -423,6 +423,13 @@ _NAMES = (
 )
 _QUEUES = ("reports", "reports", "email", "cleanup")
 _HOSTS = ("celery@w1", "celery@w2", "celery@pdf-box", None)
+_EXCEPTIONS = (
+    None,
+    "SMTPConnectError(421, b'busy')",
+    "PermanentTaskError('FIR 7 does not exist')",
+    "FIR 99999 does not exist",
+    "boom",
+)
 
 
 def _records(n: int = 240) -> list[TaskRecord]:
@@ -437,6 +444,10 @@ def _records(n: int = 240) -> list[TaskRecord]:
         t.sent = 10_000.0 + i
         t.args = f"({i},)"
         t.kwargs = f"{{'recipient_email': 'user{i}@example.org'}}"
+        # exc: typed by the repr, by the traceback (a bare message), or by nothing
+        t.exception = _EXCEPTIONS[i % 5]
+        if t.exception == "FIR 99999 does not exist":
+            t.traceback = 'Traceback (most recent call last):\n  File "x"\nValueError: FIR'
         out.append(t)
     return out
 
@@ -485,6 +496,12 @@ _TOKENS = (
     "prio:>=8,1",
     "prio:>9",
     "prio:<=2",
+    "exc:smtp",
+    "exc:ValueError",
+    "exception:perm,busy",
+    "exc:unknown",
+    "exc:fir",
+    "exc:zzz",
 )
 
 
@@ -521,6 +538,22 @@ def test_search_agrees_with_the_filter_on_combinations(search_store, tokens, lim
     query = " ".join(tokens)
     got = [r["uuid"] for r in search_store.search(query, limit=limit)]
     assert got == _expected(query)[:limit]
+
+
+def test_search_exc_matches_the_exception_type_or_text(search_store: HistoryStore):
+    # typed by the traceback's last line: the text ("FIR 99999 ...") does not say ValueError
+    got = {r["uuid"] for r in search_store.search("exc:ValueError", limit=10_000)}
+    assert got == {t.uuid for t in RECORDS if t.exception == "FIR 99999 does not exist"}
+    got = {r["uuid"] for r in search_store.search("exc:smtp state:failure", limit=10_000)}
+    want = {t.uuid for t in RECORDS if t.state == "FAILURE" and "SMTP" in (t.exception or "")}
+    assert got == want and want
+    # a failure with no exception text is "unknown", like a bare message without traceback
+    got = {r["uuid"] for r in search_store.search("exc:unknown", limit=10_000)}
+    assert got == {
+        t.uuid
+        for t in RECORDS
+        if t.exception == "boom" or (t.exception is None and t.state == "FAILURE")
+    }
 
 
 def test_unreadable_priority_matches_nothing_like_the_pane(search_store: HistoryStore):

@@ -845,7 +845,7 @@ def test_filter_understands_everyday_state_words_and_names_its_mistakes():
         "no state 'bogus' (states: pending sent received started retry rejected revoked failure success purged lost)"
     ]
     assert TaskFilter("foo:bar").errors == [
-        "no field 'foo' (fields: state queue worker name uuid prio)"
+        "no field 'foo' (fields: state queue worker name uuid prio exc)"
     ]
     assert TaskFilter("prio:>=abc").errors == ["bad priority in 'prio:>=abc'"]
     # still typing, and words with a colon that are no field name, are not mistakes

@@ -1,6 +1,6 @@
 """The filter language of the Tasks pane and the history search: parsed in one place.
 
-``state:failure queue:email worker:w1 name:pdf uuid:ab12 prio:>=8`` and plain words;
+``state:failure queue:email worker:w1 name:pdf uuid:ab12 prio:>=8 exc:SMTP`` and plain words;
 :class:`TaskFilter` compiles it into a predicate on in-memory tasks, :func:`parse_query`
 into terms the history store turns into SQL (it adds ``args:text``).  Pure Python.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tui.core.failures import failure_type
 from tui.core.model import TaskRecord
 from tui.core.states import ALL_STATES, CONSOLE_STATES
 
@@ -52,6 +53,8 @@ _FIELD_ALIASES = {
     "prio": "prio",
     "priority": "prio",
     "p": "prio",
+    "exc": "exc",
+    "exception": "exc",
 }
 
 #: What operators type for a state: Celery's event words and everyday ones.
@@ -90,7 +93,7 @@ def state_needles(needles: list[str]) -> tuple[list[str], list[str]]:
     return out, errors
 
 
-FILTER_FIELDS = ("state", "queue", "worker", "name", "uuid", "prio")
+FILTER_FIELDS = ("state", "queue", "worker", "name", "uuid", "prio", "exc")
 
 
 def unknown_field_error(key: str, fields: tuple[str, ...] = FILTER_FIELDS) -> str | None:
@@ -119,6 +122,24 @@ def _text_pred(attr: str, needles: list[str], prefix: bool) -> _Pred:
 def _uuid_pred(needles: list[str]) -> _Pred:
     prefixes = tuple(needles)
     return lambda task: task.uuid.lower().startswith(prefixes)
+
+
+def exc_matches(needles: list[str], exc_type: str | None, exception: str | None) -> bool:
+    """``exc:`` on one task: a needle starts its exception's type (:func:`failure_type`) or
+    is in its exception text (both case-insensitive).  Shared with the history search."""
+    if exc_type is None:
+        return False
+    low_type = exc_type.lower()
+    low_text = exception.lower() if exception else ""
+    return any(low_type.startswith(n) or n in low_text for n in needles)
+
+
+def _exc_pred(needles: list[str]) -> _Pred:
+    def pred(task: TaskRecord) -> bool:
+        exc_type = failure_type(task.exception, task.traceback, task.state)
+        return exc_matches(needles, exc_type, task.exception)
+
+    return pred
 
 
 def _is_ascii_int(text: str) -> bool:
@@ -213,7 +234,9 @@ class TaskFilter:
     Space-separated terms are ANDed.  A bare term matches case-insensitively as a
     substring of name, state, queue or worker, or as a uuid prefix.  Field terms:
     ``state:failure`` (prefix), ``queue:email``, ``worker:w1``, ``name:pdf``
-    (substrings), ``uuid:abc`` (prefix), ``prio:10``, ``prio:>=8``, ``prio:3-7``;
+    (substrings), ``uuid:abc`` (prefix), ``prio:10``, ``prio:>=8``, ``prio:3-7``,
+    ``exc:SMTP`` (a prefix of the exception's type, as the failures screen names it, or a
+    substring of the exception text);
     commas give alternatives (``state:failure,retry``); ``state:failed`` and other
     everyday words mean the state they name.  A field term with no value is ignored
     (the operator is still typing); an unreadable ``prio:``, a value that is no state
@@ -250,6 +273,8 @@ class TaskFilter:
                 preds.append(pred)
             elif fieldname == "uuid":
                 preds.append(_uuid_pred(needles))
+            elif fieldname == "exc":
+                preds.append(_exc_pred(needles))
             elif fieldname == "state":
                 preds.append(_text_pred("state", needles, prefix=True))
             elif fieldname == "worker":
@@ -281,7 +306,7 @@ _SEARCH_ALIASES = {**_FIELD_ALIASES, "args": "args", "a": "args", "kwargs": "arg
 
 @dataclass(slots=True)
 class Term:
-    """One ANDed term: ``kind`` is bare, state, queue, worker, name, uuid, prio or args."""
+    """One ANDed term: ``kind`` is bare, state, queue, worker, name, uuid, prio, exc or args."""
 
     kind: str
     needles: list[str]

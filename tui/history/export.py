@@ -50,6 +50,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from afirgen_tasks.spreadsheet import xlsx_text
+from tui.core.failures import exception_type
 from tui.core.formatting import task_runtime
 from tui.core.model import ALL_STATES
 from tui.history import parse_utc_iso
@@ -466,19 +467,6 @@ def _table(
     return table
 
 
-_EXC_NAME = re.compile(r"\s*([A-Za-z_][\w.]*)(?=\(|:|\s*$)")
-
-
-def _exception_type(exception: str, traceback: str) -> str:
-    """``SMTPRecipientsRefused`` of ``SMTPRecipientsRefused('...')`` or of the traceback's
-    last line (``SMTPRecipientsRefused: ...``); ``unknown`` when neither says."""
-    m = _EXC_NAME.match(exception)
-    if not m:
-        lines = traceback.rstrip().splitlines()
-        m = _EXC_NAME.match(lines[-1]) if lines else None
-    return m.group(1) if m else "unknown"
-
-
 def _when(row: Any) -> float | None:
     for key in ("finished", "started", "first_seen", "sent"):
         v = _get(row, key)
@@ -496,7 +484,7 @@ def _failure_groups(failures: Sequence[Any], redact: Redact) -> list[dict[str, A
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for r in failures:
         name = _text(_get(r, "name"), redact) or "?"
-        exc_type = _exception_type(
+        exc_type = exception_type(
             _text(_get(r, "exception"), redact), _text(_get(r, "traceback"), redact)
         )
         g = groups.setdefault(

@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from afirgen_tasks.settings import LEGACY_CLUSTER
+from tui.core.failures import failure_type
 from tui.core.model import TaskRecord
-from tui.core.query import SearchQuery, Term, parse_query
+from tui.core.query import SearchQuery, Term, exc_matches, parse_query
 from tui.core.states import LOST, R_CYCLE, R_FINAL, R_RECEIVED, R_STARTED, RANK
 from tui.history.backend import HistoryBackend, open_history
 from tui.sources.validate import Tally, clean_history_row
@@ -469,6 +470,8 @@ class HistoryStore(HistoryBackend):
         # scans read the covering index through the OS page cache without a copy per
         # page: 2-3x faster full scans (address space only; nothing is preloaded)
         conn.execute("PRAGMA mmap_size = 1073741824")
+        # ``exc:`` in SQL is the Tasks pane's own test (one definition of the term)
+        conn.create_function("afirgen_exc_match", 4, _sql_exc_match, deterministic=True)
         return conn
 
     def _conn(self) -> sqlite3.Connection:
@@ -973,6 +976,22 @@ class HistoryStore(HistoryBackend):
                 params += ps
                 drivers.append((f"{_IN_CLUSTER} priority {expr}", [cluster, *ps]))
             return _Clause("(" + " OR ".join(conds) + ")", params, drivers)
+        if kind == "exc":
+            # no index: the exception's type is parsed from its text (or the traceback's
+            # last line) by the same function the pane uses; rows with no exception (and
+            # not failed) are passed over before it is called
+            # as BLOBs: a stored text that is not UTF-8 is read leniently, as everywhere
+            conds = [
+                "afirgen_exc_match(?, CAST(exception AS BLOB), CAST(traceback AS BLOB), state)"
+                for _ in needles
+            ]
+            return _Clause(
+                "((exception IS NOT NULL OR traceback IS NOT NULL OR state = 'FAILURE') AND ("
+                + " OR ".join(conds)
+                + "))",
+                list(needles),
+                None,
+            )
         if kind == "args":
             conds, params = [], []
             for n in needles:
@@ -988,6 +1007,18 @@ class HistoryStore(HistoryBackend):
         raise ValueError(f"unknown term kind {kind!r}")
 
 
+def _sql_exc_match(
+    needle: str, exception: bytes | None, traceback: bytes | None, state: str | None
+) -> int:
+    """``exc:`` on one row (SQLite calls it): :func:`tui.core.query.exc_matches`."""
+    try:
+        exc = _lenient_text(exception) if exception is not None else None
+        tb = _lenient_text(traceback) if traceback is not None else None
+        return int(exc_matches([needle], failure_type(exc, tb, state), exc))
+    except Exception:  # a stored value of an unexpected type: no match, never a failed search
+        return 0
+
+
 #: the start of a driver subquery: the ids of one cluster's rows that ...
 _IN_CLUSTER = "SELECT id FROM tasks WHERE cluster = ? AND"
 
@@ -1001,6 +1032,7 @@ _KIND_ORDER = {
     "prio": 5,
     "bare": 6,
     "args": 7,
+    "exc": 8,
 }
 
 
