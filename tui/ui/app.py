@@ -212,6 +212,11 @@ class AfirgenApp(App[None]):
                 self.notify(
                     "that works in the unacknowledged jobs: u opens them", severity="warning"
                 )
+        elif scope == "failures":
+            if getattr(self.screen, "SCOPE", None) == scope:
+                await self.screen.run_action(action)
+            else:
+                self.notify("that works in the failures grouped: f opens them", severity="warning")
         elif scope == "worker_detail":
             if isinstance(self.screen, WorkerDetailScreen):
                 await self.screen.run_action(action)

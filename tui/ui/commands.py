@@ -15,9 +15,18 @@ from textual.binding import Binding, BindingType
 
 #: ``app``: the App (works over dialogs too); ``console``: the console screen; a pane's name:
 #: that pane, when it has the focus; ``queue_jobs``: the screen of a queue's waiting jobs;
-#: ``worker_detail``: the worker detail screen; ``unacked``: the jobs taken but not acknowledged.
+#: ``worker_detail``: the worker detail screen; ``unacked``: the jobs taken but not acknowledged;
+#: ``failures``: the failures grouped (``f``).
 Scope = Literal[
-    "app", "console", "queues", "workers", "tasks", "queue_jobs", "worker_detail", "unacked"
+    "app",
+    "console",
+    "queues",
+    "workers",
+    "tasks",
+    "queue_jobs",
+    "worker_detail",
+    "unacked",
+    "failures",
 ]
 
 #: The panes, in Tab order, with the digit that focuses each.
@@ -142,6 +151,14 @@ COMMANDS: tuple[Command, ...] = (
         " cluster:all for every cluster; E in the results exports that search)",
         show=True,
         footer="History",
+    ),
+    Command(
+        "f",
+        "f",
+        "failures",
+        "console",
+        "failures grouped by task and exception type: count, first and last seen, workers, "
+        "a sample message (the tasks in memory; Enter filters the Tasks pane to a group)",
     ),
     Command(
         "E",
@@ -341,6 +358,36 @@ COMMANDS: tuple[Command, ...] = (
         priority=True,
     ),
     Command("pageup", "", "page(-1)", "queue_jobs", "previous page of waiting jobs", priority=True),
+    # ---- failures grouped (f) ------------------------------------------------------------
+    Command(
+        "",
+        "Enter",
+        "filter_group",
+        "failures",
+        "show the highlighted group's tasks in the Tasks pane "
+        "(state:failure name:… exc:…; failures grouped)",
+    ),
+    Command(
+        "R",
+        "R",
+        "retry_group",
+        "failures",
+        "retry every task of the highlighted group, after a confirm with the count "
+        "(failures grouped)",
+        mutating=True,
+        show=True,
+        footer="Retry group",
+    ),
+    Command(
+        "H",
+        "H",
+        "history",
+        "failures",
+        "search the persisted history for the highlighted group's older failures "
+        "(failures grouped)",
+        show=True,
+        footer="History",
+    ),
     # ---- the worker detail (Enter on the Workers pane) --------------------------------
     Command(
         "g,f5",

@@ -857,6 +857,20 @@ class ConsoleScreen(Screen[None]):
         """Search the whole persisted history (not only what is in memory)."""
         self.history.search()
 
+    def action_failures(self) -> None:
+        """Show the failed tasks in memory grouped by task and exception type."""
+        from tui.ui.screens.failures import FailuresScreen
+
+        self.app.push_screen(FailuresScreen(self))
+
+    def filter_to(self, text: str) -> None:
+        """Set the task filter to ``text``, shown in the filter box, and focus the Tasks pane."""
+        box = self.query_one("#filter", Input)
+        box.value = text
+        box.display = bool(text)
+        self.set_filter(text)
+        self.tasks_pane.focus()
+
     def action_export(self) -> None:
         """Export the filtered history to CSV, Excel or an incident report PDF."""
         self.history.export()

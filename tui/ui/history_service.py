@@ -168,8 +168,9 @@ class HistoryService:
             self.writer = None
 
     # ---- search and export ---------------------------------------------------------------
-    def search(self) -> None:
-        """Search the whole persisted history (not only what is in memory)."""
+    def search(self, query: str | None = None) -> None:
+        """Search the whole persisted history (not only what is in memory), opened with
+        ``query`` (default: the Tasks pane's filter)."""
         if self.store is None:
             self.screen.notify("no history store: [history] db is not set up", severity="warning")
             return
@@ -179,7 +180,7 @@ class HistoryService:
             HistorySearchScreen(
                 self.search_rows,
                 self.screen.redact,
-                self.screen.task_filter.text,
+                self.screen.task_filter.text if query is None else query,
                 cluster=self.store.cluster,
                 export=self.export_search,
             )
