@@ -91,6 +91,13 @@ async def test_groups_count_first_last_workers_and_sample(console, sources, even
         assert "5 failed task(s) in 3 group(s), of the 6 tasks in memory" in header(screen)
         assert "H searches the persisted history" in header(screen)
         assert sorted(screen.groups[keys[0]].uuids) == sorted([e1, e2, e3])
+        # the highlighted group in full under the table (the Sample column may be cut)
+        detail = str(screen.query_one("#failure-detail", Static).render())
+        assert f"{EMAIL} · SMTPConnectError · 3 task(s) on 2 worker(s)" in detail
+        assert "latest: SMTPConnectError(421, b'later')" in detail
+        await pilot.press("down")
+        detail = str(screen.query_one("#failure-detail", Static).render())
+        assert "ValueError" in detail and "latest: FIR 1 does not exist" in detail
         # a new failure while the screen is open: the group grows in place
         sources.feed(failed(events, PDF, "PermanentTaskError('FIR 5')", "w9@box")[1])
         console.console_screen.tick()

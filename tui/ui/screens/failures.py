@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 REFRESH_S = 2.0
 #: Characters of the sample message shown (its first line, redacted).
 SAMPLE_CLIP = 44
+#: Characters of the highlighted group's sample shown under the table.
+DETAIL_CLIP = 300
 #: What the console says when ``R`` finds no retry in this build.
 NO_RETRY = "retry is not available in this build"
 
@@ -63,6 +65,7 @@ class FailuresScreen(ModalScreen[None]):
     }
     FailuresScreen #failures-header { height: auto; }
     FailuresScreen #failure-groups { height: 1fr; }
+    FailuresScreen #failure-detail { height: auto; max-height: 5; }
     """
 
     def __init__(self, console: ConsoleScreen) -> None:
@@ -79,6 +82,7 @@ class FailuresScreen(ModalScreen[None]):
             box.border_subtitle = "Enter filter Tasks · R retry group · H history · Esc close"
             yield Static(id="failures-header")
             yield KeyedTable(id="failure-groups")
+            yield Static(id="failure-detail")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -115,6 +119,27 @@ class FailuresScreen(ModalScreen[None]):
         table.set_order([g.key for g in groups])
         self.groups = shown
         self._show_header(groups, model.task_count)
+        self._show_detail()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        """The highlighted group in full: task, type, tasks and workers, the sample message
+        (a narrow terminal cuts the table's Sample column)."""
+        group = self.highlighted()
+        out = Text()
+        if group is not None:
+            redact = self.console.redact
+            out.append_text(data_text(redact(group.name), style="bold"))
+            out.append(" · ")
+            out.append_text(data_text(group.exc_type, style="bold red"))
+            out.append(f" · {count(group.count)} task(s) on {count(len(group.workers))} worker(s)")
+            out.append_text(data_text(f": {redact(group.workers_text(10))}"))
+            sample = _clip(redact(group.sample).strip(), DETAIL_CLIP) or "-"
+            out.append("\nlatest: ", style="dim")
+            out.append_text(data_text(sample))
+        self.query_one("#failure-detail", Static).update(out)
 
     def _show_header(self, groups: list[FailureGroup], in_memory: int) -> None:
         failed = sum(g.count for g in groups)
