@@ -106,7 +106,8 @@ COMMANDS: tuple[Command, ...] = (
         "/",
         "filter",
         "console",
-        "filter tasks: words, state:failure queue:email worker:w1 name:pdf uuid:ab12 prio:>=8",
+        "filter tasks: words, state:failure queue:email worker:w1 name:pdf uuid:ab12 prio:>=8 "
+        "exc:SMTP",
         show=True,
         footer="Filter",
     ),
