@@ -34,7 +34,8 @@ from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 
 from afirgen_tasks.settings import SecretScrubber, mask_url, url_secrets
-from tui.core.query import Term, parse_query
+from tui.core.failures import failure_type
+from tui.core.query import Term, exc_matches, parse_query
 from tui.history.backend import HistoryBackend
 from tui.history.store import (
     _SELECT_COLS,
@@ -528,17 +529,48 @@ class PostgresHistoryStore(HistoryBackend):
         if until is not None:
             conds.append("first_seen <= %s")
             params.append(float(until))
+        exc_terms = [t for t in parsed.terms if t.kind == "exc"]
         for term in parsed.terms:
+            if term.kind == "exc":
+                continue
             clause = self._clause(term, vocab)
             if clause is None:
                 return [], "never"  # a term no row can match
             conds.append(clause[0])
             params.extend(clause[1])
+        if exc_terms:
+            return self._search_exc(conds, params, exc_terms, limit), "postgres+exc"
         sql = (
             f"SELECT {_SELECT_COLS} FROM tasks WHERE {' AND '.join(conds)}"
             " ORDER BY first_seen DESC LIMIT %s"
         )
         return self._rows(sql, [*params, limit]), "postgres"
+
+    def _search_exc(
+        self, conds: list[str], params: list[Any], exc_terms: list[Term], limit: int
+    ) -> list[dict[str, Any]]:
+        """The rows the other terms match, newest first, kept when every ``exc:`` term
+        matches: the exception's type is parsed in Python (:func:`failure_type`, the pane's
+        own test; PostgreSQL cannot call it), a page at a time until ``limit`` are found."""
+        conds = [*conds, "(exception IS NOT NULL OR traceback IS NOT NULL OR state = 'FAILURE')"]
+        sql = (
+            f"SELECT {_SELECT_COLS} FROM tasks WHERE {' AND '.join(conds)}"
+            " ORDER BY first_seen DESC, id DESC LIMIT %s OFFSET %s"
+        )
+        page = max(limit * 4, 500)
+        found: list[dict[str, Any]] = []
+        offset = 0
+        while len(found) < limit:
+            rows = self._rows(sql, [*params, page, offset])
+            for row in rows:
+                exc, tb = row.get("exception"), row.get("traceback")
+                kind = failure_type(exc, tb, row.get("state"))
+                if all(exc_matches(t.needles, kind, exc) for t in exc_terms):
+                    found.append(row)
+            if len(rows) < page:
+                break
+            offset += page
+        return found[:limit]
 
     def _clause(self, term: Term, vocab: dict[str, list[str]]) -> tuple[str, list[Any]] | None:
         """SQL and parameters for one term (the SQLite store's meaning), or None when no row
