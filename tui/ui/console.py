@@ -576,6 +576,9 @@ class ConsoleScreen(Screen[None]):
             text.append(f"{visible(self.settings.cluster_name)}: ", style="bold reverse")
         text.append(f"{visible(self.settings.broker_display)} ", style="bold")
         text.append(visible(label), style=style)
+        if self.afirgen.read_only:
+            # Early: at 80 columns the end of the line is cut, and this says why keys refuse.
+            text.append(" │ READ-ONLY", style="bold yellow")
         if self.task_filter.text:
             # Early in the line: a line cut at the right edge must not hide that rows are filtered.
             text.append(f" │ filter: {visible(self.task_filter.text)}", style="bold cyan")
@@ -615,8 +618,6 @@ class ConsoleScreen(Screen[None]):
             text.append(f" │ reconnected {reconnects}×", style="yellow")
         if note := self.history.status_note():
             text.append(f" │ {visible(note)}", style="bold red")  # its reasons may quote data
-        if self.afirgen.read_only:
-            text.append(" │ READ-ONLY", style="bold yellow")
         self.query_one("#status", Static).update(text)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
