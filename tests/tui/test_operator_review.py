@@ -4,7 +4,10 @@ parenthesis, load averages cut to a wrong figure, a traceback over the shell on 
 
 from __future__ import annotations
 
+from tui.history import HistoryStore
+from tui.sources.cluster import StaticSources
 from tui.ui.app import AfirgenApp
+from tui.ui.screens.history_search import HistorySearchScreen
 
 
 async def test_read_only_shows_on_the_status_line_at_80_columns(screen_settings, sources, events):
@@ -18,3 +21,49 @@ async def test_read_only_shows_on_the_status_line_at_80_columns(screen_settings,
         # what is on screen: the line as rendered in the status widget's width
         shown = status.render_line(0).text
         assert "READ-ONLY" in shown, shown
+
+
+async def open_history(screen_settings, pilot, console) -> HistorySearchScreen:
+    for _ in range(100):
+        await pilot.pause(0.05)
+        if console.console_screen.history.writer is not None:
+            break
+    await pilot.press("H")
+    await pilot.pause()
+    screen = console.screen
+    assert isinstance(screen, HistorySearchScreen)
+    return screen
+
+
+def history_console(screen_settings) -> tuple[AfirgenApp, HistoryStore]:
+    store = HistoryStore(screen_settings.history_db)
+    sources = StaticSources(screen_settings)
+    console = AfirgenApp(screen_settings, sources, autostart=False, history=store)
+    sources.start()
+    return console, store
+
+
+async def test_down_in_the_history_query_moves_to_the_results(screen_settings):
+    console, store = history_console(screen_settings)
+    async with console.run_test(size=(120, 36)) as pilot:
+        screen = await open_history(screen_settings, pilot, console)
+        assert isinstance(screen, HistorySearchScreen)
+        assert console.focused is screen.query_one("#history-query")
+        await pilot.press("down")
+        await pilot.pause()
+        assert console.focused is screen.query_one("#history-results")
+        await pilot.press("x")  # typed on the results, not into the query
+        assert screen.query_one("#history-query").value == ""
+    store.close()
+
+
+async def test_history_results_show_the_longest_task_name_whole(screen_settings):
+    console, store = history_console(screen_settings)
+    async with console.run_test(size=(120, 36)) as pilot:
+        screen = await open_history(screen_settings, pilot, console)
+        table = screen.query_one("#history-results")
+        task = next(c for c in table.columns.values() if str(c.label) == "Task")
+        assert task.width >= len("send_fir_confirmation_email")
+        used = sum(c.get_render_width(table) for c in table.columns.values())
+        assert used <= table.scrollable_content_region.width, (used, table.size)
+    store.close()

@@ -110,12 +110,15 @@ class HistorySearchScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape", "close", "Close"),
         Binding("E", "export", "Export this search"),
+        # the query box has no use for ↓: it goes to the results, as the subtitle says (a
+        # focused results table keeps ↓ for its cursor)
+        Binding("down", "results", "Results", show=False),
     ]
     DEFAULT_CSS = """
     HistorySearchScreen { align: center middle; }
     HistorySearchScreen > Vertical { width: 96%; height: 92%; border: round $accent; background: $surface; }
     HistorySearchScreen #history-query { height: 1; border: none; background: $boost; padding: 0 1; }
-    HistorySearchScreen #history-status { height: 1; color: $text-muted; }
+    HistorySearchScreen #history-status { height: auto; color: $text-muted; padding: 0 1; }
     HistorySearchScreen DataTable { height: 1fr; }
     """
 
@@ -160,7 +163,7 @@ class HistorySearchScreen(ModalScreen[None]):
         table = self.query_one("#history-results", DataTable)
         for label, width in (
             ("State", 11),
-            ("Task", 20),
+            ("Task", 28),  # send_fir_confirmation_email whole
             ("Queue", 9),
             ("Pri", 3),
             ("Worker", 12),
@@ -287,6 +290,10 @@ class HistorySearchScreen(ModalScreen[None]):
             self.notify("nothing to export: run a search first (Enter)", severity="warning")
             return
         self.exporter(self.shown, None if self.shown.truncated else list(self.rows))
+
+    def action_results(self) -> None:
+        """``↓`` in the query box: move to the results."""
+        self.query_one("#history-results", DataTable).focus()
 
     def action_close(self) -> None:
         self.dismiss(None)
