@@ -7,6 +7,7 @@ from __future__ import annotations
 from tui.history import HistoryStore
 from tui.sources.cluster import StaticSources
 from tui.ui.app import AfirgenApp
+from tui.ui.commands import COMMANDS
 from tui.ui.screens.history_search import HistorySearchScreen
 
 
@@ -67,3 +68,12 @@ async def test_history_results_show_the_longest_task_name_whole(screen_settings)
         used = sum(c.get_render_width(table) for c in table.columns.values())
         assert used <= table.scrollable_content_region.width, (used, table.size)
     store.close()
+
+
+def test_palette_titles_never_stop_inside_a_parenthesis():
+    for command in COMMANDS:
+        title = command.title
+        assert title.count("(") == title.count(")"), title
+    pause = next(c for c in COMMANDS if c.action.startswith("pause_queue"))
+    assert pause.title.startswith("Pause the highlighted queue")
+    assert "or resume it" in pause.title, pause.title

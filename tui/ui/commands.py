@@ -66,6 +66,12 @@ class Command:
     def title(self) -> str:
         """The palette title: the description's first clause and the key."""
         head = self.description.split(":", 1)[0]
+        if head.count("(") > head.count(")"):
+            # the colon is inside a parenthesis ("(⏸; ⏸ 1/2: paused on 1 of 2), or resume…"):
+            # leave that parenthesis out rather than cut it in half
+            start = head.rfind("(")
+            end = self.description.find(")", start)
+            head = (head[:start].rstrip() + self.description[end + 1 :]).split(":", 1)[0]
         head = head[:1].upper() + head[1:]
         return f"{head} ({self.keys})" if self.keys else head
 
