@@ -4,11 +4,13 @@ parenthesis, load averages cut to a wrong figure, a traceback over the shell on 
 
 from __future__ import annotations
 
+from tui.core.safe_text import data_text
 from tui.history import HistoryStore
 from tui.sources.cluster import StaticSources
 from tui.ui.app import AfirgenApp
 from tui.ui.commands import COMMANDS
 from tui.ui.screens.history_search import HistorySearchScreen
+from tui.ui.widgets.panes import LOAD_WIDTH, load_text
 
 
 async def test_read_only_shows_on_the_status_line_at_80_columns(screen_settings, sources, events):
@@ -77,3 +79,13 @@ def test_palette_titles_never_stop_inside_a_parenthesis():
     pause = next(c for c in COMMANDS if c.action.startswith("pause_queue"))
     assert pause.title.startswith("Pause the highlighted queue")
     assert "or resume it" in pause.title, pause.title
+
+
+def test_load_averages_fit_their_column_without_cutting_a_figure():
+    assert load_text([0.5, 0.25, 0.125]) == "0.50 0.25 0.12"
+    busy = load_text([12.33, 9.87, 7.05])
+    assert len(busy) <= LOAD_WIDTH and busy == "12.3 9.9 7.0", busy
+    huge = load_text([123.4, 99.9, 80.0])
+    assert len(huge) <= LOAD_WIDTH and huge.split() == ["123", "100", "80"], huge
+    assert load_text(None) == "-" and load_text([]) == "-"
+    assert str(data_text(load_text([1.0]))) == "1.00"

@@ -147,6 +147,20 @@ HB_WIDTH = 5
 CONC_WIDTH = 12
 #: The Workers pane's Queues column: fits at 120 columns beside the others.
 QUEUES_WIDTH = 20
+LOAD_WIDTH = 14
+
+
+def load_text(load: Iterable[float] | None, width: int = LOAD_WIDTH) -> str:
+    """The 1, 5 and 15 minute load averages in ``width`` cells: two decimals while they fit,
+    fewer on a busy host (``12.33 9.87 7.05`` was cut to ``12.33 9.87 7.0``, a wrong figure)."""
+    values = list(load or ())[:3]
+    if not values:
+        return "-"
+    for decimals in (2, 1, 0):
+        text = " ".join(f"{x:.{decimals}f}" for x in values)
+        if len(text) <= width:
+            return text
+    return text[: width - 1] + "…"
 
 
 def queues_text(queues: Iterable[object] | None, width: int) -> str:
@@ -197,7 +211,7 @@ class WorkersPane(_CommandPane):
         self.add_column("Done", width=6, key="done")
         self.add_column("Fail", width=4, key="failed")
         self.add_column("HB", width=HB_WIDTH, key="hb")
-        self.add_column("Load", width=14, key="load")
+        self.add_column("Load", width=LOAD_WIDTH, key="load")
         self.add_column("Queues", width=QUEUES_WIDTH, key="queues")
 
     def __init__(self, **kwargs: object):
@@ -250,7 +264,7 @@ class WorkersPane(_CommandPane):
                 style="red" if getattr(w, "failed", 0) else "",
             ),
             Text(age(getattr(w, "last_heartbeat", None), now, HB_WIDTH), justify="right"),
-            Text(" ".join(f"{x:.2f}" for x in load[:3]) if load else "-"),
+            Text(load_text(load)),
             data_text(queues_text(queues, QUEUES_WIDTH)),
         ]
 
