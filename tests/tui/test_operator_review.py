@@ -4,7 +4,11 @@ parenthesis, load averages cut to a wrong figure, a traceback over the shell on 
 
 from __future__ import annotations
 
+import socket
+import time
+
 from tui.core.safe_text import data_text
+from tui.demo.sandbox import SMTPSink
 from tui.history import HistoryStore
 from tui.sources.cluster import StaticSources
 from tui.ui.app import AfirgenApp
@@ -89,3 +93,29 @@ def test_load_averages_fit_their_column_without_cutting_a_figure():
     assert len(huge) <= LOAD_WIDTH and huge.split() == ["123", "100", "80"], huge
     assert load_text(None) == "-" and load_text([]) == "-"
     assert str(data_text(load_text([1.0]))) == "1.00"
+
+
+def test_smtp_sink_is_quiet_when_a_client_hangs_up(capsys):
+    sink = SMTPSink(delay=(0.0, 0.0), refuse_rate=0.0).start()
+    try:
+        try:
+            raise BrokenPipeError(32, "Broken pipe")
+        except BrokenPipeError:
+            sink.handle_error(None, ("127.0.0.1", 1))
+        assert capsys.readouterr().err == ""
+        try:
+            raise ValueError("a real bug")
+        except ValueError:
+            sink.handle_error(None, ("127.0.0.1", 1))
+        assert "ValueError: a real bug" in capsys.readouterr().err  # real errors still show
+        # a session that hangs up at once does not disturb the next one
+        with socket.create_connection(("127.0.0.1", sink.port), timeout=5):
+            pass
+        deadline = time.monotonic() + 5
+        with socket.create_connection(("127.0.0.1", sink.port), timeout=5) as s:
+            banner = s.recv(100)
+            while not banner.endswith(b"\r\n") and time.monotonic() < deadline:
+                banner += s.recv(100)
+        assert banner.startswith(b"220 ")
+    finally:
+        sink.stop()

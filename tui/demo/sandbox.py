@@ -141,6 +141,14 @@ class SMTPSink(socketserver.ThreadingTCPServer):
     def port(self) -> int:
         return self.server_address[1]
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up mid-session (a worker stopped with the demo, a job killed)
+        is no error: socketserver would print its traceback over the operator's shell."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
     def start(self) -> SMTPSink:
         """Serve in a daemon thread."""
         threading.Thread(target=self.serve_forever, name="afirgen-smtp-sink", daemon=True).start()
