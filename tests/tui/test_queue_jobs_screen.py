@@ -163,6 +163,10 @@ async def test_read_only_refuses_delete_and_move_and_audits(screen_settings, sou
     async with console.run_test(size=(120, 36)) as pilot:
         screen = await open_jobs(pilot, console)
         assert screen.table.row_count == 1
+        # the keys it refuses are not offered in its border either
+        subtitle = str(screen.query_one("Vertical").border_subtitle)
+        assert "delete" not in subtitle and "front" not in subtitle, subtitle
+        assert "Esc close" in subtitle
         for key in ("d", "circumflex_accent"):
             await pilot.press(key)
             await pilot.pause(0.3)

@@ -89,7 +89,12 @@ class QueueJobsScreen(ModalScreen[None]):
         with Vertical() as box:
             # a queue name comes from the broker: a Text title is never parsed as markup
             box.border_title = Text("Waiting in ") + data_text(self.queue, style="bold")
-            box.border_subtitle = "d delete · r revoke · ^ to front · PgDn/PgUp page · Esc close"
+            box.border_subtitle = (
+                # read-only: the keys that change the queue are refused, so not offered
+                "PgDn/PgUp page · Esc close"
+                if self.console.runner.read_only
+                else "d delete · r revoke · ^ to front · PgDn/PgUp page · Esc close"
+            )
             yield Static(Text("reading…", style="dim"), id="jobs-header")
             yield KeyedTable(id="jobs")
 
