@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--read-only",
         action="store_true",
-        help="disable every mutating action (enqueue, revoke, scale, pause, purge)",
+        help="disable every action that changes the cluster (enqueue, revoke, terminate, "
+        "scale, pause, purge, the queue's jobs and the worker detail actions)",
     )
     p.add_argument(
         "--check",

@@ -218,7 +218,7 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
                 ("queue", "queue"),
                 ("priority", "1-10, 10 = most urgent"),
                 ("countdown", "seconds from now (optional)"),
-                ("eta", "ISO time, e.g. 2026-11-24T15:30 (optional)"),
+                ("eta", "ISO time, local unless +00:00, e.g. 2026-11-24T15:30 (optional)"),
             ):
                 with Horizontal(classes="row"):
                     yield Label(name.capitalize(), classes="field")
