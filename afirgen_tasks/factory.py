@@ -34,6 +34,10 @@ from .settings import Settings, is_sentinel_url
 
 log = logging.getLogger(__name__)
 
+#: Header of a job the console re-sent (a retry): the id of the task it retries.  The
+#: ``task-sent`` event carries it as ``retry_of``, so every console sees the link.
+RETRY_OF_HEADER = "afirgen_retry_of"
+
 #: Separator between a queue's name and its priority step in Redis keys (``email:7``).
 REDIS_PRIORITY_SEP = ":"
 
@@ -51,7 +55,8 @@ class PriorityAMQP(AMQP):
     Every publish path (``delay``, ``apply_async``, ``send_task``, retries, canvas) ends in
     ``send_task_message``; wrapping it is the one place the mapping cannot be bypassed.
     The operator value also travels in a header (retries reuse it instead of the wire value)
-    and in the ``task-sent`` event (the console shows it).
+    and in the ``task-sent`` event (the console shows it), as does the id of the task a
+    console retry re-sends (:data:`RETRY_OF_HEADER`).
     """
 
     def _create_task_sender(self):
@@ -68,6 +73,10 @@ class PriorityAMQP(AMQP):
             kwargs["priority"] = to_wire(priority, broker_url)
             if sent_event is not None:
                 sent_event["priority"] = priority
+                # send_task(headers=...) reaches here unmerged (Celery merges them below)
+                retry_of = (kwargs.get("headers") or {}).get(RETRY_OF_HEADER)
+                if retry_of is not None:
+                    sent_event["retry_of"] = retry_of
             return send(producer, name, message, **kwargs)
 
         return send_task_message

@@ -29,6 +29,7 @@ from typing import Any
 
 from celery import Celery
 
+from afirgen_tasks.factory import RETRY_OF_HEADER
 from afirgen_tasks.priority import PriorityError, validate_priority
 from afirgen_tasks.routing import route_for
 from tui.core.pauses import PauseRecord
@@ -37,7 +38,7 @@ from tui.sources.control import ClusterControl
 from tui.sources.pause_records import PauseRecordStore
 from tui.sources.queue_jobs import QueuedJob, QueueJobs
 from tui.sources.unacked import GONE, REQUEUED, UnackedJob, UnackedJobs
-from tui.sources.validate import is_key
+from tui.sources.validate import StoredJob, is_key
 
 MAX_COUNTDOWN_S = 30 * 86400
 #: Longest time limit the worker detail's ``L`` accepts (seconds).
@@ -94,6 +95,8 @@ class Outcome:
     replies: dict[str, str] = field(default_factory=dict)
     count: int | None = None
     warning: bool = False
+    #: retries sent: original task id -> the new task's id
+    retried: dict[str, str] = field(default_factory=dict)
 
 
 # ---- validation (pure) -----------------------------------------------------------------
@@ -678,6 +681,130 @@ class Actions:
     ) -> Outcome:
         # guarded by the caller already
         return self._send_audited(action, target, params, send)
+
+    def revoke_many(self, tasks: Sequence[tuple[str, str | None]], mode: str = "revoke") -> Outcome:
+        """Revoke (terminate, kill) several tasks, ``(id, state)`` each, in one broadcast.
+
+        Each task is its own audit record: a finished one is refused (one outcome line); each
+        of the others has its attempt line on disk before the broadcast goes out, and an
+        outcome line after it.  The outcome counts them: ``revoked 12 of 12; 0 refused``.
+        """
+        if not tasks:
+            raise ValidationFailed({"tasks": "no task marked"})
+        self.guard(mode, ",".join(t for t, _ in tasks), {"mode": mode, "count": len(tasks)})
+        refused: dict[str, str] = {}
+        attempts: dict[str, tuple[str, dict[str, Any]]] = {}
+        for task_id, state in tasks:
+            params = {"mode": mode, "state": state, "bulk": len(tasks)}
+            if not is_key(task_id):
+                refused[str(task_id)[:8]] = "not a task id"
+            elif is_final(state):
+                why = f"already finished ({state}): nothing to {mode}"
+                refused[task_id[:8]] = why
+                self._done(mode, task_id, params, Outcome(False, f"task {task_id[:8]} {why}"))
+            else:
+                try:
+                    attempts[task_id] = (self.audit.attempt(mode, task_id, params), params)
+                except AuditUnavailable as exc:
+                    refused[task_id[:8]] = f"not sent: {exc}"
+        verb = {"revoke": "revoked", "terminate": "terminated", "kill": "killed"}[mode]
+        words: dict[str, str] = {}
+        ok = False
+        if attempts:
+            terminate = mode in ("terminate", "kill")
+            signal = {"terminate": "SIGTERM", "kill": "SIGKILL"}.get(mode)
+            try:
+                replies = self._control().revoke(list(attempts), terminate=terminate, signal=signal)
+                ok, words = _replies_to_words(replies, None)
+                detail = f"{mode} sent with {len(attempts)} other(s) in one broadcast"
+            except Exception as exc:  # broker down: every attempt failed, said per task
+                detail = self.audit.scrub(f"{mode} failed: {type(exc).__name__}: {exc}")
+                words = {"*": detail}
+            for task_id, (attempt_id, params) in attempts.items():
+                self._done(mode, task_id, params, Outcome(ok, detail, replies=words), attempt_id)
+        done = len(attempts) if ok else 0
+        message = f"{verb} {done} of {len(tasks)}; {len(refused)} refused"
+        if attempts and not ok:
+            message += f"; {len(attempts)} sent but no worker acknowledged"
+        return Outcome(
+            done == len(tasks),
+            message,
+            replies={**words, **refused},
+            count=done,
+            warning=0 < done < len(tasks),
+        )
+
+    # -- retry --
+    def retry(
+        self,
+        task_id: str,
+        fetch: Callable[[str], StoredJob | str],
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        known_queues: Sequence[str] = (),
+    ) -> Outcome:
+        """Send task ``task_id`` again: the same name, args, kwargs, queue and priority.
+
+        The args and kwargs come from the result backend (``fetch``: the record
+        ``result_extended`` keeps, uncut); the events' reprs are truncated, so without a record
+        the retry is refused, saying why.  ``name``, ``queue`` and ``priority`` are what the
+        console knows of the original (its ``task-sent`` event); the backend's name and queue
+        fill gaps.  The new task carries the original's id in :data:`RETRY_OF_HEADER`.
+        Refusals are audited (one outcome line), as is every send (attempt first).
+        """
+        params: dict[str, Any] = {"name": name, "queue": queue, "priority": priority}
+        self.guard("retry", task_id, params)
+
+        def refuse(why: str) -> Outcome:
+            return self._done(
+                "retry", task_id, params, Outcome(False, f"retry of {task_id[:8]} refused: {why}")
+            )
+
+        if not is_key(task_id):
+            return refuse("not a task id")
+        try:
+            job = fetch(task_id)
+        except Exception as exc:  # backend down: said, nothing sent
+            return refuse(
+                self.audit.scrub(
+                    f"the result backend could not be read: {type(exc).__name__}: {exc}"
+                )
+            )
+        if isinstance(job, str):
+            return refuse(job)
+        name = job.name or name
+        queue = queue or job.queue
+        note = ""
+        if name is None or self.app is None or name not in self.app.tasks:
+            return refuse(f"task {name!r} is not registered in this console's app")
+        if priority is None:
+            priority = route_for(name).priority
+            note = f" (its priority was not seen: the route's default {priority})"
+        try:
+            priority = validate_priority(priority)
+        except PriorityError as exc:
+            return refuse(str(exc))
+        if not queue:
+            return refuse("its queue is not known")
+        if known_queues and queue not in known_queues:
+            return refuse(f"queue {queue!r} does not exist (known: {', '.join(known_queues)})")
+        params.update(name=name, queue=queue, priority=priority, args=job.args, kwargs=job.kwargs)
+
+        def send() -> Outcome:
+            new_id = self._control().send_task(
+                name, job.args, job.kwargs, queue, priority, headers={RETRY_OF_HEADER: task_id}
+            )
+            params["retried_as"] = new_id
+            return Outcome(
+                True,
+                f"retried {name.rsplit('.', 1)[-1]} {task_id[:8]} as {new_id[:8]} on {queue} "
+                f"at priority {priority}{note}",
+                task_id=new_id,
+                retried={task_id: new_id},
+            )
+
+        return self._send_audited("retry", task_id, params, send)
 
     # -- worker pool --
     def pool_resize(

@@ -160,8 +160,11 @@ async def test_enqueue_sends_with_priority_highlights_and_repeats(mem_settings, 
         assert pane.highlight_uuid == task_id and pane.cursor_key() == task_id
         assert str(pane.get_cell(task_id, "prio")) == "9"
         assert waiting(mem_app, "cleanup") == 1
-        # R (one Shift away from r) no longer re-sends anything
+        # R (one Shift away from r) is retry now: it asks first, and n sends nothing
         await pilot.press("R")
+        await pilot.pause()
+        assert isinstance(console.screen, ConfirmScreen)
+        await pilot.press("n")
         await settle(pilot, console)
         assert len(console.console_screen.runner.action_log) == 1
         assert waiting(mem_app, "cleanup") == 1
@@ -840,21 +843,24 @@ async def test_resume_is_refused_read_only(mem_settings, mem_app, events):
 # ---- keyboard hazards (issue 14, item 10) ---------------------------------------------------
 
 
-async def test_shift_r_repeats_nothing_and_help_no_longer_lists_it(mem_settings, mem_app):
+async def test_shift_r_repeats_nothing_it_is_retry_now(mem_settings, mem_app):
     from tui.ui.commands import COMMANDS, help_rows
 
-    r_keys = [c for c in COMMANDS if "R" in c.key.split(",")]
-    assert all("retry" in c.name for c in r_keys), "R is left for retry (issue 15)"
-    assert all("retry" in desc for keys, desc in help_rows() if keys == "R")
+    [retry] = [c for c in COMMANDS if "R" in c.key.split(",")]
+    assert retry.action == "retry" and retry.scope == "tasks" and retry.mutating
+    assert "R" in [keys for keys, _ in help_rows()]
     console, _ = make_console(mem_settings, mem_app)
     async with console.run_test(size=(100, 40)) as pilot:
-        screen = await open_enqueue(pilot, console)
+        await open_enqueue(pilot, console)
         await pilot.press("enter")
         await settle(pilot, console, lambda: bool(console.console_screen.runner.action_log))
         assert not isinstance(console.screen, EnqueueScreen)
-        await pilot.press("R", "R")
+        await pilot.press("R")
+        await pilot.pause()
+        assert isinstance(console.screen, ConfirmScreen)  # the second R is not a yes
+        await pilot.press("R", "escape")
         await settle(pilot, console)
-        assert screen is not console.screen
+        assert not isinstance(console.screen, ConfirmScreen | EnqueueScreen)
     assert waiting(mem_app, "cleanup") == 1
     assert [line["action"] for line in audit_lines(mem_settings)] == ["enqueue"]
 

@@ -204,6 +204,7 @@ class TaskRecord:
         "revoke_reason",
         "last_event",
         "lost",
+        "retry_of",
     )
 
     uuid: str
@@ -238,6 +239,8 @@ class TaskRecord:
     last_event: float | None
     #: set when the task was lost with its worker (kept after a later event replaced LOST)
     lost: LostInfo | None
+    #: the task this one re-sends (a console retry: the ``afirgen_retry_of`` header)
+    retry_of: str | None
 
     def __init__(self, uuid: str) -> None:
         self.uuid = uuid
@@ -250,7 +253,7 @@ class TaskRecord:
         self.finished = self.runtime = self.eta = self.expires = None
         self.root_id = self.parent_id = self.routing_key = self.exchange = None
         self.revoke_reason = self.last_event = None
-        self.lost = None
+        self.lost = self.retry_of = None
 
     @property
     def is_finished(self) -> bool:
@@ -344,7 +347,7 @@ class Changes:
 
 _TEXT_FIELDS = ("args", "kwargs", "result", "exception")
 _KEY_FIELDS = ("name", "queue", "routing_key", "exchange", "hostname")
-_STR_FIELDS = ("eta", "expires", "root_id", "parent_id")
+_STR_FIELDS = ("eta", "expires", "root_id", "parent_id", "retry_of")
 _TIME_FIELDS = ("sent", "received", "started", "finished", "runtime")
 _INT_FIELDS = ("priority", "retries")
 
@@ -660,6 +663,12 @@ class ClusterModel:
                             if v is not None:
                                 if v.__class__ is int:
                                     rec.priority = v
+                                else:
+                                    invalid += 1
+                            v = get("retry_of")
+                            if v is not None:
+                                if v.__class__ is str and v and len(v) <= MAX_KEY_CHARS:
+                                    rec.retry_of = v
                                 else:
                                     invalid += 1
                         elif ts is not None and (rec.received is None or ts > rec.received):
@@ -1061,6 +1070,13 @@ class ClusterModel:
                 self._changes().tasks.add(rec.uuid)
                 marked += 1
         return marked
+
+    def retried_as(self, uuid: str) -> list[str]:
+        """The tasks held that re-send ``uuid`` (their ``retry_of``), first seen first.
+
+        A scan of the tasks held: called when a task's detail opens, not per event.
+        """
+        return [rec.uuid for rec in self._tasks.values() if rec.retry_of == uuid]
 
     def mark_revoke_requested(self, uuid: str) -> bool:
         """Flag a task the console asked to revoke, until an event finishes it.

@@ -36,7 +36,7 @@ from tui.sources.unacked import (
     UnackedPage,
     make_unacked_jobs,
 )
-from tui.sources.validate import Boundary, clean_backend_meta
+from tui.sources.validate import Boundary, StoredJob, clean_backend_meta, stored_job
 
 
 class Sources(Protocol):
@@ -61,6 +61,7 @@ class Sources(Protocol):
     def enable_events(self, hosts: list[str]) -> list[dict[str, Any]]: ...
     def inspect(self, expected: int | None, tasks: bool) -> InspectionResult: ...
     def fetch_result(self, uuid: str) -> dict[str, Any]: ...
+    def fetch_stored_job(self, uuid: str) -> StoredJob | str: ...
     def pause_records(self) -> dict[str, PauseRecord] | None: ...
     def read_queue_jobs(self, queue: str, offset: int, limit: int) -> JobsPage: ...
     def queue_jobs(self) -> QueueJobs: ...
@@ -200,6 +201,12 @@ class BrokerSources:
         """What the result backend holds for ``uuid`` (status, result, traceback, args...), cleaned."""
         meta = self.app.AsyncResult(uuid).backend.get_task_meta(uuid)
         return clean_backend_meta(meta or {}, self.boundary.backend)
+
+    def fetch_stored_job(self, uuid: str) -> StoredJob | str:
+        """The name, queue, args and kwargs ``uuid`` ran with, from the result backend, for a
+        retry (uncut: see :class:`StoredJob`); or why they are not known."""
+        meta = self.app.AsyncResult(uuid).backend.get_task_meta(uuid)
+        return stored_job(uuid, meta)
 
     def pause_records(self) -> dict[str, PauseRecord] | None:
         """The pause records in the broker (cleaned; {} when it cannot keep any), or None when
@@ -381,6 +388,9 @@ class StaticSources:
 
     def fetch_result(self, uuid: str) -> dict[str, Any]:
         return self.results.get(uuid, {})
+
+    def fetch_stored_job(self, uuid: str) -> StoredJob | str:
+        return stored_job(uuid, self.results.get(uuid, {}))
 
     def pause_records(self) -> dict[str, PauseRecord] | None:
         return None if self.pauses is None else dict(self.pauses)

@@ -46,8 +46,10 @@ class ClusterControl:
         priority: int,
         countdown: float | None = None,
         eta: datetime | None = None,
+        headers: dict[str, Any] | None = None,
     ) -> str:
-        """Publish one job; returns its task id."""
+        """Publish one job; returns its task id.  ``headers`` go in the message's headers
+        (a retry's :data:`afirgen_tasks.factory.RETRY_OF_HEADER`)."""
         result = self.app.send_task(
             name,
             args=list(args),
@@ -56,15 +58,20 @@ class ClusterControl:
             priority=priority,
             countdown=countdown,
             eta=eta,
+            headers=headers,
         )
         return str(result.id)
 
-    def revoke(self, task_id: str, terminate: bool = False, signal: str | None = None) -> Replies:
-        """Broadcast a revoke (with ``terminate``: the worker running it signals the process)."""
+    def revoke(
+        self, task_id: str | Sequence[str], terminate: bool = False, signal: str | None = None
+    ) -> Replies:
+        """Broadcast a revoke of one id or several (with ``terminate``: the worker running it
+        signals the process)."""
         kwargs: dict[str, Any] = {"terminate": terminate}
         if signal:
             kwargs["signal"] = signal
-        return self.app.control.revoke(task_id, reply=True, timeout=self.timeout, **kwargs) or []
+        ids = task_id if isinstance(task_id, str) else list(task_id)
+        return self.app.control.revoke(ids, reply=True, timeout=self.timeout, **kwargs) or []
 
     def resize_pool(self, delta: int, hosts: Sequence[str]) -> Replies:
         """``pool_grow`` (delta > 0) or ``pool_shrink`` by ``abs(delta)`` on ``hosts``."""

@@ -51,12 +51,15 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 from tui.core.pauses import PauseRecord
 
 __all__ = [
+    "StoredJob",
+    "stored_job",
     "EVENT_FIELDS",
     "FUTURE_SLACK_S",
     "MAX_KEY_CHARS",
@@ -268,6 +271,7 @@ EVENT_FIELDS: dict[str, tuple[int, Any, Any]] = {
     "exchange": (_KEY, MAX_KEY_CHARS, None),
     "root_id": (_KEY, MAX_KEY_CHARS, None),
     "parent_id": (_KEY, MAX_KEY_CHARS, None),
+    "retry_of": (_KEY, MAX_KEY_CHARS, None),  # a console retry's original (task-sent)
     "sw_ident": (_KEY, MAX_KEY_CHARS, None),
     "sw_ver": (_KEY, MAX_KEY_CHARS, None),
     "sw_sys": (_KEY, MAX_KEY_CHARS, None),
@@ -827,6 +831,60 @@ def clean_backend_meta(meta: Any, tally: Tally) -> dict[str, Any]:
         if key in meta:
             out[key] = _clean_value(meta[key], tally, f"backend.{key}")
     return out
+
+
+#: Largest args + kwargs (as JSON) a retry re-sends; a bigger record is refused, not cut.
+MAX_RETRY_JSON_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJob:
+    """What a retry re-sends, as the result backend stored it (``result_extended``).
+
+    ``args`` and ``kwargs`` are NOT cleaned for display: they go back to the broker exactly
+    as the task received them (a cut or cleaned string would not be the same job), never to
+    the screen.  They are checked to be JSON data (what the json serializer stored).
+    """
+
+    uuid: str
+    status: str
+    name: str | None
+    queue: str | None
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+def stored_job(uuid: str, meta: Any) -> StoredJob | str:
+    """The job ``uuid`` ran, from its backend record; or why a faithful retry is impossible."""
+    unfaithful = "a retry would not be faithful"
+    status = meta.get("status") if isinstance(meta, Mapping) else None
+    if not isinstance(status, str) or status == "PENDING":
+        return (
+            f"args were not stored: the result backend has no record of {uuid} "
+            f"(it never started, or its record expired); {unfaithful}"
+        )
+    args, kwargs = meta.get("args"), meta.get("kwargs")
+    if not isinstance(args, list | tuple) or not isinstance(kwargs, Mapping):
+        return (
+            f"args were not stored: the result backend's record of {uuid} has no args and "
+            f"kwargs (stored without result_extended); only the events' truncated repr is "
+            f"known and {unfaithful}"
+        )
+    try:
+        size = len(json.dumps([args, kwargs], allow_nan=False))
+    except (TypeError, ValueError, RecursionError):
+        return f"the stored args of {uuid} are not JSON data; {unfaithful}"
+    if size > MAX_RETRY_JSON_BYTES:
+        return f"the stored args of {uuid} are {size:,} bytes of JSON (at most {MAX_RETRY_JSON_BYTES:,})"
+    name, queue = meta.get("name"), meta.get("queue")
+    return StoredJob(
+        uuid,
+        status if is_key(status) else "?",
+        name if is_key(name) else None,
+        queue if is_key(queue) else None,
+        list(args),
+        dict(kwargs),
+    )
 
 
 # ---- history rows ------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -55,8 +56,17 @@ class ActionRunner:
     # ---- dispatch ------------------------------------------------------------------------
     def request(self, action: str, args: tuple[Any, ...], target: str | None) -> None:
         """A pane's command on its highlighted row (``target``; None: nothing highlighted)."""
+        if action in ("revoke", "retry") and self.screen.tasks_pane.marked:
+            # marked tasks: the key acts on every one of them, not on the highlighted row
+            marked = self.marked_tasks()
+            if action == "retry":
+                self.retry_tasks(marked)
+            else:
+                self.revoke_tasks(marked, *args)
+            return
         pane = {
             "revoke": "tasks",
+            "retry": "tasks",
             "resize": "workers",
             "resize_form": "workers",
             "autoscale": "workers",
@@ -75,6 +85,8 @@ class ActionRunner:
             return
         if action == "revoke":
             self.revoke(target, *args)
+        elif action == "retry":
+            self.retry_tasks([target])
         elif action == "resize":
             self.resize(args[0], target=target)
         elif action == "resize_form":
@@ -189,6 +201,153 @@ class ActionRunner:
                 f"{verbs[mode]} task", f"{verbs[mode]} {name} [{uuid}] ({state})?\n{effect}."
             ),
             answered,
+        )
+
+    def marked_tasks(self) -> list[str]:
+        """The marked tasks, in the order the pane shows them (those not shown last)."""
+        marked = self.screen.tasks_pane.marked
+        shown = [u for u in self.screen.tasks_pane.order if u in marked]
+        return shown + sorted(marked.difference(shown))
+
+    def _describe(self, uuids: Sequence[str], limit: int = 8) -> str:
+        """``3 × send_email (email)`` lines: what a bulk confirm lists."""
+        kinds: Counter[tuple[str, str]] = Counter()
+        for uuid in uuids:
+            task = self.model.get_task(uuid)
+            name = task.short_name if task is not None else "?"
+            queue = (task.queue if task is not None else None) or "?"
+            kinds[(name, queue)] += 1
+        lines = [f"  {n:,} × {name} ({queue})" for (name, queue), n in kinds.most_common(limit)]
+        if len(kinds) > limit:
+            rest = sum(n for _, n in kinds.most_common()[limit:])
+            lines.append(f"  … and {rest:,} more of {len(kinds) - limit:,} other kind(s)")
+        return "\n".join(lines)
+
+    def revoke_tasks(self, uuids: Sequence[str], mode: str) -> None:
+        """Revoke, terminate or kill every task of ``uuids``: one confirm listing them, then one
+        broadcast; each is validated and audited (see :meth:`Actions.revoke_many`)."""
+        uuids = list(uuids)
+        if not uuids:
+            return
+        tasks = [(u, t.state if (t := self.model.get_task(u)) is not None else None) for u in uuids]
+        if self.read_only:
+            self.run(mode, f"{len(uuids)} tasks", lambda: self.actions.revoke_many(tasks, mode))
+            return
+        finished = sum(1 for u in uuids if (t := self.model.get_task(u)) and t.is_finished)
+        verbs = {"revoke": "Revoke", "terminate": "Terminate (SIGTERM)", "kill": "Kill (SIGKILL)"}
+        note = f"\n{finished:,} of them finished already: those are refused." if finished else ""
+        from tui.ui.screens.forms import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.screen.notify(f"{mode} cancelled: nothing sent", timeout=3)
+                return
+            for uuid in uuids:
+                self.model.mark_revoke_requested(uuid)
+            self.screen.tick()
+            self.run(
+                f"bulk_{mode}",
+                f"{len(uuids)} tasks",
+                lambda: self.actions.revoke_many(tasks, mode),
+            )
+
+        self.screen.app.push_screen(
+            ConfirmScreen(
+                f"{verbs[mode]} {len(uuids):,} marked tasks",
+                f"{verbs[mode]} {len(uuids):,} marked task(s)?\n{self._describe(uuids)}{note}",
+            ),
+            answered,
+        )
+
+    def retry_tasks(self, uuids: Sequence[str]) -> None:
+        """Retry ``uuids`` (the highlighted task, the marked ones, a failure group): after one
+        confirm listing the count, names and queues, each is sent again with the same name,
+        args, kwargs, queue and priority, its args read from the result backend (refused,
+        saying why, where they were not stored).  Each send is validated and audited; one
+        outcome sums them up (``retried 12 of 12; 0 refused``)."""
+        uuids = [u for u in dict.fromkeys(uuids) if u]
+        if not uuids:
+            self.screen.notify("no task to retry", severity="warning")
+            return
+        if self._refuse_read_only("retry", uuids[0] if len(uuids) == 1 else f"{len(uuids)} tasks"):
+            return
+        if self.celery_app is None:
+            self.screen.notify("no broker connection to send jobs to", severity="error")
+            return
+        # read on the UI thread, where the model lives
+        known = [
+            (
+                u,
+                t.name if (t := self.model.get_task(u)) is not None else None,
+                t.queue if t is not None else None,
+                t.priority if t is not None else None,
+            )
+            for u in uuids
+        ]
+        queues = sorted(set(QUEUES) | set(self.screen.queue_rows))
+        fetch = self.screen.sources.fetch_stored_job
+        from tui.ui.screens.forms import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.screen.notify("retry cancelled: nothing sent", timeout=3)
+                return
+            if len(known) == 1:
+                u, name, queue, prio = known[0]
+                self.run(
+                    "retry", u, lambda: self.actions.retry(u, fetch, name, queue, prio, queues)
+                )
+            else:
+                self.run(
+                    "bulk_retry",
+                    f"{len(known)} tasks",
+                    lambda: self._retry_each(known, fetch, queues),
+                )
+
+        if len(uuids) == 1:
+            task = self.model.get_task(uuids[0])
+            what = (
+                f"Retry {task.short_name if task else '?'} [{uuids[0]}] "
+                f"({task.state if task else 'unknown'}) on {(task.queue if task else None) or '?'}"
+                f" at priority {(task.priority if task else None) or '?'}?"
+            )
+        else:
+            what = f"Retry {len(uuids):,} tasks?\n{self._describe(uuids)}"
+        self.screen.app.push_screen(
+            ConfirmScreen(
+                "Retry task" if len(uuids) == 1 else f"Retry {len(uuids):,} tasks",
+                f"{what}\nEach is sent again with the args and kwargs the result backend "
+                "stored; one whose args were not stored is refused.",
+            ),
+            answered,
+        )
+
+    def _retry_each(
+        self,
+        known: list[tuple[str, str | None, str | None, int | None]],
+        fetch: Callable[[str], Any],
+        queues: list[str],
+    ) -> Outcome:
+        # runs in a worker thread: one backend read and one send per task, each audited
+        retried: dict[str, str] = {}
+        refused: dict[str, str] = {}
+        for uuid, name, queue, prio in known:
+            try:
+                out = self.actions.retry(uuid, fetch, name, queue, prio, queues)
+            except (ValidationFailed, ReadOnlyRefused) as exc:
+                out = Outcome(False, str(exc))
+            if out.ok:
+                retried.update(out.retried)
+            else:
+                refused[uuid[:8]] = out.message
+        total = len(known)
+        return Outcome(
+            len(retried) == total,
+            f"retried {len(retried):,} of {total:,}; {len(refused):,} refused",
+            replies=refused,
+            count=len(retried),
+            warning=0 < len(retried) < total,
+            retried=retried,
         )
 
     # ---- workers -------------------------------------------------------------------------
@@ -515,6 +674,10 @@ class ActionRunner:
             screen.notify(screen.redact(text), severity=severity, timeout=6 if out.ok else 10)
         if message.action == "enqueue" and out.ok and out.task_id:
             self._show_enqueued(out.task_id)
+        if out.retried:
+            self._show_retried(out.retried)
+        if message.action.startswith("bulk_") and out.count:
+            self._clear_marks_after_bulk()
         if message.action in ("revoke", "terminate", "kill") and not out.ok and not out.warning:
             task = self.model.get_task(message.target)
             if task is not None and task.revoke_requested and not task.is_finished:
@@ -546,6 +709,29 @@ class ActionRunner:
         for open_screen in self.screen.app.screen_stack:
             if isinstance(open_screen, UnackedScreen):
                 open_screen.reload()
+
+    def _show_retried(self, retried: dict[str, str]) -> None:
+        """Keep the link both ways in the model (the new task's ``retry_of``; the original
+        finds it with :meth:`ClusterModel.retried_as`) and show the new rows."""
+        for original, new in retried.items():
+            task = self.model.get_task(original)
+            self.model.merge_task_info(
+                new,
+                retry_of=original,
+                name=task.name if task else None,
+                queue=task.queue if task else None,
+                priority=task.priority if task else None,
+                state="SENT",
+            )
+        self.screen.tick()
+        if len(retried) == 1:
+            self.screen.tasks_pane.select(next(iter(retried.values())))
+
+    def _clear_marks_after_bulk(self) -> None:
+        # the bulk action acted on them: marks left behind would be acted on again
+        pane = self.screen.tasks_pane
+        marked, pane.marked = pane.marked, set()
+        pane.redraw(self.model.get_task, marked)
 
     def _reload_job_screens(self) -> None:
         from tui.ui.screens.queue_jobs import QueueJobsScreen

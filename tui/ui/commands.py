@@ -117,7 +117,13 @@ COMMANDS: tuple[Command, ...] = (
         show=True,
         footer="Filter",
     ),
-    Command("escape", "Esc", "escape", "console", "clear the filter / close a dialog"),
+    Command(
+        "escape",
+        "Esc",
+        "escape",
+        "console",
+        "clear the marks, then the filter / close a dialog",
+    ),
     Command(
         "c",
         "c",
@@ -206,11 +212,37 @@ COMMANDS: tuple[Command, ...] = (
         "Runtime ▸3m12s: still running, !12m05s: longer than [console] long_running_after",
     ),
     Command(
+        "space",
+        "Space",
+        "toggle_mark",
+        "tasks",
+        "mark / unmark the highlighted task: r t k R then act on every marked task "
+        "(Tasks pane; * in the State column, the count in the status line)",
+        show=True,
+        footer="Mark",
+    ),
+    Command(
+        "asterisk",
+        "*",
+        "mark_all",
+        "tasks",
+        "mark every task the filter shows, after you confirm the count (Tasks pane)",
+    ),
+    Command(
+        "s",
+        "s",
+        "cycle_order",
+        "tasks",
+        "order the tasks by latest activity, sent time, runtime or state (Tasks pane)",
+        show=True,
+        footer="Order",
+    ),
+    Command(
         "r",
         "r",
         "revoke('revoke')",
         "tasks",
-        "revoke the highlighted task (Tasks pane)",
+        "revoke the highlighted task, or every marked one (Tasks pane)",
         mutating=True,
         show=True,
         footer="Revoke",
@@ -220,7 +252,7 @@ COMMANDS: tuple[Command, ...] = (
         "t",
         "revoke('terminate')",
         "tasks",
-        "terminate the highlighted running task with SIGTERM (Tasks pane)",
+        "terminate the highlighted running task with SIGTERM, or every marked one (Tasks pane)",
         mutating=True,
     ),
     Command(
@@ -228,8 +260,19 @@ COMMANDS: tuple[Command, ...] = (
         "k",
         "revoke('kill')",
         "tasks",
-        "kill the highlighted running task with SIGKILL (Tasks pane)",
+        "kill the highlighted running task with SIGKILL, or every marked one (Tasks pane)",
         mutating=True,
+    ),
+    Command(
+        "R",
+        "R",
+        "retry",
+        "tasks",
+        "retry the highlighted task, or every marked one: same name, args, kwargs, queue and "
+        "priority, args read from the result backend (Tasks pane)",
+        mutating=True,
+        show=True,
+        footer="Retry",
     ),
     # ---- the Workers pane -------------------------------------------------------------
     Command(

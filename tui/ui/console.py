@@ -29,6 +29,7 @@ from textual.widgets import Footer, Input, Static
 
 from afirgen_tasks.routing import QUEUES
 from tui.core.formatting import threshold
+from tui.core.ordering import next_order
 from tui.core.pauses import PauseRecord, QueuePause, WorkerQueues, derive_pauses
 from tui.core.query import TaskFilter
 from tui.core.safe_text import visible
@@ -158,6 +159,7 @@ class ConsoleScreen(Screen[None]):
             pane = self.query_one(f"#{pane_id}", KeyedTable)
             pane.border_title = pane.BORDER_TITLE
         self.query_one("#filter", Input).display = False
+        self.tasks_pane.show_order()
         self.tasks_pane.long_running_after = self.settings.console_long_running_after
         self.tasks_pane.focus()
         self.show_queues()
@@ -225,6 +227,8 @@ class ConsoleScreen(Screen[None]):
         self._inspect_new_workers(workers, now)
         self.history.persist(changed.union(new))
         self._record_rates(now, flow)
+        if evicted and self.tasks_pane.marked:
+            self.tasks_pane.unmark(evicted)  # gone from the model: nothing left to act on
         with self.app.batch_update():
             self.tasks_pane.update_rows(
                 self.model.get_task, new, changed - evicted, evicted, self.task_filter
@@ -584,6 +588,11 @@ class ConsoleScreen(Screen[None]):
             text.append(f" │ filter: {visible(self.task_filter.text)}", style="bold cyan")
             for error in self.task_filter.errors:
                 text.append(f" ⚠ {visible(error)}", style="bold red")
+        if marked := len(self.tasks_pane.marked):
+            # early: r t k R act on these, not on the highlighted row
+            text.append(f" │ {marked:,} marked (Esc clears)", style="bold reverse")
+        if self.tasks_pane.task_order.name != "activity":
+            text.append(f" │ {self.tasks_pane.task_order.label} (s)", style="cyan")
         if new_above := self.tasks_pane.new_above():
             # Early too: the operator's cursor is pinned and these rows are above the view.
             text.append(f" │ {new_above:,} new ↑ (Home)", style="bold magenta")
@@ -636,6 +645,13 @@ class ConsoleScreen(Screen[None]):
             self.open_queue_jobs(message.target)
         elif message.action == "worker_detail":
             self.open_worker_detail(message.target)
+        elif message.action == "marks_changed":
+            self.tasks_pane.redraw(self.model.get_task, [message.args[0]])
+            self.update_status()
+        elif message.action == "mark_all":
+            self.mark_all()
+        elif message.action == "cycle_order":
+            self.cycle_order()
         else:
             self.runner.request(message.action, message.args, message.target)
 
@@ -677,15 +693,69 @@ class ConsoleScreen(Screen[None]):
         box.focus()
 
     def action_escape(self) -> None:
-        """Clear the filter (or leave zoom)."""
+        """Clear the marks first, then the filter (or leave zoom)."""
         box = self.query_one("#filter", Input)
-        if box.display or self.task_filter.text:
+        if self.tasks_pane.marked:
+            self.clear_marks()
+        elif box.display or self.task_filter.text:
             box.value = ""
             self.set_filter("")
             box.display = False
             self.tasks_pane.focus()
         elif self.maximized is not None:
             self.minimize()
+
+    # ---- marks and order (the Tasks pane) ---------------------------------------------------
+    def clear_marks(self) -> None:
+        """Unmark every task."""
+        pane = self.tasks_pane
+        marked, pane.marked = pane.marked, set()
+        pane.redraw(self.model.get_task, marked)
+        self.notify(f"{len(marked):,} mark(s) cleared", timeout=3)
+        self.update_status()
+
+    def mark_all(self) -> None:
+        """Mark every task the filter shows (the Tasks pane's rows), after the count is confirmed."""
+        pane = self.tasks_pane
+        shown = [uuid for uuid in pane.order if pane.has_key(uuid)]
+        fresh = [uuid for uuid in shown if uuid not in pane.marked]
+        if not fresh:
+            self.notify(
+                "every task shown is marked already" if shown else "no task shown to mark",
+                severity="warning",
+            )
+            return
+        from tui.ui.screens.forms import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.notify("nothing marked", timeout=3)
+                return
+            pane.marked.update(fresh)
+            pane.redraw(self.model.get_task, fresh)
+            self.update_status()
+
+        which = f"the filter {self.task_filter.text!r} shows" if self.task_filter.text else "shown"
+        already = (
+            f" ({len(shown) - len(fresh):,} marked already)" if len(fresh) < len(shown) else ""
+        )
+        self.app.push_screen(
+            ConfirmScreen(
+                "Mark tasks",
+                f"Mark {len(fresh):,} task(s): every task {which}{already}?\n"
+                "r t k R then act on all the marked tasks; Esc clears the marks.",
+            ),
+            answered,
+        )
+
+    def cycle_order(self) -> None:
+        """Show the tasks in the next order (``s``)."""
+        pane = self.tasks_pane
+        pane.task_order = next_order(pane.task_order)
+        pane.show_order()
+        self.refresh_tasks()
+        self.update_status()
+        self.notify(f"tasks: {pane.task_order.label}", timeout=2)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -798,7 +868,13 @@ class ConsoleScreen(Screen[None]):
         if uuid in pane.backend_uuids:
             note = "filled in from the result backend: the console did not see this task live"
         self.app.push_screen(
-            TaskDetailScreen(task, self.redact, self.sources.fetch_result, note=note)
+            TaskDetailScreen(
+                task,
+                self.redact,
+                self.sources.fetch_result,
+                note=note,
+                retried_as=self.model.retried_as,
+            )
         )
 
     # ---- console-wide commands (keys and palette) ----------------------------------------

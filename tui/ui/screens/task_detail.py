@@ -72,8 +72,11 @@ class TaskDetailScreen(ModalScreen[None]):
         redact: Callable[[str], str],
         fetch: Callable[[str], dict[str, Any]] | None,
         note: str = "",
+        retried_as: Callable[[str], list[str]] | None = None,
     ):
+        """``retried_as``: the tasks known to re-send a task (the model's links)."""
         super().__init__()
+        self.retried_as = retried_as
         self.note = note or (
             "filled in from the result backend: the console did not see this task live"
             if getattr(task, "source", None) == "backend"
@@ -104,7 +107,11 @@ class TaskDetailScreen(ModalScreen[None]):
     def _live_signature(self) -> tuple[Any, ...]:
         t = self.task_record
         lost = getattr(t, "lost", None)
-        live = (getattr(t, "state", None), getattr(t, "revoke_requested", None))
+        live = (
+            getattr(t, "state", None),
+            getattr(t, "revoke_requested", None),
+            len(self.retried_as(t.uuid)) if self.retried_as is not None else 0,
+        )
         if lost is None:
             return live
         return (*live, lost.in_broker, lost.redeliver_at, lost.note, int(time.time()))
@@ -176,6 +183,12 @@ class TaskDetailScreen(ModalScreen[None]):
         )
         line("Root id", getattr(t, "root_id", None) or "-")
         line("Parent id", getattr(t, "parent_id", None) or "-")
+        retry_of = getattr(t, "retry_of", None)
+        if retry_of:
+            line("Retry of", retry_of, "bold cyan")
+        retries_sent = self.retried_as(t.uuid) if self.retried_as is not None else []
+        if retries_sent:
+            line("Retried as", ", ".join(retries_sent), "bold cyan")
         for attr, name in TIMESTAMPS:
             line(name, _ts(getattr(t, attr, None)))
         if meta.get("date_done"):

@@ -294,6 +294,8 @@ TASK_ROW_CAP = 1000
 
 #: Marks the operator's own enqueued job in the State column.
 MARK = "➤ "
+#: A task marked with Space (or ``*``), in front of its state: r t k R act on the marked ones.
+SELECTED = "* "
 #: (header, width, key) of the Tasks pane; the Task column's width is fitted to the pane.
 TASK_COLUMNS: tuple[tuple[str, int, str], ...] = (
     # "➤ ◔ RECEIVED" fits; "… revoke req" with the mark gives up its symbol (see TasksPane.cells)
@@ -344,8 +346,35 @@ class TasksPane(_CommandPane):
     BINDINGS = bindings("tasks")
 
     def action_revoke(self, mode: str) -> None:
-        """Revoke, terminate or kill the highlighted task (after a confirm)."""
+        """Revoke, terminate or kill the highlighted task, or the marked ones (after a confirm)."""
         self.request("revoke", mode)
+
+    def action_retry(self) -> None:
+        """Retry the highlighted task, or the marked ones (after a confirm)."""
+        self.request("retry")
+
+    def action_toggle_mark(self) -> None:
+        """Mark or unmark the highlighted task (Space)."""
+        uuid = self.cursor_key()
+        if uuid is None:
+            return
+        if uuid in self.marked:
+            self.marked.discard(uuid)
+        else:
+            self.marked.add(uuid)
+        self.request("marks_changed", uuid)
+
+    def action_mark_all(self) -> None:
+        """Mark every task the filter shows (the console confirms the count first)."""
+        self.request("mark_all")
+
+    def action_cycle_order(self) -> None:
+        """Show the rows in the next order (latest activity, sent, runtime, state)."""
+        self.request("cycle_order")
+
+    def show_order(self) -> None:
+        """The order in the pane's title."""
+        self.border_title = f"{self.BORDER_TITLE} · {self.task_order.label}"
 
     DEFAULT_CSS = """
     TasksPane { overflow-y: scroll; }
@@ -359,6 +388,9 @@ class TasksPane(_CommandPane):
         self.backend_uuids: set[str] = set()
         #: the order of the rows (:mod:`tui.core.ordering`)
         self.task_order: TaskOrder = DEFAULT_ORDER
+        #: the tasks marked (Space, ``*``), by uuid: they survive re-sorts and filters; a
+        #: task evicted from the model is unmarked (:meth:`unmark`)
+        self.marked: set[str] = set()
         #: seconds after which a running task is flagged (``[console] long_running_after``)
         self.long_running_after: float = 0.0
         #: the console's clock, for the elapsed time of running tasks (tests set it)
@@ -404,6 +436,11 @@ class TasksPane(_CommandPane):
             label = MARK + (
                 label if len(MARK) + len(label) <= _W["state"] else label.split(" ", 1)[-1]
             )
+        if t.uuid in self.marked:  # type: ignore[attr-defined]
+            label = SELECTED + (
+                label if len(SELECTED) + len(label) <= _W["state"] else label.split(" ", 1)[-1]
+            )
+            style = f"{style} reverse".strip()
         host = (getattr(t, "hostname", None) or "-").split("@")[0]
         prio = getattr(t, "priority", None)
         first = (
@@ -562,6 +599,17 @@ class TasksPane(_CommandPane):
         self._new_above.clear()
         if self.row_count:
             self.move_cursor(row=0, animate=False)
+
+    def redraw(self, get: Callable[[str], object | None], uuids: Iterable[str]) -> None:
+        """Re-draw the rows of ``uuids`` shown (a mark set or cleared)."""
+        for uuid in uuids:
+            task = get(uuid)
+            if task is not None and self.has_key(uuid):
+                self.upsert(uuid, self.cells(task))
+
+    def unmark(self, uuids: Iterable[str]) -> None:
+        """Forget the marks of ``uuids`` (evicted from the model: nothing left to act on)."""
+        self.marked.difference_update(uuids)
 
     def select(self, uuid: str) -> bool:
         """Move the cursor to ``uuid``'s row (pinning it); False when not shown."""
