@@ -204,7 +204,7 @@ def live_settings(afirgen_settings):
 
 
 # ---- enqueue -----------------------------------------------------------------------------
-async def test_enqueue_from_the_form_runs_with_its_priority_and_R_repeats(
+async def test_enqueue_from_the_form_runs_with_its_priority_and_R_retries_it(
     live_settings, afirgen_app, worker_factory
 ):
     async with live_console(live_settings, afirgen_app) as (console, pilot):
@@ -239,11 +239,14 @@ async def test_enqueue_from_the_form_runs_with_its_priority_and_R_repeats(
         assert cell(tasks, task_id, "prio") == "9"
         assert cell(tasks, task_id, "worker") == worker.hostname.split("@")[0]
 
+        # R: the same job again (issue 15's retry), its args read from the result backend
         await pilot.press("R")
+        await until(pilot, lambda: isinstance(console.screen, ConfirmScreen), message="confirm")
+        await pilot.press("y")
         again = await next_outcome(pilot, console, 1)
         repeat_id = again.outcome.task_id
-        assert again.outcome.ok and repeat_id not in (None, task_id)
-        assert tasks.highlight_uuid == repeat_id
+        assert again.outcome.ok and repeat_id not in (None, task_id), again.outcome.message
+        assert tasks.cursor_key() == repeat_id
         await until(
             pilot, lambda: has_state(tasks, repeat_id, "SUCCESS"), message="repeated job SUCCESS"
         )
@@ -254,7 +257,11 @@ async def test_enqueue_from_the_form_runs_with_its_priority_and_R_repeats(
         == "SUCCESS"
     )
     lines = audit(live_settings)
-    assert [(x["action"], x["target"], x["ok"]) for x in lines] == [("enqueue", CLEANUP, True)] * 2
+    assert [(x["action"], x["target"], x["ok"]) for x in lines] == [
+        ("enqueue", CLEANUP, True),
+        ("retry", task_id, True),
+    ]
+    assert lines[1]["params"]["kwargs"] == {"max_age_hours": 100000}
     assert lines[0]["params"]["priority"] == 9 and lines[0]["params"]["kwargs"] == {
         "max_age_hours": 100000
     }
