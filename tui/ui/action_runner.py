@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 #: actions that change what a queue's jobs screen shows
 JOB_ACTIONS = frozenset({"delete_job", "move_job_to_front", "revoke"})
 
+#: how a bulk action on the marked tasks names its target ("12 marked tasks")
+MARKED = "marked tasks"
+
 #: pane -> what its rows are, for "highlight a ... first"
 _ROW_NOUN = {"queues": "queue", "workers": "worker", "tasks": "task"}
 
@@ -60,9 +63,9 @@ class ActionRunner:
             # marked tasks: the key acts on every one of them, not on the highlighted row
             marked = self.marked_tasks()
             if action == "retry":
-                self.retry_tasks(marked)
+                self.retry_tasks(marked, bulk=True, from_marks=True)
             else:
-                self.revoke_tasks(marked, *args)
+                self.revoke_tasks(marked, *args, from_marks=True)
             return
         pane = {
             "revoke": "tasks",
@@ -223,15 +226,17 @@ class ActionRunner:
             lines.append(f"  … and {rest:,} more of {len(kinds) - limit:,} other kind(s)")
         return "\n".join(lines)
 
-    def revoke_tasks(self, uuids: Sequence[str], mode: str) -> None:
+    def revoke_tasks(self, uuids: Sequence[str], mode: str, from_marks: bool = False) -> None:
         """Revoke, terminate or kill every task of ``uuids``: one confirm listing them, then one
-        broadcast; each is validated and audited (see :meth:`Actions.revoke_many`)."""
+        broadcast; each is validated and audited (see :meth:`Actions.revoke_many`).
+        ``from_marks``: they are the marked tasks (the marks are cleared once sent)."""
         uuids = list(uuids)
+        target = f"{len(uuids)} {MARKED if from_marks else 'tasks'}"
         if not uuids:
             return
         tasks = [(u, t.state if (t := self.model.get_task(u)) is not None else None) for u in uuids]
         if self.read_only:
-            self.run(mode, f"{len(uuids)} tasks", lambda: self.actions.revoke_many(tasks, mode))
+            self.run(mode, target, lambda: self.actions.revoke_many(tasks, mode))
             return
         finished = sum(1 for u in uuids if (t := self.model.get_task(u)) and t.is_finished)
         verbs = {"revoke": "Revoke", "terminate": "Terminate (SIGTERM)", "kill": "Kill (SIGKILL)"}
@@ -245,11 +250,7 @@ class ActionRunner:
             for uuid in uuids:
                 self.model.mark_revoke_requested(uuid)
             self.screen.tick()
-            self.run(
-                f"bulk_{mode}",
-                f"{len(uuids)} tasks",
-                lambda: self.actions.revoke_many(tasks, mode),
-            )
+            self.run(f"bulk_{mode}", target, lambda: self.actions.revoke_many(tasks, mode))
 
         self.screen.app.push_screen(
             ConfirmScreen(
@@ -259,17 +260,22 @@ class ActionRunner:
             answered,
         )
 
-    def retry_tasks(self, uuids: Sequence[str]) -> None:
+    def retry_tasks(
+        self, uuids: Sequence[str], bulk: bool = False, from_marks: bool = False
+    ) -> None:
         """Retry ``uuids`` (the highlighted task, the marked ones, a failure group): after one
         confirm listing the count, names and queues, each is sent again with the same name,
         args, kwargs, queue and priority, its args read from the result backend (refused,
         saying why, where they were not stored).  Each send is validated and audited; one
-        outcome sums them up (``retried 12 of 12; 0 refused``)."""
+        outcome sums them up (``retried 12 of 12; 0 refused``); ``bulk`` (the marked tasks,
+        a group) always so, even for one task.  ``from_marks``: they are the marked tasks (the
+        marks are cleared once sent).  Another screen (the failure groups) calls this."""
         uuids = [u for u in dict.fromkeys(uuids) if u]
+        target = f"{len(uuids)} {MARKED if from_marks else 'tasks'}"
         if not uuids:
             self.screen.notify("no task to retry", severity="warning")
             return
-        if self._refuse_read_only("retry", uuids[0] if len(uuids) == 1 else f"{len(uuids)} tasks"):
+        if self._refuse_read_only("retry", uuids[0] if len(uuids) == 1 else target):
             return
         if self.celery_app is None:
             self.screen.notify("no broker connection to send jobs to", severity="error")
@@ -292,7 +298,7 @@ class ActionRunner:
             if not yes:
                 self.screen.notify("retry cancelled: nothing sent", timeout=3)
                 return
-            if len(known) == 1:
+            if len(known) == 1 and not bulk:
                 u, name, queue, prio = known[0]
                 self.run(
                     "retry", u, lambda: self.actions.retry(u, fetch, name, queue, prio, queues)
@@ -300,7 +306,7 @@ class ActionRunner:
             else:
                 self.run(
                     "bulk_retry",
-                    f"{len(known)} tasks",
+                    target,
                     lambda: self._retry_each(known, fetch, queues),
                 )
 
@@ -676,7 +682,7 @@ class ActionRunner:
             self._show_enqueued(out.task_id)
         if out.retried:
             self._show_retried(out.retried)
-        if message.action.startswith("bulk_") and out.count:
+        if message.action.startswith("bulk_") and message.target.endswith(MARKED) and out.count:
             self._clear_marks_after_bulk()
         if message.action in ("revoke", "terminate", "kill") and not out.ok and not out.warning:
             task = self.model.get_task(message.target)
@@ -728,7 +734,8 @@ class ActionRunner:
             self.screen.tasks_pane.select(next(iter(retried.values())))
 
     def _clear_marks_after_bulk(self) -> None:
-        # the bulk action acted on them: marks left behind would be acted on again
+        # the bulk action acted on them: marks left behind would be acted on again (when
+        # nothing was done, they stay for another try)
         pane = self.screen.tasks_pane
         marked, pane.marked = pane.marked, set()
         pane.redraw(self.model.get_task, marked)

@@ -218,8 +218,6 @@ COMMANDS: tuple[Command, ...] = (
         "tasks",
         "mark / unmark the highlighted task: r t k R then act on every marked task "
         "(Tasks pane; * in the State column, the count in the status line)",
-        show=True,
-        footer="Mark",
     ),
     Command(
         "asterisk",
@@ -234,8 +232,6 @@ COMMANDS: tuple[Command, ...] = (
         "cycle_order",
         "tasks",
         "order the tasks by latest activity, sent time, runtime or state (Tasks pane)",
-        show=True,
-        footer="Order",
     ),
     Command(
         "r",
