@@ -65,7 +65,7 @@ class ActionRunner:
             if action == "retry":
                 self.retry_tasks(marked, bulk=True, from_marks=True)
             else:
-                self.revoke_tasks(marked, *args, from_marks=True)
+                self.revoke_tasks(marked, str(args[0]), from_marks=True)
             return
         pane = {
             "revoke": "tasks",
