@@ -15,6 +15,7 @@ from celery.utils.time import utcoffset
 
 from tests.support.waiting import wait_until
 from tui.sources.events import CONNECTED, EventReceiverThread
+from tui.sources.redis_events import RedisEventReceiverThread
 
 pytestmark = pytest.mark.integration
 
@@ -40,10 +41,17 @@ def event(etype: str, uuid: str, **extra: Any) -> dict[str, Any]:
     return ev
 
 
+# kombu's receiver (any broker) and the direct pub/sub reader the console uses on Redis
+RECEIVERS = pytest.mark.parametrize(
+    "receiver_class", [EventReceiverThread, RedisEventReceiverThread], ids=["kombu", "redis"]
+)
+
+
+@RECEIVERS
 def test_forged_events_are_counted_and_skipped_and_the_receiver_never_reconnects(
-    afirgen_app, redis_client
+    afirgen_app, redis_client, receiver_class
 ):
-    receiver = EventReceiverThread(afirgen_app, buffer_size=10_000)
+    receiver = receiver_class(afirgen_app, buffer_size=10_000)
     receiver.start()
     try:
         wait_until(lambda: receiver.status.state == CONNECTED, 20, message="receiver connected")

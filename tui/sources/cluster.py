@@ -16,7 +16,7 @@ from celery import Celery
 from afirgen_tasks.settings import Settings
 from tui.core.pauses import PauseRecord
 from tui.sources.control import ClusterControl
-from tui.sources.events import CONNECTED, CONNECTING, EventReceiverThread, ReceiverStatus
+from tui.sources.events import CONNECTED, CONNECTING, ReceiverStatus
 from tui.sources.inspection import (
     InspectionResult,
     WorkerDetail,
@@ -28,6 +28,7 @@ from tui.sources.pause_records import PauseRecordStore
 from tui.sources.queue_jobs import NOT_AVAILABLE as JOBS_NOT_AVAILABLE
 from tui.sources.queue_jobs import JobsPage, QueueJobs, make_queue_jobs
 from tui.sources.queue_lengths import QueueSnapshot
+from tui.sources.redis_events import make_event_receiver
 from tui.sources.unacked import NOT_AVAILABLE as UNACKED_NOT_AVAILABLE
 from tui.sources.unacked import (
     UnackedHold,
@@ -75,16 +76,20 @@ class Sources(Protocol):
 
 
 class BrokerSources:
-    """The real sources: Celery's event receiver thread, the queue poller (Redis or AMQP),
-    inspect, the backend."""
+    """The real sources: the event receiver thread (a direct pub/sub reader on Redis brokers,
+    Celery's kombu receiver on others), the queue poller (Redis or AMQP), inspect, the backend."""
 
     def __init__(self, settings: Settings, app: Celery, scrub: Any = None):
         self.settings = settings
         self.app = app
         self.scrub = scrub or (lambda text: text)
         self.boundary = Boundary()
-        self.events = EventReceiverThread(
-            app, settings.console_event_buffer, scrub=self.scrub, tally=self.boundary.events
+        self.events = make_event_receiver(
+            app,
+            settings,
+            settings.console_event_buffer,
+            scrub=self.scrub,
+            tally=self.boundary.events,
         )
         self._poller: Any = None
         self._pause_store: PauseRecordStore | None = None

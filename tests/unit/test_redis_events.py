@@ -1,0 +1,116 @@
+"""The direct Redis event reader's pieces: kombu's channel names, envelope decoding, the
+choice of receiver per broker URL."""
+
+from __future__ import annotations
+
+import base64
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from tui.sources.events import EventReceiverThread
+from tui.sources.redis_events import (
+    MAX_MESSAGE_BYTES,
+    MessageDecoder,
+    RedisEventReceiverThread,
+    event_channel_pattern,
+    make_event_receiver,
+)
+from tui.sources.validate import Tally
+
+
+def envelope(payload: Any, encoding: str | None = "base64", **over: Any) -> bytes:
+    text = json.dumps(payload)
+    env: dict[str, Any] = {
+        "body": base64.b64encode(text.encode()).decode() if encoding == "base64" else text,
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"hostname": "w@h"},
+        "properties": {"body_encoding": encoding, "delivery_tag": "x", "delivery_info": {}},
+    }
+    env.update(over)
+    return json.dumps(env).encode()
+
+
+@pytest.mark.parametrize(
+    ("options", "pattern"),
+    [
+        ({}, "/3.celeryev/*"),
+        ({"fanout_patterns": False}, "/3.celeryev"),
+        ({"fanout_prefix": False}, "celeryev/*"),
+        ({"fanout_prefix": "x[1]*"}, "x\\[1\\]\\*celeryev/*"),
+    ],
+)
+def test_channel_pattern_is_the_one_kombu_publishes_to(options, pattern):
+    app = Celery("t", broker="redis://h/3", set_as_current=False)
+    app.conf.broker_transport_options = options
+    assert event_channel_pattern(app, 3) == pattern
+
+
+def test_kombu_publish_topic_matches_the_pattern():
+    """kombu's own topic for an event (Channel._get_publish_topic) is what we subscribe to."""
+    from kombu.transport.redis import Channel
+
+    app = Celery("t", broker="redis://h/0", set_as_current=False)
+    fake = SimpleNamespace(keyprefix_fanout="/0.", fanout_patterns=True)
+    topic = Channel._get_publish_topic(fake, "celeryev", "task.succeeded")
+    assert topic == "/0.celeryev/task.succeeded"
+    assert event_channel_pattern(app, 0) == "/0.celeryev/*"
+
+
+def test_decoder_reads_base64_and_plain_bodies():
+    tally = Tally()
+    dec = MessageDecoder(tally)
+    ev = {"type": "task-sent", "uuid": "u"}
+    assert dec.decode(envelope(ev)) == ev
+    assert dec.decode(envelope([ev, ev], encoding=None)) == [ev, ev]
+    assert tally.invalid == 0
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"{not json",
+        b"[1, 2]",
+        json.dumps({"body": "x"}).encode(),  # no properties
+        envelope({"type": "x"}, **{"content-type": "application/x-python-serialize"}),
+        envelope({"type": "x"}, **{"content-encoding": "latin-1"}),
+        envelope({"type": "x"}, **{"body": 5}),
+        envelope({"type": "x"}, **{"body": "!!!not base64"}),
+        envelope({"type": "x"}, **{"properties": {"body_encoding": "rot13"}}),
+        envelope({"type": "x"}, **{"properties": []}),
+        b'{"body": "' + base64.b64encode(b"\xff\xfe") + b'", "content-type": "application/json", '
+        b'"properties": {"body_encoding": "base64"}}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b" " * (MAX_MESSAGE_BYTES + 1),
+        "\udcff".encode("utf-8", "surrogatepass"),
+    ],
+)
+def test_decoder_counts_and_skips_what_kombu_would_refuse(data):
+    tally = Tally()
+    assert MessageDecoder(tally).decode(data) is None
+    assert tally.invalid == 1, tally.reasons
+
+
+def _settings(url: str) -> Any:
+    return SimpleNamespace(celery_broker_url=url)
+
+
+@pytest.mark.parametrize(
+    ("url", "cls"),
+    [
+        ("redis://127.0.0.1:6390/2", RedisEventReceiverThread),
+        ("rediss://127.0.0.1:6390/2", RedisEventReceiverThread),
+        ("sentinel://127.0.0.1:26379/0", RedisEventReceiverThread),
+        ("amqp://guest@127.0.0.1//", EventReceiverThread),
+    ],
+)
+def test_redis_brokers_get_the_direct_reader_and_others_kombu(url, cls):
+    app = Celery("t", broker=url, set_as_current=False)
+    tally = Tally()
+    receiver = make_event_receiver(app, _settings(url), 100, tally=tally)
+    assert type(receiver) is cls
+    assert receiver.tally is tally and receiver.buffer_size == 100
