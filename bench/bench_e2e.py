@@ -97,6 +97,16 @@ class Probe:
 def make_app_class() -> type:
     import tui.ui.app
     from tui.ui.app import AfirgenApp
+    from tui.ui.console import ConsoleScreen
+
+    screen_tick = ConsoleScreen.tick
+
+    def timed_tick(self: Any) -> None:  # the tick is the ConsoleScreen's since the console split
+        started = time.perf_counter()
+        screen_tick(self)
+        self.app.probe.ticks_ms.append((time.perf_counter() - started) * 1000)
+
+    ConsoleScreen.tick = timed_tick  # type: ignore[method-assign]
 
     class BenchApp(AfirgenApp):
         """The real console, with timing probes around tick and frame output."""
@@ -212,6 +222,7 @@ async def run_phase(
     worker_buffer: bool,
     settle: float,
     rnd: random.Random,
+    flood_group: int = 0,
 ) -> dict[str, Any]:
     probe = app.probe = Probe()
     src = app.sources
@@ -231,7 +242,11 @@ async def run_phase(
         "--prefix",
         f"r{int(rate)}-",
     ]
-    if not worker_buffer:
+    if flood_group:
+        # bench/flood.py: the same wire format from pre-encoded templates (reaches 30k/s+)
+        argv[2] = "bench.flood"
+        argv += ["--group", str(flood_group)]
+    elif not worker_buffer:
         argv.append("--no-worker-buffer")
     stop = asyncio.Event()
     bg = [
@@ -250,8 +265,11 @@ async def run_phase(
     # let the console catch up (or give up: whatever is still buffered is backlog)
     deadline = time.perf_counter() + settle
     last_received, quiet_since = src.received, time.perf_counter()
+    applied_2s = None
     while time.perf_counter() < deadline:
         await asyncio.sleep(0.1)
+        if applied_2s is None and time.perf_counter() - t0 >= t_pub + 2.0:
+            applied_2s = app.console_screen.events_applied - applied0
         if src.received != last_received:
             last_received, quiet_since = src.received, time.perf_counter()
         if not src.buffered and time.perf_counter() - quiet_since > 1.0:
@@ -271,6 +289,10 @@ async def run_phase(
         "gap": stats["published"] - received,
         "dropped": src.dropped - dropped0,
         "applied": app.console_screen.events_applied - applied0,
+        # applied within 2 s of the publisher's end, as a share of what it published
+        "applied_2s_pct": 100.0
+        * (applied_2s if applied_2s is not None else app.console_screen.events_applied - applied0)
+        / max(stats["published"], 1),
         "applied_per_s_pub": applied_pub / t_pub,
         "applied_per_s_all": (app.console_screen.events_applied - applied0) / t_all,
         "buffered_at_pub_end": buffered_at_end,
@@ -309,6 +331,19 @@ async def bench(args: argparse.Namespace, broker: str) -> list[dict[str, Any]]:
     settings = load_settings(os.environ["AFIRGEN_CONFIG"], **overrides)
     celery_app = create_app(settings, main="afirgen-tui")
     sources = BrokerSources(settings, celery_app)
+    if args.receiver != "default":
+        from tui.sources.events import EventReceiverThread
+        from tui.sources.redis_events import RedisEventReceiverThread, SubprocessEventReceiver
+
+        cls = {
+            "kombu": EventReceiverThread,
+            "thread": RedisEventReceiverThread,
+            "process": SubprocessEventReceiver,
+        }[args.receiver]
+        sources.events = cls(
+            celery_app, settings.console_event_buffer, tally=sources.boundary.events
+        )
+    args.receiver_name = type(sources.events).__name__
     app = make_app_class()(settings, sources, celery_app=celery_app, read_only=True)
     results = []
     rnd = random.Random(7)
@@ -342,6 +377,7 @@ async def bench(args: argparse.Namespace, broker: str) -> list[dict[str, Any]]:
                 not args.no_worker_buffer,
                 args.settle,
                 rnd,
+                args.flood,
             )
             results.append(r)
             print(json.dumps(r), flush=True)
@@ -375,6 +411,19 @@ def main() -> int:
     parser.add_argument(
         "--no-worker-buffer", action="store_true", help="one message per worker task event"
     )
+    parser.add_argument(
+        "--receiver",
+        choices=("default", "kombu", "thread", "process"),
+        default="default",
+        help="event receiver (default: what BrokerSources picks for the broker)",
+    )
+    parser.add_argument(
+        "--flood",
+        type=int,
+        default=0,
+        metavar="GROUP",
+        help="publish with bench/flood.py, at most GROUP worker events per message (1: one each)",
+    )
     args = parser.parse_args()
     cmd = "python -m bench.bench_e2e " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     tmp = Path(tempfile.mkdtemp(prefix="afirgen-e2e-"))
@@ -405,11 +454,13 @@ def main() -> int:
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
         f"{args.seconds:g} s per rate, {args.workers} worker hostnames, "
-        f"worker task events {'one message each' if args.no_worker_buffer else 'batched (hub buffer, <= 24)'}"
+        f"worker task events {'one message each' if args.no_worker_buffer or args.flood == 1 else 'batched (<= ' + str(args.flood or 24) + ')'}"
+        f"{', published by bench/flood.py' if args.flood else ''}, receiver {args.receiver_name}"
     )
     head = (
         f"{'rate/s':>7} {'pub/s':>7} {'applied/s':>9} {'lag p50':>8} {'p99':>7} {'max':>7} {'dropped':>8} "
-        f"{'gap':>5} {'backlog':>8} {'key p50':>8} {'p99':>7} {'tick p50':>8} {'p99':>7} {'RSS max':>8}"
+        f"{'gap':>5} {'backlog':>8} {'key p50':>8} {'p99':>7} {'tick p50':>8} {'p99':>7} {'RSS max':>8} "
+        f"{'2s':>6}"
     )
     print(head)
     print("-" * len(head))
@@ -418,11 +469,13 @@ def main() -> int:
             f"{r['rate']:>7.0f} {r['pub_rate']:>7.0f} {r['applied_per_s_pub']:>9.0f} {r['lag_p50']:>7.2f}s "
             f"{r['lag_p99']:>6.2f}s {r['lag_max']:>6.2f}s {r['dropped']:>8,} {r['gap']:>5,} "
             f"{r['buffered_at_pub_end']:>8,} {r['key_p50']:>6.1f}ms {r['key_p99']:>5.1f}ms "
-            f"{r['tick_p50']:>6.1f}ms {r['tick_p99']:>5.1f}ms {r['rss_max']:>6.0f}MB"
+            f"{r['tick_p50']:>6.1f}ms {r['tick_p99']:>5.1f}ms {r['rss_max']:>6.0f}MB "
+            f"{r['applied_2s_pct']:>5.1f}%"
         )
     print(
         "applied/s and lag over the publishing window; backlog = events buffered when publishing stopped; "
-        "gap = published - received by the receiver thread"
+        "gap = published - received by the receiver thread; 2s = applied within 2 s of the end, "
+        "% of published"
     )
     for r in results:
         print(

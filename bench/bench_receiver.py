@@ -11,6 +11,8 @@ For each rate, back to back, each in a fresh child process against the bench's o
   in its handler, as Flower does (no validation);
 * ``redis``: :class:`tui.sources.redis_events.RedisEventReceiverThread` (a PSUBSCRIBE
   read by redis-py/hiredis, two ``json.loads``, the same validation boundary);
+* ``redis-proc``: the same receiver in a process of its own, handing over pickled batches
+  every 20 ms (:class:`tui.sources.redis_events.SubprocessEventReceiver`).
 
 For the receivers with a buffer, a second thread plays the UI: every 0.25 s it drains
 the buffer (budget 20,000) into a real :class:`tui.core.model.ClusterModel`.  ``State``
@@ -44,7 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("kombu", "celery", "redis")
+KINDS = ("kombu", "celery", "redis", "redis-proc")
 TICK_S = 0.25
 BUDGET = 20_000
 
@@ -139,10 +141,14 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             from tui.sources.events import EventReceiverThread
 
             receiver = EventReceiverThread(app, buffer_size=args.buffer)
-        else:
+        elif args.kind == "redis":
             from tui.sources.redis_events import RedisEventReceiverThread
 
             receiver = RedisEventReceiverThread(app, buffer_size=args.buffer)
+        else:
+            from tui.sources.redis_events import SubprocessEventReceiver
+
+            receiver = SubprocessEventReceiver(app, buffer_size=args.buffer)
         model = ClusterModel(max_tasks=100_000)
         receiver.start()
 

@@ -15,7 +15,7 @@ from celery.utils.time import utcoffset
 
 from tests.support.waiting import wait_until
 from tui.sources.events import CONNECTED, EventReceiverThread
-from tui.sources.redis_events import RedisEventReceiverThread
+from tui.sources.redis_events import RedisEventReceiverThread, SubprocessEventReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +41,12 @@ def event(etype: str, uuid: str, **extra: Any) -> dict[str, Any]:
     return ev
 
 
-# kombu's receiver (any broker) and the direct pub/sub reader the console uses on Redis
+# kombu's receiver (any broker), the direct pub/sub reader, and the same in its own
+# process (what the console uses on Redis)
 RECEIVERS = pytest.mark.parametrize(
-    "receiver_class", [EventReceiverThread, RedisEventReceiverThread], ids=["kombu", "redis"]
+    "receiver_class",
+    [EventReceiverThread, RedisEventReceiverThread, SubprocessEventReceiver],
+    ids=["kombu", "redis", "redis-process"],
 )
 
 

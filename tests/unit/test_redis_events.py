@@ -15,7 +15,7 @@ from tui.sources.events import EventReceiverThread
 from tui.sources.redis_events import (
     MAX_MESSAGE_BYTES,
     MessageDecoder,
-    RedisEventReceiverThread,
+    SubprocessEventReceiver,
     event_channel_pattern,
     make_event_receiver,
 )
@@ -102,9 +102,9 @@ def _settings(url: str) -> Any:
 @pytest.mark.parametrize(
     ("url", "cls"),
     [
-        ("redis://127.0.0.1:6390/2", RedisEventReceiverThread),
-        ("rediss://127.0.0.1:6390/2", RedisEventReceiverThread),
-        ("sentinel://127.0.0.1:26379/0", RedisEventReceiverThread),
+        ("redis://127.0.0.1:6390/2", SubprocessEventReceiver),
+        ("rediss://127.0.0.1:6390/2", SubprocessEventReceiver),
+        ("sentinel://127.0.0.1:26379/0", SubprocessEventReceiver),
         ("amqp://guest@127.0.0.1//", EventReceiverThread),
     ],
 )
