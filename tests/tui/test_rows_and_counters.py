@@ -224,3 +224,36 @@ def test_long_running_after_setting_from_config_and_env(tmp_path, monkeypatch) -
     assert load_settings(None).console_long_running_after == 120
     monkeypatch.setenv("AFIRGEN_CONSOLE_LONG_RUNNING_AFTER", "0")
     assert load_settings(None).console_long_running_after == 0  # 0 turns the flag off
+
+
+# ---- issue 17: a flood tick builds only the cells of rows that are drawn -------------------
+async def test_a_flood_tick_builds_cells_only_for_the_rows_drawn(console, sources, events):
+    async with console.run_test(size=(120, 36)) as pilot:
+        screen = console.console_screen
+        pane = console.query_one("#tasks", TasksPane)
+        built: list[str] = []
+        cells = pane.cells
+
+        def counting(task: object) -> list:
+            built.append(task.uuid)  # type: ignore[attr-defined]
+            return cells(task)
+
+        pane.cells = counting  # type: ignore[method-assign]
+        uuids = []
+        for _ in range(400):
+            uuid, evs = events.task("success")
+            uuids.append(uuid)
+            sources.feed(evs)
+        screen.tick()
+        assert pane.row_count == 400
+        assert built == [], "no cells are built in the tick itself"
+        await pilot.pause()
+        visible = pane.scrollable_content_region.height
+        assert 0 < len(built) <= visible + 5, (len(built), visible)
+        # the newest is drawn on top, with its real cells
+        assert pane.cursor_key() == uuids[-1]
+        assert "SUCCESS" in cell_text(pane, uuids[-1], "state")
+        # a row never drawn is built when read, and shows what its task is now
+        assert uuids[0] not in built
+        assert cell_text(pane, uuids[0], "uuid") == uuids[0][:8]
+        assert uuids[0] in built

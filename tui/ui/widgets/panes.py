@@ -7,6 +7,7 @@ import heapq
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from rich.text import Text
@@ -236,7 +237,8 @@ class WorkersPane(_CommandPane):
             host = w.hostname  # type: ignore[attr-defined]
             order.append(host)
             if changed is None or host in changed or not self.has_key(host):
-                self.upsert(host, self._cells(w, now))
+                # built when drawn: 1,000 workers all change in a flood tick, ~10 are seen
+                self.defer(host, partial(self._cells, w, now))
             elif ages_due:
                 hb = Text(age(getattr(w, "last_heartbeat", None), now, HB_WIDTH), justify="right")
                 if self.get_cell(host, "hb") != hb:
@@ -496,6 +498,18 @@ class TasksPane(_CommandPane):
                 redrawn += 1
         return redrawn
 
+    def _deferred_cells(self, get: Callable[[str], object | None], uuid: str) -> list[Text] | None:
+        task = get(uuid)
+        return None if task is None else self.cells(task)
+
+    def _track_running(self, task: object) -> None:
+        # what _runtime_cell notes when the cells are built, known now (the cells may never be)
+        uuid: str = task.uuid  # type: ignore[attr-defined]
+        if getattr(task, "state", None) == STARTED:
+            self._running_rows.add(uuid)
+        else:
+            self._running_rows.discard(uuid)
+
     def new_above(self) -> int:
         """Rows that arrived or moved above the pinned cursor since the operator moved it."""
         if not self.pinned:
@@ -524,11 +538,15 @@ class TasksPane(_CommandPane):
         """
         drops = [uuid for uuid in removed if self.has_key(uuid)]
         fresh: list[str] = []
-        adds: list[tuple[str, list[Text]]] = []
+        adds: list[tuple[str, Callable[[], list[Text] | None]]] = []
+        # Cells are built when a row is drawn or read (KeyedTable.defer): a flood tick
+        # touches ~1,000 rows of which ~30 are on screen.
+        deferred = partial(partial, self._deferred_cells, get)
         for uuid in new[-TASK_ROW_CAP:]:
             task = get(uuid)
             if task is not None and keep(task) and not self.has_key(uuid):
-                adds.append((uuid, self.cells(task)))
+                adds.append((uuid, deferred(uuid)))
+                self._track_running(task)
                 fresh.append(uuid)
         just_added = set(fresh)
         moved: list[str] = []
@@ -540,11 +558,13 @@ class TasksPane(_CommandPane):
                 continue
             if not self.has_key(uuid):
                 if keep(task):
-                    adds.append((uuid, self.cells(task)))
+                    adds.append((uuid, deferred(uuid)))
+                    self._track_running(task)
                     fresh.append(uuid)
                 continue
             if keep(task):
-                self.upsert(uuid, self.cells(task))
+                self.defer(uuid, deferred(uuid))
+                self._track_running(task)
                 moved.append(uuid)
             else:
                 drops.append(uuid)
