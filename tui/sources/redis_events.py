@@ -340,7 +340,6 @@ class SubprocessEventReceiver(threading.Thread):
         self._status = ReceiverStatus(CONNECTING, time.time())
         self._process: Any = None
         self._conn: Any = None
-        self._from_child: Any = None
 
     @property
     def status(self) -> ReceiverStatus:
@@ -385,46 +384,40 @@ class SubprocessEventReceiver(threading.Thread):
             self._close_process()
 
     def _close_process(self) -> None:
-        import subprocess
-
-        for conn in (self._conn, self._from_child):
-            if conn is not None:
-                try:
-                    conn.close()
-                except OSError:
-                    pass
-        self._conn = self._from_child = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except OSError:
+                pass
         process, self._process = self._process, None
         if process is not None:
-            try:
-                process.wait(1.0)
-            except subprocess.TimeoutExpired:
+            process.join(1.0)
+            if process.is_alive():
                 process.kill()
-                process.wait(1.0)
+                process.join(1.0)
 
     def _start_process(self) -> Any:
-        # A plain subprocess, not multiprocessing: its spawn passes sys.stderr's fd, which
-        # Textual has replaced (ValueError: bad value(s) in fds_to_keep).
-        import os
-        import subprocess
-        import sys
-        from multiprocessing.connection import Connection
+        # Forked, so the process starts at once with what the console already imported
+        # (a fresh interpreter took 1.3 s to import celery, pydantic and redis on a loaded
+        # machine, and events sent meanwhile were missed); it only reads Redis, builds its
+        # own connection and never touches the console's threads or terminal.  Not
+        # multiprocessing's spawn either: it passes sys.stderr's fd, which Textual replaces.
+        import multiprocessing
 
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tui.sources.redis_events"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            close_fds=True,
+        ctx = multiprocessing.get_context("fork")
+        ours, theirs = ctx.Pipe()
+        process = ctx.Process(
+            target=_child_main,
+            args=(theirs, theirs, self.url, self.settings, self.pattern)
+            + (self.buffer_size, self.batch_s),
+            name="afirgen-events",
+            daemon=True,
         )
-        assert process.stdin is not None and process.stdout is not None
-        to_child = Connection(os.dup(process.stdin.fileno()), readable=False)
-        from_child = Connection(os.dup(process.stdout.fileno()), writable=False)
-        process.stdin.close()
-        process.stdout.close()
-        to_child.send((self.url, self.settings, self.pattern, self.buffer_size, self.batch_s))
-        self._process, self._conn, self._from_child = process, to_child, from_child
-        return from_child
+        process.start()
+        theirs.close()
+        self._process, self._conn = process, ours
+        return ours
 
     def run(self) -> None:
         attempt = 0
@@ -512,23 +505,3 @@ def make_event_receiver(
     from tui.sources.events import EventReceiverThread
 
     return EventReceiverThread(app, buffer_size, scrub=scrub, tally=tally)
-
-
-def _child() -> None:
-    """``python -m tui.sources.redis_events``: the receiver process of
-    :class:`SubprocessEventReceiver` (its settings arrive on stdin, batches leave on stdout)."""
-    import os
-    from multiprocessing.connection import Connection
-
-    inbox = Connection(os.dup(0), writable=False)
-    out = Connection(os.dup(1), readable=False)
-    os.dup2(2, 1)  # nothing else may write into the batch stream
-    try:
-        args = inbox.recv()
-    except (EOFError, OSError):
-        return
-    _child_main(inbox, out, *args)
-
-
-if __name__ == "__main__":
-    _child()
