@@ -279,7 +279,7 @@ def _child_main(
         buffer_size,
         url=url,
         settings=settings,
-        pattern=pattern,  # type: ignore[arg-type]
+        pattern=pattern,
     )
     receiver.start()
     tally = receiver.tally
