@@ -183,12 +183,13 @@ class KeyedTable(DataTable):
         Tasks pane drops a row for every new task, which made removal the main cost of a
         tick under load (bench/bench_e2e.py, docs/performance.md).
         """
-        gone = [RowKey(k) for k in dict.fromkeys(keys) if k in self._keys]
-        if not gone:
+        drop = [k for k in dict.fromkeys(keys) if k in self._keys]
+        if not drop:
             return
-        for row_key in gone:
-            self._keys.discard(row_key.value)
-            self._pending.pop(row_key.value, None)
+        gone = [RowKey(k) for k in drop]
+        for key, row_key in zip(drop, gone, strict=True):
+            self._keys.discard(key)
+            self._pending.pop(key, None)
             for column_key in self._data.get(row_key, ()):
                 self._updated_cells.discard(CellKey(row_key, column_key))
             del self.rows[row_key]
