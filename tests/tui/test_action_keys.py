@@ -1005,3 +1005,21 @@ async def test_read_only_palette_omits_and_help_marks_mutating_commands(mem_sett
         rows = dict(console.screen.rows)
         assert rows["x"].endswith("(disabled: read-only)")
         assert rows["/"].startswith("filter") and "disabled" not in rows["/"]
+
+
+async def test_keys_typed_right_after_a_pane_digit_reach_that_pane(mem_settings, mem_app, events):
+    """Seen at 3 a.m.: 3, then 1 ↓ p in one burst paused the Tasks-era row, the wrong queue."""
+    from textual import events as tevents
+
+    console, sources = make_console(mem_settings, mem_app)
+    async with console.run_test(size=(100, 30)) as pilot:
+        sources.feed([events.worker_online("w1@box")])
+        console.console_screen.tick()
+        await pilot.pause()
+        await pilot.press("3")
+        for key in ("1", "down"):  # posted at once: no pause for the focus to move
+            console.post_message(tevents.Key(key, key if key == "1" else None))
+        await settle(pilot, console)
+        queues = console.query_one("#queues")
+        assert console.focused is queues
+        assert queues.cursor_key() == "email"  # the second row: the ↓ reached the Queues pane

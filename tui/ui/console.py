@@ -670,8 +670,13 @@ class ConsoleScreen(Screen[None]):
         self.history.export_done(message)
 
     def action_focus_pane(self, pane: str) -> None:
-        """Focus the queues, workers or tasks pane."""
-        self.query_one(f"#{pane}", KeyedTable).focus()
+        """Focus the queues, workers or tasks pane, at once.
+
+        Not ``Widget.focus()``, which defers the change to a later callback: keys typed
+        right behind the digit (``1`` ``↓`` ``p``) would reach the pane that had the focus
+        before and act on the wrong row.
+        """
+        self.set_focus(self.query_one(f"#{pane}", KeyedTable))
 
     def cycle_pane(self, step: int) -> None:
         """Focus the next (or previous) pane."""
