@@ -140,6 +140,8 @@ async def test_deleted_job_never_runs_and_a_taken_job_is_not_touched(
         done = (await next_outcome(pilot, console, 0)).outcome
         assert done.ok and "deleted" in done.message, done.message
         await until(pilot, lambda: victim not in shown_ids(screen), message="victim gone")
+        # it will never run: the Tasks pane must not say SENT for ever (operator review)
+        assert console.model.get_task(victim).state == "PURGED"
 
         # the race: a worker (here, by hand) takes the job between the read and the key
         job = next(j for j in screen.rows.values() if j.id == taken)

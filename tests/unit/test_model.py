@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tui.core.model import (
     FAILURE,
+    PURGED,
     RECEIVED,
     REJECTED,
     RETRY,
@@ -1046,3 +1047,33 @@ def test_done_and_fail_both_count_task_events_and_not_the_heartbeat() -> None:
     assert w is not None and (w.succeeded, w.failed, w.processed) == (1, 1, 3)
     m.apply([succeeded("a", 4.0)])  # a duplicate event does not count twice
     assert (w.succeeded, w.failed) == (1, 1)
+
+
+def test_a_job_deleted_from_its_queue_reads_purged_not_sent_for_ever():
+    model = ClusterModel(max_tasks=10)
+    model.apply(
+        [
+            {
+                "type": "task-sent",
+                "uuid": "d1",
+                "name": "t",
+                "queue": "email",
+                "timestamp": 1.0,
+                "hostname": "pub@h",
+            }
+        ]
+    )
+    assert model.mark_deleted("d1") is True
+    assert model.get_task("d1").state == PURGED
+    assert "d1" in model.apply([]).tasks
+    # a task the console never saw is added as PURGED; one a worker reported on is left alone
+    assert model.mark_deleted("unseen") is True and model.get_task("unseen").state == PURGED
+    model.apply(
+        [{"type": "task-received", "uuid": "d2", "name": "t", "timestamp": 2.0, "hostname": "w1@h"}]
+    )
+    assert model.mark_deleted("d2") is False and model.get_task("d2").state == RECEIVED
+    # any later event about it replaces PURGED (the worker had it after all)
+    model.apply(
+        [{"type": "task-received", "uuid": "d1", "name": "t", "timestamp": 3.0, "hostname": "w1@h"}]
+    )
+    assert model.get_task("d1").state == RECEIVED

@@ -1071,6 +1071,23 @@ class ClusterModel:
                 marked += 1
         return marked
 
+    def mark_deleted(self, uuid: str) -> bool:
+        """This console deleted ``uuid``'s message from its queue (the queue's jobs screen, ``d``):
+        it will never run, so it reads :data:`PURGED` like the tasks of a purged queue.
+
+        A task the console has not seen is added; one a worker already reported on is left
+        alone (the delete found nothing then).  Returns True when the task changed.
+        """
+        rec = self._tasks.get(uuid)
+        if rec is None:
+            return self.merge_task_info(uuid, state=PURGED)
+        if rec.rank > _R_SENT or rec.state == PURGED:
+            return False
+        rec.state = PURGED
+        rec.rank = _R_SENT
+        self._changes().tasks.add(uuid)
+        return True
+
     def retried_as(self, uuid: str) -> list[str]:
         """The tasks held that re-send ``uuid`` (their ``retry_of``), first seen first.
 

@@ -19,7 +19,8 @@ REJECTED = "REJECTED"
 REVOKED = "REVOKED"
 FAILURE = "FAILURE"
 SUCCESS = "SUCCESS"
-#: Console-only: the console purged the task's queue while the task was waiting in it.
+#: Console-only: the console purged the task's queue while the task was waiting in it, or
+#: deleted that one job from its queue (the queue's jobs screen).
 #: Celery has no such state (the message is deleted and the backend says PENDING); it
 #: keeps SENT's rank, so any later event about the task (a worker had it after all)
 #: replaces it.

@@ -697,6 +697,8 @@ class ActionRunner:
             if sent_at is not None and self.model.mark_purged(message.target, sent_at):
                 screen.tick()
             screen.poll_queues()
+        if message.action == "delete_job" and out.ok and self.model.mark_deleted(message.target):
+            screen.tick()  # it never runs: the row must not read SENT for ever
         if message.action in JOB_ACTIONS:
             if message.action != "revoke" and out.ok:
                 screen.poll_queues()
