@@ -15,6 +15,7 @@ from tui.sources.events import EventReceiverThread
 from tui.sources.redis_events import (
     MAX_MESSAGE_BYTES,
     MessageDecoder,
+    RedisEventReceiverThread,
     SubprocessEventReceiver,
     event_channel_pattern,
     make_event_receiver,
@@ -95,22 +96,24 @@ def test_decoder_counts_and_skips_what_kombu_would_refuse(data):
     assert tally.invalid == 1, tally.reasons
 
 
-def _settings(url: str) -> Any:
-    return SimpleNamespace(celery_broker_url=url)
+def _settings(url: str, reader: str = "kombu") -> Any:
+    return SimpleNamespace(celery_broker_url=url, console_event_reader=reader)
 
 
 @pytest.mark.parametrize(
-    ("url", "cls"),
+    ("url", "reader", "cls"),
     [
-        ("redis://127.0.0.1:6390/2", SubprocessEventReceiver),
-        ("rediss://127.0.0.1:6390/2", SubprocessEventReceiver),
-        ("sentinel://127.0.0.1:26379/0", SubprocessEventReceiver),
-        ("amqp://guest@127.0.0.1//", EventReceiverThread),
+        ("redis://127.0.0.1:6390/2", "kombu", EventReceiverThread),  # the default
+        ("redis://127.0.0.1:6390/2", "redis", RedisEventReceiverThread),
+        ("redis://127.0.0.1:6390/2", "redis-process", SubprocessEventReceiver),
+        ("rediss://127.0.0.1:6390/2", "redis-process", SubprocessEventReceiver),
+        ("sentinel://127.0.0.1:26379/0", "redis", RedisEventReceiverThread),
+        ("amqp://guest@127.0.0.1//", "redis-process", EventReceiverThread),
     ],
 )
-def test_redis_brokers_get_the_direct_reader_and_others_kombu(url, cls):
+def test_the_event_reader_setting_picks_the_receiver_and_amqp_keeps_kombu(url, reader, cls):
     app = Celery("t", broker=url, set_as_current=False)
     tally = Tally()
-    receiver = make_event_receiver(app, _settings(url), 100, tally=tally)
+    receiver = make_event_receiver(app, _settings(url, reader), 100, tally=tally)
     assert type(receiver) is cls
     assert receiver.tally is tally and receiver.buffer_size == 100
