@@ -58,10 +58,15 @@ async def test_console_follows_a_real_worker(live_settings, afirgen_app, worker_
             message="inspect stats",
         )
         assert cell(workers, worker.hostname, "conc").startswith("2")
+        # The Queues cell fits as many names as its width allows, then "+N" (120 columns)
         await until(
             pilot,
-            lambda: "reports" in cell(workers, worker.hostname, "queues"),
+            lambda: "reports" in (app.model.get_worker(worker.hostname).queues or ()),
             message="active_queues",
+        )
+        assert cell(workers, worker.hostname, "queues") in (
+            "analytics,default,+2",
+            "analytics,default,email,reports",
         )
 
         ok = afirgen_app.send_task(
