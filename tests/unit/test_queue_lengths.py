@@ -299,3 +299,25 @@ def test_real_reserved_message_counts_as_reserved(afirgen_app, afirgen_settings)
         assert snap.queues["email"].waiting == 1
         channel.basic_ack(message.delivery_tag)
     assert poller.poll().queues["email"].reserved == 0
+
+
+def test_forged_bindings_cannot_make_the_poller_poll_thousands_of_queues(
+    afirgen_app, afirgen_settings, redis_client
+):
+    """Anyone who can write to the broker can add binding members (attacker review): the
+    queues found beyond the configured ones are capped, counted and said, never polled."""
+    from tui.sources.queue_lengths import MAX_DISCOVERED_QUEUES
+
+    forged = [f"evil{i:05d}::evil{i:05d}".encode() for i in range(MAX_DISCOVERED_QUEUES + 300)]
+    redis_client.sadd("_kombu.binding.evil", *forged)
+    poller = make_queue_poller(afirgen_app, settings=afirgen_settings)
+    counting = Counting(poller.client)
+    snap = poller.poll()
+    extra = [name for name in snap.queues if name.startswith("evil")]
+    assert len(extra) == MAX_DISCOVERED_QUEUES
+    assert "default" in snap.queues and "email" in snap.queues  # the configured ones stay
+    assert "300 more queue(s)" in snap.notice
+    before = counting.pipelined_commands
+    poller.poll()
+    # one LLEN per queue and priority step, bounded by the cap (plus the unacked reads)
+    assert counting.pipelined_commands - before <= (MAX_DISCOVERED_QUEUES + 5) * 10 + 5

@@ -42,6 +42,10 @@ DEFAULT_DISCOVER_INTERVAL = 10.0
 #: of keys it takes seconds; the next one waits at least this many times as long, which
 #: keeps discovery under 2 % of the server's time whatever the keyspace size.
 DISCOVER_COST_FACTOR = 50.0
+#: Queues taken from kombu's binding sets beyond the configured ones, at most.  Anyone who
+#: can write to the broker can add binding members: 30,000 forged ones made 30,000 rows,
+#: each polled with ten LLENs.  The rest are counted and said, never polled.
+MAX_DISCOVERED_QUEUES = 200
 
 NOT_AVAILABLE = "queue lengths are not available on this transport"
 
@@ -232,6 +236,8 @@ class QueueLengthPoller:
         self._queues: list[str] = list(self.configured_queues)
         self._routes: dict[tuple[str, str], str] = {(q, q): q for q in self.configured_queues}
         self._discovered_at: float | None = None
+        #: queues found in the binding sets past :data:`MAX_DISCOVERED_QUEUES` (not polled)
+        self.discovered_over_cap = 0
         #: Seconds the last discovery took.
         self._discover_cost = 0.0
         self._last_unacked: int | None = None
@@ -282,6 +288,10 @@ class QueueLengthPoller:
         routes = {(q, q): q for q in self.configured_queues}
         routes.update(found)
         extra = sorted(set(found.values()) - set(self.configured_queues))
+        self.discovered_over_cap = max(0, len(extra) - MAX_DISCOVERED_QUEUES)
+        extra = extra[:MAX_DISCOVERED_QUEUES]
+        kept = set(self.configured_queues) | set(extra)
+        routes = {route: q for route, q in routes.items() if q in kept}
         self._routes = routes
         self._queues = [*self.configured_queues, *extra]
         self._discovered_at = self._clock()
@@ -367,12 +377,19 @@ class QueueLengthPoller:
             queues[queue] = QueueLength(
                 queue, sum(bands.values()), bands, reserved.get(queue, 0), ends
             )
+        over = self.discovered_over_cap
         return QueueSnapshot(
             queues=queues,
             unacked=hlen,
             reserved_exact=exact,
             taken_at=time.time(),
             duration=time.perf_counter() - started,
+            notice=(
+                f"{over:,} more queue(s) in kombu's bindings not shown (at most "
+                f"{MAX_DISCOVERED_QUEUES} beyond the configured ones)"
+                if over
+                else ""
+            ),
         )
 
     def _count_reserved(self, values: list[Any], hlen: int) -> tuple[dict[str, int], bool]:
