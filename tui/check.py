@@ -286,6 +286,42 @@ def backlog_results(snapshot: QueueSnapshot, settings: Settings) -> list[CheckRe
     return results
 
 
+def _with_pauses(result: CheckResult, app: Any, settings: Settings) -> CheckResult:
+    """A queue with no consumer because an operator paused it (its pause record is in the
+    broker) is a WARN that says so, not a FAIL: the backlog checks still watch it."""
+    if result.status != FAIL or not isinstance(result.value, dict):
+        return result
+    unconsumed = [q for q, n in result.value.items() if not n]
+    try:
+        from tui.sources.pause_records import PauseRecordStore
+
+        store = PauseRecordStore.for_app(app, settings, timeout=1.0)
+        records = store.read_all() if store.available else {}
+    except Exception:  # the records are a courtesy here: the FAIL stands as it was
+        return result
+    paused = {q: records[q] for q in unconsumed if q in records}
+    if not paused:
+        return result
+    now = time.time()
+    words = ", ".join(
+        f"{q} (by {rec.by or '?'}, {max(0, now - rec.paused_at) / 60:.0f} min ago)"
+        for q, rec in sorted(paused.items())
+    )
+    rest = [q for q in unconsumed if q not in paused]
+    if rest:
+        detail = (
+            f"no consumer on {len(rest)} queue(s): {', '.join(rest)}; paused on purpose: {words}"
+        )
+        return CheckResult("queues", FAIL, detail, value=result.value, threshold=result.threshold)
+    return CheckResult(
+        "queues",
+        WARN,
+        f"paused on purpose: {words}",
+        value=result.value,
+        threshold=result.threshold,
+    )
+
+
 def _broker_counts_consumers(snapshot: QueueSnapshot) -> bool:
     return bool(snapshot.queues) and all(q.consumers is not None for q in snapshot.queues.values())
 
@@ -756,11 +792,11 @@ def _run_checks(
     queues, error = outcome("active_queues")
     if snapshot is not None and snapshot.available and _broker_counts_consumers(snapshot):
         # the broker's own count (AMQP): a consumer that is not a Celery worker counts too
-        checks.append(_queues_result_from_broker(snapshot, configured))
+        checks.append(_with_pauses(_queues_result_from_broker(snapshot, configured), app, settings))
     elif error:
         checks.append(CheckResult("queues", FAIL, f"inspect active_queues failed: {error}"))
     else:
-        checks.append(_queues_result(queues, configured))
+        checks.append(_with_pauses(_queues_result(queues, configured), app, settings))
 
     if snapshot is not None and snapshot.available:
         checks.extend(backlog_results(snapshot, settings))

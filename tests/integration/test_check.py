@@ -95,6 +95,43 @@ def test_worker_on_some_queues_names_the_unconsumed(afirgen_env, worker_factory)
     assert "default" not in detail and "email" not in detail
 
 
+def test_a_paused_queue_is_said_to_be_paused_not_unconsumed(
+    afirgen_env, afirgen_app, worker_factory
+):
+    """Operator review: a deliberately paused queue read as a FAIL "no consumer"."""
+    from tui.core.pauses import PauseRecord
+    from tui.sources.pause_records import PauseRecordStore
+
+    worker_factory(queues=("default", "email", "analytics", "cleanup"))
+    store = PauseRecordStore.for_app(afirgen_app)
+    store.put(PauseRecord("reports", ("w9@gone",), time.time() - 600, "alice"))
+    code, out, err, _ = run_check(afirgen_env)
+    status, detail = lines_by_name(out)["queues"]
+    assert status == "WARN", out + err
+    assert detail.startswith("paused on purpose: reports (by alice, 10 min ago)"), detail
+    assert code == 0, out + err  # a warning only (exit 1 with --strict)
+    # --strict: the warning fails the check
+    (code2, out2, _err2, _) = run_check(afirgen_env, "--strict")
+    assert code2 == 1 and lines_by_name(out2)["queues"][0] == "WARN"
+
+
+def test_an_unpaused_queue_with_no_consumer_still_fails_beside_a_paused_one(
+    afirgen_app, afirgen_settings
+):
+    from tui.check import FAIL, CheckResult, _with_pauses
+    from tui.core.pauses import PauseRecord
+    from tui.sources.pause_records import PauseRecordStore
+
+    PauseRecordStore.for_app(afirgen_app).put(PauseRecord("reports", ("w1@h",), time.time(), "bob"))
+    value = {"default": 1, "reports": 0, "cleanup": 0}
+    failed = CheckResult("queues", FAIL, "no consumer on 2 queue(s): reports, cleanup", value, 1)
+    result = _with_pauses(failed, afirgen_app, afirgen_settings)
+    assert result.status == FAIL
+    assert result.detail.startswith(
+        "no consumer on 1 queue(s): cleanup; paused on purpose: reports (by bob"
+    )
+
+
 # ---- exit 0 and the JSON document ------------------------------------------------------
 
 
