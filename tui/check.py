@@ -191,6 +191,10 @@ def _ping_broker_kombu(app: Any, budget: Budget) -> float:
 def _check_backend(app: Any, settings: Settings, budget: Budget) -> CheckResult:
     url = settings.celery_result_backend
     shown = mask_url(url)
+    if "celery_result_backend" not in settings.model_fields_set:
+        # --broker names another cluster, but the backend is still the built-in default:
+        # say so, or an OK here reads as if that cluster's backend answered
+        shown += " (the default: CELERY_RESULT_BACKEND / [celery] result_backend is not set)"
     scheme = url.split("://", 1)[0].lower()
     if scheme == "disabled":
         return CheckResult("backend", OK, "result backend disabled: nothing to reach")

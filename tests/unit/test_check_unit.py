@@ -151,3 +151,19 @@ def test_a_hostile_worker_name_reaches_the_check_output_as_visible_text():
     )
     assert "\x1b" not in line and "\x07" not in line
     assert "w1" in line and "@host" in line
+
+
+def test_a_default_result_backend_is_named_as_the_default(tmp_path):
+    """Operator review: --check --broker X printed 'OK backend redis://127.0.0.1:6379/1'
+    as if the cluster named had answered, when that was only the built-in default."""
+    from afirgen_tasks.settings import load_settings
+    from tui.check import Budget, _check_backend
+
+    (tmp_path / "c.toml").write_text("")
+    settings = load_settings(
+        tmp_path / "c.toml", celery_broker_url="memory://", celery_result_backend="disabled://"
+    )
+    assert "default" not in _check_backend(None, settings, Budget(1.0)).detail
+    defaulted = load_settings(tmp_path / "c.toml", celery_broker_url="redis://127.0.0.1:1/0")
+    result = _check_backend(None, defaulted, Budget(1.0))
+    assert "(the default: CELERY_RESULT_BACKEND" in result.detail
