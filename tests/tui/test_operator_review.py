@@ -119,3 +119,22 @@ def test_smtp_sink_is_quiet_when_a_client_hangs_up(capsys):
         assert banner.startswith(b"220 ")
     finally:
         sink.stop()
+
+
+async def test_the_palette_does_not_act_on_panes_hidden_under_a_dialog(screen_settings):
+    """Operator review: "pause the highlighted queue" from the palette inside H acted on a
+    pane the operator could not see."""
+    console, store = history_console(screen_settings)
+    try:
+        async with console.run_test(size=(120, 36)) as pilot:
+            await open_history(screen_settings, pilot, console)
+            await console._run_command("queues", "pause_queue")
+            await pilot.pause()
+            assert isinstance(console.screen, HistorySearchScreen)  # nothing opened, nothing sent
+            assert any("close this one first" in n.message for n in console._notifications)
+            assert console.console_screen.runner.action_log == []
+            await console._run_command("worker_detail", "refresh")
+            await pilot.pause()
+            assert any("Enter on the Workers pane" in n.message for n in console._notifications)
+    finally:
+        store.close()

@@ -29,7 +29,14 @@ from tui.sources.pause_records import PauseRecordStore
 from tui.ui.commands import PANES, bindings, enabled, help_rows, palette_commands
 from tui.ui.console import ConsoleScreen
 from tui.ui.screens.help import HelpScreen
-from tui.ui.screens.worker_detail import WorkerDetailScreen
+
+#: scope of a screen's own commands -> how to open that screen (said when it is not on top)
+_SCREEN_HINTS = {
+    "queue_jobs": "open a queue's waiting jobs first: Enter on the Queues pane (1 focuses it)",
+    "unacked": "that works in the unacknowledged jobs: u opens them",
+    "failures": "that works in the failures grouped: f opens them",
+    "worker_detail": "that works in a worker's detail: Enter on the Workers pane (2) opens it",
+}
 
 
 class AfirgenApp(App[None]):
@@ -192,42 +199,27 @@ class AfirgenApp(App[None]):
             )
 
     async def _run_command(self, scope: str, action: str) -> None:
-        """Run a registry command from the palette on the widget that owns it."""
+        """Run a registry command from the palette on the widget that owns it.
+
+        A screen's own command runs only while that screen is on top; a pane's or the
+        console's only while the console is (a dialog on top would hide what it acts on).
+        """
         console = self.console_screen
+        on_top = self.screen
         if scope == "app":
             await self.run_action(action)
-        elif scope == "queue_jobs":
-            # the screen of a queue's jobs, when it is the one on top
-            if getattr(self.screen, "SCOPE", None) == scope:
-                await self.screen.run_action(action)
+        elif scope in _SCREEN_HINTS:
+            if getattr(on_top, "SCOPE", None) == scope:
+                await on_top.run_action(action)
             else:
-                self.notify(
-                    "open a queue's waiting jobs first: Enter on the Queues pane (1 focuses it)",
-                    severity="warning",
-                )
-        elif scope == "unacked":
-            if getattr(self.screen, "SCOPE", None) == scope:
-                await self.screen.run_action(action)
-            else:
-                self.notify(
-                    "that works in the unacknowledged jobs: u opens them", severity="warning"
-                )
-        elif scope == "failures":
-            if getattr(self.screen, "SCOPE", None) == scope:
-                await self.screen.run_action(action)
-            else:
-                self.notify("that works in the failures grouped: f opens them", severity="warning")
-        elif scope == "worker_detail":
-            if isinstance(self.screen, WorkerDetailScreen):
-                await self.screen.run_action(action)
-            else:
-                self.notify(
-                    "that works in a worker's detail: Enter on the Workers pane (2) opens it",
-                    severity="warning",
-                )
+                self.notify(_SCREEN_HINTS[scope], severity="warning")
+        elif on_top is not console:
+            self.notify(
+                "that works on the main screen: close this one first (Esc)", severity="warning"
+            )
         elif scope in PANES:
             pane = console.query_one(f"#{scope}")
-            pane.focus()
+            console.set_focus(pane)
             await pane.run_action(action)
         else:
             await console.run_action(action)

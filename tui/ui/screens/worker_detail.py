@@ -92,6 +92,7 @@ class LimitRequest:
 class WorkerDetailScreen(ModalScreen[None]):
     """One worker in detail, re-read with ``g``; ``c`` ``L`` ``P`` ``S`` act on it alone."""
 
+    SCOPE = "worker_detail"
     BINDINGS = [Binding("escape,q", "close", "Close"), *bindings("worker_detail")]
 
     DEFAULT_CSS = """
