@@ -138,3 +138,25 @@ async def test_the_palette_does_not_act_on_panes_hidden_under_a_dialog(screen_se
             assert any("Enter on the Workers pane" in n.message for n in console._notifications)
     finally:
         store.close()
+
+
+async def test_end_moves_to_the_last_row_and_home_back_to_the_first(
+    screen_settings, sources, events
+):
+    """Operator review: End only scrolled sideways, so a following ^ acted on the first job."""
+    console = AfirgenApp(screen_settings, sources, autostart=False)
+    sources.start()
+    async with console.run_test(size=(120, 36)) as pilot:
+        feed = []
+        for _ in range(5):
+            feed += events.task("success")[1]
+        sources.feed(feed)
+        console.console_screen.tick()
+        await pilot.pause()
+        tasks = console.query_one("#tasks")
+        await pilot.press("3", "end")
+        await pilot.pause()
+        assert tasks.cursor_coordinate.row == tasks.row_count - 1 == 4
+        await pilot.press("home")
+        await pilot.pause()
+        assert tasks.cursor_coordinate.row == 0

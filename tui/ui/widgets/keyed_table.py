@@ -276,7 +276,10 @@ class KeyedTable(DataTable):
         super().action_page_up()
 
     def action_scroll_end(self) -> None:
+        """End: the last row (DataTable's End only scrolls sideways in a row-cursor table)."""
         self.pinned = True
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1, animate=False)
         super().action_scroll_end()
 
     def action_scroll_home(self) -> None:
