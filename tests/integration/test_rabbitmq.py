@@ -203,6 +203,11 @@ async def test_pause_and_resume_on_rabbitmq_keep_a_record_across_a_console_resta
         await until(pilot, lambda: cell(queues, "email", "name") == "email ⏸", message="⏸")
         await highlight(pilot, "1", queues, "email")
         await pilot.press("p")  # offers resume
+        # this console (restarted) never saw w1 consume email: the record is confirmed first
+        await until(
+            pilot, lambda: type(console.screen).__name__ == "ConfirmScreen", message="confirm"
+        )
+        await pilot.press("y")
         resumed = await next_outcome(pilot, console, 0)
         assert resumed.action == "resume_queue" and resumed.outcome.ok, resumed.outcome
         assert set(resumed.outcome.replies) == {w1.hostname}
