@@ -555,10 +555,9 @@ class Settings(BaseSettings):
     console_event_buffer: int = Field(
         50_000, ge=1000, validation_alias=_env("console_event_buffer")
     )
-    #: How the console reads Celery events: ``kombu`` (Celery's own receiver, any broker),
-    #: ``redis`` (a direct pub/sub reader thread, Redis brokers, ~half kombu's CPU per
-    #: event) or ``redis-process`` (the same reader in a forked process, for floods).
-    console_event_reader: Literal["kombu", "redis", "redis-process"] = Field(
+    #: How the console reads Celery events: ``kombu`` (Celery's own receiver, any broker) or
+    #: ``redis`` (a direct pub/sub reader thread, Redis brokers, ~half kombu's CPU per event).
+    console_event_reader: Literal["kombu", "redis"] = Field(
         "kombu", validation_alias=_env("console_event_reader")
     )
     console_refresh_interval: float = Field(

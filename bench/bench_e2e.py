@@ -332,8 +332,9 @@ async def bench(args: argparse.Namespace, broker: str) -> list[dict[str, Any]]:
     celery_app = create_app(settings, main="afirgen-tui")
     sources = BrokerSources(settings, celery_app)
     if args.receiver != "default":
+        from bench.forked_receiver import SubprocessEventReceiver
         from tui.sources.events import EventReceiverThread
-        from tui.sources.redis_events import RedisEventReceiverThread, SubprocessEventReceiver
+        from tui.sources.redis_events import RedisEventReceiverThread
 
         cls = {
             "kombu": EventReceiverThread,

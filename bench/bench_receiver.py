@@ -12,7 +12,7 @@ For each rate, back to back, each in a fresh child process against the bench's o
 * ``redis``: :class:`tui.sources.redis_events.RedisEventReceiverThread` (a PSUBSCRIBE
   read by redis-py/hiredis, two ``json.loads``, the same validation boundary);
 * ``redis-proc``: the same receiver in a process of its own, handing over pickled batches
-  every 20 ms (:class:`tui.sources.redis_events.SubprocessEventReceiver`).
+  every 20 ms (:class:`bench.forked_receiver.SubprocessEventReceiver`).
 
 For the receivers with a buffer, a second thread plays the UI: every 0.25 s it drains
 the buffer (budget 20,000) into a real :class:`tui.core.model.ClusterModel`.  ``State``
@@ -146,7 +146,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
             receiver = RedisEventReceiverThread(app, buffer_size=args.buffer)
         else:
-            from tui.sources.redis_events import SubprocessEventReceiver
+            from bench.forked_receiver import SubprocessEventReceiver
 
             receiver = SubprocessEventReceiver(app, buffer_size=args.buffer)
         model = ClusterModel(max_tasks=100_000)

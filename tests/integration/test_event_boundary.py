@@ -15,7 +15,7 @@ from celery.utils.time import utcoffset
 
 from tests.support.waiting import wait_until
 from tui.sources.events import CONNECTED, EventReceiverThread
-from tui.sources.redis_events import RedisEventReceiverThread, SubprocessEventReceiver
+from tui.sources.redis_events import RedisEventReceiverThread
 
 pytestmark = pytest.mark.integration
 
@@ -45,8 +45,8 @@ def event(etype: str, uuid: str, **extra: Any) -> dict[str, Any]:
 # process (what the console uses on Redis)
 RECEIVERS = pytest.mark.parametrize(
     "receiver_class",
-    [EventReceiverThread, RedisEventReceiverThread, SubprocessEventReceiver],
-    ids=["kombu", "redis", "redis-process"],
+    [EventReceiverThread, RedisEventReceiverThread],
+    ids=["kombu", "redis"],
 )
 
 

@@ -19,7 +19,7 @@ from afirgen_tasks.settings import Settings
 from tests.support.restartable_redis import RestartableRedis
 from tests.support.waiting import wait_until
 from tui.sources.events import CONNECTED, RECONNECTING
-from tui.sources.redis_events import RedisEventReceiverThread, SubprocessEventReceiver
+from tui.sources.redis_events import RedisEventReceiverThread
 
 pytestmark = [
     pytest.mark.integration,
@@ -66,7 +66,7 @@ def receiver_for(url: str, cls: type = RedisEventReceiverThread, **kwargs):
     return cls(app, url=url, **kwargs)
 
 
-@pytest.mark.parametrize("cls", [RedisEventReceiverThread, SubprocessEventReceiver])
+@pytest.mark.parametrize("cls", [RedisEventReceiverThread])
 def test_a_flood_arrives_whole_and_a_restart_is_recovered(own_redis, cls):
     url = own_redis.url(0)
     receiver = receiver_for(url, cls, buffer_size=100_000)
@@ -144,29 +144,3 @@ def test_redis_cutting_off_a_subscriber_that_fell_behind_is_a_reconnect(own_redi
         wait_until(lambda: receiver.received > before, 10, message="events after the cut")
     finally:
         receiver.stop()
-
-
-def test_the_receiver_process_is_started_again_when_it_dies(own_redis):
-    url = own_redis.url(0)
-    receiver = receiver_for(url, SubprocessEventReceiver, buffer_size=100_000)
-    receiver.start()
-    try:
-        wait_until(lambda: receiver.status.state == CONNECTED, 20, message="connected")
-        first = flood(url, 2000, 0.5)
-        wait_until(lambda: receiver.received >= first["published"], 20, message="first flood")
-        receiver._process.kill()
-        wait_until(
-            lambda: receiver.status.state == CONNECTED and receiver.status.connects == 2,
-            20,
-            message=lambda: f"a new process connected: {receiver.status}",
-        )
-        second = flood(url, 2000, 0.5)
-        wait_until(
-            lambda: receiver.received == first["published"] + second["published"],
-            20,
-            message=lambda: f"counts carried over: {receiver.received}",
-        )
-        assert len(receiver.drain(100_000)) == receiver.received
-    finally:
-        receiver.stop()
-    assert not receiver.is_alive() and receiver._process is None

@@ -16,7 +16,6 @@ from tui.sources.redis_events import (
     MAX_MESSAGE_BYTES,
     MessageDecoder,
     RedisEventReceiverThread,
-    SubprocessEventReceiver,
     event_channel_pattern,
     make_event_receiver,
 )
@@ -105,10 +104,9 @@ def _settings(url: str, reader: str = "kombu") -> Any:
     [
         ("redis://127.0.0.1:6390/2", "kombu", EventReceiverThread),  # the default
         ("redis://127.0.0.1:6390/2", "redis", RedisEventReceiverThread),
-        ("redis://127.0.0.1:6390/2", "redis-process", SubprocessEventReceiver),
-        ("rediss://127.0.0.1:6390/2", "redis-process", SubprocessEventReceiver),
+        ("rediss://127.0.0.1:6390/2", "redis", RedisEventReceiverThread),
         ("sentinel://127.0.0.1:26379/0", "redis", RedisEventReceiverThread),
-        ("amqp://guest@127.0.0.1//", "redis-process", EventReceiverThread),
+        ("amqp://guest@127.0.0.1//", "redis", EventReceiverThread),
     ],
 )
 def test_the_event_reader_setting_picks_the_receiver_and_amqp_keeps_kombu(url, reader, cls):
