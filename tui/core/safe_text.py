@@ -22,29 +22,9 @@ rows with it under an event flood).
 
 from __future__ import annotations
 
-import re
-
 from rich.text import Text
 
-# What a terminal may act on or that changes how a line reads: the same classes as the
-# sources' boundary (tests/unit/test_safe_text.py holds the two to one form). The
-# multi-line pattern lets \t and \n through.
-_DANGER = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
-_UNSAFE_ONE_LINE = re.compile(f"[\x00-\x1f{_DANGER}]")
-_UNSAFE_MULTILINE = re.compile(f"[\x00-\x08\x0b-\x1f{_DANGER}]")
-_PICTURES: dict[str, str] = {chr(c): chr(0x2400 + c) for c in range(0x20)}
-_PICTURES["\x7f"] = "\u2421"  # ␡
-
-
-def _show(match: re.Match[str]) -> str:
-    ch = match.group()
-    picture = _PICTURES.get(ch)
-    if picture is not None:
-        return picture
-    code = ord(ch)
-    if 0xD800 <= code <= 0xDFFF:
-        return "\ufffd"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+from tui.core.control_chars import UNSAFE_MULTILINE, UNSAFE_ONE_LINE, show
 
 
 def visible(value: object, *, multiline: bool = False) -> str:
@@ -56,8 +36,8 @@ def visible(value: object, *, multiline: bool = False) -> str:
     text = value if isinstance(value, str) else str(value)
     if text.isprintable():  # the common case, one C-level scan
         return text
-    pattern = _UNSAFE_MULTILINE if multiline else _UNSAFE_ONE_LINE
-    return pattern.sub(_show, text)
+    pattern = UNSAFE_MULTILINE if multiline else UNSAFE_ONE_LINE
+    return pattern.sub(show, text)
 
 
 def data_text(
@@ -79,4 +59,4 @@ def without_controls(text: str) -> str:
     """
     if text.isprintable():
         return text
-    return _UNSAFE_ONE_LINE.sub("", text)
+    return UNSAFE_ONE_LINE.sub("", text)

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
+from tui.core.control_chars import UNSAFE_MULTILINE, UNSAFE_ONE_LINE, show
 from tui.core.pauses import PauseRecord
 
 __all__ = [
@@ -104,25 +105,10 @@ MAX_TYPE_CHARS = 64
 #: Most events taken from one message (Celery sends lists when it buffers events).
 MAX_EVENTS_PER_MESSAGE = 10_000
 
-# Characters a terminal may act on, or that change how a line reads.  The multi-line
-# variant lets \t (09) and \n (0a) through.
-_DANGER = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
-_BAD_LINE = re.compile(f"[\x00-\x1f{_DANGER}]")
-_BAD_MULTI = re.compile(f"[\x00-\x08\x0b-\x1f{_DANGER}]")
-
-_VISIBLE: dict[str, str] = {chr(c): chr(0x2400 + c) for c in range(0x20)}
-_VISIBLE["\x7f"] = "\u2421"  # ␡
-
-
-def _visible(match: re.Match[str]) -> str:
-    ch = match.group()
-    out = _VISIBLE.get(ch)
-    if out is not None:
-        return out
-    code = ord(ch)
-    if 0xD800 <= code <= 0xDFFF:
-        return "\ufffd"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+# The unsafe characters and their visible form: one definition, shared with the display.
+_BAD_LINE = UNSAFE_ONE_LINE
+_BAD_MULTI = UNSAFE_MULTILINE
+_visible = show
 
 
 def _cut(text: str, limit: int) -> str:
