@@ -3,6 +3,7 @@ test Redis and real ``celery worker`` subprocesses, scraped over HTTP like Prome
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import subprocess
@@ -189,6 +190,9 @@ def test_real_worker_counters_runtime_and_liveness(exporter, afirgen_app, worker
     )
 
 
+@pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="needs redis-server to stop and restart"
+)
 def test_broker_down_keeps_serving_then_reconnects(afirgen_env, tmp_path):
     redis = RestartableRedis()
     try:
