@@ -18,7 +18,14 @@ from typing import Any
 from celery import Celery
 
 from afirgen_tasks.reliability import backoff_delay
-from tui.sources.events import CONNECTED, CONNECTING, RECONNECTING, STOPPED, ReceiverStatus
+from tui.sources.events import (
+    CONNECTED,
+    CONNECTING,
+    RECONNECTING,
+    STOPPED,
+    ReceiverReadout,
+    ReceiverStatus,
+)
 from tui.sources.redis_events import RedisEventReceiverThread, event_channel_pattern
 from tui.sources.validate import Tally
 
@@ -61,7 +68,7 @@ def _child_main(
         receiver.stop(1.0)
 
 
-class SubprocessEventReceiver(threading.Thread):
+class SubprocessEventReceiver(ReceiverReadout, threading.Thread):
     """:class:`RedisEventReceiverThread` in a process of its own (its own core and GIL).
 
     The process reads, decodes and validates; this thread (in the console) only unpickles
@@ -97,25 +104,6 @@ class SubprocessEventReceiver(threading.Thread):
         self._status = ReceiverStatus(CONNECTING, time.time())
         self._process: Any = None
         self._conn: Any = None
-
-    @property
-    def status(self) -> ReceiverStatus:
-        return self._status
-
-    @property
-    def invalid(self) -> int:
-        return self.tally.invalid
-
-    @property
-    def cleaned(self) -> int:
-        return self.tally.cleaned
-
-    def drain(self, budget: int) -> list[dict[str, Any]]:
-        """Pop up to ``budget`` buffered events, oldest first (called by the UI thread only)."""
-        buf = self.buffer
-        n = min(budget, len(buf))
-        popleft = buf.popleft
-        return [popleft() for _ in range(n)]
 
     def child_cpu(self) -> float:
         """CPU seconds used by the receiver process so far (for benchmarks)."""

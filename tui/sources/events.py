@@ -132,7 +132,42 @@ class _Receiver(EventReceiver):
                 self._validator.tally.skip(f"event handler error: {type(exc).__name__}")
 
 
-class EventReceiverThread(threading.Thread):
+class ReceiverReadout:
+    """What the UI thread reads from an events receiver thread: its status, counters and buffer.
+
+    Shared by kombu's receiver (:class:`EventReceiverThread`) and the direct Redis reader
+    (:class:`tui.sources.redis_events.RedisEventReceiverThread`); the receiver thread alone
+    writes ``buffer``, ``tally`` and ``_status``.
+    """
+
+    buffer: collections.deque[dict[str, Any]]
+    tally: Tally
+    _status: ReceiverStatus
+
+    @property
+    def status(self) -> ReceiverStatus:
+        """The current connection state (an immutable snapshot)."""
+        return self._status
+
+    @property
+    def invalid(self) -> int:
+        """Events or messages skipped by the trust boundary."""
+        return self.tally.invalid
+
+    @property
+    def cleaned(self) -> int:
+        """Event fields the trust boundary cleaned or dropped."""
+        return self.tally.cleaned
+
+    def drain(self, budget: int) -> list[dict[str, Any]]:
+        """Pop up to ``budget`` buffered events, oldest first (called by the UI thread only)."""
+        buf = self.buffer
+        n = min(budget, len(buf))
+        popleft = buf.popleft
+        return [popleft() for _ in range(n)]
+
+
+class EventReceiverThread(ReceiverReadout, threading.Thread):
     """Captures every Celery event into a bounded deque; reconnects with backoff on its own.
 
     ``received`` counts events that passed validation, ``dropped`` those discarded because
@@ -158,29 +193,7 @@ class EventReceiverThread(threading.Thread):
         self._receiver: _Receiver | None = None
         self._status = ReceiverStatus(CONNECTING, time.time())
 
-    # ---- read from the UI thread ----------------------------------------------------
-    @property
-    def status(self) -> ReceiverStatus:
-        """The current connection state (an immutable snapshot)."""
-        return self._status
-
-    @property
-    def invalid(self) -> int:
-        """Events or messages skipped by the trust boundary."""
-        return self.tally.invalid
-
-    @property
-    def cleaned(self) -> int:
-        """Event fields the trust boundary cleaned or dropped."""
-        return self.tally.cleaned
-
-    def drain(self, budget: int) -> list[dict[str, Any]]:
-        """Pop up to ``budget`` buffered events, oldest first (called by the UI thread only)."""
-        buf = self.buffer
-        n = min(budget, len(buf))
-        popleft = buf.popleft
-        return [popleft() for _ in range(n)]
-
+    # ---- called from the UI thread ----------------------------------------------------
     def stop(self, timeout: float = 2.0) -> None:
         """Ask the thread to stop and wait for it (the consume loop checks every second)."""
         self._stop_event.set()

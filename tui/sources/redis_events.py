@@ -40,7 +40,14 @@ from typing import Any
 from celery import Celery
 
 from afirgen_tasks.reliability import backoff_delay
-from tui.sources.events import CONNECTED, CONNECTING, RECONNECTING, STOPPED, ReceiverStatus
+from tui.sources.events import (
+    CONNECTED,
+    CONNECTING,
+    RECONNECTING,
+    STOPPED,
+    ReceiverReadout,
+    ReceiverStatus,
+)
 from tui.sources.validate import EventValidator, Tally
 
 #: Characters Redis' glob patterns give a meaning to.
@@ -112,7 +119,7 @@ class MessageDecoder:
             return None
 
 
-class RedisEventReceiverThread(threading.Thread):
+class RedisEventReceiverThread(ReceiverReadout, threading.Thread):
     """Captures every Celery event from a Redis broker into a bounded deque.
 
     Same interface and counters as :class:`tui.sources.events.EventReceiverThread`.
@@ -146,26 +153,7 @@ class RedisEventReceiverThread(threading.Thread):
         self._clock = 0
         self._pubsub: Any = None
 
-    # ---- read from the UI thread ----------------------------------------------------
-    @property
-    def status(self) -> ReceiverStatus:
-        return self._status
-
-    @property
-    def invalid(self) -> int:
-        return self.tally.invalid
-
-    @property
-    def cleaned(self) -> int:
-        return self.tally.cleaned
-
-    def drain(self, budget: int) -> list[dict[str, Any]]:
-        """Pop up to ``budget`` buffered events, oldest first (called by the UI thread only)."""
-        buf = self.buffer
-        n = min(budget, len(buf))
-        popleft = buf.popleft
-        return [popleft() for _ in range(n)]
-
+    # ---- called from the UI thread ----------------------------------------------------
     def stop(self, timeout: float = 2.0) -> None:
         """Ask the thread to stop and wait for it (the read loop wakes every 0.5 s)."""
         self._stop_event.set()
