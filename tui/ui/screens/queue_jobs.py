@@ -20,7 +20,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Static
 
@@ -28,6 +27,7 @@ from tui.core.formatting import age, count, duration
 from tui.core.safe_text import data_text, visible
 from tui.sources.queue_jobs import PAGE_SIZE, JobsPage, QueuedJob
 from tui.ui.commands import bindings
+from tui.ui.screens.paging import PagedScreen
 from tui.ui.widgets.keyed_table import KeyedTable
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def clip(text: str, width: int = ARGS_CLIP) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-class QueueJobsScreen(ModalScreen[None]):
+class QueueJobsScreen(PagedScreen):
     """A queue's waiting jobs by priority band, a page at a time, next to run first."""
 
     SCOPE = "queue_jobs"
@@ -135,23 +135,14 @@ class QueueJobsScreen(ModalScreen[None]):
             )
         self.post_message(JobsPageRead(page))
 
-    def reload(self) -> None:
-        """Read the page again now (after an action changed the queue)."""
-        self.load()
-
     def on_jobs_page_read(self, message: JobsPageRead) -> None:
-        page = message.page
-        self.reads += 1
-        if page.available:
-            self.page = page
-            self.window_offset = page.offset
-            self._show_rows(page)
-        self._show_header(page)
-        if self._timer is not None:
-            self._timer.stop()
-        self._timer = None
-        if page.supported and self.console.afirgen.autostart:
-            self._timer = self.set_timer(REFRESH_S, self.load)
+        self.apply_page(message.page)
+
+    def refresh_s(self) -> float:
+        return REFRESH_S  # read at each call: tests stretch it
+
+    def page_total(self) -> int:
+        return self.page.total if self.page is not None else 0
 
     # ---- drawing ---------------------------------------------------------------------------
     def _show_header(self, page: JobsPage) -> None:
@@ -243,22 +234,6 @@ class QueueJobsScreen(ModalScreen[None]):
         if job is None:
             self.notify("no waiting job highlighted", severity="warning")
         return job
-
-    def action_page(self, step: int) -> None:
-        """Next (``step`` 1) or previous (-1) page of the run order."""
-        page = self.page
-        total = page.total if page is not None else 0
-        offset = max(0, self.window_offset + step * self.page_size)
-        if step > 0 and offset >= total:
-            self.notify("this is the last page", timeout=2)
-            return
-        if step < 0 and self.window_offset == 0:
-            self.notify("this is the first page", timeout=2)
-            return
-        self.window_offset = offset
-        self.table.move_cursor(row=0, animate=False)
-        self.table.pinned = False
-        self.load()
 
     def action_delete_job(self) -> None:
         """Delete the highlighted job from its queue (after a confirm)."""

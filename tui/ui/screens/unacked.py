@@ -25,7 +25,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widgets import Static
 
@@ -33,6 +32,7 @@ from tui.core.formatting import age, clock, count, duration
 from tui.core.safe_text import data_text, visible
 from tui.sources.unacked import UNACKED_PAGE_SIZE, UnackedJob, UnackedPage
 from tui.ui.commands import bindings
+from tui.ui.screens.paging import PagedScreen
 from tui.ui.widgets.keyed_table import KeyedTable
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class UnackedPageRead(Message):
         self.page = page
 
 
-class UnackedScreen(ModalScreen[None]):
+class UnackedScreen(PagedScreen):
     """Jobs taken but not acknowledged, oldest delivery first, a page at a time."""
 
     SCOPE = "unacked"
@@ -123,23 +123,14 @@ class UnackedScreen(ModalScreen[None]):
             )
         self.post_message(UnackedPageRead(page))
 
-    def reload(self) -> None:
-        """Read the page again now (after an action changed it)."""
-        self.load()
-
     def on_unacked_page_read(self, message: UnackedPageRead) -> None:
-        page = message.page
-        self.reads += 1
-        if page.available:
-            self.page = page
-            self.window_offset = page.offset
-            self._show_rows(page)
-        self._show_header(page)
-        if self._timer is not None:
-            self._timer.stop()
-        self._timer = None
-        if page.supported and self.console.afirgen.autostart:
-            self._timer = self.set_timer(REFRESH_S, self.load)
+        self.apply_page(message.page)
+
+    def refresh_s(self) -> float:
+        return REFRESH_S
+
+    def page_total(self) -> int:
+        return self.page.indexed if self.page is not None else 0
 
     # ---- drawing ---------------------------------------------------------------------------
     def _show_header(self, page: UnackedPage) -> None:
@@ -228,22 +219,6 @@ class UnackedScreen(ModalScreen[None]):
         """The job under the cursor, or None."""
         key = self.table.cursor_key()
         return self.rows.get(key) if key is not None else None
-
-    def action_page(self, step: int) -> None:
-        """Next (``step`` 1) or previous (-1) page, by delivery time."""
-        page = self.page
-        total = page.indexed if page is not None else 0
-        offset = max(0, self.window_offset + step * self.page_size)
-        if step > 0 and offset >= total:
-            self.notify("this is the last page", timeout=2)
-            return
-        if step < 0 and self.window_offset == 0:
-            self.notify("this is the first page", timeout=2)
-            return
-        self.window_offset = offset
-        self.table.move_cursor(row=0, animate=False)
-        self.table.pinned = False
-        self.load()
 
     def action_requeue_unacked(self) -> None:
         """Requeue the highlighted job now (only if its worker is offline), after a confirm."""
