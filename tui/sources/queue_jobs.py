@@ -44,6 +44,7 @@ from afirgen_tasks.priority import (
     to_wire,
 )
 from afirgen_tasks.redis_transport import WAKEUP_TOKEN, WAKEUP_TTL_MS, wakeup_key
+from tui.sources.redis_conn import as_bytes
 from tui.sources.validate import Tally, clean_queued_message
 
 #: Jobs read per page (one ``LRANGE`` window).
@@ -260,7 +261,7 @@ class QueueJobs:
         reply = self._read(keys=keys, args=[offset, limit, self.max_payload_bytes])
         self.scripts_run += 1
         lengths = [int(n) for n in reply[0]]
-        items = [(int(i), _as_bytes(v), int(n)) for i, v, n in reply[1]]
+        items = [(int(i), as_bytes(v), int(n)) for i, v, n in reply[1]]
         self.last_read = len(items)
         return lengths, items
 
@@ -302,14 +303,6 @@ def front_payload(payload: bytes) -> bytes:
     return json.dumps(message).encode("utf-8")
 
 
-def _as_bytes(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape")
-    return b""
-
-
 def make_queue_jobs(
     app: Any,
     settings: Any = None,
@@ -320,20 +313,16 @@ def make_queue_jobs(
 ) -> QueueJobs | None:
     """The :class:`QueueJobs` of ``app``'s broker, or None when it is not Redis."""
     from .queue_lengths import transport_layout
-    from .redis_conn import is_redis_url, redis_client
+    from .redis_conn import broker_redis_client
 
-    if broker_url is None:
-        broker_url = (
-            settings.celery_broker_url if settings is not None else app.conf.broker_write_url
-        )
-    url = broker_url or ""
-    if not is_redis_url(url):
-        return None
-    client = redis_client(
-        url,
+    client = broker_redis_client(
+        app,
         settings,
+        broker_url=broker_url,
         socket_connect_timeout=socket_connect_timeout,
         socket_timeout=socket_timeout,
     )
+    if client is None:
+        return None
     layout = transport_layout(app)
     return QueueJobs(client, layout["priority_steps"], layout["sep"], layout["keyprefix"])

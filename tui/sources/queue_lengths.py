@@ -464,15 +464,11 @@ def make_queue_poller(
     :class:`~tui.sources.amqp_queues.AmqpQueuePoller` on RabbitMQ (with ``settings``), else an
     :class:`UnavailableQueuePoller`.  Queues default to the app's ``task_queues``; the URL to
     ``settings.celery_broker_url`` (Celery's own conf would prefer ``$CELERY_BROKER_URL``)."""
-    from .redis_conn import is_redis_url, redis_client
+    from .redis_conn import broker_url_of, is_redis_url, redis_client
 
     if configured_queues is None:
         configured_queues = [q.name for q in (app.conf.task_queues or ())]
-    if broker_url is None:
-        broker_url = (
-            settings.celery_broker_url if settings is not None else app.conf.broker_write_url
-        )
-    url = broker_url or ""
+    url = broker_url_of(app, settings, broker_url)
     if client is None:
         from .amqp_queues import is_amqp_url, make_amqp_poller
 

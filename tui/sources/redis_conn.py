@@ -198,3 +198,39 @@ def redis_db(url: str) -> int:
         if key == "db" and value.isascii() and value.isdigit():
             return int(value)
     return 0
+
+
+def broker_url_of(app: Any, settings: Any = None, broker_url: str | None = None) -> str:
+    """The broker URL a console reader uses: ``broker_url``, else the settings' (Celery's own
+    conf would prefer ``$CELERY_BROKER_URL``), else the app's."""
+    if broker_url is None:
+        broker_url = (
+            settings.celery_broker_url if settings is not None else app.conf.broker_write_url
+        )
+    return broker_url or ""
+
+
+def broker_redis_client(
+    app: Any,
+    settings: Any = None,
+    *,
+    broker_url: str | None = None,
+    socket_connect_timeout: float = 5.0,
+    socket_timeout: float = 5.0,
+) -> redis.Redis | None:
+    """A client on ``app``'s broker when it is Redis (the caller closes it), else None."""
+    url = broker_url_of(app, settings, broker_url)
+    if not is_redis_url(url):
+        return None
+    return redis_client(
+        url, settings, socket_connect_timeout=socket_connect_timeout, socket_timeout=socket_timeout
+    )
+
+
+def as_bytes(value: Any) -> bytes:
+    """A Redis reply as bytes (str from a decoding client, b'' for anything else)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    return b""

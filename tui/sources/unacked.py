@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from afirgen_tasks.redis_transport import WAKEUP_TOKEN, WAKEUP_TTL_MS, wakeup_key
+from tui.sources.redis_conn import as_bytes
 from tui.sources.validate import Tally, clean_unacked_entry, clean_unacked_hold, is_key
 
 #: Entries read per HSCAN page.
@@ -397,7 +398,7 @@ class UnackedJobs:
             keys=[self.unacked_key, self.index_key], args=[offset, limit, self.max_value_bytes]
         )
         self.scripts_run += 1
-        items = [(_text(t), _score(s), _as_bytes(v), int(n)) for t, s, v, n in reply[2]]
+        items = [(_text(t), _score(s), as_bytes(v), int(n)) for t, s, v, n in reply[2]]
         return int(reply[0]), int(reply[1]), items
 
     @staticmethod
@@ -506,14 +507,6 @@ def _score(value: Any) -> float | None:
         return None
 
 
-def _as_bytes(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogateescape")
-    return b""
-
-
 def make_unacked_jobs(
     app: Any,
     settings: Any = None,
@@ -526,21 +519,17 @@ def make_unacked_jobs(
     from kombu.transport.redis import Channel
 
     from .queue_lengths import transport_layout
-    from .redis_conn import is_redis_url, redis_client
+    from .redis_conn import broker_redis_client
 
-    if broker_url is None:
-        broker_url = (
-            settings.celery_broker_url if settings is not None else app.conf.broker_write_url
-        )
-    url = broker_url or ""
-    if not is_redis_url(url):
-        return None
-    client = redis_client(
-        url,
+    client = broker_redis_client(
+        app,
         settings,
+        broker_url=broker_url,
         socket_connect_timeout=socket_connect_timeout,
         socket_timeout=socket_timeout,
     )
+    if client is None:
+        return None
     layout = transport_layout(app)
     opts = dict(app.conf.broker_transport_options or {})
     locator = make_unacked_locator(app, client)  # the same key names and timeout
