@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -53,6 +52,7 @@ from tui.ui.messages import (
 )
 from tui.ui.screens.task_detail import TaskDetailScreen
 from tui.ui.screens.worker_detail import WorkerDetailScreen
+from tui.ui.status_line import StatusFacts, status_line
 from tui.ui.widgets.keyed_table import KeyedTable
 from tui.ui.widgets.panes import QueueRow, QueuesPane, TasksPane, WorkersPane
 from tui.ui.widgets.plain_input import PlainInput
@@ -185,6 +185,8 @@ class ConsoleScreen(Screen[None]):
     def on_resize(self, event: events.Resize) -> None:
         # The event's size: self.size may still hold the previous one while this runs.
         self._apply_size_class(event.size.height)
+        # the status line is fitted to its width: fit it again once the layout has the new one
+        self.call_after_refresh(self.update_status)
 
     def _apply_size_class(self, height: int) -> None:
         # Borders cost two lines per pane: drop them on short terminals (80x24).
@@ -568,66 +570,46 @@ class ConsoleScreen(Screen[None]):
         self._was_connected = connected
 
     def update_status(self) -> None:
-        """Redraw the status line: broker, connection, filter, workers, rates and every counter."""
+        """Redraw the status line: broker, connection, filter, workers, rates and every counter,
+        fitted to the line's width (:mod:`tui.ui.status_line` says what gives way first)."""
         label, style = self.connection_state()
         workers = self.model.workers()
-        online = sum(1 for w in workers if getattr(w, "online", False))
-        rate = self.model.tasks_per_second(time.time())
-        text = Text(no_wrap=True, overflow="ellipsis")
-        # Appended str is literal (never markup); visible() keeps escapes in broker errors
-        # and in the typed or pasted filter off the terminal, and the line one line.
-        if self.settings.has_several_clusters:
-            text.append(f"{visible(self.settings.cluster_name)}: ", style="bold reverse")
-        text.append(f"{visible(self.settings.broker_display)} ", style="bold")
-        text.append(visible(label), style=style)
-        if self.afirgen.read_only:
-            # Early: at 80 columns the end of the line is cut, and this says why keys refuse.
-            text.append(" │ READ-ONLY", style="bold yellow")
-        if self.task_filter.text:
-            # Early in the line: a line cut at the right edge must not hide that rows are filtered.
-            text.append(f" │ filter: {visible(self.task_filter.text)}", style="bold cyan")
-            for error in self.task_filter.errors:
-                text.append(f" ⚠ {visible(error)}", style="bold red")
-        if marked := len(self.tasks_pane.marked):
-            # early: r t k R act on these, not on the highlighted row
-            text.append(f" │ {marked:,} marked (Esc clears)", style="bold reverse")
-        if self.tasks_pane.task_order.name != "activity":
-            text.append(f" │ {self.tasks_pane.task_order.label} (s)", style="cyan")
-        if new_above := self.tasks_pane.new_above():
-            # Early too: the operator's cursor is pinned and these rows are above the view.
-            text.append(f" │ {new_above:,} new ↑ (Home)", style="bold magenta")
-        if self.long_running:
-            limit = threshold(self.settings.console_long_running_after)
-            text.append(f" │ {self.long_running:,} running > {limit}", style="bold yellow")
-        text.append(f" │ {online}/{len(workers)} workers │ {rate:.1f}/s │ ev ")
-        dropped = self.sources.dropped
-        text.append(f"{self.sources.received:,}↓ {self.events_applied:,}✓ ")
-        text.append(f"{dropped:,}✗", style="bold red" if dropped else "")
-        if self.sources.buffered:
-            text.append(f" {self.sources.buffered:,} buffered", style="yellow")
-        m = self.model
-        # skipped at the trust boundary (events, inspect replies, backend records, history
-        # rows) or by the model itself
-        boundary = self.sources.boundary
-        bad = m.events_skipped + m.events_unknown + boundary.invalid
-        # each counter only when it has counted something ("0 … skipped" reads as a problem)
-        counters = [
-            f"{n:,} {what}"
-            for n, what in (
-                (bad, "bad/unknown events skipped"),
-                (m.fields_clipped, "fields clipped"),
-                (boundary.cleaned, "cleaned"),
-            )
-            if n
-        ]
-        if counters:
-            text.append(f" │ {', '.join(counters)}", style="yellow")
-        reconnects = self.sources.status.connects - 1
-        if reconnects > 0:
-            text.append(f" │ reconnected {reconnects}×", style="yellow")
-        if note := self.history.status_note():
-            text.append(f" │ {visible(note)}", style="bold red")  # its reasons may quote data
-        self.query_one("#status", Static).update(text)
+        m, src = self.model, self.sources
+        order = self.tasks_pane.task_order
+        # visible() keeps escapes in broker errors and in the typed or pasted filter off the
+        # terminal, and the line one line; the line's Text is never parsed as markup.
+        facts = StatusFacts(
+            broker=visible(self.settings.broker_display),
+            connection=visible(label),
+            connection_style=style,
+            cluster=visible(self.settings.cluster_name)
+            if self.settings.has_several_clusters
+            else "",
+            read_only=self.afirgen.read_only,
+            filter_text=visible(self.task_filter.text),
+            filter_errors=[visible(e) for e in self.task_filter.errors],
+            marked=len(self.tasks_pane.marked),
+            order=order.label if order.name != "activity" else "",
+            new_above=self.tasks_pane.new_above(),
+            long_running=self.long_running,
+            long_running_limit=threshold(self.settings.console_long_running_after),
+            workers_online=sum(1 for w in workers if getattr(w, "online", False)),
+            workers=len(workers),
+            rate=m.tasks_per_second(time.time()),
+            received=src.received,
+            applied=self.events_applied,
+            dropped=src.dropped,
+            buffered=src.buffered,
+            # skipped at the trust boundary (events, inspect replies, backend records,
+            # history rows) or by the model itself
+            bad=m.events_skipped + m.events_unknown + src.boundary.invalid,
+            clipped=m.fields_clipped,
+            cleaned=src.boundary.cleaned,
+            reconnects=src.status.connects - 1,
+            history_note=visible(self.history.status_note()),  # its reasons may quote data
+        )
+        status = self.query_one("#status", Static)
+        status.update(status_line(facts, status.size.width or self.app.size.width))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "enqueue" and isinstance(self.focused, Input):
