@@ -7,7 +7,7 @@ open with the message next to the field, and nothing is sent.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Celery
 from textual import on
@@ -36,7 +36,7 @@ class FormSelect(Select[str], inherit_bindings=False):
 
 
 FORM_CSS = """
-ModalScreen { align: center middle; }
+DialogScreen { align: center middle; }
 .form { width: 84; max-width: 96%; height: auto; max-height: 96%; border: round $accent;
         background: $surface; padding: 0 1; }
 .form .row { height: auto; }
@@ -56,10 +56,24 @@ ModalScreen { align: center middle; }
 """
 
 
-class ConfirmScreen(ModalScreen[bool]):
-    """Yes/no: ``y`` or Enter confirms, ``n`` or Esc cancels."""
+R = TypeVar("R")
+
+
+class DialogScreen(ModalScreen[R]):
+    """A dialog (a confirm, a form): one ``.form`` box, centred on the terminal whichever
+    screen opened it.
+
+    The CSS lives here, once.  A screen's DEFAULT_CSS is scoped to its own type: a
+    ``ModalScreen { align: … }`` rule in it reads ``ConfirmScreen ModalScreen``, which
+    matches nothing, and the box sat at the top left.  ``DialogScreen`` is the scope, and
+    every dialog is one."""
 
     DEFAULT_CSS = FORM_CSS
+
+
+class ConfirmScreen(DialogScreen[bool]):
+    """Yes/no: ``y`` or Enter confirms, ``n`` or Esc cancels."""
+
     BINDINGS = [
         Binding("y,enter", "answer(True)", "Yes"),
         Binding("n,escape", "answer(False)", "No"),
@@ -87,10 +101,9 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class ChoiceScreen(ModalScreen[str | None]):
+class ChoiceScreen(DialogScreen[str | None]):
     """Pick one of a few options by its key; Esc cancels."""
 
-    DEFAULT_CSS = FORM_CSS
     BINDINGS = [Binding("escape", "choose(None)", "Cancel")]
 
     def __init__(self, title: str, question: str, options: Sequence[tuple[str, str, str]]):
@@ -119,10 +132,9 @@ class ChoiceScreen(ModalScreen[str | None]):
         self.dismiss(value)
 
 
-class TypedConfirmScreen(ModalScreen[str | None]):
+class TypedConfirmScreen(DialogScreen[str | None]):
     """A destructive confirmation: the operator must type ``expected`` (e.g. the queue name)."""
 
-    DEFAULT_CSS = FORM_CSS
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, question: str, expected: str):
@@ -164,10 +176,9 @@ class TypedConfirmScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
+class EnqueueScreen(DialogScreen[EnqueueRequest | None]):
     """The enqueue form: task, args, kwargs, queue, priority, countdown or ETA."""
 
-    DEFAULT_CSS = FORM_CSS
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         # Enter sends from any field (the task list opens with Space or the arrows)
@@ -329,10 +340,9 @@ class EnqueueScreen(ModalScreen[EnqueueRequest | None]):
         self.dismiss(None)
 
 
-class NumberFormScreen(ModalScreen[dict[str, Any] | None]):
+class NumberFormScreen(DialogScreen[dict[str, Any] | None]):
     """A small form of integer fields plus an "all workers" checkbox (pool resize, autoscale)."""
 
-    DEFAULT_CSS = FORM_CSS
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         # Enter applies from any field, the checkbox too (Space toggles it)

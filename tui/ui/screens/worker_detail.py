@@ -38,9 +38,9 @@ from tui.sources.inspection import WorkerDetail
 from tui.ui.commands import COMMANDS, bindings
 from tui.ui.messages import ActionCompleted
 from tui.ui.screens.forms import (
-    FORM_CSS,
     ChoiceScreen,
     ConfirmScreen,
+    DialogScreen,
     TypedConfirmScreen,
 )
 from tui.ui.widgets.plain_input import PlainInput
@@ -432,10 +432,9 @@ class WorkerDetailScreen(ModalScreen[None]):
         self.load()  # what the worker says now (a shut-down worker: "no reply")
 
 
-class LimitsFormScreen(ModalScreen[LimitRequest | None]):
+class LimitsFormScreen(DialogScreen[LimitRequest | None]):
     """Task (from the worker's registered list), which limit, and its value."""
 
-    DEFAULT_CSS = FORM_CSS
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     HINTS = {
