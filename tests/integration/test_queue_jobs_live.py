@@ -189,6 +189,9 @@ async def test_moved_job_runs_first(live_settings, afirgen_app, worker_factory, 
         await highlight(pilot, screen, last)
         tokens = redis_client.llen("_afirgen.wakeup.cleanup")
         await pilot.press("circumflex_accent")
+        await pilot.pause()
+        assert isinstance(console.screen, ConfirmScreen)  # it reorders the queue: asked first
+        await pilot.press("y")
         done = (await next_outcome(pilot, console, 0)).outcome
         assert done.ok and "front" in done.message, done.message
         await until(pilot, lambda: shown_ids(screen)[:1] == [last], message="moved job first")

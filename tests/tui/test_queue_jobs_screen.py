@@ -198,6 +198,55 @@ async def test_delete_asks_first_and_cancel_changes_nothing(jobs_console, redis_
     assert AuditLog(jobs_console.settings.console_audit_log).read() == []
 
 
+async def test_move_to_front_asks_first_and_audits_before_it_touches_the_queue(
+    jobs_console, redis_client
+):
+    first, last = envelope(priority=7), envelope(priority=3)
+    redis_client.lpush(list_key(7), first)
+    redis_client.lpush(list_key(3), last)
+    log = AuditLog(jobs_console.settings.console_audit_log)
+    reader = jobs_console.sources.jobs
+    seen_by_the_broker: list[list[str]] = []  # the audit log when the queue is changed
+    real_move = reader.move_to_front
+
+    def move_to_front(job):
+        seen_by_the_broker.append([x["phase"] for x in log.read(every_line=True)])
+        return real_move(job)
+
+    reader.move_to_front = move_to_front
+    async with jobs_console.run_test(size=(120, 36)) as pilot:
+        screen = await open_jobs(pilot, jobs_console)
+        screen.table.move_cursor(row=1, animate=False)  # the last to run
+        await pilot.press("circumflex_accent")
+        await pilot.pause()
+        assert isinstance(jobs_console.screen, ConfirmScreen)
+        question = str(jobs_console.screen.query_one("#question", Static).render())
+        assert "front of cleanup" in question and "#2 in run order" in question, question
+        assert "priority 10" in question and "runs next" in question, question
+        await pilot.press("n")  # cancelled: nothing sent, nothing audited
+        await pilot.pause()
+        assert jobs_console.screen is screen
+        assert redis_client.lrange(list_key(3), 0, -1) == [last]
+        assert log.read(every_line=True) == [] and seen_by_the_broker == []
+        await pilot.press("circumflex_accent")
+        await pilot.pause()
+        await pilot.press("y")
+        runner = jobs_console.console_screen.runner
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if runner.action_log:
+                break
+        outcome = runner.action_log[-1]
+        assert outcome.action == "move_job_to_front" and outcome.outcome.ok, outcome.outcome
+    assert seen_by_the_broker == [["attempt"]]  # written before the queue was touched
+    assert redis_client.llen(list_key(3)) == 0 and redis_client.llen(list_key(10)) == 1
+    lines = log.read(every_line=True)
+    assert [(x["phase"], x["action"]) for x in lines] == [
+        ("attempt", "move_job_to_front"),
+        ("outcome", "move_job_to_front"),
+    ]
+
+
 async def test_paging_reads_one_window_at_a_time(jobs_console, redis_client):
     ids = [f"job-{i:03d}" for i in range(120)]
     for task_id in ids:  # FIFO: the first pushed runs first

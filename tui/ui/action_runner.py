@@ -532,31 +532,53 @@ class ActionRunner:
     # ---- one waiting job (the queue's jobs screen) ------------------------------------------
     def delete_job(self, job: QueuedJob) -> None:
         """Delete one waiting job from its queue, after confirmation."""
-        if self._refuse_read_only("delete_job", job.id):
+        self._change_job(
+            "delete_job",
+            job,
+            "Delete waiting job",
+            f"Delete {job.task} [{job.id}] from {job.queue} (priority {job.band}, "
+            f"#{job.position + 1} in run order)?\nIt is removed from the queue and never "
+            "runs; this cannot be undone. If a worker takes it first, nothing is deleted.",
+            "delete cancelled: nothing changed",
+            lambda: self.actions.delete_job(job),
+        )
+
+    def move_job_to_front(self, job: QueuedJob) -> None:
+        """Make one waiting job the next to run (priority 10), after confirmation: it changes
+        the order every other job in the queue is served in."""
+        self._change_job(
+            "move_job_to_front",
+            job,
+            "Move waiting job to the front",
+            f"Move {job.task} [{job.id}] to the front of {job.queue}?\nIt is #{job.position + 1} "
+            f"in run order at priority {job.band}; it becomes priority 10 and runs next, ahead "
+            "of every job waiting there. If a worker takes it first, nothing is changed.",
+            "move cancelled: nothing changed",
+            lambda: self.actions.move_job_to_front(job),
+        )
+
+    def _change_job(
+        self,
+        action: str,
+        job: QueuedJob,
+        title: str,
+        question: str,
+        cancelled: str,
+        send: Callable[[], Outcome],
+    ) -> None:
+        """A change to one waiting job: refused at once in read-only mode (and audited), else
+        asked first; the action layer audits the attempt before it touches the broker."""
+        if self._refuse_read_only(action, job.id):
             return
         from tui.ui.screens.forms import ConfirmScreen
 
         def answered(yes: bool | None) -> None:
             if not yes:
-                self.screen.notify("delete cancelled: nothing changed", timeout=3)
+                self.screen.notify(cancelled, timeout=3)
                 return
-            self.run("delete_job", job.id, lambda: self.actions.delete_job(job))
+            self.run(action, job.id, send)
 
-        self.screen.app.push_screen(
-            ConfirmScreen(
-                "Delete waiting job",
-                f"Delete {job.task} [{job.id}] from {job.queue} (priority {job.band}, "
-                f"#{job.position + 1} in run order)?\nIt is removed from the queue and never "
-                "runs; this cannot be undone. If a worker takes it first, nothing is deleted.",
-            ),
-            answered,
-        )
-
-    def move_job_to_front(self, job: QueuedJob) -> None:
-        """Make one waiting job the next to run (priority 10)."""
-        if self._refuse_read_only("move_job_to_front", job.id):
-            return
-        self.run("move_job_to_front", job.id, lambda: self.actions.move_job_to_front(job))
+        self.screen.app.push_screen(ConfirmScreen(title, question), answered)
 
     def revoke_job(self, job: QueuedJob) -> None:
         """Revoke one waiting job, after confirmation: it stays queued, a worker discards it."""

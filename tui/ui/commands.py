@@ -390,7 +390,8 @@ COMMANDS: tuple[Command, ...] = (
         "^",
         "move_job_to_front",
         "queue_jobs",
-        "move the highlighted waiting job to the front: priority 10, runs next (queue's jobs)",
+        "move the highlighted waiting job to the front: priority 10, runs next, after you "
+        "confirm (queue's jobs)",
         mutating=True,
         show=True,
         footer="To front",
