@@ -73,8 +73,21 @@ def test_filter_errors_are_shortened_never_dropped() -> None:
     assert "⚠ no state 'nope' (states:" in wide, wide
     narrow = str(status_line(facts(filter_text="state:nope", filter_errors=errors), 80))
     assert "filter: state:nope ⚠ no state 'nope'" in narrow and "states:" not in narrow, narrow
-    tight = str(status_line(facts(filter_text="state:nope", filter_errors=errors), 40))
-    assert "⚠ 1 filter error" in tight, tight
+    tight = str(status_line(facts(filter_text="state:nope", filter_errors=errors), 50))
+    assert tight == "● connected │ filter: state:nope ⚠ 1 error │ ev 0✗", tight
+    narrower = str(status_line(facts(filter_text="state:nope", filter_errors=errors), 40))
+    assert narrower == "● connected │ filter: … +1 ⚠ 1 error │ ev 0✗", narrower  # noqa: RUF001
+    # at 80 columns, three terms and their error: the terms stay whole, the error is counted
+    line = str(
+        status_line(
+            facts(
+                filter_text="state:failure queue:reports prio:>=11",
+                filter_errors=["priority 11 is outside 1–10"],  # noqa: RUF001
+            ),
+            80,
+        )
+    )
+    assert "filter: state:failure queue:reports prio:>=11 ⚠ 1 error" in line, line
 
 
 def test_the_cluster_name_and_read_only_always_stay() -> None:

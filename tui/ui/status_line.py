@@ -47,7 +47,7 @@ GIVE_WAY = (
     "workers, some offline",
     "history",
     "filter errors, in full",  # "⚠ no state 'x' (states: …)" -> "⚠ no state 'x'"
-    "filter errors",  # -> "⚠ 2 filter errors"
+    "filter errors",  # -> "⚠ 2 errors", after the filter
     "bad events",  # "2 bad events" -> "2 bad"
     "filter terms",  # whole terms, then "… +2"
 )
@@ -152,7 +152,7 @@ def status_line(facts: StatusFacts, width: int) -> Text:
                     " ".join(f"⚠ {e.split(' (', 1)[0]}" for e in f.filter_errors),
                     RANK["filter errors"],
                 ),
-                (f"⚠ {n} filter error{'s' if n != 1 else ''}", 0),
+                (f"⚠ {n} error{'s' if n != 1 else ''}", 0),
                 style="bold red",
                 sep=" ",
             )
@@ -267,9 +267,8 @@ def _filter_forms(label: str, terms: Sequence[str], style: str) -> list[tuple[Te
     forms = [(Text(label + " ".join(terms), style=style), RANK["filter terms"])]
     for keep in range(len(terms) - 1, -1, -1):
         more = MORE_TERMS.format(n=len(terms) - keep)
-        forms.append(
-            (Text(label + " ".join(terms[:keep]) + more, style=style), RANK["filter terms"])
-        )
+        shown = (label + " ".join(terms[:keep])).rstrip()  # "filter: … +3" keeps no term
+        forms.append((Text(shown + more, style=style), RANK["filter terms"]))
     return forms
 
 
