@@ -111,6 +111,33 @@ async def test_hostile_entries_show_literally_with_holder_and_liveness(
         assert "\x1b" not in text
 
 
+async def test_long_names_are_cut_with_a_mark_not_silently(unacked_console, redis_client, events):
+    # seen in tmux: "send_notification_emai", cut by the column, read like a typo
+    task_id = "5f0c7a1e-0000-4000-8000-000000000009"
+    host = "celery@ip-10-0-1-23.eu-west-1.compute.internal"
+    hold(
+        redis_client,
+        time.time() - 5,
+        task_id=task_id,
+        task="afirgen_tasks.email.send_notification_email",
+        queue="notifications-urgent",
+    )
+    unacked_console.sources.feed(
+        [events.worker_online(host), *events.task("started", uuid=task_id, host=host)[1]]
+    )
+    async with unacked_console.run_test(size=(120, 36)) as pilot:
+        unacked_console.console_screen.tick()
+        screen = await open_unacked(pilot, unacked_console)
+        row = cells(screen)[0]
+        assert row[1] == "send_notification_ema…", row
+        assert row[3] == "notificat…" and row[4] == "celery@ip-10-0-…", row
+        # the confirm names them whole
+        await pilot.press("Q")
+        await pilot.pause()
+        question = str(unacked_console.screen.query_one("#question", Static).render())
+        assert "send_notification_email" in question and host in question, question
+
+
 async def test_a_live_worker_or_an_unknown_one_is_refused_and_nothing_changes(
     unacked_console, redis_client, events
 ):

@@ -27,13 +27,14 @@ from tui.core.formatting import age, count, duration
 from tui.core.safe_text import data_text, visible
 from tui.sources.queue_jobs import PAGE_SIZE, JobsPage, QueuedJob
 from tui.ui.commands import bindings
-from tui.ui.screens.paging import PagedScreen
+from tui.ui.screens.paging import PagedScreen, clip
 from tui.ui.widgets.keyed_table import KeyedTable
 
 if TYPE_CHECKING:
     from tui.ui.console import ConsoleScreen
 
-#: Characters of args and of kwargs shown in a cell (the rest is cut with "…").
+#: Characters of the task, args and kwargs shown in a cell (the rest is cut with "…").
+TASK_CLIP = 27
 ARGS_CLIP = 22
 KWARGS_CLIP = 18
 #: Seconds between re-reads of the page while the screen is open.
@@ -46,11 +47,6 @@ class JobsPageRead(Message):
     def __init__(self, page: JobsPage):
         super().__init__()
         self.page = page
-
-
-def clip(text: str, width: int = ARGS_CLIP) -> str:
-    """``text`` cut to ``width`` characters, the cut marked."""
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class QueueJobsScreen(PagedScreen):
@@ -102,7 +98,7 @@ class QueueJobsScreen(PagedScreen):
         table = self.table
         table.add_column("#", width=4, key="pos")
         table.add_column("Pri", width=3, key="prio")
-        table.add_column("Task", width=27, key="task")
+        table.add_column("Task", width=TASK_CLIP, key="task")
         table.add_column("ID", width=8, key="id")
         table.add_column("ETA", width=7, key="eta")
         table.add_column("Age", width=6, key="age")
@@ -208,7 +204,7 @@ class QueueJobsScreen(PagedScreen):
             eta = "in " + duration(job.eta - now, 4)
         else:
             eta = "due"
-        task = data_text(job.short_name, style="strike" if revoked else "")
+        task = data_text(clip(job.short_name, TASK_CLIP), style="strike" if revoked else "")
         if revoked:
             task = Text("✗ ", style="bold red") + task
         return [
@@ -219,7 +215,7 @@ class QueueJobsScreen(PagedScreen):
             Text(eta, justify="right"),
             # Celery 5 messages carry no sent time: only a task-sent event the console saw
             Text(age(sent, now, 6) if sent else "-", justify="right"),
-            data_text(clip(redact(job.args))),
+            data_text(clip(redact(job.args), ARGS_CLIP)),
             data_text(clip(redact(job.kwargs), KWARGS_CLIP)),
         ]
 

@@ -32,7 +32,7 @@ from tui.core.formatting import age, clock, count, duration
 from tui.core.safe_text import data_text, visible
 from tui.sources.unacked import UNACKED_PAGE_SIZE, UnackedJob, UnackedPage
 from tui.ui.commands import bindings
-from tui.ui.screens.paging import PagedScreen
+from tui.ui.screens.paging import PagedScreen, clip
 from tui.ui.widgets.keyed_table import KeyedTable
 
 if TYPE_CHECKING:
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 #: Seconds between re-reads of the page while the screen is open.
 REFRESH_S = 3.0
+#: Characters of the task, queue and worker shown in a cell (the rest is cut with "…").
+TASK_CLIP, QUEUE_CLIP, WORKER_CLIP = 22, 10, 16
 
 
 class UnackedPageRead(Message):
@@ -91,10 +93,10 @@ class UnackedScreen(PagedScreen):
     def on_mount(self) -> None:
         table = self.table
         table.add_column("#", width=4, key="pos")
-        table.add_column("Task", width=22, key="task")
+        table.add_column("Task", width=TASK_CLIP, key="task")
         table.add_column("ID", width=8, key="id")
-        table.add_column("Queue", width=10, key="queue")
-        table.add_column("Worker", width=16, key="worker")
+        table.add_column("Queue", width=QUEUE_CLIP, key="queue")
+        table.add_column("Worker", width=WORKER_CLIP, key="worker")
         table.add_column("Alive", width=5, key="alive")
         table.add_column("Delivered", width=14, key="delivered")
         table.add_column("Redelivery", width=17, key="redeliver")
@@ -205,10 +207,10 @@ class UnackedScreen(PagedScreen):
             back = "due (next sweep)"
         return [
             Text(count(position + 1), justify="right"),
-            data_text(job.short_name),
+            data_text(clip(job.short_name, TASK_CLIP)),
             data_text(job.id[:8], style="dim"),
-            data_text(job.queue or f"{job.routing_key}?"),
-            data_text(host or "unknown", style="" if host else "dim"),
+            data_text(clip(job.queue or f"{job.routing_key}?", QUEUE_CLIP)),
+            data_text(clip(host or "unknown", WORKER_CLIP), style="" if host else "dim"),
             live,
             Text(f"{clock(job.delivered_at)} {age(job.delivered_at, now, 5)}"),
             Text(back, style="" if job.redeliver_at > now else "bold yellow"),
