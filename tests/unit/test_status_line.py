@@ -99,3 +99,8 @@ def test_every_step_has_a_rank_the_higher_the_sooner() -> None:
     assert len(set(GIVE_WAY)) == len(GIVE_WAY)
     ranks = [RANK[step] for step in GIVE_WAY]
     assert ranks == sorted(ranks, reverse=True) and min(ranks) > 0
+
+
+def test_a_broker_without_a_host_gives_way_whole() -> None:
+    line = str(status_line(facts(broker="memory://", filter_text="queue:email"), 50))
+    assert line == "● connected │ filter: queue:email │ ev 0✗", repr(line)

@@ -125,9 +125,10 @@ def status_line(facts: StatusFacts, width: int) -> Text:
 
     if f.cluster:
         add((f"{f.cluster}: ", 0), style="bold reverse")
+    host = _host_part(f.broker)  # "" for "memory://"
     add(
         (f"{f.broker} ", RANK["broker scheme"]),
-        (f"{_host_part(f.broker)} ", RANK["broker host"]),
+        (f"{host} " if host else "", RANK["broker host"]),
         ("", 0),
         style="bold",
         sep="",
