@@ -247,6 +247,28 @@ async def test_move_to_front_asks_first_and_audits_before_it_touches_the_queue(
     ]
 
 
+async def test_a_revoked_job_keeps_its_mark_and_a_cut_name_within_the_column(
+    jobs_console, redis_client, events
+):
+    task_id = "5f0c7a1e-0000-4000-8000-00000000000a"
+    long_name = "afirgen_tasks.reports.generate_quarterly_district_report"  # 34 characters
+    redis_client.lpush(list_key(5), envelope(task=long_name, task_id=task_id, priority=5))
+    async with jobs_console.run_test(size=(120, 36)) as pilot:
+        jobs_console.sources.feed(events.task("sent", uuid=task_id, name=long_name)[1])
+        jobs_console.console_screen.tick()
+        screen = await open_jobs(pilot, jobs_console)
+        assert cells(screen)[0][2] == "generate_quarterly_distric…"
+        assert jobs_console.model.mark_revoke_requested(task_id)
+        screen.reload()
+        await reread_done(pilot, screen, 1)
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if cells(screen)[0][2].startswith("✗"):
+                break
+        task = cells(screen)[0][2]
+        assert task == "✗ generate_quarterly_distr…" and len(task) == 27, task
+
+
 async def test_paging_reads_one_window_at_a_time(jobs_console, redis_client):
     ids = [f"job-{i:03d}" for i in range(120)]
     for task_id in ids:  # FIFO: the first pushed runs first

@@ -204,9 +204,12 @@ class QueueJobsScreen(PagedScreen):
             eta = "in " + duration(job.eta - now, 4)
         else:
             eta = "due"
-        task = data_text(clip(job.short_name, TASK_CLIP), style="strike" if revoked else "")
-        if revoked:
-            task = Text("✗ ", style="bold red") + task
+        if revoked:  # "✗ " and the name, in the column's width
+            task = Text("✗ ", style="bold red") + data_text(
+                clip(job.short_name, TASK_CLIP - 2), style="strike"
+            )
+        else:
+            task = data_text(clip(job.short_name, TASK_CLIP))
         return [
             Text(count(job.position + 1), justify="right"),
             Text(str(job.band), justify="right", style="bold red" if job.band >= 8 else ""),
