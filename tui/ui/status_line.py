@@ -235,13 +235,14 @@ def fit(parts: Sequence[Part], width: int) -> Text:
     """The parts joined into one line no wider than ``width`` cells, where the parts'
     shortest forms allow (else the shortest line they make)."""
     level = [0] * len(parts)
+    # each form's width, measured once (the line is fitted on every tick)
+    widths = [[text.cell_len for text, _ in part.forms] for part in parts]
 
     def cells() -> int:
         total, first = 0, True
-        for part, at in zip(parts, level, strict=True):
-            text = part.forms[at][0]
-            if text.cell_len:
-                total += text.cell_len + (0 if first else len(part.sep))
+        for part, at, width_of in zip(parts, level, widths, strict=True):
+            if cell_len := width_of[at]:
+                total += cell_len + (0 if first else len(part.sep))
                 first = False
         return total
 
