@@ -610,8 +610,11 @@ def style_problem(style: Style | str | None) -> str:
 
 def scan_screen(app: AfirgenApp, where: str, findings: Findings) -> str:
     """Check what the current screen renders; returns its plain text (for assertions)."""
+    from rich.style import Style
     from textual.widgets import DataTable
     from textual.widgets._data_table import default_cell_formatter
+
+    from tui.ui.widgets.keyed_table import KeyedTable
 
     screen = app.screen
     lines: list[str] = []
@@ -635,16 +638,30 @@ def scan_screen(app: AfirgenApp, where: str, findings: Findings) -> str:
                     f"{where}: line {y} renders a data-born style: {why} on {seg.text[:40]!r}"
                 )
         lines.append("".join(row))
-    # rows out of view: what DataTable would render for each cell
-    for table in screen.query(DataTable):
-        for row_key in list(table.rows):
+    # rows out of view: what the table would render for each cell (a KeyedTable draws its
+    # Text cells as they are; a DataTable through its cell formatter)
+    tables: list[tuple[Any, Iterable[Any], Any]] = [
+        (table, list(table.row_keys), lambda cell: cell) for table in screen.query(KeyedTable)
+    ]
+    tables += [
+        (table, list(table.rows), default_cell_formatter) for table in screen.query(DataTable)
+    ]
+    for table, row_keys, formatter in tables:
+        for row_key in row_keys:
             try:
                 cells = table.get_row(row_key)
             except Exception:  # noqa: BLE001 - removed meanwhile
                 continue
+            if isinstance(table, KeyedTable):
+                for seg in table._strip(cells, Style()):
+                    if chars := bad_chars(seg.text):
+                        findings.add(
+                            f"{where}: #{table.id} row {str(row_key)[:40]!r} draws "
+                            f"control/surrogate chars {chars[:6]}"
+                        )
             for cell in cells:
                 try:
-                    rendered = default_cell_formatter(cell)
+                    rendered = formatter(cell)
                 except Exception as exc:  # noqa: BLE001
                     findings.add(
                         f"{where}: #{table.id} cell {str(cell)[:40]!r} does not render: "

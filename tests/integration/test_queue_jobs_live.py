@@ -67,7 +67,7 @@ async def open_cleanup(pilot, console) -> QueueJobsScreen:
 
 
 def shown_ids(screen: QueueJobsScreen) -> list[str]:
-    return [screen.rows[r.key.value].id for r in screen.table.ordered_rows]
+    return [screen.rows[k].id for k in screen.table.ordered_keys]
 
 
 async def highlight(pilot, screen: QueueJobsScreen, task_id: str) -> None:
@@ -103,7 +103,7 @@ async def test_lists_in_run_order_with_band_counts_and_pages(
         assert reader.last_read == 50  # one window, never the whole list
         header = str(screen.query_one("#jobs-header").render())
         assert "120 waiting" in header and "P10 40 · P7 40 · P3 40" in header, header
-        assert [screen.rows[r.key.value].band for r in screen.table.ordered_rows][38:42] == [
+        assert [screen.rows[k].band for k in screen.table.ordered_keys][38:42] == [
             10,
             10,
             7,
@@ -195,7 +195,7 @@ async def test_moved_job_runs_first(live_settings, afirgen_app, worker_factory, 
         done = (await next_outcome(pilot, console, 0)).outcome
         assert done.ok and "front" in done.message, done.message
         await until(pilot, lambda: shown_ids(screen)[:1] == [last], message="moved job first")
-        moved = screen.rows[screen.table.ordered_rows[0].key.value]
+        moved = screen.rows[screen.table.ordered_keys[0]]
         assert moved.band == 10 and moved.priority == 10
         assert redis_client.llen("_afirgen.wakeup.cleanup") == tokens + 1
         assert redis_client.llen("cleanup:9") == 1  # the other priority-1 job stays

@@ -157,7 +157,7 @@ async def test_queues_pane_shows_bands_reserved_and_unknown_queues(console, sour
         assert cell_text(pane, "email", "reserved") == "2"
         # a queue only the broker knows of is listed too, after the configured five
         assert pane.has_key("legacy")
-        keys = [r.key.value for r in pane.ordered_rows]
+        keys = pane.ordered_keys
         assert (
             keys[:5] == ["default", "email", "reports", "analytics", "cleanup"]
             and keys[5] == "legacy"
@@ -399,7 +399,7 @@ async def test_tasks_pane_caps_rows_keeping_the_newest(console, sources, events)
         pane = console.query_one("#tasks", TasksPane)
         assert pane.row_count == TASK_ROW_CAP
         assert pane.order == list(reversed(ids))[:TASK_ROW_CAP]
-        assert [r.key.value for r in pane.ordered_rows][:3] == pane.order[:3]
+        assert pane.ordered_keys[:3] == pane.order[:3]
         # more arrive one tick at a time: the oldest shown rows go, the index stays consistent
         for _ in range(3):
             more = [events.task("success") for _ in range(40)]
@@ -409,7 +409,7 @@ async def test_tasks_pane_caps_rows_keeping_the_newest(console, sources, events)
             await pilot.pause()
             ids.extend(u for u, _ in more)
         assert pane.row_count == TASK_ROW_CAP
-        assert [r.key.value for r in pane.ordered_rows] == list(reversed(ids))[:TASK_ROW_CAP]
+        assert pane.ordered_keys == list(reversed(ids))[:TASK_ROW_CAP]
         assert pane.get_row_index(ids[-1]) == 0
 
 

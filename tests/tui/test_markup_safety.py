@@ -241,16 +241,17 @@ async def test_console_panes_status_and_toasts_show_hostile_data_literally(scree
             row = tasks.get_row(uuid)
             assert all(not isinstance(cell, str) for cell in row), row
         shown = [app.model.get_task(u).short_name for u in sent]
-        # (cells are cut at the column width: "[red]q[/re" is the queue "[red]q[/red]")
+        # (cells are cut at the column width with an ellipsis: "[red]q[/…" is the queue
+        # "[red]q[/red]", "[@click=app.quit]…" the worker "[@click=app.quit]w␛]2;pwned␇@h")
         assert_clean(
             app,
             *shown,
             "[@click=",
             "[/]-uuid",
             "[link=ht",
-            "[red]q[/re",
+            "[red]q[/…",
             "[/]",
-            "[@click=app.quit]w",
+            "[@click=app.quit]…",
             where="main console",
         )
 
@@ -490,7 +491,7 @@ async def test_history_rows_loaded_at_start_and_searched_are_literal(screen_sett
             tasks = app.query_one("#tasks", TasksPane)
             assert tasks.row_count == 4
             assert_clean(
-                app, "[bold red]x[/]", "[@click=", "[red]q[/r", where="history in the Tasks pane"
+                app, "[bold red]x[/]", "[@click=", "[red]q[/…", where="history in the Tasks pane"
             )
 
             # H: a name or queue "[/]" raised MarkupError here at every start
@@ -595,7 +596,7 @@ async def test_screens_render_raw_hostile_records_without_any_validation(screen_
             "[bold red]x[/]␛]2;pwned␇",
             "␛]52;",
             "[/]␛]2",
-            "[@click=app.quit]w",
+            "[@click=app.quit]…",
             "[@click=app.quit]␛[2J",
             where="panes with raw records",
         )

@@ -156,7 +156,7 @@ async def test_end_moves_to_the_last_row_and_home_back_to_the_first(
         tasks = console.query_one("#tasks")
         await pilot.press("3", "end")
         await pilot.pause()
-        assert tasks.cursor_coordinate.row == tasks.row_count - 1 == 4
+        assert tasks.cursor_row == tasks.row_count - 1 == 4
         await pilot.press("home")
         await pilot.pause()
-        assert tasks.cursor_coordinate.row == 0
+        assert tasks.cursor_row == 0

@@ -277,7 +277,7 @@ async def test_paging_reads_one_window_at_a_time(jobs_console, redis_client):
     async with jobs_console.run_test(size=(120, 36)) as pilot:
         screen = await open_jobs(pilot, jobs_console)
         assert reader.last_read == 50 and screen.table.row_count == 50
-        assert [screen.rows[r.key.value].id for r in screen.table.ordered_rows] == ids[:50]
+        assert [screen.rows[k].id for k in screen.table.ordered_keys] == ids[:50]
         assert "jobs 1–50" in header(screen)
         await pilot.press("pagedown")
         await reread_done(pilot, screen, 51)

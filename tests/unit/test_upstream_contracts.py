@@ -11,62 +11,6 @@ import inspect
 
 import pytest
 
-# ---- textual: tui/ui/widgets/keyed_table.py --------------------------------------------------
-# KeyedTable updates rows in place and adds a tick's new rows in one step by writing
-# DataTable's own bookkeeping.  If one of these fails, re-read DataTable.add_row,
-# update_cell and remove_row in the new textual and mirror what they do now.
-DATATABLE_PRIVATE_ATTRS = (
-    "_data",
-    "_row_locations",
-    "_new_rows",
-    "_updated_cells",
-    "_require_update_dimensions",
-    "_update_count",
-    "_total_row_height",
-    "_row_label_column_width",
-)
-DATATABLE_PRIVATE_METHODS = ("_highlight_cursor", "_update_column_widths", "_update_dimensions")
-
-
-async def test_textual_datatable_internals_used_by_keyed_table_exist():
-    from textual.app import App
-    from textual.widgets import DataTable
-
-    class One(App[None]):
-        def compose(self):
-            yield DataTable()
-
-    async with One().run_test() as pilot:
-        table = pilot.app.query_one(DataTable)
-        table.add_column("a", key="a")
-        table.add_row("x", key="r")
-        _check_datatable(table)
-
-
-def _check_datatable(table) -> None:
-    from textual.widgets import DataTable
-
-    for name in DATATABLE_PRIVATE_ATTRS:
-        assert hasattr(table, name), (
-            f"DataTable.{name} is gone: revisit tui/ui/widgets/keyed_table.py"
-        )
-    for name in DATATABLE_PRIVATE_METHODS:
-        assert callable(getattr(DataTable, name, None)), (
-            f"DataTable.{name}() is gone: revisit keyed_table.py"
-        )
-    # The shapes keyed_table writes into.
-    from textual._two_way_dict import TwoWayDict
-    from textual.widgets.data_table import CellKey, ColumnKey, Row, RowKey
-
-    assert isinstance(table._row_locations, TwoWayDict)
-    assert isinstance(table._data, dict) and RowKey("r") in table._data
-    assert table._data[RowKey("r")] == {ColumnKey("a"): "x"}
-    assert isinstance(table._new_rows, set) and isinstance(table._updated_cells, set)
-    assert CellKey(RowKey("r"), ColumnKey("a")) == (RowKey("r"), ColumnKey("a"))
-    assert "key" in inspect.signature(Row).parameters
-    assert list(inspect.signature(DataTable._update_dimensions).parameters)[1:] == ["new_rows"]
-
-
 # ---- kombu: afirgen_tasks/redis_transport.py ----------------------------------------------
 # The atomic-fetch channel overrides these methods of kombu's Redis channel and calls them
 # through super(); it also reads the attributes below.  If one fails, diff kombu's

@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from tui.core.failures import FailureGroup, group_failures
 from tui.core.formatting import clock, count
@@ -121,7 +121,7 @@ class FailuresScreen(ModalScreen[None]):
         self._show_header(groups, model.task_count)
         self._show_detail()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_keyed_table_row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
         self._show_detail()
 
     def _show_detail(self) -> None:
@@ -184,7 +184,7 @@ class FailuresScreen(ModalScreen[None]):
             self.notify("no failure group highlighted", severity="warning")
         return group
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         event.stop()
         self.action_filter_group()
 

@@ -416,14 +416,8 @@ class TasksPane(_CommandPane):
             return
         self._fitted_to = available
         widths = [width for _, width, _ in TASK_COLUMNS]
-        name = self.columns.get("name")  # type: ignore[call-overload]
-        width = fit_name_width(available, widths, self.cell_padding)
-        if name is None or name.width == width:
-            return
-        name.width = width
-        self._clear_caches()
-        self._require_update_dimensions = True
-        self.refresh(layout=True)
+        if "name" in self.columns:
+            self.set_column_width("name", fit_name_width(available, widths, self.cell_padding))
 
     def cells(self, task: object) -> list[Text]:
         """The row for a ``tui.core.model.TaskRecord``-like object."""
