@@ -234,9 +234,9 @@ async def test_a_flood_tick_builds_cells_only_for_the_rows_drawn(console, source
         built: list[str] = []
         cells = pane.cells
 
-        def counting(task: object) -> list:
+        def counting(task: object, now: float | None = None) -> list:
             built.append(task.uuid)  # type: ignore[attr-defined]
-            return cells(task)
+            return cells(task, now)
 
         pane.cells = counting  # type: ignore[method-assign]
         uuids = []

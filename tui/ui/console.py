@@ -400,6 +400,9 @@ class ConsoleScreen(Screen[None]):
 
     def derive_pauses(self) -> None:
         """Where each recorded pause holds now, from the workers' ``active_queues``."""
+        if not self.pause_records:  # nothing paused: no need to look at 1,000 workers a tick
+            self.pauses = {}
+            return
         self.pauses = derive_pauses(
             self.pause_records,
             (

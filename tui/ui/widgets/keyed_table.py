@@ -34,7 +34,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -170,6 +170,8 @@ class KeyedTable(ScrollView, can_focus=True):
         self._header_strip: Strip | None = None
         self._cursor = 0
         self._highlighted: str | None = None
+        #: a repaint was asked for and has not happened yet (see :meth:`_repaint`)
+        self._repaint_asked = False
         #: True once the operator moved the cursor; until then it stays on the top row.
         self.pinned = False
 
@@ -304,7 +306,7 @@ class KeyedTable(ScrollView, can_focus=True):
         if key in self._keys:
             self._pending[key] = make
             self._strips.pop(key, None)
-            self.refresh()
+            self._repaint()
             return False
         self.add_many([(key, make)])
         return True
@@ -315,7 +317,7 @@ class KeyedTable(ScrollView, can_focus=True):
         self._pending.pop(key, None)  # these cells are newer than any deferred ones
         if key in self._keys:
             if self._store(key, cells):
-                self.refresh()
+                self._repaint()
             return False
         self.add_many([(key, cells)])
         return True
@@ -334,7 +336,7 @@ class KeyedTable(ScrollView, can_focus=True):
         cells.extend(Text() for _ in range(i + 1 - len(cells)))
         cells[i] = _literal(value)
         if self._store(key, cells):
-            self.refresh()
+            self._repaint()
 
     def add_many(self, rows: Iterable[tuple[str, Cells | MakeCells]]) -> None:
         """Append rows (keys not shown yet) in one step; cells may be deferred (:meth:`defer`)."""
@@ -525,6 +527,17 @@ class KeyedTable(ScrollView, can_focus=True):
         self._header_strip = None
 
     # ---- drawing ---------------------------------------------------------------------------
+    def _repaint(self) -> None:
+        # A flood tick updates ~1,000 rows: Widget.refresh() per row cost more than the rows
+        # (it walks the screen's dirty regions each time); once until the next paint is enough.
+        if not self._repaint_asked:
+            self._repaint_asked = True
+            self.refresh()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._repaint_asked = False
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         """Line ``y`` of the widget: the header, or the row that is scrolled there."""
         width = self.scrollable_content_region.width

@@ -224,8 +224,9 @@ class WorkersPane(_CommandPane):
     ) -> None:
         """Upsert worker rows (``tui.core.model.WorkerRecord``-like), sorted by hostname.
 
-        With ``changed``, only those rows are rebuilt; the heartbeat-age column of the others
-        is refreshed once a second (200 workers re-rendered every tick cost more than the tick).
+        With ``changed``, only those rows are rebuilt, and every row once a second (the
+        heartbeat ages); a row's cells are built when it is drawn, so rows off screen cost
+        nothing but a dictionary entry.
         """
         now = now or time.time()
         workers = sorted(workers, key=lambda w: w.hostname)  # type: ignore[attr-defined]
@@ -236,13 +237,9 @@ class WorkersPane(_CommandPane):
         for w in workers:
             host = w.hostname  # type: ignore[attr-defined]
             order.append(host)
-            if changed is None or host in changed or not self.has_key(host):
+            if ages_due or changed is None or host in changed or not self.has_key(host):
                 # built when drawn: 1,000 workers all change in a flood tick, ~10 are seen
                 self.defer(host, partial(self._cells, w, now))
-            elif ages_due:
-                hb = Text(age(getattr(w, "last_heartbeat", None), now, HB_WIDTH), justify="right")
-                if self.get_cell(host, "hb") != hb:
-                    self.update_cell(host, "hb", hb)
         self.drop_many(set(self.row_keys) - set(order))
         self.set_order(order)
 
@@ -419,8 +416,9 @@ class TasksPane(_CommandPane):
         if "name" in self.columns:
             self.set_column_width("name", fit_name_width(available, widths, self.cell_padding))
 
-    def cells(self, task: object) -> list[Text]:
-        """The row for a ``tui.core.model.TaskRecord``-like object."""
+    def cells(self, task: object, now: float | None = None) -> list[Text]:
+        """The row for a ``tui.core.model.TaskRecord``-like object (a running task's
+        elapsed time at ``now``, default the pane's clock)."""
         t = task
         label, style = state_text(
             t.state,  # type: ignore[attr-defined]
@@ -452,7 +450,7 @@ class TasksPane(_CommandPane):
                 style="bold red" if (prio or 0) >= 8 else "",
             ),
             data_text(host),
-            self._runtime_cell(t, None),
+            self._runtime_cell(t, now),
             Text(duration(task_wait(t), _W["wait"]), justify="right"),
             Text("backend", style="italic yellow")
             if t.uuid in self.backend_uuids  # type: ignore[attr-defined]
@@ -476,25 +474,23 @@ class TasksPane(_CommandPane):
         return Text(text, justify="right", style="bold yellow reverse" if long else "italic cyan")
 
     def refresh_running(self, get: Callable[[str], object | None], now: float) -> int:
-        """Re-draw the Runtime cell of the running rows shown (the console: once a second).
-
-        Only those rows are touched, not every row.  Returns the number of cells redrawn.
-        """
+        """Re-draw the running rows shown, their elapsed time at ``now`` (the console: once a
+        second).  Only those rows are touched, and their cells are built only if drawn.
+        Returns the number of rows re-drawn."""
         redrawn = 0
         for uuid in list(self._running_rows):
-            task = get(uuid)
-            if task is None or not self.has_key(uuid):
+            if get(uuid) is None or not self.has_key(uuid):
                 self._running_rows.discard(uuid)
                 continue
-            cell = self._runtime_cell(task, now)
-            if self.get_cell(uuid, "runtime") != cell:
-                self.update_cell(uuid, "runtime", cell)
-                redrawn += 1
+            self.defer(uuid, partial(self._deferred_cells, get, uuid, now))
+            redrawn += 1
         return redrawn
 
-    def _deferred_cells(self, get: Callable[[str], object | None], uuid: str) -> list[Text] | None:
+    def _deferred_cells(
+        self, get: Callable[[str], object | None], uuid: str, now: float | None = None
+    ) -> list[Text] | None:
         task = get(uuid)
-        return None if task is None else self.cells(task)
+        return None if task is None else self.cells(task, now)
 
     def _track_running(self, task: object) -> None:
         # what _runtime_cell notes when the cells are built, known now (the cells may never be)
