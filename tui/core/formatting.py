@@ -246,3 +246,10 @@ def sparkline(values: list[float], width: int = 10, floor: float = len(SPARK) - 
 def count(n: int | None) -> str:
     """Thousands-separated integer; ``-`` when unknown."""
     return "-" if n is None else f"{n:,}"
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the cut marked with ``…`` (for data that may be
+    long, before it becomes a cell: a table cell is also cut with ``…``, but the full text
+    would still be kept and measured on every draw)."""
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"

@@ -22,7 +22,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static
 
 from tui.core.failures import FailureGroup, group_failures
-from tui.core.formatting import clock, count
+from tui.core.formatting import clip, clock, count
 from tui.core.safe_text import data_text
 from tui.ui.commands import COMMANDS, bindings
 from tui.ui.widgets.keyed_table import KeyedTable
@@ -46,10 +46,6 @@ _MUTATING_KEYS: dict[str, str] = {
     for key in c.key.split(",")
 }
 _MUTATING = frozenset(_MUTATING_KEYS.values())
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class FailuresScreen(ModalScreen[None]):
@@ -136,7 +132,7 @@ class FailuresScreen(ModalScreen[None]):
             out.append_text(data_text(group.exc_type, style="bold red"))
             out.append(f" · {count(group.count)} task(s) on {count(len(group.workers))} worker(s)")
             out.append_text(data_text(f": {redact(group.workers_text(10))}"))
-            sample = _clip(redact(group.sample).strip(), DETAIL_CLIP) or "-"
+            sample = clip(redact(group.sample).strip(), DETAIL_CLIP) or "-"
             out.append("\nlatest: ", style="dim")
             out.append_text(data_text(sample))
         self.query_one("#failure-detail", Static).update(out)
@@ -164,12 +160,12 @@ class FailuresScreen(ModalScreen[None]):
         workers = redact(group.workers_text())
         return [
             Text(count(group.count), justify="right", style="bold"),
-            data_text(_clip(redact(group.name).rpartition(".")[2] or "?", 24)),
-            data_text(_clip(group.exc_type, 20), style="red"),
+            data_text(clip(redact(group.name).rpartition(".")[2] or "?", 24)),
+            data_text(clip(group.exc_type, 20), style="red"),
             Text(clock(group.first)),
             Text(clock(group.last)),
-            data_text(_clip(workers, 22)),
-            data_text(_clip(sample, SAMPLE_CLIP) or "-", style="dim"),
+            data_text(clip(workers, 22)),
+            data_text(clip(sample, SAMPLE_CLIP) or "-", style="dim"),
         ]
 
     # ---- keys ------------------------------------------------------------------------------

@@ -19,12 +19,6 @@ if TYPE_CHECKING:
     from tui.ui.console import ConsoleScreen
 
 
-def clip(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters, the cut marked (a table cell cuts it unmarked:
-    ``send_notification_emai``)."""
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 class PagedScreen(ModalScreen[None]):
     """One window (``window_offset``, ``page_size``) of a list the broker holds."""
 

@@ -23,11 +23,11 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Static
 
-from tui.core.formatting import age, count, duration
+from tui.core.formatting import age, clip, count, duration
 from tui.core.safe_text import data_text, visible
 from tui.sources.queue_jobs import PAGE_SIZE, JobsPage, QueuedJob
 from tui.ui.commands import bindings
-from tui.ui.screens.paging import PagedScreen, clip
+from tui.ui.screens.paging import PagedScreen
 from tui.ui.widgets.keyed_table import KeyedTable
 
 if TYPE_CHECKING:

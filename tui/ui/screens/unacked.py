@@ -28,11 +28,11 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Static
 
-from tui.core.formatting import age, clock, count, duration
+from tui.core.formatting import age, clip, clock, count, duration
 from tui.core.safe_text import data_text, visible
 from tui.sources.unacked import UNACKED_PAGE_SIZE, UnackedJob, UnackedPage
 from tui.ui.commands import bindings
-from tui.ui.screens.paging import PagedScreen, clip
+from tui.ui.screens.paging import PagedScreen
 from tui.ui.widgets.keyed_table import KeyedTable
 
 if TYPE_CHECKING:
