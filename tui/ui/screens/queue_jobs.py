@@ -21,7 +21,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 from tui.core.formatting import age, clip, count, duration
 from tui.core.safe_text import data_text, visible
@@ -93,6 +93,7 @@ class QueueJobsScreen(PagedScreen):
             )
             yield Static(Text("reading…", style="dim"), id="jobs-header")
             yield KeyedTable(id="jobs")
+        yield Footer()  # this screen's keys, not the console's underneath
 
     def on_mount(self) -> None:
         table = self.table

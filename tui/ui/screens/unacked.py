@@ -26,7 +26,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 from tui.core.formatting import age, clip, clock, count, duration
 from tui.core.safe_text import data_text, visible
@@ -89,6 +89,7 @@ class UnackedScreen(PagedScreen):
             box.border_subtitle = "Q requeue (worker offline) · PgDn/PgUp page · Esc close"
             yield Static(Text("reading…", style="dim"), id="unacked-header")
             yield KeyedTable(id="unacked")
+        yield Footer()  # this screen's keys, not the console's underneath
 
     def on_mount(self) -> None:
         table = self.table
