@@ -4,18 +4,29 @@ Run by hand, never in CI:
 
     python -m bench.bench_model                 # full run, ~2-3 minutes
     python -m bench.bench_model --quick         # 20k tasks, a few seconds
+    # a 20k events/s console (issue 17): 5k tasks/s from 1000 workers, 5000-event ticks
+    python -m bench.bench_model --only ClusterModel --no-memory --max-tasks 200000 \
+        --rate 5000 --workers 1000 --batch 5000
 
 Both models get the same deterministic stream (bench/events.py), in batches as the
-console's tick drains them; only the apply/``State.event`` calls are timed.  Phases:
-*filling* (until the model holds ``max_tasks`` tasks) and *full* (every new task
+console's tick drains them; only the apply/``State.event`` calls are timed, in wall time
+(the events/s table) and in the thread's CPU time (``time.thread_time``, the figure to
+trust on a busy host), of which the time inside garbage collections (``gc.callbacks``).
+Phases: *filling* (until the model holds ``max_tasks`` tasks) and *full* (every new task
 evicts one).  Retained memory: tracemalloc's traced size after building each model
 with ``max_tasks`` tasks (the events themselves dropped), divided by the task count.
+
+``--model-file`` times the ``ClusterModel`` of another checkout's ``tui/core/model.py``
+(an A/B in separate processes: garbage collection is per process).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
+import json
+import os
 import shlex
 import sys
 import time
@@ -29,6 +40,18 @@ from bench.events import iter_batches
 from tui.core.model import ClusterModel
 
 Batch = list[dict[str, Any]]
+#: the ClusterModel class timed (``--model-file`` replaces it)
+MODEL: type[ClusterModel] = ClusterModel
+
+
+def load_model_class(path: str) -> type[ClusterModel]:
+    """``ClusterModel`` from a ``model.py`` file (another checkout's, for an A/B)."""
+    spec = importlib.util.spec_from_file_location("bench_model_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.ClusterModel  # type: ignore[no-any-return]
 
 
 def phased_batches(
@@ -36,12 +59,14 @@ def phased_batches(
     full_events: int,
     batch: int,
     seed: int,
+    rate: float = 200.0,
+    workers: int = 20,
 ) -> Iterator[tuple[str, Batch]]:
     """("fill"|"full", batch): batches split exactly where task number max_tasks appears."""
     seen: set[str] = set()
     phase = "fill"
     full_left = full_events
-    for chunk in iter_batches(10**9, batch, seed):
+    for chunk in iter_batches(10**9, batch, seed, rate=rate, workers=workers):
         if phase == "fill":
             cut = None
             for i, ev in enumerate(chunk):
@@ -68,7 +93,7 @@ def phased_batches(
 
 
 def ours(max_tasks: int) -> tuple[object, Callable[[Batch], None], Callable[[], int]]:
-    model = ClusterModel(max_tasks=max_tasks)
+    model = MODEL(max_tasks=max_tasks)
     return model, model.apply, lambda: len(model)
 
 
@@ -86,16 +111,83 @@ def celery_state(max_tasks: int) -> tuple[object, Callable[[Batch], None], Calla
 MAKERS = {"ClusterModel": ours, "celery State": celery_state}
 
 
-def run_speed(make: Callable[..., Any], args: argparse.Namespace) -> dict[str, tuple[int, float]]:
+class GcClock:
+    """CPU time spent in garbage collections: all of it, and while ``on`` (inside apply)."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.spent = 0.0
+        self.spent_all = 0.0
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+            return
+        took = time.thread_time() - self._started
+        self.spent_all += took
+        self.collections[info["generation"]] += 1
+        if self.on:
+            self.spent += took
+
+
+Speed = dict[str, tuple[int, float, float, float, float, list[int]]]
+
+
+def encoded_stream(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The timed stream, generated once, as (phase, JSON text) per batch: generating it
+    while timing would fill the garbage collector's generations with the generator's
+    own objects."""
+    batches = phased_batches(
+        args.max_tasks, args.full_events, args.batch, args.seed, args.rate, args.workers
+    )
+    return [(phase, json.dumps(batch)) for phase, batch in batches]
+
+
+def run_speed(
+    make: Callable[..., Any], args: argparse.Namespace, stream: list[tuple[str, str]]
+) -> Speed:
+    """Per phase: (events, wall s, thread CPU s, CPU s in GC inside the timed calls, CPU s
+    in GC anywhere (decoding each batch too: the receiver's part in a console),
+    collections per generation).  Each batch is decoded just before it is applied (fresh
+    strings, as the receiver hands them over), untimed."""
     _model, feed, _count = make(args.max_tasks)
-    totals = {"fill": [0, 0.0], "full": [0, 0.0]}
-    clock = time.perf_counter
-    for phase, batch in phased_batches(args.max_tasks, args.full_events, args.batch, args.seed):
-        t0 = clock()
-        feed(batch)
-        totals[phase][1] += clock() - t0
-        totals[phase][0] += len(batch)
-    return {k: (int(v[0]), float(v[1])) for k, v in totals.items()}
+    totals: dict[str, list[Any]] = {p: [0, 0.0, 0.0, 0.0, 0.0, [0, 0, 0]] for p in ("fill", "full")}
+    clock, cpu = time.perf_counter, time.thread_time
+    gc_clock = GcClock()
+    gc.callbacks.append(gc_clock)
+    prof = None
+    try:
+        for phase, text in stream:
+            batch = json.loads(text)
+            if prof is None and phase == "full" and args.profile and make is ours:
+                import cProfile
+
+                prof = cProfile.Profile()
+            gc_clock.on = True
+            if prof is not None:
+                prof.enable()
+            t0, c0 = clock(), cpu()
+            feed(batch)
+            c1, t1 = cpu(), clock()
+            if prof is not None:
+                prof.disable()
+            gc_clock.on = False
+            row = totals[phase]
+            row[0] += len(batch)
+            row[1] += t1 - t0
+            row[2] += c1 - c0
+            row[3] += gc_clock.spent
+            row[4] += gc_clock.spent_all
+            row[5] = [a + b for a, b in zip(row[5], gc_clock.collections, strict=True)]
+            gc_clock.spent = gc_clock.spent_all = 0.0
+            gc_clock.collections = [0, 0, 0]
+    finally:
+        gc.callbacks.remove(gc_clock)
+    if prof is not None:
+        prof.dump_stats(args.profile)
+    return {k: (v[0], v[1], v[2], v[3], v[4], v[5]) for k, v in totals.items()}
 
 
 def run_memory(make: Callable[..., Any], args: argparse.Namespace) -> tuple[float, int]:
@@ -103,7 +195,7 @@ def run_memory(make: Callable[..., Any], args: argparse.Namespace) -> tuple[floa
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     model, feed, count = make(args.max_tasks)
-    batches = phased_batches(args.max_tasks, 0, args.batch, args.seed)
+    batches = phased_batches(args.max_tasks, 0, args.batch, args.seed, args.rate, args.workers)
     for phase, batch in batches:
         if phase != "fill":
             break
@@ -131,6 +223,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--rate", type=float, default=200.0, help="tasks/s of the stream (4+ events each)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=20, help="worker hostnames (heartbeats every 2 s)"
+    )
+    parser.add_argument(
+        "--model-file",
+        metavar="PATH",
+        help="time the ClusterModel of this model.py (e.g. another checkout's) instead",
+    )
+    parser.add_argument(
+        "--profile", metavar="FILE", help="cProfile ClusterModel's full phase into FILE"
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -144,26 +250,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.max_tasks, args.full_events = 20_000, 80_000
+    if args.model_file:
+        global MODEL
+        MODEL = load_model_class(args.model_file)
 
     cmd = "python -m bench.bench_model " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     print(f"$ {cmd.strip()}")
     print(
         f"python {sys.version.split()[0]}, max_tasks={args.max_tasks:,}, "
-        f"batch={args.batch}, seed={args.seed}"
+        f"batch={args.batch}, seed={args.seed}, {args.rate:g} tasks/s, {args.workers} workers"
+        + (f", model {args.model_file}" if args.model_file else "")
+        + f", load average {os.getloadavg()[0]:.1f}"
     )
-    speed: dict[str, dict[str, tuple[int, float]]] = {}
+    stream = encoded_stream(args)
+    speed: dict[str, Speed] = {}
     memory: dict[str, tuple[float, int]] = {}
     for label, make in MAKERS.items():
         if args.only and label != args.only:
             continue
-        runs = [run_speed(make, args) for _ in range(max(1, args.repeat))]
+        runs = [run_speed(make, args, stream) for _ in range(max(1, args.repeat))]
         speed[label] = {
-            phase: min((r[phase] for r in runs), key=lambda x: x[1]) for phase in ("fill", "full")
+            phase: min((r[phase] for r in runs), key=lambda x: x[2]) for phase in ("fill", "full")
         }
-        print(
-            f"  {label}: fill {speed[label]['fill'][1]:.2f}s, full {speed[label]['full'][1]:.2f}s",
-            flush=True,
-        )
+        for phase in ("fill", "full"):
+            n, wall, cpu, in_gc, all_gc, collections = speed[label][phase]
+            us = 1e6 / max(n, 1)
+            print(
+                f"  {label} {phase}: {n:,} events, wall {wall:.2f}s, CPU {cpu:.2f}s = "
+                f"{cpu * us:.2f} us/event, of which GC {in_gc * us:.2f}; GC anywhere (decoding"
+                f" too) {all_gc * us:.2f} us/event, collections by generation {collections}",
+                flush=True,
+            )
         gc.collect()
     if not args.no_memory:
         for label, make in MAKERS.items():

@@ -4,13 +4,13 @@ The events have the shape ``celery.events.Receiver`` delivers: the fields Celery
 publishes per event type, plus ``local_received``, and they went through a JSON
 round trip (every string is a fresh object, as after kombu's deserialisation).
 
-The simulated cluster: 20 workers (``celery@afirgen-worker-01``...) heart-beating
-every 2 s, producers on the API hosts sending AFIRGen tasks (e-mails, FIR PDFs,
-XLSX exports, analytics, cleanup) at ``rate`` tasks/s with the operator priority on
-``task-sent``; queue waits, runtimes, retries (SMTP hiccups), failures with real
-looking tracebacks, a few revokes, expiries and rejections.  Events arrive in
-``local_received`` order, so a worker's ``task-received`` can overtake the client's
-``task-sent`` as it does on a real broker.
+The simulated cluster: 20 workers (``celery@afirgen-worker-01``...; ``workers=`` asks
+for more, named ``-001``...) heart-beating every 2 s, producers on the API hosts sending
+AFIRGen tasks (e-mails, FIR PDFs, XLSX exports, analytics, cleanup) at ``rate`` tasks/s
+with the operator priority on ``task-sent``; queue waits, runtimes, retries (SMTP
+hiccups), failures with real looking tracebacks, a few revokes, expiries and rejections.
+Events arrive in ``local_received`` order, so a worker's ``task-received`` can overtake
+the client's ``task-sent`` as it does on a real broker.
 
     from bench.events import generate_events, iter_batches
     events = generate_events(400_000, seed=1)        # a list
@@ -27,11 +27,27 @@ import uuid as uuidlib
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["TASK_TYPES", "WORKERS", "generate_events", "iter_batches", "iter_events"]
+__all__ = [
+    "TASK_TYPES",
+    "WORKERS",
+    "generate_events",
+    "iter_batches",
+    "iter_events",
+    "worker_names",
+]
 
 START = 1_700_000_000.0
 
 WORKERS: tuple[str, ...] = tuple(f"celery@afirgen-worker-{i:02d}" for i in range(1, 21))
+
+
+def worker_names(n: int) -> tuple[str, ...]:
+    """``n`` worker hostnames: :data:`WORKERS` up to 20, ``celery@afirgen-worker-001``... past it."""
+    if n <= len(WORKERS):
+        return WORKERS[:n]
+    return tuple(f"celery@afirgen-worker-{i:03d}" for i in range(1, n + 1))
+
+
 PRODUCERS: tuple[str, ...] = tuple(
     f"gen{pid}@afirgen-api-{n}" for n in (1, 2, 3) for pid in (311, 312)
 )
@@ -182,7 +198,7 @@ def iter_events(
 ) -> Iterator[dict[str, Any]]:
     """An endless, deterministic stream of event dicts (not JSON round-tripped)."""
     rng = random.Random(seed)
-    hosts = WORKERS[:workers]
+    hosts = WORKERS[:workers] if workers <= len(WORKERS) else worker_names(workers)
     names = [t for t in TASK_TYPES]
     weights = [t[3] for t in TASK_TYPES]
     heap: list[tuple[float, int, dict[str, Any]]] = []
