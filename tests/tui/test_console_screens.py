@@ -702,3 +702,32 @@ async def test_queues_pane_on_rabbitmq_bands_and_reserved_unknown_not_zero(conso
         assert cell_text(pane, "reports", "trend") == "undeclared"
         assert "P-bands -" in str(pane.border_subtitle) and "Rsv -" in str(pane.border_subtitle)
         assert [n.message for n in console._notifications].count(notice) == 1
+
+
+async def test_queue_in_and_out_rates_come_from_the_models_flow(console, sources, events):
+    """In/s and Out/s count task-sent into and task-received off each queue over the last
+    5 s; the model counts them while applying (issue 17), across a tick's chunks."""
+    async with console.run_test(size=(120, 36)) as pilot:
+        screen = console.console_screen
+        feed: list = []
+        for _ in range(4):
+            feed += events.task("started", queue="reports")[1]  # 4 in, 4 out
+        late_uuid, late = events.task("received", queue="email")
+        feed += [late[1], late[0]]  # the worker's event overtook the client's: still out
+        feed += events.task("sent", queue="email")[1] * 3  # a task-sent seen 3 times: 3 in
+        sources.feed(feed)
+        screen.tick()
+        await pilot.pause()
+        pane = console.query_one("#queues", QueuesPane)
+        assert cell_text(pane, "reports", "in") == f"{4 / 5:.1f}"
+        assert cell_text(pane, "reports", "out") == f"{4 / 5:.1f}"
+        assert cell_text(pane, "email", "in") == f"{4 / 5:.1f}"
+        assert cell_text(pane, "email", "out") == f"{1 / 5:.1f}"
+        assert cell_text(pane, "analytics", "in") == "0.0"
+        # the next tick adds to the window
+        sources.feed(events.task("received", queue="reports")[1])
+        screen.tick()
+        await pilot.pause()
+        assert cell_text(pane, "reports", "in") == f"{5 / 5:.1f}"
+        assert cell_text(pane, "reports", "out") == f"{5 / 5:.1f}"
+        assert console.model.get_task(late_uuid).queue == "email"

@@ -72,6 +72,14 @@ def _make_interner(limit: int = 4096) -> Callable[[str], str]:
     entries the table starts again (sharing resumes as values repeat); equal strings
     compare equal either way, so only memory, never behaviour, depends on it.
     """
+    return _make_intern_table(limit)[0]
+
+
+def _make_intern_table(
+    limit: int,
+) -> tuple[Callable[[str], str], Callable[[str], str | None]]:
+    """:func:`_make_interner`'s function and its table's ``get`` (the hot path's inline
+    look-up: the shared copy, or None before the first ``intern`` of that value)."""
     table: dict[str, str] = {}
     get = table.get
 
@@ -83,10 +91,10 @@ def _make_interner(limit: int = 4096) -> Callable[[str], str]:
             table[text] = shared = text
         return shared
 
-    return intern
+    return intern, get
 
 
-_intern = _make_interner()
+_intern, _interned = _make_intern_table(4096)
 
 # Short local names for the hot path (tui.core.states is the definition).
 _R_PENDING, _R_SENT, _R_RECEIVED, _R_STARTED = (
@@ -340,6 +348,10 @@ class Changes:
     new_tasks: list[str] = field(default_factory=list)
     evicted: set[str] = field(default_factory=set)
     workers: set[str] = field(default_factory=set)
+    #: queue -> [tasks sent into it, tasks a worker received from it] in this batch: the
+    #: queue of a ``task-sent`` event, and the task's queue for a ``task-received`` one
+    #: (known from its ``task-sent``, earlier or later in the batch; unknown: not counted)
+    flow: dict[str, list[int]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.tasks or self.new_tasks or self.evicted or self.workers)
@@ -501,6 +513,14 @@ class ClusterModel:
         maxtb = self.max_traceback_chars
         fix = self._fix_text
         intern = _intern
+        interned = _interned
+        running = self._running
+        rate = self._rate
+        max_workers = self.max_workers
+        flow = ch.flow
+        flow_get = flow.get
+        # task-received events whose task had no queue yet (its task-sent later in the batch)
+        unqueued: list[TaskRecord] = []
         applied = skipped = unknown = invalid = evicted_n = 0
         try:
             for ev in events:
@@ -574,7 +594,7 @@ class ClusterModel:
                         if w is None:
                             w = workers[host] = WorkerRecord(intern(host))
                             wchanged.add(host)
-                            if len(workers) > self.max_workers:
+                            if len(workers) > max_workers:
                                 self._prune_workers(host, wchanged)
                         if lr is not None:
                             last = w.last_heartbeat
@@ -616,7 +636,7 @@ class ClusterModel:
                             rec.state = kind_state[kind]
                             rec.rank = new_rank
                             if new_rank == _R_STARTED:
-                                self._running[uuid] = rec
+                                running[uuid] = rec
                             elif new_rank >= _FINAL and cur < _FINAL:
                                 finished_append(rec)
                                 rec.revoke_requested = False
@@ -627,7 +647,13 @@ class ClusterModel:
                                         else:
                                             w.succeeded += 1
                                         wchanged.add(host)
-                                    self._count_finish(lr if lr is not None else ts)
+                                    when = lr if lr is not None else ts
+                                    if when is not None:
+                                        # the common case inline: this second's bucket
+                                        if rate and rate[-1][0] == int(when):
+                                            rate[-1][1] += 1
+                                        else:
+                                            self._count_finish(when)
                         if w is not None:
                             rec.hostname = w.hostname
                     elif w is not None and rec.hostname is None:
@@ -642,21 +668,27 @@ class ClusterModel:
                             if v is not None:
                                 if v.__class__ is str and len(v) <= MAX_KEY_CHARS:
                                     if v != rec.queue:
-                                        rec.queue = intern(v)
+                                        rec.queue = interned(v) or intern(v)
+                                    # into the queue: flow[queue][0]
+                                    f = flow_get(v)
+                                    if f is None:
+                                        flow[rec.queue] = [1, 0]
+                                    else:
+                                        f[0] += 1
                                 else:
                                     invalid += 1
                             v = get("routing_key")
                             if v is not None:
                                 if v.__class__ is str and len(v) <= MAX_KEY_CHARS:
                                     if v != rec.routing_key:
-                                        rec.routing_key = intern(v)
+                                        rec.routing_key = interned(v) or intern(v)
                                 else:
                                     invalid += 1
                             v = get("exchange")
                             if v is not None:
                                 if v.__class__ is str and len(v) <= MAX_KEY_CHARS:
                                     if v != rec.exchange:
-                                        rec.exchange = intern(v)
+                                        rec.exchange = interned(v) or intern(v)
                                 else:
                                     invalid += 1
                             v = get("priority")
@@ -671,13 +703,22 @@ class ClusterModel:
                                     rec.retry_of = v
                                 else:
                                     invalid += 1
-                        elif ts is not None and (rec.received is None or ts > rec.received):
-                            rec.received = ts
+                        else:
+                            if ts is not None and (rec.received is None or ts > rec.received):
+                                rec.received = ts
+                            # out of the queue (a worker took it): flow[queue][1]
+                            q = rec.queue
+                            if q is None:
+                                unqueued.append(rec)
+                            elif (f := flow_get(q)) is None:
+                                flow[q] = [0, 1]
+                            else:
+                                f[1] += 1
                         v = get("name")
                         if v is not None:
                             if v.__class__ is str and len(v) <= MAX_KEY_CHARS:
                                 if v != rec.name:
-                                    rec.name = intern(v)
+                                    rec.name = interned(v) or intern(v)
                             else:
                                 invalid += 1
                         v = get("args")
@@ -763,6 +804,13 @@ class ClusterModel:
                 except Exception as exc:  # noqa: BLE001 - one bad event must not stop the console
                     skipped += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"
+            for rec in unqueued:
+                q = rec.queue
+                if q is not None:  # its task-sent came later in the batch
+                    if (f := flow_get(q)) is None:
+                        flow[q] = [0, 1]
+                    else:
+                        f[1] += 1
             if self._lost_scan:
                 # one pass over the tasks for every worker that went in this batch
                 self._mark_lost_scan(changed)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -213,7 +213,13 @@ class ConsoleScreen(Screen[None]):
             changed |= changes.tasks
             evicted |= changes.evicted
             workers |= changes.workers
-            self._count_flow(batch, flow)
+            # in = task-sent into a queue; out = task-received (a worker took it off the queue)
+            for queue, (n_in, n_out) in changes.flow.items():
+                if (counts := flow.get(queue)) is None:
+                    flow[queue] = [n_in, n_out]
+                else:
+                    counts[0] += n_in
+                    counts[1] += n_out
             if not batch or time.perf_counter() - started >= TICK_BUDGET_S:
                 break
         # With events still buffered, heartbeats may be waiting too: judging liveness by the
@@ -280,20 +286,6 @@ class ConsoleScreen(Screen[None]):
                 self._new_worker_inspect_at = now
                 self.inspect_workers()
                 return
-
-    def _count_flow(self, batch: Iterable[dict[str, Any]], flow: dict[str, list[int]]) -> None:
-        # in = task-sent into a queue; out = task-received (a worker took it off the queue)
-        for ev in batch:
-            kind = ev.get("type") if isinstance(ev, dict) else None
-            if kind == "task-sent":
-                queue = ev.get("queue")
-                if isinstance(queue, str):
-                    flow.setdefault(queue, [0, 0])[0] += 1
-            elif kind == "task-received":
-                task = self.model.get_task(ev.get("uuid", ""))
-                queue = getattr(task, "queue", None) if task is not None else None
-                if isinstance(queue, str):
-                    flow.setdefault(queue, [0, 0])[1] += 1
 
     def _record_rates(self, now: float, flow: dict[str, list[int]]) -> None:
         for queue, (n_in, n_out) in flow.items():
