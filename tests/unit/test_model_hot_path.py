@@ -1,7 +1,9 @@
 """The paths `ClusterModel.apply` gained for issue 17 (20k events/s): queue flow counted while
-applying."""
+applying, and the worker-event fields one by one."""
 
 from __future__ import annotations
+
+import pytest
 
 from tui.core.model import ClusterModel
 
@@ -92,3 +94,117 @@ def test_flow_keys_share_the_models_queue_strings():
     ch = model.apply([sent("b", queue="".join(["e", "mail"]))])
     (key,) = ch.flow
     assert key is model.get_task("a").queue is model.get_task("b").queue
+
+
+# ---- worker events: each field on its own ---------------------------------------------------
+def heartbeat(**fields):
+    fields.setdefault("hostname", W1)
+    return ev("worker-heartbeat", **fields)
+
+
+def test_heartbeat_fields_are_copied_and_bad_ones_counted():
+    model = ClusterModel()
+    model.apply(
+        [
+            heartbeat(
+                freq=2,
+                active=3,
+                processed=40,
+                pid=4000,
+                loadavg=[0.5, 1, 2.25],
+                sw_ident="py-celery",
+                sw_ver="5.7.0",
+                sw_sys="Linux",
+            )
+        ]
+    )
+    w = model.get_worker(W1)
+    assert (w.freq, w.active, w.processed, w.pid) == (2.0, 3, 40, 4000)
+    assert w.freq.__class__ is float
+    assert w.loadavg == (0.5, 1.0, 2.25) and all(x.__class__ is float for x in w.loadavg)
+    assert (w.sw_ident, w.sw_ver, w.sw_sys) == ("py-celery", "5.7.0", "Linux")
+    assert model.fields_invalid == 0
+    model.apply(
+        [
+            heartbeat(
+                freq="2",
+                active=1.5,
+                processed=None,
+                pid="4000",
+                loadavg=[1.0, 2.0, "x"],
+                sw_ident=["py-celery"],
+                sw_ver="v" * 300,
+                sw_sys=b"Linux",
+            )
+        ]
+    )
+    # seven bad fields counted (processed=None is "absent"); the good values stay
+    assert model.fields_invalid == 7
+    assert (w.freq, w.active, w.processed, w.pid) == (2.0, 3, 40, 4000)
+    assert w.loadavg == (0.5, 1.0, 2.25) and w.sw_ver == "5.7.0"
+
+
+@pytest.mark.parametrize(
+    ("loadavg", "expected", "invalid"),
+    [
+        ([0.1, 0.2, 0.3], (0.1, 0.2, 0.3), 0),
+        ((0.1, 0.2, 0.3), (0.1, 0.2, 0.3), 0),
+        ([1, 2, 3], (1.0, 2.0, 3.0), 0),
+        ([0.5], (0.5,), 0),
+        ([], (), 0),
+        ([0.1, 0.2, 0.3, 0.4], None, 1),
+        ([True, 0.2, 0.3], None, 1),
+        ([0.1, None, 0.3], None, 1),
+        ("0.1 0.2 0.3", None, 1),
+        ({"a": 1.0}, None, 1),
+    ],
+)
+def test_heartbeat_loadavg_shapes(loadavg, expected, invalid):
+    model = ClusterModel()
+    model.apply([heartbeat(loadavg=loadavg)])
+    assert model.get_worker(W1).loadavg == expected
+    assert model.fields_invalid == invalid
+
+
+def test_out_of_order_heartbeats_keep_the_latest_sign_of_life():
+    model = ClusterModel()
+    model.apply([heartbeat(local_received=T0 + 10, active=2), heartbeat(local_received=T0 + 5)])
+    w = model.get_worker(W1)
+    assert w.last_heartbeat == T0 + 10
+    # a late heartbeat's fields still apply (as Celery's State does); liveness does not regress
+    model.apply([heartbeat(local_received=T0 + 1, active=7)])
+    assert w.last_heartbeat == T0 + 10 and w.active == 7
+    # task events are signs of life too, in any order within a batch
+    model.apply(
+        [
+            received("a", local_received=T0 + 30),
+            ev("task-started", uuid="a", hostname=W1, local_received=T0 + 20),
+        ]
+    )
+    assert w.last_heartbeat == T0 + 30
+    assert model.refresh_liveness(T0 + 33) == set() and w.online
+    assert model.refresh_liveness(T0 + 40) == {W1} and not w.online
+    # an old heartbeat arriving late brings the worker back online, but not its clock
+    ch = model.apply([heartbeat(local_received=T0 + 2)])
+    assert w.online and w.last_heartbeat == T0 + 30 and W1 in ch.workers
+
+
+def test_a_heartbeat_from_a_new_pid_marks_the_old_process_tasks_lost():
+    model = ClusterModel()
+    model.apply([heartbeat(pid=100), received("a", timestamp=T0 - 5), heartbeat(pid=100)])
+    assert model.get_task("a").state == "RECEIVED"
+    model.apply([heartbeat(pid=200, timestamp=T0)])
+    rec = model.get_task("a")
+    assert rec.state == "LOST" and rec.lost is not None and rec.lost.why == "worker restarted"
+    assert model.get_worker(W1).pid == 200
+
+
+def test_worker_strings_are_shared_between_workers():
+    model = ClusterModel()
+    model.apply(
+        [
+            heartbeat(hostname="celery@a", sw_ver="".join(["5.", "7.0"])),
+            heartbeat(hostname="celery@b", sw_ver="".join(["5.7", ".0"])),
+        ]
+    )
+    assert model.get_worker("celery@a").sw_ver is model.get_worker("celery@b").sw_ver

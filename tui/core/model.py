@@ -910,64 +910,100 @@ class ClusterModel:
     def _worker_event(
         self, kind: int, host: str, lr: float | None, ev: dict[str, Any], changed: set[str]
     ) -> None:
-        w = self._workers.get(host)
+        workers = self._workers
+        w = workers.get(host)
         if w is None:
-            w = self._workers[host] = WorkerRecord(_intern(host), online=False)
-            if len(self._workers) > self.max_workers:
+            w = workers[host] = WorkerRecord(_intern(host), online=False)
+            if len(workers) > self.max_workers:
                 self._prune_workers(host, changed)
-        if kind == _WORKER_OFFLINE:
+        get = ev.get
+        if kind == _WORKER_HEARTBEAT:
+            pid = get("pid")
+            if pid.__class__ is int and w.pid is not None and pid != w.pid:
+                # the same hostname, another process: the old one is gone
+                self._lost_scan[host] = ("worker restarted", _as_float(get("timestamp")))
+            w.online = True
+            if lr is not None and (w.last_heartbeat is None or lr > w.last_heartbeat):
+                w.last_heartbeat = lr
+        elif kind == _WORKER_OFFLINE:
             w.online = False
-            self._lost_scan[host] = ("worker-offline", _as_float(ev.get("timestamp")))
-        elif kind == _WORKER_ONLINE:
+            self._lost_scan[host] = ("worker-offline", _as_float(get("timestamp")))
+        else:
             # worker-online is sent once, when a worker process starts: whatever an earlier
             # process of this hostname held is gone with it
             w.online = True
-            self._lost_scan[host] = ("worker restarted", _as_float(ev.get("timestamp")))
+            self._lost_scan[host] = ("worker restarted", _as_float(get("timestamp")))
             if lr is not None and (w.last_heartbeat is None or lr > w.last_heartbeat):
                 w.last_heartbeat = lr
-        else:
-            pid = ev.get("pid")
-            if pid.__class__ is int and w.pid is not None and pid != w.pid:
-                # the same hostname, another process: the old one is gone
-                self._lost_scan[host] = ("worker restarted", _as_float(ev.get("timestamp")))
-            w.online = True
-            if lr is not None and (w.last_heartbeat is None or lr > w.last_heartbeat):
-                w.last_heartbeat = lr
-        get = ev.get
+        # one field at a time, unrolled: a heartbeat per worker every 2 s adds up
         invalid = 0
         v = get("freq")
         if v is not None:
-            f = _as_float(v)
-            if f is None:
-                invalid += 1
+            if v.__class__ is float:
+                w.freq = v
+            elif v.__class__ is int:
+                w.freq = float(v)
             else:
-                w.freq = f
-        for key in ("active", "processed", "pid"):
-            v = get(key)
-            if v is not None:
-                if v.__class__ is int:
-                    setattr(w, key, v)
-                else:
-                    invalid += 1
+                invalid += 1
+        v = get("active")
+        if v is not None:
+            if v.__class__ is int:
+                w.active = v
+            else:
+                invalid += 1
+        v = get("processed")
+        if v is not None:
+            if v.__class__ is int:
+                w.processed = v
+            else:
+                invalid += 1
+        v = get("pid")
+        if v is not None:
+            if v.__class__ is int:
+                w.pid = v
+            else:
+                invalid += 1
         v = get("loadavg")
         if v is not None:
-            if (
-                isinstance(v, list | tuple)
-                and len(v) <= 3
-                and all(_as_float(x) is not None for x in v)
-            ):
-                w.loadavg = tuple(float(x) for x in v)
+            if v.__class__ is list and len(v) == 3:
+                a, b, c = v  # the usual shape: three floats (float(x) of a float is x)
+                if a.__class__ is float and b.__class__ is float and c.__class__ is float:
+                    w.loadavg = (a, b, c)
+                else:
+                    invalid += self._set_loadavg(w, v)
+            else:
+                invalid += self._set_loadavg(w, v)
+        v = get("sw_ident")
+        if v is not None:
+            if v.__class__ is str and len(v) <= MAX_KEY_CHARS:
+                if v != w.sw_ident:
+                    w.sw_ident = _interned(v) or _intern(v)
             else:
                 invalid += 1
-        for key in ("sw_ident", "sw_ver", "sw_sys"):
-            v = get(key)
-            if v is not None:
-                if v.__class__ is str and len(v) <= MAX_KEY_CHARS:
-                    if v != getattr(w, key):
-                        setattr(w, key, _intern(v))
-                else:
-                    invalid += 1
-        self.fields_invalid += invalid
+        v = get("sw_ver")
+        if v is not None:
+            if v.__class__ is str and len(v) <= MAX_KEY_CHARS:
+                if v != w.sw_ver:
+                    w.sw_ver = _interned(v) or _intern(v)
+            else:
+                invalid += 1
+        v = get("sw_sys")
+        if v is not None:
+            if v.__class__ is str and len(v) <= MAX_KEY_CHARS:
+                if v != w.sw_sys:
+                    w.sw_sys = _interned(v) or _intern(v)
+            else:
+                invalid += 1
+        if invalid:
+            self.fields_invalid += invalid
+
+    @staticmethod
+    def _set_loadavg(w: WorkerRecord, v: Any) -> int:
+        """Set ``w.loadavg`` from up to 3 numbers; 1 (one invalid field) if ``v`` is not that."""
+        if isinstance(v, list | tuple) and len(v) <= 3 and all(_as_float(x) is not None for x in v):
+            w.loadavg = tuple(float(x) for x in v)
+            return 0
+        return 1
 
     def _prune_workers(self, keep: str, changed: set[str]) -> None:
         """Forget the least recently seen workers (never ``keep``) down to 90% of ``max_workers``.
