@@ -1,11 +1,14 @@
 """The paths `ClusterModel.apply` gained for issue 17 (20k events/s): queue flow counted while
-applying, and the worker-event fields one by one."""
+applying, the worker-event fields one by one, and records the garbage collector skips."""
 
 from __future__ import annotations
 
+import gc
+import platform
+
 import pytest
 
-from tui.core.model import ClusterModel
+from tui.core.model import ClusterModel, LostInfo, TaskRecord
 
 W1 = "celery@w1"
 T0 = 1_700_000_000.0
@@ -208,3 +211,48 @@ def test_worker_strings_are_shared_between_workers():
         ]
     )
     assert model.get_worker("celery@a").sw_ver is model.get_worker("celery@b").sw_ver
+
+
+# ---- task records and the garbage collector ---------------------------------------------------
+@pytest.mark.skipif(
+    platform.python_implementation() != "CPython", reason="untracking is CPython's C API"
+)
+def test_task_records_are_not_visited_by_the_cyclic_garbage_collector():
+    model = ClusterModel()
+    model.apply([sent("a"), received("a")])
+    model.merge_task_info("b", state="STARTED")  # history load, inspect
+    assert not gc.is_tracked(model.get_task("a"))
+    assert not gc.is_tracked(model.get_task("b"))
+    assert gc.is_tracked(TaskRecord("c"))  # only the model's own records
+
+
+def test_what_a_record_holds_cannot_form_a_reference_cycle():
+    """Untracking is safe only while a record holds atomic values and its LostInfo: even
+    hostile events must not put a container into one."""
+    model = ClusterModel(max_tasks=50)
+    junk: list[object] = [[1, 2], {"a": [1]}, ("t", ["x"]), b"raw", bytearray(b"raw"), 2**70]
+    batch = []
+    for i, value in enumerate(junk * 3):
+        u = f"t{i}"
+        batch += [
+            sent(u, queue=value, name=value, args=value, kwargs=value, retries=value),
+            received(u, root_id=value, parent_id=value, eta=value, expires=value),
+            ev("task-retried", uuid=u, hostname=W1, exception=value, traceback=value),
+            ev("task-succeeded", uuid=u, hostname=W1, result=value, runtime=value),
+        ]
+    batch.append(ev("worker-offline", hostname="celery@gone"))
+    model.apply(batch)
+    model.merge_task_info("m", args=[1], kwargs={"a": 1}, result={"x": [1]}, state="STARTED")
+    model.merge_task_info("m2", worker="celery@gone", state="STARTED")
+    model.apply([ev("worker-offline", hostname="celery@gone")])
+    atomic = (str, float, int, bool, type(None))
+    for rec in model.iter_tasks():
+        for name in TaskRecord.__slots__:
+            value = getattr(rec, name)
+            if name == "lost" and value is not None:
+                assert isinstance(value, LostInfo)
+                assert all(
+                    isinstance(getattr(value, f), atomic) for f in LostInfo.__dataclass_fields__
+                )
+            else:
+                assert isinstance(value, atomic), (name, type(value))

@@ -144,6 +144,33 @@ def _as_float(value: object) -> float | None:
     return None
 
 
+def _gc_untracker() -> Callable[[object], None]:
+    """CPython's ``PyObject_GC_UnTrack`` (public C API), or a no-op where it is not reachable.
+
+    Why: a :class:`TaskRecord` is a container to the cyclic garbage collector (a class with
+    ``__slots__``), so with 200,000 of them every full collection visits each record's 30
+    fields: ~0.2 s of CPU on the 2-CPU VM, and one ran every ~300k events, because each new
+    task is a new long-lived object (docs/performance.md, issue 17).  A record can never be
+    part of a reference cycle: it holds only str, float, int, bool, None and its
+    :class:`LostInfo` (which holds the same), and nothing it refers to refers back to it.
+    So the collector has nothing to find there; untracked, a record is still freed by
+    reference counting the moment the model lets go of it, as before.
+    """
+    try:
+        import ctypes
+
+        untrack = ctypes.pythonapi.PyObject_GC_UnTrack
+    except (ImportError, AttributeError, OSError):  # not CPython, or no ctypes
+        return lambda _obj: None
+    untrack.argtypes = [ctypes.py_object]
+    untrack.restype = None
+    return untrack
+
+
+#: untrack a new TaskRecord (see :func:`_gc_untracker`)
+_untrack = _gc_untracker()
+
+
 @lru_cache(maxsize=4096)
 def _short_name(name: str) -> str:
     return name.rpartition(".")[2]
@@ -514,6 +541,7 @@ class ClusterModel:
         fix = self._fix_text
         intern = _intern
         interned = _interned
+        untrack = _untrack
         running = self._running
         rate = self._rate
         max_workers = self.max_workers
@@ -562,6 +590,7 @@ class ClusterModel:
                     rec = tasks_get(uuid)
                     if rec is None:
                         rec = TaskRecord(uuid)
+                        untrack(rec)
                         tasks[uuid] = rec
                         order_append(rec)
                         new[uuid] = None
@@ -1209,6 +1238,7 @@ class ClusterModel:
         changed = created
         if rec is None:
             rec = tasks[uuid] = TaskRecord(uuid)
+            _untrack(rec)
             self._order.append(rec)
         if "worker" in fields and "hostname" not in fields:
             fields["hostname"] = fields["worker"]
