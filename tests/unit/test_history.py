@@ -128,6 +128,20 @@ def test_backend_rows_are_marked_and_events_win_the_mark(store: HistoryStore):
     assert store.get("e")["source"] == "events" and store.get("e")["state"] == "SUCCESS"
 
 
+def test_task_to_row_holds_every_persisted_field_and_the_rank():
+    """task_to_row spells the fields out (it runs per changed task per tick): the same keys,
+    in column order, as FIELDS, each the record's own value."""
+    from tui.history.store import FIELDS
+
+    rec = TaskRecord("u-1")
+    for i, name in enumerate(TaskRecord.__slots__):
+        if name != "lost":
+            setattr(rec, name, f"value-{i}")
+    row = task_to_row(rec)
+    assert tuple(row) == (*FIELDS, "rank")
+    assert all(row[k] is getattr(rec, k) for k in row)
+
+
 def test_task_to_row_round_trips_through_the_model(tmp_path: Path):
     model = ClusterModel()
     model.apply(

@@ -224,14 +224,42 @@ _UPSERT = _upsert_sql()
 _SELECT_COLS = ", ".join((*FIELDS, *EXTRA_KEYS))
 
 
-def task_to_row(task: TaskRecord) -> dict[str, Any]:
-    """A plain dict of ``task`` for :meth:`HistoryWriter.submit` (runs in the UI thread).
+def task_to_row(t: TaskRecord) -> dict[str, Any]:
+    """A plain dict of ``t`` for :meth:`HistoryWriter.submit`: :data:`FIELDS` and ``rank``.
 
-    Cheap: one ``getattr`` per field, no copies of the (already clipped) strings.
+    Runs in the UI thread once per changed task per tick (~3,000 rows in a 5,000-event
+    tick), so it is one dict display: 1.4 us a row where a ``getattr`` per field took 2.6
+    (issue 17).  No copies of the (already clipped) strings.  A test holds its keys to
+    ``FIELDS``.
     """
-    row = {f: getattr(task, f) for f in FIELDS}
-    row["rank"] = task.rank
-    return row
+    return {
+        "uuid": t.uuid,
+        "name": t.name,
+        "state": t.state,
+        "queue": t.queue,
+        "priority": t.priority,
+        "hostname": t.hostname,
+        "retries": t.retries,
+        "sent": t.sent,
+        "received": t.received,
+        "started": t.started,
+        "retried": t.retried,
+        "finished": t.finished,
+        "runtime": t.runtime,
+        "eta": t.eta,
+        "expires": t.expires,
+        "root_id": t.root_id,
+        "parent_id": t.parent_id,
+        "routing_key": t.routing_key,
+        "exchange": t.exchange,
+        "revoke_reason": t.revoke_reason,
+        "args": t.args,
+        "kwargs": t.kwargs,
+        "result": t.result,
+        "exception": t.exception,
+        "traceback": t.traceback,
+        "rank": t.rank,
+    }
 
 
 #: SQLite INTEGER is 64-bit signed: a bigger Python int cannot be bound at all.
