@@ -17,7 +17,11 @@ evicts one).  Retained memory: tracemalloc's traced size after building each mod
 with ``max_tasks`` tasks (the events themselves dropped), divided by the task count.
 
 ``--model-file`` times the ``ClusterModel`` of another checkout's ``tui/core/model.py``
-(an A/B in separate processes: garbage collection is per process).
+(an A/B in separate processes: garbage collection is per process).  ``--interleave``
+times this checkout's and another's in one process, alternately batch by batch (which
+goes first alternates too), each batch decoded afresh for each: the fair A/B of
+``apply`` itself on a busy host, where two runs a minute apart differ by 20 %; the
+collections are then shared, so compare garbage collection with ``--model-file``.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ import importlib.util
 import json
 import os
 import shlex
+import statistics
 import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from celery.events.state import State
@@ -209,6 +215,39 @@ def run_memory(make: Callable[..., Any], args: argparse.Namespace) -> tuple[floa
     return size / max(n, 1), n
 
 
+def run_interleaved(args: argparse.Namespace, stream: list[tuple[str, str]]) -> int:
+    """``--interleave``: this ClusterModel and another's, batch by batch, in one process."""
+    models = {"this": ClusterModel(max_tasks=args.max_tasks)}
+    models["other"] = load_model_class(args.interleave)(max_tasks=args.max_tasks)
+    labels = list(models)
+    cpu: dict[str, dict[str, list[float]]] = {label: {"fill": [], "full": []} for label in labels}
+    sizes: dict[str, list[int]] = {"fill": [], "full": []}
+    for i, (phase, text) in enumerate(stream):
+        for label in labels[i % 2 :] + labels[: i % 2]:
+            batch = json.loads(text)
+            c0 = time.thread_time()
+            models[label].apply(batch)
+            cpu[label][phase].append(time.thread_time() - c0)
+        sizes[phase].append(len(batch))
+    print(f"  this: {Path(__file__).resolve().parents[1] / 'tui/core/model.py'}")
+    print(f"  other: {args.interleave}")
+    for phase in ("fill", "full"):
+        n = sum(sizes[phase])
+        if not n:
+            continue
+        per = n / len(sizes[phase])
+        row = []
+        for label in labels:
+            times = cpu[label][phase]
+            row.append(
+                f"{label} {sum(times) / n * 1e6:.2f} us/event (median batch "
+                f"{statistics.median(times) / per * 1e6:.2f})"
+            )
+        ratio = sum(cpu["other"][phase]) / max(sum(cpu["this"][phase]), 1e-9)
+        print(f"  {phase} ({n:,} events), thread CPU: {'; '.join(row)}; other/this {ratio:.2f}x")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-tasks", type=int, default=100_000)
@@ -237,6 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", metavar="FILE", help="cProfile ClusterModel's full phase into FILE"
     )
     parser.add_argument(
+        "--interleave",
+        metavar="PATH",
+        help="time this ClusterModel and the one of this model.py alternately in one process",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -263,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         + f", load average {os.getloadavg()[0]:.1f}"
     )
     stream = encoded_stream(args)
+    if args.interleave:
+        return run_interleaved(args, stream)
     speed: dict[str, Speed] = {}
     memory: dict[str, tuple[float, int]] = {}
     for label, make in MAKERS.items():
