@@ -273,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         help="time the ClusterModel of this model.py (e.g. another checkout's) instead",
     )
     parser.add_argument(
-        "--profile", metavar="FILE", help="cProfile ClusterModel's full phase into FILE"
+        "--profile",
+        metavar="FILE",
+        help="cProfile ClusterModel's full phase into FILE (its timings then include the profiler)",
     )
     parser.add_argument(
         "--interleave",
