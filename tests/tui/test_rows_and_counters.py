@@ -257,3 +257,33 @@ async def test_a_flood_tick_builds_cells_only_for_the_rows_drawn(console, source
         assert uuids[0] not in built
         assert cell_text(pane, uuids[0], "uuid") == uuids[0][:8]
         assert uuids[0] in built
+
+
+async def test_slices_between_ticks_apply_events_and_the_tick_shows_them(console, sources, events):
+    """ConsoleScreen.absorb (the 50 ms slices): events are applied in whole chunks within a
+    budget, the panes wait for the tick, and the tick shows everything the slices applied."""
+    async with console.run_test(size=(120, 36)) as pilot:
+        screen = console.console_screen
+        pane = console.query_one("#tasks", TasksPane)
+        uuids, evs = [], []
+        for _ in range(300):
+            uuid, task_evs = events.task("success")
+            uuids.append(uuid)
+            evs += task_evs
+        sources.feed(evs)
+        # a zero budget: exactly one chunk, the rest stays buffered
+        assert screen.absorb(budget_s=0.0, chunk=100) == 100
+        assert sources.buffered == len(evs) - 100
+        assert screen.absorb(budget_s=60.0, chunk=100) == len(evs) - 100
+        assert not sources.buffered
+        assert all(console.model.get_task(u) is not None for u in uuids)
+        assert pane.row_count == 0, "the panes change only at the tick"
+        applied = screen.events_applied
+        assert applied == len(evs)
+        screen.tick()
+        await pilot.pause()
+        assert pane.row_keys == set(uuids)
+        assert pane.cursor_key() == uuids[-1]  # latest activity on top
+        assert screen.events_applied == applied  # the tick had nothing left to apply
+        # the flow the slices counted reaches the Queues pane's rates at the tick
+        assert any(r.rate_in > 0 for r in screen.queue_rows.values())

@@ -53,6 +53,12 @@ from tui.ui.messages import (
 from tui.ui.screens.task_detail import TaskDetailScreen
 from tui.ui.screens.worker_detail import WorkerDetailScreen
 from tui.ui.status_line import StatusFacts, status_line
+from tui.ui.tick_changes import (
+    ABSORB_BUDGET_S,
+    ABSORB_CHUNK,
+    ABSORB_INTERVAL_S,
+    PendingChanges,
+)
 from tui.ui.widgets.keyed_table import KeyedTable
 from tui.ui.widgets.panes import QueueRow, QueuesPane, TasksPane, WorkersPane
 from tui.ui.widgets.plain_input import PlainInput
@@ -111,6 +117,7 @@ class ConsoleScreen(Screen[None]):
         self._notice_said = ""
         self.last_inspection: InspectionResult | None = None
         self.events_applied = 0
+        self._pending_changes = PendingChanges()
         self.tick_count = 0
         self._was_connected = False
         self._events_enabled_on: set[str] = set()
@@ -179,6 +186,7 @@ class ConsoleScreen(Screen[None]):
             return
         self.sources.start()
         self.set_interval(self.settings.console_refresh_interval, self.tick)
+        self.set_interval(ABSORB_INTERVAL_S, self._absorb_between_ticks)
         self.poll_queues()
         self.inspect_workers(resync=True)
 
@@ -193,35 +201,36 @@ class ConsoleScreen(Screen[None]):
         self.set_class(height < 30, "-compact")
 
     # ---- the tick: buffer -> model -> panes ------------------------------------------
+    def absorb(self, budget_s: float = ABSORB_BUDGET_S, chunk: int = ABSORB_CHUNK) -> int:
+        """Apply buffered events for up to ``budget_s`` (whole chunks); the panes are updated
+        at the next tick from what changed.  Returns the events applied."""
+        started = time.perf_counter()
+        pending = self._pending_changes
+        applied = 0
+        while True:
+            batch = self.sources.drain(chunk)
+            # Applied even when empty: apply() also returns what merge_task_info,
+            # set_worker_stats and mark_revoke_requested changed since the last call.
+            pending.add(self.model.apply(batch))
+            applied += len(batch)
+            if not batch or time.perf_counter() - started >= budget_s:
+                break
+        self.events_applied += applied
+        return applied
+
+    def _absorb_between_ticks(self) -> None:
+        if self.sources.buffered:
+            self.absorb()
+
     @while_panes_exist
     def tick(self) -> None:
-        """Drain buffered events within the time budget, apply them, update panes by key."""
-        started = time.perf_counter()
+        """Apply what is still buffered (within the tick's budget), then update the panes by
+        key from everything applied since the last tick."""
         now = time.time()
-        new: list[str] = []
-        changed: set[str] = set()
-        evicted: set[str] = set()
-        workers: set[str] = set()
-        flow: dict[str, list[int]] = {}
-        while True:
-            batch = self.sources.drain(CHUNK)
-            # Applied even when empty: apply() also returns what merge_task_info,
-            # set_worker_stats and mark_revoke_requested changed since the last tick.
-            changes = self.model.apply(batch)
-            self.events_applied += len(batch)
-            new.extend(changes.new_tasks)
-            changed |= changes.tasks
-            evicted |= changes.evicted
-            workers |= changes.workers
-            # in = task-sent into a queue; out = task-received (a worker took it off the queue)
-            for queue, (n_in, n_out) in changes.flow.items():
-                if (counts := flow.get(queue)) is None:
-                    flow[queue] = [n_in, n_out]
-                else:
-                    counts[0] += n_in
-                    counts[1] += n_out
-            if not batch or time.perf_counter() - started >= TICK_BUDGET_S:
-                break
+        self.absorb(TICK_BUDGET_S, CHUNK)
+        pending, self._pending_changes = self._pending_changes, PendingChanges()
+        new, changed, evicted = pending.new, pending.changed, pending.evicted
+        workers, flow = pending.workers, pending.flow
         # With events still buffered, heartbeats may be waiting too: judging liveness by the
         # wall clock would show every worker offline while the console catches up.
         if not self.sources.buffered:
