@@ -71,3 +71,28 @@ def test_without_controls_drops_them_for_editable_fields():
     assert without_controls("[b]q\x1b[2J\x07\t") == "[b]q[2J"
     plain = "state:failure queue:email"
     assert without_controls(plain) is plain
+
+
+# Characters a terminal and Rich measure differently (columns shift, a row overflows its
+# pane), or that make two names look alike: spelled out, never drawn (attacker review, F3).
+UNPRINTABLE = [
+    ("w1\u200b@host", "w1\\u200b@host"),  # zero-width space: looks like w1@host
+    ("x\u00adshy", "x\\xadshy"),  # soft hyphen
+    ("bom\ufeff", "bom\\ufeff"),  # zero-width no-break space
+    ("pua\ue000\U000f0000", "pua\\ue000\\U000f0000"),  # private use
+    ("u\u0378", "u\\u0378"),  # unassigned
+    ("nb\u00a0sp\u3000", "nb\\xa0sp\\u3000"),  # spaces other than U+0020
+]
+
+
+@pytest.mark.parametrize(("raw", "shown"), UNPRINTABLE)
+def test_visible_spells_out_what_a_terminal_may_measure_differently(raw, shown):
+    assert visible(raw) == shown
+    assert visible(raw, multiline=True) == shown
+
+
+def test_printable_text_and_multiline_layout_stay_as_they_are():
+    for text in ("send_fir_pdf", "नमस्ते", "日本語のタスク", "émoji ✔ ▶", "a b"):
+        assert visible(text) == text
+    assert visible("Traceback\n\tline\u200b", multiline=True) == "Traceback\n\tline\\u200b"
+    assert visible("a\n\u200b") == "a␊\\u200b"

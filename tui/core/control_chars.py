@@ -28,7 +28,26 @@ def show(match: re.Match[str]) -> str:
     picture = _PICTURES.get(ch)
     if picture is not None:
         return picture
-    code = ord(ch)
-    if 0xD800 <= code <= 0xDFFF:
+    if 0xD800 <= ord(ch) <= 0xDFFF:
         return "\ufffd"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return escape(ch)
+
+
+def escape(ch: str) -> str:
+    """The ``\\xNN`` / ``\\uNNNN`` / ``\\UNNNNNNNN`` spelling of one character."""
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def spell_unprintable(text: str, *, multiline: bool = False) -> str:
+    """``text`` with every character Python does not call printable spelled out: zero-width
+    and other format characters (U+200B, U+00AD, U+FEFF), unassigned and private-use code
+    points, spaces other than U+0020.  A terminal and Rich disagree on how wide such a
+    character is (columns shift, a row overflows its pane), and a zero-width space makes
+    ``w1\u200b@host`` look like ``w1@host``.  With ``multiline``, newlines and tabs stay."""
+    if text.isprintable():
+        return text
+    keep = "\n\t" if multiline else ""
+    return "".join(ch if ch.isprintable() or ch in keep else escape(ch) for ch in text)

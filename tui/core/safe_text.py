@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from tui.core.control_chars import UNSAFE_MULTILINE, UNSAFE_ONE_LINE, show
+from tui.core.control_chars import UNSAFE_MULTILINE, UNSAFE_ONE_LINE, show, spell_unprintable
 
 
 def visible(value: object, *, multiline: bool = False) -> str:
@@ -37,7 +37,7 @@ def visible(value: object, *, multiline: bool = False) -> str:
     if text.isprintable():  # the common case, one C-level scan
         return text
     pattern = UNSAFE_MULTILINE if multiline else UNSAFE_ONE_LINE
-    return pattern.sub(show, text)
+    return spell_unprintable(pattern.sub(show, text), multiline=multiline)
 
 
 def data_text(
