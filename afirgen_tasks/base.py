@@ -87,7 +87,7 @@ def afirgen_task(name: str, **options: Any) -> Callable[[F], Task]:
                 settings = task_settings(self)
                 if self.request.retries >= settings.celery_task_max_retries:
                     raise
-                from .reliability import backoff_delay
+                from .backoff import backoff_delay
 
                 countdown = backoff_delay(
                     self.request.retries, base=2.0, cap=settings.celery_task_retry_backoff_max

@@ -1,31 +1,15 @@
-"""Backoff policy shared by workers, task retries and the console's reconnect loops."""
+"""The workers' broker consumer with exponential backoff, and revoked ids that survive restarts
+(the backoff policy itself: :mod:`afirgen_tasks.backoff`)."""
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from typing import Any
 
 from celery.worker.consumer.consumer import Consumer
 
-#: Seconds before the first reconnect attempt and the cap between attempts.
-BACKOFF_BASE = 1.0
-BACKOFF_CAP = 30.0
-
-
-def backoff_delay(
-    attempt: int, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP, jitter: bool = True
-) -> float:
-    """Exponential backoff: ``base * 2**attempt`` capped at ``cap``, with "full jitter" in [50%, 100%].
-
-    ``attempt`` counts from 0.  Jitter keeps a fleet of workers (or consoles) that lost
-    the broker together from reconnecting in lockstep.
-    """
-    delay = min(cap, base * (2 ** max(0, attempt)))
-    if jitter:
-        delay *= random.uniform(0.5, 1.0)
-    return delay
+from afirgen_tasks.backoff import backoff_delay
 
 
 class BackoffConsumer(Consumer):

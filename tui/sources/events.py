@@ -18,32 +18,30 @@ from __future__ import annotations
 
 import collections
 import threading
-import time
-from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
 from celery.events.receiver import EventReceiver
 
-from afirgen_tasks.reliability import backoff_delay
+from tui.sources.readout import (  # re-exported: the console and tests import them from here
+    CONNECTED,
+    CONNECTING,
+    RECONNECTING,
+    STOPPED,
+    ReceiverReadout,
+    ReceiverStatus,
+)
 from tui.sources.validate import EventValidator, Tally
 
-CONNECTING = "connecting"
-CONNECTED = "connected"
-RECONNECTING = "reconnecting"
-STOPPED = "stopped"
-
-
-@dataclass(frozen=True, slots=True)
-class ReceiverStatus:
-    """A snapshot of the receiver's connection state, safe to read from any thread."""
-
-    state: str
-    since: float
-    next_attempt_at: float | None = None
-    error: str = ""
-    attempt: int = 0
-    connects: int = 0
+__all__ = [
+    "CONNECTED",
+    "CONNECTING",
+    "RECONNECTING",
+    "STOPPED",
+    "EventReceiverThread",
+    "ReceiverReadout",
+    "ReceiverStatus",
+]
 
 
 class _Receiver(EventReceiver):
@@ -132,41 +130,6 @@ class _Receiver(EventReceiver):
                 self._validator.tally.skip(f"event handler error: {type(exc).__name__}")
 
 
-class ReceiverReadout:
-    """What the UI thread reads from an events receiver thread: its status, counters and buffer.
-
-    Shared by kombu's receiver (:class:`EventReceiverThread`) and the direct Redis reader
-    (:class:`tui.sources.redis_events.RedisEventReceiverThread`); the receiver thread alone
-    writes ``buffer``, ``tally`` and ``_status``.
-    """
-
-    buffer: collections.deque[dict[str, Any]]
-    tally: Tally
-    _status: ReceiverStatus
-
-    @property
-    def status(self) -> ReceiverStatus:
-        """The current connection state (an immutable snapshot)."""
-        return self._status
-
-    @property
-    def invalid(self) -> int:
-        """Events or messages skipped by the trust boundary."""
-        return self.tally.invalid
-
-    @property
-    def cleaned(self) -> int:
-        """Event fields the trust boundary cleaned or dropped."""
-        return self.tally.cleaned
-
-    def drain(self, budget: int) -> list[dict[str, Any]]:
-        """Pop up to ``budget`` buffered events, oldest first (called by the UI thread only)."""
-        buf = self.buffer
-        n = min(budget, len(buf))
-        popleft = buf.popleft
-        return [popleft() for _ in range(n)]
-
-
 class EventReceiverThread(ReceiverReadout, threading.Thread):
     """Captures every Celery event into a bounded deque; reconnects with backoff on its own.
 
@@ -191,7 +154,6 @@ class EventReceiverThread(ReceiverReadout, threading.Thread):
         self.tally = self.validator.tally
         self._stop_event = threading.Event()
         self._receiver: _Receiver | None = None
-        self._status = ReceiverStatus(CONNECTING, time.time())
 
     # ---- called from the UI thread ----------------------------------------------------
     def stop(self, timeout: float = 2.0) -> None:
@@ -213,7 +175,7 @@ class EventReceiverThread(ReceiverReadout, threading.Thread):
         self.buffer.append(event)
 
     def _on_ready(self) -> None:
-        self._status = ReceiverStatus(CONNECTED, time.time(), connects=self._status.connects + 1)
+        self._set_connected()
 
     def run(self) -> None:
         attempt = 0
@@ -236,18 +198,9 @@ class EventReceiverThread(ReceiverReadout, threading.Thread):
             except Exception as exc:  # any broker failure: report, back off, reconnect
                 if self._stop_event.is_set():
                     break
-                # Capped low: the console must be live again within seconds of the broker answering.
-                delay = backoff_delay(attempt, base=0.5, cap=4.0)
+                delay = self._set_reconnecting(self._scrub(f"{type(exc).__name__}: {exc}"), attempt)
                 attempt += 1
-                self._status = ReceiverStatus(
-                    RECONNECTING,
-                    self._status.since if self._status.state == RECONNECTING else time.time(),
-                    next_attempt_at=time.time() + delay,
-                    error=self._scrub(f"{type(exc).__name__}: {exc}")[:200],
-                    attempt=attempt,
-                    connects=self._status.connects,
-                )
                 self._stop_event.wait(delay)
             finally:
                 self._receiver = None
-        self._status = ReceiverStatus(STOPPED, time.time(), connects=self._status.connects)
+        self._set_stopped()

@@ -11,7 +11,8 @@ follows a failover; :func:`sentinel_master` says where the master is, or why not
 
 from __future__ import annotations
 
-from typing import Any, cast
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -19,12 +20,55 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from afirgen_tasks.settings import Settings, mask_url
+if TYPE_CHECKING:
+    from afirgen_tasks.settings import Settings
+
+
+def mask_url(url: str) -> str:
+    # imported when needed: the event reader process opens Redis without the settings
+    # module (pydantic), which costs a third of a second to import
+    from afirgen_tasks.settings import mask_url
+
+    return mask_url(url)
+
 
 #: Schemes redis-py can open directly (``redis+socket`` is rewritten to ``unix``).
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix")
 #: Redis behind Sentinel: the master is asked of the sentinels in the URL.
 SENTINEL_SCHEME = "sentinel"
+
+
+@dataclass(frozen=True)
+class RedisOptions:
+    """What :func:`redis_client` reads from the settings, as plain values.
+
+    Picklable and free of pydantic: the event reader process
+    (:mod:`tui.sources.event_process`) gets one, with the URL, over its pipe.
+    """
+
+    ssl: dict[str, Any] = field(default_factory=dict)
+    tls_cert_reqs: str = "required"
+    sentinel_master_name: str = ""
+    sentinel: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | RedisOptions | None) -> RedisOptions:
+        if settings is None:
+            return cls()
+        if isinstance(settings, RedisOptions):
+            return settings
+        return cls(
+            ssl=settings.ssl_options(),
+            tls_cert_reqs=settings.tls_cert_reqs,
+            sentinel_master_name=settings.sentinel_master_name,
+            sentinel=settings.sentinel_kwargs(),
+        )
+
+    def ssl_options(self) -> dict[str, Any]:
+        return dict(self.ssl)
+
+    def sentinel_kwargs(self) -> dict[str, Any]:
+        return dict(self.sentinel)
 
 
 class NotRedisError(ValueError):
@@ -56,7 +100,7 @@ def _no_retry_options(
 
 def _sentinel(
     url: str,
-    settings: Settings | None,
+    settings: Settings | RedisOptions | None,
     socket_connect_timeout: float | None,
     socket_timeout: float | None,
     **kwargs: Any,
@@ -109,7 +153,11 @@ def _sentinel(
 
 
 def sentinel_master(
-    url: str, settings: Settings | None = None, *, socket_timeout: float | None = 5.0, **kwargs: Any
+    url: str,
+    settings: Settings | RedisOptions | None = None,
+    *,
+    socket_timeout: float | None = 5.0,
+    **kwargs: Any,
 ) -> tuple[str, int]:
     """The ``(host, port)`` of the master the sentinels of ``url`` name, asking each in turn.
 
@@ -152,7 +200,7 @@ def sentinel_master(
 
 def redis_client(
     url: str,
-    settings: Settings | None = None,
+    settings: Settings | RedisOptions | None = None,
     *,
     socket_connect_timeout: float | None = 5.0,
     socket_timeout: float | None = 5.0,

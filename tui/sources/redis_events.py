@@ -35,20 +35,13 @@ import json
 import re
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celery import Celery
-
-from afirgen_tasks.reliability import backoff_delay
-from tui.sources.events import (
-    CONNECTED,
-    CONNECTING,
-    RECONNECTING,
-    STOPPED,
-    ReceiverReadout,
-    ReceiverStatus,
-)
+from tui.sources.readout import ReceiverReadout
 from tui.sources.validate import EventValidator, Tally
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 #: Characters Redis' glob patterns give a meaning to.
 _GLOB = re.compile(r"([*?\[\]\\])")
@@ -119,71 +112,27 @@ class MessageDecoder:
             return None
 
 
-class RedisEventReceiverThread(ReceiverReadout, threading.Thread):
-    """Captures every Celery event from a Redis broker into a bounded deque.
+class EventDecoder:
+    """One message off the wire -> the events it carries, validated, with Celery's clock.
 
-    Same interface and counters as :class:`tui.sources.events.EventReceiverThread`.
+    kombu's decoding (:class:`MessageDecoder`), then every event through the trust
+    boundary (:class:`~tui.sources.validate.EventValidator`), then what Celery's
+    ``event_from_message`` does with the Lamport clock.  Counts in ``tally`` what it skips
+    and cleans; never raises on bad data.
     """
 
-    def __init__(
-        self,
-        app: Celery,
-        buffer_size: int = 200_000,
-        scrub: Any = None,
-        tally: Tally | None = None,
-        url: str | None = None,
-        settings: Any = None,
-        pattern: str | None = None,
-    ):
-        super().__init__(name="afirgen-events-redis", daemon=True)
-        self.app = app
-        self.url = url or app.conf.broker_read_url or app.conf.broker_url
-        self.pattern = pattern
-        self.settings = settings
-        self.buffer: collections.deque[dict[str, Any]] = collections.deque()
-        self.buffer_size = buffer_size
-        self.received = 0
-        self.dropped = 0
-        self._scrub = scrub or (lambda text: text)
+    def __init__(self, tally: Tally | None = None):
         self.validator = EventValidator(tally)
         self.tally = self.validator.tally
         self.decoder = MessageDecoder(self.tally)
-        self._stop_event = threading.Event()
-        self._status = ReceiverStatus(CONNECTING, time.time())
         self._clock = 0
-        self._pubsub: Any = None
 
-    # ---- called from the UI thread ----------------------------------------------------
-    def stop(self, timeout: float = 2.0) -> None:
-        """Ask the thread to stop and wait for it (the read loop wakes every 0.5 s)."""
-        self._stop_event.set()
-        if self.is_alive():
-            self.join(timeout)
-
-    # ---- runs in the receiver thread ---------------------------------------------------
-    def _connect(self) -> Any:
-        from tui.sources.redis_conn import redis_client, redis_db
-
-        client = redis_client(
-            self.url, self.settings, socket_connect_timeout=5.0, socket_timeout=10.0
-        )
-        pubsub = client.pubsub()
-        pubsub.psubscribe(self.pattern or event_channel_pattern(self.app, redis_db(self.url)))
-        # the psubscribe confirmation: the subscription is live once it is read
-        deadline = time.monotonic() + 10.0
-        while True:
-            reply = pubsub.parse_response(block=False, timeout=0.5)
-            if reply is not None and reply[0] == b"psubscribe":
-                return pubsub
-            if time.monotonic() > deadline:
-                raise TimeoutError("no PSUBSCRIBE confirmation from the broker")
-
-    def _process(self, data: Any) -> None:
+    def events(self, data: Any) -> list[dict[str, Any]]:
         body = self.decoder.decode(data)
         if body is None:
-            return
-        for event in self.validator.validate_message(body):
-            # what Celery's event_from_message does with the Lamport clock
+            return []
+        events = self.validator.validate_message(body)
+        for event in events:
             if event["type"] == "task-sent":
                 # clients never sync, so their clock value cannot be used
                 clock = event["clock"] = (self._clock or 1) - 1
@@ -193,11 +142,87 @@ class RedisEventReceiverThread(ReceiverReadout, threading.Thread):
             else:
                 self._clock += 1
                 event["clock"] = self._clock
+        return events
+
+
+def subscribe(url: str, settings: Any, pattern: str) -> Any:
+    """A redis-py ``PubSub`` holding ``PSUBSCRIBE pattern`` on ``url``, once Redis confirmed
+    it (events published from then on reach it).  Raises on any failure."""
+    from tui.sources.redis_conn import redis_client
+
+    client = redis_client(url, settings, socket_connect_timeout=5.0, socket_timeout=10.0)
+    pubsub = client.pubsub()
+    try:
+        pubsub.psubscribe(pattern)
+        # the psubscribe confirmation: the subscription is live once it is read
+        deadline = time.monotonic() + 10.0
+        while True:
+            reply = pubsub.parse_response(block=False, timeout=0.5)
+            if reply is not None and reply[0] == b"psubscribe":
+                return pubsub
+            if time.monotonic() > deadline:
+                raise TimeoutError("no PSUBSCRIBE confirmation from the broker")
+    except BaseException:
+        pubsub.close()
+        raise
+
+
+class RedisEventReceiverThread(ReceiverReadout, threading.Thread):
+    """Captures every Celery event from a Redis broker into a bounded deque.
+
+    Same interface and counters as :class:`tui.sources.events.EventReceiverThread`.
+    :meth:`_process` is what is done with each message read off the socket (here: decode,
+    validate, buffer); the reader process's socket thread overrides it.
+    """
+
+    def __init__(
+        self,
+        app: Celery | None,
+        buffer_size: int = 200_000,
+        scrub: Any = None,
+        tally: Tally | None = None,
+        url: str | None = None,
+        settings: Any = None,
+        pattern: str | None = None,
+    ):
+        super().__init__(name="afirgen-events-redis", daemon=True)
+        from tui.sources.redis_conn import redis_db
+
+        if url is None:
+            assert app is not None, "a URL or an app"
+            url = app.conf.broker_read_url or app.conf.broker_url
+        self.url: str = url
+        if pattern is None:
+            assert app is not None, "a pattern or an app"
+            pattern = event_channel_pattern(app, redis_db(url))
+        self.pattern = pattern
+        self.settings = settings
+        self.buffer: collections.deque[dict[str, Any]] = collections.deque()
+        self.buffer_size = buffer_size
+        self.received = 0
+        self.dropped = 0
+        self._scrub = scrub or (lambda text: text)
+        self.decoder = EventDecoder(tally)
+        self.tally = self.decoder.tally
+        self._stop_event = threading.Event()
+
+    # ---- called from the UI thread ----------------------------------------------------
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the thread to stop and wait for it (the read loop wakes every 0.5 s)."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout)
+
+    # ---- runs in the receiver thread ---------------------------------------------------
+    def _process(self, data: Any) -> None:
+        buffer, limit = self.buffer, self.buffer_size
+        for event in self.decoder.events(data):
             self.received += 1
-            if len(self.buffer) >= self.buffer_size:
+            # Single producer: len() can only shrink under us (the UI pops).
+            if len(buffer) >= limit:
                 self.dropped += 1
                 continue
-            self.buffer.append(event)
+            buffer.append(event)
 
     def _consume(self, pubsub: Any) -> None:
         parse = pubsub.parse_response
@@ -223,35 +248,23 @@ class RedisEventReceiverThread(ReceiverReadout, threading.Thread):
         while not self._stop_event.is_set():
             pubsub = None
             try:
-                pubsub = self._connect()
-                self._pubsub = pubsub
+                pubsub = subscribe(self.url, self.settings, self.pattern)
                 attempt = 0
-                self._status = ReceiverStatus(
-                    CONNECTED, time.time(), connects=self._status.connects + 1
-                )
+                self._set_connected()
                 self._consume(pubsub)
             except Exception as exc:  # any broker failure: report, back off, reconnect
                 if self._stop_event.is_set():
                     break
-                delay = backoff_delay(attempt, base=0.5, cap=4.0)
+                delay = self._set_reconnecting(self._scrub(f"{type(exc).__name__}: {exc}"), attempt)
                 attempt += 1
-                self._status = ReceiverStatus(
-                    RECONNECTING,
-                    self._status.since if self._status.state == RECONNECTING else time.time(),
-                    next_attempt_at=time.time() + delay,
-                    error=self._scrub(f"{type(exc).__name__}: {exc}")[:200],
-                    attempt=attempt,
-                    connects=self._status.connects,
-                )
                 self._stop_event.wait(delay)
             finally:
-                self._pubsub = None
                 if pubsub is not None:
                     try:
                         pubsub.close()
                     except Exception:  # noqa: BLE001 - closing a dead connection
                         pass
-        self._status = ReceiverStatus(STOPPED, time.time(), connects=self._status.connects)
+        self._set_stopped()
 
 
 def make_event_receiver(
