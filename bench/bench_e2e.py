@@ -332,14 +332,14 @@ async def bench(args: argparse.Namespace, broker: str) -> list[dict[str, Any]]:
     celery_app = create_app(settings, main="afirgen-tui")
     sources = BrokerSources(settings, celery_app)
     if args.receiver != "default":
-        from bench.forked_receiver import SubprocessEventReceiver
+        from tui.sources.event_process import ProcessEventReceiver
         from tui.sources.events import EventReceiverThread
         from tui.sources.redis_events import RedisEventReceiverThread
 
         cls = {
             "kombu": EventReceiverThread,
             "thread": RedisEventReceiverThread,
-            "process": SubprocessEventReceiver,
+            "process": ProcessEventReceiver,
         }[args.receiver]
         sources.events = cls(
             celery_app, settings.console_event_buffer, tally=sources.boundary.events

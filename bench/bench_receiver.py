@@ -11,8 +11,12 @@ For each rate, back to back, each in a fresh child process against the bench's o
   in its handler, as Flower does (no validation);
 * ``redis``: :class:`tui.sources.redis_events.RedisEventReceiverThread` (a PSUBSCRIBE
   read by redis-py/hiredis, two ``json.loads``, the same validation boundary);
-* ``redis-proc``: the same receiver in a process of its own, handing over pickled batches
-  every 20 ms (:class:`bench.forked_receiver.SubprocessEventReceiver`).
+* ``redis-proc``: the same reader in a process of its own, handing over pickled batches
+  every 20 ms (:class:`tui.sources.event_process.ProcessEventReceiver`, the console's
+  default on Redis): a socket thread that only reads, the decoding and validation in the
+  process's main thread;
+* ``redis-proc1``: the same process with the decoding in the socket thread (A/B of that
+  split).
 
 For the receivers with a buffer, a second thread plays the UI: every 0.25 s it drains
 the buffer (budget 20,000) into a real :class:`tui.core.model.ClusterModel`.  ``State``
@@ -46,7 +50,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("kombu", "celery", "redis", "redis-proc")
+KINDS = ("kombu", "celery", "redis", "redis-proc", "redis-proc1")
 TICK_S = 0.25
 BUDGET = 20_000
 
@@ -133,7 +137,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         thread = threading.Thread(target=run_celery, daemon=True)
         thread.start()
         received = lambda: got[0]  # noqa: E731
-        dropped = invalid = lambda: 0  # noqa: E731
+        dropped = invalid = cuts = lambda: 0  # noqa: E731
     else:
         from tui.core.model import ClusterModel
 
@@ -146,9 +150,11 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
             receiver = RedisEventReceiverThread(app, buffer_size=args.buffer)
         else:
-            from bench.forked_receiver import SubprocessEventReceiver
+            from tui.sources.event_process import ProcessEventReceiver
 
-            receiver = SubprocessEventReceiver(app, buffer_size=args.buffer)
+            receiver = ProcessEventReceiver(
+                app, buffer_size=args.buffer, split=args.kind == "redis-proc"
+            )
         model = ClusterModel(max_tasks=100_000)
         receiver.start()
 
@@ -168,6 +174,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.05)
         ready.set()
         received = lambda: receiver.received  # noqa: E731
+        cuts = lambda: receiver.status.connects - 1  # noqa: E731
         dropped = lambda: receiver.dropped  # noqa: E731
         invalid = lambda: receiver.invalid  # noqa: E731
     if not ready.wait(30):
@@ -219,6 +226,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         "applied": done,
         "dropped": dropped(),
         "invalid": invalid(),
+        "cuts": cuts(),
         "lag_p50": pct(lags, 0.5),
         "lag_p99": pct(lags, 0.99),
         "lag_max": max(lags) if lags else float("nan"),
@@ -247,6 +255,9 @@ def main() -> int:
     )
     parser.add_argument("--buffer", type=int, default=50_000, help="receiver buffer (events)")
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument(
+        "--hogs", type=int, default=0, help="busy-loop processes running during each run (load)"
+    )
     parser.add_argument("--child", dest="kind", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=int, help=argparse.SUPPRESS)
@@ -263,40 +274,51 @@ def main() -> int:
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.workers} workers, "
         f"{args.seconds:g} s per run, buffer {args.buffer:,}, worker events per message <= {args.group}"
+        f"{f', {args.hogs} busy-loop processes' if args.hogs else ''}"
     )
     head = (
         f"{'receiver':>10} {'rate/s':>7} {'pub/s':>7} {'recv':>7} {'applied':>8} {'dropped':>8} "
-        f"{'invalid':>7} {'lag p50':>8} {'p99':>7} {'max':>7} {'cpu/ev':>7} {'recv/ev':>7} "
+        f"{'invalid':>7} {'cuts':>4} {'lag p50':>8} {'p99':>7} {'max':>7} {'cpu/ev':>7} {'recv/ev':>7} "
         f"{'RSS':>6} {'load':>5}"
     )
     print(head)
     try:
         for rate in args.rates:
             for kind in args.kinds:
-                out = subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "bench.bench_receiver",
-                        "--child",
-                        kind,
-                        "--url",
-                        url,
-                        "--rate",
-                        str(rate),
-                        "--seconds",
-                        str(args.seconds),
-                        "--workers",
-                        str(args.workers),
-                        "--buffer",
-                        str(args.buffer),
-                        "--group",
-                        str(args.group),
-                    ],
-                    cwd=ROOT,
-                    capture_output=True,
-                    text=True,
-                )
+                # busy loops for the whole run: a loaded machine, the same for every kind
+                hogs = [
+                    subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                    for _ in range(args.hogs)
+                ]
+                try:
+                    out = subprocess.run(
+                        [
+                            sys.executable,
+                            "-m",
+                            "bench.bench_receiver",
+                            "--child",
+                            kind,
+                            "--url",
+                            url,
+                            "--rate",
+                            str(rate),
+                            "--seconds",
+                            str(args.seconds),
+                            "--workers",
+                            str(args.workers),
+                            "--buffer",
+                            str(args.buffer),
+                            "--group",
+                            str(args.group),
+                        ],
+                        cwd=ROOT,
+                        capture_output=True,
+                        text=True,
+                    )
+                finally:
+                    for hog in hogs:
+                        hog.kill()
+                        hog.wait()
                 if out.returncode:
                     print(f"{kind:>10} {rate:>7} failed: {out.stderr[-500:]}")
                     continue
@@ -305,7 +327,7 @@ def main() -> int:
                 print(
                     f"{kind:>10} {rate:>7} {r['pub_rate']:>7.0f} "
                     f"{100 * r['received'] / pub:>6.1f}% {100 * r['applied'] / pub:>7.1f}% "
-                    f"{r['dropped']:>8,} {r['invalid']:>7,} {r['lag_p50']:>7.2f}s "
+                    f"{r['dropped']:>8,} {r['invalid']:>7,} {r['cuts']:>4} {r['lag_p50']:>7.2f}s "
                     f"{r['lag_p99']:>6.2f}s {r['lag_max']:>6.2f}s {r['cpu_us']:>5.0f}us "
                     f"{r['recv_cpu_us']:>5.0f}us {r['rss_mb']:>5.0f}M {r['load']:>5.1f}",
                     flush=True,

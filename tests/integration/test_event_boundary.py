@@ -14,6 +14,7 @@ from celery.events.event import get_exchange
 from celery.utils.time import utcoffset
 
 from tests.support.waiting import wait_until
+from tui.sources.event_process import ProcessEventReceiver
 from tui.sources.events import CONNECTED, EventReceiverThread
 from tui.sources.redis_events import RedisEventReceiverThread
 
@@ -45,8 +46,8 @@ def event(etype: str, uuid: str, **extra: Any) -> dict[str, Any]:
 # process (what the console uses on Redis)
 RECEIVERS = pytest.mark.parametrize(
     "receiver_class",
-    [EventReceiverThread, RedisEventReceiverThread],
-    ids=["kombu", "redis"],
+    [EventReceiverThread, RedisEventReceiverThread, ProcessEventReceiver],
+    ids=["kombu", "redis", "process"],
 )
 
 

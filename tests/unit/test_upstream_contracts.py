@@ -116,3 +116,29 @@ def test_the_embedded_server_still_starts_and_survives_an_error_reply():
         client.close()
     finally:
         server.stop()
+
+
+# ---- redis-py: tui/sources/redis_events.py (Subscription) ------------------------------------
+# The event readers let redis-py open the connection (TLS, AUTH, sentinel), send PSUBSCRIBE
+# with it, then read its socket themselves and parse with their own hiredis.Reader.  If this
+# fails, find where the new redis-py keeps a connected Connection's socket.
+def test_redis_py_connection_keeps_its_socket_in__sock(redis_server):
+    import socket
+
+    import hiredis
+    import redis
+
+    client = redis.Redis(host=redis_server.host, port=redis_server.port, socket_timeout=5)
+    try:
+        connection = client.connection_pool.get_connection()
+        assert isinstance(connection._sock, socket.socket)
+        connection.send_command("PING")
+        reader = hiredis.Reader()
+        data = connection._sock.recv(1024)
+        reader.feed(data, 0, len(data))
+        assert reader.gets() in (b"PONG", "PONG")
+        assert reader.gets() is False
+        connection.disconnect()
+        assert connection._sock is None
+    finally:
+        client.close()

@@ -1,0 +1,458 @@
+"""The direct Redis event reader in a process of its own (issue 17).
+
+At 20k events/s the reader needs about half a core; as a thread of the console it shares
+the GIL with a busy UI thread, falls behind, and Redis disconnects a pub/sub subscriber
+whose output buffer passes 32 MB (``client-output-buffer-limit pubsub``): everything
+queued for it is lost, silently.  Here the reading, decoding and validating run in a
+child process with its own GIL and core, and hand over validated events in pickled
+batches.
+
+In the child:
+
+* a **socket thread** (:class:`_SocketReader`) holds the ``PSUBSCRIBE`` (redis-py +
+  hiredis: parsing only) and appends each raw message to a deque bounded in bytes; it
+  reconnects with backoff and reports the status (RECONNECTING, CONNECTED, ``connects``);
+* the **main thread** decodes and validates (:class:`~tui.sources.redis_events.EventDecoder`:
+  every event through the trust boundary, a bad one counted and skipped) and sends the
+  batch, with the counters, the tally's reasons and the status, to the console.
+
+The split keeps the socket drained when the child is starved of CPU: a message costs the
+socket thread ~6 µs and the decoding ~13 µs, so an overload becomes counted drops in our
+memory (``dropped``) rather than a disconnect by Redis (a gap nobody counts).  Measured:
+docs/performance.md, "20k events/s (issue 17)".
+
+In the console, :class:`ProcessEventReceiver` is a thread with the interface of the other
+receivers (``buffer``, ``drain``, ``received``, ``dropped``, ``invalid``, ``cleaned``,
+``tally``, ``status``, ``stop``).  It unpickles the batches into its bounded buffer,
+restarts the process with backoff if it dies (``status.connects`` keeps counting, so the
+console resyncs), and stops it within a second.  The child never outlives the console:
+the pipe's end-of-file, a parent-pid check and (Linux) ``PR_SET_PDEATHSIG`` each end it.
+It never writes to the terminal: its stdin, stdout and stderr are ``/dev/null``.
+
+How it starts
+-------------
+
+``subprocess.Popen([python, "-m", "tui.sources.event_process", FD])``: a fresh interpreter,
+exec'd at once.  ``_posixsubprocess`` forks and execs in C, so no Python code runs in a
+copy of the console, whose other threads may hold locks: the earlier variant forked the
+console with multiprocessing's ``fork`` and hung at start in a full CI run.  Its stdin,
+stdout and stderr are ``/dev/null`` and only its end of the pipe (a socketpair) is
+passed; its config (the URL with its password, the TLS and sentinel options) comes
+through the pipe, never on the command line.  It imports the stdlib, redis-py with
+hiredis and the trust boundary, not celery, kombu, pydantic or textual
+(tests/unit/test_event_process.py), so it is subscribed ~0.2-0.3 s after ``start()``
+(load average 5 on the 2-CPU test machine; docs/performance.md has the figures).
+
+Not multiprocessing's ``forkserver``, though each reader after the first would start in
+~40 ms instead of ~250 ms (measured): its server and resource tracker are started with
+``sys.stderr.fileno()``, which Textual's stand-in answers with -1 (``ValueError: bad
+value(s) in fds_to_keep``) unless ``sys.stderr`` is swapped process-wide meanwhile; they
+inherit the console's fd 2, the terminal Textual draws on; every reader it forks imports
+the console's ``__main__`` again (spawn's preparation data: ``tui.cli``, or pytest); its
+readers' parent is the server, not the console, so no parent-death signal ties them to
+the console; and the server is one per process, shared with anything else that uses it.
+``spawn`` has the same descriptor problems and no speed to offer.
+
+A start costs a few hundred ms (a second or more on a loaded machine), once per console,
+per cluster switch and per restart after a crash.  Events published in that window are
+not lost to what the console does: :meth:`~tui.sources.readout.ReceiverReadout.wait_connected`
+holds the console's first inspect (its resync) and ``enable_events`` until the
+subscription is live (``BrokerSources``), and CONNECTED is only reported once Redis has
+confirmed the ``PSUBSCRIBE``.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tui.sources.readout import CONNECTED, CONNECTING, ReceiverReadout, ReceiverStatus
+from tui.sources.redis_events import EventDecoder, RedisEventReceiverThread
+from tui.sources.validate import Tally
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+#: How often the child hands over a batch when events trickle in (its latency).
+BATCH_S = 0.02
+#: Most events in one batch (messages are decoded until a batch holds this many).
+BATCH_EVENTS = 5_000
+#: Raw bytes the socket thread holds before it drops (and counts) messages: as much as
+#: Redis' own pub/sub limit (32 MB) would have let wait for us, so no more lag than before,
+#: but a counted drop of the newest messages instead of a cut of the subscription.
+RAW_LIMIT_BYTES = 32 * 2**20
+#: Seconds the child is given to exit after it was asked to, before it is killed.
+EXIT_GRACE_S = 0.5
+
+
+# =====================================================================================
+# The child process
+# =====================================================================================
+
+
+class _SocketReader(RedisEventReceiverThread):
+    """The child's socket thread: reads messages off the subscription, nothing else.
+
+    ``received`` counts messages read, ``dropped`` messages not kept (the raw deque was
+    full); ``bytes_out`` is written by the main thread only, ``bytes_in`` by this one.
+    """
+
+    def __init__(self, url: str, options: Any, pattern: str, limit_bytes: int):
+        super().__init__(None, 0, url=url, settings=options, pattern=pattern)
+        self.raw: collections.deque[bytes] = collections.deque()
+        self.limit_bytes = limit_bytes
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    # ---- runs in the socket thread -----------------------------------------------------
+    def _process(self, data: Any) -> None:
+        size = len(data)
+        if self.bytes_in - self.bytes_out + size > self.limit_bytes:
+            self.dropped += 1
+            return
+        self.bytes_in += size
+        self.raw.append(data)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: be killed when the thread that started us ends (the console's pump thread,
+    or the whole console); then check the parent did not go before that was set."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pipe and the ppid check remain
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
+
+
+def serve(conn: Connection) -> None:
+    """The child's main loop: read the config from ``conn``, then send batches until the
+    console says stop (``None``), closes its end, or goes."""
+    config = conn.recv()
+    parent = config["parent"]
+    _die_with_parent(parent)
+    batch_s = config.get("batch_s", BATCH_S)
+    split = config.get("split", True)
+    if split:
+        reader = _SocketReader(
+            config["url"],
+            config["options"],
+            config["pattern"],
+            config.get("raw_limit", RAW_LIMIT_BYTES),
+        )
+        decoder = EventDecoder()
+        tally = decoder.tally
+        raw = reader.raw
+    else:  # A/B: decode in the socket thread
+        reader = RedisEventReceiverThread(  # type: ignore[assignment]
+            None, 200_000, url=config["url"], settings=config["options"], pattern=config["pattern"]
+        )
+        tally = reader.tally
+        raw = reader.buffer  # type: ignore[assignment]
+    reader.start()
+    received = 0
+    sent: tuple[Any, ...] = ()
+    try:
+        while True:
+            # wait for the console only when nothing waits to be decoded
+            if conn.poll(0 if raw else batch_s):
+                break  # asked to stop, or the console closed its end
+            if os.getppid() != parent:
+                break  # the console is gone
+            if not split:
+                events = reader.drain(BATCH_EVENTS)
+                received = reader.received
+            else:
+                events = []
+                taken = 0
+                popleft = raw.popleft
+                while raw and len(events) < BATCH_EVENTS:
+                    data = popleft()
+                    taken += len(data)
+                    try:
+                        events.extend(decoder.events(data))
+                    except Exception as exc:  # noqa: BLE001 - one message, not the loop
+                        tally.skip(f"event handler error: {type(exc).__name__}")
+                reader.bytes_out += taken
+                received += len(events)
+            state = (received, reader.dropped, tally.invalid, tally.cleaned, reader.status)
+            if not events and state == sent:
+                continue
+            reasons = None
+            if not sent or (tally.invalid, tally.cleaned) != (sent[2], sent[3]):
+                reasons = (dict(tally.reasons), tally.last)
+            conn.send(
+                (
+                    events,
+                    received,
+                    reader.dropped,
+                    (tally.invalid, tally.cleaned),
+                    reasons,
+                    reader.status,
+                )
+            )
+            sent = state
+    except (OSError, EOFError):
+        pass  # the console closed the pipe
+    finally:
+        reader.stop(0.0)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tui.sources.event_process FD``: serve the console on the socket ``FD``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the console decides when we stop
+    conn = Connection(int(argv[1]))
+    try:
+        serve(conn)
+    except Exception as exc:  # noqa: BLE001 - said to the console, which shows it
+        try:
+            conn.send(f"{type(exc).__name__}: {exc}")
+        except (OSError, ValueError):
+            pass
+        return 1
+    return 0
+
+
+# =====================================================================================
+# In the console
+# =====================================================================================
+
+
+class _ProcessEnded(Exception):
+    """The reader process ended (its pipe closed), or said why it failed."""
+
+
+class ProcessEventReceiver(ReceiverReadout, threading.Thread):
+    """The direct Redis reader in a process of its own; this thread (in the console) only
+    unpickles the batches it sends into :attr:`buffer`.
+
+    Same interface as the in-process receivers.  If the process dies it is started again
+    with the receivers' backoff; ``status.connects`` keeps counting across processes, so
+    the console resyncs.
+    """
+
+    def __init__(
+        self,
+        app: Celery | None,
+        buffer_size: int = 200_000,
+        scrub: Any = None,
+        tally: Tally | None = None,
+        url: str | None = None,
+        settings: Any = None,
+        pattern: str | None = None,
+        batch_s: float = BATCH_S,
+        split: bool = True,
+    ):
+        super().__init__(name="afirgen-events-process", daemon=True)
+        self.split = split
+        from tui.sources.redis_conn import RedisOptions
+        from tui.sources.redis_events import event_source
+
+        self.url, self.pattern = event_source(app, url, pattern)
+        self.options = RedisOptions.from_settings(settings)
+        self.buffer: collections.deque[dict[str, Any]] = collections.deque()
+        self.buffer_size = buffer_size
+        self.batch_s = batch_s
+        self.received = 0
+        self.dropped = 0
+        self._scrub = scrub or (lambda text: text)
+        self.tally = tally if tally is not None else Tally()
+        self._stop_event = threading.Event()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        #: processes started so far (the first, then one per restart)
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The reader process's pid (None between processes)."""
+        process = self._process
+        return process.pid if process is not None else None
+
+    def child_cpu(self) -> float:
+        """CPU seconds used by the current reader process so far (for benchmarks)."""
+        try:
+            import psutil
+
+            t = psutil.Process(self.pid).cpu_times()
+            return float(t.user + t.system)
+        except Exception:  # noqa: BLE001 - no process, no psutil
+            return 0.0
+
+    # ---- called from the UI thread ----------------------------------------------------
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop the process and this thread: the process is asked to exit, and killed if it
+        has not within ``timeout`` (about a second in all)."""
+        self._stop_event.set()
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.send(None)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        if self.is_alive():
+            self.join(timeout)
+        if self.is_alive():  # the process does not answer: end it, which ends recv()
+            self._kill()
+            self.join(timeout)
+        else:
+            self._close_process()
+
+    # ---- runs in this thread ------------------------------------------------------------
+    def _kill(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            try:
+                process.kill()
+            except OSError:
+                pass
+
+    def _close_process(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()  # the child sees end-of-file and exits
+            except OSError:
+                pass
+        process, self._process = self._process, None
+        if process is not None:
+            try:
+                process.wait(EXIT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                try:
+                    process.wait(5.0)  # SIGKILL: at once, unless stuck in the kernel
+                except subprocess.TimeoutExpired:
+                    pass
+
+    def _start_process(self) -> Connection:
+        ours, theirs = socket.socketpair()
+        try:
+            env = dict(os.environ)
+            # the same tui package as this console's, wherever it is installed
+            root = str(Path(__file__).resolve().parents[2])
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tui.sources.event_process", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                close_fds=True,
+                env=env,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        conn = Connection(ours.detach())
+        self._process, self._conn = process, conn
+        self.starts += 1
+        # secrets (the URL's password, the sentinels') go through the pipe, never argv
+        conn.send(
+            {
+                "parent": os.getpid(),
+                "url": self.url,
+                "options": self.options,
+                "pattern": self.pattern,
+                "batch_s": self.batch_s,
+                "split": self.split,
+            }
+        )
+        return conn
+
+    def run(self) -> None:
+        attempt = 0
+        base_received = base_dropped = base_invalid = base_cleaned = base_connects = 0
+        dropped_here = child_dropped = 0  # overflow of this buffer; of the process's
+        tally = self.tally
+        while not self._stop_event.is_set():
+            base_reasons = dict(tally.reasons)
+            try:
+                conn = self._start_process()
+                child_connects = 0
+                child_state = CONNECTING
+                while not self._stop_event.is_set():
+                    try:
+                        message = conn.recv()
+                    except (EOFError, OSError) as exc:
+                        raise _ProcessEnded(self._ended_why()) from exc
+                    if message.__class__ is str:
+                        raise _ProcessEnded(message)
+                    batch, received, dropped, counts, reasons, status = message
+                    buf = self.buffer
+                    room = max(self.buffer_size - len(buf), 0)
+                    if len(batch) > room:
+                        dropped_here += len(batch) - room
+                        batch = batch[:room]
+                    buf.extend(batch)
+                    self.received = base_received + received
+                    child_dropped = base_dropped + dropped
+                    self.dropped = child_dropped + dropped_here
+                    if reasons is not None:
+                        tally.invalid = base_invalid + counts[0]
+                        tally.cleaned = base_cleaned + counts[1]
+                        merged = dict(base_reasons)
+                        for reason, n in reasons[0].items():
+                            merged[reason] = merged.get(reason, 0) + n
+                        tally.reasons = merged  # one reference swap: readers see old or new
+                        tally.last = reasons[1]
+                    if status.connects != child_connects or status.state != child_state:
+                        child_connects, child_state = status.connects, status.state
+                        if status.state == CONNECTED:
+                            attempt = 0
+                        if status.state != CONNECTING:
+                            self._set_status(
+                                ReceiverStatus(
+                                    status.state,
+                                    status.since,
+                                    status.next_attempt_at,
+                                    self._scrub(status.error)[:200],
+                                    status.attempt,
+                                    base_connects + status.connects,
+                                )
+                            )
+            except Exception as exc:  # the process died, or could not be started
+                if self._stop_event.is_set():
+                    break
+                why = str(exc) if isinstance(exc, _ProcessEnded) else f"{type(exc).__name__}: {exc}"
+                delay = self._set_reconnecting(
+                    self._scrub(f"event reader process ended: {why}"), attempt
+                )
+                attempt += 1
+                self._stop_event.wait(delay)
+            finally:
+                base_received, base_dropped = self.received, child_dropped
+                base_invalid, base_cleaned = tally.invalid, tally.cleaned
+                base_connects = self._status.connects
+                self._close_process()
+        self._set_stopped()
+
+    def _ended_why(self) -> str:
+        process = self._process
+        code = process.poll() if process is not None else None
+        if code is None and process is not None:
+            try:
+                code = process.wait(EXIT_GRACE_S)
+            except subprocess.TimeoutExpired:
+                return "its pipe closed"
+        if code is not None and code < 0:
+            return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+
+if __name__ == "__main__":
+    # no interpreter shutdown: nothing to flush, and the socket thread may be mid-read
+    os._exit(main(sys.argv))
