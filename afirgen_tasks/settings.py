@@ -555,10 +555,12 @@ class Settings(BaseSettings):
     console_event_buffer: int = Field(
         50_000, ge=1000, validation_alias=_env("console_event_buffer")
     )
-    #: How the console reads Celery events: ``kombu`` (Celery's own receiver, any broker) or
-    #: ``redis`` (a direct pub/sub reader thread, Redis brokers, ~half kombu's CPU per event).
-    console_event_reader: Literal["kombu", "redis"] = Field(
-        "kombu", validation_alias=_env("console_event_reader")
+    #: How the console reads Celery events.  On a Redis broker: ``auto`` (the default) or
+    #: ``process``: a direct pub/sub reader in a process of its own; ``redis``: the same
+    #: reader as a thread of the console; ``kombu``: Celery's own receiver.  Other brokers
+    #: (AMQP) always use kombu's (tui/sources/redis_events.py: ``make_event_receiver``).
+    console_event_reader: Literal["auto", "process", "redis", "kombu"] = Field(
+        "auto", validation_alias=_env("console_event_reader")
     )
     console_refresh_interval: float = Field(
         0.25, ge=0.05, le=5, validation_alias=_env("console_refresh_interval")

@@ -24,6 +24,7 @@ from tests.support.workers import REPO_ROOT, worker_environ
 from tui.actions import AuditLog
 from tui.history import HistoryStore
 from tui.sources.cluster import BrokerSources
+from tui.sources.event_process import ProcessEventReceiver
 from tui.ui.app import AfirgenApp
 from tui.ui.screens.cluster_switch import ClusterSwitchScreen
 from tui.ui.widgets.panes import QueuesPane, TasksPane, WorkersPane
@@ -66,6 +67,13 @@ def two_clusters(afirgen_env, redis_server, second_db) -> dict[str, str]:
         "backlog_warn = 1\nbacklog_fail = 2\n"
     )
     return {"a": afirgen_env["CELERY_BROKER_URL"], "b": url_b}
+
+
+def reader_gone(sources: BrokerSources) -> bool:
+    """The sources' event reader process (the default on Redis) has exited: stop() lets go
+    of it only once it has been waited for."""
+    assert isinstance(sources.events, ProcessEventReceiver)
+    return sources.events.pid is None
 
 
 def env_of(afirgen_env: dict[str, str], url: str) -> dict[str, str]:
@@ -202,6 +210,7 @@ async def test_c_switches_clusters_without_a_restart(afirgen_env, two_clusters, 
             assert switcher.states["a"].reachable and switcher.states["a"].workers == 1
             assert switcher.states["b"].reachable and switcher.states["b"].workers == 1
             assert not built[0].events.is_alive()  # a's receiver stopped
+            assert reader_gone(built[0])  # with its reader process
 
             workers = app.console_screen.query_one("#workers", WorkersPane)
             queues = app.console_screen.query_one("#queues", QueuesPane)
@@ -243,6 +252,7 @@ async def test_c_switches_clusters_without_a_restart(afirgen_env, two_clusters, 
             # ---- and back to a: a's worker, a's job from a's history, b's gone
             await choose(pilot, "a")
             assert not built[1].events.is_alive()  # b's receiver stopped
+            assert reader_gone(built[1])
             workers = app.console_screen.query_one("#workers", WorkersPane)
             tasks = app.console_screen.query_one("#tasks", TasksPane)
             await until(
@@ -256,6 +266,7 @@ async def test_c_switches_clusters_without_a_restart(afirgen_env, two_clusters, 
             await pilot.press("q")
         # every receiver built along the way is stopped
         assert [s.events.is_alive() for s in built] == [False] * 3
+        assert all(reader_gone(s) for s in built)
     finally:
         for s in built:
             s.stop()

@@ -62,15 +62,20 @@ def label(app) -> str:
     return app.console_screen.connection_state()[0]
 
 
+@pytest.mark.parametrize(
+    ("reader", "receiver"),
+    [("auto", "ProcessEventReceiver"), ("kombu", "EventReceiverThread")],
+    ids=["process", "kombu"],
+)
 async def test_broker_outage_then_recovery(
-    own_redis, tmp_path, monkeypatch, worker_factory, afirgen_env
+    own_redis, tmp_path, monkeypatch, worker_factory, afirgen_env, reader, receiver
 ):
     own_redis.start()
     url = own_redis.url(0)
     env = {**afirgen_env, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url}
     monkeypatch.setenv("CELERY_BROKER_URL", url)
     monkeypatch.setenv("CELERY_RESULT_BACKEND", url)
-    settings = settings_for(url, tmp_path)
+    settings = settings_for(url, tmp_path, console_event_reader=reader)
     celery_app = create_app(settings, main="outage")
     worker = worker_factory(queues=("default", "cleanup"), env=env, app=celery_app)
     sources = BrokerSources(settings, celery_app)
@@ -143,9 +148,9 @@ async def test_broker_outage_then_recovery(
             "task after recovery SUCCESS",
         )
         assert sources.status.connects >= 2
-        # the default reader (kombu's receiver) recovered; the direct Redis reader's own
-        # outage test is in tests/integration/test_redis_events.py
-        assert type(sources.events).__name__ == "EventReceiverThread"
+        # the reader process (the default on Redis) or kombu's receiver recovered; the
+        # readers' own outage tests are in tests/integration/test_redis_events.py
+        assert type(sources.events).__name__ == receiver
         print(f"\noutage: disconnected shown after {took:.2f}s; live {back:.2f}s after restart")
     celery_app.close()
 

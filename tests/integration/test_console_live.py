@@ -148,7 +148,13 @@ async def test_console_enables_task_events_on_a_worker_that_has_them_off(
                 20,
                 "events switched on",
             )
-            assert any("task events were off" in n.message for n in app._notifications)
+            # App.notify posts a message: the toast is added on the app's next turn
+            await until(
+                pilot,
+                lambda: any("task events were off" in n.message for n in app._notifications),
+                5,
+                "the notification that events were switched on",
+            )
             loud = afirgen_app.send_task("afirgen_tasks.cleanup.cleanup_temp_files")
             tasks = app.query_one("#tasks", TasksPane)
             await until(

@@ -256,3 +256,23 @@ def test_wait_connected_ends_when_the_broker_does_not_answer():
         assert receiver.status.state == RECONNECTING and receiver.status.error
     finally:
         receiver.stop()
+
+
+def test_the_console_s_first_inspect_waits_for_the_subscription(afirgen_settings, afirgen_app):
+    """The console resyncs (inspect) and switches task events on (enable_events) right after
+    start: both wait until the reader process is subscribed, so the events that follow
+    them are not published into the start-up window."""
+    from tui.sources.cluster import BrokerSources
+
+    settings = afirgen_settings.model_copy(update={"console_control_timeout": 0.001})
+    sources = BrokerSources(settings, afirgen_app)
+    assert isinstance(sources.events, ProcessEventReceiver)  # the default on Redis: auto
+    sources.start()
+    try:
+        assert sources.status.state != CONNECTED  # a fresh interpreter is still starting
+        sources.inspect(None, tasks=False)
+        assert sources.status.state == CONNECTED
+        sources.enable_events([])
+        assert sources.status.state == CONNECTED and sources.status.connects == 1
+    finally:
+        sources.stop()

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from celery import Celery
 
+from afirgen_tasks.settings import Settings
+from tui.sources.event_process import ProcessEventReceiver
 from tui.sources.events import EventReceiverThread
 from tui.sources.redis_events import (
     MAX_MESSAGE_BYTES,
@@ -95,18 +97,28 @@ def test_decoder_counts_and_skips_what_kombu_would_refuse(data):
     assert tally.invalid == 1, tally.reasons
 
 
-def _settings(url: str, reader: str = "kombu") -> Any:
-    return SimpleNamespace(celery_broker_url=url, console_event_reader=reader)
+def _settings(url: str, reader: str | None) -> Settings:
+    chosen: dict[str, Any] = {} if reader is None else {"console_event_reader": reader}
+    if url.startswith("sentinel://"):
+        chosen["sentinel_master_name"] = "mymaster"
+    return Settings(celery_broker_url=url, celery_result_backend="redis://h/1", **chosen)
 
 
 @pytest.mark.parametrize(
     ("url", "reader", "cls"),
     [
-        ("redis://127.0.0.1:6390/2", "kombu", EventReceiverThread),  # the default
+        ("redis://127.0.0.1:6390/2", None, ProcessEventReceiver),  # the default: auto
+        ("redis://127.0.0.1:6390/2", "auto", ProcessEventReceiver),
+        ("redis+socket:///tmp/redis.sock", "auto", ProcessEventReceiver),
+        ("rediss://127.0.0.1:6390/2", "process", ProcessEventReceiver),
+        ("sentinel://127.0.0.1:26379/0", "auto", ProcessEventReceiver),
+        ("redis://127.0.0.1:6390/2", "kombu", EventReceiverThread),
         ("redis://127.0.0.1:6390/2", "redis", RedisEventReceiverThread),
         ("rediss://127.0.0.1:6390/2", "redis", RedisEventReceiverThread),
         ("sentinel://127.0.0.1:26379/0", "redis", RedisEventReceiverThread),
         ("amqp://guest@127.0.0.1//", "redis", EventReceiverThread),
+        ("amqp://guest@127.0.0.1//", None, EventReceiverThread),
+        ("amqp://guest@127.0.0.1//", "process", EventReceiverThread),
     ],
 )
 def test_the_event_reader_setting_picks_the_receiver_and_amqp_keeps_kombu(url, reader, cls):
@@ -115,3 +127,4 @@ def test_the_event_reader_setting_picks_the_receiver_and_amqp_keeps_kombu(url, r
     receiver = make_event_receiver(app, _settings(url, reader), 100, tally=tally)
     assert type(receiver) is cls
     assert receiver.tally is tally and receiver.buffer_size == 100
+    assert not receiver.is_alive()  # built, not started: nothing runs until start()

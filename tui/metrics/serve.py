@@ -4,8 +4,9 @@ Threads:
 
 * the HTTP server (prometheus_client's, daemon threads) answers scrapes from
   :class:`~tui.metrics.exporter.ClusterMetrics`;
-* the event receiver (:class:`~tui.sources.events.EventReceiverThread`) captures events
-  into its bounded buffer and reconnects by itself;
+* the event receiver the console would use (``[console] event_reader``; on Redis by
+  default a reader process, :mod:`tui.sources.event_process`) captures events into its
+  bounded buffer and reconnects by itself;
 * an inspect thread asks the workers which queues they consume, every
   ``[console] inspect_interval`` (it may block on a dead broker; it never blocks the loop);
 * this loop drains the events, polls the queue lengths every ``[console]
@@ -96,14 +97,16 @@ def run_serve_metrics(args: argparse.Namespace, listen: tuple[str, int]) -> int:
 
     from afirgen_tasks.factory import create_app
     from tui.metrics.exporter import ClusterMetrics
-    from tui.sources.events import CONNECTED, EventReceiverThread
+    from tui.sources.events import CONNECTED
     from tui.sources.queue_lengths import QueueLengthPoller, make_queue_poller
+    from tui.sources.redis_events import make_event_receiver
     from tui.sources.validate import Boundary
 
     app = create_app(settings, main="afirgen-metrics")
     boundary = Boundary()
-    receiver = EventReceiverThread(
-        app, settings.console_event_buffer, scrub=scrub, tally=boundary.events
+    # the console's choice ([console] event_reader): on Redis, a reader process by default
+    receiver = make_event_receiver(
+        app, settings, settings.console_event_buffer, scrub=scrub, tally=boundary.events
     )
     metrics = ClusterMetrics(
         events_source=receiver, heartbeat_timeout=settings.console_heartbeat_timeout

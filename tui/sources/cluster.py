@@ -39,6 +39,11 @@ from tui.sources.unacked import (
 )
 from tui.sources.validate import Boundary, StoredJob, clean_backend_meta, stored_job
 
+#: Longest the first inspect (the console's resync) and ``enable_events`` wait for the
+#: event receiver's first subscription; past it they go ahead (the status line says
+#: "connecting" meanwhile).  Once the receiver has connected, or failed once, no wait.
+SUBSCRIBE_WAIT_S = 10.0
+
 
 class Sources(Protocol):
     """What the app needs from the cluster."""
@@ -76,8 +81,9 @@ class Sources(Protocol):
 
 
 class BrokerSources:
-    """The real sources: the event receiver thread (a direct pub/sub reader on Redis brokers,
-    Celery's kombu receiver on others), the queue poller (Redis or AMQP), inspect, the backend."""
+    """The real sources: the event receiver (``[console] event_reader``: on Redis brokers a
+    direct pub/sub reader in a process of its own by default, Celery's kombu receiver on
+    others), the queue poller (Redis or AMQP), inspect, the backend."""
 
     def __init__(self, settings: Settings, app: Celery, scrub: Any = None):
         self.settings = settings
@@ -99,11 +105,11 @@ class BrokerSources:
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
-        """Start the receiver thread (it connects, and reconnects, by itself)."""
+        """Start the receiver (it connects, and reconnects, by itself)."""
         self.events.start()
 
     def stop(self) -> None:
-        """Stop the receiver thread and close broker connections."""
+        """Stop the receiver (and its process, within a second) and close broker connections."""
         self.events.stop()
         for closable in (
             getattr(self._poller, "client", None),  # Redis
@@ -172,7 +178,15 @@ class BrokerSources:
                 taken_at=time.time(),
             )
 
+    def _after_subscription(self) -> None:
+        # What inspect reads and what enable_events switches on is only followed by events
+        # the console sees once the receiver is subscribed: a reader process takes a few
+        # hundred ms to start (more on a loaded machine), so the console's first resync
+        # and enable_events wait for it (in their thread workers, never the UI thread).
+        self.events.wait_connected(SUBSCRIBE_WAIT_S)
+
     def inspect(self, expected: int | None, tasks: bool) -> InspectionResult:
+        self._after_subscription()
         return inspect_workers(
             self.app,
             self.settings.console_control_timeout,
@@ -200,6 +214,7 @@ class BrokerSources:
 
     def enable_events(self, hosts: list[str]) -> list[dict[str, Any]]:
         """Ask ``hosts`` to send task events; their replies say who had them off."""
+        self._after_subscription()
         return ClusterControl(self.app, self.settings.console_control_timeout).enable_events(hosts)
 
     def fetch_result(self, uuid: str) -> dict[str, Any]:

@@ -341,6 +341,10 @@ class RedisEventReceiverThread(ReceiverReadout, threading.Thread):
         self._set_stopped()
 
 
+#: ``[console] event_reader`` values (afirgen_tasks/settings.py: ``console_event_reader``).
+EVENT_READERS = ("auto", "process", "redis", "kombu")
+
+
 def make_event_receiver(
     app: Celery,
     settings: Any,
@@ -350,21 +354,29 @@ def make_event_receiver(
 ) -> Any:
     """The receiver ``[console] event_reader`` names for ``settings.celery_broker_url``.
 
-    ``kombu`` (the default) or any non-Redis broker: kombu's
-    (:class:`~tui.sources.events.EventReceiverThread`).  ``redis``: this module's reader
-    thread.  (A forked-process variant, measured in ``bench/forked_receiver.py``, is not
-    offered: forking a console that already runs threads hung its reader at start in a full
-    test run -- a lock another thread held at the fork.)
+    On a Redis broker (``redis://``, ``rediss://``, ``unix://``, ``sentinel://``):
+    ``auto`` (the default) and ``process`` give this reader in a process of its own
+    (:class:`tui.sources.event_process.ProcessEventReceiver`), ``redis`` the same reader
+    as a thread of the console (:class:`RedisEventReceiverThread`), ``kombu`` Celery's
+    receiver (:class:`~tui.sources.events.EventReceiverThread`).  On any other broker
+    (AMQP) every value gives kombu's.
 
     Why a process: at 20k events/s the reader needs ~0.5 of a core, and as a thread it
     shares the GIL with a busy UI thread.  In ``bench/bench_e2e.py --flood 1 --rates
     20000`` the thread fell behind, Redis closed the subscription (its pub/sub output
-    buffer limit) twice and 116k of 400k events were lost; the process lost none.
+    buffer limit) twice and 116k of 400k events were lost; the process lost none
+    (docs/performance.md, "20k events/s").
     """
     from tui.sources.redis_conn import is_redis_url
 
     url = settings.celery_broker_url
-    reader = getattr(settings, "console_event_reader", "kombu")
+    reader = getattr(settings, "console_event_reader", "auto")
+    if is_redis_url(url) and reader in ("auto", "process"):
+        from tui.sources.event_process import ProcessEventReceiver
+
+        return ProcessEventReceiver(
+            app, buffer_size, scrub=scrub, tally=tally, url=url, settings=settings
+        )
     if is_redis_url(url) and reader == "redis":
         return RedisEventReceiverThread(
             app, buffer_size, scrub=scrub, tally=tally, url=url, settings=settings
