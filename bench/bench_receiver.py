@@ -14,9 +14,7 @@ For each rate, back to back, each in a fresh child process against the bench's o
 * ``redis-proc``: the same reader in a process of its own, handing over pickled batches
   every 20 ms (:class:`tui.sources.event_process.ProcessEventReceiver`, the console's
   default on Redis): a socket thread that only reads, the decoding and validation in the
-  process's main thread;
-* ``redis-proc1``: the same process with the decoding in the socket thread (A/B of that
-  split).
+  process's main thread.
 
 For the receivers with a buffer, a second thread plays the UI: every 0.25 s it drains
 the buffer (budget 20,000) into a real :class:`tui.core.model.ClusterModel`.  ``State``
@@ -50,7 +48,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("kombu", "celery", "redis", "redis-proc", "redis-proc1")
+KINDS = ("kombu", "celery", "redis", "redis-proc")
 TICK_S = 0.25
 BUDGET = 20_000
 
@@ -152,9 +150,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         else:
             from tui.sources.event_process import ProcessEventReceiver
 
-            receiver = ProcessEventReceiver(
-                app, buffer_size=args.buffer, split=args.kind == "redis-proc"
-            )
+            receiver = ProcessEventReceiver(app, buffer_size=args.buffer)
         model = ClusterModel(max_tasks=100_000)
         receiver.start()
 

@@ -16,10 +16,14 @@ In the child:
   every event through the trust boundary, a bad one counted and skipped) and sends the
   batch, with the counters, the tally's reasons and the status, to the console.
 
-The split keeps the socket drained when the child is starved of CPU: a message costs the
-socket thread ~6 µs and the decoding ~13 µs, so an overload becomes counted drops in our
-memory (``dropped``) rather than a disconnect by Redis (a gap nobody counts).  Measured:
-docs/performance.md, "20k events/s (issue 17)".
+The split keeps the socket drained when the child is starved of CPU: reading a message
+costs the socket thread ~1.3 µs (hiredis on the raw socket), decoding and validating it
+~13 µs, so an overload becomes counted drops in our memory (``dropped``) rather than a
+disconnect by Redis (a gap nobody counts).  Measured with ``bench/bench_receiver.py
+--hogs 2`` at 20k events/s, back to back against the same process decoding in its socket
+thread: Redis cut that one off 8 times in 4 runs, this one never, and this one applied
+more in 3 of the 4; the price is lag (p99 0.95-1.2 s against 0.54-0.8 s at 20k/s without
+the busy loops, load average 5).  docs/performance.md, "20k events/s (issue 17)".
 
 In the console, :class:`ProcessEventReceiver` is a thread with the interface of the other
 receivers (``buffer``, ``drain``, ``received``, ``dropped``, ``invalid``, ``cleaned``,
@@ -143,23 +147,15 @@ def serve(conn: Connection) -> None:
     parent = config["parent"]
     _die_with_parent(parent)
     batch_s = config.get("batch_s", BATCH_S)
-    split = config.get("split", True)
-    if split:
-        reader = _SocketReader(
-            config["url"],
-            config["options"],
-            config["pattern"],
-            config.get("raw_limit", RAW_LIMIT_BYTES),
-        )
-        decoder = EventDecoder()
-        tally = decoder.tally
-        raw = reader.raw
-    else:  # A/B: decode in the socket thread
-        reader = RedisEventReceiverThread(  # type: ignore[assignment]
-            None, 200_000, url=config["url"], settings=config["options"], pattern=config["pattern"]
-        )
-        tally = reader.tally
-        raw = reader.buffer  # type: ignore[assignment]
+    reader = _SocketReader(
+        config["url"],
+        config["options"],
+        config["pattern"],
+        config.get("raw_limit", RAW_LIMIT_BYTES),
+    )
+    decoder = EventDecoder()
+    tally = decoder.tally
+    raw = reader.raw
     reader.start()
     received = 0
     sent: tuple[Any, ...] = ()
@@ -170,22 +166,18 @@ def serve(conn: Connection) -> None:
                 break  # asked to stop, or the console closed its end
             if os.getppid() != parent:
                 break  # the console is gone
-            if not split:
-                events = reader.drain(BATCH_EVENTS)
-                received = reader.received
-            else:
-                events = []
-                taken = 0
-                popleft = raw.popleft
-                while raw and len(events) < BATCH_EVENTS:
-                    data = popleft()
-                    taken += len(data)
-                    try:
-                        events.extend(decoder.events(data))
-                    except Exception as exc:  # noqa: BLE001 - one message, not the loop
-                        tally.skip(f"event handler error: {type(exc).__name__}")
-                reader.bytes_out += taken
-                received += len(events)
+            events: list[dict[str, Any]] = []
+            taken = 0
+            popleft = raw.popleft
+            while raw and len(events) < BATCH_EVENTS:
+                data = popleft()
+                taken += len(data)
+                try:
+                    events.extend(decoder.events(data))
+                except Exception as exc:  # noqa: BLE001 - one message, not the loop
+                    tally.skip(f"event handler error: {type(exc).__name__}")
+            reader.bytes_out += taken
+            received += len(events)
             state = (received, reader.dropped, tally.invalid, tally.cleaned, reader.status)
             if not events and state == sent:
                 continue
@@ -252,10 +244,8 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
         settings: Any = None,
         pattern: str | None = None,
         batch_s: float = BATCH_S,
-        split: bool = True,
     ):
         super().__init__(name="afirgen-events-process", daemon=True)
-        self.split = split
         from tui.sources.redis_conn import RedisOptions
         from tui.sources.redis_events import event_source
 
@@ -368,7 +358,6 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
                 "options": self.options,
                 "pattern": self.pattern,
                 "batch_s": self.batch_s,
-                "split": self.split,
             }
         )
         return conn
