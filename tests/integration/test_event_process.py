@@ -45,11 +45,12 @@ def own_redis() -> Iterator[RestartableRedis]:
     server.cleanup()
 
 
-def flood(url: str, rate: int, seconds: float) -> int:
-    """Publish Celery events at ``rate`` for ``seconds``; how many were published."""
+def flood(url: str, rate: int, seconds: float, group: int = 24) -> int:
+    """Publish Celery events at ``rate`` for ``seconds``, up to ``group`` of a worker's in
+    one message; how many events were published."""
     out = subprocess.run(
         [sys.executable, "-m", "bench.flood", "--url", url, "--rate", str(rate)]
-        + ["--seconds", str(seconds), "--workers", "5"],
+        + ["--seconds", str(seconds), "--workers", "5", "--group", str(group)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -99,6 +100,29 @@ def test_a_killed_reader_process_is_started_again_and_the_console_resyncs(own_re
         # the counters carry over from the killed process
         wait_until(lambda: receiver.received >= published + more, 20, message="events again")
         assert receiver.invalid == 0
+    finally:
+        receiver.stop()
+
+
+def test_messages_the_socket_thread_cannot_keep_are_counted_as_dropped(own_redis):
+    """Past its byte limit the socket thread drops messages undecoded: each counts as one
+    event received (taken off the wire) and dropped, as a full buffer does in the other
+    receivers, so nothing goes missing uncounted."""
+    url = own_redis.url(0)
+    receiver = reader(url, raw_limit=1)  # no message fits
+    receiver.start()
+    try:
+        wait_until(lambda: receiver.status.state == CONNECTED, 20, message="connected")
+        # one event a message: a message dropped undecoded counts as one event
+        published = flood(url, 2000, 0.5, group=1)
+        wait_until(
+            lambda: receiver.received >= published,
+            20,
+            message=lambda: f"{receiver.received} of {published}",
+        )
+        assert receiver.received == receiver.dropped == published
+        assert not receiver.buffer and receiver.invalid == 0
+        assert receiver.status.connects == 1  # no cut: the socket was read all along
     finally:
         receiver.stop()
 

@@ -105,8 +105,8 @@ EXIT_GRACE_S = 0.5
 class _SocketReader(RedisEventReceiverThread):
     """The child's socket thread: reads messages off the subscription, nothing else.
 
-    ``received`` counts messages read, ``dropped`` messages not kept (the raw deque was
-    full); ``bytes_out`` is written by the main thread only, ``bytes_in`` by this one.
+    ``dropped`` counts messages not kept (the raw deque was full); ``bytes_out`` is written
+    by the main thread only, ``bytes_in`` by this one.
     """
 
     def __init__(self, url: str, options: Any, pattern: str, limit_bytes: int):
@@ -187,7 +187,9 @@ def serve(conn: Connection) -> None:
             conn.send(
                 (
                     events,
-                    received,
+                    # taken off the wire, as the other receivers count it: a message
+                    # dropped undecoded counts as one event, in ``dropped`` too
+                    received + reader.dropped,
                     reader.dropped,
                     (tally.invalid, tally.cleaned),
                     reasons,
@@ -244,6 +246,7 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
         settings: Any = None,
         pattern: str | None = None,
         batch_s: float = BATCH_S,
+        raw_limit: int = RAW_LIMIT_BYTES,
     ):
         super().__init__(name="afirgen-events-process", daemon=True)
         from tui.sources.redis_conn import RedisOptions
@@ -254,6 +257,7 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
         self.buffer: collections.deque[dict[str, Any]] = collections.deque()
         self.buffer_size = buffer_size
         self.batch_s = batch_s
+        self.raw_limit = raw_limit
         self.received = 0
         self.dropped = 0
         self._scrub = scrub or (lambda text: text)
@@ -358,6 +362,7 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
                 "options": self.options,
                 "pattern": self.pattern,
                 "batch_s": self.batch_s,
+                "raw_limit": self.raw_limit,
             }
         )
         return conn
