@@ -307,6 +307,35 @@ def test_the_queue_poller_reads_priority_lengths_through_the_sentinel(
     assert master.llen("cleanup:9") == 3  # operator 1 is wire step 9 on the master itself
 
 
+def test_the_event_reader_process_reads_events_through_the_sentinel(
+    sentinel_app, sentinel_settings, master
+) -> None:
+    from tui.sources.event_process import ProcessEventReceiver
+    from tui.sources.redis_events import make_event_receiver
+
+    receiver = make_event_receiver(sentinel_app, sentinel_settings, 1000)
+    assert isinstance(receiver, ProcessEventReceiver)  # the default on a sentinel:// broker
+    receiver.start()
+    try:
+        assert receiver.wait_connected(20), receiver.status
+        with sentinel_app.connection_for_write() as conn:
+            dispatcher = sentinel_app.events.Dispatcher(
+                conn, hostname="probe@sentinel", enabled=True
+            )
+            dispatcher.send("worker-heartbeat", freq=2.0, active=0, processed=0)
+            dispatcher.close()
+        seen: list[dict] = []
+        wait_until(
+            lambda: seen.extend(receiver.drain(100)) or seen,
+            20,
+            message=lambda: f"the event through the sentinel ({receiver.status})",
+        )
+        assert seen[0]["type"] == "worker-heartbeat" and seen[0]["hostname"] == "probe@sentinel"
+        assert receiver.invalid == 0
+    finally:
+        receiver.stop()
+
+
 def test_redis_client_follows_the_sentinel_and_says_why_it_cannot(
     sentinel_settings, cluster
 ) -> None:

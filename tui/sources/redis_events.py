@@ -32,6 +32,7 @@ import base64
 import binascii
 import collections
 import json
+import os
 import re
 import threading
 import time
@@ -357,9 +358,10 @@ def make_event_receiver(
     On a Redis broker (``redis://``, ``rediss://``, ``unix://``, ``sentinel://``):
     ``auto`` (the default) and ``process`` give this reader in a process of its own
     (:class:`tui.sources.event_process.ProcessEventReceiver`), ``redis`` the same reader
-    as a thread of the console (:class:`RedisEventReceiverThread`), ``kombu`` Celery's
-    receiver (:class:`~tui.sources.events.EventReceiverThread`).  On any other broker
-    (AMQP) every value gives kombu's.
+    as a thread of the console (:class:`RedisEventReceiverThread`, also what ``auto`` and
+    ``process`` give where the OS is not POSIX), ``kombu`` Celery's receiver
+    (:class:`~tui.sources.events.EventReceiverThread`).  On any other broker (AMQP) every
+    value gives kombu's.
 
     Why a process: at 20k events/s the reader needs ~0.5 of a core, and as a thread it
     shares the GIL with a busy UI thread.  In ``bench/bench_e2e.py --flood 1 --rates
@@ -371,13 +373,14 @@ def make_event_receiver(
 
     url = settings.celery_broker_url
     reader = getattr(settings, "console_event_reader", "auto")
-    if is_redis_url(url) and reader in ("auto", "process"):
+    # the process is started with POSIX means (pass_fds, a socketpair); elsewhere: a thread
+    if is_redis_url(url) and reader in ("auto", "process") and os.name == "posix":
         from tui.sources.event_process import ProcessEventReceiver
 
         return ProcessEventReceiver(
             app, buffer_size, scrub=scrub, tally=tally, url=url, settings=settings
         )
-    if is_redis_url(url) and reader == "redis":
+    if is_redis_url(url) and reader in ("auto", "process", "redis"):
         return RedisEventReceiverThread(
             app, buffer_size, scrub=scrub, tally=tally, url=url, settings=settings
         )
