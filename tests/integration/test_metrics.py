@@ -145,10 +145,17 @@ def test_waiting_by_priority_reserved_and_oldest_age(exporter, afirgen_app):
 
 def test_real_worker_counters_runtime_and_liveness(exporter, afirgen_app, worker_factory):
     exporter.wait_for(connected, "exporter connected")
-    worker = worker_factory(queues=("cleanup",))
-    host = worker.hostname.partition("@")[2]
     ok = [afirgen_app.send_task(CLEANUP) for _ in range(2)]
     bad = afirgen_app.send_task(CLEANUP, kwargs={"max_age_hours": "soon"})
+    # The client publishes a task, then its task-sent event: a worker already waiting can
+    # publish task-received in between, and a task-received seen before its task-sent is
+    # counted under queue_name "unknown".  The worker starts once the three are counted.
+    sent = {"name": CLEANUP, "hostname": socket.gethostname(), "queue_name": "cleanup"}
+    exporter.wait_for(
+        lambda s: value(s, "celery_task_sent_total", **sent) == 3, "3 task-sent counted"
+    )
+    worker = worker_factory(queues=("cleanup",))
+    host = worker.hostname.partition("@")[2]
     for result in ok:
         result.get(timeout=60)
     with pytest.raises(Exception, match="soon"):
