@@ -127,7 +127,11 @@ def test_messages_the_socket_thread_cannot_keep_are_counted_as_dropped(own_redis
         receiver.stop()
 
 
-def test_the_reader_process_stops_within_a_second_and_never_holds_the_terminal(own_redis):
+def test_the_reader_process_stops_within_a_second_and_never_holds_the_terminal(
+    own_redis, monkeypatch
+):
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://:s3cret@127.0.0.1:1/0")
+    monkeypatch.setenv("AFIRGEN_HISTORY_DB", "postgresql://u:s3cret@db/x")
     receiver = reader(own_redis.url(0))
     receiver.start()
     try:
@@ -137,8 +141,13 @@ def test_the_reader_process_stops_within_a_second_and_never_holds_the_terminal(o
         # stdin, stdout and stderr are /dev/null: it cannot write over the console's screen
         for fd in (0, 1, 2):
             assert os.readlink(f"/proc/{pid}/fd/{fd}") == os.devnull
-        # the broker URL (it may hold a password) is not on its command line
+        # the broker URL (it may hold a password) is not on its command line, nor in its
+        # environment (its configuration comes through the pipe)
         assert not any("redis://" in arg for arg in psutil.Process(pid).cmdline())
+        environ = psutil.Process(pid).environ()
+        assert not [k for k in environ if k.startswith(("CELERY_", "AFIRGEN_"))], environ
+        # -P: the directory the console was started in is not on its sys.path
+        assert "-P" in psutil.Process(pid).cmdline()
     finally:
         started = time.monotonic()
         receiver.stop()
@@ -300,3 +309,52 @@ def test_the_console_s_first_inspect_waits_for_the_subscription(afirgen_settings
         assert sources.status.state == CONNECTED and sources.status.connects == 1
     finally:
         sources.stop()
+
+
+def test_a_module_in_the_console_s_working_directory_does_not_run_in_the_reader(
+    own_redis, tmp_path, monkeypatch
+):
+    """With ``-m`` Python puts the current directory first on sys.path: a json.py there
+    would run inside the reader, whose batches the console unpickles (attacker review)."""
+    marker = tmp_path / "HIJACKED"
+    (tmp_path / "json.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\nraise SystemExit(3)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    receiver = reader(own_redis.url(0))
+    receiver.start()
+    try:
+        wait_until(lambda: receiver.status.state == CONNECTED, 20, message="connected")
+    finally:
+        receiver.stop()
+    assert not marker.exists()
+
+
+def test_the_console_unpickles_only_plain_data_and_the_reader_status():
+    import pickle
+
+    from tui.sources.event_process import plain_data
+    from tui.sources.readout import ReceiverStatus
+
+    status = ReceiverStatus(CONNECTED, 1.0, None, "", 0, 1)
+    message = (
+        [{"type": "task-sent", "uuid": "u", "x": [1, 2.5, None]}],
+        1,
+        0,
+        (0, 0),
+        None,
+        status,
+    )
+    assert plain_data(pickle.dumps(message)) == message
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    for hostile in (Evil(), [Path("/etc/passwd")], {"e": threading.Lock}):
+        try:
+            data = pickle.dumps(hostile)
+        except Exception:  # noqa: BLE001 - not picklable at all: nothing to refuse
+            continue
+        with pytest.raises(pickle.UnpicklingError):
+            plain_data(data)

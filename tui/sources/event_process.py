@@ -68,7 +68,9 @@ confirmed the ``PSUBSCRIBE``.
 from __future__ import annotations
 
 import collections
+import io
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -227,6 +229,24 @@ class _ProcessEnded(Exception):
     """The reader process ended (its pipe closed), or said why it failed."""
 
 
+#: The only classes a reader process's batches may hold besides plain data (dicts, lists,
+#: tuples, strings, numbers, None): its status.
+_ALLOWED_CLASSES = {("tui.sources.readout", "ReceiverStatus")}
+
+
+class _PlainDataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_CLASSES:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed")
+
+
+def plain_data(data: bytes) -> Any:
+    """Unpickle a message from the reader process, refusing every class but its status: the
+    child's events are plain data, and nothing else has a reason to be there."""
+    return _PlainDataUnpickler(io.BytesIO(data)).load()
+
+
 class ProcessEventReceiver(ReceiverReadout, threading.Thread):
     """The direct Redis reader in a process of its own; this thread (in the console) only
     unpickles the batches it sends into :attr:`buffer`.
@@ -333,12 +353,17 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
     def _start_process(self) -> Connection:
         ours, theirs = socket.socketpair()
         try:
-            env = dict(os.environ)
+            # The configuration (the URL and its password) comes through the pipe: the
+            # broker and backend URLs stay out of the child's environment (/proc/PID/environ).
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "AFIRGEN_"))}
             # the same tui package as this console's, wherever it is installed
             root = str(Path(__file__).resolve().parents[2])
             env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
             process = subprocess.Popen(
-                [sys.executable, "-m", "tui.sources.event_process", str(theirs.fileno())],
+                # -P: not the current directory first on sys.path (a json.py or base64.py
+                # where the console was started would run in the reader, whose batches the
+                # console unpickles)
+                [sys.executable, "-P", "-m", "tui.sources.event_process", str(theirs.fileno())],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -380,9 +405,11 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
                 child_state = CONNECTING
                 while not self._stop_event.is_set():
                     try:
-                        message = conn.recv()
+                        message = plain_data(conn.recv_bytes())
                     except (EOFError, OSError) as exc:
                         raise _ProcessEnded(self._ended_why()) from exc
+                    except pickle.UnpicklingError as exc:
+                        raise _ProcessEnded(f"refused a message: {exc}") from exc
                     if message.__class__ is str:
                         raise _ProcessEnded(message)
                     batch, received, dropped, counts, reasons, status = message
