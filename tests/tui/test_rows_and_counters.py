@@ -287,3 +287,79 @@ async def test_slices_between_ticks_apply_events_and_the_tick_shows_them(console
         assert screen.events_applied == applied  # the tick had nothing left to apply
         # the flow the slices counted reaches the Queues pane's rates at the tick
         assert any(r.rate_in > 0 for r in screen.queue_rows.values())
+
+
+async def test_the_pinned_row_stays_when_a_flood_pushes_it_past_the_row_cap(
+    console, sources, events
+):
+    """Operator review: at 5,000 tasks/s the chosen row sank past the 1,000-row cap within
+    0.2 s and the cursor landed on a neighbour (r/t/R/Enter would have acted on it)."""
+    from tui.ui.widgets.panes import TASK_ROW_CAP
+
+    async with console.run_test(size=(120, 36)) as pilot:
+        screen = console.console_screen
+        pane = console.query_one("#tasks", TasksPane)
+        first = []
+        for _ in range(50):
+            uuid, evs = events.task("success")
+            first.append(uuid)
+            sources.feed(evs)
+        screen.tick()
+        await pilot.pause()
+        chosen = first[-10]
+        assert pane.select(chosen) and pane.pinned
+        for _ in range(TASK_ROW_CAP + 200):
+            sources.feed(events.task("success")[1])
+        screen.tick()
+        await pilot.pause()
+        assert pane.row_count == TASK_ROW_CAP
+        assert pane.cursor_key() == chosen
+        assert pane.get_row_index(chosen) == TASK_ROW_CAP - 1  # kept, as the last row
+        assert not pane.has_key(first[0])  # its neighbours went past the cap as before
+        # Home: it follows the top again, and the row is let go at the next tick
+        await pilot.press("home")
+        sources.feed(events.task("success")[1])
+        screen.tick()
+        await pilot.pause()
+        assert not pane.has_key(chosen)
+
+
+def test_worker_label_names_the_worker_not_celery_s_default_node_name() -> None:
+    from tui.ui.widgets.panes import worker_label
+
+    assert worker_label("w1@fir-worker-01") == "w1"
+    assert worker_label("celery@fir-worker-01") == "fir-worker-01"
+    assert worker_label("celery") == "celery"
+    assert worker_label(None) == "-" and worker_label("") == "-"
+
+
+async def test_with_many_tasks_the_filter_applies_when_typing_pauses(
+    console, sources, events, monkeypatch
+):
+    """Each filter change scans every task in memory: with many, typing is not slowed by a
+    scan per key (operator review: ten keys during a flood froze the screen for 5 s)."""
+    import tui.ui.console as console_module
+
+    monkeypatch.setattr(console_module, "FILTER_DEBOUNCE_TASKS", 10)
+    async with console.run_test(size=(120, 36)) as pilot:
+        screen = console.console_screen
+        bad, evs = events.task("failure")
+        sources.feed(evs)
+        for _ in range(20):
+            sources.feed(events.task("success")[1])
+        screen.tick()
+        await pilot.pause()
+        pane = console.query_one("#tasks", TasksPane)
+        applied: list[str] = []
+        real = screen.set_filter
+        monkeypatch.setattr(screen, "set_filter", lambda text: (applied.append(text), real(text)))
+        await pilot.press("slash", *"state:fail")
+        assert applied == [], "not on every key"
+        deadline = time.monotonic() + 10
+        while not applied and time.monotonic() < deadline:  # the pause in typing
+            await pilot.pause(0.05)
+        await pilot.pause()
+        assert applied == ["state:fail"] and pane.row_keys == {bad}
+        # Enter applies at once
+        await pilot.press("backspace", "enter")
+        assert applied[-1] == "state:fai"

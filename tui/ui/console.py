@@ -77,6 +77,11 @@ LOST_RECHECK_S = 5.0
 TREND_POINTS = 10
 
 
+#: Tasks in memory from which the filter is applied when typing pauses, not on every key.
+FILTER_DEBOUNCE_TASKS = 20_000
+#: The pause in typing after which the filter is applied (with that many tasks).
+FILTER_DEBOUNCE_S = 0.3
+
 #: Queues whose consumers :attr:`ConsoleScreen.seen_consuming` remembers (replies are forgeable).
 MAX_SEEN_QUEUES = 10_000
 
@@ -118,6 +123,7 @@ class ConsoleScreen(Screen[None]):
         self.last_inspection: InspectionResult | None = None
         self.events_applied = 0
         self._pending_changes = PendingChanges()
+        self._filter_timer: Timer | None = None
         self.tick_count = 0
         self._was_connected = False
         self._events_enabled_on: set[str] = set()
@@ -750,10 +756,24 @@ class ConsoleScreen(Screen[None]):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.set_filter(event.value)
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+        if len(self.model) < FILTER_DEBOUNCE_TASKS:
+            self.set_filter(event.value)
+            return
+        # Each filter change scans every task in memory (~100 ms for 100k): while the
+        # operator types, apply it once they pause, not on every key (during a flood ten
+        # keys were a 5 s freeze and 100k dropped events).
+        value = event.value
+        self._filter_timer = self.set_timer(FILTER_DEBOUNCE_S, lambda: self.set_filter(value))
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+            self._filter_timer = None
+        self.set_filter(event.value)
         self.query_one("#filter", Input).display = bool(event.value)
         self.tasks_pane.focus()
 

@@ -291,6 +291,16 @@ def _concurrency(w: object, width: int = CONC_WIDTH) -> str:
 
 TASK_ROW_CAP = 1000
 
+
+def worker_label(hostname: str | None) -> str:
+    """A worker in a narrow column: its node name (``w1`` of ``w1@box``), or its host when
+    the node name is Celery's default ``celery`` (every row read ``celery`` otherwise)."""
+    if not hostname:
+        return "-"
+    name, _, host = hostname.partition("@")
+    return host or name if name == "celery" else name
+
+
 #: Marks the operator's own enqueued job in the State column.
 MARK = "➤ "
 #: A task marked with Space (or ``*``), in front of its state: r t k R act on the marked ones.
@@ -435,7 +445,7 @@ class TasksPane(_CommandPane):
                 label if len(SELECTED) + len(label) <= _W["state"] else label.split(" ", 1)[-1]
             )
             style = f"{style} reverse".strip()
-        host = (getattr(t, "hostname", None) or "-").split("@")[0]
+        host = worker_label(getattr(t, "hostname", None))
         prio = getattr(t, "priority", None)
         first = (
             getattr(t, "sent", None) or getattr(t, "received", None) or getattr(t, "started", None)
@@ -578,11 +588,20 @@ class TasksPane(_CommandPane):
         ]
         # Stable, and the rows not re-keyed are already in order: close to linear.
         order.sort(key=sort_keys.__getitem__, reverse=True)
-        drops.extend(order[TASK_ROW_CAP:])  # past the row cap: the last rows go
+        shown = order[:TASK_ROW_CAP]
+        if len(order) > TASK_ROW_CAP:
+            held = self.cursor_key() if self.pinned else None
+            if held is not None and held in sort_keys and held not in shown:
+                # The operator's row sank past the cap (5,000 new tasks a second push a row
+                # down 1,000 places in 0.2 s): it stays, as the last row, so the cursor and
+                # r/t/R/Enter stay on the task they chose instead of its neighbour.
+                shown = [*order[: TASK_ROW_CAP - 1], held]
+            kept = set(shown)
+            drops.extend(k for k in order[TASK_ROW_CAP - 1 :] if k not in kept)
         self.drop_many(drops)  # one re-index for all of them
         for uuid in drops:
             sort_keys.pop(uuid, None)
-        self.order = order[:TASK_ROW_CAP]
+        self.order = shown
         self.set_order(self.order)
         if self.pinned:
             cursor = self.cursor_row
