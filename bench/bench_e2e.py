@@ -345,7 +345,14 @@ async def bench(args: argparse.Namespace, broker: str) -> list[dict[str, Any]]:
             celery_app, settings.console_event_buffer, tally=sources.boundary.events
         )
     args.receiver_name = type(sources.events).__name__
-    app = make_app_class()(settings, sources, celery_app=celery_app, read_only=True)
+    history = None
+    if args.history:
+        from tui.history.store import HistoryStore
+
+        history = HistoryStore.from_settings(settings)  # as tui/run.py opens it
+    app = make_app_class()(
+        settings, sources, celery_app=celery_app, read_only=True, history=history
+    )
     results = []
     rnd = random.Random(7)
     async with app.run_test(headless=True, size=(120, 40)) as pilot:
@@ -386,6 +393,9 @@ async def bench(args: argparse.Namespace, broker: str) -> list[dict[str, Any]]:
             prof.disable()
             prof.dump_stats(args.profile)
         sources.stop()
+        app.console_screen.history.close()
+    if history is not None:
+        history.close()
     return results
 
 
@@ -424,6 +434,11 @@ def main() -> int:
         default=0,
         metavar="GROUP",
         help="publish with bench/flood.py, at most GROUP worker events per message (1: one each)",
+    )
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="persist the task history (SQLite in the scratch dir) as the console does",
     )
     args = parser.parse_args()
     cmd = "python -m bench.bench_e2e " + " ".join(shlex.quote(a) for a in sys.argv[1:])
