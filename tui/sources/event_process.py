@@ -36,13 +36,15 @@ It never writes to the terminal: its stdin, stdout and stderr are ``/dev/null``.
 How it starts
 -------------
 
-``subprocess.Popen([python, "-m", "tui.sources.event_process", FD])``: a fresh interpreter,
-exec'd at once.  ``_posixsubprocess`` forks and execs in C, so no Python code runs in a
+``subprocess.Popen([python, "-P", "-m", "tui.sources.event_process", FD])``: a fresh
+interpreter, exec'd at once (``-P``: the console's working directory is not on its
+``sys.path``; the broker's ``CELERY_*``/``AFIRGEN_*`` variables are not in its environment).  ``_posixsubprocess`` forks and execs in C, so no Python code runs in a
 copy of the console, whose other threads may hold locks: the earlier variant forked the
 console with multiprocessing's ``fork`` and hung at start in a full CI run.  Its stdin,
 stdout and stderr are ``/dev/null`` and only its end of the pipe (a socketpair) is
 passed; its config (the URL with its password, the TLS and sentinel options) comes
-through the pipe, never on the command line.  It imports the stdlib, redis-py with
+through the pipe, never on the command line.  The console unpickles what it sends with an
+unpickler that refuses every class but the reader's status (:func:`plain_data`).  It imports the stdlib, redis-py with
 hiredis and the trust boundary, not celery, kombu, pydantic or textual
 (tests/unit/test_event_process.py), so it is subscribed ~0.2-0.3 s after ``start()``
 (load average 5 on the 2-CPU test machine; docs/performance.md has the figures).
