@@ -104,3 +104,14 @@ def test_every_step_has_a_rank_the_higher_the_sooner() -> None:
 def test_a_broker_without_a_host_gives_way_whole() -> None:
     line = str(status_line(facts(broker="memory://", filter_text="queue:email"), 50))
     assert line == "● connected │ filter: queue:email │ ev 0✗", repr(line)
+
+
+def test_received_and_applied_outlast_the_cleaned_count() -> None:
+    """Operator review: during a flood the line read "ev 255,708✗ │ 99,145 cleaned" and hid
+    what was received and applied, the figures being watched."""
+    busy = facts(received=1_021_284, applied=863_186, dropped=108_098, cleaned=99_145)
+    for width in range(40, 160):
+        line = str(status_line(busy, width))
+        if "cleaned" in line:
+            assert "1,021,284↓" in line, (width, line)
+    assert RANK["clipped and cleaned"] > RANK["received and applied"]

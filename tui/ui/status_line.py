@@ -29,13 +29,15 @@ BAR = " │ "
 GIVE_WAY = (
     "order",  # the Tasks pane's order: its title says it too
     "buffered",
-    "received and applied",  # "ev 1,204↓ 1,204✓ 0✗" -> "ev 0✗"
     "clipped and cleaned, in full",  # "3 fields clipped" -> "3 clipped"
     "marks hint",  # "3 marked (Esc clears)" -> "3 marked"
     "new rows hint",  # "2 new ↑ (Home)" -> "2 new ↑"
     "bad events, in full",  # "2 bad/unknown events skipped" -> "2 bad events"
     "broker scheme",  # "redis://:***@host:6379/0" -> "host:6379/0"
     "clipped and cleaned",
+    # after the cleaned count: during a flood received and applied are what the operator
+    # watches (operator review: "ev 255,708✗ │ 99,145 cleaned" hid them)
+    "received and applied",  # "ev 1,204↓ 1,204✓ 0✗" -> "ev 0✗"
     "rate",
     "reconnects",
     "history reasons",  # "history: 3 rows not saved (why)" -> "history: 3 rows not saved"
