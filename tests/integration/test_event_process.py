@@ -358,3 +358,24 @@ def test_the_console_unpickles_only_plain_data_and_the_reader_status():
             continue
         with pytest.raises(pickle.UnpicklingError):
             plain_data(data)
+
+
+def test_while_the_broker_is_away_the_next_attempt_time_moves_on(own_redis):
+    """Operator review: with the reader process, "retry in 0s" stayed for 20 s while Redis
+    was down: the console only took the child's status when its state changed."""
+    receiver = reader(own_redis.url(0))
+    receiver.start()
+    try:
+        wait_until(lambda: receiver.status.state == CONNECTED, 20, message="connected")
+        own_redis.stop()
+        wait_until(lambda: receiver.status.state == RECONNECTING, 20, message="reconnecting")
+        first = receiver.status.next_attempt_at
+        assert first is not None
+        wait_until(
+            lambda: (receiver.status.next_attempt_at or 0) > first,
+            30,
+            message="a later attempt's time",
+        )
+        assert receiver.status.state == RECONNECTING
+    finally:
+        receiver.stop()

@@ -403,8 +403,7 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
             base_reasons = dict(tally.reasons)
             try:
                 conn = self._start_process()
-                child_connects = 0
-                child_state = CONNECTING
+                child_seen: tuple[object, ...] = (0, CONNECTING, None, 0)
                 while not self._stop_event.is_set():
                     try:
                         message = plain_data(conn.recv_bytes())
@@ -432,8 +431,11 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
                             merged[reason] = merged.get(reason, 0) + n
                         tally.reasons = merged  # one reference swap: readers see old or new
                         tally.last = reasons[1]
-                    if status.connects != child_connects or status.state != child_state:
-                        child_connects, child_state = status.connects, status.state
+                    # the next attempt's time too: a RECONNECTING status whose attempt
+                    # came and went read "retry in 0s" for as long as the broker was away
+                    seen = (status.connects, status.state, status.next_attempt_at, status.attempt)
+                    if seen != child_seen:
+                        child_seen = seen
                         if status.state == CONNECTED:
                             attempt = 0
                         if status.state != CONNECTING:
