@@ -80,6 +80,21 @@ class Column:
         return self.width + 2 * table.cell_padding
 
 
+class _RowMessage(Message):
+    """A row of a :class:`KeyedTable`: the table, the row's number and its key."""
+
+    def __init__(self, table: KeyedTable, cursor_row: int, row_key: RowKey) -> None:
+        self.table = table
+        self.cursor_row = cursor_row
+        self.row_key = row_key
+        super().__init__()
+
+    @property
+    def control(self) -> KeyedTable:
+        """The table."""
+        return self.table
+
+
 class KeyedTable(ScrollView, can_focus=True):
     """Ordered rows keyed by a string, a row cursor pinned to its key, drawn line by line."""
 
@@ -121,33 +136,11 @@ class KeyedTable(ScrollView, can_focus=True):
         Binding("right", "scroll_right", "Scroll right", show=False),
     ]
 
-    class RowHighlighted(Message):
+    class RowHighlighted(_RowMessage):
         """The cursor moved to another row (``row_key.value`` is its key)."""
 
-        def __init__(self, table: KeyedTable, cursor_row: int, row_key: RowKey) -> None:
-            self.table = table
-            self.cursor_row = cursor_row
-            self.row_key = row_key
-            super().__init__()
-
-        @property
-        def control(self) -> KeyedTable:
-            """The table."""
-            return self.table
-
-    class RowSelected(Message):
+    class RowSelected(_RowMessage):
         """Enter (or a click on the highlighted row) chose a row (``row_key.value``)."""
-
-        def __init__(self, table: KeyedTable, cursor_row: int, row_key: RowKey) -> None:
-            self.table = table
-            self.cursor_row = cursor_row
-            self.row_key = row_key
-            super().__init__()
-
-        @property
-        def control(self) -> KeyedTable:
-            """The table."""
-            return self.table
 
     #: spaces on each side of a cell
     cell_padding = 1
