@@ -1272,6 +1272,10 @@ async def test_hostile_history_rows_planted_before_start(
                     8.0,
                 ):
                     findings.add("a valid task published after start never reached the model")
+                # events are applied between ticks (ConsoleScreen.absorb); the tick hands the
+                # changed tasks to the history writer: wait for the next one
+                ticks = app.console_screen.tick_count
+                await settle(pilot, app, lambda: app.console_screen.tick_count > ticks, 5.0)
                 if app.console_screen.history.writer is not None:
                     await asyncio.to_thread(app.console_screen.history.writer.flush)
             if crashed(app):
