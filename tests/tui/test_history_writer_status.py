@@ -61,3 +61,32 @@ async def test_poison_events_cost_no_real_task_and_losses_show(
     conn.close()
     assert set(real) <= saved and not any(u.startswith("poison-") for u in saved)
     store.close()
+
+
+async def test_tasks_applied_by_a_slice_after_the_last_tick_are_saved_on_quit(
+    screen_settings, events
+):
+    """Events are applied between ticks (ConsoleScreen.absorb) and the tick hands changed
+    tasks to the writer: on quit, those a slice applied since the last tick are saved too."""
+    store = HistoryStore(screen_settings.history_db)
+    sources = StaticSources(screen_settings)
+    app = AfirgenApp(screen_settings, sources, autostart=False, history=store)
+    sources.start()
+    uuids = []
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(
+            pilot, app, lambda: app.console_screen.history.writer is not None, message="writer"
+        )
+        for _ in range(5):
+            uid, evs = events.task("success")
+            uuids.append(uid)
+            sources.feed(evs)
+        assert app.console_screen.absorb(budget_s=60.0) > 0  # a slice, no tick after it
+        assert app.console_screen.not_yet_persisted() >= set(uuids)
+        app.console_screen.history.close()  # what the console does on quit
+        await pilot.press("q")
+    conn = sqlite3.connect(screen_settings.history_db)
+    saved = {u for (u,) in conn.execute("SELECT uuid FROM tasks")}
+    conn.close()
+    assert set(uuids) <= saved
+    store.close()

@@ -224,6 +224,11 @@ class ConsoleScreen(Screen[None]):
         self.events_applied += applied
         return applied
 
+    def not_yet_persisted(self) -> set[str]:
+        """Tasks applied since the last tick, not yet handed to the history writer."""
+        pending = self._pending_changes
+        return pending.changed.union(pending.new)
+
     def _absorb_between_ticks(self) -> None:
         if self.sources.buffered:
             self.absorb()

@@ -162,8 +162,12 @@ class HistoryService:
         return self.writer.status_note() if self.writer is not None else ""
 
     def close(self) -> None:
-        """Flush the history writer (idempotent); the store is closed by its owner."""
+        """Flush the history writer (idempotent); the store is closed by its owner.
+
+        Tasks a slice applied since the last tick (:meth:`ConsoleScreen.absorb`) have not
+        been handed to the writer yet: they are, first."""
         if self.writer is not None:
+            self.persist(self.screen.not_yet_persisted())
             self.writer.close()
             self.writer = None
 
