@@ -247,10 +247,7 @@ class ConsoleScreen(Screen[None]):
         if not self.sources.buffered:
             workers |= self.model.refresh_liveness(now)
             # the tasks lost with a worker that just went: on screen this tick
-            late = self.model.apply([])
-            new.extend(late.new_tasks)
-            changed |= late.tasks
-            evicted |= late.evicted
+            pending.add(self.model.apply([]))
         self._locate_lost(now)
         self._inspect_new_workers(workers, now)
         self.history.persist(changed.union(new))
