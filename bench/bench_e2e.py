@@ -366,6 +366,12 @@ async def bench(args: argparse.Namespace, broker: str) -> list[dict[str, Any]]:
             f"console up, receiver connected; RSS {psutil.Process().memory_info().rss / 2**20:.0f} MB",
             flush=True,
         )
+        watch = None
+        if args.stalls:
+            from bench.stalls import StallWatch
+
+            watch = StallWatch(asyncio.get_running_loop(), threshold=args.stalls / 1000)
+            watch.start()
         prof = None
         if args.profile:
             import cProfile
@@ -392,6 +398,9 @@ async def bench(args: argparse.Namespace, broker: str) -> list[dict[str, Any]]:
         if prof is not None:
             prof.disable()
             prof.dump_stats(args.profile)
+        if watch is not None:
+            watch.stop()
+            args.stall_report = watch.report()
         sources.stop()
         app.console_screen.history.close()
     if history is not None:
@@ -440,7 +449,15 @@ def main() -> int:
         action="store_true",
         help="persist the task history (SQLite in the scratch dir) as the console does",
     )
+    parser.add_argument(
+        "--stalls",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="sample the UI thread while its loop is MS late (bench/stalls.py); report at the end",
+    )
     args = parser.parse_args()
+    args.stall_report = ""
     cmd = "python -m bench.bench_e2e " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     tmp = Path(tempfile.mkdtemp(prefix="afirgen-e2e-"))
     redis_proc = None
@@ -499,6 +516,8 @@ def main() -> int:
             f"{r['key_n']} key presses ({r['key_noop']} no-op), {r['frames_per_s']:.0f} frames/s, "
             f"status line: {r['status']}"
         )
+    if args.stall_report:
+        print(args.stall_report)
     return 0
 
 

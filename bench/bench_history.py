@@ -1,7 +1,7 @@
 """History search on a large file: time per query for each filter term kind.
 
 Builds a history of N synthetic tasks (default 1,000,000) in a temporary SQLite file
-with :meth:`HistoryStore.upsert` (the writer's own path, FTS trigram index included),
+with :meth:`HistoryStore.upsert` and :meth:`HistoryStore.index_pending` (the writer's own path),
 then times :meth:`HistoryStore.search` for every term kind of the Tasks pane filter
 plus ``args:`` and a time range, and prints a table (best of 3, warm cache) and the
 plan each query took.
@@ -106,14 +106,10 @@ def synthetic_rows(n: int, seed: int = 7, end: float | None = None) -> Iterator[
 def build(path: Path, n: int, chunk: int = 50_000, end: float | None = None) -> HistoryStore:
     """A new store at ``path`` holding ``n`` synthetic rows (``max_rows`` above ``n``).
 
-    Uses the writer's upsert, but fills the args index once at the end ('rebuild')
-    instead of row by row: 3x faster.  Only for a private file: the trigger is missing
-    while it builds.
+    Uses the writer's upsert, then fills the args index as the writer does after its
+    flushes (:meth:`HistoryStore.index_pending`, rows indexed behind a watermark).
     """
     store = HistoryStore(path, max_rows=max(n * 2, 1000), max_age_days=3650)
-    fts = store.has_fts
-    if fts:
-        store._conn().execute("DROP TRIGGER tasks_fts_ai")
     batch: list[dict[str, Any]] = []
     for row in synthetic_rows(n, end=end):
         batch.append(row)
@@ -122,10 +118,8 @@ def build(path: Path, n: int, chunk: int = 50_000, end: float | None = None) -> 
             batch = []
     if batch:
         store.upsert(batch)
-    if fts:
-        store._conn().execute("INSERT INTO tasks_fts(tasks_fts) VALUES ('rebuild')")
-        store.close()
-        store = HistoryStore(path, max_rows=max(n * 2, 1000), max_age_days=3650)  # the trigger
+    while store.index_pending(budget_s=5.0, chunk=50_000):
+        pass
     store._conn().execute("PRAGMA optimize")
     return store
 

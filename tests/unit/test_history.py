@@ -386,7 +386,9 @@ def test_two_processes_writing_the_same_file_do_not_corrupt_it(tmp_path: Path):
     # the shared ones end SUCCESS whoever wrote last: the state never regresses
     assert all(rows[f"c{j:06d}"]["state"] == "SUCCESS" for j in range(3000, 9000))
     assert all(rows[f"c{j:06d}"]["state"] == "STARTED" for j in range(3000))
-    # the fts index agrees with the table
+    # the fts index agrees with the table, once the rows both writers left unindexed are in
+    store.index_pending(budget_s=30.0)
+    assert store.index_backlog() == 0
     conn = store._conn()
     conn.execute("INSERT INTO tasks_fts(tasks_fts, rank) VALUES ('integrity-check', 1)")
     store.close()
@@ -473,6 +475,7 @@ RECORDS = _records()
 def search_store(tmp_path_factory: pytest.TempPathFactory):
     s = HistoryStore(tmp_path_factory.mktemp("search") / "h.sqlite3")
     s.upsert([task_to_row(t) for t in RECORDS])
+    s.index_pending(budget_s=30.0)  # as the writer does after its flushes
     yield s
     s.close()
 

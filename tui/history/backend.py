@@ -65,6 +65,16 @@ class HistoryBackend(ABC):
     def prune(self, now: float | None = None, chunk: int = 20_000, max_chunks: int = 50) -> int:
         """Delete rows past ``max_age_days`` and past ``max_rows``; returns the rows deleted."""
 
+    def index_pending(self, budget_s: float = 0.05, chunk: int = 1_000) -> int:
+        """Index rows written but not yet searchable by ``args:`` from an index, for about
+        ``budget_s`` seconds; returns the rows indexed.  A store whose index is kept on
+        every write (PostgreSQL's pg_trgm) has nothing to do."""
+        return 0
+
+    def index_backlog(self) -> int:
+        """Rows written but not yet in the ``args:`` index (0 when it is kept on write)."""
+        return 0
+
     @abstractmethod
     def take_legacy_notice(self) -> int:
         """Rows a migration kept as ``legacy`` if no console has said so yet (then 0)."""

@@ -149,24 +149,40 @@ CREATE TABLE IF NOT EXISTS vocab (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 """
 
-_FTS_SCHEMA = """
+#: The key in ``meta`` of the FTS watermark: every row with ``id <=`` it is in ``tasks_fts``,
+#: no row above it is.  Rows are indexed after they are written, in chunks
+#: (:meth:`HistoryStore.index_pending`), not by a trigger on every insert: the trigram
+#: index of args and kwargs costs ~95 us a row, two thirds of an insert, and under a flood
+#: the writer must keep up with the tasks first (docs/performance.md, issue 17).
+FTS_WATERMARK = "fts_indexed"
+_FTS_DONE = f"coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = '{FTS_WATERMARK}'), 0)"
+
+_FTS_SCHEMA = f"""
 CREATE VIRTUAL TABLE IF NOT EXISTS tasks_fts USING fts5(
     args, kwargs, content='tasks', content_rowid='id', tokenize='trigram'
 );
-CREATE TRIGGER IF NOT EXISTS tasks_fts_ai AFTER INSERT ON tasks BEGIN
+-- a row inserted at or below the watermark (an id reused after the newest rows were
+-- deleted) is indexed at once: the watermark's promise holds for every id below it
+CREATE TRIGGER IF NOT EXISTS tasks_fts_ai_low AFTER INSERT ON tasks
+WHEN new.id <= {_FTS_DONE} BEGIN
     INSERT INTO tasks_fts(rowid, args, kwargs) VALUES (new.id, new.args, new.kwargs);
 END;
-CREATE TRIGGER IF NOT EXISTS tasks_fts_ad AFTER DELETE ON tasks BEGIN
+-- only indexed rows are taken out of the index: a 'delete' of a row it never held
+-- would corrupt it
+CREATE TRIGGER IF NOT EXISTS tasks_fts_ad_low AFTER DELETE ON tasks
+WHEN old.id <= {_FTS_DONE} BEGIN
     INSERT INTO tasks_fts(tasks_fts, rowid, args, kwargs)
     VALUES ('delete', old.id, old.args, old.kwargs);
 END;
-CREATE TRIGGER IF NOT EXISTS tasks_fts_au AFTER UPDATE OF args, kwargs ON tasks
-WHEN old.args IS NOT new.args OR old.kwargs IS NOT new.kwargs BEGIN
+CREATE TRIGGER IF NOT EXISTS tasks_fts_au_low AFTER UPDATE OF args, kwargs ON tasks
+WHEN (old.args IS NOT new.args OR old.kwargs IS NOT new.kwargs) AND old.id <= {_FTS_DONE} BEGIN
     INSERT INTO tasks_fts(tasks_fts, rowid, args, kwargs)
     VALUES ('delete', old.id, old.args, old.kwargs);
     INSERT INTO tasks_fts(rowid, args, kwargs) VALUES (new.id, new.args, new.kwargs);
 END;
 """
+#: The triggers of the files before the watermark, which indexed every row on insert.
+_FTS_EAGER_TRIGGERS = ("tasks_fts_ai", "tasks_fts_ad", "tasks_fts_au")
 
 
 #: The indexes of schema 1, dropped by the migration and made again leading with the cluster.
@@ -562,8 +578,7 @@ class HistoryStore(HistoryBackend):
             for stmt in _split_sql(_SCHEMA):
                 c.execute(stmt)
             try:
-                for stmt in _split_sql(_FTS_SCHEMA):
-                    c.execute(stmt)
+                self._fts_schema(c)
             except sqlite3.OperationalError as exc:  # no FTS5 or no trigram: LIKE scans
                 log.warning("history: no FTS5 trigram index (%s); args search scans", exc)
             c.execute(
@@ -584,6 +599,35 @@ class HistoryStore(HistoryBackend):
             )
         self.has_fts = bool(
             conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'tasks_fts'").fetchone()
+        )
+
+    @staticmethod
+    def _fts_schema(c: sqlite3.Connection) -> None:
+        """The args/kwargs index and its watermark, inside the schema transaction.
+
+        A file made before the watermark has every row indexed by its eager triggers:
+        they are dropped and the watermark set to the last row.  A new index (a new file,
+        or SQLite gained FTS5) starts at 0 and :meth:`index_pending` fills it in.
+        """
+        eager = c.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN (?, ?, ?)",
+            _FTS_EAGER_TRIGGERS,
+        ).fetchone()[0]
+        had_index = (
+            c.execute("SELECT 1 FROM sqlite_master WHERE name = 'tasks_fts'").fetchone() is not None
+        )
+        for stmt in _split_sql(_FTS_SCHEMA):
+            c.execute(stmt)
+        if eager:
+            for name in _FTS_EAGER_TRIGGERS:
+                c.execute(f"DROP TRIGGER IF EXISTS {name}")
+        start = 0
+        if had_index and eager:
+            start = c.execute("SELECT coalesce(max(id), 0) FROM tasks").fetchone()[0]
+        # OR IGNORE: another console may have set it already (and indexed since)
+        c.execute(
+            f"INSERT {'OR REPLACE' if eager else 'OR IGNORE'} INTO meta(key, value) VALUES (?, ?)",
+            (FTS_WATERMARK, str(start)),
         )
 
     def _migrate(self, c: sqlite3.Connection) -> None:
@@ -768,6 +812,46 @@ class HistoryStore(HistoryBackend):
                 max_chunks,
             )
         return deleted
+
+    def index_pending(self, budget_s: float = 0.05, chunk: int = 1_000) -> int:
+        """Add the rows written since the last call to the args/kwargs index, for about
+        ``budget_s`` seconds (one short transaction per ``chunk`` rows); returns the rows
+        indexed.  The writer thread calls it after each flush, with a small budget while
+        rows wait to be written (the history first, the index after).  A search meanwhile
+        scans the rows not yet indexed, so ``args:`` finds them all the same.
+        """
+        if not self.has_fts:
+            return 0
+        deadline = time.perf_counter() + budget_s
+        done = 0
+        while True:
+            with self.transaction() as c:
+                start = c.execute(f"SELECT {_FTS_DONE}").fetchone()[0]
+                top = c.execute(
+                    "SELECT max(id) FROM (SELECT id FROM tasks WHERE id > ? ORDER BY id LIMIT ?)",
+                    (start, chunk),
+                ).fetchone()[0]
+                if top is None:
+                    return done
+                n = c.execute(
+                    "INSERT INTO tasks_fts(rowid, args, kwargs)"
+                    " SELECT id, args, kwargs FROM tasks WHERE id > ? AND id <= ?",
+                    (start, top),
+                ).rowcount
+                c.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                    (FTS_WATERMARK, str(top)),
+                )
+            done += max(n, 0)
+            if time.perf_counter() >= deadline:
+                return done
+
+    def index_backlog(self) -> int:
+        """Rows written but not yet in the args/kwargs index (0 without one)."""
+        if not self.has_fts:
+            return 0
+        conn = self._conn()
+        return conn.execute(f"SELECT count(*) FROM tasks WHERE id > {_FTS_DONE}").fetchone()[0]
 
     def _delete_chunks(self, sql: str, params: tuple[Any, ...], chunk: int, max_chunks: int) -> int:
         """Run a ``LIMIT chunk`` DELETE, one short transaction each, until a chunk comes up short."""
@@ -1030,7 +1114,11 @@ class HistoryStore(HistoryBackend):
             # an FTS5 query cannot hold NUL ("unterminated string"): such a term scans
             if self.has_fts and not any("\x00" in n for n in needles):
                 match = " OR ".join(_fts_phrase(n) for n in needles)
-                fts = [("SELECT rowid AS id FROM tasks_fts WHERE tasks_fts MATCH ?", [match])]
+                fts = [
+                    ("SELECT rowid AS id FROM tasks_fts WHERE tasks_fts MATCH ?", [match]),
+                    # the rows not indexed yet (index_pending): the LIKE above decides them
+                    (f"SELECT id FROM tasks WHERE id > {_FTS_DONE}", []),
+                ]
             return _Clause("(" + " OR ".join(conds) + ")", params, fts)
         raise ValueError(f"unknown term kind {kind!r}")
 

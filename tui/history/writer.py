@@ -27,10 +27,13 @@ class HistoryWriter:
     under a lock the writer holds only to swap the dict.  A task submitted twice before a
     flush is written once (the later snapshot).  Past ``max_pending`` rows the oldest are
     dropped and counted (``dropped``).  The thread flushes at most every ``interval``
-    seconds, one transaction per flush, and prunes every ``prune_every`` seconds.
+    seconds, one transaction per flush, and prunes every ``prune_every`` seconds.  After
+    each flush it adds the new rows to the store's ``args:`` index
+    (:meth:`HistoryBackend.index_pending`): ``index_busy_s`` at most while rows wait (a
+    flood: the history first, the index catches up after), ``index_idle_s`` otherwise.
 
     Counters: ``submitted``, ``written``, ``dropped``, ``flushes``, ``errors``,
-    ``pruned``, ``rejected`` (rows that could not be saved; ``last_rejected`` says why) and
+    ``pruned``, ``indexed``, ``rejected`` (rows that could not be saved; ``last_rejected`` says why) and
     ``cleaned`` (values NULLed or replaced so their row could be saved); ``last_error``
     holds the last write error (rows are kept and retried), ``failing`` whether the last
     write failed.  :meth:`status_note` puts them in words for the status line.
@@ -43,14 +46,18 @@ class HistoryWriter:
         max_pending: int = 200_000,
         prune_every: float = 60.0,
         source: str = SOURCE_EVENTS,
+        index_busy_s: float = 0.02,
+        index_idle_s: float = 0.25,
     ) -> None:
         self.store = store
         self.interval = interval
         self.max_pending = max_pending
         self.prune_every = prune_every
         self.source = source
+        self.index_busy_s = index_busy_s
+        self.index_idle_s = index_idle_s
         self.submitted = self.written = self.dropped = 0
-        self.flushes = self.errors = self.pruned = 0
+        self.flushes = self.errors = self.pruned = self.indexed = 0
         self.rejected = self.cleaned = 0
         self.last_error: str | None = None
         self.last_rejected: str | None = None
@@ -158,6 +165,7 @@ class HistoryWriter:
                 self._wake.wait(self.interval)
                 self._wake.clear()
                 self.flush()
+                self._index()
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.prune_every
                     try:
@@ -168,6 +176,14 @@ class HistoryWriter:
             self.flush()
         finally:
             self.store.close_thread_connection()
+
+    def _index(self) -> None:
+        budget = self.index_busy_s if self._pending else self.index_idle_s
+        try:
+            self.indexed += self.store.index_pending(budget)
+        except Exception as exc:  # locked, disk full: the next round tries again
+            self.errors += 1
+            self.last_error = f"index: {_reason(exc)}"
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush what is pending and stop the thread (call on quit)."""

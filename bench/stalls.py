@@ -1,0 +1,183 @@
+"""Where the UI thread's long stalls come from: a sampler for benchmarks.
+
+:class:`StallWatch` keeps a heartbeat on the asyncio loop (a callback every ``beat``
+seconds) and a sampler thread that, while the heartbeat is later than ``threshold``,
+records the UI thread's stack every ``every`` seconds.  Garbage collections are timed
+through ``gc.callbacks`` (a collection holds the GIL, so the sampler cannot see inside
+it).  :meth:`StallWatch.report` sums the samples by the innermost frames of our code and
+Textual's, so a 300 ms stall reads as "the tick's pane update" or "a generation-2
+collection", not as a number.
+
+Used by ``bench_e2e --stalls``; never in the console itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import gc
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Path parts that mark a frame as ours or Textual's (what the report names).
+_OWN = ("/tui/", "/textual/", "/rich/", "/bench/")
+
+
+@dataclass
+class Stall:
+    """One late heartbeat: when it began, how long it lasted, the stacks seen meanwhile."""
+
+    start: float
+    length: float = 0.0
+    samples: list[tuple[str, ...]] = field(default_factory=list)
+    gcs: list[tuple[int, float]] = field(default_factory=list)
+
+
+class StallWatch:
+    """Heartbeat on ``loop`` + a sampler thread; see the module docstring."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        threshold: float = 0.06,
+        beat: float = 0.01,
+        every: float = 0.003,
+    ) -> None:
+        self.loop = loop
+        self.threshold = threshold
+        self.beat = beat
+        self.every = every
+        self.main_ident = threading.get_ident()
+        self.last_beat = time.perf_counter()
+        self.stalls: list[Stall] = []
+        self.gc_pauses: list[tuple[float, int, float]] = []  # (end, generation, seconds)
+        self._gc_started = 0.0
+        self._current: Stall | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="stall-watch", daemon=True)
+
+    def start(self) -> None:
+        """Start the heartbeat, the sampler and the GC timing."""
+        self.loop.call_soon(self._heartbeat)
+        gc.callbacks.append(self._on_gc)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sampling (the heartbeat ends with the loop)."""
+        self._stop.set()
+        self._thread.join(1.0)
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    # ---- the UI thread -------------------------------------------------------------
+    def _heartbeat(self) -> None:
+        now = time.perf_counter()
+        current = self._current
+        if current is not None:
+            current.length = now - current.start
+            self.stalls.append(current)
+            self._current = None
+        self.last_beat = now
+        if not self._stop.is_set():
+            self.loop.call_later(self.beat, self._heartbeat)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        if threading.get_ident() != self.main_ident:
+            return
+        took = time.perf_counter() - self._gc_started
+        if took >= 0.005:
+            self.gc_pauses.append((time.perf_counter(), info.get("generation", -1), took))
+
+    # ---- the sampler thread --------------------------------------------------------
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every):
+            late = time.perf_counter() - self.last_beat - self.beat
+            if late < self.threshold:
+                continue
+            frame = sys._current_frames().get(self.main_ident)
+            if frame is None:
+                continue
+            if self._current is None:
+                self._current = Stall(self.last_beat + self.beat)
+            self._current.samples.append(_summary(frame))
+
+    # ---- after the run -------------------------------------------------------------
+    def report(self, top: int = 12) -> str:
+        """The stalls (count, total, worst) and what the UI thread was doing in them."""
+        stalls = [s for s in self.stalls if s.length >= self.threshold]
+        if not stalls:
+            return f"no stall of {self.threshold * 1000:.0f} ms or more"
+        lines = [
+            f"{len(stalls)} stalls >= {self.threshold * 1000:.0f} ms, "
+            f"{sum(s.length for s in stalls):.2f} s in all, longest "
+            + ", ".join(
+                f"{s.length * 1000:.0f}" for s in sorted(stalls, key=lambda s: -s.length)[:8]
+            )
+            + " ms"
+        ]
+        for s in stalls:  # the collections that ended inside each stall
+            s.gcs = [(g, t) for end, g, t in self.gc_pauses if s.start <= end <= s.start + s.length]
+        gc_in: dict[int, float] = collections.defaultdict(float)
+        for s in stalls:
+            for g, t in s.gcs:
+                gc_in[g] += t
+        if gc_in:
+            lines.append(
+                "  garbage collection inside stalls: "
+                + ", ".join(f"gen {g} {t * 1000:.0f} ms" for g, t in sorted(gc_in.items()))
+            )
+        by_gen: dict[int, list[float]] = collections.defaultdict(list)
+        for _end, g, t in self.gc_pauses:
+            by_gen[g].append(t)
+        lines.append(
+            "  all collections >= 5 ms: "
+            + (
+                ", ".join(
+                    f"gen {g}: {len(ts)} (max {max(ts) * 1000:.0f} ms)"
+                    for g, ts in sorted(by_gen.items())
+                )
+                or "none"
+            )
+        )
+        # weight each sample by the stall time it stands for
+        where: dict[tuple[str, ...], float] = collections.defaultdict(float)
+        for s in stalls:
+            if s.samples:
+                share = s.length / len(s.samples)
+                for sample in s.samples:
+                    where[sample] += share
+        lines.append("  where the UI thread was (ms of stall, innermost of ours last):")
+        for stack, t in sorted(where.items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"    {t * 1000:7.0f}  " + " > ".join(stack))
+        return "\n".join(lines)
+
+
+def _summary(frame: Any, depth: int = 4) -> tuple[str, ...]:
+    """The innermost ``depth`` frames of ours or Textual's, outermost first, and the
+    innermost frame of all when that is somewhere else (the stdlib, a C call's caller)."""
+    ours: list[str] = []
+    innermost = f"{_short(frame.f_code.co_filename)}:{frame.f_code.co_name}"
+    f = frame
+    while f is not None and len(ours) < depth:
+        name = f.f_code.co_filename
+        if any(part in name for part in _OWN):
+            ours.append(f"{_short(name)}:{f.f_code.co_name}")
+        f = f.f_back
+    ours.reverse()
+    if not ours or ours[-1] != innermost:
+        ours.append(f"[{innermost}]")
+    return tuple(ours)
+
+
+def _short(path: str) -> str:
+    for part in _OWN:
+        i = path.rfind(part)
+        if i >= 0:
+            return path[i + 1 :].removesuffix(".py")
+    return path.rsplit("/", 1)[-1].removesuffix(".py")
