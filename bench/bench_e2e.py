@@ -117,11 +117,6 @@ def make_app_class() -> type:
 
         probe = Probe()
 
-        def tick(self) -> None:
-            started = time.perf_counter()
-            super().tick()
-            self.probe.ticks_ms.append((time.perf_counter() - started) * 1000)
-
         def _display(self, screen: Any, renderable: Any) -> None:
             started = time.perf_counter()
             super()._display(screen, renderable)
@@ -351,7 +346,12 @@ async def bench(args: argparse.Namespace, broker: str) -> list[dict[str, Any]]:
 
         history = HistoryStore.from_settings(settings)  # as tui/run.py opens it
     app = make_app_class()(
-        settings, sources, celery_app=celery_app, read_only=True, history=history
+        settings,
+        sources,
+        celery_app=celery_app,
+        read_only=True,
+        history=history,
+        settle_heap=not args.no_settle_heap,
     )
     results = []
     rnd = random.Random(7)
@@ -455,6 +455,11 @@ def main() -> int:
         default=0.0,
         metavar="MS",
         help="sample the UI thread while its loop is MS late (bench/stalls.py); report at the end",
+    )
+    parser.add_argument(
+        "--no-settle-heap",
+        action="store_true",
+        help="leave the start-up heap to the garbage collector (tui/ui/heap.py), as before",
     )
     args = parser.parse_args()
     args.stall_report = ""

@@ -118,6 +118,7 @@ def run_console(args: argparse.Namespace) -> int:
             history=history,
             quit_note="stopping the demo sandbox…" if sandbox is not None else "",
             connect=connect,
+            settle_heap=True,
         )
 
         def after_app() -> None:

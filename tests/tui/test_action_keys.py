@@ -944,7 +944,7 @@ async def test_an_emptied_priority_is_an_error_naming_the_default(mem_settings, 
     assert waiting(mem_app, "cleanup") == 0 and audit_lines(mem_settings) == []
 
 
-MUTATING_FOOTER = ("Enqueue", "Revoke", "Grow", "Shrink", "Pause/resume", "Purge")
+MUTATING_FOOTER = ("Enqueue", "Revoke", "Grow", "Shrink", "Pause", "Purge")
 
 
 def _footer_keys(console) -> set[str]:

@@ -26,6 +26,7 @@ from tui.core.safe_text import visible
 from tui.history import HistoryBackend
 from tui.sources.cluster import Sources
 from tui.sources.pause_records import PauseRecordStore
+from tui.ui import heap
 from tui.ui.commands import PANES, bindings, enabled, help_rows, palette_commands
 from tui.ui.console import ConsoleScreen
 from tui.ui.screens.help import HelpScreen
@@ -62,8 +63,12 @@ class AfirgenApp(App[None]):
         history: HistoryBackend | None = None,
         quit_note: str = "",
         connect: Callable[[Settings], tuple[Sources, Celery | None]] | None = None,
+        settle_heap: bool = False,
     ):
         super().__init__()
+        #: freeze the start-up heap out of the garbage collector's sight (:mod:`tui.ui.heap`):
+        #: the console's own process only, never a test process running many apps
+        self.settle_heap = settle_heap
         self._read_only_asked = read_only
         self.banner = banner
         #: said on screen the moment q is pressed (the demo: its sandbox is stopped next)
@@ -152,6 +157,9 @@ class AfirgenApp(App[None]):
         return True
 
     def on_mount(self) -> None:
+        if self.settle_heap:
+            # after the first frame: the widgets exist, the operator already sees the screen
+            self.call_after_refresh(heap.settle_heap)
         if self.banner:
             self.notify(self.banner, timeout=8)
         if self.read_only:

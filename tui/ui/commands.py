@@ -345,7 +345,7 @@ COMMANDS: tuple[Command, ...] = (
         "or resume it on exactly those (Queues pane)",
         mutating=True,
         show=True,
-        footer="Pause/resume",
+        footer="Pause",
     ),
     Command(
         "x",

@@ -84,6 +84,9 @@ FILTER_DEBOUNCE_S = 0.3
 
 #: Queues whose consumers :attr:`ConsoleScreen.seen_consuming` remembers (replies are forgeable).
 MAX_SEEN_QUEUES = 10_000
+#: Terminal width below which the footer's keys are drawn without padding and without the
+#: palette key (80 columns then fit every key the console shows).
+COMPACT_FOOTER_BELOW = 100
 
 
 class ConsoleScreen(Screen[None]):
@@ -177,7 +180,7 @@ class ConsoleScreen(Screen[None]):
         self.tasks_pane.focus()
         self.show_queues()
         self.update_status()
-        self._apply_size_class(self.app.size.height)
+        self._apply_size_class(self.app.size.width, self.app.size.height)
         if not self.history.start():  # with a history, the sources start once it is loaded
             self.start_live()
 
@@ -198,13 +201,22 @@ class ConsoleScreen(Screen[None]):
 
     def on_resize(self, event: events.Resize) -> None:
         # The event's size: self.size may still hold the previous one while this runs.
-        self._apply_size_class(event.size.height)
+        self._apply_size_class(event.size.width, event.size.height)
         # the status line is fitted to its width: fit it again once the layout has the new one
         self.call_after_refresh(self.update_status)
 
-    def _apply_size_class(self, height: int) -> None:
+    def _apply_size_class(self, width: int, height: int) -> None:
         # Borders cost two lines per pane: drop them on short terminals (80x24).
         self.set_class(height < 30, "-compact")
+        # Below 100 columns the footer's keys lose their padding and the ^p palette key
+        # (still bound, and in the help) gives way: at 80 the last keys, ? Help and q Quit
+        # (the app's, listed last), were cut off or drawn under it.
+        footer = self.query_one(Footer)
+        narrow = width < COMPACT_FOOTER_BELOW
+        footer.compact = narrow
+        if footer.show_command_palette is narrow:
+            footer.show_command_palette = not narrow
+            footer.refresh(recompose=True)
 
     # ---- the tick: buffer -> model -> panes ------------------------------------------
     def absorb(self, budget_s: float = ABSORB_BUDGET_S, chunk: int = ABSORB_CHUNK) -> int:

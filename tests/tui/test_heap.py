@@ -1,0 +1,36 @@
+"""The console sets its start-up heap aside from the garbage collector (tui/ui/heap.py)."""
+
+from __future__ import annotations
+
+import gc
+
+from tui.ui.app import AfirgenApp
+from tui.ui.heap import settle_heap
+
+
+def test_settle_heap_freezes_what_start_up_left():
+    try:
+        frozen = settle_heap()
+        assert frozen > 1_000  # this process's modules at least
+        assert gc.get_freeze_count() == frozen
+        assert gc.collect() >= 0  # a full collection no longer walks them
+    finally:
+        gc.unfreeze()
+
+
+async def test_the_console_settles_its_heap_after_the_first_frame_only_when_asked(
+    screen_settings, sources
+):
+    gc.unfreeze()
+    try:
+        app = AfirgenApp(screen_settings, sources, autostart=False)
+        async with app.run_test() as pilot:
+            await pilot.pause()
+            assert gc.get_freeze_count() == 0  # the default: a test process runs many apps
+        app = AfirgenApp(screen_settings, sources, autostart=False, settle_heap=True)
+        async with app.run_test() as pilot:
+            await pilot.pause()
+            await pilot.pause()
+            assert gc.get_freeze_count() > 1_000
+    finally:
+        gc.unfreeze()
