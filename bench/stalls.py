@@ -44,7 +44,7 @@ class StallWatch:
         loop: asyncio.AbstractEventLoop,
         threshold: float = 0.06,
         beat: float = 0.01,
-        every: float = 0.003,
+        every: float = 0.01,
     ) -> None:
         self.loop = loop
         self.threshold = threshold

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 from collections.abc import Callable
@@ -56,6 +57,7 @@ from tui.ui.status_line import StatusFacts, status_line
 from tui.ui.tick_changes import (
     ABSORB_BUDGET_S,
     ABSORB_CHUNK,
+    ABSORB_GAP_S,
     ABSORB_INTERVAL_S,
     PendingChanges,
 )
@@ -126,6 +128,8 @@ class ConsoleScreen(Screen[None]):
         self.last_inspection: InspectionResult | None = None
         self.events_applied = 0
         self._pending_changes = PendingChanges()
+        #: the slice a backlog scheduled (see ABSORB_GAP_S)
+        self._absorb_next: asyncio.TimerHandle | None = None
         self._filter_timer: Timer | None = None
         self.tick_count = 0
         self._was_connected = False
@@ -242,8 +246,22 @@ class ConsoleScreen(Screen[None]):
         return pending.changed.union(pending.new)
 
     def _absorb_between_ticks(self) -> None:
+        if self._absorb_next is None:  # else a backlog's slices are under way
+            self._absorb_slice()
+
+    def _absorb_chained(self) -> None:
+        self._absorb_next = None
+        self._absorb_slice()
+
+    def _absorb_slice(self) -> None:
+        if not self.sources.buffered or not self.is_attached:
+            return
+        self.absorb()
         if self.sources.buffered:
-            self.absorb()
+            # a backlog: the next slice after a short gap, not at the next interval
+            self._absorb_next = asyncio.get_running_loop().call_later(
+                ABSORB_GAP_S, self._absorb_chained
+            )
 
     @while_panes_exist
     def tick(self) -> None:

@@ -1,8 +1,9 @@
 """What the model's applies changed since the panes were last updated.
 
 Under a flood the console applies buffered events in short slices between its ticks
-(:meth:`tui.ui.console.ConsoleScreen.absorb`, every :data:`ABSORB_INTERVAL_S`), so no
-single callback holds the UI thread for long and a key press is served between slices;
+(:meth:`tui.ui.console.ConsoleScreen.absorb`, every :data:`ABSORB_INTERVAL_S`, and one
+after another with a short gap while a backlog lasts), so no single callback holds the
+UI thread for long and a key press is served between slices;
 the tick then updates the panes once from everything the slices changed.
 """
 
@@ -17,6 +18,12 @@ ABSORB_INTERVAL_S = 0.05
 ABSORB_BUDGET_S = 0.008
 #: Events per model call in a slice (the budget is checked between calls).
 ABSORB_CHUNK = 500
+#: While a backlog remains after a slice, the next one follows this soon instead of at the
+#: next interval: the loop serves what is ready (a key, a frame) in the gap, and at most
+#: ABSORB_BUDGET_S / (ABSORB_BUDGET_S + ABSORB_GAP_S) of the UI thread goes to applying.
+#: With slices only every ABSORB_INTERVAL_S, a third of the UI thread at most applied
+#: events and a 20k/s flood overflowed the buffer with the thread half idle.
+ABSORB_GAP_S = 0.002
 
 
 @dataclass(slots=True)
