@@ -140,7 +140,7 @@ class BrokerSources:
 
     @property
     def buffered(self) -> int:
-        return len(self.events.buffer)
+        return self.events.buffered
 
     @property
     def status(self) -> ReceiverStatus:

@@ -91,8 +91,9 @@ if TYPE_CHECKING:
 
 #: How often the child hands over a batch when events trickle in (its latency).
 BATCH_S = 0.02
-#: Most events in one batch (messages are decoded until a batch holds this many).
-BATCH_EVENTS = 5_000
+#: Most events in one batch (messages are decoded until a batch holds this many); the
+#: console's UI thread unpickles a batch at once: 1,000 events take it ~2 ms.
+BATCH_EVENTS = 1_000
 #: Raw bytes the socket thread holds before it drops (and counts) messages: as much as
 #: Redis' own pub/sub limit (32 MB) would have let wait for us, so no more lag than before,
 #: but a counted drop of the newest messages instead of a cut of the subscription.
@@ -188,12 +189,16 @@ def serve(conn: Connection) -> None:
             reasons = None
             if not sent or (tally.invalid, tally.cleaned) != (sent[2], sent[3]):
                 reasons = (dict(tally.reasons), tally.last)
-            # the C pickler at once: Connection.send's ForkingPickler (a Python subclass
-            # with its reducers) cost 15 % of this process at 20k events/s
+            # Two frames: the counters and status, and the events apart (the console's
+            # pump thread unpickles only the first; its UI thread unpickles the events
+            # when it applies them, so no second thread holds the console's GIL for long:
+            # under a flood that thread, preempted while holding it, stalled the UI for
+            # 100-200 ms).  The C pickler, not Connection.send's ForkingPickler (a Python
+            # subclass: 15 % of this process at 20k events/s).
             conn.send_bytes(
                 pickle.dumps(
                     (
-                        events,
+                        len(events),
                         # taken off the wire, as the other receivers count it: a message
                         # dropped undecoded counts as one event, in ``dropped`` too
                         received + reader.dropped,
@@ -205,6 +210,8 @@ def serve(conn: Connection) -> None:
                     pickle.HIGHEST_PROTOCOL,
                 )
             )
+            if events:
+                conn.send_bytes(pickle.dumps(events, pickle.HIGHEST_PROTOCOL))
             sent = state
     except (OSError, EOFError):
         pass  # the console closed the pipe
@@ -282,6 +289,11 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
         self.url, self.pattern = event_source(app, url, pattern)
         self.options = RedisOptions.from_settings(settings)
         self.buffer: collections.deque[dict[str, Any]] = collections.deque()
+        #: batches in arrival order: as the process sent them (pickled), unpickled by
+        #: :meth:`drain`, or already a list (the part of a batch a full buffer kept)
+        self._raw: collections.deque[tuple[int, bytes | list[dict[str, Any]]]] = collections.deque()
+        self._raw_in = 0  # events put in _raw (this thread only)
+        self._raw_out = 0  # events taken out of _raw (the UI thread only)
         self.buffer_size = buffer_size
         self.batch_s = batch_s
         self.raw_limit = raw_limit
@@ -312,6 +324,26 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
             return 0.0
 
     # ---- called from the UI thread ----------------------------------------------------
+    @property
+    def buffered(self) -> int:
+        """Events waiting to be drained, unpickled or not."""
+        return len(self.buffer) + self._raw_in - self._raw_out
+
+    def drain(self, budget: int) -> list[dict[str, Any]]:
+        """Pop up to ``budget`` events, oldest first, unpickling the batches they are in."""
+        buf, raw = self.buffer, self._raw
+        while len(buf) < budget and raw:
+            n, data = raw.popleft()
+            self._raw_out += n
+            if data.__class__ is list:
+                buf.extend(data)
+                continue
+            try:
+                buf.extend(plain_data(data))  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - not plain data: the batch is refused
+                self.tally.skip(f"event reader batch refused: {type(exc).__name__}")
+        return super().drain(budget)
+
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the process and this thread: the process is asked to exit, and killed if it
         has not within ``timeout`` (about a second in all)."""
@@ -418,13 +450,25 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
                         raise _ProcessEnded(f"refused a message: {exc}") from exc
                     if message.__class__ is str:
                         raise _ProcessEnded(message)
-                    batch, received, dropped, counts, reasons, status = message
-                    buf = self.buffer
-                    room = max(self.buffer_size - len(buf), 0)
-                    if len(batch) > room:
-                        dropped_here += len(batch) - room
-                        batch = batch[:room]
-                    buf.extend(batch)
+                    n, received, dropped, counts, reasons, status = message
+                    if n:
+                        try:
+                            data = conn.recv_bytes()
+                        except (EOFError, OSError) as exc:
+                            raise _ProcessEnded(self._ended_why()) from exc
+                        room = max(self.buffer_size - self.buffered, 0)
+                        if n <= room:
+                            self._raw.append((n, data))
+                            self._raw_in += n
+                        else:  # the buffer is full: keep what fits, count the rest
+                            try:
+                                kept = plain_data(data)[:room]
+                            except pickle.UnpicklingError as exc:
+                                raise _ProcessEnded(f"refused a message: {exc}") from exc
+                            dropped_here += n - len(kept)
+                            if kept:  # behind the batches before it, in order
+                                self._raw.append((len(kept), kept))
+                                self._raw_in += len(kept)
                     self.received = base_received + received
                     child_dropped = base_dropped + dropped
                     self.dropped = child_dropped + dropped_here

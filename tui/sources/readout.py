@@ -75,6 +75,11 @@ class ReceiverReadout:
         """Event fields the trust boundary cleaned or dropped."""
         return self.tally.cleaned
 
+    @property
+    def buffered(self) -> int:
+        """Events waiting to be drained."""
+        return len(self.buffer)
+
     def drain(self, budget: int) -> list[dict[str, Any]]:
         """Pop up to ``budget`` buffered events, oldest first (called by the UI thread only)."""
         buf = self.buffer
