@@ -29,6 +29,7 @@ from textual.widgets import Footer, Input, Static
 
 from afirgen_tasks.routing import QUEUES
 from tui.core.formatting import threshold
+from tui.core.model import WorkerRecord
 from tui.core.ordering import next_order
 from tui.core.pauses import PauseRecord, QueuePause, WorkerQueues, derive_pauses
 from tui.core.query import TaskFilter
@@ -68,7 +69,8 @@ from tui.ui.widgets.plain_input import PlainInput
 if TYPE_CHECKING:
     from tui.ui.app import AfirgenApp
 
-#: Longest the UI thread spends applying events per tick (the rest of the tick stays interactive).
+#: Longest a tick spends applying events when no slices run between ticks (screen tests,
+#: whose ticks are called by hand); with slices a tick applies one slice's worth.
 TICK_BUDGET_S = 0.05
 #: Events applied per model call inside a tick.
 CHUNK = 2000
@@ -86,6 +88,8 @@ FILTER_DEBOUNCE_S = 0.3
 
 #: Queues whose consumers :attr:`ConsoleScreen.seen_consuming` remembers (replies are forgeable).
 MAX_SEEN_QUEUES = 10_000
+#: Longest wait between inspections asking a worker that has not answered one (seconds).
+UNANSWERED_MAX_S = 60.0
 #: Terminal width below which the footer's keys are drawn without padding and without the
 #: palette key (80 columns then fit every key the console shows).
 COMPACT_FOOTER_BELOW = 100
@@ -130,6 +134,9 @@ class ConsoleScreen(Screen[None]):
         self._pending_changes = PendingChanges()
         #: the slice a backlog scheduled (see ABSORB_GAP_S)
         self._absorb_next: asyncio.TimerHandle | None = None
+        #: True once slices apply the buffer between ticks (start_live): the tick then
+        #: applies one slice's worth, not TICK_BUDGET_S (a key waits for the whole tick)
+        self._slicing = False
         self._filter_timer: Timer | None = None
         self.tick_count = 0
         self._was_connected = False
@@ -139,6 +146,9 @@ class ConsoleScreen(Screen[None]):
         self._stale = False
         self._dropped_seen = 0
         self._new_worker_inspect_at = 0.0
+        #: online workers that an inspection left without a pool (they did not answer:
+        #: remote control off, wedged, or not a worker): host -> (times, next ask at)
+        self._unanswered: dict[str, tuple[int, float]] = {}
         self._connects_seen = 0
         self._poll_timers: dict[str, Timer] = {}
         self._lost_checked_at = 0.0
@@ -200,6 +210,7 @@ class ConsoleScreen(Screen[None]):
         self.sources.start()
         self.set_interval(self.settings.console_refresh_interval, self.tick)
         self.set_interval(ABSORB_INTERVAL_S, self._absorb_between_ticks)
+        self._slicing = True
         self.poll_queues()
         self.inspect_workers(resync=True)
 
@@ -268,7 +279,10 @@ class ConsoleScreen(Screen[None]):
         """Apply what is still buffered (within the tick's budget), then update the panes by
         key from everything applied since the last tick."""
         now = time.time()
-        self.absorb(TICK_BUDGET_S, CHUNK)
+        if self._slicing:
+            self.absorb()
+        else:
+            self.absorb(TICK_BUDGET_S, CHUNK)
         pending, self._pending_changes = self._pending_changes, PendingChanges()
         new, changed, evicted = pending.new, pending.changed, pending.evicted
         workers, flow = pending.workers, pending.flow
@@ -329,10 +343,31 @@ class ConsoleScreen(Screen[None]):
             return
         for host in hosts:
             w = self.model.get_worker(host)
-            if w is not None and w.online and w.pool is None:
+            if w is not None and self._wants_inspection(w, now):
                 self._new_worker_inspect_at = now
                 self.inspect_workers()
                 return
+
+    def _wants_inspection(self, worker: WorkerRecord, now: float) -> bool:
+        """An online worker with no pool yet, not waiting out its backoff (see
+        :meth:`_note_unanswered`)."""
+        if not worker.online or worker.pool is not None:
+            return False
+        asked = self._unanswered.get(worker.hostname)
+        return asked is None or asked[1] <= now
+
+    def _note_unanswered(self, now: float) -> float | None:
+        """After an inspection: back off from the online workers it left without a pool
+        (0.5 s, 1, 2 ... up to UNANSWERED_MAX_S), so a worker that never answers (remote
+        control off, or a forged heartbeat) is not asked twice a second for ever, each ask a
+        broadcast to the whole cluster.  Returns when the next of them is due, or None."""
+        previous, unanswered = self._unanswered, {}
+        for w in self.model.workers():
+            if w.online and w.pool is None:
+                times = previous.get(w.hostname, (0, 0.0))[0]
+                unanswered[w.hostname] = (times + 1, now + min(UNANSWERED_MAX_S, 0.5 * 2**times))
+        self._unanswered = unanswered
+        return min((at for _, at in unanswered.values()), default=None)
 
     def _record_rates(self, now: float, flow: dict[str, list[int]]) -> None:
         for queue, (n_in, n_out) in flow.items():
@@ -518,11 +553,14 @@ class ConsoleScreen(Screen[None]):
         self.query_one("#workers", WorkersPane).show(workers)
         self.worker_samples.append((time.time(), {w.hostname: w.online for w in workers}))
         self.show_queues()
-        # A worker seen in events but not yet inspected (it just started): ask again soon.
-        pending = any(w.online and w.pool is None for w in self.model.workers())
+        # A worker seen in events but not yet inspected (it just started): ask again soon,
+        # and less and less often while it does not answer.
+        now = time.time()
+        due = self._note_unanswered(now)
+        interval = self.settings.console_inspect_interval
         self._schedule(
             "inspect",
-            0.5 if pending else self.settings.console_inspect_interval,
+            interval if due is None else min(interval, max(0.5, due - now)),
             self.inspect_workers,
         )
 
