@@ -164,3 +164,29 @@ async def test_width_changes_and_scrolling_keep_whole_columns():
         )
         assert table.get_cell("a", "value") == Text("7")
         assert table.get_row_index("a") == 0 and table.get_row_at(0)[0].plain == "abcdefghij"
+
+
+async def test_moving_the_cursor_repaints_its_two_lines_only():
+    app = TableApp()
+    async with app.run_test(size=(30, 12)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.add_many([(f"r{i}", [Text(f"r{i}"), Text("1")]) for i in range(ROWS)])
+        await pilot.pause()
+        drawn: list[int] = []
+        render_line = table.render_line
+
+        def counting(y: int):
+            drawn.append(y)
+            return render_line(y)
+
+        table.render_line = counting  # type: ignore[method-assign]
+        table.action_cursor_down()  # row 0 -> row 1: lines 1 and 2 (line 0 is the header)
+        await pilot.pause()
+        assert sorted(set(drawn)) == [1, 2]
+        assert table.cursor_key() == "r1"
+        assert "r1" in lines(table, 3)[2]
+        drawn.clear()
+        for _ in range(12):  # past the bottom: the pane scrolls, every line is drawn again
+            table.action_cursor_down()
+        await pilot.pause()
+        assert len(set(drawn)) >= 10

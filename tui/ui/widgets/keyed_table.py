@@ -423,8 +423,8 @@ class KeyedTable(ScrollView, can_focus=True):
     def _set_cursor(self, row: int, *, scroll: bool) -> None:
         row = max(0, min(row, len(self._order) - 1))
         if row != self._cursor:
+            self._refresh_rows(self._cursor, row)
             self._cursor = row
-            self.refresh()
         if scroll:
             self._scroll_to_cursor()
         key = self.cursor_key()
@@ -520,6 +520,21 @@ class KeyedTable(ScrollView, can_focus=True):
         self._header_strip = None
 
     # ---- drawing ---------------------------------------------------------------------------
+    def _refresh_rows(self, *rows: int) -> None:
+        """Repaint just these rows' lines (the cursor's old and new row): a key press under a
+        flood then redraws two lines, not the whole pane.  A scroll repaints it all anyway."""
+        top = round(self.scroll_y)
+        header = self.header_height if self.show_header else 0
+        height = self.scrollable_content_region.height
+        width = max(self.virtual_size.width, self.size.width)
+        regions = [
+            Region(0, header + row - top, width, 1)
+            for row in rows
+            if header <= header + row - top < height
+        ]
+        if regions:
+            self.refresh(*regions)
+
     def _repaint(self) -> None:
         # A flood tick updates ~1,000 rows: Widget.refresh() per row cost more than the rows
         # (it walks the screen's dirty regions each time); once until the next paint is enough.
