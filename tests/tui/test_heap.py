@@ -5,17 +5,20 @@ from __future__ import annotations
 import gc
 
 from tui.ui.app import AfirgenApp
-from tui.ui.heap import settle_heap
+from tui.ui.heap import GC_THRESHOLDS, settle_heap
 
 
-def test_settle_heap_freezes_what_start_up_left():
+def test_settle_heap_freezes_what_start_up_left_and_collects_less_often():
+    thresholds = gc.get_threshold()
     try:
         frozen = settle_heap()
         assert frozen > 1_000  # this process's modules at least
         assert gc.get_freeze_count() == frozen
-        assert gc.collect() >= 0  # a full collection no longer walks them
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] > thresholds[0]
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 async def test_the_console_settles_its_heap_after_the_first_frame_only_when_asked(
@@ -34,3 +37,4 @@ async def test_the_console_settles_its_heap_after_the_first_frame_only_when_aske
             assert gc.get_freeze_count() > 1_000
     finally:
         gc.unfreeze()
+        gc.set_threshold(700, 10, 10)
