@@ -17,12 +17,14 @@ What is measured, per rate:
   (the publisher's wall clock at send time), every 8th event of every batch;
 * **dropped**: ``sources.dropped`` (receiver buffer full, shown on the status line) and the
   pub/sub gap: events published minus events the receiver took off the wire;
-* **key-press-to-screen**: every 150-350 ms a ``down`` or ``up`` goes to the focused Tasks
-  pane through ``pilot.press``; the latency runs from just before the key is posted until
-  the end of the first compositor frame (``App._display``) after the pane's cursor action
-  ran.  Headless Textual skips turning a frame into terminal bytes, so the bench does that
+* **key-press-to-screen**: 150-350 ms after the last one showed, a ``down`` or ``up`` goes
+  to the focused Tasks pane as a terminal's key does (the driver posts it; ``pilot.press``
+  waited for the app to go idle, up to 2 s under a flood, so earlier runs pressed ~60 keys
+  a minute); the latency runs from just before the key is posted until the end of the
+  first compositor frame (``App._display``) after the pane's cursor action ran, and the
+  part until the action ran is given apart.  Headless Textual skips turning a frame into terminal bytes, so the bench does that
   too (``render_segments``), as a real terminal would need — only the write is missing;
-* **tick**: ``AfirgenApp.tick`` wall time (drain + apply + pane updates);
+* **tick**: ``ConsoleScreen.tick`` wall time (drain + apply + pane updates);
 * **RSS**: whole-process resident memory (psutil), sampled every 0.5 s.
 
 Run by hand; never in CI.  Needs psutil in the venv (``pip install psutil``).
@@ -90,8 +92,13 @@ class Probe:
     key_acted: bool = False
     key_moved: bool = False
     key_ms: list[float] = field(default_factory=list)
+    #: of each key_ms: from the press until its action ran (the rest is waiting for a frame)
+    key_action_ms: list[float] = field(default_factory=list)
+    key_action_t: float | None = None
     key_noop: int = 0
     rss: list[float] = field(default_factory=list)
+    #: absorb calls over 20 ms: (wall ms, UI-thread CPU ms, events applied)
+    long_absorbs: list[tuple[float, float, int]] = field(default_factory=list)
 
 
 def make_app_class() -> type:
@@ -107,6 +114,17 @@ def make_app_class() -> type:
         self.app.probe.ticks_ms.append((time.perf_counter() - started) * 1000)
 
     ConsoleScreen.tick = timed_tick  # type: ignore[method-assign]
+    screen_absorb = ConsoleScreen.absorb
+
+    def timed_absorb(self: Any, *args: Any, **kwargs: Any) -> int:
+        started, cpu = time.perf_counter(), time.thread_time()
+        n = screen_absorb(self, *args, **kwargs)
+        took = time.perf_counter() - started
+        if took > 0.02:  # the long ones: wall, this thread's CPU, events
+            self.app.probe.long_absorbs.append((took * 1000, (time.thread_time() - cpu) * 1000, n))
+        return n
+
+    ConsoleScreen.absorb = timed_absorb  # type: ignore[method-assign]
 
     class BenchApp(AfirgenApp):
         """The real console, with timing probes around tick and frame output."""
@@ -131,6 +149,8 @@ def make_app_class() -> type:
             if p.key_t0 is not None and p.key_acted:
                 if p.key_moved:
                     p.key_ms.append((now - p.key_t0) * 1000)
+                    if p.key_action_t is not None:
+                        p.key_action_ms.append((p.key_action_t - p.key_t0) * 1000)
                 p.key_t0 = None
 
     return BenchApp
@@ -160,6 +180,7 @@ def instrument(app: Any) -> None:
         def wrapped(action: Any = action) -> None:
             probe = app.probe
             before = pane.cursor_row
+            probe.key_action_t = time.perf_counter()
             action()
             probe.key_moved = pane.cursor_row != before
             if not probe.key_moved:
@@ -180,6 +201,8 @@ async def sample_rss(probe: Probe, stop: asyncio.Event) -> None:
 
 
 async def press_keys(app: Any, pilot: Any, stop: asyncio.Event, rnd: random.Random) -> None:
+    from textual import events
+
     probe = app.probe
     down = True
     while not stop.is_set():
@@ -193,7 +216,11 @@ async def press_keys(app: Any, pilot: Any, stop: asyncio.Event, rnd: random.Rand
             down = False
         probe.key_acted = probe.key_moved = False
         probe.key_t0 = time.perf_counter()
-        await pilot.press("down" if down else "up")
+        # as a terminal's key arrives (the driver posts it); not pilot.press, which then
+        # waits for the app to go idle (up to 2 s under a flood: ~20 presses a run)
+        key = events.Key("down" if down else "up", None)
+        key.set_sender(app)
+        app._driver.send_message(key)
         down = not down
         deadline = time.perf_counter() + 5
         while probe.key_t0 is not None and time.perf_counter() < deadline:
@@ -218,6 +245,7 @@ async def run_phase(
     settle: float,
     rnd: random.Random,
     flood_group: int = 0,
+    publisher_nice: int = 0,
 ) -> dict[str, Any]:
     probe = app.probe = Probe()
     src = app.sources
@@ -248,6 +276,8 @@ async def run_phase(
         asyncio.create_task(sample_rss(probe, stop)),
         asyncio.create_task(press_keys(app, pilot, stop, rnd)),
     ]
+    if publisher_nice:
+        argv = ["nice", "-n", str(publisher_nice), *argv]
     t0 = time.perf_counter()
     pub = await asyncio.create_subprocess_exec(*argv, cwd=REPO, stdout=asyncio.subprocess.PIPE)
     out, _ = await pub.communicate()
@@ -303,11 +333,17 @@ async def run_phase(
         "key_p50": statistics.median(probe.key_ms) if probe.key_ms else float("nan"),
         "key_p99": pct(probe.key_ms, 99),
         "key_max": max(probe.key_ms, default=float("nan")),
+        "key_to_action_p50": statistics.median(probe.key_action_ms)
+        if probe.key_action_ms
+        else float("nan"),
+        "key_to_action_p99": pct(probe.key_action_ms, 99),
         "tick_n": len(probe.ticks_ms),
         "tick_p50": statistics.median(probe.ticks_ms) if probe.ticks_ms else 0.0,
         "tick_p99": pct(probe.ticks_ms, 99),
         "frames_per_s": probe.frames / t_all,
         "frame_p50": statistics.median(probe.frame_ms) if probe.frame_ms else 0.0,
+        "long_absorbs": sorted(probe.long_absorbs, reverse=True)[:8],
+        "long_absorb_n": len(probe.long_absorbs),
         "rss_max": max(probe.rss, default=0.0),
         "rss_end": probe.rss[-1] if probe.rss else 0.0,
         "tasks_in_model": len(app.model),
@@ -392,6 +428,7 @@ async def bench(args: argparse.Namespace, broker: str) -> list[dict[str, Any]]:
                 args.settle,
                 rnd,
                 args.flood,
+                args.publisher_nice,
             )
             results.append(r)
             print(json.dumps(r), flush=True)
@@ -457,6 +494,13 @@ def main() -> int:
         help="sample the UI thread while its loop is MS late (bench/stalls.py); report at the end",
     )
     parser.add_argument(
+        "--publisher-nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run the publisher under nice -n N (a fleet's publishers are not on the console's machine)",
+    )
+    parser.add_argument(
         "--no-settle-heap",
         action="store_true",
         help="leave the start-up heap to the garbage collector (tui/ui/heap.py), as before",
@@ -518,7 +562,9 @@ def main() -> int:
     for r in results:
         print(
             f"  {r['rate']:.0f}/s: drained in {r['drain_s']:.1f} s (left {r['still_buffered']:,}), "
-            f"{r['key_n']} key presses ({r['key_noop']} no-op), {r['frames_per_s']:.0f} frames/s, "
+            f"{r['key_n']} key presses ({r['key_noop']} no-op; press to action p50 "
+            f"{r['key_to_action_p50']:.1f} ms, p99 {r['key_to_action_p99']:.1f} ms), "
+            f"{r['frames_per_s']:.0f} frames/s, "
             f"status line: {r['status']}"
         )
     if args.stall_report:

@@ -34,6 +34,10 @@ class Stall:
     length: float = 0.0
     samples: list[tuple[str, ...]] = field(default_factory=list)
     gcs: list[tuple[int, float]] = field(default_factory=list)
+    #: the UI thread's /proc schedstat when the stall was first seen: (on CPU, waiting
+    #: for a CPU) in ns; with the values at its end, what the stall was made of
+    sched0: tuple[int, int] | None = None
+    sched: tuple[int, int] | None = None
 
 
 class StallWatch:
@@ -51,6 +55,7 @@ class StallWatch:
         self.beat = beat
         self.every = every
         self.main_ident = threading.get_ident()
+        self.main_native = threading.get_native_id()
         self.last_beat = time.perf_counter()
         self.stalls: list[Stall] = []
         self.gc_pauses: list[tuple[float, int, float]] = []  # (end, generation, seconds)
@@ -78,6 +83,9 @@ class StallWatch:
         current = self._current
         if current is not None:
             current.length = now - current.start
+            end = _schedstat(self.main_native)
+            if current.sched0 is not None and end is not None:
+                current.sched = (end[0] - current.sched0[0], end[1] - current.sched0[1])
             self.stalls.append(current)
             self._current = None
         self.last_beat = now
@@ -104,7 +112,10 @@ class StallWatch:
             if frame is None:
                 continue
             if self._current is None:
-                self._current = Stall(self.last_beat + self.beat)
+                stall = Stall(self.last_beat + self.beat)
+                # from now on: the part of the stall before the first sample is not counted
+                stall.sched0 = _schedstat(self.main_native)
+                self._current = stall
             self._current.samples.append(_summary(frame))
 
     # ---- after the run -------------------------------------------------------------
@@ -123,6 +134,18 @@ class StallWatch:
         ]
         for s in stalls:  # the collections that ended inside each stall
             s.gcs = [(g, t) for end, g, t in self.gc_pauses if s.start <= end <= s.start + s.length]
+        measured = [s for s in stalls if s.sched is not None]
+        if measured:
+            # from the first sample to the end: on CPU, waiting for a CPU (the machine is
+            # busy), and the rest: neither (the GIL held by another thread, or I/O)
+            span = sum(s.start + s.length - (s.start + self.threshold) for s in measured)
+            on_cpu = sum(s.sched[0] for s in measured if s.sched) / 1e9
+            runq = sum(s.sched[1] for s in measured if s.sched) / 1e9
+            lines.append(
+                f"  the UI thread in them (after the first sample, {span:.2f} s): "
+                f"on a CPU {on_cpu:.2f} s, waiting for a CPU {runq:.2f} s, "
+                f"neither (GIL or I/O) {max(span - on_cpu - runq, 0):.2f} s"
+            )
         gc_in: dict[int, float] = collections.defaultdict(float)
         for s in stalls:
             for g, t in s.gcs:
@@ -156,6 +179,16 @@ class StallWatch:
         for stack, t in sorted(where.items(), key=lambda kv: -kv[1])[:top]:
             lines.append(f"    {t * 1000:7.0f}  " + " > ".join(stack))
         return "\n".join(lines)
+
+
+def _schedstat(tid: int) -> tuple[int, int] | None:
+    """(ns on a CPU, ns waiting in a run queue) of thread ``tid`` (Linux), else None."""
+    try:
+        with open(f"/proc/self/task/{tid}/schedstat") as f:
+            on_cpu, waiting, _slices = f.read().split()
+        return int(on_cpu), int(waiting)
+    except (OSError, ValueError):
+        return None
 
 
 def _summary(frame: Any, depth: int = 4) -> tuple[str, ...]:
