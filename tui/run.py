@@ -128,7 +128,14 @@ def run_console(args: argparse.Namespace) -> int:
                 print("afirgen-tui: stopping the demo sandbox…", file=sys.stderr, flush=True)
                 said_stopping = True
             app.sources.stop()  # the cluster watched last (c switches)
-            app.console_screen.history.close()
+            unwritten = app.console_screen.history.close()
+            if unwritten:
+                print(
+                    f"afirgen-tui: history: {unwritten:,} task row(s) were still waiting to be"
+                    " written at quit and are not in the history",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if history is not None:
                 history.close()
             if sandbox is not None:

@@ -10,14 +10,34 @@ every row they get back is the same dict: TaskRecord field names plus ``source``
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from afirgen_tasks.settings import is_postgres_url
 
 if TYPE_CHECKING:
     from tui.history.store import UpsertReport
+
+C = TypeVar("C")
+
+
+def closable_now(
+    conns: list[tuple[threading.Thread, C]],
+) -> tuple[list[C], list[tuple[threading.Thread, C]]]:
+    """Split a store's ``(thread, connection)`` list at close: the connections to close now
+    (the calling thread's, and those of threads that ended), and those to keep: closing a
+    connection while another thread writes through it crashes the process (the driver
+    frees what that thread is using).  A kept one closes with its thread or the process."""
+    me = threading.current_thread()
+    now, keep = [], []
+    for thread, conn in conns:
+        if thread is me or not thread.is_alive():
+            now.append(conn)
+        else:
+            keep.append((thread, conn))
+    return now, keep
 
 
 class HistoryBackend(ABC):

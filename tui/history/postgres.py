@@ -36,7 +36,7 @@ from psycopg.rows import dict_row
 from afirgen_tasks.settings import SecretScrubber, mask_url, url_secrets
 from tui.core.failures import failure_type
 from tui.core.query import Term, exc_matches, parse_query
-from tui.history.backend import HistoryBackend
+from tui.history.backend import HistoryBackend, closable_now
 from tui.history.store import (
     _SELECT_COLS,
     _VOCAB_COLUMN,
@@ -241,10 +241,10 @@ class PostgresHistoryStore(HistoryBackend):
 
     def close(self) -> None:
         with self._conns_lock:
-            conns, self._conns = self._conns, []
-        for _thread, conn in conns:
+            now, self._conns = closable_now(self._conns)
+        for conn in now:
             conn.close()
-        self._local = threading.local()
+        self._local.conn = None  # this thread's; a running thread keeps its own
 
     # ---- schema -------------------------------------------------------------------
     def _init_schema(self) -> None:

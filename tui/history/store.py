@@ -42,7 +42,7 @@ from tui.core.failures import failure_type
 from tui.core.model import TaskRecord
 from tui.core.query import SearchQuery, Term, exc_matches, parse_query
 from tui.core.states import LOST, R_CYCLE, R_FINAL, R_RECEIVED, R_STARTED, RANK
-from tui.history.backend import HistoryBackend, open_history
+from tui.history.backend import HistoryBackend, closable_now, open_history
 from tui.sources.validate import Tally, clean_history_row
 
 __all__ = [
@@ -551,12 +551,15 @@ class HistoryStore(HistoryBackend):
             return len(self._conns)
 
     def close(self) -> None:
-        """Close every connection this store opened (in any thread)."""
+        """Close every connection this store opened, except those of other threads still
+        running: closing a connection while another thread writes through it crashes the
+        process (SQLite frees what that thread is using).  Those close with their thread
+        (:meth:`close_thread_connection`) or the process."""
         with self._conns_lock:
-            conns, self._conns = self._conns, []
-        for _thread, conn in conns:
+            now, self._conns = closable_now(self._conns)
+        for conn in now:
             _close_quietly(conn)
-        self._local = threading.local()
+        self._local.conn = None  # this thread's; a running thread keeps its own
 
     def _init_schema(self) -> None:
         conn = self._conn()

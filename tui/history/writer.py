@@ -8,6 +8,7 @@ costs its batch; every row not saved and every failed write is counted and said.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -18,6 +19,9 @@ from tui.history.backend import HistoryBackend
 from tui.history.store import SOURCE_EVENTS, _reason
 
 log = logging.getLogger(__name__)
+
+#: Most rows written in one transaction (~0.5-1 s of the writer's time at 20k events/s).
+FLUSH_ROWS = 10_000
 
 
 class HistoryWriter:
@@ -63,6 +67,9 @@ class HistoryWriter:
         self.last_rejected: str | None = None
         self.failing = False
         self.last_flush_seconds = 0.0
+        #: rows still pending when :meth:`close` gave up waiting (not written)
+        self.unwritten = 0
+        self._close_deadline: float | None = None
         self._pending: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -96,8 +103,9 @@ class HistoryWriter:
         """Rows waiting for the next flush."""
         return len(self._pending)
 
-    def flush(self) -> int:
-        """Write what is pending now (any thread; the writer thread calls this).
+    def flush(self, max_rows: int | None = None) -> int:
+        """Write what is pending now, or its oldest ``max_rows`` rows (any thread; the
+        writer thread calls this).
 
         A row that cannot be saved is skipped and counted (``rejected``, with the latest
         reason in ``last_rejected``); the rest of its batch is written.  A failed write
@@ -105,7 +113,13 @@ class HistoryWriter:
         ``errors`` (``last_error``, ``failing`` until a write succeeds again).
         """
         with self._lock:
-            batch, self._pending = self._pending, {}
+            pending = self._pending
+            if max_rows is None or len(pending) <= max_rows:
+                batch, self._pending = pending, {}
+            else:  # the oldest first: a dict keeps the order rows were (last) submitted in
+                batch = {}
+                for uuid in list(itertools.islice(pending, max_rows)):
+                    batch[uuid] = pending.pop(uuid)
         if not batch:
             return 0
         started = time.perf_counter()
@@ -120,8 +134,10 @@ class HistoryWriter:
                 self.last_error,
                 len(batch),
             )
-            with self._lock:  # put them back unless a newer snapshot arrived meanwhile
+            with self._lock:  # put them back (first) unless a newer snapshot arrived meanwhile
                 newer = self._pending
+                for uuid in newer:
+                    batch.pop(uuid, None)
                 batch.update(newer)
                 self._pending = batch
             return 0
@@ -158,13 +174,27 @@ class HistoryWriter:
         return "history: " + "; ".join(parts) if parts else ""
 
     # runs in the writer thread
+    def _flush_chunks(self, deadline: float | None = None) -> None:
+        """Flush in transactions of at most FLUSH_ROWS rows until nothing is pending, the
+        writer is asked to stop (``deadline`` None) or ``deadline`` passes: a flood's
+        backlog is never one transaction of minutes that a quit cannot interrupt."""
+        while self._pending:
+            before = self.errors
+            self.flush(FLUSH_ROWS)
+            if self.errors != before:
+                return  # the write failed: the rows wait for the next round
+            if deadline is None and self._stop.is_set():
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+
     def _run(self) -> None:
         next_prune = time.monotonic() + min(5.0, self.prune_every)
         try:
             while not self._stop.is_set():
                 self._wake.wait(self.interval)
                 self._wake.clear()
-                self.flush()
+                self._flush_chunks()
                 self._index()
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.prune_every
@@ -173,7 +203,13 @@ class HistoryWriter:
                     except Exception as exc:  # the writer thread must not die of it
                         self.errors += 1
                         self.last_error = f"prune: {_reason(exc)}"
-            self.flush()
+            self._flush_chunks(self._close_deadline)
+            self.unwritten = len(self._pending)
+            if self.unwritten:
+                log.warning(
+                    "history: %d row(s) not written: still pending when the console quit",
+                    self.unwritten,
+                )
         finally:
             self.store.close_thread_connection()
 
@@ -186,10 +222,16 @@ class HistoryWriter:
             self.last_error = f"index: {_reason(exc)}"
 
     def close(self, timeout: float = 10.0) -> None:
-        """Flush what is pending and stop the thread (call on quit)."""
+        """Flush what is pending, for at most about ``timeout`` seconds, and stop the thread
+        (call on quit).  Rows still pending then are not written: ``unwritten`` counts
+        them (a flood's backlog can take longer to write than an operator waits for q).
+        The thread has ended when this returns, so the store can be closed: closing a
+        connection that a thread is writing through crashes the process."""
+        self._close_deadline = time.monotonic() + max(timeout - 1.0, 0.0)
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout)
+        # one transaction of FLUSH_ROWS rows may still be under way at the deadline
+        self._thread.join(timeout + 30.0)
 
     @property
     def alive(self) -> bool:

@@ -161,15 +161,19 @@ class HistoryService:
         """What the writer could not save, in words for the status line ('' when all is well)."""
         return self.writer.status_note() if self.writer is not None else ""
 
-    def close(self) -> None:
-        """Flush the history writer (idempotent); the store is closed by its owner.
+    def close(self) -> int:
+        """Flush the history writer (idempotent); the store is closed by its owner.  Returns
+        the rows it could not write in time (see :meth:`HistoryWriter.close`).
 
         Tasks a slice applied since the last tick (:meth:`ConsoleScreen.absorb`) have not
         been handed to the writer yet: they are, first."""
+        unwritten = 0
         if self.writer is not None:
             self.persist(self.screen.not_yet_persisted())
             self.writer.close()
+            unwritten = self.writer.unwritten
             self.writer = None
+        return unwritten
 
     # ---- search and export ---------------------------------------------------------------
     def search(self, query: str | None = None) -> None:
