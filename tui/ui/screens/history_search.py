@@ -146,10 +146,8 @@ class HistorySearchScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical() as box:
             box.border_title = "Search the history of this cluster (cluster:all for every one)"
-            box.border_subtitle = (
-                "Enter search · ↓ results · Enter on a row: detail · E (in the results): export"
-                " this search · Esc close"
-            )
+            # fits the border at 80 columns (the longer wording was cut before "Esc close")
+            box.border_subtitle = "Enter search · ↓ results · Enter detail · E export · Esc close"
             yield PlainInput(
                 value=self.initial,
                 placeholder="state:failure queue:email args:FIR since:2h until:30m cluster:all …",
