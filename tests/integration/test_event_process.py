@@ -379,3 +379,48 @@ def test_while_the_broker_is_away_the_next_attempt_time_moves_on(own_redis):
         assert receiver.status.state == RECONNECTING
     finally:
         receiver.stop()
+
+
+def test_a_message_of_many_events_reaches_the_console_in_frames_of_at_most_a_batch(own_redis):
+    """One message may carry up to MAX_EVENTS_PER_MESSAGE events; the console's UI thread
+    unpickles a frame at once, so the reader splits them, in order, into frames of at most
+    BATCH_EVENTS; a frame that cannot be unpickled is counted as dropped, never raised."""
+    import base64
+
+    import redis
+
+    from tui.sources.event_process import BATCH_EVENTS
+
+    url = own_redis.url(0)
+    receiver = reader(url)
+    receiver.start()
+    try:
+        wait_until(lambda: receiver.status.state == CONNECTED, 20, message="connected")
+        n = BATCH_EVENTS * 2 + 500
+        body = [
+            {"type": "task-sent", "uuid": f"u{i:05d}", "hostname": "w@h", "timestamp": 1.0e9 + i}
+            for i in range(n)
+        ]
+        env = {
+            "body": base64.b64encode(json.dumps(body).encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": {"hostname": "w@h"},
+            "properties": {"body_encoding": "base64", "delivery_tag": "x", "delivery_info": {}},
+        }
+        redis.Redis.from_url(url).publish("/0.celeryev/task.multi", json.dumps(env))
+        wait_until(
+            lambda: receiver.buffered >= n,
+            20,
+            message=lambda: f"{receiver.buffered} {receiver.received} {receiver.tally.reasons}",
+        )
+        sizes = [size for size, _data in receiver._raw]
+        assert sum(sizes) == n and max(sizes) <= BATCH_EVENTS and len(sizes) >= 3
+        receiver._raw.append((7, b"not a pickle"))  # a corrupt frame behind them
+        receiver._raw_in += 7
+        got = receiver.drain(10 * n)
+        assert [e["uuid"] for e in got] == [f"u{i:05d}" for i in range(n)]
+        assert receiver.buffered == 0 and receiver.dropped == 7
+        assert receiver.invalid == 0
+    finally:
+        receiver.stop()

@@ -214,3 +214,61 @@ def test_a_locked_file_costs_the_index_a_round_not_the_writer(tmp_path: Path):
         blocker.close()
         writer.close()
         store.close()
+
+
+_EAGER = """
+CREATE TRIGGER tasks_fts_ai AFTER INSERT ON tasks BEGIN
+    INSERT INTO tasks_fts(rowid, args, kwargs) VALUES (new.id, new.args, new.kwargs);
+END;
+"""
+
+
+def test_an_older_console_on_the_same_file_gets_the_index_rebuilt(tmp_path: Path):
+    path = tmp_path / "h.sqlite3"
+    store = HistoryStore(path)
+    store.upsert(rows(0, 100))
+    store.index_pending(budget_s=0.0, chunk=50)  # rows 1-50 indexed, 51-100 not
+    conn = store._conn()
+    conn.executescript(_EAGER)  # an older console opened the file: its trigger is back
+    store.upsert(rows(100, 10))  # indexed by it, above the watermark
+    store.close()
+    again = HistoryStore(path)
+    assert again.index_backlog() == 0
+    fts_consistent(again)
+    assert found(again, "args:FIR-00075") == {"t00075"}
+    assert found(again, "args:FIR-000") == {f"t{i:05d}" for i in range(100)}
+    assert found(again, "args:FIR-00105") == {"t00105"}
+    again.close()
+
+
+@pytest.mark.parametrize("value", ["abc", "", None, "-5", "1e3", "2.9", " 60", "0x10", "٣"])
+def test_a_watermark_that_is_not_a_row_id_gets_the_index_rebuilt(tmp_path: Path, value):
+    path = tmp_path / "h.sqlite3"
+    store = HistoryStore(path)
+    store.upsert(rows(0, 60))
+    store.index_pending(budget_s=0.0, chunk=20)
+    store._conn().execute("UPDATE meta SET value = ? WHERE key = ?", (value, FTS_WATERMARK))
+    store.close()
+    again = HistoryStore(path)
+    assert again.index_backlog() == 0
+    fts_consistent(again)
+    assert found(again, "args:FIR-0005") == {f"t{i:05d}" for i in range(50, 60)}
+    again.close()
+
+
+def test_a_watermark_past_the_last_row_is_brought_down_to_it(tmp_path: Path):
+    path = tmp_path / "h.sqlite3"
+    store = HistoryStore(path)
+    store.upsert(rows(0, 30))
+    store.index_pending(budget_s=5.0)
+    with store.transaction() as c:  # the newest rows pruned: the watermark is past the end
+        c.execute("DELETE FROM tasks WHERE id > 10")
+    store.close()
+    again = HistoryStore(path)
+    mark = again._conn().execute("SELECT value FROM meta WHERE key = ?", (FTS_WATERMARK,))
+    assert mark.fetchone()[0] == "10"
+    again.upsert(rows(100, 5))  # ids 11-15: above the watermark, indexed later
+    assert again.index_backlog() == 5
+    again.index_pending(budget_s=5.0)
+    fts_consistent(again)
+    again.close()

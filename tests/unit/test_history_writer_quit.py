@@ -88,3 +88,76 @@ def test_closing_the_store_leaves_a_running_threads_connection_open(tmp_path: Pa
     t.join(10)
     assert result == [True, 10]  # its own connection, still open
     assert store.connection_count() == 0
+
+
+def test_a_flush_from_another_thread_waits_so_a_newer_snapshot_is_never_overwritten(
+    tmp_path: Path,
+):
+    """An export flushes from a worker thread while the writer thread flushes: the writer's
+    older snapshot of a task must not commit after the export's newer one."""
+    store = SlowStore(tmp_path / "h.sqlite3")
+    store.batches = []
+    in_write, go_on = threading.Event(), threading.Event()
+    plain = HistoryStore.upsert_report
+
+    def slow_first(self, rows, source="events", now=None):  # the writer's flush, held
+        rows = list(rows)
+        if not in_write.is_set():
+            in_write.set()
+            go_on.wait(10)
+        return plain(self, rows, source, now)
+
+    store.upsert_report = slow_first.__get__(store)  # type: ignore[method-assign]
+    writer = HistoryWriter(store, interval=0.01)
+    try:
+        writer.submit([{"uuid": "x", "state": "STARTED", "hostname": "w-old"}])
+        assert in_write.wait(10)  # the writer thread holds v1, not committed yet
+        writer.submit([{"uuid": "x", "state": "STARTED", "hostname": "w-new"}])
+        exporter = threading.Thread(target=writer.flush)  # as an export does
+        exporter.start()
+        time.sleep(0.2)  # the exporter would have committed v2 by now without the lock
+        go_on.set()
+        exporter.join(10)
+    finally:
+        go_on.set()
+        writer.close()
+    assert store.get("x")["hostname"] == "w-new"
+    store.close()
+
+
+def test_under_a_steady_backlog_the_index_and_the_prune_still_get_their_turn(
+    tmp_path: Path, monkeypatch
+):
+    monkeypatch.setattr(writer_module, "FLUSH_ROWS", 100)
+    monkeypatch.setattr(writer_module, "ROUND_S", 0.2)
+    calls = {"index_busy": 0, "prune": []}
+
+    class Counting(SlowStore):
+        def index_pending(self, budget_s=0.05, chunk=1_000):
+            if writer.pending:
+                calls["index_busy"] += 1
+            return super().index_pending(budget_s, chunk)
+
+        def prune(self, now=None, chunk=20_000, max_chunks=50):
+            calls["prune"].append(max_chunks)
+            return super().prune(now, chunk, max_chunks)
+
+    store = Counting(tmp_path / "h.sqlite3")
+    store.batches = []
+    store.delay = 0.05  # 100 rows per 0.05 s: 2,000 rows a second at most
+    writer = HistoryWriter(store, interval=0.01, prune_every=0.3)
+    try:
+        deadline = time.monotonic() + 3
+        i = 0
+        while time.monotonic() < deadline:  # 5,000 rows a second: always a backlog
+            writer.submit(rows(100, start=i))
+            i += 100
+            time.sleep(0.02)
+        assert writer.pending > 0
+        assert calls["index_busy"] >= 3  # indexed between flush rounds during the backlog
+        assert calls["prune"] and all(n == writer_module.PRUNE_CHUNKS for n in calls["prune"])
+        assert store.index_backlog() < writer.written  # the index kept up in part at least
+    finally:
+        writer.close(timeout=1.0)
+    assert writer.written + writer.unwritten + writer.dropped == writer.submitted
+    store.close()

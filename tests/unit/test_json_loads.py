@@ -58,6 +58,8 @@ EDGES = [
     b'{"\\u0000": "\\u001b[31m"}',
     '{"ü": "ß"}'.encode(),
     '{"ü": "ß"}',  # str, as a plain body arrives
+    '{"a": "\ud800"}',  # a str holding a lone surrogate (msgspec cannot encode it)
+    '"\udcff x"',
 ]
 
 

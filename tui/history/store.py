@@ -604,13 +604,15 @@ class HistoryStore(HistoryBackend):
             conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'tasks_fts'").fetchone()
         )
 
-    @staticmethod
-    def _fts_schema(c: sqlite3.Connection) -> None:
+    def _fts_schema(self, c: sqlite3.Connection) -> None:
         """The args/kwargs index and its watermark, inside the schema transaction.
 
-        A file made before the watermark has every row indexed by its eager triggers:
-        they are dropped and the watermark set to the last row.  A new index (a new file,
-        or SQLite gained FTS5) starts at 0 and :meth:`index_pending` fills it in.
+        A file made before the watermark has every row indexed by its eager triggers: they
+        are dropped and the watermark set to the last row.  A new index (a new file, or
+        SQLite gained FTS5) starts at 0 and :meth:`index_pending` fills it in.  A file
+        where both are found (an older console opened it after this one: its triggers
+        indexed some rows above the watermark, not others), or whose watermark is not a
+        row id, has its index rebuilt from the table: the only state known to be right.
         """
         eager = c.execute(
             "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN (?, ?, ?)",
@@ -619,18 +621,35 @@ class HistoryStore(HistoryBackend):
         had_index = (
             c.execute("SELECT 1 FROM sqlite_master WHERE name = 'tasks_fts'").fetchone() is not None
         )
+        found = c.execute("SELECT value FROM meta WHERE key = ?", (FTS_WATERMARK,)).fetchone()
         for stmt in _split_sql(_FTS_SCHEMA):
             c.execute(stmt)
-        if eager:
-            for name in _FTS_EAGER_TRIGGERS:
-                c.execute(f"DROP TRIGGER IF EXISTS {name}")
-        start = 0
-        if had_index and eager:
-            start = c.execute("SELECT coalesce(max(id), 0) FROM tasks").fetchone()[0]
-        # OR IGNORE: another console may have set it already (and indexed since)
+        for name in _FTS_EAGER_TRIGGERS if eager else ():
+            c.execute(f"DROP TRIGGER IF EXISTS {name}")
+        top = c.execute("SELECT coalesce(max(id), 0) FROM tasks").fetchone()[0]
+        if not had_index:
+            mark, why = 0, ""  # a new index: index_pending fills it in
+        elif found is None:
+            # an index the eager triggers kept (or, with none, a file of an unknown making)
+            mark, why = (top, "") if eager else (top, "an index without a watermark")
+        elif eager:
+            mark, why = top, "an older console's triggers found beside the watermark"
+        else:
+            value = found[0]
+            if (
+                isinstance(value, str)
+                and value.isascii()
+                and value.isdigit()
+                and value == str(int(value))
+            ):
+                mark, why = min(int(value), top), ""  # above the last row: nothing to index
+            else:
+                mark, why = top, f"the watermark is not a row id ({str(value)[:20]!r})"
+        if why:
+            log.warning("history %s: %s; the args index is rebuilt", self.path, why)
+            c.execute("INSERT INTO tasks_fts(tasks_fts) VALUES ('rebuild')")
         c.execute(
-            f"INSERT {'OR REPLACE' if eager else 'OR IGNORE'} INTO meta(key, value) VALUES (?, ?)",
-            (FTS_WATERMARK, str(start)),
+            "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (FTS_WATERMARK, str(mark))
         )
 
     def _migrate(self, c: sqlite3.Connection) -> None:

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 #: Most rows written in one transaction (~0.5-1 s of the writer's time at 20k events/s).
 FLUSH_ROWS = 10_000
+#: Longest a round flushes a backlog before the index and the prune get their turn.
+ROUND_S = 2.0
+#: Most prune chunks (of 20,000 rows) a round deletes; the rest waits for the next round.
+PRUNE_CHUNKS = 5
 
 
 class HistoryWriter:
@@ -50,7 +54,7 @@ class HistoryWriter:
         max_pending: int = 200_000,
         prune_every: float = 60.0,
         source: str = SOURCE_EVENTS,
-        index_busy_s: float = 0.02,
+        index_busy_s: float = 0.1,
         index_idle_s: float = 0.25,
     ) -> None:
         self.store = store
@@ -72,6 +76,7 @@ class HistoryWriter:
         self._close_deadline: float | None = None
         self._pending: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
@@ -112,6 +117,13 @@ class HistoryWriter:
         (locked, disk full, read-only) keeps the rows for the next flush and is counted in
         ``errors`` (``last_error``, ``failing`` until a write succeeds again).
         """
+        # One flush at a time, from taking its rows to their commit: an export's flush
+        # (another thread) must not commit a task's newer snapshot before this one commits
+        # its older one.
+        with self._flush_lock:
+            return self._flush(max_rows)
+
+    def _flush(self, max_rows: int | None) -> int:
         with self._lock:
             pending = self._pending
             if max_rows is None or len(pending) <= max_rows:
@@ -174,36 +186,40 @@ class HistoryWriter:
         return "history: " + "; ".join(parts) if parts else ""
 
     # runs in the writer thread
-    def _flush_chunks(self, deadline: float | None = None) -> None:
+    def _flush_chunks(self, deadline: float, closing: bool = False) -> None:
         """Flush in transactions of at most FLUSH_ROWS rows until nothing is pending, the
-        writer is asked to stop (``deadline`` None) or ``deadline`` passes: a flood's
-        backlog is never one transaction of minutes that a quit cannot interrupt."""
+        writer is asked to stop (unless closing) or ``deadline`` passes: a flood's backlog
+        is never one transaction of minutes that a quit cannot interrupt, and a round
+        leaves time for the index and the prune."""
         while self._pending:
             before = self.errors
             self.flush(FLUSH_ROWS)
             if self.errors != before:
                 return  # the write failed: the rows wait for the next round
-            if deadline is None and self._stop.is_set():
-                return
-            if deadline is not None and time.monotonic() >= deadline:
+            if (self._stop.is_set() and not closing) or time.monotonic() >= deadline:
                 return
 
     def _run(self) -> None:
         next_prune = time.monotonic() + min(5.0, self.prune_every)
         try:
             while not self._stop.is_set():
-                self._wake.wait(self.interval)
+                # a backlog: the next round at once (after the index and prune had theirs)
+                if not self._pending:
+                    self._wake.wait(self.interval)
                 self._wake.clear()
-                self._flush_chunks()
+                self._flush_chunks(time.monotonic() + max(self.interval, ROUND_S))
+                if self._stop.is_set():
+                    break
                 self._index()
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.prune_every
                     try:
-                        self.pruned += self.store.prune()
+                        # a bounded share per round, so a quit is never held up for long
+                        self.pruned += self.store.prune(max_chunks=PRUNE_CHUNKS)
                     except Exception as exc:  # the writer thread must not die of it
                         self.errors += 1
                         self.last_error = f"prune: {_reason(exc)}"
-            self._flush_chunks(self._close_deadline)
+            self._flush_chunks(self._close_deadline or time.monotonic(), closing=True)
             self.unwritten = len(self._pending)
             if self.unwritten:
                 log.warning(
@@ -232,6 +248,9 @@ class HistoryWriter:
         self._wake.set()
         # one transaction of FLUSH_ROWS rows may still be under way at the deadline
         self._thread.join(timeout + 30.0)
+        if self._thread.is_alive():  # stuck (a lock held elsewhere): say what is not written
+            self.unwritten = len(self._pending)
+            log.warning("history writer still busy at quit; %d row(s) not written", self.unwritten)
 
     @property
     def alive(self) -> bool:

@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import collections
 import io
+import logging
 import os
 import pickle
 import signal
@@ -88,6 +89,8 @@ from tui.sources.validate import Tally
 
 if TYPE_CHECKING:
     from celery import Celery
+
+log = logging.getLogger(__name__)
 
 #: How often the child hands over a batch when events trickle in (its latency).
 BATCH_S = 0.02
@@ -195,23 +198,28 @@ def serve(conn: Connection) -> None:
             # under a flood that thread, preempted while holding it, stalled the UI for
             # 100-200 ms).  The C pickler, not Connection.send's ForkingPickler (a Python
             # subclass: 15 % of this process at 20k events/s).
-            conn.send_bytes(
-                pickle.dumps(
-                    (
-                        len(events),
-                        # taken off the wire, as the other receivers count it: a message
-                        # dropped undecoded counts as one event, in ``dropped`` too
-                        received + reader.dropped,
-                        reader.dropped,
-                        (tally.invalid, tally.cleaned),
-                        reasons,
-                        reader.status,
-                    ),
-                    pickle.HIGHEST_PROTOCOL,
+            # at most BATCH_EVENTS events a frame, however many one message carried (up to
+            # MAX_EVENTS_PER_MESSAGE): the console's UI thread unpickles a frame at once
+            for start in range(0, max(len(events), 1), BATCH_EVENTS):
+                part = events[start : start + BATCH_EVENTS]
+                conn.send_bytes(
+                    pickle.dumps(
+                        (
+                            len(part),
+                            # taken off the wire, as the other receivers count it: a
+                            # message dropped undecoded counts as one event, in
+                            # ``dropped`` too
+                            received + reader.dropped,
+                            reader.dropped,
+                            (tally.invalid, tally.cleaned),
+                            reasons,
+                            reader.status,
+                        ),
+                        pickle.HIGHEST_PROTOCOL,
+                    )
                 )
-            )
-            if events:
-                conn.send_bytes(pickle.dumps(events, pickle.HIGHEST_PROTOCOL))
+                if part:
+                    conn.send_bytes(pickle.dumps(part, pickle.HIGHEST_PROTOCOL))
             sent = state
     except (OSError, EOFError):
         pass  # the console closed the pipe
@@ -294,6 +302,7 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
         self._raw: collections.deque[tuple[int, bytes | list[dict[str, Any]]]] = collections.deque()
         self._raw_in = 0  # events put in _raw (this thread only)
         self._raw_out = 0  # events taken out of _raw (the UI thread only)
+        self._refused = 0  # events in batches drain() could not unpickle (the UI thread only)
         self.buffer_size = buffer_size
         self.batch_s = batch_s
         self.raw_limit = raw_limit
@@ -335,13 +344,17 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
         while len(buf) < budget and raw:
             n, data = raw.popleft()
             self._raw_out += n
-            if data.__class__ is list:
+            if isinstance(data, list):
                 buf.extend(data)
                 continue
             try:
-                buf.extend(plain_data(data))  # type: ignore[arg-type]
+                buf.extend(plain_data(data))
             except Exception as exc:  # noqa: BLE001 - not plain data: the batch is refused
-                self.tally.skip(f"event reader batch refused: {type(exc).__name__}")
+                # counted as dropped (the pump thread's next counters include it); the
+                # child's tally is the child's, so the reason goes to the log
+                self._refused += n
+                self.dropped += n
+                log.warning("event reader batch of %d refused: %s", n, type(exc).__name__)
         return super().drain(budget)
 
     def stop(self, timeout: float = 1.0) -> None:
@@ -471,7 +484,7 @@ class ProcessEventReceiver(ReceiverReadout, threading.Thread):
                                 self._raw_in += len(kept)
                     self.received = base_received + received
                     child_dropped = base_dropped + dropped
-                    self.dropped = child_dropped + dropped_here
+                    self.dropped = child_dropped + dropped_here + self._refused
                     if reasons is not None:
                         tally.invalid = base_invalid + counts[0]
                         tally.cleaned = base_cleaned + counts[1]

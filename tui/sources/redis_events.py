@@ -94,7 +94,7 @@ def json_loads(data: bytes | str) -> Any:
     """
     try:
         return _fast_json.decode(data)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, UnicodeEncodeError):  # the latter: a str with a lone surrogate
         return json.loads(data)
 
 
