@@ -121,7 +121,7 @@ def test_messages_the_socket_thread_cannot_keep_are_counted_as_dropped(own_redis
             message=lambda: f"{receiver.received} of {published}",
         )
         assert receiver.received == receiver.dropped == published
-        assert not receiver.buffer and receiver.invalid == 0
+        assert not receiver.buffered and receiver.invalid == 0
         assert receiver.status.connects == 1  # no cut: the socket was read all along
     finally:
         receiver.stop()
