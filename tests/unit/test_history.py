@@ -49,13 +49,6 @@ def integrity(path: Path) -> str:
         conn.close()
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    s = HistoryStore(tmp_path / "history.sqlite3")
-    yield s
-    s.close()
-
-
 # ---- the file and upserts ------------------------------------------------------------
 
 

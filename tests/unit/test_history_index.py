@@ -65,13 +65,6 @@ def found(store: HistoryStore, query: str) -> set[str]:
     return {r["uuid"] for r in store.search(query, limit=10_000)}
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    s = HistoryStore(tmp_path / "h.sqlite3")
-    yield s
-    s.close()
-
-
 def test_rows_are_written_unindexed_and_indexed_later(store: HistoryStore):
     store.upsert(rows(0, 300))
     assert store.index_backlog() == 300
