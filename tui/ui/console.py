@@ -99,6 +99,10 @@ class ConsoleScreen(Screen[None]):
     """Queues, workers and task history of a Celery cluster, live (the App's base screen)."""
 
     BINDINGS = bindings("console")
+    #: Zoom (z) keeps the status line: the connection state, READ-ONLY, the filter, the
+    #: marks and the dropped count stay on screen whatever is zoomed (Textual's default
+    #: keeps only the footer).
+    ALLOW_IN_MAXIMIZED_VIEW = "Footer, #status"
 
     def __init__(self, app: AfirgenApp) -> None:
         super().__init__()
