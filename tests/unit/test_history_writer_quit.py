@@ -161,3 +161,24 @@ def test_under_a_steady_backlog_the_index_and_the_prune_still_get_their_turn(
         writer.close(timeout=1.0)
     assert writer.written + writer.unwritten + writer.dropped == writer.submitted
     store.close()
+
+
+def test_a_write_that_keeps_failing_is_retried_at_the_interval_not_in_a_spin(tmp_path: Path):
+    store = SlowStore(tmp_path / "h.sqlite3")
+    store.batches = []
+
+    def refuse(rows, source="events", now=None):
+        store.batches.append(len(list(rows)))
+        raise OSError(28, "No space left on device")
+
+    store.upsert_report = refuse  # type: ignore[method-assign]
+    writer = HistoryWriter(store, interval=0.2)
+    try:
+        writer.submit(rows(10))
+        time.sleep(1.0)
+        assert writer.failing and writer.pending == 10
+        assert 2 <= len(store.batches) <= 8, len(store.batches)  # ~every 0.2 s
+    finally:
+        writer.close(timeout=1.0)
+    assert writer.unwritten == 10
+    store.close()

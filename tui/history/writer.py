@@ -203,8 +203,9 @@ class HistoryWriter:
         next_prune = time.monotonic() + min(5.0, self.prune_every)
         try:
             while not self._stop.is_set():
-                # a backlog: the next round at once (after the index and prune had theirs)
-                if not self._pending:
+                # a backlog: the next round at once (after the index and prune had theirs);
+                # after a failed write (disk full, read-only) the interval, not a spin
+                if not self._pending or self.failing:
                     self._wake.wait(self.interval)
                 self._wake.clear()
                 self._flush_chunks(time.monotonic() + max(self.interval, ROUND_S))
@@ -241,8 +242,10 @@ class HistoryWriter:
         """Flush what is pending, for at most about ``timeout`` seconds, and stop the thread
         (call on quit).  Rows still pending then are not written: ``unwritten`` counts
         them (a flood's backlog can take longer to write than an operator waits for q).
-        The thread has ended when this returns, so the store can be closed: closing a
-        connection that a thread is writing through crashes the process."""
+        The thread has ended when this returns, unless a write is stuck (a lock another
+        process holds): then the rows pending are counted as unwritten, and the store's
+        close leaves that thread's connection alone (closing a connection a thread is
+        writing through crashes the process)."""
         self._close_deadline = time.monotonic() + max(timeout - 1.0, 0.0)
         self._stop.set()
         self._wake.set()
