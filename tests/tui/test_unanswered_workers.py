@@ -56,7 +56,7 @@ async def test_the_backoff_is_capped(console, sources, events, monkeypatch):
         screen = console.console_screen
         sources.feed([events.worker_online("mute@host"), events.heartbeat("mute@host")])
         screen.tick()
-        screen._unanswered["mute@host"] = (30, 0.0)  # asked 30 times already
+        screen._unanswered["mute@host"] = (5_000, 0.0)  # silent for days: 2**5000 overflows a float
         sources.inspection = InspectionResult(taken_at=time.time())
         await _inspect(console, pilot)
         _times, due = screen._unanswered["mute@host"]

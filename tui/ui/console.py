@@ -369,7 +369,9 @@ class ConsoleScreen(Screen[None]):
         for w in self.model.workers():
             if w.online and w.pool is None:
                 times = previous.get(w.hostname, (0, 0.0))[0]
-                unanswered[w.hostname] = (times + 1, now + min(UNANSWERED_MAX_S, 0.5 * 2**times))
+                # 2**times capped: a worker silent for a day must not overflow a float
+                wait = min(UNANSWERED_MAX_S, 0.5 * 2 ** min(times, 16))
+                unanswered[w.hostname] = (min(times + 1, 1_000), now + wait)
         self._unanswered = unanswered
         return min((at for _, at in unanswered.values()), default=None)
 
