@@ -27,9 +27,10 @@ the busy loops, load average 5).  docs/performance.md, "20k events/s (issue 17)"
 
 In the console, :class:`ProcessEventReceiver` is a thread with the interface of the other
 receivers (``buffer``, ``drain``, ``received``, ``dropped``, ``invalid``, ``cleaned``,
-``tally``, ``status``, ``stop``).  It unpickles the batches into its bounded buffer,
-restarts the process with backoff if it dies (``status.connects`` keeps counting, so the
-console resyncs), and stops it within a second.  The child never outlives the console:
+``tally``, ``status``, ``stop``, plus ``buffered``).  It keeps the batches pickled, up
+to its buffer's bound, until :meth:`ProcessEventReceiver.drain` unpickles them in the UI
+thread, restarts the process with backoff if it dies (``status.connects`` keeps counting,
+so the console resyncs), and stops it within a second.  The child never outlives the console:
 the pipe's end-of-file, a parent-pid check and (Linux) ``PR_SET_PDEATHSIG`` each end it.
 It never writes to the terminal: its stdin, stdout and stderr are ``/dev/null``.
 
@@ -270,8 +271,9 @@ def plain_data(data: bytes) -> Any:
 
 
 class ProcessEventReceiver(ReceiverReadout, threading.Thread):
-    """The direct Redis reader in a process of its own; this thread (in the console) only
-    unpickles the batches it sends into :attr:`buffer`.
+    """The direct Redis reader in a process of its own; this thread (in the console) takes
+    its counters and keeps its batches of events pickled until :meth:`drain` (the UI
+    thread) unpickles them.
 
     Same interface as the in-process receivers.  If the process dies it is started again
     with the receivers' backoff; ``status.connects`` keeps counting across processes, so
