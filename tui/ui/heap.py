@@ -11,7 +11,7 @@ by reference counting, only a reference cycle among them would now never be coll
 The thresholds then let 20,000 new objects (not 700) pass between young collections: at
 20k events/s most are gone by then, so fewer survive into the older generations whose
 collections were the long ones (bench_e2e --stalls at 20k/s, 30 s: 19 full collections
-of up to 106 ms before, none after; stalls over 60 ms 98 -> 69).
+of up to 106 ms before, none of 5 ms or more after; stalls over 60 ms 98 -> 69).
 """
 
 from __future__ import annotations
