@@ -24,6 +24,29 @@ def status(app) -> str:
     return str(app.query_one("#status").render())
 
 
+def history_console(settings) -> tuple[HistoryStore, StaticSources, AfirgenApp]:
+    """A console with timers off and a history file of its own."""
+    store = HistoryStore(settings.history_db)
+    sources = StaticSources(settings)
+    app = AfirgenApp(settings, sources, autostart=False, history=store)
+    sources.start()
+    return store, sources, app
+
+
+async def writer_ready(pilot, app) -> None:
+    await settle(
+        pilot, app, lambda: app.console_screen.history.writer is not None, message="writer"
+    )
+
+
+def saved_uuids(settings) -> set[str]:
+    conn = sqlite3.connect(settings.history_db)
+    try:
+        return {u for (u,) in conn.execute("SELECT uuid FROM tasks")}
+    finally:
+        conn.close()
+
+
 async def test_poison_events_cost_no_real_task_and_losses_show(
     screen_settings, events, monkeypatch
 ):
@@ -31,15 +54,10 @@ async def test_poison_events_cost_no_real_task_and_losses_show(
 
     # let an int past 64 bits reach SQLite, as a field nobody cleans would: the fallback's case
     monkeypatch.setattr(history, "_clean_int", lambda v: (v, False))
-    store = HistoryStore(screen_settings.history_db)
-    sources = StaticSources(screen_settings)
-    app = AfirgenApp(screen_settings, sources, autostart=False, history=store)
-    sources.start()
+    store, sources, app = history_console(screen_settings)
     real = []
     async with app.run_test(size=(200, 30)) as pilot:
-        await settle(
-            pilot, app, lambda: app.console_screen.history.writer is not None, message="writer"
-        )
+        await writer_ready(pilot, app)
         assert "history:" not in status(app)
         for i in range(12):
             uid, evs = events.task("success")
@@ -56,9 +74,7 @@ async def test_poison_events_cost_no_real_task_and_losses_show(
         shown = status(app)
         await pilot.press("q")
     assert "history: 3 rows not saved (integer too large)" in shown
-    conn = sqlite3.connect(screen_settings.history_db)
-    saved = {u for (u,) in conn.execute("SELECT uuid FROM tasks")}
-    conn.close()
+    saved = saved_uuids(screen_settings)
     assert set(real) <= saved and not any(u.startswith("poison-") for u in saved)
     store.close()
 
@@ -68,15 +84,10 @@ async def test_tasks_applied_by_a_slice_after_the_last_tick_are_saved_on_quit(
 ):
     """Events are applied between ticks (ConsoleScreen.absorb) and the tick hands changed
     tasks to the writer: on quit, those a slice applied since the last tick are saved too."""
-    store = HistoryStore(screen_settings.history_db)
-    sources = StaticSources(screen_settings)
-    app = AfirgenApp(screen_settings, sources, autostart=False, history=store)
-    sources.start()
+    store, sources, app = history_console(screen_settings)
     uuids = []
     async with app.run_test(size=(120, 30)) as pilot:
-        await settle(
-            pilot, app, lambda: app.console_screen.history.writer is not None, message="writer"
-        )
+        await writer_ready(pilot, app)
         for _ in range(5):
             uid, evs = events.task("success")
             uuids.append(uid)
@@ -85,8 +96,6 @@ async def test_tasks_applied_by_a_slice_after_the_last_tick_are_saved_on_quit(
         assert app.console_screen.not_yet_persisted() >= set(uuids)
         app.console_screen.history.close()  # what the console does on quit
         await pilot.press("q")
-    conn = sqlite3.connect(screen_settings.history_db)
-    saved = {u for (u,) in conn.execute("SELECT uuid FROM tasks")}
-    conn.close()
+    saved = saved_uuids(screen_settings)
     assert set(uuids) <= saved
     store.close()
