@@ -69,6 +69,11 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def settle_heap() -> bool:
+    """As ``afirgen-tui`` does (tui/ui/heap.py), unless ``--no-settle-heap``."""
+    return not os.environ.get("BENCH_NO_SETTLE_HEAP")
+
+
 def bench_app_class() -> type:
     import tui.ui.app
     from tui.ui.app import AfirgenApp
@@ -130,7 +135,9 @@ async def child_first_paint() -> dict[str, Any]:
     settings = load_settings(os.environ["AFIRGEN_CONFIG"])
     celery_app = create_app(settings, main="afirgen-tui")
     sources = BrokerSources(settings, celery_app)
-    app = bench_app_class()(settings, sources, celery_app=celery_app, read_only=True)
+    app = bench_app_class()(
+        settings, sources, celery_app=celery_app, read_only=True, settle_heap=settle_heap()
+    )
     app.frames = []
     entered = time.perf_counter()
     async with app.run_test(headless=True, size=(120, 40)) as pilot:
@@ -177,7 +184,9 @@ async def child_scale(
 
     settings = load_settings(os.environ["AFIRGEN_CONFIG"], console_max_tasks=MAX_TASKS)
     sources = StaticSources(settings)
-    app = bench_app_class()(settings, sources, read_only=True, autostart=False)
+    app = bench_app_class()(
+        settings, sources, read_only=True, autostart=False, settle_heap=settle_heap()
+    )
     app.frames = []
     out: dict[str, Any] = {}
     async with app.run_test(headless=True, size=(120, 40)) as pilot:
@@ -309,7 +318,10 @@ async def child_scale(
 
 
 def child_main(args: argparse.Namespace) -> int:
-    t_start = psutil.Process().create_time()
+    # The parent's clock just before it spawned this process: psutil's create_time() counts
+    # from /proc/stat's btime, whole seconds, so it read up to ~1 s early (imports "done at
+    # 1.4 s" that took 0.5 s).
+    t_start = float(os.environ.get("BENCH_SPAWNED_AT") or psutil.Process().create_time())
     offset = time.time() - time.perf_counter()  # perf_counter -> wall clock
     if args.child == "first-paint":
         r = asyncio.run(child_first_paint())
@@ -336,7 +348,7 @@ def run_child(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", "bench.bench_scale", *argv],
         cwd=REPO,
-        env=env,
+        env={**env, "BENCH_SPAWNED_AT": repr(time.time())},
         capture_output=True,
         text=True,
         timeout=900,
@@ -372,6 +384,14 @@ def main() -> int:
         help="apply each tick's events in N slices before it, as the console's 50 ms absorb "
         "timer does (4 = a 250 ms tick); 0: the tick applies them all",
     )
+    parser.add_argument(
+        "--no-settle-heap",
+        action="store_true",
+        help="leave the start-up heap to the garbage collector (tui/ui/heap.py), as before",
+    )
+    parser.add_argument(
+        "--paint-only", action="store_true", help="only the first-paint runs (no RSS or ticks)"
+    )
     args = parser.parse_args()
     set_scale(args.workers, args.max_tasks)
     if args.child:
@@ -382,13 +402,16 @@ def main() -> int:
     paints: list[dict[str, Any]] = []
     try:
         env = env_for(tmp, broker)
+        if args.no_settle_heap:
+            env["BENCH_NO_SETTLE_HEAP"] = "1"
         child_args = ["--ticks", str(args.ticks), "--trickle", *map(str, args.trickle)]
         child_args += ["--workers", str(WORKERS), "--max-tasks", str(MAX_TASKS)]
         child_args += ["--slices", str(args.slices)]
         if args.profile:
             child_args += ["--profile", os.path.abspath(args.profile)]
-        empty = run_child(["--child", "empty", *child_args], env)
-        scale = run_child(["--child", "scale", *child_args], env)
+        if not args.paint_only:
+            empty = run_child(["--child", "empty", *child_args], env)
+            scale = run_child(["--child", "scale", *child_args], env)
         publisher = subprocess.Popen(
             [
                 sys.executable,
@@ -428,18 +451,20 @@ def main() -> int:
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
         f"{WORKERS} workers, max_tasks={MAX_TASKS:,}"
     )
+    print(
+        f"time to first paint with data (median of {len(paints)}, live stream 1000 events/s from "
+        f"{WORKERS} workers): {med('first_data_from_start_s'):.2f} s from process start "
+        f"(imports done at {med('imported_from_start_s'):.2f} s), {med('data_after_entry_s'):.2f} s from App start; "
+        f"first frame of any kind {med('any_after_entry_s'):.2f} s from App start"
+    )
+    if args.paint_only:
+        return 0
     print(f"whole-process RSS, empty console:            {empty['rss_empty']:.0f} MB")
     print(
         f"whole-process RSS, {scale['tasks']:,} tasks / {scale['workers']} workers "
         f"({scale['online']} online, {scale['evicted']:,} evicted; {scale['task_rows']} task rows, "
         f"{scale['worker_rows']} worker rows): {scale['rss_full']:.0f} MB (goal < 300 MB); "
         f"after the timed ticks {scale['rss_end']:.0f} MB"
-    )
-    print(
-        f"time to first paint with data (median of {len(paints)}, live stream 1000 events/s from "
-        f"{WORKERS} workers): {med('first_data_from_start_s'):.2f} s from process start "
-        f"(imports done at {med('imported_from_start_s'):.2f} s), {med('data_after_entry_s'):.2f} s from App start; "
-        f"first frame of any kind {med('any_after_entry_s'):.2f} s from App start"
     )
     for trickle in args.trickle:
         t = scale[f"trickle_{trickle}"]
