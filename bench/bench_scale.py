@@ -126,33 +126,93 @@ def env_for(tmp: Path, broker: str) -> dict[str, str]:
 
 
 # ---- child: first paint against a live event stream -------------------------------------
-async def child_first_paint() -> dict[str, Any]:
+async def child_first_paint(with_history: bool) -> dict[str, Any]:
     from afirgen_tasks.factory import create_app
     from afirgen_tasks.settings import load_settings
+    from tui.history import HistoryStore
     from tui.sources.cluster import BrokerSources
 
     imported = time.perf_counter()
-    settings = load_settings(os.environ["AFIRGEN_CONFIG"])
+    settings = load_settings(os.environ["AFIRGEN_CONFIG"], console_max_tasks=MAX_TASKS)
     celery_app = create_app(settings, main="afirgen-tui")
     sources = BrokerSources(settings, celery_app)
+    history = HistoryStore.from_settings(settings) if with_history else None
     app = bench_app_class()(
-        settings, sources, celery_app=celery_app, read_only=True, settle_heap=settle_heap()
+        settings,
+        sources,
+        celery_app=celery_app,
+        read_only=True,
+        settle_heap=settle_heap(),
+        history=history,
     )
     app.frames = []
     entered = time.perf_counter()
+    late_max = 0.0
+
+    late_load_max = 0.0
+    history_in: float | None = None
+
+    async def heartbeat() -> None:
+        # how long the UI loop was held (keys wait that long): before the data showed, and
+        # until the history was in
+        nonlocal late_max, late_load_max
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            late = time.perf_counter() - t - 0.005
+            if app.first_data is None:
+                late_max = max(late_max, late)
+            late_load_max = max(late_load_max, late)
+
     async with app.run_test(headless=True, size=(120, 40)) as pilot:
-        deadline = time.perf_counter() + 30
+        beat = asyncio.create_task(heartbeat())
+        deadline = time.perf_counter() + 60
         while app.first_data is None and time.perf_counter() < deadline:
             await pilot.pause(0.01)
+        while with_history and app.console_screen.history.loaded_count == 0:
+            if time.perf_counter() > deadline:
+                break
+            await pilot.pause(0.01)
+        if with_history:
+            history_in = time.perf_counter()
+        beat.cancel()
         workers = app.query_one("#workers").row_count
+        loaded = app.console_screen.history.loaded_count
         sources.stop()
+    if history is not None:
+        history.close()
     return {
         "imported": imported,
         "entered": entered,
         "first_any": app.first_any,
         "first_data": app.first_data,
         "workers_rows": workers,
+        "history_loaded": loaded,
+        "loop_late_max_ms": late_max * 1000,
+        "loop_late_load_max_ms": late_load_max * 1000,
+        "history_in_after_entry_s": (history_in - entered) if history_in else None,
     }
+
+
+def child_build_history(rows: int) -> dict[str, Any]:
+    """A history of ``rows`` synthetic tasks for this cluster, at AFIRGEN_HISTORY_DB."""
+    from afirgen_tasks.settings import load_settings
+    from bench.bench_history import synthetic_rows
+    from tui.history import HistoryStore
+
+    settings = load_settings(os.environ["AFIRGEN_CONFIG"])
+    store = HistoryStore.from_settings(settings)
+    batch: list[dict[str, Any]] = []
+    for row in synthetic_rows(rows, end=time.time() - 60):
+        batch.append(row)
+        if len(batch) >= 50_000:
+            store.upsert(batch)
+            batch = []
+    store.upsert(batch)
+    while store.index_pending(budget_s=5.0, chunk=50_000):
+        pass
+    store.close()
+    return {"rows": rows}
 
 
 # ---- child: memory and tick time with 100k tasks / 200 workers ------------------------------
@@ -323,8 +383,10 @@ def child_main(args: argparse.Namespace) -> int:
     # 1.4 s" that took 0.5 s).
     t_start = float(os.environ.get("BENCH_SPAWNED_AT") or psutil.Process().create_time())
     offset = time.time() - time.perf_counter()  # perf_counter -> wall clock
-    if args.child == "first-paint":
-        r = asyncio.run(child_first_paint())
+    if args.child == "build-history":
+        r = child_build_history(args.history_rows)
+    elif args.child == "first-paint":
+        r = asyncio.run(child_first_paint(bool(args.history_rows)))
         for key in ("imported", "entered", "first_any", "first_data"):
             if r[key] is not None:
                 r[key + "_from_start_s"] = r[key] + offset - t_start
@@ -361,7 +423,9 @@ def run_child(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--child", choices=("first-paint", "scale", "empty"), help=argparse.SUPPRESS
+        "--child",
+        choices=("first-paint", "scale", "empty", "build-history"),
+        help=argparse.SUPPRESS,
     )
     parser.add_argument("--ticks", type=int, default=100, help="timed ticks per trickle size")
     parser.add_argument(
@@ -385,6 +449,13 @@ def main() -> int:
         "timer does (4 = a 250 ms tick); 0: the tick applies them all",
     )
     parser.add_argument(
+        "--history-rows",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first paint with a history of N tasks (SQLite, this cluster's) to load at start",
+    )
+    parser.add_argument(
         "--no-settle-heap",
         action="store_true",
         help="leave the start-up heap to the garbage collector (tui/ui/heap.py), as before",
@@ -406,7 +477,7 @@ def main() -> int:
             env["BENCH_NO_SETTLE_HEAP"] = "1"
         child_args = ["--ticks", str(args.ticks), "--trickle", *map(str, args.trickle)]
         child_args += ["--workers", str(WORKERS), "--max-tasks", str(MAX_TASKS)]
-        child_args += ["--slices", str(args.slices)]
+        child_args += ["--slices", str(args.slices), "--history-rows", str(args.history_rows)]
         if args.profile:
             child_args += ["--profile", os.path.abspath(args.profile)]
         if not args.paint_only:
@@ -432,7 +503,19 @@ def main() -> int:
         )
         try:
             time.sleep(2.5 + WORKERS / 1000)  # every worker has sent worker-online and a heartbeat
+            if args.history_rows:
+                db = Path(env["AFIRGEN_HISTORY_DB"])
+                db.parent.mkdir(parents=True, exist_ok=True)
+                template = tmp / "history-template.sqlite3"
+                run_child(
+                    ["--child", "build-history", *child_args],
+                    {**env, "AFIRGEN_HISTORY_DB": str(template)},
+                )
             for _ in range(args.paints):
+                if args.history_rows:  # each run starts on the same history
+                    for suffix in ("-wal", "-shm"):
+                        Path(str(db) + suffix).unlink(missing_ok=True)
+                    shutil.copy(template, db)
                 paints.append(run_child(["--child", "first-paint", *child_args], env))
         finally:
             publisher.terminate()
@@ -457,6 +540,14 @@ def main() -> int:
         f"(imports done at {med('imported_from_start_s'):.2f} s), {med('data_after_entry_s'):.2f} s from App start; "
         f"first frame of any kind {med('any_after_entry_s'):.2f} s from App start"
     )
+    if args.history_rows:
+        print(
+            f"  with a history of {args.history_rows:,} tasks: {med('history_loaded'):,.0f} loaded; "
+            f"all of it in {med('history_in_after_entry_s'):.2f} s from App start; the UI loop "
+            f"held at most {med('loop_late_max_ms'):.0f} ms before the data showed, "
+            f"{med('loop_late_load_max_ms'):.0f} ms until the history was in (median of the "
+            "runs' longest)"
+        )
     if args.paint_only:
         return 0
     print(f"whole-process RSS, empty console:            {empty['rss_empty']:.0f} MB")

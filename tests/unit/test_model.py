@@ -647,6 +647,29 @@ def test_merge_task_info_creates_tasks_seen_by_inspect_only() -> None:
     assert m.get_task("j").is_finished and m.fields_clipped == 1  # type: ignore[union-attr]
 
 
+def test_merge_task_info_behind_puts_history_older_than_everything_quietly() -> None:
+    m = ClusterModel(max_tasks=4)
+    m.apply([succeeded("live", 3.0)])
+    m.apply([])
+    # the history, newest first, merged behind the live task
+    for uuid in ("h3", "h2", "h1"):
+        assert m.merge_task_info(uuid, behind=True, state="SUCCESS", name="n", sent=T0) is True
+    # the live task keeps its state; its empty fields are filled
+    assert m.merge_task_info("live", behind=True, state="FAILURE", queue="reports") is True
+    live = m.get_task("live")
+    assert live is not None and live.state == SUCCESS and live.queue == "reports"
+    ch = m.apply([])
+    assert ch.new_tasks == [] and ch.tasks == {"live"}  # created behind: not news
+    m.history_merged()
+    assert [t.uuid for t in m.iter_tasks(newest_first=False)] == ["h1", "h2", "h3", "live"]
+    # a full model takes no more history: it would be the first evicted anyway
+    assert m.merge_task_info("h0", behind=True, state="SUCCESS") is False
+    assert m.get_task("h0") is None and len(m) == 4
+    # the oldest finished goes first when the bound is reached: the history's oldest
+    m.apply([succeeded("new", 4.0)])
+    assert [t.uuid for t in m.iter_tasks(newest_first=False)] == ["h2", "h3", "live", "new"]
+
+
 # ---- Changes -------------------------------------------------------------------------
 def test_changes_is_falsy_when_nothing_changed() -> None:
     assert not Changes()

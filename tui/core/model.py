@@ -1221,7 +1221,7 @@ class ClusterModel:
             self._changes().tasks.add(uuid)
         return True
 
-    def merge_task_info(self, uuid: str, **fields: Any) -> bool:
+    def merge_task_info(self, uuid: str, *, behind: bool = False, **fields: Any) -> bool:
         """Fill gaps from the result backend or ``inspect().active()/reserved()``.
 
         Fields are TaskRecord attribute names (``worker`` is an alias of ``hostname``);
@@ -1229,6 +1229,13 @@ class ClusterModel:
         ``state`` (a Celery state name) only moves the task forward.  An unknown task
         is created (inspect shows tasks the console never saw an event for).
         Returns True if anything changed.
+
+        ``behind``: older news than anything the model holds (the history read at start,
+        merged newest first while live events are applied).  A task the model knows keeps
+        its state (what the cluster said since is truer) and only has its empty fields
+        filled; an unknown one is created as the oldest of all, first in line for
+        eviction, not at all when the model is full, and not reported as a change (the
+        pane is rebuilt once the history is in: :meth:`history_merged`).
         """
         if uuid.__class__ is not str or not uuid or len(uuid) > MAX_KEY_CHARS:
             return False
@@ -1237,9 +1244,14 @@ class ClusterModel:
         created = rec is None
         changed = created
         if rec is None:
+            if behind and len(tasks) >= self.max_tasks:
+                return False
             rec = tasks[uuid] = TaskRecord(uuid)
             _untrack(rec)
-            self._order.append(rec)
+            if behind:
+                self._order.appendleft(rec)
+            else:
+                self._order.append(rec)
         if "worker" in fields and "hostname" not in fields:
             fields["hostname"] = fields["worker"]
         maxc = self.max_field_chars
@@ -1270,7 +1282,7 @@ class ClusterModel:
                 setattr(rec, key, v)
                 changed = True
         state = fields.get("state")
-        if state.__class__ is str:
+        if state.__class__ is str and (created or not behind):
             state = state.upper()
             # the console's own states too (a PURGED or LOST row of the history): a
             # backend's PENDING ranks 0 and never replaces anything known
@@ -1287,8 +1299,13 @@ class ClusterModel:
                 if rank == _R_STARTED:
                     self._running[uuid] = rec
                 if rank >= _FINAL and was < _FINAL:
-                    self._finished.append(rec)
+                    if behind:
+                        self._finished.appendleft(rec)  # finished before all the others
+                    else:
+                        self._finished.append(rec)
                     rec.revoke_requested = False
+        if changed and behind and created:
+            return True
         if changed:
             ch = self._changes()
             ch.tasks.add(uuid)
@@ -1299,6 +1316,15 @@ class ClusterModel:
                 self._evict(new, ch.tasks, ch.evicted)
                 ch.new_tasks = list(new)
         return changed
+
+    def history_merged(self) -> None:
+        """The history is in (:meth:`merge_task_info` with ``behind``): put the tasks in
+        first-seen order again, the history's before those seen live, as
+        :meth:`iter_tasks` promises.  One pass over the tasks (200k: ~30 ms)."""
+        tasks = self._tasks
+        ordered = {r.uuid: r for r in self._order if tasks.get(r.uuid) is r}
+        if len(ordered) == len(tasks):  # every task is in the order; else keep what is
+            self._tasks = ordered
 
     def set_worker_stats(self, hostname: str, stats: dict[str, Any]) -> bool:
         """Merge one worker's ``inspect().stats()`` reply; True if anything changed.

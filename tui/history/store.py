@@ -53,7 +53,9 @@ __all__ = [
     "HistoryStore",
     "SearchQuery",
     "UpsertReport",
+    "clean_history_rows",
     "load_into_model",
+    "merge_history_rows",
     "parse_query",
     "task_to_row",
 ]
@@ -1246,22 +1248,49 @@ def load_into_model(model: Any, rows: list[dict[str, Any]], tally: Tally | None 
     """Feed ``rows`` (newest first, as :meth:`HistoryStore.load_recent` returns them) to a
     :class:`tui.core.model.ClusterModel`, oldest first so the model's first-seen order holds.
 
-    Every row passes the trust boundary first (:func:`tui.sources.validate.clean_history_row`):
-    rows written before it existed may hold NaN times, escapes or 2**70 priorities.  A row
-    without a usable uuid is skipped, bad fields are dropped or cleaned; both are counted in
-    ``tally``.  Returns the uuids filled from the result backend (``source == 'backend'``),
-    for the pane to mark.  Runs in the UI thread (only the UI thread mutates the model).
+    Every row passes the trust boundary first (:func:`clean_history_rows`).  Returns the
+    uuids filled from the result backend (``source == 'backend'``), for the pane to mark.
+    Runs in the UI thread (only the UI thread mutates the model); the console's start-up
+    load cleans in its loader thread and merges in slices (:func:`merge_history_rows`).
     """
-    tally = tally if tally is not None else Tally()
-    backend: set[str] = set()
     limit = getattr(model, "max_tasks", len(rows))
+    return merge_history_rows(model, clean_history_rows(rows, tally, limit))
+
+
+def clean_history_rows(
+    rows: list[dict[str, Any]], tally: Tally | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The first ``limit`` of ``rows`` (newest first) through the trust boundary, oldest
+    first: :func:`tui.sources.validate.clean_history_row` for each (rows written before it
+    existed may hold NaN times, escapes or 2**70 priorities).  A row without a usable uuid
+    is skipped, bad fields are dropped or cleaned; both are counted in ``tally``.
+
+    Touches no model: the console runs it in the thread that read the rows (half of a
+    200k-row load's time, off the UI thread)."""
+    tally = tally if tally is not None else Tally()
     now = time.time()
-    for raw in reversed(rows[:limit]):
-        row = clean_history_row(raw, tally, now)
-        if row is None:
-            continue
+    clean = clean_history_row
+    out = []
+    for raw in reversed(rows[:limit] if limit is not None else rows):
+        row = clean(raw, tally, now)
+        if row is not None:
+            out.append(row)
+    return out
+
+
+def merge_history_rows(model: Any, rows: list[dict[str, Any]], behind: bool = False) -> set[str]:
+    """Merge cleaned ``rows`` (:func:`clean_history_rows`) into ``model``; returns the uuids
+    that came from the result backend.  UI thread only.  The rows' dicts are consumed
+    (their ``uuid`` is popped).
+
+    Oldest first; or, with ``behind``, newest first, each older than anything the model
+    holds (the start-up load, merged while live events are applied: see
+    :meth:`tui.core.model.ClusterModel.merge_task_info`)."""
+    backend: set[str] = set()
+    merge = model.merge_task_info
+    for row in rows:
         uuid = row.pop("uuid")
-        model.merge_task_info(uuid, **row)
+        merge(uuid, behind=behind, **row)
         if row.get("source") == SOURCE_BACKEND:
             backend.add(uuid)
     return backend

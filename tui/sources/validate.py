@@ -191,6 +191,17 @@ class Tally:
         self.cleaned += 1
         self._note(reason)
 
+    def add(self, other: Tally) -> None:
+        """Count what ``other`` counted too (a thread's own tally, handed over when it is
+        done, so that each tally keeps a single writer)."""
+        self.invalid += other.invalid
+        self.cleaned += other.cleaned
+        for reason, n in other.reasons.items():
+            if reason in self.reasons or len(self.reasons) < 200:
+                self.reasons[reason] = self.reasons.get(reason, 0) + n
+        if other.last:
+            self.last = other.last
+
     def _note(self, reason: str) -> None:
         reasons = self.reasons
         if reason in reasons:

@@ -199,8 +199,10 @@ class ConsoleScreen(Screen[None]):
         self.show_queues()
         self.update_status()
         self._apply_size_class(self.app.size.width, self.app.size.height)
-        if not self.history.start():  # with a history, the sources start once it is loaded
-            self.start_live()
+        # Live at once, a history or not: its rows are merged behind what events bring
+        # meanwhile (HistoryService.loaded), so a large one does not hold the first paint.
+        self.history.start()
+        self.start_live()
 
     @property
     def tasks_pane(self) -> TasksPane:
@@ -328,9 +330,12 @@ class ConsoleScreen(Screen[None]):
             else 0
         )
 
-    def refresh_tasks(self) -> None:
-        """Rebuild the Tasks pane from the model (after a history load or a new filter)."""
-        self.tasks_pane.rebuild(self.model.iter_tasks(newest_first=True), self.task_filter)
+    def refresh_tasks(self, keep_cursor: bool = False) -> None:
+        """Rebuild the Tasks pane from the model (after a history load or a new filter);
+        ``keep_cursor``: see :meth:`TasksPane.rebuild`."""
+        self.tasks_pane.rebuild(
+            self.model.iter_tasks(newest_first=True), self.task_filter, keep_cursor
+        )
 
     def _resync_after_loss(self) -> None:
         """Events were dropped (buffer full) or the receiver reconnected: re-read what was missed."""
@@ -693,6 +698,7 @@ class ConsoleScreen(Screen[None]):
             cleaned=src.boundary.cleaned,
             reconnects=src.status.connects - 1,
             history_note=visible(self.history.status_note()),  # its reasons may quote data
+            history_loading=self.history.loading(),
         )
         status = self.query_one("#status", Static)
         status.update(status_line(facts, status.size.width or self.app.size.width))

@@ -40,6 +40,7 @@ GIVE_WAY = (
     "received and applied",  # "ev 1,204↓ 1,204✓ 0✗" -> "ev 0✗"
     "rate",
     "reconnects",
+    "history loading",  # "loading history 40,000/200,000" -> "loading history"
     "history reasons",  # "history: 3 rows not saved (why)" -> "history: 3 rows not saved"
     "connection reason",  # "✘ disconnected, retry in 3s (why)" -> "✘ disconnected, retry in 3s"
     "workers",  # all online: the Workers pane shows them
@@ -107,6 +108,9 @@ class StatusFacts:
     reconnects: int = 0
     #: what the history writer could not save
     history_note: str = ""
+    #: the history being read at start-up: ``(rows merged, rows read)``; rows read is -1
+    #: while they are being read (None: not loading)
+    history_loading: tuple[int, int] | None = None
 
 
 def status_line(facts: StatusFacts, width: int) -> Text:
@@ -144,6 +148,17 @@ def status_line(facts: StatusFacts, width: int) -> Text:
     )
     if f.read_only:
         add(("READ-ONLY", 0), style="bold yellow")  # says why keys refuse
+    if f.history_loading is not None:
+        # the Tasks pane is empty or partial until the history is in: say why
+        done, total = f.history_loading
+        add(
+            (
+                f"loading history {done:,}/{total:,}" if total >= 0 else "reading history",
+                RANK["history loading"],
+            ),
+            ("loading history", 0),
+            style="bold cyan",
+        )
     if f.filter_text:
         # without it, filtered panes read as the whole cluster
         terms = f.filter_text.split()

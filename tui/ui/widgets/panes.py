@@ -610,11 +610,16 @@ class TasksPane(_CommandPane):
                     self._new_above.add(uuid)
             self._new_above &= self.row_keys
 
-    def rebuild(self, tasks: Iterable[object], keep: Callable[[Any], bool]) -> None:
+    def rebuild(
+        self, tasks: Iterable[object], keep: Callable[[Any], bool], keep_cursor: bool = False
+    ) -> None:
         """Show the top matching tasks in :attr:`task_order` again (after the filter changed).
 
-        ``tasks`` newest first-seen first: among equal keys, the newest stays on top.
+        ``tasks`` newest first-seen first: among equal keys, the newest stays on top.  The
+        cursor goes to the top row; with ``keep_cursor`` (the history arrived while the
+        operator was reading), a pinned cursor stays on its task while it is still shown.
         """
+        held = self.cursor_key() if keep_cursor and self.pinned else None
         key = self.task_order.key
         wanted = heapq.nlargest(TASK_ROW_CAP, (t for t in tasks if keep(t)), key=key)
         keys = {t.uuid for t in wanted}  # type: ignore[attr-defined]
@@ -623,9 +628,12 @@ class TasksPane(_CommandPane):
             self.upsert(t.uuid, self.cells(t))  # type: ignore[attr-defined]
         self._sort_keys = {t.uuid: key(t) for t in wanted}  # type: ignore[attr-defined]
         self.order = [t.uuid for t in wanted]  # type: ignore[attr-defined]
-        self.set_order(self.order)
-        self.pinned = False
         self._new_above.clear()
+        if held is not None and held in keys:
+            self.set_order(self.order)  # pinned: the cursor follows its row
+            return
+        self.pinned = False
+        self.set_order(self.order)
         if self.row_count:
             self.move_cursor(row=0, animate=False)
 
