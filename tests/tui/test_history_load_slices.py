@@ -106,7 +106,9 @@ async def test_a_large_history_is_merged_behind_live_events_in_slices(screen_set
         assert model.get_task(planted[0]["uuid"]) is None
         assert model.get_task(live) is not None
     store.close()
-    merging = [(state, text) for state, text in seen if state is not None and 0 < state[0] < state[1]]
+    merging = [
+        (state, text) for state, text in seen if state is not None and 0 < state[0] < state[1]
+    ]
     # the timer ran between slices: the UI thread was not held for the whole merge
     assert merging, f"no tick of the UI between slices; saw {[s for s, _ in seen][:20]}"
     assert any("history" in text for _, text in seen), "the status line never said it loads"
