@@ -8,6 +8,7 @@ The app never touches the broker itself: it calls these methods from thread work
 from __future__ import annotations
 
 import collections
+import threading
 import time
 from typing import Any, Protocol
 
@@ -102,6 +103,9 @@ class BrokerSources:
         self._locator: Any = None
         self._jobs: QueueJobs | None = None
         self._unacked_jobs: UnackedJobs | None = None
+        #: one poll at a time: the AMQP poller holds one channel, not thread-safe, and a
+        #: poll after an action or a reconnect can start while the periodic one runs
+        self._poll_lock = threading.Lock()
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -148,7 +152,12 @@ class BrokerSources:
 
     # ---- polls (called from thread workers) ---------------------------------------------
     def poll_queues(self) -> QueueSnapshot:
-        """All queue lengths in one pipelined round trip (the poller rediscovers queue names itself)."""
+        """All queue lengths in one pipelined round trip (the poller rediscovers queue names
+        itself).  Polls from several threads take turns."""
+        with self._poll_lock:
+            return self._poll_queues()
+
+    def _poll_queues(self) -> QueueSnapshot:
         started = time.monotonic()
         try:
             if self._poller is None:
