@@ -175,6 +175,7 @@ async def child_first_paint(with_history: bool) -> dict[str, Any]:
             await pilot.pause(0.01)
         if with_history:
             history_in = time.perf_counter()
+        rss_in = rss_mb()
         beat.cancel()
         workers = app.query_one("#workers").row_count
         loaded = app.console_screen.history.loaded_count
@@ -191,6 +192,10 @@ async def child_first_paint(with_history: bool) -> dict[str, Any]:
         "loop_late_max_ms": late_max * 1000,
         "loop_late_load_max_ms": late_load_max * 1000,
         "history_in_after_entry_s": (history_in - entered) if history_in else None,
+        "rss_history_in": rss_in,
+        "rss_peak": psutil.Process().memory_info().rss / 2**20
+        if not hasattr(__import__("resource"), "getrusage")
+        else __import__("resource").getrusage(__import__("resource").RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
@@ -546,7 +551,7 @@ def main() -> int:
             f"all of it in {med('history_in_after_entry_s'):.2f} s from App start; the UI loop "
             f"held at most {med('loop_late_max_ms'):.0f} ms before the data showed, "
             f"{med('loop_late_load_max_ms'):.0f} ms until the history was in (median of the "
-            "runs' longest)"
+            f"runs' longest); RSS then {med('rss_history_in'):.0f} MB, peak {med('rss_peak'):.0f} MB"
         )
     if args.paint_only:
         return 0

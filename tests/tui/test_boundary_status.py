@@ -59,11 +59,12 @@ async def test_history_rows_written_before_the_fix_load_cleaned_and_counted(scre
         await settle(
             pilot,
             app,
-            lambda: app.console_screen.history.loaded_count == 3,
+            # the tasks the history brought in: the row with an escape in its uuid is skipped
+            lambda: app.console_screen.history.loaded_count == 2,
             message="history loaded",
         )
         pane = app.query_one("#tasks", TasksPane)
-        assert pane.row_count == 2  # the row with an escape in its uuid is skipped
+        assert pane.row_count == 2
         u0, u1 = app.model.get_task("u0"), app.model.get_task("u1")
         assert u0.queue == "␛]52;c;SGFja2VkIQ==␇" and u0.priority is None
         assert u1.sent is None and u1.finished is None

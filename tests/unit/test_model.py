@@ -670,6 +670,35 @@ def test_merge_task_info_behind_puts_history_older_than_everything_quietly() -> 
     assert [t.uuid for t in m.iter_tasks(newest_first=False)] == ["h2", "h3", "live", "new"]
 
 
+def test_a_history_row_further_along_lends_a_live_task_no_outcome_of_another_run() -> None:
+    """The history saw report-FIR-123 fail yesterday; today the cluster sends it again (a
+    retry or a redelivery): it must not read SENT with yesterday's worker and exception."""
+    m = ClusterModel()
+    m.apply([sent("r", 5.0, name=None, args=None)])
+    m.merge_task_info(
+        "r",
+        behind=True,
+        state="FAILURE",
+        name="afirgen_tasks.reports.generate_pdf_report",
+        args="(123,)",
+        hostname="old@box",
+        started=T0 - 86_400,
+        finished=T0 - 86_399,
+        runtime=1.0,
+        exception="Boom('yesterday')",
+        traceback="Boom",
+    )
+    t = m.get_task("r")
+    assert t is not None and t.state == "SENT"
+    assert t.name == "afirgen_tasks.reports.generate_pdf_report" and t.args == "(123,)"
+    assert (t.hostname, t.started, t.finished, t.runtime, t.exception, t.traceback) == ((None,) * 6)
+    # a history row at the same stage or before fills what this run left empty
+    m.apply([ev("task-succeeded", "s", 9.0, runtime=0.5)])
+    m.merge_task_info("s", behind=True, state="STARTED", hostname=W2, started=T0 - 1)
+    s = m.get_task("s")
+    assert s is not None and s.state == SUCCESS and s.hostname == W1 and s.started == T0 - 1
+
+
 # ---- Changes -------------------------------------------------------------------------
 def test_changes_is_falsy_when_nothing_changed() -> None:
     assert not Changes()

@@ -389,6 +389,21 @@ _KEY_FIELDS = ("name", "queue", "routing_key", "exchange", "hostname")
 _STR_FIELDS = ("eta", "expires", "root_id", "parent_id", "retry_of")
 _TIME_FIELDS = ("sent", "received", "started", "finished", "runtime")
 _INT_FIELDS = ("priority", "retries")
+#: What one run of a task did, as opposed to what the task is: an older run's (a history
+#: row further along than the live task) must not be read as this run's.
+_RUN_FIELDS = frozenset(
+    (
+        "result",
+        "exception",
+        "traceback",
+        "hostname",
+        "received",
+        "started",
+        "finished",
+        "runtime",
+        "retries",
+    )
+)
 
 
 class ClusterModel:
@@ -1233,7 +1248,8 @@ class ClusterModel:
         ``behind``: older news than anything the model holds (the history read at start,
         merged newest first while live events are applied).  A task the model knows keeps
         its state (what the cluster said since is truer) and only has its empty fields
-        filled; an unknown one is created as the oldest of all, first in line for
+        filled, and not those of what a run did (worker, times, result, exception) when
+        the older source saw it further along than the cluster now does; an unknown one is created as the oldest of all, first in line for
         eviction, not at all when the model is full, and not reported as a change (the
         pane is rebuilt once the history is in: :meth:`history_merged`).
         """
@@ -1254,6 +1270,16 @@ class ClusterModel:
                 self._order.append(rec)
         if "worker" in fields and "hostname" not in fields:
             fields["hostname"] = fields["worker"]
+        if behind and not created:
+            # A task the model knows, from an older source (the history at start): when
+            # that source saw it further along (FAILURE, while the cluster now says SENT:
+            # a retry or a redelivery), what it says that run did belongs to another run.
+            state = fields.get("state")
+            rank = (
+                _MERGE_RANK.get(state.upper(), _R_PENDING) if state.__class__ is str else _R_PENDING
+            )
+            if rank > rec.rank:
+                fields = {k: v for k, v in fields.items() if k not in _RUN_FIELDS}
         maxc = self.max_field_chars
         for key in _TEXT_FIELDS:
             v = fields.get(key)

@@ -8,7 +8,7 @@ boundary, into a history row and stores it marked ``source='backend'``.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +30,8 @@ class BackfillResult:
     skipped: int = 0
     unreadable: int = 0
     uuids: list[str] = field(default_factory=list)
+    #: ``stop()`` said so before the scan was done
+    stopped: bool = False
 
 
 def parse_utc_iso(value: Any) -> float | None:
@@ -105,6 +107,7 @@ def backfill_from_backend(
     batch: int = 500,
     scan_count: int = 1000,
     tally: Tally | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> BackfillResult:
     """Fill the history with tasks the console did not see, from Celery's Redis result backend.
 
@@ -115,7 +118,9 @@ def backfill_from_backend(
     :class:`tui.sources.backend.ResultBackendReader` (or a redis-py client on the result
     backend's database, wrapped in one).  Blocking network I/O: call it from a thread worker.  Each
     record passes the trust boundary (:func:`tui.sources.validate.clean_backend_meta`,
-    counted in ``tally``) before it becomes a row.
+    counted in ``tally``) before it becomes a row.  ``stop()``, asked before every batch
+    is written, ends it early (the console closing, or turning the store to another
+    cluster: the rows would be filed under that one).
     """
     tally = tally if tally is not None else Tally()
     reader = (
@@ -129,6 +134,10 @@ def backfill_from_backend(
 
     def flush() -> None:
         if not pending:
+            return
+        if stop is not None and stop():
+            res.stopped = True
+            pending.clear()
             return
         uuids = [u for u, _ in pending]
         values = reader.read([k for _, k in pending])
@@ -172,7 +181,7 @@ def backfill_from_backend(
             pending.append((uuid, key))
             if len(pending) >= batch:
                 flush()
-        if res.scanned >= limit:
+        if res.scanned >= limit or res.stopped:
             break
     flush()
     return res

@@ -32,7 +32,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1254,11 +1254,14 @@ def load_into_model(model: Any, rows: list[dict[str, Any]], tally: Tally | None 
     load cleans in its loader thread and merges in slices (:func:`merge_history_rows`).
     """
     limit = getattr(model, "max_tasks", len(rows))
-    return merge_history_rows(model, clean_history_rows(rows, tally, limit))
+    return merge_history_rows(model, clean_history_rows(rows, tally, limit))[0]
 
 
 def clean_history_rows(
-    rows: list[dict[str, Any]], tally: Tally | None = None, limit: int | None = None
+    rows: list[dict[str, Any]],
+    tally: Tally | None = None,
+    limit: int | None = None,
+    pause: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
     """The first ``limit`` of ``rows`` (newest first) through the trust boundary, oldest
     first: :func:`tui.sources.validate.clean_history_row` for each (rows written before it
@@ -1266,31 +1269,50 @@ def clean_history_rows(
     is skipped, bad fields are dropped or cleaned; both are counted in ``tally``.
 
     Touches no model: the console runs it in the thread that read the rows (half of a
-    200k-row load's time, off the UI thread)."""
+    200k-row load's time, off the UI thread), with ``pause()`` called every
+    :data:`PAUSE_EVERY` rows (to let the UI thread have the GIL)."""
     tally = tally if tally is not None else Tally()
     now = time.time()
     clean = clean_history_row
     out = []
-    for raw in reversed(rows[:limit] if limit is not None else rows):
+    for i, raw in enumerate(reversed(rows[:limit] if limit is not None else rows)):
+        if pause is not None and i % PAUSE_EVERY == 0:
+            pause()
         row = clean(raw, tally, now)
         if row is not None:
             out.append(row)
     return out
 
 
-def merge_history_rows(model: Any, rows: list[dict[str, Any]], behind: bool = False) -> set[str]:
+#: Rows cleaned between two calls of :func:`clean_history_rows`' ``pause``.
+PAUSE_EVERY = 250
+
+
+def merge_history_rows(
+    model: Any, rows: Sequence[dict[str, Any] | None], behind: bool = False
+) -> tuple[set[str], int]:
     """Merge cleaned ``rows`` (:func:`clean_history_rows`) into ``model``; returns the uuids
-    that came from the result backend.  UI thread only.  The rows' dicts are consumed
-    (their ``uuid`` is popped).
+    that came from the result backend and how many tasks the rows added to the model.  UI
+    thread only.  The rows' dicts are consumed (their ``uuid`` is popped).
 
     Oldest first; or, with ``behind``, newest first, each older than anything the model
     holds (the start-up load, merged while live events are applied: see
     :meth:`tui.core.model.ClusterModel.merge_task_info`)."""
     backend: set[str] = set()
     merge = model.merge_task_info
+    known = model.get_task
+    created = 0
     for row in rows:
+        if row is None:
+            continue
         uuid = row.pop("uuid")
-        merge(uuid, behind=behind, **row)
-        if row.get("source") == SOURCE_BACKEND:
+        new = known(uuid) is None
+        if merge(uuid, behind=behind, **row) and new and known(uuid) is not None:
+            created += 1
+            # marked "backend" only when the row made the task: one the cluster's events
+            # made is not the result backend's
+            if row.get("source") == SOURCE_BACKEND:
+                backend.add(uuid)
+        elif not behind and row.get("source") == SOURCE_BACKEND:
             backend.add(uuid)
-    return backend
+    return backend, created

@@ -961,6 +961,8 @@ def clean_history_row(row: Any, tally: Tally, now: float | None = None) -> dict[
             else:
                 tally.clean("history.runtime: not a finite duration, dropped")
         elif key in _ROW_KEYS:
+            if v == "":
+                continue  # empty is absent (the console writes exchange '' for the default)
             if v.__class__ is str and 0 < len(v) <= MAX_KEY_CHARS:
                 out[key] = c = clean_text(v, MAX_KEY_CHARS)
                 if c is not v:

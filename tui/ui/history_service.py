@@ -48,6 +48,10 @@ def _first_time(row: Any) -> float | None:
     return valid_timestamp(value, time.time())
 
 
+def _yield_gil() -> None:
+    time.sleep(0)
+
+
 #: Rows merged between two looks at the clock (a slice is ABSORB_BUDGET_S of them).
 MERGE_CHUNK = 500
 
@@ -56,10 +60,13 @@ MERGE_CHUNK = 500
 class _Merge:
     """The start-up load's rows, merged into the model a slice at a time."""
 
-    rows: list[dict[str, Any]]
+    #: cleaned rows, newest first (None once merged)
+    rows: list[Any]
     #: rows read from the store (before the trust boundary skipped any)
     read: int
     done: int = 0
+    #: tasks the rows brought into the model
+    merged: int = 0
     backend: set[str] = field(default_factory=set)
     #: when the status line last said how far it is
     said: float = 0.0
@@ -78,6 +85,8 @@ class HistoryService:
         self.legacy_rows = 0
         self._loading: tuple[int, int] | None = None
         self._merge: _Merge | None = None
+        #: set by close(), from any thread
+        self._closed = False
 
     # ---- load and backfill ---------------------------------------------------------------
     def start(self) -> bool:
@@ -107,7 +116,9 @@ class HistoryService:
             limit = self.screen.model.max_tasks
             rows = self.store.load_recent(limit)
             tally = Tally()
-            clean = clean_history_rows(rows, tally, limit)
+            # time.sleep(0) every few hundred rows hands the GIL to the UI thread when it
+            # waits for it (a key press), instead of after the interpreter's 5 ms
+            clean = clean_history_rows(rows, tally, limit, pause=_yield_gil)
             clean.reverse()  # newest first: merged behind what the model holds
             self.screen.post_message(HistoryLoaded(clean, "", tally=tally, read=len(rows)))
         except Exception as exc:
@@ -120,9 +131,12 @@ class HistoryService:
         behind what live events brought meanwhile (the console paints, takes keys and
         applies events between slices), then rebuild the Tasks pane and backfill."""
         screen = self.screen
+        if self._closed:
+            return
         if message.error:
             self._loading = None
             screen.notify(f"history not loaded: {message.error}", severity="error")
+            screen.update_status()
             self._backfill_soon()
             return
         if message.tally is not None:
@@ -133,16 +147,23 @@ class HistoryService:
 
     def _merge_slice(self) -> None:
         merge, screen = self._merge, self.screen
-        if merge is None or not screen.is_attached:
+        if merge is None or self._closed or not screen.is_attached:
             return
         started = time.perf_counter()
         rows = merge.rows
         while merge.done < len(rows):
             stop = min(merge.done + MERGE_CHUNK, len(rows))
-            merge.backend |= merge_history_rows(screen.model, rows[merge.done : stop], behind=True)
+            backend, created = merge_history_rows(
+                screen.model, rows[merge.done : stop], behind=True
+            )
+            merge.backend |= backend
+            merge.merged += created
+            rows[merge.done : stop] = [None] * (stop - merge.done)  # let them go now
             merge.done = stop
             if time.perf_counter() - started >= ABSORB_BUDGET_S:
                 break
+        if self._closed:
+            return
         self._loading = (merge.done, len(rows))
         if merge.done < len(rows):
             if started - merge.said >= 0.1:  # the progress, ten times a second
@@ -155,11 +176,13 @@ class HistoryService:
         self._loading = None
         screen.model.history_merged()
         screen.tasks_pane.backend_uuids |= merge.backend
-        self.loaded_count = merge.read
+        self.loaded_count = merge.merged
         screen.refresh_tasks(keep_cursor=True)
         screen.update_status()
-        if merge.read:
-            screen.notify(f"loaded {merge.read:,} task(s) from the history", timeout=4)
+        if merge.merged:
+            # the tasks it brought in: not the rows read (some were known live, refused by
+            # a full model, or skipped at the boundary)
+            screen.notify(f"loaded {merge.merged:,} task(s) from the history", timeout=4)
         if self.legacy_rows:
             screen.notify(
                 f"the history now keeps each cluster's tasks apart: {self.legacy_rows:,}"
@@ -170,6 +193,8 @@ class HistoryService:
         self._backfill_soon()
 
     def _backfill_soon(self) -> None:
+        if self._closed:
+            return
         self.screen.run_worker(
             self._backfill, thread=True, exclusive=True, group="history-backfill"
         )
@@ -193,9 +218,12 @@ class HistoryService:
                     ResultBackendReader(client),
                     self.store,
                     tally=self.screen.sources.boundary.backend,
+                    stop=lambda: self._closed,
                 )
             finally:
                 client.close()
+            if result.stopped:
+                return
             rows = [r for u in result.uuids if (r := self.store.get(u)) is not None]
             self.screen.post_message(HistoryBackfilled(rows, ""))
         except Exception as exc:
@@ -216,7 +244,7 @@ class HistoryService:
                 screen.model, fresh, screen.sources.boundary.history
             ) | {r["uuid"] for r in fresh}
             screen.model.apply([])
-            screen.refresh_tasks()
+            screen.refresh_tasks(keep_cursor=True)  # the operator may be reading a row
             screen.notify(
                 f"{len(fresh):,} task(s) the console did not see were filled in from the result backend",
                 timeout=6,
@@ -242,6 +270,11 @@ class HistoryService:
 
         Tasks a slice applied since the last tick (:meth:`ConsoleScreen.absorb`) have not
         been handed to the writer yet: they are, first."""
+        # First: a closing screen (quit, or a cluster switch that turns the shared store to
+        # another cluster) merges no more, says nothing and starts or continues no backfill.
+        self._closed = True
+        self._merge = None
+        self._loading = None
         unwritten = 0
         if self.writer is not None:
             self.persist(self.screen.not_yet_persisted())

@@ -40,7 +40,7 @@ GIVE_WAY = (
     "received and applied",  # "ev 1,204↓ 1,204✓ 0✗" -> "ev 0✗"
     "rate",
     "reconnects",
-    "history loading",  # "loading history 40,000/200,000" -> "loading history"
+    "history loading",  # "loading history  20%" -> "history  20%"
     "history reasons",  # "history: 3 rows not saved (why)" -> "history: 3 rows not saved"
     "connection reason",  # "✘ disconnected, retry in 3s (why)" -> "✘ disconnected, retry in 3s"
     "workers",  # all online: the Workers pane shows them
@@ -151,12 +151,15 @@ def status_line(facts: StatusFacts, width: int) -> Text:
     if f.history_loading is not None:
         # the Tasks pane is empty or partial until the history is in: say why
         done, total = f.history_loading
+        # a percentage of fixed width: a count growing digit by digit made the parts
+        # after it (and those that give way) jump about while it ran
+        pct = f"{100 * done // total:>3}%" if total > 0 else "  0%"
         add(
             (
-                f"loading history {done:,}/{total:,}" if total >= 0 else "reading history",
+                f"loading history {pct}" if total >= 0 else "reading history",
                 RANK["history loading"],
             ),
-            ("loading history", 0),
+            ("history…" if total < 0 else f"history {pct}", 0),
             style="bold cyan",
         )
     if f.filter_text:

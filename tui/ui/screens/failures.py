@@ -149,6 +149,12 @@ class FailuresScreen(ModalScreen[None]):
                 f" in {count(len(groups))} group(s), of the {count(in_memory)} tasks in memory;"
                 " most failures first"
             )
+        if self.console.history.loading() is not None:
+            # "no failures" while the history is still coming in is easy to believe at 3 a.m.
+            out.append(
+                "\nthe history is still loading: its failures are not all in memory yet",
+                style="bold yellow",
+            )
         out.append(
             "\nolder failures: H searches the persisted history (state:failure)", style="dim"
         )

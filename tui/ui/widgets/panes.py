@@ -628,10 +628,11 @@ class TasksPane(_CommandPane):
             self.upsert(t.uuid, self.cells(t))  # type: ignore[attr-defined]
         self._sort_keys = {t.uuid: key(t) for t in wanted}  # type: ignore[attr-defined]
         self.order = [t.uuid for t in wanted]  # type: ignore[attr-defined]
-        self._new_above.clear()
         if held is not None and held in keys:
             self.set_order(self.order)  # pinned: the cursor follows its row
+            self._new_above &= keys  # "n new ↑" still counts what rose above it
             return
+        self._new_above.clear()
         self.pinned = False
         self.set_order(self.order)
         if self.row_count:
