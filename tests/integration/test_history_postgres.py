@@ -264,6 +264,10 @@ def test_rows_neither_store_can_hold_are_cleaned_or_refused_never_raised(store: 
     model, tally = ClusterModel(), Tally()
     load_into_model(model, store.load_recent(), tally)
     assert all(model.get_task(u) is not None for u in got)
+    # the console's start-up read, a page at a time: the same rows in the same order
+    pages = list(store.iter_recent(100, 4))
+    assert [len(p) for p in pages] == [4, 2]
+    assert [r["uuid"] for p in pages for r in p] == [r["uuid"] for r in store.load_recent()]
 
 
 def test_the_writer_thread_writes_to_either_backend(make: Maker):

@@ -24,9 +24,9 @@ class GatedStore(HistoryStore):
 
     gate = threading.Event()
 
-    def load_recent(self, limit: int = 10_000) -> list[dict]:
+    def iter_recent(self, limit: int = 10_000, page: int = 5_000):
         assert self.gate.wait(30), "the test never opened the gate"
-        return super().load_recent(limit)
+        yield from super().iter_recent(limit, page)
 
 
 def gated_console(settings, rows: int):

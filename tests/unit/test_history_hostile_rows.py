@@ -68,6 +68,26 @@ def test_text_that_is_not_utf8_is_read_with_replacement_characters(tmp_path: Pat
         assert store._conn().text_factory is str
 
 
+def test_the_paged_read_at_start_gives_every_row_once_bad_bytes_too(tmp_path: Path) -> None:
+    """iter_recent (the console's start-up read, a page at a time): the same rows as
+    load_recent, newest first, however small the page; a page holding bytes that are not
+    UTF-8 is read again with U+FFFD, and no row comes twice."""
+    path = tmp_path / "h.sqlite3"
+    _plant(path)
+    with HistoryStore(path) as store:
+        store.upsert([{"uuid": f"more-{i}", "name": "n", "state": "SUCCESS"} for i in range(7)])
+        whole = [r["uuid"] for r in store.load_recent()]
+        for page in (1, 2, 3, 100):
+            pages = list(store.iter_recent(100, page))
+            assert all(0 < len(p) <= page for p in pages)
+            assert [r["uuid"] for p in pages for r in p] == whole
+        limited = [r["uuid"] for p in store.iter_recent(4, 3) for r in p]
+        assert limited == whole[:4]
+        bad = next(r for p in store.iter_recent(100, 2) for r in p if r["uuid"] == "bad-utf8")
+        assert bad["name"] == "a\ufffd\ufffd\ufffdb"
+        assert store._conn().text_factory is str
+
+
 def test_search_results_pass_the_trust_boundary(tmp_path: Path) -> None:
     """What ``H`` shows is cleaned like the rows loaded at start: a time stored as 'NaN'
     or 'now', a runtime 'x' and a priority 'high' are dropped, not computed with."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 import psycopg
@@ -475,6 +475,18 @@ class PostgresHistoryStore(HistoryBackend):
             " ORDER BY first_seen DESC LIMIT %s",
             (self.cluster, limit),
         )
+
+    def iter_recent(self, limit: int = 10_000, page: int = 5_000) -> Iterator[list[dict[str, Any]]]:
+        # a client-side cursor: the result waits in libpq's memory, rows become Python
+        # dicts a page at a time
+        with self._conn().cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                f"SELECT {_SELECT_COLS} FROM tasks WHERE cluster = %s"
+                " ORDER BY first_seen DESC LIMIT %s",
+                (self.cluster, limit),
+            )
+            while rows := cur.fetchmany(page):
+                yield list(rows)
 
     def get(self, uuid: str) -> dict[str, Any] | None:
         rows = self._rows(

@@ -949,6 +949,42 @@ class HistoryStore(HistoryBackend):
             (self.cluster, limit),
         )
 
+    def iter_recent(self, limit: int = 10_000, page: int = 5_000) -> Iterator[list[dict[str, Any]]]:
+        """:meth:`load_recent` in pages, read with one cursor (the loading thread's own
+        connection: the writer goes on writing beside it, WAL).  TEXT that is not UTF-8
+        makes SQLite stop the read: it is read again with U+FFFD (as :meth:`_fetch`),
+        skipping the rows already given."""
+        sql = (
+            f"SELECT {_SELECT_COLS} FROM tasks INDEXED BY ix_tasks_scan"
+            " WHERE cluster = ? ORDER BY first_seen DESC LIMIT ?"
+        )
+        conn = self._conn()
+        given: set[str] = set()
+        for lenient in (False, True):
+            if lenient:
+                conn.text_factory = _lenient_text
+            try:
+                cur = conn.execute(sql, (self.cluster, limit))
+                keys = [d[0] for d in cur.description]
+                while len(given) < limit:
+                    chunk = cur.fetchmany(page)
+                    if not chunk:
+                        return
+                    rows = [dict(zip(keys, r, strict=True)) for r in chunk]
+                    if given and lenient:
+                        rows = [r for r in rows if r["uuid"] not in given]
+                        if not rows:
+                            continue
+                    given.update(r["uuid"] for r in rows)
+                    yield rows
+                return
+            except sqlite3.OperationalError as exc:
+                if lenient or "decode" not in str(exc):
+                    raise
+            finally:
+                if lenient:
+                    conn.text_factory = str
+
     def get(self, uuid: str) -> dict[str, Any] | None:
         """One task of this cluster by uuid, or None."""
         rows = self._rows(

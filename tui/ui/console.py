@@ -47,7 +47,6 @@ from tui.ui.messages import (
     EventsEnabled,
     ExportDone,
     HistoryBackfilled,
-    HistoryLoaded,
     LostTasksLocated,
     QueueLengthsPolled,
     WorkersInspected,
@@ -731,9 +730,6 @@ class ConsoleScreen(Screen[None]):
 
     def on_action_completed(self, message: ActionCompleted) -> None:
         self.runner.completed(message)
-
-    def on_history_loaded(self, message: HistoryLoaded) -> None:
-        self.history.loaded(message)
 
     def on_history_backfilled(self, message: HistoryBackfilled) -> None:
         # Textual finds a handler by the message's own name (on_history_backfilled), not by

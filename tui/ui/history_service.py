@@ -13,6 +13,7 @@ thread workers; their results come back to the screen as messages.
 from __future__ import annotations
 
 import asyncio
+import queue
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from tui.history import (
 )
 from tui.history.store import LEGACY_CLUSTER
 from tui.sources.validate import Tally, clean_history_row, valid_timestamp
-from tui.ui.messages import ExportDone, HistoryBackfilled, HistoryLoaded
+from tui.ui.messages import ExportDone, HistoryBackfilled
 from tui.ui.tick_changes import ABSORB_BUDGET_S, ABSORB_GAP_S
 
 if TYPE_CHECKING:
@@ -54,18 +55,38 @@ def _yield_gil() -> None:
 
 #: Rows merged between two looks at the clock (a slice is ABSORB_BUDGET_S of them).
 MERGE_CHUNK = 500
+#: Rows the loading thread reads, cleans and hands over at a time, and how many such pages
+#: may wait for the UI thread (the thread waits beyond): what the load holds in memory
+#: besides the model (all 200k rows at once took 600 MB the process then kept).
+LOAD_PAGE = 5_000
+PAGES_WAITING = 4
+#: How soon the UI thread looks again when the next page is not read yet.
+PAGE_WAIT_S = 0.02
+
+
+@dataclass
+class _LoadEnd:
+    """The last thing the loading thread hands over."""
+
+    #: rows read from the store (before the trust boundary skipped any)
+    read: int
+    #: what the trust boundary counted in them
+    tally: Tally
+    error: str = ""
 
 
 @dataclass
 class _Merge:
-    """The start-up load's rows, merged into the model a slice at a time."""
+    """The start-up load: pages from the loading thread, merged a slice at a time."""
 
-    #: cleaned rows, newest first (None once merged)
-    rows: list[Any]
-    #: rows read from the store (before the trust boundary skipped any)
-    read: int
+    pages: queue.Queue[list[dict[str, Any]] | _LoadEnd]
+    #: rows to read (the store's count, at most max_tasks; -1 until known)
+    total: int = -1
+    #: the page being merged (newest first) and how far
+    page: list[Any] = field(default_factory=list)
+    at: int = 0
+    #: rows merged so far, and the tasks they brought into the model
     done: int = 0
-    #: tasks the rows brought into the model
     merged: int = 0
     backend: set[str] = field(default_factory=set)
     #: when the status line last said how far it is
@@ -93,93 +114,114 @@ class HistoryService:
         """Start the writer and load the newest rows; False when there is no store.
 
         The screen goes live at once: the rows are merged as older than anything live
-        events bring meanwhile (:meth:`loaded`)."""
+        events bring meanwhile (:meth:`_merge_slice`)."""
         if self.store is None:
             return False
         self.writer = HistoryWriter(self.store)
+        self._merge = _Merge(queue.Queue(PAGES_WAITING))
         self._loading = (0, -1)
         self.screen.run_worker(self._load, thread=True, exclusive=True, group="history-load")
+        asyncio.get_running_loop().call_later(PAGE_WAIT_S, self._merge_slice)
         return True
 
     def loading(self) -> tuple[int, int] | None:
-        """``(rows merged, rows to merge)`` while the start-up load runs (``-1``: still
-        reading them); None once it is done."""
+        """``(rows merged, rows to merge)`` while the start-up load runs (``-1``: not known
+        yet); None once it is done."""
         return self._loading
 
     def _load(self) -> None:
-        # runs in a worker thread: read the newest rows and put them through the trust
-        # boundary off the UI thread (a 200k-row history: 1.4 s to read, 1.9 s to clean),
-        # counted in a tally of this thread's own, added to the screen's when it arrives
+        # runs in a worker thread: read the newest rows a page at a time and put them
+        # through the trust boundary off the UI thread (a 200k-row history: 1.4 s to read,
+        # 1.9 s to clean), counted in a tally of this thread's own, added to the screen's
+        # at the end; a page waits while PAGES_WAITING are not merged yet
         assert self.store is not None
+        merge = self._merge
+        assert merge is not None
+        tally = Tally()
+        read = 0
+        error = ""
         try:
             self.legacy_rows = self.store.take_legacy_notice()
             limit = self.screen.model.max_tasks
-            rows = self.store.load_recent(limit)
-            tally = Tally()
-            # time.sleep(0) every few hundred rows hands the GIL to the UI thread when it
-            # waits for it (a key press), instead of after the interpreter's 5 ms
-            clean = clean_history_rows(rows, tally, limit, pause=_yield_gil)
-            clean.reverse()  # newest first: merged behind what the model holds
-            self.screen.post_message(HistoryLoaded(clean, "", tally=tally, read=len(rows)))
+            merge.total = min(limit, self.store.count(self.store.cluster))
+            for rows in self.store.iter_recent(limit, LOAD_PAGE):
+                read += len(rows)
+                # time.sleep(0) every few hundred rows hands the GIL to the UI thread when
+                # it waits for it (a key press), instead of after the interpreter's 5 ms
+                clean = clean_history_rows(rows, tally, pause=_yield_gil)
+                del rows
+                clean.reverse()  # newest first: merged behind what the model holds
+                if not self._hand_over(merge, clean):
+                    return  # closed
         except Exception as exc:
-            self.screen.post_message(
-                HistoryLoaded([], self.screen.redact(f"{type(exc).__name__}: {exc}"))
-            )
+            error = self.screen.redact(f"{type(exc).__name__}: {exc}")
+        self._hand_over(merge, _LoadEnd(read, tally, error))
 
-    def loaded(self, message: HistoryLoaded) -> None:
-        """The newest rows were read: merge them into the model in slices, newest first and
-        behind what live events brought meanwhile (the console paints, takes keys and
-        applies events between slices), then rebuild the Tasks pane and backfill."""
-        screen = self.screen
-        if self._closed:
-            return
-        if message.error:
-            self._loading = None
-            screen.notify(f"history not loaded: {message.error}", severity="error")
-            screen.update_status()
-            self._backfill_soon()
-            return
-        if message.tally is not None:
-            screen.sources.boundary.history.add(message.tally)
-        self._merge = _Merge(message.rows, message.read)
-        self._loading = (0, len(message.rows))
-        self._merge_slice()
+    def _hand_over(self, merge: _Merge, item: list[dict[str, Any]] | _LoadEnd) -> bool:
+        """Queue ``item`` for the UI thread, waiting while it is behind; False once closed."""
+        while not self._closed:
+            try:
+                merge.pages.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _merge_slice(self) -> None:
         merge, screen = self._merge, self.screen
         if merge is None or self._closed or not screen.is_attached:
             return
         started = time.perf_counter()
-        rows = merge.rows
-        while merge.done < len(rows):
-            stop = min(merge.done + MERGE_CHUNK, len(rows))
+        end: _LoadEnd | None = None
+        while time.perf_counter() - started < ABSORB_BUDGET_S:
+            if merge.at >= len(merge.page):
+                try:
+                    item = merge.pages.get_nowait()
+                except queue.Empty:
+                    break  # the thread is still reading
+                if isinstance(item, _LoadEnd):
+                    end = item
+                    break
+                merge.page, merge.at = item, 0
+            stop = min(merge.at + MERGE_CHUNK, len(merge.page))
             backend, created = merge_history_rows(
-                screen.model, rows[merge.done : stop], behind=True
+                screen.model, merge.page[merge.at : stop], behind=True
             )
             merge.backend |= backend
             merge.merged += created
-            rows[merge.done : stop] = [None] * (stop - merge.done)  # let them go now
-            merge.done = stop
-            if time.perf_counter() - started >= ABSORB_BUDGET_S:
-                break
+            merge.done += stop - merge.at
+            merge.at = stop
         if self._closed:
             return
-        self._loading = (merge.done, len(rows))
-        if merge.done < len(rows):
+        if end is None:
+            self._loading = (merge.done, merge.total)
             if started - merge.said >= 0.1:  # the progress, ten times a second
                 merge.said = started
                 screen.update_status()
             # a gap between slices, as the event backlog's: keys and frames get their turn
-            asyncio.get_running_loop().call_later(ABSORB_GAP_S, self._merge_slice)
+            busy = merge.at < len(merge.page) or not merge.pages.empty()
+            asyncio.get_running_loop().call_later(
+                ABSORB_GAP_S if busy else PAGE_WAIT_S, self._merge_slice
+            )
             return
+        self._loaded(merge, end)
+
+    def _loaded(self, merge: _Merge, end: _LoadEnd) -> None:
+        """Every page is in: put the model's order right, rebuild the Tasks pane, say what
+        came in (or what went wrong), backfill."""
+        screen = self.screen
         self._merge = None
         self._loading = None
+        screen.sources.boundary.history.add(end.tally)
         screen.model.history_merged()
         screen.tasks_pane.backend_uuids |= merge.backend
         self.loaded_count = merge.merged
         screen.refresh_tasks(keep_cursor=True)
         screen.update_status()
-        if merge.merged:
+        if end.error:
+            what = f" ({merge.merged:,} task(s) loaded)" if merge.merged else ""
+            screen.notify(f"history not loaded{what}: {end.error}", severity="error")
+        elif merge.merged:
             # the tasks it brought in: not the rows read (some were known live, refused by
             # a full model, or skipped at the boundary)
             screen.notify(f"loaded {merge.merged:,} task(s) from the history", timeout=4)

@@ -10,7 +10,6 @@ from tui.core.pauses import PauseRecord
 from tui.sources.inspection import InspectionResult
 from tui.sources.queue_lengths import QueueSnapshot
 from tui.sources.unacked import UnackedLookup
-from tui.sources.validate import Tally
 
 
 class QueueLengthsPolled(Message):
@@ -46,24 +45,12 @@ class LostTasksLocated(Message):
 
 
 class HistoryLoaded(Message):
-    """The newest persisted tasks were read (or could not be).
+    """Persisted tasks were read (or could not be)."""
 
-    ``tally``: what the reading thread's trust boundary counted in them (the start-up load
-    cleans its rows off the UI thread: ``rows`` are then already clean, oldest first), and
-    ``read`` the rows read before that."""
-
-    def __init__(
-        self,
-        rows: list[dict[str, Any]],
-        error: str,
-        tally: Tally | None = None,
-        read: int | None = None,
-    ):
+    def __init__(self, rows: list[dict[str, Any]], error: str):
         super().__init__()
         self.rows = rows
         self.error = error
-        self.tally = tally
-        self.read = len(rows) if read is None else read
 
 
 class HistoryBackfilled(HistoryLoaded):
