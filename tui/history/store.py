@@ -1321,7 +1321,7 @@ def clean_history_rows(
 
 
 #: Rows cleaned between two calls of :func:`clean_history_rows`' ``pause``.
-PAUSE_EVERY = 250
+PAUSE_EVERY = 1000
 
 
 def merge_history_rows(

@@ -58,10 +58,10 @@ MERGE_CHUNK = 500
 #: Rows the loading thread reads, cleans and hands over at a time, and how many such pages
 #: may wait for the UI thread (the thread waits beyond): what the load holds in memory
 #: besides the model (all 200k rows at once took 600 MB the process then kept).
-LOAD_PAGE = 5_000
-PAGES_WAITING = 4
+LOAD_PAGE = 2_000
+PAGES_WAITING = 2
 #: How soon the UI thread looks again when the next page is not read yet.
-PAGE_WAIT_S = 0.02
+PAGE_WAIT_S = 0.005
 
 
 @dataclass
