@@ -241,3 +241,43 @@ async def test_the_failures_screen_says_the_history_is_still_loading(screen_sett
         await pilot.pause()
         assert "still loading" not in str(app.screen.query_one("#failures-header").render())
     store.close()
+
+
+async def test_a_task_the_history_saw_started_on_a_worker_not_online_is_not_long_running(
+    screen_settings, events
+):
+    """An operator review found "3,976 running > 10m" after a restart: yesterday's tasks the
+    history last saw STARTED, on workers long gone.  Only a task on a worker online now is
+    counted; its row keeps the last state seen."""
+    store = HistoryStore(screen_settings.history_db)
+    day_ago = time.time() - 86_400
+    store.upsert(
+        [
+            {
+                "uuid": "yesterday",
+                "name": "afirgen_tasks.reports.generate_pdf_report",
+                "state": "STARTED",
+                "hostname": "gone@box",
+                "sent": day_ago,
+                "started": day_ago + 1,
+            }
+        ]
+    )
+    sources = StaticSources(screen_settings)
+    app = AfirgenApp(screen_settings, sources, autostart=False, history=store)
+    sources.start()
+    async with app.run_test(size=(120, 30)) as pilot:
+        console = app.console_screen
+        await until_loaded(pilot, console)
+        now = time.time()
+        live, evs = events.task("started")
+        evs[-1]["timestamp"] = now - 700  # on w1@box, which its events show online
+        sources.feed(evs)
+        console.tick()
+        console.refresh_running(now + 1)
+        assert console.model.get_task("yesterday").state == "STARTED"
+        assert console.long_running == 1  # the live one only
+        console.update_status()
+        await pilot.pause()
+        assert "1 running > 10m" in str(console.query_one("#status").render())
+    store.close()

@@ -29,7 +29,7 @@ from textual.widgets import Footer, Input, Static
 
 from afirgen_tasks.routing import QUEUES
 from tui.core.formatting import threshold
-from tui.core.model import WorkerRecord
+from tui.core.model import TaskRecord, WorkerRecord
 from tui.core.ordering import next_order
 from tui.core.pauses import PauseRecord, QueuePause, WorkerQueues, derive_pauses
 from tui.core.query import TaskFilter
@@ -323,8 +323,21 @@ class ConsoleScreen(Screen[None]):
         self._running_counted_at = now
         self.tasks_pane.refresh_running(self.model.get_task, now)
         limit = self.settings.console_long_running_after
+        worker = self.model.get_worker
+
+        def on_a_live_worker(t: TaskRecord) -> bool:
+            # A task the history last saw STARTED on a worker that is not online now: nobody
+            # knows that it runs (its row keeps the last state seen); an operator read
+            # "3,976 running > 10m" after a restart on a history of yesterday's tasks.
+            w = worker(t.hostname) if t.hostname else None
+            return w is not None and w.online
+
         self.long_running = (
-            sum(1 for t in self.model.running_tasks() if (t.started or now) < now - limit)
+            sum(
+                1
+                for t in self.model.running_tasks()
+                if (t.started or now) < now - limit and on_a_live_worker(t)
+            )
             if limit
             else 0
         )
