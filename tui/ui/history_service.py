@@ -68,9 +68,7 @@ PAGE_WAIT_S = 0.005
 class _LoadEnd:
     """The last thing the loading thread hands over."""
 
-    #: rows read from the store (before the trust boundary skipped any)
-    read: int
-    #: what the trust boundary counted in them
+    #: what the trust boundary counted in the rows read
     tally: Tally
     error: str = ""
 
@@ -138,14 +136,12 @@ class HistoryService:
         merge = self._merge
         assert merge is not None
         tally = Tally()
-        read = 0
         error = ""
         try:
             self.legacy_rows = self.store.take_legacy_notice()
             limit = self.screen.model.max_tasks
             merge.total = min(limit, self.store.count(self.store.cluster))
             for rows in self.store.iter_recent(limit, LOAD_PAGE):
-                read += len(rows)
                 # time.sleep(0) every few hundred rows hands the GIL to the UI thread when
                 # it waits for it (a key press), instead of after the interpreter's 5 ms
                 clean = clean_history_rows(rows, tally, pause=_yield_gil)
@@ -155,7 +151,7 @@ class HistoryService:
                     return  # closed
         except Exception as exc:
             error = self.screen.redact(f"{type(exc).__name__}: {exc}")
-        self._hand_over(merge, _LoadEnd(read, tally, error))
+        self._hand_over(merge, _LoadEnd(tally, error))
 
     def _hand_over(self, merge: _Merge, item: list[dict[str, Any]] | _LoadEnd) -> bool:
         """Queue ``item`` for the UI thread, waiting while it is behind; False once closed."""

@@ -108,8 +108,8 @@ class StatusFacts:
     reconnects: int = 0
     #: what the history writer could not save
     history_note: str = ""
-    #: the history being read at start-up: ``(rows merged, rows read)``; rows read is -1
-    #: while they are being read (None: not loading)
+    #: the history being loaded at start-up: ``(rows merged, rows to merge)``, the second
+    #: -1 until the store has counted them (None: not loading)
     history_loading: tuple[int, int] | None = None
 
 
