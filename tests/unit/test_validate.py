@@ -726,6 +726,22 @@ def test_formatting_of_bad_times_is_exact() -> None:
     assert formatting.clock(None) == "--:--:--" and formatting.age(None) == "never"
 
 
+def test_clock_gives_the_day_of_a_time_older_than_a_day(monkeypatch) -> None:
+    """A history holds 30 days: a month-old failure showed as "First 06:38:59", read as
+    today's."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        now = 1_764_633_600.0  # 2025-12-02 00:00:00 UTC
+        assert formatting.clock(now - 60, now) == "23:59:00"
+        assert formatting.clock(now - 86_000, now) == "00:06:40"  # within 24 h: the time
+        assert formatting.clock(now - 2 * 86_400 - 3600, now) == "29 Nov"
+        assert formatting.clock(now + 30, now) == "00:00:30"  # a little ahead: still a time
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 # ---- the upstream names the receiver leans on ------------------------------------------------
 def test_upstream_contract_of_the_receiver_override() -> None:
     """If this fails, revisit tui/sources/events.py (_Receiver): the names it overrides or wraps moved."""

@@ -213,12 +213,24 @@ def _localtime(ts: object) -> time.struct_time | None:
         return None
 
 
-def clock(ts: float | None) -> str:
-    """Local wall-clock time ``HH:MM:SS`` of a timestamp; ``?`` when it is not a time."""
+#: Older than this, :func:`clock` gives the day, not the time of day.
+CLOCK_DAY_AFTER_S = 86_400.0
+
+
+def clock(ts: float | None, now: float | None = None) -> str:
+    """Local wall-clock time ``HH:MM:SS`` of a timestamp in the last 24 hours, else its day
+    (``30 Nov``): a history holds tasks of 30 days, and a bare time read as today's (an
+    operator review: a failure of a month ago showed as "First 06:38:59").  ``?`` when it
+    is not a time."""
     if not ts:
         return "--:--:--"
     local = _localtime(ts)
-    return "?" if local is None else time.strftime("%H:%M:%S", local)
+    if local is None:
+        return "?"
+    now = time.time() if now is None else now
+    if now - ts > CLOCK_DAY_AFTER_S:
+        return time.strftime("%d %b", local)
+    return time.strftime("%H:%M:%S", local)
 
 
 def timestamp(ts: object) -> str:
