@@ -44,18 +44,17 @@ async def test_a_silent_worker_is_asked_with_backoff_and_an_answer_ends_it(
         assert worker.online and worker.pool is None
         now = time.time()
         assert screen._wants_inspection(worker, now)  # new: asked at once
-        waits = []
         for _ in range(4):  # no answer each time
             sources.inspection = InspectionResult(taken_at=time.time())
             await _inspect(console, pilot)
             times, due = screen._unanswered["mute@host"]
-            waits.append(round(due - time.time()))
-            assert not screen._wants_inspection(worker, time.time())
+            # judged on the due time, not the clock: a loaded machine takes 0.5 s to get here
+            assert not screen._wants_inspection(worker, due - 0.01)
             assert screen._wants_inspection(worker, due + 0.01)
         assert times == 4
-        assert waits == [0, 1, 2, 4]  # 0.5 s, 1, 2, 4 ...
-        # the next inspection is scheduled for when it is due, not every 0.5 s
-        assert delays[-1] >= 3.5
+        # the next inspection is scheduled for when it is due: 0.5 s, 1, 2, 4 ..., not
+        # every 0.5 s
+        assert [round(d, 3) for d in delays] == [0.5, 1.0, 2.0, 4.0]
         # an answer: the worker has a pool, the backoff is forgotten
         sources.inspection = InspectionResult(
             stats={"mute@host": {"pool": {"implementation": "prefork", "max-concurrency": 2}}},
