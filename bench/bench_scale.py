@@ -33,6 +33,7 @@ import asyncio
 import gc
 import json
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -193,9 +194,8 @@ async def child_first_paint(with_history: bool) -> dict[str, Any]:
         "loop_late_load_max_ms": late_load_max * 1000,
         "history_in_after_entry_s": (history_in - entered) if history_in else None,
         "rss_history_in": rss_in,
-        "rss_peak": psutil.Process().memory_info().rss / 2**20
-        if not hasattr(__import__("resource"), "getrusage")
-        else __import__("resource").getrusage(__import__("resource").RUSAGE_SELF).ru_maxrss / 1024,
+        # the process's high-water mark (Linux: KiB)
+        "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
